@@ -1,0 +1,6 @@
+"""`python -m fernas` is the same as the `fernas` console script."""
+import sys
+
+from fernas.cli import main
+
+sys.exit(main())

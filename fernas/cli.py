@@ -1,0 +1,63 @@
+"""The `fernas` command line: parses arguments and calls the stage modules, nothing more.
+
+Each subcommand lives in `fernas/commands/<name>.py` and exposes
+`register(subparsers)`, which adds its parser and sets `func=run`.
+Errors the user caused (`UserError`) end in one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from fernas import __version__
+from fernas.errors import UserError
+
+# Order here is the order in `fernas --help`.  A module that is missing is skipped,
+# so a subcommand can be developed without breaking the others.
+COMMAND_MODULES = ["genome", "decode", "data", "evolve", "evaluate", "predict"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fernas",
+        description="Genetic-algorithm neural architecture search for facial emotion recognition.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fernas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"fernas.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"fernas.commands.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except UserError as exc:
+        print(f"fernas: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fernas: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the `fernas` CLI; each module exposes `register(subparsers)`."""
