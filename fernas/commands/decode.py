@@ -1,0 +1,70 @@
+"""`fernas decode GENOME.json...`: layer table, parameters, multiply-adds and recipe;
+with `--train`, the full training protocol of seeds 000/002 (see fernas/fulltrain.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from fernas import genome as g
+from fernas.model import summarize
+
+try:  # the training protocol adds its flags when present
+    import fernas.fulltrain as fulltrain
+except ModuleNotFoundError as exc:  # pragma: no cover - only while fulltrain is being written
+    if exc.name != "fernas.fulltrain":
+        raise
+    fulltrain = None
+
+
+def register(sub) -> None:
+    p = sub.add_parser("decode", help="show the network a genome decodes to; --train trains it fully",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("genomes", nargs="+", metavar="GENOME.json", help="one or more genome files")
+    p.add_argument("--json", action="store_true", help="print one JSON object per genome instead of a table")
+    p.add_argument("--input-size", type=int, default=40, choices=(40, 48),
+                   help="input height/width the summary is computed at (40: ten-crop size)")
+    if fulltrain is not None:
+        fulltrain.add_train_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def format_table(doc: dict, summary: dict) -> str:
+    rows = [("layer", "type", "output shape", "params")]
+    for r in summary["layers"]:
+        rows.append((r["layer"], r["type"], "x".join(map(str, r["output_shape"])), _fmt_int(r["params"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [f"genome {summary['name']} (id {g.genome_id(doc)}), input 1x{summary['input'][1]}x{summary['input'][2]}"]
+    for i, r in enumerate(rows):
+        lines.append("  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
+                                r[3].rjust(widths[3])]))
+        if i == 0:
+            lines.append("-" * (sum(widths) + 6))
+    lines.append(f"total parameters: {_fmt_int(summary['params'])}")
+    lines.append(f"multiply-adds per image: {_fmt_int(summary['macs'])} ({summary['macs'] / 1e6:.1f} M)")
+    t = doc["train"]
+    lines.append(f"recipe: optimizer {t['optimizer']}, lr {t['lr']:g}, weight decay {t['weight_decay']:g}, "
+                 f"scheduler {t['scheduler']}, batch {t['batch_size']}")
+    for rep in summary["repairs"]:
+        lines.append(f"repaired: {rep}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    docs = [g.load_genome(p) for p in args.genomes]  # validate all before doing anything
+    if getattr(args, "train", False):
+        return fulltrain.run_train(args, list(args.genomes))
+    for i, doc in enumerate(docs):
+        summary = summarize(doc, input_size=args.input_size)
+        if args.json:
+            out = dict(summary, id=g.genome_id(doc), file=args.genomes[i], train=doc["train"])
+            print(json.dumps(out))
+        else:
+            if i:
+                print()
+            print(format_table(doc, summary))
+    return 0
