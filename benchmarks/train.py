@@ -1,0 +1,300 @@
+"""Trainer speed: the fernas trainer against a reference pipeline in the style of the VGG
+paper's public code (seeds 000/002, Khaireddin & Chen), on the same machine, in one run.
+
+Both train the same network (`fernas.model.build_model`) on ten 40x40 crops per image with
+SGD + Nesterov, so a "network input" (one crop) is the same work in both:
+
+* reference: numpy images -> PIL per sample -> torchvision transforms (resized crop, colour
+  jitter, affine shift, flip, rotation, TenCrop, ToTensor, Normalize, RandomErasing per crop)
+  -> DataLoader in the main process; NCHW (no channels_last); autocast fp16 + GradScaler on
+  GPU as the paper's code; `loss.item()` every step; ten-crop evaluation without `no_grad`.
+* fernas: `fernas.train.train_genome(train_crops=10)` (uint8 data on the device, batched
+  augmentation, channels_last, bf16 autocast on GPU) and `fernas.evaluate.crop_logits`.
+
+Printed per model: inputs (crops) per second of both, their ratio, achieved FLOP/s
+(6 x multiply-adds per crop for a training step: forward + two backward products) against
+the machine's measured dense matmul peak, and an extrapolated time for the full 300+50-epoch
+protocol on FER2013's 28,709 training images.  Results go to benchmarks/results/train.json.
+
+    python benchmarks/train.py            # small CPU settings, a few minutes on 2 cores
+    python benchmarks/train.py --gpu      # GPU settings (batch 64 images, more steps)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from fernas.dataset import Dataset, Split  # noqa: E402
+from fernas.genome import load_genome  # noqa: E402
+from fernas.model import build_model, summarize  # noqa: E402
+
+FER_TRAIN = 28709  # FER2013 training images
+PROTOCOL_EPOCHS = 300 + 50
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, reps: int) -> float:
+    """Best dense matmul FLOP/s of n x n x n products (2 n^3 FLOP each)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    best = 0.0
+    for _ in range(3):
+        a @ b
+        _sync(device)
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        _sync(device)
+        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t))
+    return best
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def machine_info(device: torch.device) -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device)}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def reference_transform():
+    """Per-sample transforms in the manner of the VGG paper's public code (PIL in, ten crops out)."""
+    from torchvision import transforms as T
+
+    to_tensor, norm, erase = T.ToTensor(), T.Normalize(mean=(0.0,), std=(1.0,)), T.RandomErasing()
+    return T.Compose([
+        T.Grayscale(),
+        T.RandomResizedCrop(48, scale=(0.8, 1.2)),
+        T.RandomApply([T.ColorJitter(brightness=0.5, contrast=0.5)], p=0.5),
+        T.RandomApply([T.RandomAffine(0, translate=(0.2, 0.2))], p=0.5),
+        T.RandomHorizontalFlip(),
+        T.RandomApply([T.RandomRotation(10)], p=0.5),
+        T.TenCrop(40),
+        T.Lambda(lambda crops: torch.stack([to_tensor(c) for c in crops])),
+        T.Lambda(lambda ts: torch.stack([norm(t) for t in ts])),
+        T.Lambda(lambda ts: torch.stack([erase(t) for t in ts])),
+    ])
+
+
+class RefDataset(torch.utils.data.Dataset):
+    """numpy uint8 images, converted to PIL one at a time (the paper's `CustomDataset`)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, transform):
+        self.x, self.y, self.transform = x, y, transform
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.x[i])), int(self.y[i])
+
+
+def reference_train(doc, split: Split, device, batch: int, steps: int, warmup: int) -> dict:
+    """Inputs (crops) per second of the reference training loop (after `warmup` steps)."""
+    torch.manual_seed(0)
+    net = build_model(doc).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    cuda = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    ds = RefDataset(split.x.numpy(), split.y.numpy(), reference_transform())
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=0, drop_last=True)
+    net.train()
+    n_inputs, t0, it = 0, None, iter(loader)
+    for step in range(warmup + steps):
+        if step == warmup:
+            _sync(device)
+            t0 = time.perf_counter()
+        try:
+            inputs, labels = next(it)
+        except StopIteration:
+            it = iter(loader)
+            inputs, labels = next(it)
+        bs, ncrops, c, h, w = inputs.shape
+        inputs = inputs.view(-1, c, h, w).to(device)
+        labels = torch.repeat_interleave(labels, ncrops).to(device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
+            outputs = net(inputs)
+            loss = F.cross_entropy(outputs, labels)
+        opt.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        _ = loss.item()  # the paper's loop accumulates python floats every step
+        _ = (outputs.argmax(1) == labels).sum().item()
+        if step >= warmup:
+            n_inputs += inputs.shape[0]
+    _sync(device)
+    return {"inputs_per_s": n_inputs / (time.perf_counter() - t0), "inputs": n_inputs}
+
+
+def reference_eval(doc, split: Split, device, batch: int, batches: int) -> float:
+    """Ten-crop evaluation crops/s of the reference: eval mode but no `no_grad`."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    net = build_model(doc).to(device).eval()
+    tf = T.Compose([T.TenCrop(40), T.Lambda(lambda cs: torch.stack([T.ToTensor()(c) for c in cs]))])
+    x = split.x.numpy()
+    n, t = 0, time.perf_counter()
+    for b in range(batches):
+        imgs = torch.stack([tf(Image.fromarray(x[i])) for i in range(b * batch, (b + 1) * batch)])
+        bs, nc, c, h, w = imgs.shape
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            out = net(imgs.view(-1, c, h, w).to(device)).view(bs, nc, -1).mean(1)
+        _ = out.argmax(1).cpu()
+        n += bs * nc
+    _sync(device)
+    return n / (time.perf_counter() - t)
+
+
+# --------------------------------------------------------------------------- fernas
+
+
+def fernas_train(doc, data: Dataset, device, batch: int, steps: int, warmup: int, crops: int,
+                 amp: bool | None) -> dict:
+    from fernas.train import train_genome
+
+    kw = dict(device=device, train_crops=crops, batch_size=batch, augment="vgg", amp=amp,
+              optimizer="nesterov", scheduler="constant", lr=0.01)
+    train_genome(doc, data, epochs=1, max_steps_per_epoch=warmup, **kw)  # warm-up (allocator, kernels)
+    res = train_genome(doc, data, epochs=1, max_steps_per_epoch=steps, **kw)
+    return {"inputs_per_s": res.inputs / res.train_seconds, "inputs": res.inputs}
+
+
+def fernas_eval(doc, split: Split, device, batch: int, batches: int, amp: bool) -> float:
+    from fernas.evaluate import crop_logits
+
+    net = build_model(doc).to(device).to(memory_format=torch.channels_last).eval()
+    x = split.x[: batch * batches].to(device)
+    crop_logits(net, x[:batch], crops=10, device=device, amp=amp, batch_crops=batch * 10)  # warm-up
+    _sync(device)
+    t = time.perf_counter()
+    crop_logits(net, x, crops=10, device=device, amp=amp, batch_crops=batch * 10)
+    _sync(device)
+    return x.shape[0] * 10 / (time.perf_counter() - t)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--gpu", "--large", dest="large", action="store_true",
+                    help="larger settings for a GPU (batch 64 images, 30 timed steps)")
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--models", default="daocong_mobilenetv2,vgg_khaireddin",
+                    help="genome names under genomes/ (comma-separated)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per pipeline")
+    ap.add_argument("--batch", type=int, default=None, help="images per step (x10 crops)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train.json"))
+    args = ap.parse_args(argv)
+
+    from fernas.demo_faces import make_demo
+    from fernas.train import default_amp, resolve_device
+
+    dev = resolve_device(args.device)
+    cuda = dev.type == "cuda"
+    large = args.large or cuda
+    batch = args.batch or (64 if large else 16)
+    steps = args.steps or (30 if large else 3)
+    warmup = 5 if large else 1
+    n_train = batch * (steps + warmup + 1)
+    data = make_demo(n_train, 8, batch * 4, seed=0)
+    print(f"machine: {machine_info(dev)}", flush=True)
+
+    if cuda:
+        peak = {"bf16": matmul_peak(dev, torch.bfloat16, 8192, 20), "fp32": matmul_peak(dev, torch.float32, 8192, 5)}
+    else:
+        peak = {"fp32": matmul_peak(dev, torch.float32, 1024, 10), "bf16": matmul_peak(dev, torch.bfloat16, 1024, 10)}
+    peak_key = "bf16" if cuda else "fp32"
+    print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()), flush=True)
+
+    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(dev),
+               "fernas_amp_bf16": default_amp(dev), "settings": {"batch_images": batch, "crops_per_image": 10, "timed_steps": steps,
+                            "warmup_steps": warmup}, "matmul_peak_flops": peak, "models": {}}
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        doc = load_genome(ROOT / "genomes" / f"{name}.json")
+        macs = summarize(doc)["macs"]
+        flop_per_input = 6 * macs  # training step: forward 2*MACs, backward 4*MACs
+        ref = reference_train(doc, data.train, dev, batch, steps, warmup)
+        fer = fernas_train(doc, data, dev, batch, steps, warmup, crops=10, amp=None)
+        row = {"macs_per_input": macs, "reference": ref, "fernas": fer,
+               "speedup": fer["inputs_per_s"] / ref["inputs_per_s"]}
+        if not cuda:  # the other CPU precision, so the default (bf16 iff native bf16) can be checked
+            other = not default_amp(dev)
+            row["fernas_bf16" if other else "fernas_fp32"] = fernas_train(doc, data, dev, batch, steps, warmup,
+                                                                          crops=10, amp=other)
+        else:  # one crop per image: the --train-crops 1 protocol
+            row["fernas_one_crop"] = fernas_train(doc, data, dev, batch * 10, steps, warmup, crops=1, amp=None)
+        for k in ("reference", "fernas", "fernas_fp32", "fernas_bf16", "fernas_one_crop"):
+            if k in row:
+                row[k]["flops"] = row[k]["inputs_per_s"] * flop_per_input
+                row[k]["fraction_of_peak"] = row[k]["flops"] / peak[peak_key]
+        row["eval_inputs_per_s"] = {"reference": reference_eval(doc, data.test, dev, batch, 2),
+                                    "fernas": fernas_eval(doc, data.test, dev, batch, 4, amp=default_amp(dev))}
+        # Full protocol estimate: 350 epochs x 28,709 images x 10 crops at the measured rate
+        # (validation/test passes add a few percent; extrapolated, not run).
+        row["protocol_minutes_extrapolated"] = {
+            "ten_crops": PROTOCOL_EPOCHS * FER_TRAIN * 10 / fer["inputs_per_s"] / 60}
+        if "fernas_one_crop" in row:
+            row["protocol_minutes_extrapolated"]["one_crop"] = (
+                PROTOCOL_EPOCHS * FER_TRAIN / row["fernas_one_crop"]["inputs_per_s"] / 60)
+        results["models"][name] = row
+        print(f"\n{name}: {macs / 1e6:.1f} M MACs per 40x40 input")
+        for k in ("reference", "fernas", "fernas_fp32", "fernas_bf16", "fernas_one_crop"):
+            if k in row:
+                r = row[k]
+                print(f"  {k:<16} {r['inputs_per_s']:9.1f} inputs/s  {r['flops'] / 1e9:8.1f} GFLOP/s  "
+                      f"{100 * r['fraction_of_peak']:5.1f}% of {peak_key} matmul peak")
+        print(f"  speedup fernas / reference: {row['speedup']:.2f}x")
+        ev = row["eval_inputs_per_s"]
+        print(f"  ten-crop evaluation: reference {ev['reference']:.0f}, fernas {ev['fernas']:.0f} inputs/s "
+              f"({ev['fernas'] / ev['reference']:.2f}x)")
+        print("  full 300+50-epoch protocol on 28,709 images (extrapolated): "
+              + ", ".join(f"{k} {v:.1f} min" for k, v in row["protocol_minutes_extrapolated"].items()),
+              flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from fernas.io import atomic_write_json
+
+    atomic_write_json(out, results)
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""`fernas evaluate MODEL.pt`: ten-crop test of a saved model on a dataset, metrics and plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="test a saved model (ten-crop) on a dataset; write metrics and plots",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", metavar="MODEL.pt", help="a model.pt written by `fernas decode --train`")
+    try:
+        from fernas.data import add_data_arguments
+    except ModuleNotFoundError as exc:  # pragma: no cover - only while data.py is missing
+        if exc.name != "fernas.data":
+            raise
+        p.add_argument("--data", default="demo", help="dataset: demo")
+    else:
+        add_data_arguments(p)
+    p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split to evaluate")
+    p.add_argument("--out", default=None,
+                   help="directory for metrics.json, confusion.png, saliency.png (default: a new one under runs/)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fernas.errors import RunDirError, UserError
+    from fernas.evaluate import evaluate_model, load_model_file, predict_proba
+    from fernas.fulltrain import _load_data
+    from fernas.io import atomic_write_json
+    from fernas.model import summarize
+    from fernas.report import write_plots
+    from fernas.train import default_amp, resolve_device
+
+    dev = resolve_device(args.device)
+    doc, model, meta = load_model_file(args.model, device=dev)
+    out = Path(args.out) if args.out else Path("runs") / f"evaluate-{datetime.now():%Y%m%d-%H%M%S}"
+    if (out / "metrics.json").exists():
+        raise RunDirError(f"{out}: already holds metrics.json; choose another --out")
+    data = _load_data(args)
+    if list(meta.get("classes", data.classes)) != list(data.classes):
+        raise UserError(f"{args.model}: model classes {meta.get('classes')} differ from the dataset's {data.classes}")
+    split = data.splits()[args.split]
+    if len(split) == 0:
+        raise UserError(f"--split {args.split}: the dataset's {args.split} split is empty")
+    amp = default_amp(dev)
+    bc = 4096 if dev.type == "cuda" else 512
+    m = evaluate_model(model, split, data.classes, device=dev, amp=amp, batch_crops=bc)
+    probs = predict_proba(model, split.x, crops=10, device=dev, amp=amp, batch_crops=bc)
+    s = summarize(doc, input_size=40, num_classes=len(data.classes))
+    metrics = {"model": str(args.model), "genome": doc.get("name"), "data": data.source, "split": args.split,
+               **{k: m[k] for k in ("test_accuracy_tencrop", "test_accuracy_single", "macro_f1",
+                                    "test_loss_tencrop", "n", "per_class", "confusion", "classes")},
+               "params": s["params"], "macs": s["macs"], "device": str(dev)}
+    out.mkdir(parents=True, exist_ok=True)
+    write_plots(out, [], metrics, model, split, probs, data.classes, title=str(doc.get("name", "")))
+    atomic_write_json(out / "metrics.json", metrics)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{args.model} on {data.source} {args.split} ({m['n']} images): ten-crop accuracy "
+              f"{m['test_accuracy_tencrop']:.4f}, single crop {m['test_accuracy_single']:.4f}, "
+              f"macro F1 {m['macro_f1']:.4f}")
+        for c, v in m["per_class"].items():
+            print(f"  {c:<10} precision {v['precision']:.3f}  recall {v['recall']:.3f}  f1 {v['f1']:.3f}  "
+                  f"n {v['support']}")
+    print(f"wrote metrics.json, confusion.png, saliency.png to {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,202 @@
+"""`fernas evolve`: the genetic search on Ray Tune (fernas/evolve.py + fernas/search.py).
+
+Parses and validates the flags, loads the seed genomes, and calls `fernas.search.run_evolve`.
+Every mistake a user can make here ends in one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import time
+from pathlib import Path
+
+from fernas.errors import GenomeError, UserError
+
+DEFAULT_SEED_GLOB = "genomes/*.json"
+
+
+def _add_data_arguments(parser) -> None:
+    try:
+        from fernas.data import add_data_arguments
+    except ModuleNotFoundError as exc:  # only while fernas/data.py is being written
+        if exc.name != "fernas.data":
+            raise
+        parser.add_argument_group("data").add_argument("--data", default="demo", help="dataset: demo")
+        return
+    add_data_arguments(parser)  # its own "data" group: --data, --labels, --skip-bad, --data-seed
+
+
+def _load_data(args):
+    try:
+        from fernas.data import dataset_from_args
+    except ModuleNotFoundError as exc:
+        if exc.name != "fernas.data":
+            raise
+        if args.data != "demo":
+            raise UserError(f"--data {args.data}: only the demo data is available in this build") from None
+        from fernas.demo_faces import make_demo
+        return make_demo(seed=0)
+    return dataset_from_args(args)
+
+
+def register(sub) -> None:
+    from fernas.evolve import GAConfig
+    from fernas.search import EvolveOptions
+
+    d, o = GAConfig(), EvolveOptions(out="")
+    p = sub.add_parser(
+        "evolve", help="evolve genomes with a GA, training each new one briefly on Ray Tune workers",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="DEAP evolves genomes; every never-seen genome is trained for a few epochs in a Ray Tune "
+                    "trial (a GPU share where there are GPUs, else CPUs); the best genomes are written as "
+                    "files `fernas decode --train` takes. Resume a killed run with --out DIR --resume.")
+    _add_data_arguments(p)
+    g = p.add_argument_group("Output")
+    g.add_argument("--out", default=None, metavar="DIR",
+                   help="run directory (never overwritten without --resume); default runs/evolve-DATE-TIME")
+
+    g = p.add_argument_group("Search space")
+    g.add_argument("--seed-genomes", default=DEFAULT_SEED_GLOB, metavar="GLOB",
+                   help="genome files that seed the initial population (then random-search-space samples "
+                        "of seeds 001/004, then uniform random genomes)")
+    g.add_argument("--max-mmacs", type=float, default=o.max_mmacs, metavar="M",
+                   help="genomes above this many million multiply-adds per 40x40 image get the penalty "
+                        "without training (the VGG seed has about 350, the 8-conv seed of 001 about 1,770)")
+
+    g = p.add_argument_group("GA")
+    g.add_argument("--generations", type=int, default=d.generations,
+                   help="generations including the initial population (at most pop x generations trials)")
+    g.add_argument("--pop", type=int, default=d.pop, help="population size")
+    g.add_argument("--objectives", default="accuracy",
+                   help="accuracy | accuracy,params | accuracy,latency (| accuracy,macs); "
+                        "two objectives use NSGA-II and a Pareto front")
+    g.add_argument("--crossover", type=float, default=d.cxpb, metavar="P",
+                   help="probability that a pair of parents is recombined (two-point crossover)")
+    g.add_argument("--mutation", type=float, default=d.mutpb, metavar="P",
+                   help="probability that a child is mutated")
+    g.add_argument("--gene-mutation", type=float, default=d.indpb, metavar="P",
+                   help="per-gene probability of a uniform redraw in a mutated child")
+    g.add_argument("--tournament", type=int, default=d.tournsize, metavar="K",
+                   help="tournament size (single objective)")
+    g.add_argument("--elite", type=int, default=d.elite, metavar="N",
+                   help="best genomes copied unchanged into the next generation (single objective; "
+                        "NSGA-II is elitist by itself)")
+    g.add_argument("--hall-of-fame", type=int, default=d.hof_size, metavar="N",
+                   help="best genomes written to OUT/hall_of_fame/")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed of the GA and of every trial's training")
+
+    g = p.add_argument_group("Trials")
+    g.add_argument("--epochs-per-trial", type=int, default=o.epochs_per_trial, metavar="N",
+                   help="training epochs of each new genome (the fast trainer, one crop per image)")
+    g.add_argument("--max-steps-per-epoch", type=int, default=0, metavar="N",
+                   help="cap on optimizer steps per trial epoch (0: whole epochs); for quick runs")
+    g.add_argument("--asha", action="store_true",
+                   help="stop hopeless trials early (ASHA on validation accuracy; needs --epochs-per-trial >= 2)")
+
+    g = p.add_argument_group("Ray / System")
+    g.add_argument("--gpus-per-trial", default="auto", metavar="G",
+                   help="GPU share of a trial; auto = 0.25 (four trials per card) when the cluster has GPUs, "
+                        "else 0 (CPUs)")
+    g.add_argument("--cpus-per-trial", type=float, default=o.cpus_per_trial, metavar="N",
+                   help="CPUs of a trial (also its torch threads)")
+    g.add_argument("--max-concurrent", type=int, default=0, metavar="N",
+                   help="trials at a time; 0 = as many as the resources hold")
+    g.add_argument("--address", default=None, metavar="ADDR",
+                   help="join an existing Ray cluster (auto | HOST:PORT | ray://HOST:10001) instead of "
+                        "starting a local one")
+    g.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                   help="where Ray Tune keeps trial logs; on a cluster a path every node reaches or a cloud "
+                        "URI (default: OUT/ray)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (search settings come from its config.json)")
+    g.add_argument("--no-dashboard", action="store_true",
+                   help="start the local Ray without its dashboard")
+    g.add_argument("--verbose", action="store_true", help="show Ray's own trial table and logs")
+    p.set_defaults(func=run)
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise UserError(msg)
+
+
+def options_from_args(args: argparse.Namespace):
+    """Validate the flags (UserError, one line) and build EvolveOptions."""
+    from fernas.evolve import GAConfig, parse_objectives
+    from fernas.search import EvolveOptions
+
+    _check(args.pop >= 2, f"--pop {args.pop}: need at least 2 genomes")
+    _check(args.generations >= 1, f"--generations {args.generations}: need at least 1")
+    try:
+        objectives = parse_objectives(args.objectives)
+    except ValueError as exc:
+        raise UserError(f"--objectives: {exc}") from None
+    for flag, v in (("--crossover", args.crossover), ("--mutation", args.mutation),
+                    ("--gene-mutation", args.gene_mutation)):
+        _check(0.0 <= v <= 1.0, f"{flag} {v:g}: expected a probability in [0, 1]")
+    _check(args.tournament >= 1, f"--tournament {args.tournament}: need at least 1")
+    _check(0 <= args.elite < args.pop, f"--elite {args.elite}: expected 0 to pop-1 ({args.pop - 1})")
+    _check(args.hall_of_fame >= 1, f"--hall-of-fame {args.hall_of_fame}: need at least 1")
+    _check(args.epochs_per_trial >= 1, f"--epochs-per-trial {args.epochs_per_trial}: need at least 1")
+    _check(args.max_steps_per_epoch >= 0, f"--max-steps-per-epoch {args.max_steps_per_epoch}: expected >= 0")
+    _check(args.max_mmacs > 0, f"--max-mmacs {args.max_mmacs:g}: expected > 0")
+    _check(args.cpus_per_trial > 0, f"--cpus-per-trial {args.cpus_per_trial:g}: expected > 0")
+    _check(args.max_concurrent >= 0, f"--max-concurrent {args.max_concurrent}: expected >= 0")
+    if args.gpus_per_trial != "auto":
+        try:
+            gpt = float(args.gpus_per_trial)
+        except ValueError:
+            raise UserError(f"--gpus-per-trial {args.gpus_per_trial!r}: expected auto or a number") from None
+        _check(gpt >= 0, f"--gpus-per-trial {gpt:g}: expected >= 0")
+        _check(gpt <= 1 or gpt == int(gpt), f"--gpus-per-trial {gpt:g}: a share above 1 must be whole")
+    if args.resume:
+        _check(args.out is not None, "--resume needs --out DIR (the run to continue)")
+    out = args.out or f"runs/evolve-{time.strftime('%Y%m%d-%H%M%S')}"
+    ga = GAConfig(pop=args.pop, generations=args.generations, cxpb=args.crossover, mutpb=args.mutation,
+                  indpb=args.gene_mutation, tournsize=args.tournament, elite=args.elite,
+                  hof_size=args.hall_of_fame, objectives=objectives, seed=args.seed)
+    data_args = {k: v for k, v in vars(args).items() if k in ("labels", "skip_bad", "data_seed")}
+    return EvolveOptions(
+        out=out, ga=ga, data=args.data, data_args=data_args, epochs_per_trial=args.epochs_per_trial,
+        max_steps_per_epoch=args.max_steps_per_epoch, max_mmacs=args.max_mmacs,
+        seed_genomes=[], gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+        max_concurrent=args.max_concurrent, address=args.address, storage=args.storage, resume=args.resume,
+        dashboard=not args.no_dashboard, asha=args.asha, verbose=args.verbose)
+
+
+def load_seed_genomes(pattern: str) -> tuple[list[str], list[dict]]:
+    """Every file the glob names, validated (GenomeError names a file that does not parse)."""
+    from fernas.genome import load_genome
+
+    files = sorted(glob.glob(pattern))
+    if not files and pattern == DEFAULT_SEED_GLOB:
+        # run from outside the repository: the seed designs next to the package
+        files = sorted(glob.glob(str(Path(__file__).resolve().parents[2] / DEFAULT_SEED_GLOB)))
+    elif not files and pattern:
+        raise UserError(f"--seed-genomes {pattern}: no file matches")
+    docs = []
+    for f in files:
+        try:
+            docs.append(load_genome(f))
+        except GenomeError as exc:
+            raise GenomeError(f"--seed-genomes: {exc}") from None
+    return files, docs
+
+
+def run(args: argparse.Namespace) -> int:
+    from fernas.search import run_evolve
+
+    opts = options_from_args(args)
+    files, docs = load_seed_genomes(args.seed_genomes)
+    opts.seed_genomes = files
+
+    def load_data(resolved):  # on --resume the stored data flags win
+        ns = argparse.Namespace(**vars(args))
+        ns.data = resolved.data
+        for k, v in resolved.data_args.items():
+            setattr(ns, k, v)
+        return _load_data(ns)
+
+    run_evolve(opts, load_data, docs)
+    return 0

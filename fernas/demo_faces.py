@@ -1,0 +1,199 @@
+"""Built-in synthetic FER2013-like data: procedurally drawn 48x48 grayscale cartoon faces.
+
+FER2013 (Goodfellow et al., used by every seed paper) cannot be downloaded on the machines
+fernas is developed on, so the package ships this generator as its default `--data demo`.
+Each image is a face oval with eyes, brows, nose and mouth whose geometry follows one of the
+seven FER2013 expressions, in FER2013 order:
+
+    angry     brows lowered and drawn together, narrowed eyes, pressed narrow mouth
+    disgust   raised upper lip (a notch and a small opening), nose wrinkles, lowered brows
+    fear      raised brows drawn together, wide eyes, stretched open mouth
+    happy     upturned mouth corners, slightly narrowed eyes
+    sad       raised inner brows, downturned mouth
+    surprise  high brows, wide eyes, round open mouth
+    neutral   none of that
+
+Every image varies in identity (face size, feature positions, skin and background tone, line
+thickness), pose (shift, scale, rotation), lighting (a gradient), noise, occluders (a bar or
+a blob over part of the face) and expression intensity (a weak expression is close to
+neutral), and each expression parameter is jittered per image, so the classes overlap the way
+real expressions do. Everything is drawn with vectorised torch ops from one seed; 5,000 images
+take about a second on two CPU cores.
+
+Classes are balanced within each split (FER2013 itself is not; its "disgust" is 1.5 %).
+Each split has its own random stream, so changing `n_train` leaves val and test unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fernas.dataset import Dataset, Split
+
+CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+# Default sizes: big enough that search trials rank architectures, small enough that a
+# few-epoch trial of a small CNN takes seconds on two CPU cores (see benchmarks/demo_difficulty.py).
+DEFAULT_SIZES = (3500, 700, 700)
+
+# Expression geometry, in the face's own frame: x right, y down, face centre at 0, face
+# half-height about 0.8.  Each row is the change from neutral at full intensity.
+_PARAMS = ["brow_in_y", "brow_out_y", "brow_in_x", "eye_h", "mouth_w", "curve",
+           "open", "round", "lip_raise", "wrinkle", "mouth_y"]
+_NEUTRAL = dict(brow_in_y=-0.40, brow_out_y=-0.42, brow_in_x=0.11, eye_h=0.055, mouth_w=0.26,
+                curve=0.0, open=0.0, round=0.0, lip_raise=0.0, wrinkle=0.0, mouth_y=0.45)
+_DELTAS = {
+    "angry":    dict(brow_in_y=0.11, brow_out_y=-0.03, brow_in_x=-0.05, eye_h=-0.02, mouth_w=-0.07, curve=-0.03),
+    "disgust":  dict(brow_in_y=0.06, brow_in_x=-0.02, eye_h=-0.015, mouth_w=-0.02, curve=-0.07,
+                     open=0.03, lip_raise=0.09, wrinkle=1.0),
+    "fear":     dict(brow_in_y=-0.10, brow_out_y=-0.05, brow_in_x=-0.03, eye_h=0.035, mouth_w=0.09,
+                     open=0.07, curve=-0.04),
+    "happy":    dict(curve=0.14, mouth_w=0.08, open=0.03, eye_h=-0.015, mouth_y=-0.02),
+    "sad":      dict(brow_in_y=-0.09, brow_out_y=0.04, curve=-0.11, mouth_w=-0.03, eye_h=-0.01, mouth_y=0.02),
+    "surprise": dict(brow_in_y=-0.14, brow_out_y=-0.14, eye_h=0.04, open=0.16, mouth_w=-0.11, round=1.0,
+                     mouth_y=0.03),
+    "neutral":  dict(),
+}
+# Per-image jitter of each parameter (standard deviation), the source of class overlap.
+_JITTER = dict(brow_in_y=0.035, brow_out_y=0.03, brow_in_x=0.02, eye_h=0.012, mouth_w=0.035,
+               curve=0.035, open=0.02, round=0.2, lip_raise=0.02, wrinkle=0.2, mouth_y=0.03)
+# Difficulty knobs (tuned with benchmarks/demo_difficulty.py).
+INTENSITY = (0.4, 1.0)  # expression intensity, uniform
+JITTER_SCALE = 0.7  # multiplies _JITTER
+NOISE_STD = (2.0, 10.0)  # pixel noise, grey levels
+P_OCCLUDE = 0.2  # chance of an occluder per image
+
+
+def _table() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    neutral = torch.tensor([_NEUTRAL[k] for k in _PARAMS])
+    deltas = torch.tensor([[_DELTAS[c].get(k, 0.0) for k in _PARAMS] for c in CLASSES])
+    jitter = torch.tensor([_JITTER[k] for k in _PARAMS]) * JITTER_SCALE
+    return neutral, deltas, jitter
+
+
+def _sig(d: torch.Tensor, soft: float | torch.Tensor) -> torch.Tensor:
+    """Soft inside-mask from a signed distance (positive inside): antialiased edges."""
+    return torch.sigmoid(d / soft)
+
+
+def _seg_dist(u, v, x0, y0, x1, y1):
+    """Distance from points (u, v) (B, H, W) to segments (x0, y0)-(x1, y1) with (B, 1, 1) ends."""
+    dx, dy = x1 - x0, y1 - y0
+    t = (((u - x0) * dx + (v - y0) * dy) / (dx * dx + dy * dy + 1e-8)).clamp(0, 1)
+    return torch.hypot(u - (x0 + t * dx), v - (y0 + t * dy))
+
+
+def _render(y: torch.Tensor, g: torch.Generator, size: int = 48) -> torch.Tensor:
+    """Draw faces for labels y (N,) -> uint8 (N, size, size). All per-image draws come from g."""
+    n = y.shape[0]
+
+    def U(lo, hi, shape=(n,)):
+        return torch.rand(shape, generator=g) * (hi - lo) + lo
+
+    def N(std, shape=(n,)):
+        return torch.randn(shape, generator=g) * std
+
+    neutral, deltas, jitter = _table()
+    k = U(*INTENSITY)[:, None]  # (N, 1) expression intensity
+    e = neutral + k * deltas[y] + torch.randn((n, len(_PARAMS)), generator=g) * jitter  # (N, P)
+    P = {name: e[:, i, None, None] for i, name in enumerate(_PARAMS)}  # each (N, 1, 1)
+
+    # Identity: face shape, feature placement, tones, stroke width.
+    face_rx, face_ry = U(0.55, 0.70), U(0.72, 0.88)
+    eye_x, eye_y, eye_w = U(0.22, 0.30), U(-0.28, -0.18), U(0.09, 0.13)
+    brow_dy = U(-0.04, 0.04)  # brow height relative to the eye line, per identity
+    skin, bg = U(120, 215), U(20, 235)
+    ink = U(10, 70)  # colour of features
+    stroke = U(0.035, 0.06)
+    # Pose: face-frame coords from image coords  (u, v) = R(-a) ((px, py) - t) / s.
+    ang = N(10 * math.pi / 180).clamp(-0.35, 0.35)
+    sc = U(0.85, 1.12)
+    tx, ty = N(0.06), N(0.06)
+    # Lighting: linear gradient across the face.
+    light_dir = U(0, 2 * math.pi)
+    light_amp = U(0.0, 0.45)
+    noise_std = U(*NOISE_STD)
+    # Occluder: 0 none, 1 horizontal bar (glasses, hair), 2 blob (hand).
+    occ_on = torch.rand(n, generator=g) < P_OCCLUDE
+    occ_kind = torch.randint(1, 3, (n,), generator=g)
+    occ_x, occ_y = U(-0.7, 0.7), U(-0.6, 0.8)
+    occ_r, occ_tone = U(0.15, 0.35), U(0, 255)
+    noise = torch.randn((n, size, size), generator=g)
+
+    c = lambda t: t[:, None, None]  # (N,) -> (N, 1, 1) to broadcast over pixels
+    lin = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
+    py, px = torch.meshgrid(lin, lin, indexing="ij")  # (H, W)
+    px, py = px - c(tx), py - c(ty)
+    ca, sa = torch.cos(c(ang)), torch.sin(c(ang))
+    u = (ca * px + sa * py) / c(sc)  # (N, H, W) face-frame coords
+    v = (-sa * px + ca * py) / c(sc)
+    soft = 0.02 / c(sc)  # ~ one pixel, for antialiasing
+
+    img = c(bg).expand(n, size, size).clone()
+    face = _sig(1 - torch.sqrt((u / c(face_rx)) ** 2 + (v / c(face_ry)) ** 2), 0.03)
+    img = img + face * (c(skin) - img)
+
+    def paint(mask, tone):
+        nonlocal img
+        img = img + mask * (tone - img)
+
+    au = u.abs()  # features are left-right symmetric: draw in |u|
+    # Eyes: ellipses whose height carries the expression (wide for fear/surprise).
+    eye = _sig(1 - torch.sqrt(((au - c(eye_x)) / c(eye_w)) ** 2 + ((v - c(eye_y)) / P["eye_h"].clamp(min=0.012)) ** 2), 0.15)
+    paint(eye, c(ink))
+    # Brows: a segment from the inner to the outer end above each eye.
+    by = c(eye_y) + c(brow_dy)
+    bd = _seg_dist(au, v, P["brow_in_x"], by + P["brow_in_y"] + 0.25, c(eye_x) + 0.14, by + P["brow_out_y"] + 0.25)
+    paint(_sig(c(stroke) * 0.9 - bd, soft), c(ink))
+    # Nose: a short vertical stroke; disgust adds wrinkle strokes beside it.
+    nd = _seg_dist(u, v, torch.zeros_like(c(tx)), c(torch.zeros(n)) - 0.02, c(torch.zeros(n)), c(torch.zeros(n)) + 0.18)
+    paint(0.6 * _sig(c(stroke) * 0.6 - nd, soft), c(ink))
+    wd = _seg_dist(au, v, c(torch.full((n,), 0.07)), c(torch.full((n,), -0.05)), c(torch.full((n,), 0.15)),
+                   c(torch.full((n,), 0.05)))
+    paint(P["wrinkle"].clamp(0, 1) * _sig(c(stroke) * 0.5 - wd, soft), c(ink))
+    # Mouth: a lip line y = my - curve * (x/w)^2 (corners up when curve > 0), with the upper
+    # lip raised in the middle for disgust, plus an opening (wide ellipse, round for surprise).
+    mw = P["mouth_w"].clamp(min=0.08)
+    my = P["mouth_y"]
+    xr = (au / mw).clamp(max=1.5)
+    line_y = my - P["curve"] * (xr ** 2) - P["lip_raise"] * torch.exp(-(u / 0.08) ** 2)
+    lip = _sig(c(stroke) - (v - line_y).abs(), soft) * _sig(mw - au, soft)
+    paint(lip, c(ink))
+    op = P["open"].clamp(min=0.0)
+    rw = mw * (1 - 0.55 * P["round"].clamp(0, 1))  # round mouths are narrower
+    mouth_hole = _sig(1 - torch.sqrt((u / rw) ** 2 + ((v - my - op * 0.5) / (op + 1e-3)) ** 2), 0.15)
+    paint(mouth_hole * (op > 0.01).float(), c(ink) * 0.5)
+
+    # Lighting gradient and occluder, then noise.
+    img = img * (1 + c(light_amp) * (torch.cos(c(light_dir)) * px + torch.sin(c(light_dir)) * py) * 0.5)
+    od = torch.where(c(occ_kind) == 1,
+                     c(occ_r) * 0.45 - (v - c(occ_y)).abs(),  # horizontal bar
+                     c(occ_r) - torch.hypot(u - c(occ_x), v - c(occ_y)))  # round blob
+    paint(_sig(od, soft) * c(occ_on.float()), c(occ_tone))
+    img = img + noise * c(noise_std)
+    return img.round().clamp(0, 255).to(torch.uint8)
+
+
+def _split(n: int, seed: int, index: int) -> Split:
+    # Each split its own stream, derived from (seed, split index).
+    g = torch.Generator().manual_seed(int(seed) * 1000003 + 7919 * (index + 1))
+    y = (torch.arange(n) % len(CLASSES))[torch.randperm(n, generator=g)]  # balanced
+    xs = [_render(y[i:i + 1024], g) for i in range(0, n, 1024)]  # chunks bound peak memory
+    x = torch.cat(xs) if xs else torch.zeros((0, 48, 48), dtype=torch.uint8)
+    return Split(x, y.to(torch.int64))
+
+
+def make_demo(n_train: int = DEFAULT_SIZES[0], n_val: int = DEFAULT_SIZES[1], n_test: int = DEFAULT_SIZES[2],
+              seed: int = 0) -> Dataset:
+    """The synthetic demo dataset: three class-balanced splits of 48x48 uint8 faces.
+
+    Deterministic in (size of the split, seed); the classes are FER2013's, in FER2013 order.
+    """
+    for name, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if n < 0:
+            raise ValueError(f"{name} must be >= 0, got {n}")
+    splits = [_split(n, seed, i) for i, n in enumerate((n_train, n_val, n_test))]
+    return Dataset(list(CLASSES), *splits, source="demo",
+                   info={"kind": "demo", "seed": seed, "sizes": [n_train, n_val, n_test]})

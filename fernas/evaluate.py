@@ -1,0 +1,248 @@
+"""Evaluation: ten-crop and centre-crop testing, metrics, the model file, and export.
+
+Testing follows the VGG paper (seeds 000/002, Khaireddin & Chen): "standard ten-crop
+averaging" -- the four 40x40 corners, the centre and their mirror images of each 48x48 face,
+with the network's logits averaged over the ten crops.  All crops of a batch go through the
+network in one forward pass under `inference_mode` + autocast.
+
+The model file (`model.pt`) is a plain dict holding the genome document and the weights
+(nanoGPT's habit), so the network is rebuilt from its genome before the weights load and the
+file loads with `torch.load(weights_only=True)`: no pickled code runs when a model is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fernas.errors import UserError
+from fernas.io import atomic_torch_save
+
+MODEL_FILE_VERSION = 1
+CROP = 40  # networks see 40x40 crops of the 48x48 images
+
+
+def amp_context(device: torch.device, enabled: bool):
+    """bf16 autocast on the device when enabled, else a no-op context."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float in [0, 1]; float input is taken as already scaled."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+@torch.inference_mode()
+def crop_logits(model: nn.Module, x: torch.Tensor, *, crops: int = 10, device=None,
+                amp: bool = False, batch_crops: int = 512) -> torch.Tensor:
+    """Logits (N, C) of uint8 images x (N, 48, 48), averaged over `crops` (10 or 1 = centre).
+
+    Images move to the device a batch at a time, so a CPU-resident test set works on GPU.
+    """
+    from fernas.augment import center_crop, ten_crop
+
+    if crops not in (1, 10):
+        raise ValueError(f"crops must be 1 or 10, got {crops}")
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    per = max(1, batch_crops // crops)  # images per forward pass
+    out = []
+    for i in range(0, x.shape[0], per):
+        xb = x[i:i + per].to(dev, non_blocking=True)  # (b, 48, 48) uint8
+        b = xb.shape[0]
+        if crops == 10:
+            c = _as_float(ten_crop(xb)).reshape(b * 10, 1, CROP, CROP)  # (10b, 1, 40, 40)
+        else:
+            c = _as_float(center_crop(xb)).reshape(b, 1, CROP, CROP)  # (b, 1, 40, 40)
+        c = c.contiguous(memory_format=torch.channels_last)
+        with amp_context(dev, amp):
+            logits = model(c).float()
+        out.append(logits.view(b, crops, -1).mean(1) if crops == 10 else logits)
+    if not out:
+        return torch.zeros(0, 0)
+    return torch.cat(out)
+
+
+def predict_proba(model: nn.Module, x: torch.Tensor, *, crops: int = 10, device=None,
+                  amp: bool = False, batch_crops: int = 512) -> torch.Tensor:
+    """Class probabilities (N, C) on CPU: softmax of the crop-averaged logits."""
+    return torch.softmax(crop_logits(model, x, crops=crops, device=device, amp=amp,
+                                     batch_crops=batch_crops), dim=1).cpu()
+
+
+def metrics(y_true, y_pred, classes: list[str]) -> dict:
+    """Accuracy, macro F1, per-class precision/recall/F1/support and the confusion matrix.
+
+    confusion[i][j] counts images of true class i predicted as j.  A class never predicted
+    has precision 0 (and a class absent from y_true recall 0), as scikit-learn's
+    zero_division=0; macro F1 averages over all classes.
+    """
+    y_true = torch.as_tensor(y_true).long().cpu()
+    y_pred = torch.as_tensor(y_pred).long().cpu()
+    k = len(classes)
+    cm = torch.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)  # (true, pred)
+    tp = cm.diag().double()
+    pred_n = cm.sum(0).double()
+    true_n = cm.sum(1).double()
+    precision = torch.where(pred_n > 0, tp / pred_n.clamp(min=1), torch.zeros_like(tp))
+    recall = torch.where(true_n > 0, tp / true_n.clamp(min=1), torch.zeros_like(tp))
+    denom = precision + recall
+    f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp(min=1e-12), torch.zeros_like(tp))
+    n = int(y_true.numel())
+    return {
+        "n": n,
+        "accuracy": float(tp.sum() / n) if n else float("nan"),
+        "macro_f1": float(f1.mean()),
+        "per_class": {c: {"precision": float(precision[i]), "recall": float(recall[i]),
+                          "f1": float(f1[i]), "support": int(true_n[i])} for i, c in enumerate(classes)},
+        "confusion": cm.tolist(),
+        "classes": list(classes),
+    }
+
+
+def evaluate_model(model: nn.Module, split, classes: list[str], *, device=None, amp: bool = False,
+                   batch_crops: int = 512) -> dict:
+    """Ten-crop and centre-crop test of `model` on a Split: the metrics dict of metrics.json."""
+    logits10 = crop_logits(model, split.x, crops=10, device=device, amp=amp, batch_crops=batch_crops)
+    logits1 = crop_logits(model, split.x, crops=1, device=device, amp=amp, batch_crops=batch_crops)
+    y = split.y.to(logits10.device)
+    m = metrics(split.y, logits10.argmax(1).cpu(), classes)
+    m["test_accuracy_tencrop"] = m["accuracy"]
+    m["test_accuracy_single"] = float((logits1.argmax(1) == y).float().mean()) if len(y) else float("nan")
+    m["test_loss_tencrop"] = float(F.cross_entropy(logits10, y)) if len(y) else float("nan")
+    return m
+
+
+# --------------------------------------------------------------------------- model file
+
+
+def save_model_file(path, doc: dict, state: dict, extra: dict | None = None) -> None:
+    """Write model.pt: {"fernas_model": 1, "genome": doc, "state_dict": weights, ...extra}.
+
+    Only plain types and tensors go in, so `torch.load(weights_only=True)` reads it back.
+    """
+    obj = {"fernas_model": MODEL_FILE_VERSION, "genome": doc,
+           "state_dict": {k: v.detach().cpu() for k, v in state.items()},
+           "input_size": CROP, "num_classes": int((extra or {}).get("num_classes", 7))}
+    obj.update(extra or {})
+    atomic_torch_save(obj, path)
+
+
+def load_model_file(path, device="cpu") -> tuple[dict, nn.Module, dict]:
+    """Read model.pt -> (genome doc, model in eval mode with its weights, meta).
+
+    A missing, corrupt or foreign file is a UserError with one line naming the file.
+    """
+    from fernas.genome import validate
+    from fernas.model import build_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such model file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a readable fernas model file ({first[:160]})") from None
+    if not isinstance(obj, dict) or "fernas_model" not in obj:
+        raise UserError(f"{path}: not a fernas model file (no 'fernas_model' key; "
+                        "expected the model.pt that `fernas decode --train` writes)")
+    if obj["fernas_model"] != MODEL_FILE_VERSION:
+        raise UserError(f"{path}: fernas model file version {obj['fernas_model']!r}, "
+                        f"this fernas reads version {MODEL_FILE_VERSION}")
+    doc = validate(obj["genome"], where=f"{path}: genome")
+    num_classes = int(obj.get("num_classes", 7))
+    model = build_model(doc, input_size=int(obj.get("input_size", CROP)), num_classes=num_classes)
+    try:
+        model.load_state_dict(obj["state_dict"])
+    except (RuntimeError, KeyError) as exc:
+        raise UserError(f"{path}: weights do not fit the genome's network "
+                        f"({str(exc).splitlines()[0][:160]})") from None
+    model.to(device).eval()
+    meta = {k: v for k, v in obj.items() if k not in ("state_dict", "genome")}
+    return doc, model, meta
+
+
+# --------------------------------------------------------------------------- export
+
+
+class TenCropClassifier(nn.Module):
+    """Self-contained inference model: (B, 1, 48, 48) float in [0, 1] -> (B, C) probabilities.
+
+    Ten-crop averaging is inside, written with slicing only, so the traced program needs
+    nothing from fernas.
+    """
+
+    def __init__(self, net: nn.Module, size: int = 48, crop: int = CROP):
+        super().__init__()
+        self.net = net
+        self.size = size
+        self.crop = crop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s, c = self.size, self.crop
+        o = s - c
+        views = [x[:, :, :c, :c], x[:, :, :c, o:], x[:, :, o:, :c], x[:, :, o:, o:],
+                 x[:, :, o // 2:o // 2 + c, o // 2:o // 2 + c]]
+        views = views + [v.flip(3) for v in views]  # mirrors
+        crops = torch.stack(views, 1)  # (B, 10, 1, c, c)
+        b = x.shape[0]
+        logits = self.net(crops.reshape(b * 10, 1, c, c)).view(b, 10, -1).mean(1)
+        return torch.softmax(logits, dim=1)
+
+
+def export_model(model: nn.Module, path) -> str:
+    """Export a TorchScript program (ten-crop inside) loadable with `torch.jit.load` in Python
+    or LibTorch C++ without fernas.  Returns the file name written.  (ONNX would need the
+    `onnx` package, which fernas does not depend on.)"""
+    import io as _io
+
+    from fernas.io import atomic_write_bytes
+
+    wrapper = TenCropClassifier(model).cpu().eval()
+    example = torch.rand(2, 1, 48, 48)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and deprecation warnings are noise here
+        traced = torch.jit.trace(wrapper, example, check_trace=False)
+        buf = _io.BytesIO()
+        torch.jit.save(traced, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path).name
+
+
+# --------------------------------------------------------------------------- image files
+
+
+def load_face_images(paths) -> torch.Tensor:
+    """Image files of any size, colour or grayscale, each taken as a face crop -> uint8 (N, 48, 48).
+
+    Each image is converted to grayscale, centre-cropped to a square (a face crop is roughly
+    square; squashing would distort the expression) and resized to 48x48 with antialiasing,
+    as FER2013's faces were prepared.  An unreadable file is a UserError naming it.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    out = []
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            raise UserError(f"{p}: no such image file")
+        try:
+            with Image.open(p) as im:
+                im.load()
+                g = im.convert("L")
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise UserError(f"{p}: not a readable image ({type(exc).__name__})") from None
+        w, h = g.size
+        s = min(w, h)
+        left, top = (w - s) // 2, (h - s) // 2
+        g = g.crop((left, top, left + s, top + s)).resize((48, 48), Image.BILINEAR, reducing_gap=None)
+        out.append(torch.frombuffer(bytearray(g.tobytes()), dtype=torch.uint8).view(48, 48))
+    return torch.stack(out) if out else torch.zeros((0, 48, 48), dtype=torch.uint8)

@@ -1,0 +1,144 @@
+"""Batched augmentation and ten-crop (fernas.augment): shapes, determinism, identities, torchvision parity."""
+
+import pytest
+import torch
+import torchvision.transforms as T
+
+from fernas.augment import augment_batch, center_crop, random_erase, ten_crop, to_float, train_crops_all
+
+
+def _images(n=6, seed=0):
+    return torch.randint(0, 256, (n, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def _windows(img48: torch.Tensor) -> torch.Tensor:
+    """All 81 40x40 windows of one (48, 48) float image: (81, 40, 40)."""
+    return img48.unfold(0, 40, 1).unfold(1, 40, 1).reshape(-1, 40, 40)
+
+
+def _is_window_of(out40: torch.Tensor, img48: torch.Tensor) -> bool:
+    return bool((( _windows(img48) - out40).abs().amax(dim=(1, 2)) < 1e-5).any())
+
+
+@pytest.mark.parametrize("shape", [(5, 48, 48), (5, 1, 48, 48)])
+@pytest.mark.parametrize("strength", ["vgg", "mild", "none"])
+def test_shape_dtype_range(shape, strength):
+    x = torch.randint(0, 256, shape, dtype=torch.uint8)
+    out = augment_batch(x, torch.Generator().manual_seed(0), strength=strength)
+    assert out.shape == (5, 1, 40, 40) and out.dtype == torch.float32 and out.device == x.device
+    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+
+
+def test_same_seed_same_output_and_different_seed_differs():
+    x = _images(16)
+    a = augment_batch(x, torch.Generator().manual_seed(3))
+    b = augment_batch(x, torch.Generator().manual_seed(3))
+    c = augment_batch(x, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_none_is_exact_centre_crop_and_to_float_is_exact():
+    x = _images()
+    out = augment_batch(x, torch.Generator().manual_seed(0), strength="none")
+    assert torch.equal(out, to_float(x)[:, :, 4:44, 4:44])
+    assert torch.equal((to_float(x) * 255).round().to(torch.uint8)[:, 0], x)
+
+
+def test_all_probabilities_zero_gives_unchanged_random_windows():
+    x = _images()
+    zero = dict(p_scale=0, p_shift=0, p_rotate=0, p_flip=0, p_erase=0)
+    out = augment_batch(x, torch.Generator().manual_seed(0), strength="vgg", **zero)
+    xf = to_float(x)[:, 0]
+    assert all(_is_window_of(out[i, 0], xf[i]) for i in range(len(x)))
+    # the windows really are random (not all the centre)
+    assert not torch.equal(out, center_crop(x))
+
+
+def test_flip_flips():
+    x = _images()
+    out = augment_batch(x, torch.Generator().manual_seed(0), strength="none", p_flip=1.0)
+    xf = to_float(x)[:, 0]
+    assert all(_is_window_of(out[i, 0], xf[i].flip(-1)) for i in range(len(x)))
+    # a face lit from the left is lit from the right after the flip
+    half = torch.zeros(4, 48, 48, dtype=torch.uint8)
+    half[:, :, :24] = 255
+    f = augment_batch(half, torch.Generator().manual_seed(0), strength="none", p_flip=1.0)
+    assert (f[:, 0, :, -4:] == 1).all() and (f[:, 0, :, :4] == 0).all()
+
+
+def test_rotation_moves_pixels():
+    x = _images()
+    out = augment_batch(x, torch.Generator().manual_seed(0), strength="none", p_rotate=1.0)
+    xf = to_float(x)[:, 0]
+    assert not any(_is_window_of(out[i, 0], xf[i]) for i in range(len(x)))
+
+
+def test_vgg_geometry_changes_images_with_probability_about_half():
+    x = _images(400)
+    g = torch.Generator().manual_seed(0)
+    out = augment_batch(x, g, strength="vgg", erasing=False, p_flip=0)
+    xf = to_float(x)[:, 0]
+    moved = sum(not _is_window_of(out[i, 0], xf[i]) for i in range(len(x))) / len(x)
+    # scale, shift, rotation each at p=0.5: an image is untouched with probability 1/8
+    assert 0.8 < moved < 0.95
+
+
+def test_erasing_blanks_a_rectangle_of_the_paper_size():
+    white = torch.full((200, 48, 48), 255, dtype=torch.uint8)
+    out = augment_batch(white, torch.Generator().manual_seed(0), strength="none", p_erase=1.0)
+    erased = (out == 0).sum(dim=(1, 2, 3)).float() / (40 * 40)
+    assert (erased > 0).all()
+    assert float(erased.min()) >= 0.01 and float(erased.max()) <= 0.40
+    # with erasing off nothing is blanked
+    off = augment_batch(white, torch.Generator().manual_seed(0), strength="vgg", erasing=False, p_scale=0,
+                        p_shift=0, p_rotate=0)
+    assert (off == 1).all()
+
+
+def test_erasing_probability_half():
+    white = torch.ones(1000, 1, 40, 40)
+    out = random_erase(white, 0.5, torch.Generator().manual_seed(0))
+    frac = float(((out == 0).flatten(1).any(1)).float().mean())
+    assert 0.44 < frac < 0.56
+
+
+def test_ten_crop_equals_torchvision():
+    x = _images(4)
+    ours = ten_crop(x)
+    ref = torch.stack([torch.stack(T.TenCrop(40)(to_float(x)[i])) for i in range(len(x))])
+    assert ours.shape == (4, 10, 1, 40, 40)
+    assert torch.equal(ours, ref)
+    assert torch.equal(center_crop(x), T.CenterCrop(40)(to_float(x)))
+
+
+def test_train_crops_all_repeats_labels_in_place():
+    x, y = _images(3), torch.tensor([2, 0, 5])
+    x10, y10 = train_crops_all(x, y, torch.Generator().manual_seed(0), strength="none", erasing=False)
+    assert x10.shape == (30, 1, 40, 40) and y10.tolist() == [2] * 10 + [0] * 10 + [5] * 10
+    assert torch.equal(x10, ten_crop(x).reshape(30, 1, 40, 40))
+    a, _ = train_crops_all(x, y, torch.Generator().manual_seed(1))
+    b, _ = train_crops_all(x, y, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == (30, 1, 40, 40)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        augment_batch(_images(), strength="extreme")
+    with pytest.raises(TypeError):
+        augment_batch(_images(), p_warp=1.0)
+    with pytest.raises(ValueError):
+        to_float(torch.zeros(2, 3, 48, 48, dtype=torch.uint8))
+
+
+def test_empty_batch():
+    assert augment_batch(torch.zeros(0, 48, 48, dtype=torch.uint8)).shape == (0, 1, 40, 40)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_device_and_is_deterministic():
+    x = _images(64).cuda()
+    a = augment_batch(x, torch.Generator(device="cuda").manual_seed(0))
+    b = augment_batch(x, torch.Generator(device="cuda").manual_seed(0))
+    assert a.is_cuda and torch.equal(a, b)
+    assert torch.equal(ten_crop(x).cpu(), ten_crop(x.cpu()))

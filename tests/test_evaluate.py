@@ -1,0 +1,121 @@
+"""Ten-crop evaluation, metrics, the model file, export and image loading on constructed cases."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+from fernas.dataset import Split
+from fernas.errors import UserError
+from fernas.evaluate import (crop_logits, evaluate_model, export_model, load_face_images, load_model_file,
+                             metrics, predict_proba, save_model_file)
+from fernas.model import build_model
+
+CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+GENOME = {"fernas_genome": 1, "name": "eval-tiny",
+          "stages": [{"block": "conv", "repeats": 1, "width": 16, "kernel": 3, "dropout": 0.0, "pool": "max"}],
+          "head": {"reduce": "flatten", "fc": []},
+          "train": {"optimizer": "adam", "lr": 0.001, "weight_decay": 0.0, "scheduler": "constant", "batch_size": 32}}
+
+
+class Linear40(torch.nn.Module):
+    """A position-sensitive model: logits are a fixed linear map of the 40x40 crop's pixels."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(1600, 7)
+
+    def forward(self, x):
+        return self.fc(x.reshape(x.shape[0], -1))
+
+
+def test_ten_crop_averages_the_logits_of_torchvision_ten_crops():
+    x = torch.randint(0, 256, (5, 48, 48), dtype=torch.uint8)
+    model = Linear40().eval()
+    got = crop_logits(model, x, crops=10, batch_crops=20)  # 2 images per forward: batching is exercised
+    xf = x.float().unsqueeze(1) / 255
+    with torch.no_grad():
+        want = torch.stack([model(torch.stack(TF.ten_crop(img, 40))).mean(0) for img in xf])
+        centre = model(torch.stack([TF.center_crop(img, 40) for img in xf]))
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(crop_logits(model, x, crops=1), centre, atol=1e-5)
+
+
+def test_ten_crop_evaluation_can_be_right_where_the_centre_crop_is_wrong():
+    # The model answers "happy" for a bright top-left corner, else "angry"; the bright square
+    # is in the corner only, so the centre crop misses it but the ten-crop vote sees it.
+    class Corner(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):  # (B, 1, 40, 40)
+            corner = x[:, 0, :4, :4].mean((1, 2))
+            logits = torch.zeros(x.shape[0], 7)
+            logits[:, 3] = corner * 100
+            logits[:, 0] = 1.0
+            return logits + self.w
+
+    x = torch.zeros(4, 48, 48, dtype=torch.uint8)
+    x[:, :4, :4] = 255
+    split = Split(x, torch.full((4,), 3))
+    m = evaluate_model(Corner(), split, CLASSES)
+    assert m["test_accuracy_tencrop"] == 1.0
+    assert m["test_accuracy_single"] == 0.0
+
+
+def test_metrics_on_a_constructed_case():
+    m = metrics([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(0.6)
+    assert m["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]  # rows: true class
+    pc = m["per_class"]
+    assert pc["a"]["precision"] == pytest.approx(0.5) and pc["a"]["recall"] == pytest.approx(0.5)
+    assert pc["b"]["precision"] == pytest.approx(2 / 3) and pc["b"]["recall"] == pytest.approx(1.0)
+    assert pc["b"]["f1"] == pytest.approx(0.8)
+    assert pc["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}  # never predicted
+    assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+
+
+def test_model_file_round_trip_and_export(tmp_path):
+    torch.manual_seed(1)
+    net = build_model(GENOME).eval()
+    path = tmp_path / "model.pt"
+    save_model_file(path, GENOME, net.state_dict(), {"num_classes": 7, "classes": CLASSES})
+    doc, loaded, meta = load_model_file(path)
+    assert doc["name"] == "eval-tiny" and meta["classes"] == CLASSES
+    x = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)
+    p_orig = predict_proba(net, x)
+    assert torch.allclose(predict_proba(loaded, x), p_orig, atol=1e-6)
+    # the exported TorchScript program runs without fernas and includes ten-crop averaging
+    export_model(loaded, tmp_path / "inference.pt")
+    scripted = torch.jit.load(str(tmp_path / "inference.pt"))
+    p_ts = scripted(x.float().unsqueeze(1) / 255)
+    assert p_ts.shape == (3, 7)
+    assert torch.allclose(p_ts, p_orig, atol=1e-5)
+
+
+def test_foreign_missing_or_corrupt_model_files_are_refused(tmp_path):
+    with pytest.raises(UserError, match="no such model file"):
+        load_model_file(tmp_path / "missing.pt")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(UserError, match="not a fernas model"):
+        load_model_file(foreign)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(UserError, match="not a readable fernas model"):
+        load_model_file(junk)
+
+
+def test_face_images_of_any_size_and_mode_become_48x48_gray(tmp_path):
+    Image.new("RGB", (100, 80), (200, 10, 10)).save(tmp_path / "colour.png")
+    Image.new("L", (30, 30), 77).save(tmp_path / "small.jpg")
+    x = load_face_images([tmp_path / "colour.png", tmp_path / "small.jpg"])
+    assert x.shape == (2, 48, 48) and x.dtype == torch.uint8
+    assert abs(int(x[1].float().mean()) - 77) <= 1
+    (tmp_path / "not.png").write_text("hello")
+    with pytest.raises(UserError, match="not.png"):
+        load_face_images([tmp_path / "not.png"])

@@ -1,0 +1,146 @@
+"""The DEAP loop of fernas.evolve with a stand-in fitness (no Ray, no training): fast."""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+import pytest
+
+from fernas import genome as G
+from fernas.errors import RunDirError
+from fernas.evolve import PENALTY, Evolution, GAConfig, fitness_of, parse_objectives
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fake_outcome(cand) -> dict:
+    """Deterministic stand-in for a trial: accuracy from the vector, some genomes 'fail'."""
+    s = sum(v * (i + 1) for i, v in enumerate(cand.vector))
+    if s % 11 == 0:
+        return {"status": "failed", "error": "TrainingDiverged: loss became nan", "val_acc": None}
+    return {"status": "ok", "val_acc": (s % 101) / 100.0, "params": 1000 + s * 37 % 5000,
+            "macs": s, "latency_ms": 1.0 + (s % 7)}
+
+
+def seed_docs() -> list[dict]:
+    return [G.load_genome(p) for p in sorted(glob.glob(str(ROOT / "genomes" / "*.json")))]
+
+
+def run_full(tmp_path: Path | None, **cfg) -> tuple[Evolution, list[str]]:
+    trained: list[str] = []
+
+    def evaluate(batch):
+        trained.extend(c.gid for c in batch)
+        return [fake_outcome(c) for c in batch]
+
+    ckpt = None if tmp_path is None else tmp_path / "checkpoint.json"
+    ev = Evolution(GAConfig(**cfg), seed_docs=seed_docs(), checkpoint_path=ckpt).run(evaluate)
+    return ev, trained
+
+
+def snapshot(ev: Evolution) -> dict:
+    return {"pop": [list(i) for i in ev.population], "log": list(ev.logbook),
+            "hof": [i.gid for i in ev.hall_of_fame()], "cache": list(ev.cache)}
+
+
+@pytest.mark.parametrize("objectives", [("accuracy",), ("accuracy", "params")])
+def test_same_seed_same_decisions(objectives):
+    a, _ = run_full(None, pop=8, generations=5, seed=3, objectives=objectives)
+    b, _ = run_full(None, pop=8, generations=5, seed=3, objectives=objectives)
+    c, _ = run_full(None, pop=8, generations=5, seed=4, objectives=objectives)
+    assert snapshot(a) == snapshot(b)
+    assert snapshot(a)["pop"] != snapshot(c)["pop"]
+
+
+def test_each_genome_trained_once_and_cache_hits_counted():
+    ev, trained = run_full(None, pop=10, generations=8, seed=0, cxpb=0.9, mutpb=0.2)
+    assert len(trained) == len(set(trained)) == len(ev.cache)
+    assert sum(r["evals"] for r in ev.logbook) == len(trained)
+    assert sum(r["cache_hits"] for r in ev.logbook) > 0  # crossover of inactive genes, elites re-met
+    assert len(ev.logbook) == 8
+
+
+def test_offspring_stay_valid_and_population_size_is_kept():
+    ev, _ = run_full(None, pop=9, generations=6, seed=5, mutpb=0.9, indpb=0.5)
+    for gid, entry in ev.cache.items():
+        assert G.genome_id(G.from_vector(entry["vector"])) == gid
+    assert len(ev.population) == 9
+    for ind in ev.population:
+        assert all(lo <= v <= hi for v, (lo, hi) in zip(ind, G.GENE_BOUNDS))
+        G.validate(G.from_vector(list(ind)))
+
+
+def test_initial_population_has_seeds_and_no_duplicates():
+    seeds = seed_docs()
+    ev = Evolution(GAConfig(pop=12, generations=1, seed=0), seed_docs=seeds)
+    batch = ev.start()
+    ids = [c.gid for c in batch]
+    assert len(ids) == len(set(ids)) == 12
+    for doc in seeds[:12]:
+        assert G.genome_id(doc) in ids
+
+
+def test_failed_trial_gets_penalty_and_run_goes_on():
+    ev, trained = run_full(None, pop=10, generations=4, seed=2)
+    failed = [e for e in ev.cache.values() if e["status"] == "failed"]
+    assert failed, "the stand-in fitness should fail some genomes"
+    assert fitness_of(failed[0], ("accuracy", "params")) == (PENALTY["val_acc"], PENALTY["params"])
+    assert sum(r["failures"] for r in ev.logbook) == len(failed)
+    assert ev.done and ev.best().fitness.values[0] > 0
+
+
+def test_pareto_front_is_nondominated():
+    ev, _ = run_full(None, pop=8, generations=4, seed=1, objectives=("accuracy", "params"))
+    front = ev.hall_of_fame()
+    assert front
+    for a in front:
+        for b in front:
+            assert not (a.fitness.dominates(b.fitness))
+
+
+@pytest.mark.parametrize("kill_after", [3, 11, 17])
+def test_killed_run_resumes_with_same_decisions_and_no_retraining(tmp_path, kill_after):
+    """A kill between two trials (at any trial) loses nothing and changes no decision."""
+    ref, _ = run_full(None, pop=8, generations=5, seed=7)
+
+    ckpt = tmp_path / "checkpoint.json"
+    ev = Evolution(GAConfig(pop=8, generations=5, seed=7), seed_docs=seed_docs(), checkpoint_path=ckpt)
+    trained: list[str] = []
+    batch = ev.start()
+    try:
+        while batch is not None:
+            for cand in batch:
+                if len(trained) == kill_after:
+                    raise KeyboardInterrupt  # stands in for SIGKILL: only the files survive
+                trained.append(cand.gid)
+                ev.record(cand.gid, fake_outcome(cand))
+            batch = ev.resume_batch()
+    except KeyboardInterrupt:
+        pass
+    del ev
+
+    resumed = Evolution.load(ckpt, seed_docs=seed_docs())
+    more: list[str] = []
+    resumed.run(lambda b: (more.extend(c.gid for c in b), [fake_outcome(c) for c in b])[1])
+    assert not set(trained) & set(more), "a completed trial was trained again"
+    assert snapshot(resumed) == snapshot(ref)
+    # and the checkpoint on disk says the run is complete
+    assert json.loads(ckpt.read_text())["done"] is True
+
+
+def test_resume_of_missing_or_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(RunDirError, match="no GA checkpoint"):
+        Evolution.load(tmp_path / "checkpoint.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"fernas_evolve_checkpoint": 1, "config": {')
+    with pytest.raises(RunDirError, match="corrupt"):
+        Evolution.load(bad)
+
+
+def test_objectives_parse():
+    assert parse_objectives("accuracy,params") == ("accuracy", "params")
+    for bad in ("speed", "params", "accuracy,params,latency", ""):
+        with pytest.raises(ValueError):
+            parse_objectives(bad)

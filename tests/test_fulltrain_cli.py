@@ -1,0 +1,180 @@
+"""`fernas decode --train`, `fernas evaluate` and `fernas predict` end to end on tiny demo data."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from fernas.cli import main
+
+TINY = {"fernas_genome": 1, "name": "tiny",
+        "stages": [{"block": "conv", "repeats": 1, "width": w, "kernel": 3, "dropout": 0.0, "pool": "max"}
+                   for w in (16, 32, 64)],
+        "head": {"reduce": "flatten", "fc": []},
+        "train": {"optimizer": "adam", "lr": 0.002, "weight_decay": 0.0, "scheduler": "constant", "batch_size": 32}}
+FAST = ["--data", "demo:280", "--train-crops", "1", "--augment", "none", "--device", "cpu"]
+RUN_FILES = ["genome.json", "config.json", "history.csv", "model.pt", "metrics.json", "curves.png",
+             "confusion.png", "saliency.png", "inference.torchscript.pt"]
+
+
+def cli(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def genome_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("genomes") / "tiny.json"
+    path.write_text(json.dumps(TINY))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(genome_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny-run"
+    rc, _, err = cli("decode", genome_file, "--train", "--epochs", 2, "--fine-tune-epochs", 1, "--out", out, *FAST)
+    assert rc == 0, err
+    return out
+
+
+def test_decode_train_writes_every_file(run_dir):
+    for name in RUN_FILES:
+        assert (run_dir / name).is_file(), name
+    assert not list(run_dir.glob("checkpoint-*.pt"))  # removed once the run is complete
+    m = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test_accuracy_tencrop", "test_accuracy_single", "macro_f1", "per_class", "confusion",
+                "params", "macs"):
+        assert key in m, key
+    cm = m["confusion"]
+    assert m["test_accuracy_tencrop"] == pytest.approx(sum(cm[i][i] for i in range(7)) / m["n_test"])
+    assert len(m["per_class"]) == 7 and set(m["per_class"]["happy"]) >= {"precision", "recall", "f1"}
+    assert sum(map(sum, m["confusion"])) == m["n_test"]
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert [(r["phase"], r["epoch"]) for r in rows] == [("train", "1"), ("train", "2"), ("finetune", "1")]
+    assert float(rows[2]["lr"]) == pytest.approx(1e-4)  # the paper's fine-tuning rate
+    assert set(rows[0]) == {"phase", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"}
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["seed"] == 0 and cfg["device"] == "cpu" and cfg["versions"]["torch"] == torch.__version__
+    assert cfg["args"]["epochs"] == 2 and cfg["data"]["train"] == 280
+    # model.pt is a plain dict: genome + weights, readable without unpickling code
+    obj = torch.load(run_dir / "model.pt", weights_only=True)
+    assert obj["genome"]["name"] == "tiny" and "state_dict" in obj
+    scripted = torch.jit.load(str(run_dir / "inference.torchscript.pt"))
+    p = scripted(torch.rand(2, 1, 48, 48))
+    assert p.shape == (2, 7) and torch.allclose(p.sum(1), torch.ones(2), atol=1e-4)
+
+
+def test_existing_run_directory_is_refused_and_left_untouched(run_dir, genome_file):
+    before = {n: (run_dir / n).read_bytes() for n in RUN_FILES}
+    rc, out, err = cli("decode", genome_file, "--train", "--epochs", 1, "--fine-tune-epochs", 0, "--out", run_dir, *FAST)
+    assert rc == 2 and "--resume" in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert {n: (run_dir / n).read_bytes() for n in RUN_FILES} == before
+    rc, _, err = cli("decode", genome_file, "--train", "--epochs", 2, "--fine-tune-epochs", 1, "--out", run_dir,
+                     "--resume", *FAST)
+    assert rc == 0 and "already complete" in err
+    assert {n: (run_dir / n).read_bytes() for n in RUN_FILES} == before
+
+
+def test_bad_resume_targets_and_devices_fail_with_one_line(genome_file, tmp_path):
+    cases = [
+        (["--resume"], "needs --out"),
+        (["--resume", "--out", tmp_path / "empty"], "no run to resume"),
+    ]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "genome.json").write_text(json.dumps(TINY))
+    (broken / "checkpoint-train.pt").write_bytes(b"truncated")
+    cases.append((["--resume", "--out", broken], "corrupt"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "genome.json").write_text(json.dumps(dict(TINY, name="other", head={"reduce": "avg", "fc": []})))
+    cases.append((["--resume", "--out", other], "holds a run of genome 'other'"))
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda", "--out", tmp_path / "gpu"], "no CUDA GPU"))
+    for extra, message in cases:
+        argv = ["decode", genome_file, "--train", "--epochs", 1, "--fine-tune-epochs", 0, *FAST, *extra]
+        rc, _, err = cli(*argv)
+        assert rc == 2, (extra, err)
+        assert message in err and len(err.strip().splitlines()) == 1, (extra, err)
+    assert not (tmp_path / "gpu").exists() and not (tmp_path / "empty").exists()
+    assert (broken / "checkpoint-train.pt").read_bytes() == b"truncated"
+
+
+def test_several_genomes_end_with_a_comparison(genome_file, tmp_path):
+    second = tmp_path / "tiny_avg.json"
+    second.write_text(json.dumps(dict(TINY, name="tiny_avg", head={"reduce": "avg", "fc": []})))
+    rc, out, err = cli("decode", genome_file, second, "--train", "--epochs", 1, "--fine-tune-epochs", 0,
+                       "--out", tmp_path / "cmp", *FAST)
+    assert rc == 0, err
+    rows = list(csv.DictReader((tmp_path / "cmp" / "comparison.csv").open()))
+    assert {r["genome"] for r in rows} == {"tiny", "tiny_avg"}
+    assert (tmp_path / "cmp" / "tiny" / "metrics.json").is_file()
+    assert (tmp_path / "cmp" / "tiny_avg" / "metrics.json").is_file()
+    assert "tiny_avg" in out and "ten-crop" in out
+
+
+def test_evaluate_writes_metrics_and_plots(run_dir, tmp_path):
+    out = tmp_path / "eval"
+    rc, stdout, err = cli("evaluate", run_dir / "model.pt", "--data", "demo:280", "--out", out, "--device", "cpu")
+    assert rc == 0, err
+    m = json.loads((out / "metrics.json").read_text())
+    want = json.loads((run_dir / "metrics.json").read_text())
+    assert m["test_accuracy_tencrop"] == pytest.approx(want["test_accuracy_tencrop"])  # same data, same model
+    assert (out / "confusion.png").is_file() and (out / "saliency.png").is_file()
+    assert "ten-crop accuracy" in stdout
+    rc, _, err = cli("evaluate", run_dir / "model.pt", "--data", "demo:280", "--out", out)
+    assert rc == 2 and "already holds" in err
+
+
+def test_evaluate_and_predict_refuse_files_that_are_not_fernas_models(tmp_path):
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    img = tmp_path / "face.png"
+    Image.new("L", (48, 48), 128).save(img)
+    for argv in (["evaluate", foreign, "--out", tmp_path / "e1"], ["evaluate", corrupt, "--out", tmp_path / "e2"],
+                 ["evaluate", tmp_path / "missing.pt"], ["predict", foreign, img], ["predict", corrupt, img]):
+        rc, _, err = cli(*argv)
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "e1").exists()
+
+
+def test_predict_on_generated_images(run_dir, tmp_path):
+    from fernas.demo_faces import make_demo
+
+    demo = make_demo(0, 0, 7, seed=5)
+    paths = []
+    for i, (x, y) in enumerate(zip(demo.test.x, demo.test.y)):
+        img = Image.fromarray(x.numpy())
+        if i % 2:  # colour and larger: predict must cope with any size and mode
+            img = img.convert("RGB").resize((120, 120))
+            path = tmp_path / f"face{i}.jpg"
+        else:
+            path = tmp_path / f"face{i}.png"
+        img.save(path)
+        paths.append(path)
+    rc, out, err = cli("predict", run_dir / "model.pt", *paths, "--json", "--device", "cpu")
+    assert rc == 0, err
+    lines = [json.loads(l) for l in out.strip().splitlines()]
+    assert len(lines) == 7
+    classes = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    for rec, path in zip(lines, paths):
+        assert rec["file"] == str(path)
+        assert list(rec["probabilities"]) == classes
+        assert sum(rec["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert rec["emotion"] == max(rec["probabilities"], key=rec["probabilities"].get)
+    rc, out, _ = cli("predict", run_dir / "model.pt", paths[0])
+    assert rc == 0 and out.startswith(f"{paths[0]}: ") and len(out.strip().splitlines()) == 1
+    (tmp_path / "bad.png").write_text("not an image")
+    rc, out, err = cli("predict", run_dir / "model.pt", paths[0], tmp_path / "bad.png")
+    assert rc == 2 and "bad.png" in err and out == ""

@@ -1,0 +1,212 @@
+"""`fernas evolve` end to end: real Ray Tune trials, the real trainer, tiny demo data (140/70/70).
+
+One run is started with the dashboard, checked through the dashboard's HTTP API (with and
+without the token), killed with SIGKILL mid-run, resumed, and checked: no completed trial
+ran twice, failing genomes got the penalty with their reason, the outputs are valid.
+Bad input is checked in-process (one line, exit 2, nothing slow started).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from fernas import genome as G
+from fernas.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+def tiny_genome(width: int, kernel: int = 3, lr: float = 1e-3) -> dict:
+    return G.validate({
+        "fernas_genome": 1, "name": f"tiny{width}k{kernel}",
+        "stages": [{"block": "conv", "repeats": 1, "width": width, "kernel": kernel, "dropout": 0.0, "pool": "max"},
+                   {"block": "conv", "repeats": 1, "width": width, "kernel": 3, "dropout": 0.0, "pool": "max"}],
+        "head": {"reduce": "avg", "fc": []},
+        "train": {"optimizer": "adam", "lr": lr, "weight_decay": 0.0, "scheduler": "constant", "batch_size": 32}})
+
+
+def read_trials(out: Path) -> list[dict]:
+    p = out / "trials.csv"
+    if not p.exists():
+        return []
+    with p.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def descendants(pid: int) -> set[int]:
+    """Process ids below `pid` (from /proc; psutil is not a dependency)."""
+    parent = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        for c, pp in parent.items():
+            if pp == p and c not in found:
+                found.add(c)
+                todo.append(c)
+    return found
+
+
+def get(url: str, token: str | None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+
+
+# ---------------------------------------------------------------------------- bad input
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    code = main(["evolve", *argv])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["--pop", "1"], "--pop 1"),
+    (["--generations", "0"], "--generations 0"),
+    (["--objectives", "accuracy,speed"], "unknown objective 'speed'"),
+    (["--address", "127.0.0.1:9"], "cannot connect to 127.0.0.1:9"),
+    (["--gpus-per-trial", "64"], "--gpus-per-trial 64"),
+    (["--resume"], "--resume needs --out"),
+])
+def test_bad_flags_one_line_exit_2(capsys, tmp_path, argv, expect):
+    code, err = run_cli(capsys, "--out", str(tmp_path / "run"), *argv) if "--resume" not in argv \
+        else run_cli(capsys, *argv)
+    assert code == 2
+    assert expect in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_bad_seed_genome_is_named(capsys, tmp_path):
+    bad = tmp_path / "seeds" / "broken.json"
+    bad.parent.mkdir()
+    bad.write_text('{"fernas_genome": 1, "stages": [')
+    code, err = run_cli(capsys, "--out", str(tmp_path / "run"), "--seed-genomes", str(tmp_path / "seeds" / "*.json"))
+    assert code == 2 and "broken.json" in err and len(err.splitlines()) == 1
+
+
+def test_resume_without_or_with_corrupt_checkpoint(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, err = run_cli(capsys, "--out", str(out), "--resume")
+    assert code == 2 and "no such run directory" in err
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"options": {"ga": {}}}))
+    code, err = run_cli(capsys, "--out", str(out), "--resume")
+    assert code == 2 and "checkpoint.json" in err
+    (out / "checkpoint.json").write_text("{not json")
+    code, err = run_cli(capsys, "--out", str(out), "--resume")
+    assert code == 2 and "corrupt" in err
+
+
+def test_existing_run_is_not_overwritten(capsys, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "trials.csv").write_text("precious\n")
+    code, err = run_cli(capsys, "--out", str(out))
+    assert code == 2 and "--resume" in err
+    assert (out / "trials.csv").read_text() == "precious\n"
+
+
+# ---------------------------------------------------------------------------- end to end
+def test_evolve_dashboard_kill_resume_penalty(tmp_path):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    docs = [tiny_genome(16), tiny_genome(24), tiny_genome(32, 5), tiny_genome(48)]
+    for d in docs:
+        G.save_genome(d, seeds / f"{d['name']}.json")
+    raise_gid, exit_gid = G.genome_id(docs[2]), G.genome_id(docs[3])
+    out = tmp_path / "run"
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0",
+               FERNAS_FAULT_INJECT=f"{raise_gid}=raise,{exit_gid}=exit")
+    args = ["evolve", "--data", "demo:140,70,70", "--out", str(out), "--seed-genomes", str(seeds / "*.json"), "--pop", "6",
+            "--generations", "3", "--epochs-per-trial", "1", "--max-steps-per-epoch", "2",
+            "--max-mmacs", "120", "--seed", "1"]
+
+    # 1. start with the dashboard; check its API with and without the token while trials run
+    proc = subprocess.Popen([PY, "-m", "fernas", *args], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    children: set[int] = set()
+    try:
+        deadline = time.time() + 240
+        checked_dashboard = False
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(1.0)
+            children |= descendants(proc.pid)
+            cfg_path = out / "config.json"
+            if not checked_dashboard and cfg_path.exists():
+                cfg = json.loads(cfg_path.read_text())
+                url = cfg["ray"]["dashboard_url"]
+                assert url.startswith("http://127.0.0.1:")
+                token = Path(cfg["ray"]["token_file"]).read_text().strip()
+                status, body = get(f"{url}/api/v0/actors?limit=100", token)
+                if status == 200 and b"ImplicitFunc" in body:  # the trial workers are listed
+                    assert get(f"{url}/api/v0/actors?limit=100", None)[0] == 401
+                    assert get(f"{url}/nodes?view=summary", None)[0] == 401
+                    assert get(f"{url}/nodes?view=summary", token)[0] == 200
+                    checked_dashboard = True
+            done = [r for r in read_trials(out) if r["status"] in ("ok", "failed")]
+            if checked_dashboard and len(done) >= 3:
+                break
+        assert proc.poll() is None, "the run ended before it could be killed:\n" + (proc.stdout.read() or "")
+        assert checked_dashboard, "the dashboard never listed the trial workers"
+        before = {r["gid"]: r for r in read_trials(out)}
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only, at an arbitrary moment
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in children:  # Ray processes the killed driver started, by their ids
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    # 2. resume (without the dashboard: quicker) and finish
+    res = subprocess.run([PY, "-m", "fernas", *args, "--resume", "--no-dashboard"], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "resuming" in res.stdout
+
+    rows = read_trials(out)
+    gids = [r["gid"] for r in rows]
+    assert len(gids) == len(set(gids)), "a genome was trained twice"
+    for gid, r in before.items():  # completed trials survive the kill unchanged, never retrained
+        if r["status"] in ("ok", "failed"):
+            assert {k: rows[gids.index(gid)][k] for k in ("trial_id", "val_acc")} == \
+                   {k: r[k] for k in ("trial_id", "val_acc")}
+    by_gid = {r["gid"]: r for r in rows}
+    assert by_gid[raise_gid]["status"] == "failed" and "injected fault" in by_gid[raise_gid]["error"]
+    assert by_gid[exit_gid]["status"] == "failed" and "worker failed" in by_gid[exit_gid]["error"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert ok and all(float(r["params"]) > 0 and float(r["macs"]) > 0 and float(r["latency_ms"]) > 0 for r in ok)
+
+    with (out / "logbook.csv").open() as fh:
+        log = list(csv.DictReader(fh))
+    assert [int(r["gen"]) for r in log] == [0, 1, 2]
+    assert sum(int(r["evals"]) for r in log) == len(rows)
+    assert "cache_hits" in log[0]
+    # the outputs decode takes
+    best = G.load_genome(out / "best.json")
+    assert best["evolve"]["val_acc"] == pytest.approx(max(float(r["val_acc"]) for r in ok), abs=1e-5)
+    hof = sorted((out / "hall_of_fame").glob("*.json"))
+    assert hof and all(G.load_genome(p) for p in hof)
+    for name in ("config.json", "checkpoint.json", "pareto.csv", "pareto.png", "progress.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert json.loads((out / "checkpoint.json").read_text())["done"] is True

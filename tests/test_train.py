@@ -1,0 +1,150 @@
+"""The trainer: learns, runs every optimizer x scheduler, stops on divergence, resumes exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fernas.dataset import Dataset, Split
+from fernas.demo_faces import make_demo
+from fernas.errors import RunDirError, UserError
+from fernas.model import build_model
+from fernas.train import (OPTIMIZERS, SCHEDULERS, TrainingDiverged, make_optimizer, make_scheduler,
+                          resolve_device, train_genome)
+
+
+def tiny_genome(optimizer="adam", lr=0.002, scheduler="constant", batch_size=32, dropout=0.0):
+    conv = lambda w: {"block": "conv", "repeats": 1, "width": w, "kernel": 3, "dropout": dropout, "pool": "max"}
+    return {"fernas_genome": 1, "name": "tiny", "stages": [conv(16), conv(32), conv(64)],
+            "head": {"reduce": "flatten", "fc": []},
+            "train": {"optimizer": optimizer, "lr": lr, "weight_decay": 0.0, "scheduler": scheduler,
+                      "batch_size": batch_size}}
+
+
+def micro_genome(optimizer, scheduler):
+    return {"fernas_genome": 1, "name": "micro",
+            "stages": [{"block": "conv", "repeats": 1, "width": 16, "kernel": 3, "dropout": 0.0, "pool": "max"}],
+            "head": {"reduce": "avg", "fc": []},
+            "train": {"optimizer": optimizer, "lr": 0.01, "weight_decay": 0.0001, "scheduler": scheduler,
+                      "batch_size": 32}}
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return make_demo(840, 210, 70, seed=1)
+
+
+@pytest.fixture(scope="module")
+def micro_data():
+    g = torch.Generator().manual_seed(0)
+    split = lambda n: Split(torch.randint(0, 256, (n, 48, 48), generator=g, dtype=torch.uint8),
+                            torch.randint(0, 7, (n,), generator=g))
+    return Dataset(["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
+                   split(48), split(16), split(16))
+
+
+def test_small_genome_learns_demo_well_above_chance(demo):
+    res = train_genome(tiny_genome(), demo, epochs=3, augment="none", seed=0)
+    assert len(res.history) == 3
+    assert res.best_val_acc > 0.35, res.history  # chance is 1/7 = 0.14
+    assert res.best_val_acc == max(h["val_acc"] for h in res.history)
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    # best_state holds the weights of the best epoch, and the returned model carries them
+    for k, v in res.model.state_dict().items():
+        assert torch.equal(v.cpu(), res.best_state[k])
+    assert set(res.history[0]) >= {"phase", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
+                                   "seconds"}
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_optimizer_scheduler_pair_runs(optimizer, micro_data):
+    for scheduler in SCHEDULERS:
+        doc = micro_genome(optimizer, scheduler)
+        seen = []
+        res = train_genome(doc, micro_data, epochs=2, max_steps_per_epoch=2, augment="vgg",
+                           on_epoch=seen.append, select="last")
+        assert [r["epoch"] for r in seen] == [1, 2]
+        assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in seen), (optimizer, scheduler)
+        torch.manual_seed(0)
+        fresh = build_model(doc)
+        changed = any(not torch.equal(a, b) for a, b in zip(fresh.state_dict().values(),
+                                                             res.best_state.values()))
+        assert changed, f"{optimizer} x {scheduler}: weights did not move"
+
+
+def test_schedules_follow_the_papers_settings():
+    p = [torch.nn.Parameter(torch.zeros(3))]
+    opt = make_optimizer(p, {"optimizer": "nesterov", "lr": 0.01})
+    assert opt.defaults["momentum"] == 0.9 and opt.defaults["nesterov"] and opt.defaults["weight_decay"] == 1e-4
+    sched, per_step = make_scheduler(opt, {"scheduler": "plateau"}, epochs=50, steps_per_epoch=10)
+    assert not per_step
+    sched.step(0.5)  # best so far
+    for _ in range(5):  # five epochs without gain: still patient
+        sched.step(0.5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+    sched.step(0.5)  # sixth: reduced by 0.75
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0075)
+    opt = make_optimizer(p, {"optimizer": "sgd", "lr": 0.01})
+    sched, per_step = make_scheduler(opt, {"scheduler": "cosine"}, epochs=3, steps_per_epoch=4)
+    for _ in range(12):
+        opt.step()
+        sched.step()
+    assert per_step and opt.param_groups[0]["lr"] < 1e-6
+
+
+def test_nan_guard_fires_on_absurd_learning_rate(micro_data):
+    # lr 1e30: the first step sends weights to ~1e30, the second overflows to inf, then NaN.
+    # (A merely large lr such as 1e3 can instead kill every ReLU and leave the loss finite.)
+    seen = []
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch \d+ step \d+ \(lr 1e\+30\)"):
+        train_genome(tiny_genome(optimizer="sgd", batch_size=32), micro_data, epochs=5, lr=1e30,
+                     on_epoch=seen.append)
+    assert len(seen) < 5  # it stopped early instead of training on NaN weights
+    assert issubclass(TrainingDiverged, RuntimeError)
+
+
+def test_resume_gives_the_same_history_as_an_uninterrupted_run(demo, tmp_path):
+    small = Dataset(demo.classes, Split(demo.train.x[:160], demo.train.y[:160]), demo.val, demo.test)
+    doc = tiny_genome(optimizer="nesterov", lr=0.01, scheduler="plateau", dropout=0.1)
+    kw = dict(epochs=3, augment="vgg", seed=3)
+    full = train_genome(doc, small, **kw)
+
+    ck = tmp_path / "ck.pt"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_genome(doc, small, checkpoint_path=ck, on_epoch=stop_after_two, **kw)
+    seen = []
+    resumed = train_genome(doc, small, checkpoint_path=ck, resume=True, on_epoch=seen.append, **kw)
+    assert [r["epoch"] for r in seen] == [3]  # only the missing epoch ran
+    drop = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]
+    assert drop(resumed.history) == drop(full.history)
+    assert resumed.best_epoch == full.best_epoch
+    for k in full.best_state:
+        assert torch.equal(full.best_state[k], resumed.best_state[k]), k
+
+
+def test_resume_from_missing_or_corrupt_checkpoint_is_a_clear_error(micro_data, tmp_path):
+    doc = micro_genome("sgd", "constant")
+    with pytest.raises(RunDirError, match="no checkpoint"):
+        train_genome(doc, micro_data, epochs=1, checkpoint_path=tmp_path / "none.pt", resume=True)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(RunDirError, match="corrupt"):
+        train_genome(doc, micro_data, epochs=1, checkpoint_path=bad, resume=True)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(UserError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU"):
+            resolve_device("cuda")
