@@ -43,6 +43,7 @@ from fernas.genome import load_genome  # noqa: E402
 from fernas.model import build_model, summarize  # noqa: E402
 
 FER_TRAIN = 28709  # FER2013 training images
+FER_VAL = 3589  # FER2013 PublicTest (validation) images
 PROTOCOL_EPOCHS = 300 + 50
 
 
@@ -199,10 +200,11 @@ def fernas_eval(doc, split: Split, device, batch: int, batches: int, amp: bool) 
 
     net = build_model(doc).to(device).to(memory_format=torch.channels_last).eval()
     x = split.x[: batch * batches].to(device)
-    crop_logits(net, x[:batch], crops=10, device=device, amp=amp, batch_crops=batch * 10)  # warm-up
+    bc = 4096 if device.type == "cuda" else 512  # what the trainer uses
+    crop_logits(net, x[:batch], crops=10, device=device, amp=amp, batch_crops=bc)  # warm-up
     _sync(device)
     t = time.perf_counter()
-    crop_logits(net, x, crops=10, device=device, amp=amp, batch_crops=batch * 10)
+    crop_logits(net, x, crops=10, device=device, amp=amp, batch_crops=bc)
     _sync(device)
     return x.shape[0] * 10 / (time.perf_counter() - t)
 
@@ -220,6 +222,7 @@ def main(argv=None) -> int:
                     help="genome names under genomes/ (comma-separated)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per pipeline")
     ap.add_argument("--batch", type=int, default=None, help="images per step (x10 crops)")
+    ap.add_argument("--repeats", type=int, default=None, help="rounds per pipeline; the best is kept (default 2)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train.json"))
     args = ap.parse_args(argv)
 
@@ -232,8 +235,10 @@ def main(argv=None) -> int:
     batch = args.batch or (64 if large else 16)
     steps = args.steps or (30 if large else 3)
     warmup = 5 if large else 1
+    args.repeats = args.repeats or 2
     n_train = batch * (steps + warmup + 1)
-    data = make_demo(n_train, 8, batch * 4, seed=0)
+    eval_batches = 16 if cuda else 4
+    data = make_demo(n_train, 8, batch * eval_batches, seed=0)
     print(f"machine: {machine_info(dev)}", flush=True)
 
     if cuda:
@@ -245,34 +250,40 @@ def main(argv=None) -> int:
 
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(dev),
                "fernas_amp_bf16": default_amp(dev), "settings": {"batch_images": batch, "crops_per_image": 10, "timed_steps": steps,
-                            "warmup_steps": warmup}, "matmul_peak_flops": peak, "models": {}}
+                            "warmup_steps": warmup, "repeats_best_of": args.repeats}, "matmul_peak_flops": peak, "models": {}}
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         doc = load_genome(ROOT / "genomes" / f"{name}.json")
         macs = summarize(doc)["macs"]
         flop_per_input = 6 * macs  # training step: forward 2*MACs, backward 4*MACs
-        ref = reference_train(doc, data.train, dev, batch, steps, warmup)
-        fer = fernas_train(doc, data, dev, batch, steps, warmup, crops=10, amp=None)
-        row = {"macs_per_input": macs, "reference": ref, "fernas": fer,
-               "speedup": fer["inputs_per_s"] / ref["inputs_per_s"]}
-        if not cuda:  # the other CPU precision, so the default (bf16 iff native bf16) can be checked
-            other = not default_amp(dev)
-            row["fernas_bf16" if other else "fernas_fp32"] = fernas_train(doc, data, dev, batch, steps, warmup,
-                                                                          crops=10, amp=other)
-        else:  # one crop per image: the --train-crops 1 protocol
-            row["fernas_one_crop"] = fernas_train(doc, data, dev, batch * 10, steps, warmup, crops=1, amp=None)
+        # Shared machines are noisy: interleave the pipelines and keep each one's best round.
+        row = {"macs_per_input": macs}
+        other = not default_amp(dev)  # the other precision on CPU, to check the default
+        other_key = "fernas_bf16" if other else "fernas_fp32"
+        for _ in range(args.repeats):
+            cand = {"reference": reference_train(doc, data.train, dev, batch, steps, warmup),
+                    "fernas": fernas_train(doc, data, dev, batch, steps, warmup, crops=10, amp=None)}
+            if not cuda:
+                cand[other_key] = fernas_train(doc, data, dev, batch, steps, warmup, crops=10, amp=other)
+            else:  # one crop per image at the genome's batch: the --train-crops 1 protocol
+                cand["fernas_one_crop"] = fernas_train(doc, data, dev, batch, steps, warmup, crops=1, amp=None)
+            for k, v in cand.items():
+                if k not in row or v["inputs_per_s"] > row[k]["inputs_per_s"]:
+                    row[k] = v
+        row["speedup"] = row["fernas"]["inputs_per_s"] / row["reference"]["inputs_per_s"]
         for k in ("reference", "fernas", "fernas_fp32", "fernas_bf16", "fernas_one_crop"):
             if k in row:
                 row[k]["flops"] = row[k]["inputs_per_s"] * flop_per_input
                 row[k]["fraction_of_peak"] = row[k]["flops"] / peak[peak_key]
         row["eval_inputs_per_s"] = {"reference": reference_eval(doc, data.test, dev, batch, 2),
-                                    "fernas": fernas_eval(doc, data.test, dev, batch, 4, amp=default_amp(dev))}
-        # Full protocol estimate: 350 epochs x 28,709 images x 10 crops at the measured rate
-        # (validation/test passes add a few percent; extrapolated, not run).
-        row["protocol_minutes_extrapolated"] = {
-            "ten_crops": PROTOCOL_EPOCHS * FER_TRAIN * 10 / fer["inputs_per_s"] / 60}
+                                    "fernas": fernas_eval(doc, data.test, dev, batch, eval_batches, amp=default_amp(dev))}
+        # Full protocol estimate: 350 epochs x (28,709 training images + 3,589 validation images),
+        # ten crops each (or one), at the measured training and evaluation rates; extrapolated.
+        ev_rate = row["eval_inputs_per_s"]["fernas"]
+        est = {"ten_crops": PROTOCOL_EPOCHS * 10 * (FER_TRAIN / row["fernas"]["inputs_per_s"] + FER_VAL / ev_rate) / 60}
         if "fernas_one_crop" in row:
-            row["protocol_minutes_extrapolated"]["one_crop"] = (
-                PROTOCOL_EPOCHS * FER_TRAIN / row["fernas_one_crop"]["inputs_per_s"] / 60)
+            est["one_crop"] = PROTOCOL_EPOCHS * (FER_TRAIN / row["fernas_one_crop"]["inputs_per_s"]
+                                                 + FER_VAL / ev_rate) / 60
+        row["protocol_minutes_extrapolated"] = est
         results["models"][name] = row
         print(f"\n{name}: {macs / 1e6:.1f} M MACs per 40x40 input")
         for k in ("reference", "fernas", "fernas_fp32", "fernas_bf16", "fernas_one_crop"):

@@ -251,7 +251,9 @@ def train_one(args, doc: dict, genome_path: str, run_dir: Path, data: Dataset, d
     amp = {"auto": None, "bf16": True, "fp32": False}[getattr(args, "precision", "auto")]
     amp = default_amp(dev) if amp is None else amp
     common = dict(device=dev, amp=amp, seed=args.seed, train_crops=train_crops, augment=args.augment,
-                  batch_size=args.batch_size, val_crops=val_crops, progress=True, on_epoch=on_epoch)
+                  batch_size=args.batch_size, val_crops=val_crops, progress=True, on_epoch=on_epoch,
+                  # GPU epochs take seconds: a checkpoint at most every 30 s (CPU: every epoch)
+                  checkpoint_min_interval_s=30.0 if dev.type == "cuda" else 0.0)
     ck1 = run_dir / "checkpoint-train.pt"
     rows.extend(prior_history(ck1))
     res1 = train_genome(doc, data, epochs=args.epochs, checkpoint_path=ck1,

@@ -197,6 +197,8 @@ def run_trial(config: dict, data=None, settings: dict | None = None) -> None:
             torch.cuda.empty_cache()
         failed(f"out of memory: {str(exc).splitlines()[0]}")
     except Exception as exc:  # an invalid model, a bug in a block: penalise, keep searching
+        if type(exc).__module__.startswith("ray") or isinstance(exc, StopIteration):
+            raise  # Tune's own control flow (a stopped trial), not the genome's fault
         msg = str(exc).splitlines()[0] if str(exc) else ""
         failed(f"{type(exc).__name__}: {msg}")
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from fernas.errors import GenomeError, UserError
 
 DEFAULT_SEED_GLOB = "genomes/*.json"
+DEFAULT_OUT = "runs/evolve-DATE-TIME"  # DATE-TIME is filled in when the run starts
 
 
 def _add_data_arguments(parser) -> None:
@@ -53,8 +54,8 @@ def register(sub) -> None:
                     "files `fernas decode --train` takes. Resume a killed run with --out DIR --resume.")
     _add_data_arguments(p)
     g = p.add_argument_group("Output")
-    g.add_argument("--out", default=None, metavar="DIR",
-                   help="run directory (never overwritten without --resume); default runs/evolve-DATE-TIME")
+    g.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                   help="run directory (never overwritten without --resume)")
 
     g = p.add_argument_group("Search space")
     g.add_argument("--seed-genomes", default=DEFAULT_SEED_GLOB, metavar="GLOB",
@@ -106,8 +107,8 @@ def register(sub) -> None:
                    help="join an existing Ray cluster (auto | HOST:PORT | ray://HOST:10001) instead of "
                         "starting a local one")
     g.add_argument("--storage", default=None, metavar="PATH_OR_URI",
-                   help="where Ray Tune keeps trial logs; on a cluster a path every node reaches or a cloud "
-                        "URI (default: OUT/ray)")
+                   help="where Ray Tune keeps trial logs, None = OUT/ray; on a cluster a path every node "
+                        "reaches or a cloud URI")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out (search settings come from its config.json)")
     g.add_argument("--no-dashboard", action="store_true",
@@ -151,8 +152,10 @@ def options_from_args(args: argparse.Namespace):
         _check(gpt >= 0, f"--gpus-per-trial {gpt:g}: expected >= 0")
         _check(gpt <= 1 or gpt == int(gpt), f"--gpus-per-trial {gpt:g}: a share above 1 must be whole")
     if args.resume:
-        _check(args.out is not None, "--resume needs --out DIR (the run to continue)")
-    out = args.out or f"runs/evolve-{time.strftime('%Y%m%d-%H%M%S')}"
+        _check(args.out != DEFAULT_OUT, "--resume needs --out DIR (the run to continue)")
+    _check(not args.asha or args.epochs_per_trial >= 2,
+           f"--asha needs --epochs-per-trial 2 or more (got {args.epochs_per_trial}): it stops trials between epochs")
+    out = args.out.replace("DATE-TIME", time.strftime("%Y%m%d-%H%M%S")) if args.out == DEFAULT_OUT else args.out
     ga = GAConfig(pop=args.pop, generations=args.generations, cxpb=args.crossover, mutpb=args.mutation,
                   indpb=args.gene_mutation, tournsize=args.tournament, elite=args.elite,
                   hof_size=args.hall_of_fame, objectives=objectives, seed=args.seed)
