@@ -23,7 +23,6 @@ protocol on FER2013's 28,709 training images.  Results go to benchmarks/results/
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -212,6 +211,32 @@ def fernas_eval(doc, split: Split, device, batch: int, batches: int, amp: bool) 
 # --------------------------------------------------------------------------- main
 
 
+def markdown(results: dict) -> str:
+    """The figures as a Markdown table, with the machine they came from (for the README)."""
+    m = results["machine"]
+    where = m.get("gpu") or f"{m.get('cpu', 'CPU')}, {m['cpu_cores']} cores, {m['torch_threads']} torch threads"
+    peak = ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in results["matmul_peak_flops"].items())
+    st = results["settings"]
+    lines = [f"Measured {results['date']} on {where} (torch {m['torch']}); matmul peak {peak}; "
+             f"batch {st['batch_images']} images x 10 crops, {st['timed_steps']} timed steps, best of "
+             f"{st['repeats_best_of']}.", "",
+             "| model | pipeline | inputs/s | GFLOP/s | % of peak | speed-up |",
+             "|---|---|---:|---:|---:|---:|"]
+    for name, row in results["models"].items():
+        for k in ("reference", "fernas", "fernas_fp32", "fernas_bf16", "fernas_one_crop"):
+            if k in row:
+                r = row[k]
+                up = f"{r['inputs_per_s'] / row['reference']['inputs_per_s']:.2f}x" if k != "reference" else ""
+                lines.append(f"| {name} | {k} ({r['precision']}) | {r['inputs_per_s']:.1f} | {r['flops'] / 1e9:.1f} | "
+                             f"{100 * r['fraction_of_peak']:.0f}% | {up} |")
+        ev = row["eval_inputs_per_s"]
+        lines.append(f"| {name} | ten-crop eval: reference / fernas | {ev['reference']:.0f} / {ev['fernas']:.0f} | | | "
+                     f"{ev['fernas'] / ev['reference']:.2f}x |")
+        est = ", ".join(f"{k} {v:.1f} min" for k, v in row["protocol_minutes_extrapolated"].items())
+        lines.append(f"| {name} | 300+50 epochs on 28,709 images, extrapolated | {est} | | | |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -241,12 +266,17 @@ def main(argv=None) -> int:
     data = make_demo(n_train, 8, batch * eval_batches, seed=0)
     print(f"machine: {machine_info(dev)}", flush=True)
 
-    if cuda:
-        peak = {"bf16": matmul_peak(dev, torch.bfloat16, 8192, 20), "fp32": matmul_peak(dev, torch.float32, 8192, 5)}
-    else:
-        peak = {"fp32": matmul_peak(dev, torch.float32, 1024, 10), "bf16": matmul_peak(dev, torch.bfloat16, 1024, 10)}
-    peak_key = "bf16" if cuda else "fp32"
+    def measure_peak() -> dict:
+        if cuda:
+            return {"bf16": matmul_peak(dev, torch.bfloat16, 8192, 20), "fp32": matmul_peak(dev, torch.float32, 8192, 5)}
+        return {"fp32": matmul_peak(dev, torch.float32, 1536, 6), "bf16": matmul_peak(dev, torch.bfloat16, 1536, 6)}
+
+    peak = measure_peak()
     print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()), flush=True)
+    # Each pipeline is compared with the peak of the precision its matmuls run in
+    # (the reference's fp16 autocast on GPU has the same dense peak as bf16).
+    precision = {"reference": "bf16" if cuda else "fp32", "fernas": "bf16" if default_amp(dev) else "fp32",
+                 "fernas_fp32": "fp32", "fernas_bf16": "bf16", "fernas_one_crop": "bf16" if default_amp(dev) else "fp32"}
 
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(dev),
                "fernas_amp_bf16": default_amp(dev), "settings": {"batch_images": batch, "crops_per_image": 10, "timed_steps": steps,
@@ -270,10 +300,13 @@ def main(argv=None) -> int:
                 if k not in row or v["inputs_per_s"] > row[k]["inputs_per_s"]:
                     row[k] = v
         row["speedup"] = row["fernas"]["inputs_per_s"] / row["reference"]["inputs_per_s"]
+        # Re-measure the peak (a quiet moment on a shared machine gives a truer peak); keep the best.
+        peak.update({k: max(v, peak[k]) for k, v in measure_peak().items()})
         for k in ("reference", "fernas", "fernas_fp32", "fernas_bf16", "fernas_one_crop"):
             if k in row:
                 row[k]["flops"] = row[k]["inputs_per_s"] * flop_per_input
-                row[k]["fraction_of_peak"] = row[k]["flops"] / peak[peak_key]
+                row[k]["precision"] = precision[k]
+                row[k]["fraction_of_peak"] = row[k]["flops"] / peak[precision[k]]
         row["eval_inputs_per_s"] = {"reference": reference_eval(doc, data.test, dev, batch, 2),
                                     "fernas": fernas_eval(doc, data.test, dev, batch, eval_batches, amp=default_amp(dev))}
         # Full protocol estimate: 350 epochs x (28,709 training images + 3,589 validation images),
@@ -290,7 +323,7 @@ def main(argv=None) -> int:
             if k in row:
                 r = row[k]
                 print(f"  {k:<16} {r['inputs_per_s']:9.1f} inputs/s  {r['flops'] / 1e9:8.1f} GFLOP/s  "
-                      f"{100 * r['fraction_of_peak']:5.1f}% of {peak_key} matmul peak")
+                      f"{100 * r['fraction_of_peak']:5.1f}% of {r['precision']} matmul peak")
         print(f"  speedup fernas / reference: {row['speedup']:.2f}x")
         ev = row["eval_inputs_per_s"]
         print(f"  ten-crop evaluation: reference {ev['reference']:.0f}, fernas {ev['fernas']:.0f} inputs/s "
@@ -298,12 +331,23 @@ def main(argv=None) -> int:
         print("  full 300+50-epoch protocol on 28,709 images (extrapolated): "
               + ", ".join(f"{k} {v:.1f} min" for k, v in row["protocol_minutes_extrapolated"].items()),
               flush=True)
+    # Fractions against the best peak seen in the whole run (contention only lowers a measurement).
+    for row in results["models"].values():
+        for k, r in row.items():
+            if isinstance(r, dict) and "precision" in r:
+                r["fraction_of_peak"] = r["flops"] / peak[r["precision"]]
+    print("\nmatmul peak (best seen): " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()))
+    print(markdown(results))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     from fernas.io import atomic_write_json
 
     atomic_write_json(out, results)
-    print(f"\nwrote {out}")
+    md = out.with_suffix(".md")
+    from fernas.io import atomic_write_text
+
+    atomic_write_text(md, markdown(results))
+    print(f"\nwrote {out} and {md} (a table for the README)")
     return 0
 
 

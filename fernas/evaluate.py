@@ -108,8 +108,12 @@ def metrics(y_true, y_pred, classes: list[str]) -> dict:
 
 
 def evaluate_model(model: nn.Module, split, classes: list[str], *, device=None, amp: bool = False,
-                   batch_crops: int = 512) -> dict:
-    """Ten-crop and centre-crop test of `model` on a Split: the metrics dict of metrics.json."""
+                   batch_crops: int = 512, return_probs: bool = False):
+    """Ten-crop and centre-crop test of `model` on a Split: the metrics dict of metrics.json.
+
+    With return_probs, also the ten-crop class probabilities (N, C) on CPU (for the plots),
+    so the test set goes through the network once per crop mode only.
+    """
     logits10 = crop_logits(model, split.x, crops=10, device=device, amp=amp, batch_crops=batch_crops)
     logits1 = crop_logits(model, split.x, crops=1, device=device, amp=amp, batch_crops=batch_crops)
     y = split.y.to(logits10.device)
@@ -117,6 +121,8 @@ def evaluate_model(model: nn.Module, split, classes: list[str], *, device=None, 
     m["test_accuracy_tencrop"] = m["accuracy"]
     m["test_accuracy_single"] = float((logits1.argmax(1) == y).float().mean()) if len(y) else float("nan")
     m["test_loss_tencrop"] = float(F.cross_entropy(logits10, y)) if len(y) else float("nan")
+    if return_probs:
+        return m, torch.softmax(logits10, dim=1).cpu()
     return m
 
 

@@ -33,9 +33,9 @@ import hashlib
 import json
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterable
+from typing import Callable, Generator, Iterable
 
 import numpy as np
 import torch
@@ -192,7 +192,7 @@ class Evolution:
         self.population: list = []
         self.hof = self._make_hof()
         self.logbook = tools.Logbook()
-        self.logbook.header = ["gen", "evals", "cache_hits", "failures", "min", "mean", "max", "std", "best"]
+        self.logbook.header = ["gen", "evals", "cache_hits", "failures", "skipped", "min", "mean", "max", "std", "best"]
         self.cache: dict[str, dict] = {}  # genome id -> outcome (one per trained genome)
         self.rng = seeded_rng_states(cfg.seed)  # the GA's running stream (swapped in by _advance)
         self.boundary_rng = self.rng  # its state at the last generation boundary (checkpointed)
@@ -288,9 +288,10 @@ class Evolution:
             self.pending = []
         for ind in need:
             ind.fitness.values = fitness_of(self.cache[ind.gid], self.cfg.objectives)
-        failures = sum(1 for gid in seen if self.cache[gid].get("generation") == self.gen
-                       and self.cache[gid].get("status") not in OK_STATUSES)
-        return {"evals": evals, "cache_hits": hits, "failures": failures}
+        mine = [self.cache[gid] for gid in seen if self.cache[gid].get("generation") == self.gen]
+        skipped = sum(1 for e in mine if e.get("status") == "skipped")  # refused untrained (too large)
+        failures = sum(1 for e in mine if e.get("status") not in OK_STATUSES) - skipped
+        return {"evals": evals, "cache_hits": hits, "failures": failures, "skipped": skipped}
 
     def record(self, gid: str, outcome: dict) -> None:
         """Store one trial's outcome in the cache and persist it (called per completed trial)."""

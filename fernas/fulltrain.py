@@ -67,14 +67,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     _add(g, parser, "--train-crops", type=int, choices=(1, 10), default=10,
          help="crops per training image and step: 10 = all ten crops (the paper's code), 1 = one random crop")
     _add(g, parser, "--val-crops", type=int, choices=(1, 10), default=None,
-         help="crops per validation image (default: as --train-crops)")
+         help="crops per validation image; unset: as --train-crops")
     _add(g, parser, "--merge-val", action="store_true",
          help="fine-tune on train+val (the paper's best setting); the last fine-tuned weights are tested")
     _add(g, parser, "--augment", choices=("vgg", "mild", "none"), default="vgg",
          help="training augmentation: vgg (seeds 000/002), mild (seeds 001/004), none")
-    _add(g, parser, "--batch-size", type=int, default=None, help="override the genome's batch size")
+    _add(g, parser, "--batch-size", type=int, default=None, help="images per step; unset: the genome's batch size")
     _add(g, parser, "--out", default=None,
-         help="run directory (several genomes: one sub-directory each); default a new directory under runs/")
+         help="run directory (several genomes: one sub-directory each); unset: a new directory under runs/")
     _add(g, parser, "--seed", type=int, default=0, help="seeds python, numpy and torch")
     _add(g, parser, "--device", default="auto", help="auto, cpu or cuda")
     _add(g, parser, "--precision", choices=("auto", "bf16", "fp32"), default="auto",
@@ -199,7 +199,7 @@ def _jsonable(args) -> dict:
 
 def train_one(args, doc: dict, genome_path: str, run_dir: Path, data: Dataset, dev: torch.device) -> dict:
     """The protocol for one genome into run_dir; returns its metrics dict."""
-    from fernas.evaluate import evaluate_model, export_model, predict_proba, save_model_file
+    from fernas.evaluate import evaluate_model, export_model, save_model_file
     from fernas.genome import genome_id, save_genome
     from fernas.model import summarize
     from fernas.report import write_plots
@@ -278,8 +278,8 @@ def train_one(args, doc: dict, genome_path: str, run_dir: Path, data: Dataset, d
     model = final.model.eval()
     batch_crops = 4096 if dev.type == "cuda" else 512
     print(f"  testing on {len(data.test)} images (ten-crop) ...", file=sys.stderr, flush=True)
-    m = evaluate_model(model, data.test, data.classes, device=dev, amp=amp, batch_crops=batch_crops)
-    probs = predict_proba(model, data.test.x, crops=10, device=dev, amp=amp, batch_crops=batch_crops)
+    m, probs = evaluate_model(model, data.test, data.classes, device=dev, amp=amp, batch_crops=batch_crops,
+                              return_probs=True)
     metrics = {
         "genome": name, "genome_id": gid,
         "test_accuracy_tencrop": m["test_accuracy_tencrop"], "test_accuracy_single": m["test_accuracy_single"],

@@ -30,7 +30,6 @@ import csv
 import io
 import json
 import logging
-import math
 import os
 import platform
 import socket
@@ -48,9 +47,7 @@ from fernas.errors import RunDirError, UserError
 from fernas.evolve import OK_STATUSES, Candidate, Evolution, GAConfig
 from fernas.io import atomic_write_json, atomic_write_text
 
-log = logging.getLogger("fernas.search")
 
-PENALISED_STATUSES = ("failed", "skipped")
 # Test hook: FERNAS_FAULT_INJECT="GID=raise,GID2=exit" makes those genomes' trials raise an
 # exception or kill their worker process, so the failure paths are tested with real Ray.
 FAULT_ENV = "FERNAS_FAULT_INJECT"
@@ -522,6 +519,7 @@ class EvolveRun:
         ev.save()
         print(f"gen {rec['gen'] + 1:>3}/{ev.cfg.generations}  best {rec['best']:.4f}  mean {rec['mean']:.4f}  "
               f"evals {rec['evals']:>3}  cache hits {rec['cache_hits']:>3}  failures {rec['failures']:>2}  "
+              + (f"too large {rec['skipped']:>2}  " if rec.get("skipped") else "") +
               f"elapsed {_fmt_time(elapsed)}  ETA {_fmt_time(eta)}", file=self.stdout, flush=True)
         self.write_outputs()
 
@@ -559,7 +557,7 @@ class EvolveRun:
         atomic_write_text(self.out / "trials.csv", buf.getvalue())
 
     def write_logbook(self) -> None:
-        cols = ["gen", "evals", "cache_hits", "failures", "min", "mean", "max", "std", "best", "time"]
+        cols = ["gen", "evals", "cache_hits", "failures", "skipped", "min", "mean", "max", "std", "best", "time"]
         times = self.ev.meta.get("generation_times", {})
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")

@@ -282,6 +282,8 @@ def train_genome(doc: dict, data: Dataset, *, epochs: int, device="auto", seed: 
         raise ValueError(f"train_crops must be 1 or 10, got {train_crops}")
     if select not in ("best", "last"):
         raise ValueError(f"select must be 'best' or 'last', got {select!r}")
+    if len(data.val) == 0:
+        select = "last"  # nothing to select on
     dev = resolve_device(device)
     use_amp = default_amp(dev) if amp is None else bool(amp)
     cfg = dict(doc.get("train", {}))
@@ -308,6 +310,11 @@ def train_genome(doc: dict, data: Dataset, *, epochs: int, device="auto", seed: 
     x_tr = data.train.x.to(dev)
     y_tr = data.train.y.to(dev)
     soft_tr = None if data.train.soft is None else data.train.soft.to(dev).float()
+    x_val, y_val = data.val.x.to(dev), data.val.y.to(dev)
+    if dev.type == "cuda":
+        # Fixed input shapes: let cuDNN pick the fastest kernels once (GPU runs need not be
+        # bit-reproducible; CPU runs are).
+        torch.backends.cudnn.benchmark = True
     n = len(data.train)
     if n == 0:
         raise UserError("the training split is empty")
@@ -398,9 +405,9 @@ def train_genome(doc: dict, data: Dataset, *, epochs: int, device="auto", seed: 
         train_loss = float(loss_sum) / seen
         train_acc = float(correct) / seen
 
-        val_loss, val_acc = evaluate_split(model, data.val.x, data.val.y, crops=val_crops,
+        val_loss, val_acc = evaluate_split(model, x_val, y_val, crops=val_crops,
                                            device=dev, amp=use_amp, batch_crops=eval_batch)
-        if not per_step:
+        if not per_step and math.isfinite(val_acc):
             sched.step(val_acc)  # ReduceLROnPlateau, mode max on validation accuracy
         improved = val_acc > best["acc"] if select == "best" else True
         if improved:

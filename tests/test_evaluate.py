@@ -79,6 +79,7 @@ def test_metrics_on_a_constructed_case():
     assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.load is deprecated upstream
 def test_model_file_round_trip_and_export(tmp_path):
     torch.manual_seed(1)
     net = build_model(GENOME).eval()

@@ -88,6 +88,7 @@ def test_failed_trial_gets_penalty_and_run_goes_on():
     assert failed, "the stand-in fitness should fail some genomes"
     assert fitness_of(failed[0], ("accuracy", "params")) == (PENALTY["val_acc"], PENALTY["params"])
     assert sum(r["failures"] for r in ev.logbook) == len(failed)
+    assert sum(r["skipped"] for r in ev.logbook) == 0
     assert ev.done and ev.best().fitness.values[0] > 0
 
 

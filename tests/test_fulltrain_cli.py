@@ -45,6 +45,7 @@ def run_dir(genome_file, tmp_path_factory):
     return out
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.load is deprecated upstream
 def test_decode_train_writes_every_file(run_dir):
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), name

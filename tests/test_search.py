@@ -136,7 +136,7 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0",
                FERNAS_FAULT_INJECT=f"{raise_gid}=raise,{exit_gid}=exit")
     args = ["evolve", "--data", "demo:140,70,70", "--out", str(out), "--seed-genomes", str(seeds / "*.json"), "--pop", "6",
-            "--generations", "3", "--epochs-per-trial", "1", "--max-steps-per-epoch", "2",
+            "--generations", "4", "--epochs-per-trial", "1", "--max-steps-per-epoch", "2",
             "--max-mmacs", "120", "--seed", "1"]
 
     # 1. start with the dashboard; check its API with and without the token while trials run
@@ -199,7 +199,7 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
 
     with (out / "logbook.csv").open() as fh:
         log = list(csv.DictReader(fh))
-    assert [int(r["gen"]) for r in log] == [0, 1, 2]
+    assert [int(r["gen"]) for r in log] == [0, 1, 2, 3]
     assert sum(int(r["evals"]) for r in log) == len(rows)
     assert "cache_hits" in log[0]
     # the outputs decode takes

@@ -148,3 +148,11 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_on_gpu_with_bf16_autocast(demo):
+    res = train_genome(tiny_genome(), demo, epochs=2, device="cuda", augment="vgg", train_crops=10,
+                       max_steps_per_epoch=5, val_crops=10)
+    assert res.device.startswith("cuda") and len(res.history) == 2
+    assert all(v.device.type == "cpu" for v in res.best_state.values())

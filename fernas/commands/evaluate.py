@@ -31,7 +31,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fernas.errors import RunDirError, UserError
-    from fernas.evaluate import evaluate_model, load_model_file, predict_proba
+    from fernas.evaluate import evaluate_model, load_model_file
     from fernas.fulltrain import _load_data
     from fernas.io import atomic_write_json
     from fernas.model import summarize
@@ -51,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--split {args.split}: the dataset's {args.split} split is empty")
     amp = default_amp(dev)
     bc = 4096 if dev.type == "cuda" else 512
-    m = evaluate_model(model, split, data.classes, device=dev, amp=amp, batch_crops=bc)
-    probs = predict_proba(model, split.x, crops=10, device=dev, amp=amp, batch_crops=bc)
+    m, probs = evaluate_model(model, split, data.classes, device=dev, amp=amp, batch_crops=bc, return_probs=True)
     s = summarize(doc, input_size=40, num_classes=len(data.classes))
     metrics = {"model": str(args.model), "genome": doc.get("name"), "data": data.source, "split": args.split,
                **{k: m[k] for k in ("test_accuracy_tencrop", "test_accuracy_single", "macro_f1",
