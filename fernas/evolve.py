@@ -11,6 +11,16 @@ generation loop of select -> clone/vary (`algorithms.varAnd`) -> evaluate the in
   crowded binary tournament and survivors by `selNSGA2(pop + offspring)` (elitist by
   construction, so `elite` is unused), and a `ParetoFront`.
 
+- Random search (`strategy="random"`, the baseline of seeds 001/004): generation 0 is the same
+  initial population; every later generation is `pop` fresh never-seen genomes drawn from the
+  same initial distribution (random-search-space samples + uniform), through the same cache,
+  checkpoint, hall of fame and logbook, so the two strategies are one flag apart.
+
+Initial distribution: the seed designs, then a `search_space_share` of samples from the
+random-search spaces of seeds 001/004, then uniform random vectors; with `max_mmacs` every
+fresh draw is under the cost cap (seed designs above it are left out), so no trial slot of
+generation 0 goes to a genome the driver would refuse.
+
 The loop never calls Ray.  `Evolution.steps()` is a generator that yields the
 *never-evaluated* genomes of a generation as `Candidate`s; whoever drives it (the
 synchronous `Evolution.run(evaluate_batch)` in tests, the Ray Tune searcher in
@@ -57,7 +67,8 @@ OBJECTIVES = {
 # A failed trial scores below any trained network (chance is 1/7) and costs more than any:
 # finite, so NSGA-II's crowding distances stay finite.
 PENALTY = {"val_acc": 0.0, "params": 1e12, "macs": 1e15, "latency_ms": 1e9}
-OK_STATUSES = ("ok", "stopped")  # "stopped": ended early by ASHA, its accuracy still counts
+OK_STATUSES = ("ok", "stopped")
+STRATEGIES = ("ga", "random")  # "stopped": ended early by ASHA, its accuracy still counts
 
 
 @dataclass
@@ -75,9 +86,20 @@ class GAConfig:
     # initial population mix: seed files first, then this share of the rest from the
     # random-search spaces of seeds 001/004 (alternating), the remainder uniform random
     search_space_share: float = 0.5
+    # "ga": evolve.  "random": the baseline of seeds 001/004 -- generation 0 is the same initial
+    # population, every later generation is `pop` fresh genomes drawn from the same initial
+    # distribution (search-space share + uniform), never-seen ones only; selection and variation unused.
+    strategy: str = "ga"
+    # Genomes above this many million multiply-adds per 40x40 image are refused untrained by the
+    # driver (`fernas evolve --max-mmacs`); fresh samples (initial population, random strategy) are
+    # drawn below it, and seed designs above it are left out, so no slot of generation 0 is wasted.
+    # 0 = no cap.  Offspring above it stay possible: they get the penalty (selection pressure).
+    max_mmacs: float = 0.0
 
     def __post_init__(self) -> None:
         self.objectives = tuple(self.objectives)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r} (expected {' or '.join(STRATEGIES)})")
 
     @property
     def multi(self) -> bool:
@@ -240,19 +262,43 @@ class Evolution:
                 pop.append(ind)
 
         for doc in self.seed_docs:
-            add(G.to_vector(doc))
-        n_space = round((self.cfg.pop - len(pop)) * self.cfg.search_space_share)
-        target = len(pop) + max(0, n_space)
+            if self._fits(doc):
+                add(G.to_vector(doc))
+        return pop + self._sample_fresh(self.cfg.pop - len(pop), seen)
+
+    def _fits(self, doc: dict | None) -> bool:
+        """Whether a genome is under the cost cap (`max_mmacs`), so the driver will train it."""
+        if not self.cfg.max_mmacs:
+            return True
+        if doc is None:
+            return False
+        from fernas.search import estimate_macs  # pure function of the document; no Ray
+        return estimate_macs(doc) <= self.cfg.max_mmacs * 1e6
+
+    def _sample_fresh(self, n: int, seen: set) -> list:
+        """`n` never-seen genomes from the initial distribution: this share of them from the
+        random-search spaces of seeds 001/004 (alternating), the rest uniform random.
+        Shared by the initial population and the random strategy; adds their ids to `seen`."""
+        out: list = []
+
+        def add(vec) -> None:
+            ind = self._ind(vec)
+            if ind.gid not in seen and len(out) < n and (not self.cfg.max_mmacs or self._fits(vector_id(ind)[1])):
+                seen.add(ind.gid)
+                out.append(ind)
+
+        target = max(0, round(n * self.cfg.search_space_share))
         spaces = ("sarmah", "vulpe")
-        for tries in range(50 * self.cfg.pop):
-            if len(pop) >= min(target, self.cfg.pop):
+        for tries in range(50 * max(n, 1)):
+            if len(out) >= min(target, n):
                 break
             add(G.to_vector(G.sample_random_search_space(random, spaces[tries % 2])))
-        for _ in range(200 * self.cfg.pop):
-            if len(pop) >= self.cfg.pop:
+        # Under a small cap the search spaces of 001/004 (wide convs) may have nothing: uniform fills up.
+        for _ in range(2000 * max(n, 1)):
+            if len(out) >= n:
                 break
             add(G.random_vector(random))
-        return pop
+        return out
 
     # -- evaluation through the cache
     def _evaluate(self, inds: list) -> Generator[list[Candidate], None, dict]:
@@ -325,7 +371,15 @@ class Evolution:
             self.hof.update(self.population)
             self._end_generation(counts)
         while self.gen < cfg.generations:
-            if cfg.multi:
+            if cfg.strategy == "random":
+                # Fresh samples, never seen before this generation (entries this generation made
+                # before a resume do not count, so the replay draws the same genomes).
+                seen = {gid for gid, e in self.cache.items() if e.get("generation", -1) < self.gen}
+                seen |= {ind.gid for ind in self.population}
+                offspring = self._sample_fresh(cfg.pop, seen)
+                counts = yield from self._evaluate(offspring)
+                self.population = offspring
+            elif cfg.multi:
                 parents = tb.select(self.population, len(self.population))
                 offspring = algorithms.varAnd(parents, tb, cfg.cxpb, cfg.mutpb)
                 counts = yield from self._evaluate(offspring)

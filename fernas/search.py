@@ -756,7 +756,8 @@ def run_evolve(cli_opts: EvolveOptions, load_data, seed_docs: list[dict]) -> Pat
         if "://" not in storage:
             storage = str(Path(storage).resolve())  # Tune wants absolute paths or URIs
         exp_name = f"{out.name}-{attempt}"
-        print(f"fernas evolve: {out}  (pop {ev.cfg.pop}, {ev.cfg.generations} generations, objectives "
+        strategy = "random search, " if ev.cfg.strategy == "random" else ""
+        print(f"fernas evolve: {out}  ({strategy}pop {ev.cfg.pop}, {ev.cfg.generations} generations, objectives "
               f"{','.join(ev.cfg.objectives)}, {opts.epochs_per_trial} epoch(s) per trial)", flush=True)
         print(f"Ray: {'local instance' if ray_info['started_local'] else 'cluster ' + ray_info['address']}, "
               f"{ray_info['cpus']:g} CPU(s), {ray_info['gpus']:g} GPU(s); {slots} trial(s) at a time, "

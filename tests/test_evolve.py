@@ -101,13 +101,15 @@ def test_pareto_front_is_nondominated():
             assert not (a.fitness.dominates(b.fitness))
 
 
+@pytest.mark.parametrize("strategy", ["ga", "random"])
 @pytest.mark.parametrize("kill_after", [3, 11, 17])
-def test_killed_run_resumes_with_same_decisions_and_no_retraining(tmp_path, kill_after):
+def test_killed_run_resumes_with_same_decisions_and_no_retraining(tmp_path, kill_after, strategy):
     """A kill between two trials (at any trial) loses nothing and changes no decision."""
-    ref, _ = run_full(None, pop=8, generations=5, seed=7)
+    ref, _ = run_full(None, pop=8, generations=5, seed=7, strategy=strategy)
 
     ckpt = tmp_path / "checkpoint.json"
-    ev = Evolution(GAConfig(pop=8, generations=5, seed=7), seed_docs=seed_docs(), checkpoint_path=ckpt)
+    ev = Evolution(GAConfig(pop=8, generations=5, seed=7, strategy=strategy), seed_docs=seed_docs(),
+                   checkpoint_path=ckpt)
     trained: list[str] = []
     batch = ev.start()
     try:
@@ -131,6 +133,29 @@ def test_killed_run_resumes_with_same_decisions_and_no_retraining(tmp_path, kill
     assert json.loads(ckpt.read_text())["done"] is True
 
 
+def test_random_strategy_same_generation_0_then_fresh_samples():
+    """--strategy random: the GA's generation 0, then `pop` never-seen genomes per generation."""
+    ga, _ = run_full(None, pop=8, generations=4, seed=3)
+    rnd, trained = run_full(None, pop=8, generations=4, seed=3, strategy="random")
+    gen0 = lambda ev: {g: e["val_acc"] for g, e in ev.cache.items() if e["generation"] == 0}  # noqa: E731
+    assert gen0(rnd) == gen0(ga) and len(gen0(rnd)) == 8
+    assert len(trained) == len(set(trained)) == len(rnd.cache) == 8 * 4  # every proposal is new
+    assert [r["evals"] for r in rnd.logbook] == [8, 8, 8, 8]
+    assert all(r["cache_hits"] == 0 for r in rnd.logbook)
+    seeds = {G.genome_id(d) for d in seed_docs()}
+    later = [g for g, e in rnd.cache.items() if e["generation"] > 0]
+    assert not seeds & set(later)
+    # the same outputs as the GA: hall of fame, best, logbook
+    assert rnd.best().fitness.values[0] == max(fitness_of(e, ("accuracy",))[0] for e in rnd.cache.values())
+    assert len(rnd.hall_of_fame()) == 10 and len(rnd.population) == 8
+    # the same seed draws the same random search; another seed another one
+    again, _ = run_full(None, pop=8, generations=4, seed=3, strategy="random")
+    assert snapshot(again) == snapshot(rnd)
+    assert snapshot(run_full(None, pop=8, generations=4, seed=4, strategy="random")[0])["cache"] != snapshot(rnd)["cache"]
+    with pytest.raises(ValueError, match="strategy"):
+        GAConfig(strategy="annealing")
+
+
 def test_resume_of_missing_or_corrupt_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(RunDirError, match="no GA checkpoint"):
         Evolution.load(tmp_path / "checkpoint.json")
@@ -145,3 +170,16 @@ def test_objectives_parse():
     for bad in ("speed", "params", "accuracy,params,latency", ""):
         with pytest.raises(ValueError):
             parse_objectives(bad)
+
+
+@pytest.mark.parametrize("strategy", ["ga", "random"])
+def test_fresh_samples_respect_the_cost_cap(strategy):
+    """With max_mmacs, generation 0 and random search draw only genomes the driver will train."""
+    from fernas.search import estimate_macs
+
+    ev, _ = run_full(None, pop=8, generations=3, seed=1, max_mmacs=40, strategy=strategy)
+    drawn = [e for e in ev.cache.values() if e["generation"] == 0 or strategy == "random"]
+    assert len(drawn) == (8 if strategy == "ga" else 24)
+    assert all(estimate_macs(G.from_vector(e["vector"])) <= 40e6 for e in drawn)
+    big = {G.genome_id(d) for d in seed_docs() if estimate_macs(d) > 40e6}
+    assert big and not big & set(ev.cache)  # seed designs above the cap are left out

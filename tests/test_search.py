@@ -210,3 +210,41 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     for name in ("config.json", "checkpoint.json", "pareto.csv", "pareto.png", "progress.png"):
         assert (out / name).stat().st_size > 0, name
     assert json.loads((out / "checkpoint.json").read_text())["done"] is True
+
+
+def test_random_strategy_end_to_end_and_resume(tmp_path):
+    """`--strategy random` runs the same code path: trials table, logbook, best.json, resume."""
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    for d in (tiny_genome(16), tiny_genome(24)):
+        G.save_genome(d, seeds / f"{d['name']}.json")
+    out = tmp_path / "run"
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    args = ["evolve", "--strategy", "random", "--data", "demo:140,70,70", "--out", str(out),
+            "--seed-genomes", str(seeds / "*.json"), "--pop", "4", "--generations", "2", "--epochs-per-trial", "1",
+            "--max-steps-per-epoch", "1", "--max-mmacs", "60", "--seed", "2", "--no-dashboard"]
+    res = subprocess.run([PY, "-m", "fernas", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "random search" in res.stdout
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["options"]["ga"]["strategy"] == "random"
+    rows = read_trials(out)
+    gids = [r["gid"] for r in rows]
+    assert len(gids) == len(set(gids)) == 8  # 4 per generation, all new
+    assert {G.genome_id(tiny_genome(16)), G.genome_id(tiny_genome(24))} <= {r["gid"] for r in rows
+                                                                           if r["generation"] == "0"}
+    with (out / "logbook.csv").open() as fh:
+        log = list(csv.DictReader(fh))
+    assert [int(r["gen"]) for r in log] == [0, 1] and sum(int(r["evals"]) for r in log) == 8
+    ok = [r for r in rows if r["status"] == "ok"]
+    best = G.load_genome(out / "best.json")
+    assert best["evolve"]["val_acc"] == pytest.approx(max(float(r["val_acc"]) for r in ok), abs=1e-5)
+    for name in ("hall_of_fame", "pareto.csv", "progress.png", "checkpoint.json"):
+        assert (out / name).exists(), name
+    # resume keeps the stored strategy (a GA flag on the command line does not switch it)
+    args[args.index("random")] = "ga"
+    res = subprocess.run([PY, "-m", "fernas", *args, "--resume"], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "already complete" in res.stdout and "random search" in res.stdout
+    assert read_trials(out) == rows

@@ -63,9 +63,16 @@ def register(sub) -> None:
                         "of seeds 001/004, then uniform random genomes)")
     g.add_argument("--max-mmacs", type=float, default=o.max_mmacs, metavar="M",
                    help="genomes above this many million multiply-adds per 40x40 image get the penalty "
-                        "without training (the VGG seed has about 350, the 8-conv seed of 001 about 1,770)")
+                        "without training; the initial population and random search sample below it (seed "
+                        "designs above it are left out). The VGG seed has about 350, the 8-conv seed of 001 "
+                        "about 1,770")
 
     g = p.add_argument_group("GA")
+    g.add_argument("--strategy", choices=("ga", "random"), default=d.strategy,
+                   help="ga: evolve; random: the random-search baseline of seeds 001/004 -- same initial "
+                        "population, then every generation --pop fresh never-seen genomes from the same "
+                        "distribution (seed designs aside), same trainer, trials and outputs; the GA flags "
+                        "below are then unused")
     g.add_argument("--generations", type=int, default=d.generations,
                    help="generations including the initial population (at most pop x generations trials)")
     g.add_argument("--pop", type=int, default=d.pop, help="population size")
@@ -158,7 +165,8 @@ def options_from_args(args: argparse.Namespace):
     out = args.out.replace("DATE-TIME", time.strftime("%Y%m%d-%H%M%S")) if args.out == DEFAULT_OUT else args.out
     ga = GAConfig(pop=args.pop, generations=args.generations, cxpb=args.crossover, mutpb=args.mutation,
                   indpb=args.gene_mutation, tournsize=args.tournament, elite=args.elite,
-                  hof_size=args.hall_of_fame, objectives=objectives, seed=args.seed)
+                  hof_size=args.hall_of_fame, objectives=objectives, seed=args.seed,
+                  strategy=args.strategy, max_mmacs=args.max_mmacs)
     data_args = {k: v for k, v in vars(args).items() if k in ("labels", "skip_bad", "data_seed")}
     return EvolveOptions(
         out=out, ga=ga, data=args.data, data_args=data_args, epochs_per_trial=args.epochs_per_trial,
