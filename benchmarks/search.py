@@ -74,11 +74,13 @@ def main() -> None:
     ap.add_argument("--max-mmacs", type=float, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gpus", default=None, help="--gpus-per-trial (default: the evolve default)")
+    ap.add_argument("--gpu", "--large", dest="large", action="store_true",
+                    help="the larger settings (FER2013-sized demo epochs); chosen by itself when a GPU is present")
     a = ap.parse_args()
 
     import torch
     gpu = torch.cuda.is_available()
-    if gpu and a.data.startswith("demo:1400"):
+    if (gpu or a.large) and a.data.startswith("demo:1400"):
         a.data, a.steps = f"demo:{FER_TRAIN},{FER_VAL},{FER_VAL}", 0  # FER2013-sized epochs on the GPU
     tmp = ROOT / "benchmarks" / "results" / "tmp" / "search-run"
     shutil.rmtree(tmp, ignore_errors=True)

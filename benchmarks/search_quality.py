@@ -57,12 +57,12 @@ from fernas.io import atomic_write_json  # noqa: E402
 # name -> (small CPU settings, --gpu settings)
 SETTINGS = {
     "seeds": ("0,1,2", "0,1,2,3,4"),
-    "data": ("demo:1500,500,500", "demo:28709,3589,3589"),
+    "data": ("demo:3000,500,500", "demo:28709,3589,3589"),
     "pop": (8, 20),
     "generations": (4, 10),
     "epochs": (2, 2),
     "steps": (0, 0),
-    "max_mmacs": (40.0, 1000.0),
+    "max_mmacs": (30.0, 1000.0),
     "decode_epochs": (4, 30),
     "decode_fine_tune": (0, 5),
 }
@@ -94,8 +94,28 @@ def run_search(a, strategy: str, seed: int, out: Path) -> dict:
         cmd += ["--max-concurrent", str(a.max_concurrent)]
     if a.seed_genomes:
         cmd += ["--seed-genomes", a.seed_genomes]
+    if strategy == "ga" and a.ga_args:
+        cmd += a.ga_args.split()
+    if a.reuse and _reusable(out, cmd):
+        print(f"  {strategy:6s} seed {seed}: reusing the finished run {out}", flush=True)
+        return _read_run(out, 0.0)
+    shutil.rmtree(out, ignore_errors=True)
     print(f"  {strategy:6s} seed {seed}: fernas evolve ... -> {out}", flush=True)
     wall = run_cmd(cmd, out.parent / f"{out.name}.log")
+    return _read_run(out, wall)
+
+
+def _reusable(out: Path, cmd: list[str]) -> bool:
+    """A finished run of exactly this command (--reuse: e.g. rerun only the GA, keep random search)."""
+    try:
+        cfg = json.loads((out / "config.json").read_text())
+        done = json.loads((out / "checkpoint.json").read_text())["done"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return bool(done) and cfg.get("argv") == cmd[3:]
+
+
+def _read_run(out: Path, wall: float) -> dict:
     cache = json.loads((out / "checkpoint.json").read_text())["cache"]
     trained = sorted((e for e in cache.values() if e.get("status") != "skipped"), key=lambda e: e["finished_at"])
     return {"wall_s": wall, "trials": trained, "skipped": sum(e.get("status") == "skipped" for e in cache.values())}
@@ -127,9 +147,16 @@ def decode_train(a, doc_vector: list[int], seed: int, out: Path) -> dict:
     """`fernas decode --train` on the best genome: the same short protocol for every genome."""
     from fernas import genome as G
 
-    out.mkdir(parents=True, exist_ok=True)
     gfile = out.parent / f"{out.name}.genome.json"
-    G.save_genome(G.from_vector(doc_vector, name=out.name), gfile)
+    doc = G.from_vector(doc_vector, name=out.name)
+    metrics = out / "run" / "metrics.json"
+    if a.reuse and metrics.is_file() and gfile.is_file() and G.load_genome(gfile) == doc:
+        m = json.loads(metrics.read_text())
+        return {"test_acc_tencrop": m["test_accuracy_tencrop"], "decode_best_val_acc": m["best_val_acc"],
+                "params": m["params"], "macs": m["macs"], "wall_s": 0.0, "reused": True}
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    G.save_genome(doc, gfile)
     cmd = [sys.executable, "-m", "fernas", "decode", str(gfile), "--train", "--data", a.data,
            "--epochs", str(a.decode_epochs), "--fine-tune-epochs", str(a.decode_fine_tune),
            "--train-crops", "1", "--seed", str(seed), "--out", str(out / "run")]
@@ -197,6 +224,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed-genomes", default=None, help="as fernas evolve (default: genomes/*.json)")
     ap.add_argument("--cpus-per-trial", type=float, default=1.0)
     ap.add_argument("--max-concurrent", type=int, default=0, help="0: as many as the resources hold")
+    ap.add_argument("--ga-args", default="", help="extra `fernas evolve` flags for the GA runs only "
+                    "(e.g. '--mutation-operator creep --mutation 0.6')")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse finished runs in --work made by the same command (e.g. keep the random-search "
+                         "runs while trying GA settings)")
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/search_quality[-gpu].json)")
     ap.add_argument("--plot", default=None, help="plot (default benchmarks/results/best_vs_trials[-gpu].png)")
     ap.add_argument("--work", default=None, help="run directories (default benchmarks/results/tmp/search_quality)")
@@ -213,8 +245,9 @@ def main(argv=None) -> int:
     out_json = Path(a.out or ROOT / "benchmarks" / "results" / f"search_quality{suffix}.json")
     out_png = Path(a.plot or ROOT / "benchmarks" / "results" / f"best_vs_trials{suffix}.png")
     work = Path(a.work or ROOT / "benchmarks" / "results" / "tmp" / f"search_quality{suffix}")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    if not a.reuse:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
     cost_key = {"params": "params", "macs": "macs", "latency": "latency_ms"}.get(
         a.objectives.split(",")[1].strip() if "," in a.objectives else "", None)
 
@@ -308,6 +341,7 @@ def main(argv=None) -> int:
         "settings": {"size": "gpu" if a.large else "small", "seeds": seeds, "data": a.data, "pop": a.pop,
                      "generations": a.generations, "epochs_per_trial": a.epochs, "max_steps_per_epoch": a.steps,
                      "max_mmacs": a.max_mmacs, "objectives": a.objectives, "cpus_per_trial": a.cpus_per_trial,
+                     "ga_args": a.ga_args,
                      "decode": None if a.no_decode else {"epochs": a.decode_epochs, "fine_tune_epochs": a.decode_fine_tune,
                                                          "train_crops": 1, "test": "ten-crop"}},
         "baseline": ("random search = `fernas evolve --strategy random`: the same generation 0 as the GA (seed designs, "

@@ -95,9 +95,15 @@ class GAConfig:
     # drawn below it, and seed designs above it are left out, so no slot of generation 0 is wasted.
     # 0 = no cap.  Offspring above it stay possible: they get the penalty (selection pressure).
     max_mmacs: float = 0.0
+    # "uniform": a mutated gene is redrawn uniformly within its bounds (DEAP's mutUniformInt).
+    # "creep": half the time a step to a neighbouring value instead (genes index ordered tables:
+    # widths, learning rates, batch sizes ...), a local move around good genomes.
+    mutation: str = "uniform"
 
     def __post_init__(self) -> None:
         self.objectives = tuple(self.objectives)
+        if self.mutation not in ("uniform", "creep"):
+            raise ValueError(f"unknown mutation {self.mutation!r} (expected uniform or creep)")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r} (expected {' or '.join(STRATEGIES)})")
 
@@ -230,7 +236,10 @@ class Evolution:
         # Two-point crossover and per-gene uniform redraw within the gene's bounds keep every
         # vector inside GENE_BOUNDS, and every such vector decodes to a valid genome.
         tb.register("mate", tools.cxTwoPoint)
-        tb.register("mutate", tools.mutUniformInt, low=low, up=up, indpb=self.cfg.indpb)
+        if self.cfg.mutation == "creep":
+            tb.register("mutate", _mut_creep, low=low, up=up, indpb=self.cfg.indpb)
+        else:
+            tb.register("mutate", tools.mutUniformInt, low=low, up=up, indpb=self.cfg.indpb)
         if self.cfg.multi:
             tb.register("select", _sel_crowded_tournament)
         else:
@@ -503,6 +512,20 @@ class Evolution:
             raise RunDirError(f"{path}: corrupt GA checkpoint ({type(exc).__name__}: {exc}); "
                               "cannot resume") from None
         return ev
+
+
+def _mut_creep(individual: list, low: list[int], up: list[int], indpb: float) -> tuple:
+    """Per gene with probability indpb: a step of +-1 within the bounds (half the time), else a
+    uniform redraw.  Keeps every vector inside GENE_BOUNDS, like mutUniformInt."""
+    for i, (lo, hi) in enumerate(zip(low, up)):
+        if random.random() < indpb and hi > lo:
+            if random.random() < 0.5:
+                step = random.choice((-1, 1))
+                v = individual[i] + step
+                individual[i] = v if lo <= v <= hi else individual[i] - step
+            else:
+                individual[i] = random.randint(lo, hi)
+    return (individual,)
 
 
 def _sel_crowded_tournament(individuals: list, k: int) -> list:

@@ -87,16 +87,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_data(args) -> Dataset:
-    try:
-        from fernas.data import dataset_from_args
-    except ModuleNotFoundError as exc:  # pragma: no cover - only while data.py is missing
-        if exc.name != "fernas.data":
-            raise
-        if args.data != "demo":
-            raise UserError(f"--data {args.data}: only the demo data is available in this build") from None
-        from fernas.demo_faces import make_demo
+    from fernas.data import dataset_from_args
 
-        return make_demo(seed=0)
     return dataset_from_args(args)
 
 

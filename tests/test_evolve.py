@@ -183,3 +183,14 @@ def test_fresh_samples_respect_the_cost_cap(strategy):
     assert all(estimate_macs(G.from_vector(e["vector"])) <= 40e6 for e in drawn)
     big = {G.genome_id(d) for d in seed_docs() if estimate_macs(d) > 40e6}
     assert big and not big & set(ev.cache)  # seed designs above the cap are left out
+
+
+def test_creep_mutation_keeps_vectors_valid_and_is_deterministic():
+    a, _ = run_full(None, pop=9, generations=5, seed=5, mutpb=0.9, indpb=0.5, mutation="creep")
+    b, _ = run_full(None, pop=9, generations=5, seed=5, mutpb=0.9, indpb=0.5, mutation="creep")
+    assert snapshot(a) == snapshot(b)
+    for ind in a.population:
+        assert all(lo <= v <= hi for v, (lo, hi) in zip(ind, G.GENE_BOUNDS))
+        G.validate(G.from_vector(list(ind)))
+    with pytest.raises(ValueError, match="mutation"):
+        GAConfig(mutation="gaussian")

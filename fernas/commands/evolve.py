@@ -85,6 +85,9 @@ def register(sub) -> None:
                    help="probability that a child is mutated")
     g.add_argument("--gene-mutation", type=float, default=d.indpb, metavar="P",
                    help="per-gene probability of a uniform redraw in a mutated child")
+    g.add_argument("--mutation-operator", choices=("uniform", "creep"), default=d.mutation,
+                   help="uniform: a mutated gene is redrawn uniformly; creep: half the time a step to a "
+                        "neighbouring value (the next width, learning rate, batch size ...) instead")
     g.add_argument("--tournament", type=int, default=d.tournsize, metavar="K",
                    help="tournament size (single objective)")
     g.add_argument("--elite", type=int, default=d.elite, metavar="N",
@@ -166,7 +169,7 @@ def options_from_args(args: argparse.Namespace):
     ga = GAConfig(pop=args.pop, generations=args.generations, cxpb=args.crossover, mutpb=args.mutation,
                   indpb=args.gene_mutation, tournsize=args.tournament, elite=args.elite,
                   hof_size=args.hall_of_fame, objectives=objectives, seed=args.seed,
-                  strategy=args.strategy, max_mmacs=args.max_mmacs)
+                  strategy=args.strategy, max_mmacs=args.max_mmacs, mutation=args.mutation_operator)
     data_args = {k: v for k, v in vars(args).items() if k in ("labels", "skip_bad", "data_seed")}
     return EvolveOptions(
         out=out, ga=ga, data=args.data, data_args=data_args, epochs_per_trial=args.epochs_per_trial,
