@@ -14,10 +14,11 @@ The baseline, defined so the comparison is fair:
   / hand-made random searches of seeds 001 and 004 did.
 * Same seeds, same trainer and trial length, same data, same `--max-mmacs` (genomes above it
   are refused untrained by both, and cost no trial).
-* Budget = trained trials.  Each run's trained trials are put in the order they finished;
-  both strategies are compared over the first N trials, N = the smaller count of the two
-  runs of that seed (random search proposes `pop` new genomes every generation, the GA fewer,
-  since its unchanged children and re-met genomes are cache hits, so N is usually the GA's).
+* Budget = trained trials.  The GA runs `--generations`; its unchanged children and re-met
+  genomes are cache hits, so it trains fewer than `pop` genomes a generation.  Random search
+  trains `pop` new genomes a generation and runs ceil(N_ga / pop) generations, just enough to
+  spend the GA's count N_ga.  Each run's trained trials are put in the order they finished and
+  both are compared over the first N = min of the two counts.
 
 Reported per strategy and seed: best validation accuracy (short trial) within the budget, the
 number of trials the GA needed to reach random search's final best, and the test accuracy
@@ -59,8 +60,8 @@ SETTINGS = {
     "seeds": ("0,1,2", "0,1,2,3,4"),
     "data": ("demo:3000,500,500", "demo:28709,3589,3589"),
     "pop": (8, 20),
-    "generations": (4, 10),
-    "epochs": (2, 2),
+    "generations": (10, 10),
+    "epochs": (1, 2),
     "steps": (0, 0),
     "max_mmacs": (30.0, 1000.0),
     "decode_epochs": (4, 30),
@@ -85,9 +86,9 @@ def run_cmd(cmd: list[str], log: Path) -> float:
     return wall
 
 
-def run_search(a, strategy: str, seed: int, out: Path) -> dict:
+def run_search(a, strategy: str, seed: int, out: Path, generations: int) -> dict:
     cmd = [sys.executable, "-m", "fernas", "evolve", "--strategy", strategy, "--data", a.data, "--out", str(out),
-           "--pop", str(a.pop), "--generations", str(a.generations), "--epochs-per-trial", str(a.epochs),
+           "--pop", str(a.pop), "--generations", str(generations), "--epochs-per-trial", str(a.epochs),
            "--max-steps-per-epoch", str(a.steps), "--max-mmacs", str(a.max_mmacs), "--seed", str(seed),
            "--objectives", a.objectives, "--no-dashboard", "--cpus-per-trial", str(a.cpus_per_trial)]
     if a.max_concurrent:
@@ -178,7 +179,7 @@ def mean_std(xs: list[float]) -> dict:
             "min": round(min(xs), 4), "max": round(max(xs), 4), "n": len(xs)}
 
 
-def plot(curves: dict, budget: int, rnd_final: float, path: Path, title: str) -> None:
+def plot(curves: dict, budget: int, rnd_final: float, path: Path, title: str, pop: int = 0) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -194,6 +195,9 @@ def plot(curves: dict, budget: int, rnd_final: float, path: Path, title: str) ->
         mean = [statistics.mean(c[i] for c in per_seed) for i in range(n)]
         ax.plot(range(1, n + 1), mean, "-", color=colors[strat], lw=2.2, label=f"{labels[strat]} (mean of {len(per_seed)} seeds)")
     ax.axhline(rnd_final, color="C0", ls=":", lw=1, label="random search's final best (mean)")
+    ax.axhline(1 / 7, color="0.3", ls="-.", lw=0.8, label="chance (1/7)")
+    if pop:
+        ax.axvspan(0.5, min(pop, budget) + 0.5, color="0.9", zorder=0, label="generation 0 (the same for both)")
     ax.axvline(budget / 2, color="0.5", ls="--", lw=1, label="half the trials")
     ax.set_xlabel("trained trials")
     ax.set_ylabel("best validation accuracy so far (short trial)")
@@ -225,14 +229,25 @@ def main(argv=None) -> int:
     ap.add_argument("--cpus-per-trial", type=float, default=1.0)
     ap.add_argument("--max-concurrent", type=int, default=0, help="0: as many as the resources hold")
     ap.add_argument("--ga-args", default="", help="extra `fernas evolve` flags for the GA runs only "
-                    "(e.g. '--mutation-operator creep --mutation 0.6')")
+                    "(e.g. '--mutation-operator creep --mutation 0.6'; random search has no GA flags)")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse finished runs in --work made by the same command (e.g. keep the random-search "
                          "runs while trying GA settings)")
     ap.add_argument("--out", default=None, help="results JSON (default benchmarks/results/search_quality[-gpu].json)")
     ap.add_argument("--plot", default=None, help="plot (default benchmarks/results/best_vs_trials[-gpu].png)")
     ap.add_argument("--work", default=None, help="run directories (default benchmarks/results/tmp/search_quality)")
+    ap.add_argument("--replot", default=None, metavar="JSON", help="only redraw the plot of a results JSON")
     a = ap.parse_args(argv)
+    if a.replot:
+        res = json.loads(Path(a.replot).read_text())
+        st = res["settings"]
+        curves = {s: [rec[s]["curve"] for rec in res["per_seed"]] for s in ("ga", "random")}
+        n = res["summary"]["budget_trials_common"]
+        title = (f"{'GPU' if st['size'] == 'gpu' else 'CPU'}: {st['data']}, pop {st['pop']} x {st['generations']} gen, "
+                 f"{st['epochs_per_trial']} ep x {st['max_steps_per_epoch'] or 'all'} steps, <= {st['max_mmacs']:g} MMAC, "
+                 f"{len(st['seeds'])} seeds" + (f", GA {st['ga_args']}" if st.get("ga_args") else ""))
+        plot(curves, n, res["summary"]["mean_curve"]["random"][-1], ROOT / res["plot"], title, pop=st["pop"])
+        return 0
 
     import torch
     gpu = torch.cuda.is_available()
@@ -255,7 +270,11 @@ def main(argv=None) -> int:
     per_seed, curves = [], {"ga": [], "random": []}
     for seed in seeds:
         print(f"seed {seed}", flush=True)
-        runs = {s: run_search(a, s, seed, work / f"{s}-seed{seed}") for s in ("ga", "random")}
+        runs = {"ga": run_search(a, "ga", seed, work / f"ga-seed{seed}", a.generations)}
+        # Random search trains `pop` new genomes a generation (all under the cap): just enough
+        # generations to spend the GA's trial count (the GA's re-met genomes are cache hits).
+        rnd_gens = max(1, math.ceil(len(runs["ga"]["trials"]) / a.pop))
+        runs["random"] = run_search(a, "random", seed, work / f"random-seed{seed}", rnd_gens)
         budget = min(len(r["trials"]) for r in runs.values())
         if budget == 0:
             raise SystemExit(f"seed {seed}: a run trained nothing (every genome above --max-mmacs?)")
@@ -267,6 +286,7 @@ def main(argv=None) -> int:
             ok = [e for e in trials if e.get("status") in OK and e.get("val_acc") is not None]
             best = max(ok, key=lambda e: float(e["val_acc"])) if ok else None
             rec[s] = {"trained_trials": len(r["trials"]), "skipped_too_large": r["skipped"],
+                      "generations": a.generations if s == "ga" else rnd_gens,
                       "failed": sum(e.get("status") not in OK for e in trials),
                       "best_val_acc": round(curve[-1], 4), "best_gid": best["gid"] if best else None,
                       "best_generation": best.get("generation") if best else None,
@@ -346,9 +366,10 @@ def main(argv=None) -> int:
                                                          "train_crops": 1, "test": "ten-crop"}},
         "baseline": ("random search = `fernas evolve --strategy random`: the same generation 0 as the GA (seed designs, "
                      "random-search-space samples of seeds 001/004, uniform random), then `pop` fresh never-seen "
-                     "genomes per generation from the same distribution; same seeds, trainer, trial length, data and "
-                     "--max-mmacs (genomes above it are refused untrained by both and cost no trial). Budget = "
-                     "trained trials in the order they finished; per seed both are cut to the smaller count."),
+                     "genomes per generation from the same distribution (under --max-mmacs); same seeds, trainer, trial "
+                     "length, data and --max-mmacs (genomes above it are refused untrained by both and cost no "
+                     "trial). Budget = trained trials in the order they finished: random search runs ceil(N_ga/pop) "
+                     "generations to spend the GA's count N_ga; both are cut to the smaller count."),
         "target": target,
         "summary": summary,
         "per_seed": per_seed,
@@ -357,8 +378,9 @@ def main(argv=None) -> int:
     }
     atomic_write_json(out_json, result)
     title = (f"{'GPU' if a.large else 'CPU'}: {a.data}, pop {a.pop} x {a.generations} gen, "
-             f"{a.epochs} ep x {a.steps or 'all'} steps, <= {a.max_mmacs:g} MMAC, {len(seeds)} seeds")
-    plot(curves, n, rnd_final_mean, out_png, title)
+             f"{a.epochs} ep x {a.steps or 'all'} steps, <= {a.max_mmacs:g} MMAC, {len(seeds)} seeds"
+             + (f", GA {a.ga_args}" if a.ga_args else ""))
+    plot(curves, n, rnd_final_mean, out_png, title, pop=a.pop)
 
     b, t = summary["best_val_acc"], summary["test_acc_tencrop_after_decode"]
     print(f"best val acc over {len(seeds)} seeds ({n} trials):  ga {fmt(b['ga']['mean'])} ± {fmt(b['ga']['std'])}   "

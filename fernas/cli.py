@@ -48,14 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
-    except UserError as exc:
-        print(f"fernas: error: {exc}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:  # `fernas ... | head`
+        return 0
     except KeyboardInterrupt:
         print("fernas: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
+    except UserError as exc:
+        print(f"fernas: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the user named: exists, is not a directory, no permission, disk full
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"fernas: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

@@ -376,6 +376,25 @@ def _load_csv(path: Path, labels: str | None, skip_bad: bool, seed: int, val_fra
 
 # ----------------------------------------------------------------------------- image folder
 
+def image_to_face(im) -> np.ndarray:
+    """A PIL image of a face crop -> (48, 48) uint8 grayscale, the same for training and predict.
+
+    EXIF orientation is applied (phone photos), colour becomes luminance, a non-square image
+    is centre-cropped to a square (no squashing), then resized bilinearly to 48x48.
+    """
+    from PIL import Image, ImageOps
+
+    im = ImageOps.exif_transpose(im).convert("L")
+    w, h = im.size
+    s = min(w, h)
+    if (w, h) != (s, s):
+        left, top = (w - s) // 2, (h - s) // 2
+        im = im.crop((left, top, left + s, top + s))
+    if im.size != (IMAGE_SIZE, IMAGE_SIZE):
+        im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR, reducing_gap=None)
+    return np.asarray(im, dtype=np.uint8)
+
+
 def _image_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
@@ -407,10 +426,7 @@ def _load_folder(root: Path, skip_bad: bool, seed: int, val_fraction: float) -> 
             for f in _image_files(cdir):
                 try:
                     with Image.open(f) as im:
-                        im = im.convert("L")
-                        if im.size != (IMAGE_SIZE, IMAGE_SIZE):
-                            im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
-                        xs.append(np.asarray(im, dtype=np.uint8))
+                        xs.append(image_to_face(im))
                 except (UnidentifiedImageError, OSError, ValueError) as exc:
                     if not skip_bad:
                         why = "not an image Pillow can read" if isinstance(exc, UnidentifiedImageError) else str(exc)

@@ -235,6 +235,8 @@ def load_face_images(paths) -> torch.Tensor:
     """
     from PIL import Image, UnidentifiedImageError
 
+    from fernas.data import image_to_face
+
     out = []
     for p in paths:
         p = Path(p)
@@ -242,13 +244,8 @@ def load_face_images(paths) -> torch.Tensor:
             raise UserError(f"{p}: no such image file")
         try:
             with Image.open(p) as im:
-                im.load()
-                g = im.convert("L")
+                face = image_to_face(im)  # (48, 48) uint8, as the folder loader does
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise UserError(f"{p}: not a readable image ({type(exc).__name__})") from None
-        w, h = g.size
-        s = min(w, h)
-        left, top = (w - s) // 2, (h - s) // 2
-        g = g.crop((left, top, left + s, top + s)).resize((48, 48), Image.BILINEAR, reducing_gap=None)
-        out.append(torch.frombuffer(bytearray(g.tobytes()), dtype=torch.uint8).view(48, 48))
+        out.append(torch.from_numpy(face.copy()))
     return torch.stack(out) if out else torch.zeros((0, 48, 48), dtype=torch.uint8)

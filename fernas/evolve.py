@@ -11,6 +11,9 @@ generation loop of select -> clone/vary (`algorithms.varAnd`) -> evaluate the in
   crowded binary tournament and survivors by `selNSGA2(pop + offspring)` (elitist by
   construction, so `elite` is unused), and a `ParetoFront`.
 
+- Options for small budgets: `mutation="creep"` (a mutated gene steps to a neighbouring value
+  half the time) and `novel_offspring` (a child that would train nothing new is mutated until
+  it is a never-seen genome under the cost cap).
 - Random search (`strategy="random"`, the baseline of seeds 001/004): generation 0 is the same
   initial population; every later generation is `pop` fresh never-seen genomes drawn from the
   same initial distribution (random-search-space samples + uniform), through the same cache,
@@ -99,6 +102,11 @@ class GAConfig:
     # "creep": half the time a step to a neighbouring value instead (genes index ordered tables:
     # widths, learning rates, batch sizes ...), a local move around good genomes.
     mutation: str = "uniform"
+    # Every child that is not a new genome (an unchanged copy, a re-met or duplicate genome: a
+    # cache hit that trains nothing) is mutated until it is new and under max_mmacs.  Small
+    # populations converge to copies of the best; this turns those slots into local search
+    # around the parents instead of idle generations.
+    novel_offspring: bool = False
 
     def __post_init__(self) -> None:
         self.objectives = tuple(self.objectives)
@@ -398,12 +406,30 @@ class Evolution:
                 elites = [tb.clone(ind) for ind in tools.selBest(self.population, n_elite)]
                 parents = tb.select(self.population, len(self.population) - n_elite)
                 offspring = algorithms.varAnd(parents, tb, cfg.cxpb, cfg.mutpb)
+                if cfg.novel_offspring:
+                    self._make_novel(offspring, elites)
                 counts = yield from self._evaluate(offspring)
                 self.population = elites + offspring
             self.hof.update(self.population)
             self._end_generation(counts)
         self.done = True
         self.save()
+
+    def _make_novel(self, offspring: list, keep: list) -> None:
+        """Mutate each child that would train nothing new until it is a never-seen genome that fits."""
+        # Entries of this generation (made before a resume) do not count: the replay decides the same.
+        seen = {gid for gid, e in self.cache.items() if e.get("generation", -1) < self.gen}
+        seen |= {ind.gid for ind in keep} | {ind.gid for ind in self.population}
+        for child in offspring:
+            gid, doc = vector_id(child)
+            for _ in range(100):
+                if gid not in seen and self._fits(doc):
+                    break
+                self.toolbox.mutate(child)
+                gid, doc = vector_id(child)
+            del child.fitness.values
+            child.gid = gid
+            seen.add(gid)
 
     def _end_generation(self, counts: dict) -> None:
         rec = self._log(counts)

@@ -301,6 +301,31 @@ def train_one(args, doc: dict, genome_path: str, run_dir: Path, data: Dataset, d
     return metrics
 
 
+# Settings that define a run: on --resume they come from the run's config.json, so a resumed
+# run trains on the same data with the same protocol whatever the command line says now.
+RESUME_KEYS = ("data", "labels", "skip_bad", "data_seed", "epochs", "fine_tune_epochs", "train_crops",
+               "val_crops", "merge_val", "augment", "batch_size", "seed", "precision")
+
+
+def _restore_run_settings(args, dirs: list[Path]) -> None:
+    for d in dirs:
+        cfg_path = d / "config.json"
+        if not cfg_path.exists():
+            continue
+        try:
+            stored = json.loads(cfg_path.read_text())["args"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RunDirError(f"{cfg_path}: unreadable run configuration ({exc}); cannot resume") from None
+        changed = [k for k in RESUME_KEYS if k in stored and getattr(args, k, None) != stored[k]]
+        for k in RESUME_KEYS:
+            if k in stored:
+                setattr(args, k, stored[k])
+        if changed:
+            print(f"resuming {d} with its stored settings ({', '.join('--' + k.replace('_', '-') for k in changed)} "
+                  f"from config.json, not from this command line)", file=sys.stderr)
+        return  # one set of settings serves every genome of a multi-genome run
+
+
 def run_train(args, genome_paths: list[str]) -> int:
     """Train every genome in turn; with several, end with a comparison table (and CSV)."""
     from fernas.genome import load_genome
@@ -312,8 +337,10 @@ def run_train(args, genome_paths: list[str]) -> int:
             raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 0")
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
-    dev = resolve_device(args.device)
     base, dirs = _plan_dirs(args, docs)
+    if args.resume:
+        _restore_run_settings(args, dirs)
+    dev = resolve_device(args.device)
     finished = []
     for doc, d in zip(docs, dirs):  # check every directory before training anything
         if args.resume and (d / "metrics.json").exists() and not (d / "checkpoint-train.pt").exists():

@@ -104,7 +104,7 @@ def cpu_has_native_bf16() -> bool:
 
 
 def default_amp(device: torch.device) -> bool:
-    """Whether to autocast to bf16: always on CUDA; on CPU only with native bf16 units.
+    """Whether to autocast to bf16: on CUDA cards with native bf16; on CPU only with native bf16 units.
 
     Measured on the 2-core AMD EPYC (AVX512-BF16) this project develops on: bf16 autocast
     trained the MobileNetV2-style seed about 2x and the VGG about 3-6x faster than fp32
@@ -112,7 +112,8 @@ def default_amp(device: torch.device) -> bool:
     they save, so fp32 stays.
     """
     if device.type == "cuda":
-        return True
+        # Ampere and newer; an older card (T4, V100) would emulate bf16 slowly: stay in fp32.
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     return device.type == "cpu" and cpu_has_native_bf16()
 
 

@@ -194,3 +194,22 @@ def test_creep_mutation_keeps_vectors_valid_and_is_deterministic():
         G.validate(G.from_vector(list(ind)))
     with pytest.raises(ValueError, match="mutation"):
         GAConfig(mutation="gaussian")
+
+
+def test_novel_offspring_trains_pop_minus_elite_new_genomes_each_generation(tmp_path):
+    ev, trained = run_full(None, pop=8, generations=5, seed=2, elite=2, novel_offspring=True, mutation="creep")
+    assert len(trained) == len(set(trained))
+    assert [r["evals"] for r in ev.logbook][1:] == [6, 6, 6, 6]  # every child is a new genome
+    assert all(r["cache_hits"] == 0 for r in ev.logbook[1:])
+    # and resume replays the same decisions
+    ckpt = tmp_path / "checkpoint.json"
+    part = Evolution(GAConfig(pop=8, generations=5, seed=2, elite=2, novel_offspring=True, mutation="creep"),
+                     seed_docs=seed_docs(), checkpoint_path=ckpt)
+    batch, n = part.start(), 0
+    while batch is not None and n < 19:
+        for cand in batch[:19 - n]:
+            part.record(cand.gid, fake_outcome(cand))
+            n += 1
+        batch = part.resume_batch() if n < 19 else None
+    resumed = Evolution.load(ckpt, seed_docs=seed_docs()).run(lambda b: [fake_outcome(c) for c in b])
+    assert snapshot(resumed) == snapshot(ev)

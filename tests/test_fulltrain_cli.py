@@ -179,3 +179,19 @@ def test_predict_on_generated_images(run_dir, tmp_path):
     (tmp_path / "bad.png").write_text("not an image")
     rc, out, err = cli("predict", run_dir / "model.pt", paths[0], tmp_path / "bad.png")
     assert rc == 2 and "bad.png" in err and out == ""
+
+
+def test_resume_takes_the_runs_own_settings(tmp_path, capsys):
+    """A resumed run trains on its stored data and protocol, not on what the new command line says."""
+    import argparse
+
+    from fernas.fulltrain import _restore_run_settings
+    from fernas.io import atomic_write_json
+
+    run = tmp_path / "run"
+    atomic_write_json(run / "config.json", {"args": {"data": "fer2013.csv", "epochs": 300, "train_crops": 10,
+                                                      "seed": 7}})
+    args = argparse.Namespace(data="demo", epochs=5, train_crops=1, seed=0, merge_val=False)
+    _restore_run_settings(args, [run])
+    assert (args.data, args.epochs, args.train_crops, args.seed) == ("fer2013.csv", 300, 10, 7)
+    assert "--data" in capsys.readouterr().err

@@ -88,6 +88,10 @@ def register(sub) -> None:
     g.add_argument("--mutation-operator", choices=("uniform", "creep"), default=d.mutation,
                    help="uniform: a mutated gene is redrawn uniformly; creep: half the time a step to a "
                         "neighbouring value (the next width, learning rate, batch size ...) instead")
+    g.add_argument("--novel-offspring", action="store_true",
+                   help="mutate every child that would train nothing new (a copy of a parent, a genome seen "
+                        "before) until it is new and under --max-mmacs: each generation trains pop - elite "
+                        "new genomes, local search around the selected parents")
     g.add_argument("--tournament", type=int, default=d.tournsize, metavar="K",
                    help="tournament size (single objective)")
     g.add_argument("--elite", type=int, default=d.elite, metavar="N",
@@ -169,7 +173,8 @@ def options_from_args(args: argparse.Namespace):
     ga = GAConfig(pop=args.pop, generations=args.generations, cxpb=args.crossover, mutpb=args.mutation,
                   indpb=args.gene_mutation, tournsize=args.tournament, elite=args.elite,
                   hof_size=args.hall_of_fame, objectives=objectives, seed=args.seed,
-                  strategy=args.strategy, max_mmacs=args.max_mmacs, mutation=args.mutation_operator)
+                  strategy=args.strategy, max_mmacs=args.max_mmacs, mutation=args.mutation_operator,
+                  novel_offspring=args.novel_offspring)
     data_args = {k: v for k, v in vars(args).items() if k in ("labels", "skip_bad", "data_seed")}
     return EvolveOptions(
         out=out, ga=ga, data=args.data, data_args=data_args, epochs_per_trial=args.epochs_per_trial,

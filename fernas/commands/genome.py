@@ -1,4 +1,4 @@
-"""`fernas genome random|check|vector`: make, validate and inspect genome documents."""
+"""`fernas genome random|check`: make, validate and inspect genome documents."""
 
 from __future__ import annotations
 
