@@ -421,10 +421,16 @@ class Evolution:
         seen = {gid for gid, e in self.cache.items() if e.get("generation", -1) < self.gen}
         seen |= {ind.gid for ind in keep} | {ind.gid for ind in self.population}
         for child in offspring:
+            start = list(child)
             gid, doc = vector_id(child)
-            for _ in range(100):
+            for attempt in range(100):
                 if gid not in seen and self._fits(doc):
                     break
+                if attempt and attempt % 10 == 0:
+                    # drifted too far (e.g. a crossover child far above the cap): start again from
+                    # the child, then, after half the attempts, from one of the kept best
+                    src = start if attempt < 50 or not keep else list(random.choice(keep))
+                    child[:] = src
                 self.toolbox.mutate(child)
                 gid, doc = vector_id(child)
             del child.fitness.values

@@ -213,3 +213,11 @@ def test_novel_offspring_trains_pop_minus_elite_new_genomes_each_generation(tmp_
         batch = part.resume_batch() if n < 19 else None
     resumed = Evolution.load(ckpt, seed_docs=seed_docs()).run(lambda b: [fake_outcome(c) for c in b])
     assert snapshot(resumed) == snapshot(ev)
+
+
+def test_novel_offspring_stay_under_the_cost_cap():
+    from fernas.search import estimate_macs
+
+    ev, _ = run_full(None, pop=8, generations=5, seed=4, max_mmacs=30, novel_offspring=True, mutation="creep")
+    assert all(estimate_macs(G.from_vector(e["vector"])) <= 30e6 for e in ev.cache.values())
+    assert [r["evals"] for r in ev.logbook][1:] == [6, 6, 6, 6]
