@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench bench-gpu install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -38,6 +38,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	@for b in data train search search_quality; do \
 	  if [ -f benchmarks/$$b.py ]; then echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py $(BENCH_ARGS) || exit 1; fi; done
+
+# The larger settings, for a machine with a GPU (results go to *-gpu.json with the card's name).
+bench-gpu:
+	$(MAKE) bench BENCH_ARGS=--gpu
 
 clean:
 	rm -rf $(VENV) build *.egg-info

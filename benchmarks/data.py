@@ -88,6 +88,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--batch", type=int, default=256, help="images per batch for the batched pipeline")
+    ap.add_argument("--gpu", "--large", action="store_true",
+                    help="accepted for `make bench BENCH_ARGS=--gpu`; the data benchmark has one setting "
+                         "(FER2013-sized) and measures the CPU pipelines")
     ap.add_argument("--seconds", type=float, default=3.0, help="minimum timing window per measurement")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for both pipelines (on a shared 2-core machine 2 OpenMP threads "
