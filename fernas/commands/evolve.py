@@ -29,15 +29,8 @@ def _add_data_arguments(parser) -> None:
 
 
 def _load_data(args):
-    try:
-        from fernas.data import dataset_from_args
-    except ModuleNotFoundError as exc:
-        if exc.name != "fernas.data":
-            raise
-        if args.data != "demo":
-            raise UserError(f"--data {args.data}: only the demo data is available in this build") from None
-        from fernas.demo_faces import make_demo
-        return make_demo(seed=0)
+    from fernas.data import dataset_from_args
+
     return dataset_from_args(args)
 
 
