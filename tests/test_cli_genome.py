@@ -49,3 +49,8 @@ def test_decode_bad_input_one_line_exit_2(tmp_path, content, message):
     assert r.returncode == 2
     assert message in r.stderr and str(p) in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_decode_refuses_training_flags_without_train(capsys):
+    assert main(["decode", f"{GENOMES}/vgg_khaireddin.json", "--epochs", "5"]) == 2
+    assert "--epochs only applies with --train" in capsys.readouterr().err

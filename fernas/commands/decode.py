@@ -7,6 +7,7 @@ import argparse
 import json
 
 from fernas import genome as g
+from fernas.errors import UserError
 from fernas.model import summarize
 
 try:  # the training protocol adds its flags when present
@@ -24,9 +25,13 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per genome instead of a table")
     p.add_argument("--input-size", type=int, default=40, choices=(40, 48),
                    help="input height/width the summary is computed at (40: ten-crop size)")
+    known = {a.dest for a in p._actions}
     if fulltrain is not None:
         fulltrain.add_train_arguments(p)
-    p.set_defaults(func=run)
+    # Flags that only mean something with --train: refuse them without it, rather than ignore.
+    train_only = [(a.option_strings[0], a.dest, a.default) for a in p._actions
+                  if a.dest not in known and a.dest != "train" and a.option_strings]
+    p.set_defaults(func=run, _train_only=train_only)
 
 
 def _fmt_int(n: int) -> str:
@@ -58,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     docs = [g.load_genome(p) for p in args.genomes]  # validate all before doing anything
     if getattr(args, "train", False):
         return fulltrain.run_train(args, list(args.genomes))
+    for option, dest, default in getattr(args, "_train_only", []):
+        if getattr(args, dest, default) != default:
+            raise UserError(f"{option} only applies with --train (fernas decode GENOME.json --train {option} ...)")
     for i, doc in enumerate(docs):
         summary = summarize(doc, input_size=args.input_size)
         if args.json:
