@@ -289,7 +289,7 @@ class Evolution:
             return True
         if doc is None:
             return False
-        from fernas.search import estimate_macs  # pure function of the document; no Ray
+        from fernas.model import estimate_macs  # pure function of the document
         return estimate_macs(doc) <= self.cfg.max_mmacs * 1e6
 
     def _sample_fresh(self, n: int, seen: set) -> list:

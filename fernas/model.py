@@ -152,6 +152,39 @@ def _macs_of(module: nn.Module, out: torch.Tensor) -> int:
     return 0
 
 
+def estimate_macs(doc: dict, input_size: int = 40, num_classes: int = 7) -> int:
+    """Multiply-adds per image from the document alone, in microseconds (no model is built).
+
+    Mirrors `FERNet` (conv / inverted residual, pools and their repair, flatten cap) and must
+    equal `summarize(doc)["macs"]` (tested); the search calls it in rejection-sampling loops
+    to keep genomes under --max-mmacs and to order trials by cost.
+    """
+    in_ch, size, macs = 1, input_size, 0
+    for st in doc["stages"]:
+        w, k = st["width"], st["kernel"]
+        for _ in range(st["repeats"]):
+            hw = size * size
+            if st["block"] == "conv":
+                macs += hw * in_ch * w * k * k
+            else:
+                hid = in_ch * st["expansion"]
+                macs += (hw * in_ch * hid if st["expansion"] != 1 else 0) + hw * hid * k * k + hw * hid * w
+            in_ch = w
+        if st["pool"] != "none" and size // 2 >= 1:
+            size //= 2
+    if doc["head"]["reduce"] == "flatten":
+        flat = in_ch * size * size
+        if flat > MAX_FLATTEN:
+            s = max(1, int((MAX_FLATTEN / in_ch) ** 0.5))
+            flat = in_ch * s * s
+    else:
+        flat = in_ch
+    for fc in doc["head"]["fc"]:
+        macs += flat * fc["width"]
+        flat = fc["width"]
+    return int(macs + flat * num_classes)
+
+
 def summarize(doc: dict, input_size: int = 40, num_classes: int = 7) -> dict:
     """Layer table (name, type, output shape, params), totals and multiply-adds per image."""
     # Shapes and counts only: build and run on the meta device (no memory, no compute),

@@ -44,6 +44,7 @@ from typing import Any
 from fernas import __version__
 from fernas import genome as G
 from fernas.errors import RunDirError, UserError
+from fernas.model import estimate_macs  # noqa: F401 - the GA and the trials use it from here
 from fernas.evolve import OK_STATUSES, Candidate, Evolution, GAConfig
 from fernas.io import atomic_write_json, atomic_write_text
 
@@ -79,40 +80,6 @@ class EvolveOptions:
 
 
 # ---------------------------------------------------------------------------- costs
-def estimate_macs(doc: dict, input_size: int = 40, num_classes: int = 7) -> int:
-    """Multiply-adds per image from the document alone (no model is built).
-
-    Mirrors fernas.model's structure (conv / inverted residual, pools, flatten cap); used to
-    refuse oversized genomes before a worker allocates them and to order trials by cost.
-    """
-    from fernas.model import MAX_FLATTEN
-
-    in_ch, size, macs = 1, input_size, 0
-    for st in doc["stages"]:
-        w, k = st["width"], st["kernel"]
-        for _ in range(st["repeats"]):
-            hw = size * size
-            if st["block"] == "conv":
-                macs += hw * in_ch * w * k * k
-            else:
-                hid = in_ch * st["expansion"]
-                macs += (hw * in_ch * hid if st["expansion"] != 1 else 0) + hw * hid * k * k + hw * hid * w
-            in_ch = w
-        if st["pool"] != "none" and size // 2 >= 1:
-            size //= 2
-    if doc["head"]["reduce"] == "flatten":
-        flat = in_ch * size * size
-        if flat > MAX_FLATTEN:
-            s = max(1, int((MAX_FLATTEN / in_ch) ** 0.5))
-            flat = in_ch * s * s
-    else:
-        flat = in_ch
-    for fc in doc["head"]["fc"]:
-        macs += flat * fc["width"]
-        flat = fc["width"]
-    return int(macs + flat * num_classes)
-
-
 def measure_latency_ms(model, device, input_size: int = 40, budget_s: float = 0.3) -> float:
     """Median time of one forward pass of a single image (batch 1), after warm-up."""
     import torch

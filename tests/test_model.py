@@ -100,3 +100,14 @@ def test_inverted_residual_uses_residual_only_when_widths_match():
     from fernas.model import InvertedResidual
     assert InvertedResidual(32, 32, 3, 6).use_res
     assert not InvertedResidual(32, 64, 3, 6).use_res
+
+
+def test_fast_macs_estimate_equals_summarize():
+    # The search's microsecond estimate must agree with the hooked count of the real network,
+    # repairs included, or --max-mmacs would refuse the wrong genomes.
+    from fernas.model import estimate_macs
+    rng = random.Random(11)
+    docs = [g.random_genome(rng) for _ in range(40)]
+    docs += [g.load_genome(p) for p in sorted(__import__("glob").glob(f"{GENOMES}/*.json"))]
+    for doc in docs:
+        assert estimate_macs(doc) == summarize(doc)["macs"], doc["name"]
