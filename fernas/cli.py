@@ -15,8 +15,7 @@ import sys
 from fernas import __version__
 from fernas.errors import UserError
 
-# Order here is the order in `fernas --help`.  A module that is missing is skipped,
-# so a subcommand can be developed without breaking the others.
+# Order here is the order in `fernas --help`.
 COMMAND_MODULES = ["genome", "decode", "data", "evolve", "evaluate", "predict"]
 
 
@@ -30,13 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"fernas.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"fernas.commands.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"fernas.commands.{name}").register(sub)
     return parser
 
 

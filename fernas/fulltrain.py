@@ -52,15 +52,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("Training (with --train): protocol of seeds 000/002")
     _add(g, parser, "--train", action="store_true",
          help="fully train each genome, fine-tune, test with ten-crop, write a run directory")
-    try:
-        from fernas.data import add_data_arguments
-    except ModuleNotFoundError as exc:  # pragma: no cover - only while data.py is missing
-        if exc.name != "fernas.data":
-            raise
-        _add(g, parser, "--data", default="demo", help="dataset: demo")
-    else:
-        if "--data" not in parser._option_string_actions:
-            add_data_arguments(parser)
+    from fernas.data import add_data_arguments
+
+    if "--data" not in parser._option_string_actions:
+        add_data_arguments(parser)
     _add(g, parser, "--epochs", type=int, default=300, help="training epochs")
     _add(g, parser, "--fine-tune-epochs", type=int, default=50,
          help="epochs of fine-tuning from the best weights at lr 1e-4 with cosine annealing (0: none)")
@@ -85,11 +80,6 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 # --------------------------------------------------------------------------- helpers
 
-
-def _load_data(args) -> Dataset:
-    from fernas.data import dataset_from_args
-
-    return dataset_from_args(args)
 
 
 def _merged(data: Dataset) -> Dataset:
@@ -328,6 +318,7 @@ def _restore_run_settings(args, dirs: list[Path]) -> None:
 
 def run_train(args, genome_paths: list[str]) -> int:
     """Train every genome in turn; with several, end with a comparison table (and CSV)."""
+    from fernas.data import dataset_from_args
     from fernas.genome import load_genome
     from fernas.train import resolve_device
 
@@ -347,7 +338,7 @@ def run_train(args, genome_paths: list[str]) -> int:
             finished.append(d)
             continue
         _check_dir(d, doc, args.resume)
-    data = _load_data(args)
+    data = dataset_from_args(args)
     t0 = time.perf_counter()
     results = []
     for path, doc, d in zip(genome_paths, docs, dirs):

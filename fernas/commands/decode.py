@@ -10,12 +10,7 @@ from fernas import genome as g
 from fernas.errors import UserError
 from fernas.model import summarize
 
-try:  # the training protocol adds its flags when present
-    import fernas.fulltrain as fulltrain
-except ModuleNotFoundError as exc:  # pragma: no cover - only while fulltrain is being written
-    if exc.name != "fernas.fulltrain":
-        raise
-    fulltrain = None
+from fernas import fulltrain
 
 
 def register(sub) -> None:
@@ -26,8 +21,7 @@ def register(sub) -> None:
     p.add_argument("--input-size", type=int, default=40, choices=(40, 48),
                    help="input height/width the summary is computed at (40: ten-crop size)")
     known = {a.dest for a in p._actions}
-    if fulltrain is not None:
-        fulltrain.add_train_arguments(p)
+    fulltrain.add_train_arguments(p)
     # Flags that only mean something with --train: refuse them without it, rather than ignore.
     train_only = [(a.option_strings[0], a.dest, a.default) for a in p._actions
                   if a.dest not in known and a.dest != "train" and a.option_strings]

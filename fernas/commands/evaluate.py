@@ -13,14 +13,9 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="test a saved model (ten-crop) on a dataset; write metrics and plots",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("model", metavar="MODEL.pt", help="a model.pt written by `fernas decode --train`")
-    try:
-        from fernas.data import add_data_arguments
-    except ModuleNotFoundError as exc:  # pragma: no cover - only while data.py is missing
-        if exc.name != "fernas.data":
-            raise
-        p.add_argument("--data", default="demo", help="dataset: demo")
-    else:
-        add_data_arguments(p)
+    from fernas.data import add_data_arguments
+
+    add_data_arguments(p)
     p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split to evaluate")
     p.add_argument("--out", default=None,
                    help="directory for metrics.json, confusion.png, saliency.png (default: a new one under runs/)")
@@ -32,7 +27,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from fernas.errors import RunDirError, UserError
     from fernas.evaluate import evaluate_model, load_model_file
-    from fernas.fulltrain import _load_data
+    from fernas.data import dataset_from_args
     from fernas.io import atomic_write_json
     from fernas.model import summarize
     from fernas.report import write_plots
@@ -43,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"evaluate-{datetime.now():%Y%m%d-%H%M%S}"
     if (out / "metrics.json").exists():
         raise RunDirError(f"{out}: already holds metrics.json; choose another --out")
-    data = _load_data(args)
+    data = dataset_from_args(args)
     if list(meta.get("classes", data.classes)) != list(data.classes):
         raise UserError(f"{args.model}: model classes {meta.get('classes')} differ from the dataset's {data.classes}")
     split = data.splits()[args.split]

@@ -11,27 +11,11 @@ import glob
 import time
 from pathlib import Path
 
+from fernas.data import add_data_arguments, dataset_from_args
 from fernas.errors import GenomeError, UserError
 
 DEFAULT_SEED_GLOB = "genomes/*.json"
 DEFAULT_OUT = "runs/evolve-DATE-TIME"  # DATE-TIME is filled in when the run starts
-
-
-def _add_data_arguments(parser) -> None:
-    try:
-        from fernas.data import add_data_arguments
-    except ModuleNotFoundError as exc:  # only while fernas/data.py is being written
-        if exc.name != "fernas.data":
-            raise
-        parser.add_argument_group("data").add_argument("--data", default="demo", help="dataset: demo")
-        return
-    add_data_arguments(parser)  # its own "data" group: --data, --labels, --skip-bad, --data-seed
-
-
-def _load_data(args):
-    from fernas.data import dataset_from_args
-
-    return dataset_from_args(args)
 
 
 def register(sub) -> None:
@@ -45,7 +29,7 @@ def register(sub) -> None:
         description="DEAP evolves genomes; every never-seen genome is trained for a few epochs in a Ray Tune "
                     "trial (a GPU share where there are GPUs, else CPUs); the best genomes are written as "
                     "files `fernas decode --train` takes. Resume a killed run with --out DIR --resume.")
-    _add_data_arguments(p)
+    add_data_arguments(p)  # its own "data" group: --data, --labels, --skip-bad, --data-seed
     g = p.add_argument_group("Output")
     g.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help="run directory (never overwritten without --resume)")
@@ -208,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         ns.data = resolved.data
         for k, v in resolved.data_args.items():
             setattr(ns, k, v)
-        return _load_data(ns)
+        return dataset_from_args(ns)
 
     run_evolve(opts, load_data, docs)
     return 0
