@@ -524,7 +524,8 @@ class EvolveRun:
         atomic_write_text(self.out / "trials.csv", buf.getvalue())
 
     def write_logbook(self) -> None:
-        cols = ["gen", "evals", "cache_hits", "failures", "skipped", "min", "mean", "max", "std", "best", "time"]
+        cols = ["gen", "evals", "cache_hits", "failures", "skipped", "penalised", "min", "mean", "max", "std", "best",
+                "time"]
         times = self.ev.meta.get("generation_times", {})
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
@@ -600,7 +601,7 @@ class EvolveRun:
         gens = [r["gen"] for r in recs]
         ax.plot(gens, [r["best"] for r in recs], "o-", label="best so far")
         ax.plot(gens, [r["max"] for r in recs], "^--", label="best of generation")
-        ax.plot(gens, [r["mean"] for r in recs], "s-", label="mean of generation")
+        ax.plot(gens, [r["mean"] for r in recs], "s-", label="mean of generation (trained genomes)")
         ax.set_xlabel("generation")
         ax.set_ylabel("validation accuracy (short trial)")
         ax.set_title(f"{self.out.name}: progress")
@@ -664,7 +665,7 @@ def prepare_run_dir(opts: EvolveOptions) -> dict | None:
 def options_from_stored(stored: dict, cli: EvolveOptions) -> EvolveOptions:
     """On resume the stored search settings win (same decisions); system flags come from the CLI."""
     o = dict(stored["options"])
-    o["ga"] = GAConfig(**o["ga"])
+    o["ga"] = GAConfig.from_stored(o["ga"])
     opts = EvolveOptions(**o)
     for k in ("address", "storage", "gpus_per_trial", "cpus_per_trial", "max_concurrent", "dashboard", "verbose"):
         setattr(opts, k, getattr(cli, k))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import glob
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from fernas import genome as G
 from fernas.errors import RunDirError
-from fernas.evolve import PENALTY, Evolution, GAConfig, fitness_of, parse_objectives
+from fernas.evolve import PENALTY, PRE_DEFAULTS, Evolution, GAConfig, fitness_of, parse_objectives
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,9 @@ def test_same_seed_same_decisions(objectives):
 
 
 def test_each_genome_trained_once_and_cache_hits_counted():
-    ev, trained = run_full(None, pop=10, generations=8, seed=0, cxpb=0.9, mutpb=0.2)
+    # the textbook loop (no novel offspring): copies and re-met genomes are cache hits
+    ev, trained = run_full(None, pop=10, generations=8, seed=0, cxpb=0.9, mutpb=0.2, novel_offspring=False,
+                           mutation="uniform")
     assert len(trained) == len(set(trained)) == len(ev.cache)
     assert sum(r["evals"] for r in ev.logbook) == len(trained)
     assert sum(r["cache_hits"] for r in ev.logbook) > 0  # crossover of inactive genes, elites re-met
@@ -90,6 +93,13 @@ def test_failed_trial_gets_penalty_and_run_goes_on():
     assert sum(r["failures"] for r in ev.logbook) == len(failed)
     assert sum(r["skipped"] for r in ev.logbook) == 0
     assert ev.done and ev.best().fitness.values[0] > 0
+    # generation statistics are over trained genomes: a penalty is no accuracy of 0
+    gen0 = Evolution(GAConfig(pop=10, generations=1, seed=2), seed_docs=seed_docs()).run(
+        lambda b: [fake_outcome(c) for c in b])
+    (rec,) = gen0.logbook
+    ok = [e["val_acc"] for e in gen0.cache.values() if e["status"] == "ok"]
+    assert rec["penalised"] == 10 - len(ok) > 0
+    assert rec["mean"] == pytest.approx(sum(ok) / len(ok)) and rec["min"] == min(ok)
 
 
 def test_pareto_front_is_nondominated():
@@ -221,3 +231,17 @@ def test_novel_offspring_stay_under_the_cost_cap():
     ev, _ = run_full(None, pop=8, generations=5, seed=4, max_mmacs=30, novel_offspring=True, mutation="creep")
     assert all(estimate_macs(G.from_vector(e["vector"])) <= 30e6 for e in ev.cache.values())
     assert [r["evals"] for r in ev.logbook][1:] == [6, 6, 6, 6]
+
+
+def test_novel_offspring_is_the_default_and_works_with_nsga2():
+    assert GAConfig().novel_offspring and GAConfig().mutation == "creep"
+    ev, trained = run_full(None, pop=8, generations=4, seed=6, objectives=("accuracy", "params"))
+    assert len(trained) == len(set(trained))
+    assert [r["evals"] for r in ev.logbook][1:] == [8, 8, 8]  # NSGA-II: every one of pop children is new
+
+
+def test_a_stored_config_without_the_newer_fields_keeps_the_old_behaviour():
+    old = {k: v for k, v in asdict(GAConfig(pop=8, generations=3)).items() if k not in PRE_DEFAULTS}
+    cfg = GAConfig.from_stored(old)
+    assert (cfg.mutation, cfg.novel_offspring, cfg.strategy, cfg.max_mmacs) == ("uniform", False, "ga", 0.0)
+    assert GAConfig.from_stored(asdict(GAConfig())) == GAConfig()

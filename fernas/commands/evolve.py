@@ -61,14 +61,15 @@ def register(sub) -> None:
     g.add_argument("--mutation", type=float, default=d.mutpb, metavar="P",
                    help="probability that a child is mutated")
     g.add_argument("--gene-mutation", type=float, default=d.indpb, metavar="P",
-                   help="per-gene probability of a uniform redraw in a mutated child")
+                   help="per-gene probability that a mutated child's gene changes (see --mutation-operator)")
     g.add_argument("--mutation-operator", choices=("uniform", "creep"), default=d.mutation,
                    help="uniform: a mutated gene is redrawn uniformly; creep: half the time a step to a "
                         "neighbouring value (the next width, learning rate, batch size ...) instead")
-    g.add_argument("--novel-offspring", action="store_true",
+    g.add_argument("--novel-offspring", action=argparse.BooleanOptionalAction, default=d.novel_offspring,
                    help="mutate every child that would train nothing new (a copy of a parent, a genome seen "
-                        "before) until it is new and under --max-mmacs: each generation trains pop - elite "
-                        "new genomes, local search around the selected parents")
+                        "before) until it is new and under --max-mmacs, so every child trains (pop - elite new "
+                        "genomes a generation; pop with two objectives): local search around the selected "
+                        "parents instead of idle slots")
     g.add_argument("--tournament", type=int, default=d.tournsize, metavar="K",
                    help="tournament size (single objective)")
     g.add_argument("--elite", type=int, default=d.elite, metavar="N",
