@@ -162,14 +162,25 @@ def options_from_args(args: argparse.Namespace):
         dashboard=not args.no_dashboard, asha=args.asha, verbose=args.verbose)
 
 
+def packaged_seed_files() -> list[str]:
+    """The seed designs shipped with the package (genomes/ is installed as fernas/seed_genomes)."""
+    try:
+        from importlib.resources import files
+
+        found = sorted(str(p) for p in files("fernas.seed_genomes").iterdir() if p.name.endswith(".json"))
+    except (ModuleNotFoundError, TypeError, OSError):
+        found = []
+    # an editable install may not map the package: the repository's genomes/ next to fernas/
+    return found or sorted(glob.glob(str(Path(__file__).resolve().parents[2] / DEFAULT_SEED_GLOB)))
+
+
 def load_seed_genomes(pattern: str) -> tuple[list[str], list[dict]]:
     """Every file the glob names, validated (GenomeError names a file that does not parse)."""
     from fernas.genome import load_genome
 
     files = sorted(glob.glob(pattern))
     if not files and pattern == DEFAULT_SEED_GLOB:
-        # run from outside the repository: the seed designs next to the package
-        files = sorted(glob.glob(str(Path(__file__).resolve().parents[2] / DEFAULT_SEED_GLOB)))
+        files = packaged_seed_files()  # run from outside the repository
     elif not files and pattern:
         raise UserError(f"--seed-genomes {pattern}: no file matches")
     docs = []
