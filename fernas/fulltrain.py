@@ -16,6 +16,7 @@ curves.png, confusion.png, saliency.png and inference.torchscript.pt (ten-crop i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -31,7 +32,7 @@ import torch
 from fernas import __version__
 from fernas.dataset import Dataset, Split
 from fernas.errors import RunDirError, UserError
-from fernas.io import atomic_write_json, atomic_write_text
+from fernas.io import atomic_write_json, atomic_write_text, lock_run_dir
 
 HISTORY_FIELDS = ["phase", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 EXPORT_NAME = "inference.torchscript.pt"
@@ -318,7 +319,6 @@ def _restore_run_settings(args, dirs: list[Path]) -> None:
 
 def run_train(args, genome_paths: list[str]) -> int:
     """Train every genome in turn; with several, end with a comparison table (and CSV)."""
-    from fernas.data import dataset_from_args
     from fernas.genome import load_genome
     from fernas.train import resolve_device
 
@@ -332,12 +332,23 @@ def run_train(args, genome_paths: list[str]) -> int:
     if args.resume:
         _restore_run_settings(args, dirs)
     dev = resolve_device(args.device)
+    with contextlib.ExitStack() as locks:
+        return _train_all(args, genome_paths, docs, base, dirs, dev, locks)
+
+
+def _train_all(args, genome_paths: list[str], docs: list[dict], base: Path | None, dirs: list[Path], dev,
+               locks: contextlib.ExitStack) -> int:
+    from fernas.data import dataset_from_args
+
     finished = []
     for doc, d in zip(docs, dirs):  # check every directory before training anything
         if args.resume and (d / "metrics.json").exists() and not (d / "checkpoint-train.pt").exists():
             finished.append(d)
             continue
         _check_dir(d, doc, args.resume)
+    for d in dirs:  # held until the end: a second process on one of these directories is refused
+        if (fh := lock_run_dir(d)) is not None:
+            locks.callback(fh.close)
     data = dataset_from_args(args)
     t0 = time.perf_counter()
     results = []

@@ -1,4 +1,5 @@
-"""Atomic file writes: a temporary file in the same directory, then `os.replace`.
+"""Atomic file writes (a temporary file in the same directory, then `os.replace`) and the
+lock that keeps two processes out of one run directory.
 
 A run killed at any moment leaves either the old file or the new one, never half of one.
 """
@@ -9,7 +10,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+LOCK_NAME = ".lock"
 
 
 def _read_umask() -> int:
@@ -60,3 +63,36 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def lock_run_dir(path: str | os.PathLike) -> IO | None:
+    """Hold an exclusive lock on PATH/.lock while the returned file stays open.
+
+    A second fernas process (a double `--resume`, a new run aimed at a running one) gets a
+    RunDirError naming the holder instead of interleaving its checkpoints with the first's.
+    `flock` locks die with their process, so a run killed with SIGKILL leaves no stale lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (the atomic writes still hold)
+        return None
+    import socket
+
+    from fernas.errors import RunDirError
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    fh = open(path / LOCK_NAME, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip()
+        fh.close()
+        raise RunDirError(f"{path}: in use by another fernas process ({holder or 'unknown'}); "
+                          "wait for it to end or stop it first") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    fh.flush()
+    return fh

@@ -46,7 +46,7 @@ from fernas import genome as G
 from fernas.errors import RunDirError, UserError
 from fernas.model import estimate_macs  # noqa: F401 - the GA and the trials use it from here
 from fernas.evolve import OK_STATUSES, Candidate, Evolution, GAConfig
-from fernas.io import atomic_write_json, atomic_write_text
+from fernas.io import LOCK_NAME, atomic_write_json, atomic_write_text, lock_run_dir
 
 
 # Test hook: FERNAS_FAULT_INJECT="GID=raise,GID2=exit" makes those genomes' trials raise an
@@ -656,7 +656,7 @@ def prepare_run_dir(opts: EvolveOptions) -> dict | None:
         if not (out / "checkpoint.json").is_file():
             raise RunDirError(f"{out / 'checkpoint.json'}: no GA checkpoint here (nothing to resume)")
         return stored
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(p.name != LOCK_NAME for p in out.iterdir())):
         raise RunDirError(f"{out}: already exists and is not empty; pass --resume to continue that run "
                           "or choose another --out")
     return None
@@ -676,7 +676,17 @@ def options_from_stored(stored: dict, cli: EvolveOptions) -> EvolveOptions:
 
 def run_evolve(cli_opts: EvolveOptions, load_data, seed_docs: list[dict]) -> Path:
     """The `fernas evolve` job.  `load_data(opts) -> Dataset` (the CLI's data flags)."""
-    stored = prepare_run_dir(cli_opts)
+    prepare_run_dir(cli_opts)  # refuse before creating anything
+    lock = lock_run_dir(cli_opts.out)  # a second process on this run directory is refused
+    try:
+        # again under the lock: another process may have written there in between
+        return _run_evolve(cli_opts, load_data, seed_docs, prepare_run_dir(cli_opts))
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _run_evolve(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], stored: dict | None) -> Path:
     try:
         opts = options_from_stored(stored, cli_opts) if stored else cli_opts
     except (KeyError, TypeError, ValueError) as exc:
