@@ -47,6 +47,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def run_search(a, strategy: str, seed: int, out: Path, generations: int) -> dict
         cmd += a.ga_args.split()
     if a.reuse and _reusable(out, cmd):
         print(f"  {strategy:6s} seed {seed}: reusing the finished run {out}", flush=True)
-        return _read_run(out, 0.0)
+        return _read_run(out, None)  # not timed here
     shutil.rmtree(out, ignore_errors=True)
     print(f"  {strategy:6s} seed {seed}: fernas evolve ... -> {out}", flush=True)
     wall = run_cmd(cmd, out.parent / f"{out.name}.log")
@@ -116,7 +117,7 @@ def _reusable(out: Path, cmd: list[str]) -> bool:
     return bool(done) and cfg.get("argv") == cmd[3:]
 
 
-def _read_run(out: Path, wall: float) -> dict:
+def _read_run(out: Path, wall: float | None) -> dict:
     cache = json.loads((out / "checkpoint.json").read_text())["cache"]
     trained = sorted((e for e in cache.values() if e.get("status") != "skipped"), key=lambda e: e["finished_at"])
     return {"wall_s": wall, "trials": trained, "skipped": sum(e.get("status") == "skipped" for e in cache.values())}
@@ -154,7 +155,7 @@ def decode_train(a, doc_vector: list[int], seed: int, out: Path) -> dict:
     if a.reuse and metrics.is_file() and gfile.is_file() and G.load_genome(gfile) == doc:
         m = json.loads(metrics.read_text())
         return {"test_acc_tencrop": m["test_accuracy_tencrop"], "decode_best_val_acc": m["best_val_acc"],
-                "params": m["params"], "macs": m["macs"], "wall_s": 0.0, "reused": True}
+                "params": m["params"], "macs": m["macs"], "wall_s": None, "reused": True}
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     G.save_genome(doc, gfile)
@@ -201,7 +202,7 @@ def plot(curves: dict, budget: int, rnd_final: float, path: Path, title: str, po
     ax.axvline(budget / 2, color="0.5", ls="--", lw=1, label="half the trials")
     ax.set_xlabel("trained trials")
     ax.set_ylabel("best validation accuracy so far (short trial)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 80), fontsize=9)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -296,7 +297,7 @@ def main(argv=None) -> int:
                       "best_macs": best.get("macs") if best else None,
                       "curve": [round(v, 4) for v in curve],
                       "train_seconds": round(sum(float(e.get("train_seconds") or 0) for e in trials), 1),
-                      "wall_s": round(r["wall_s"], 1)}
+                      "wall_s": None if r["wall_s"] is None else round(r["wall_s"], 1)}
             if cost_key:
                 rec[s]["hypervolume"] = None  # filled below with a reference shared by both
         if cost_key:
