@@ -25,7 +25,7 @@ DEMO_DIR ?= runs/demo-$(DEMO_STAMP)
 DEMO_DATA ?= demo:1400,280,280
 demo: $(STAMP)
 	$(PY) -m fernas evolve --data $(DEMO_DATA) --pop 8 --generations 4 --epochs-per-trial 4 \
-	    --max-mmacs 60 --novel-offspring --mutation-operator creep --out $(DEMO_DIR)/evolve
+	    --max-mmacs 60 --out $(DEMO_DIR)/evolve
 	$(PY) -m fernas decode $(DEMO_DIR)/evolve/best.json --train --data $(DEMO_DATA) --epochs 8 \
 	    --fine-tune-epochs 2 --train-crops 1 --out $(DEMO_DIR)/best
 	@echo
