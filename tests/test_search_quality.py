@@ -7,6 +7,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from fernas import genome as G
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +29,8 @@ def tiny(width: int, lr: float) -> dict:
         "train": {"optimizer": "adam", "lr": lr, "weight_decay": 0.0, "scheduler": "constant", "batch_size": 32}})
 
 
-def test_small_search_quality_run_writes_json_and_plot(tmp_path, monkeypatch):
+@pytest.mark.parametrize("objectives", ["accuracy", "accuracy,params"])
+def test_small_search_quality_run_writes_json_and_plot(tmp_path, monkeypatch, objectives):
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     seeds = tmp_path / "seeds"
     seeds.mkdir()
@@ -38,7 +41,7 @@ def test_small_search_quality_run_writes_json_and_plot(tmp_path, monkeypatch):
     assert bench.main(["--seeds", "0", "--pop", "3", "--generations", "2", "--data", "demo:140,70,70",
                        "--epochs", "1", "--steps", "1", "--max-mmacs", "60", "--decode-epochs", "1",
                        "--seed-genomes", str(seeds / "*.json"), "--out", str(out), "--plot", str(png),
-                       "--work", str(tmp_path / "work")]) == 0
+                       "--work", str(tmp_path / "work"), "--objectives", objectives]) == 0
     res = json.loads(out.read_text())
     assert png.stat().st_size > 0
     assert res["benchmark"] == "search_quality" and res["machine"]["cpus"] and res["versions"]["torch"]
@@ -58,6 +61,10 @@ def test_small_search_quality_run_writes_json_and_plot(tmp_path, monkeypatch):
     g0 = lambda c: {g: e["val_acc"] for g, e in c.items() if e["generation"] == 0}  # noqa: E731
     assert g0(ga0) == g0(rn0)
     assert set(res["target"]) >= {"reaches_in_half", "ends_above", "met"}
+    if objectives == "accuracy,params":  # the front of each strategy against one shared reference
+        assert rec["ga"]["hypervolume"] > 0 and rec["random"]["hypervolume"] > 0
+        assert rec["hypervolume_reference"]["params"] > 0
+        assert res["summary"]["hypervolume"]["ga"]["n"] == 1
 
 
 def test_hypervolume_of_a_front():
