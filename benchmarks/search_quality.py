@@ -114,7 +114,31 @@ def _reusable(out: Path, cmd: list[str]) -> bool:
         done = json.loads((out / "checkpoint.json").read_text())["done"]
     except (OSError, ValueError, KeyError):
         return False
-    return bool(done) and cfg.get("argv") == cmd[3:]
+    if not done or cfg.get("argv") != cmd[3:]:
+        return False
+    # the same flags can mean another GA when defaults changed since (e.g. novel offspring)
+    from fernas.cli import build_parser
+    from fernas.commands.evolve import options_from_args
+    from fernas.evolve import GAConfig
+
+    now = options_from_args(build_parser().parse_args(cmd[3:])).ga
+    try:
+        return _decides_like(GAConfig.from_stored(cfg["options"]["ga"]), now)
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def _decides_like(a, b) -> bool:
+    """Two GAConfigs that make the same decisions (fields a strategy does not use are ignored)."""
+    from dataclasses import asdict
+
+    unused = set()
+    if a.strategy == "random":  # no selection or variation at all
+        unused |= {"cxpb", "mutpb", "indpb", "tournsize", "elite", "mutation", "novel_offspring", "revision"}
+    elif not a.multi:  # revision 2 changed NSGA-II only
+        unused.add("revision")
+    da, db = asdict(a), asdict(b)
+    return all(da[k] == db[k] for k in da if k not in unused)
 
 
 def _read_run(out: Path, wall: float | None) -> dict:

@@ -81,7 +81,7 @@ class GAConfig:
     generations: int = 30  # including generation 0, the initial population: pop x generations trials at most
     cxpb: float = 0.7  # crossover probability per pair (DEAP examples use 0.5-0.9)
     mutpb: float = 0.3  # probability that an individual is mutated at all
-    indpb: float = 0.1  # per-gene probability of a uniform redraw once mutated (~3 of 30 genes)
+    indpb: float = 0.1  # per-gene probability that a mutated child's gene changes (~4 of 44 genes)
     tournsize: int = 3  # selection pressure of the single-objective tournament
     elite: int = 2  # best individuals copied unchanged into the next generation (single objective)
     hof_size: int = 10  # genomes kept in the hall of fame (single objective)
@@ -107,9 +107,13 @@ class GAConfig:
     # cache hit that trains nothing) is mutated until it is new and under max_mmacs.  Small
     # populations converge to copies of the best; this turns those slots into local search
     # around the parents instead of idle generations.
-    # Default since the issue-7 benchmark: with both on, the GA reached random search's best in
-    # fewer than half the trials; with neither it did not (benchmarks/results/search_quality*.json).
+    # Default since the issue-7 benchmark: with both on, the GA reached random search's final best
+    # within half the trials (13 of 26, 5 seeds); with neither it did not (11 of 20, 2 seeds):
+    # benchmarks/results/search_quality.json and search_quality_textbook.json.
     novel_offspring: bool = True
+    # Behaviour revision, for runs written by older code: 1 = novel_offspring applied to the
+    # single-objective GA only; 2 = also under NSGA-II.
+    revision: int = 2
 
     def __post_init__(self) -> None:
         self.objectives = tuple(self.objectives)
@@ -129,7 +133,8 @@ class GAConfig:
 
 
 # Values of fields added after runs were first written (what those runs did), for resume.
-PRE_DEFAULTS = {"strategy": "ga", "max_mmacs": 0.0, "mutation": "uniform", "novel_offspring": False}
+PRE_DEFAULTS = {"strategy": "ga", "max_mmacs": 0.0, "mutation": "uniform", "novel_offspring": False,
+                "revision": 1}
 
 
 @dataclass
@@ -240,7 +245,8 @@ class Evolution:
         self.population: list = []
         self.hof = self._make_hof()
         self.logbook = tools.Logbook()
-        self.logbook.header = ["gen", "evals", "cache_hits", "failures", "skipped", "min", "mean", "max", "std", "best"]
+        self.logbook.header = ["gen", "evals", "cache_hits", "failures", "skipped", "penalised", "min", "mean", "max",
+                               "std", "best"]
         self.cache: dict[str, dict] = {}  # genome id -> outcome (one per trained genome)
         self.rng = seeded_rng_states(cfg.seed)  # the GA's running stream (swapped in by _advance)
         self.boundary_rng = self.rng  # its state at the last generation boundary (checkpointed)
@@ -382,11 +388,13 @@ class Evolution:
         # Statistics of the trained members only: a penalised genome (failed, refused over the cost
         # cap) has no accuracy, and counting its penalty 0 would drag the mean towards nothing.
         ok = [ind for ind in self.population if self.cache.get(ind.gid, {}).get("status") in OK_STATUSES]
-        acc = np.array([ind.fitness.values[0] for ind in ok] or [float("nan")], dtype=float)
-        best = max(ind.fitness.values[0] for ind in self.hof) if len(self.hof) else float("nan")
-        rec = {"gen": self.gen, **counts, "penalised": len(self.population) - len(ok),
-               "min": float(acc.min()), "mean": float(acc.mean()), "max": float(acc.max()),
-               "std": float(acc.std()), "best": float(best)}
+        acc = np.array([ind.fitness.values[0] for ind in ok], dtype=float)
+        stats = ({"min": float(acc.min()), "mean": float(acc.mean()), "max": float(acc.max()),
+                  "std": float(acc.std())} if len(acc)  # None when nothing trained (strict JSON: no NaN)
+                 else dict.fromkeys(("min", "mean", "max", "std")))
+        best = max(ind.fitness.values[0] for ind in self.hof) if len(self.hof) else None
+        rec = {"gen": self.gen, **counts, "penalised": len(self.population) - len(ok), **stats,
+               "best": None if best is None else float(best)}
         self.logbook.record(**rec)
         return rec
 
@@ -415,7 +423,7 @@ class Evolution:
             elif cfg.multi:
                 parents = tb.select(self.population, len(self.population))
                 offspring = algorithms.varAnd(parents, tb, cfg.cxpb, cfg.mutpb)
-                if cfg.novel_offspring:
+                if cfg.novel_offspring and cfg.revision >= 2:
                     self._make_novel(offspring, self.population)
                 counts = yield from self._evaluate(offspring)
                 self.population = tools.selNSGA2(self.population + offspring, cfg.pop)

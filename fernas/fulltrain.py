@@ -32,7 +32,7 @@ import torch
 from fernas import __version__
 from fernas.dataset import Dataset, Split
 from fernas.errors import RunDirError, UserError
-from fernas.io import atomic_write_json, atomic_write_text, lock_run_dir
+from fernas.io import atomic_write_json, atomic_write_text, run_dir_lock
 
 HISTORY_FIELDS = ["phase", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 EXPORT_NAME = "inference.torchscript.pt"
@@ -347,8 +347,7 @@ def _train_all(args, genome_paths: list[str], docs: list[dict], base: Path | Non
             continue
         _check_dir(d, doc, args.resume)
     for d in dirs:  # held until the end: a second process on one of these directories is refused
-        if (fh := lock_run_dir(d)) is not None:
-            locks.callback(fh.close)
+        locks.enter_context(run_dir_lock(d))
     data = dataset_from_args(args)
     t0 = time.perf_counter()
     results = []

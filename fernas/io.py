@@ -6,11 +6,12 @@ A run killed at any moment leaves either the old file or the new one, never half
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 LOCK_NAME = ".lock"
 
@@ -71,12 +72,15 @@ def lock_run_dir(path: str | os.PathLike) -> IO | None:
     A second fernas process (a double `--resume`, a new run aimed at a running one) gets a
     RunDirError naming the holder instead of interleaving its checkpoints with the first's.
     `flock` locks die with their process, so a run killed with SIGKILL leaves no stale lock.
+    None where locks are unsupported (not POSIX, a file system without flock): a warning, no lock.
     """
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock (the atomic writes still hold)
         return None
+    import errno
     import socket
+    import sys
 
     from fernas.errors import RunDirError
 
@@ -85,14 +89,36 @@ def lock_run_dir(path: str | os.PathLike) -> IO | None:
     fh = open(path / LOCK_NAME, "a+", encoding="utf-8")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
         fh.seek(0)
         holder = fh.read().strip()
         fh.close()
-        raise RunDirError(f"{path}: in use by another fernas process ({holder or 'unknown'}); "
-                          "wait for it to end or stop it first") from None
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise RunDirError(f"{path}: in use by another fernas process ({holder or 'unknown'}); "
+                              "wait for it to end or stop it first") from None
+        print(f"warning: {path}: cannot lock ({exc.strerror}); make sure no other fernas process uses "
+              "this run directory", file=sys.stderr)
+        return None
     fh.seek(0)
     fh.truncate()
     fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
     fh.flush()
     return fh
+
+
+@contextlib.contextmanager
+def run_dir_lock(path: str | os.PathLike) -> Iterator[None]:
+    """`lock_run_dir` for a block; a directory the block created and left empty is removed again,
+    so a run that fails before writing anything (bad data, no GPU) leaves nothing behind."""
+    path = Path(path)
+    created = not path.exists()
+    fh = lock_run_dir(path)
+    try:
+        yield
+    finally:
+        if created and [p.name for p in path.iterdir()] == [LOCK_NAME]:
+            (path / LOCK_NAME).unlink(missing_ok=True)  # while still holding it
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        if fh is not None:
+            fh.close()

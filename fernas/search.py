@@ -30,6 +30,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import platform
 import socket
@@ -46,7 +47,7 @@ from fernas import genome as G
 from fernas.errors import RunDirError, UserError
 from fernas.model import estimate_macs  # noqa: F401 - the GA and the trials use it from here
 from fernas.evolve import OK_STATUSES, Candidate, Evolution, GAConfig
-from fernas.io import LOCK_NAME, atomic_write_json, atomic_write_text, lock_run_dir
+from fernas.io import LOCK_NAME, atomic_write_json, atomic_write_text, run_dir_lock
 
 
 # Test hook: FERNAS_FAULT_INJECT="GID=raise,GID2=exit" makes those genomes' trials raise an
@@ -484,7 +485,7 @@ class EvolveRun:
         eta = elapsed / max(1, done_here) * (ev.cfg.generations - ev.gen)
         ev.meta.setdefault("generation_times", {})[str(rec["gen"])] = time.time()
         ev.save()
-        print(f"gen {rec['gen'] + 1:>3}/{ev.cfg.generations}  best {rec['best']:.4f}  mean {rec['mean']:.4f}  "
+        print(f"gen {rec['gen'] + 1:>3}/{ev.cfg.generations}  best {_acc(rec['best'])}  mean {_acc(rec['mean'])}  "
               f"evals {rec['evals']:>3}  cache hits {rec['cache_hits']:>3}  failures {rec['failures']:>2}  "
               + (f"too large {rec['skipped']:>2}  " if rec.get("skipped") else "") +
               f"elapsed {_fmt_time(elapsed)}  ETA {_fmt_time(eta)}", file=self.stdout, flush=True)
@@ -599,14 +600,21 @@ class EvolveRun:
             return
         fig, ax = _figure()
         gens = [r["gen"] for r in recs]
-        ax.plot(gens, [r["best"] for r in recs], "o-", label="best so far")
-        ax.plot(gens, [r["max"] for r in recs], "^--", label="best of generation")
-        ax.plot(gens, [r["mean"] for r in recs], "s-", label="mean of generation (trained genomes)")
+        def col(key):  # None (nothing trained that generation) -> a gap
+            return [math.nan if r.get(key) is None else r[key] for r in recs]
+
+        ax.plot(gens, col("best"), "o-", label="best so far")
+        ax.plot(gens, col("max"), "^--", label="best of generation")
+        ax.plot(gens, col("mean"), "s-", label="mean of generation (trained genomes)")
         ax.set_xlabel("generation")
         ax.set_ylabel("validation accuracy (short trial)")
         ax.set_title(f"{self.out.name}: progress")
         ax.legend(loc="lower right")
         _save_figure(fig, self.out / "progress.png")
+
+
+def _acc(v: float | None) -> str:
+    return "     -" if v is None else f"{v:.4f}"
 
 
 def _figure():
@@ -677,13 +685,9 @@ def options_from_stored(stored: dict, cli: EvolveOptions) -> EvolveOptions:
 def run_evolve(cli_opts: EvolveOptions, load_data, seed_docs: list[dict]) -> Path:
     """The `fernas evolve` job.  `load_data(opts) -> Dataset` (the CLI's data flags)."""
     prepare_run_dir(cli_opts)  # refuse before creating anything
-    lock = lock_run_dir(cli_opts.out)  # a second process on this run directory is refused
-    try:
+    with run_dir_lock(cli_opts.out):  # a second process on this run directory is refused
         # again under the lock: another process may have written there in between
         return _run_evolve(cli_opts, load_data, seed_docs, prepare_run_dir(cli_opts))
-    finally:
-        if lock is not None:
-            lock.close()
 
 
 def _run_evolve(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], stored: dict | None) -> Path:

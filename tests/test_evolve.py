@@ -111,15 +111,17 @@ def test_pareto_front_is_nondominated():
             assert not (a.fitness.dominates(b.fitness))
 
 
-@pytest.mark.parametrize("strategy", ["ga", "random"])
+@pytest.mark.parametrize("strategy", ["ga", "random", "nsga2"])
 @pytest.mark.parametrize("kill_after", [3, 11, 17])
 def test_killed_run_resumes_with_same_decisions_and_no_retraining(tmp_path, kill_after, strategy):
     """A kill between two trials (at any trial) loses nothing and changes no decision."""
-    ref, _ = run_full(None, pop=8, generations=5, seed=7, strategy=strategy)
+    cfg = dict(pop=8, generations=5, seed=7, strategy=strategy)
+    if strategy == "nsga2":  # the GA with two objectives (novel offspring under NSGA-II)
+        cfg.update(strategy="ga", objectives=("accuracy", "params"))
+    ref, _ = run_full(None, **cfg)
 
     ckpt = tmp_path / "checkpoint.json"
-    ev = Evolution(GAConfig(pop=8, generations=5, seed=7, strategy=strategy), seed_docs=seed_docs(),
-                   checkpoint_path=ckpt)
+    ev = Evolution(GAConfig(**cfg), seed_docs=seed_docs(), checkpoint_path=ckpt)
     trained: list[str] = []
     batch = ev.start()
     try:
@@ -245,3 +247,23 @@ def test_a_stored_config_without_the_newer_fields_keeps_the_old_behaviour():
     cfg = GAConfig.from_stored(old)
     assert (cfg.mutation, cfg.novel_offspring, cfg.strategy, cfg.max_mmacs) == ("uniform", False, "ga", 0.0)
     assert GAConfig.from_stored(asdict(GAConfig())) == GAConfig()
+
+
+def test_revision_1_runs_keep_nsga2_without_novel_offspring():
+    """A two-objective run written before novel offspring reached NSGA-II replays as it ran."""
+    old = GAConfig.from_stored({k: v for k, v in asdict(GAConfig(pop=8, generations=3, seed=6,
+                                objectives=("accuracy", "params"), novel_offspring=True)).items() if k != "revision"})
+    assert old.revision == 1 and old.novel_offspring
+    as_run, _ = run_full(None, **asdict(old))
+    without, _ = run_full(None, **{**asdict(old), "revision": 2, "novel_offspring": False})
+    now, _ = run_full(None, **{**asdict(old), "revision": 2})
+    assert snapshot(as_run) == snapshot(without) != snapshot(now)
+
+
+def test_a_generation_with_nothing_trained_has_no_statistics_and_strict_json():
+    ckpt_dir_outcome = {"status": "failed", "error": "TrainingDiverged: loss became nan", "val_acc": None}
+    ev = Evolution(GAConfig(pop=6, generations=2, seed=1), seed_docs=[]).run(
+        lambda b: [dict(ckpt_dir_outcome) for _ in b])
+    rec = ev.logbook[0]
+    assert rec["penalised"] == 6 and rec["mean"] is None and rec["min"] is None and rec["best"] == 0.0
+    json.loads(json.dumps(ev.state_dict()), parse_constant=lambda c: pytest.fail(f"{c} in the checkpoint"))

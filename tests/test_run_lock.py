@@ -65,3 +65,22 @@ def test_evolve_on_a_directory_in_use_is_refused(held):
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "in use by another fernas process" in err
     assert sorted(p.name for p in run.iterdir()) == [LOCK_NAME]
+
+
+def test_an_unheld_lock_file_is_no_obstacle_and_a_failed_start_keeps_the_directory(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_NAME).write_text("pid 1 on elsewhere\n")  # left by a run that ended
+    rc, out, err = cli("evolve", "--data", str(tmp_path / "missing.csv"), "--pop", "3", "--generations", "1",
+                       "--no-dashboard", "--out", run)
+    assert rc == 2 and "missing.csv" in err and "in use" not in err and "already exists" not in err
+    assert run.is_dir()  # it existed before: not ours to remove
+
+
+def test_a_failed_start_removes_the_directory_it_created(tmp_path):
+    g = tmp_path / "tiny.json"
+    g.write_text(json.dumps(TINY))
+    run = tmp_path / "new-run"
+    rc, out, err = cli("decode", g, "--train", "--data", str(tmp_path / "missing.csv"), "--out", run)
+    assert rc == 2 and "missing.csv" in err
+    assert not run.exists()

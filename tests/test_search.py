@@ -92,6 +92,28 @@ def test_bad_flags_one_line_exit_2(capsys, tmp_path, argv, expect):
         else run_cli(capsys, *argv)
     assert code == 2
     assert expect in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # a failed start leaves no run directory behind
+
+
+def test_ga_flags_reach_the_config_and_old_configs_resume_unchanged(tmp_path):
+    from dataclasses import asdict
+
+    from fernas.cli import build_parser
+    from fernas.commands.evolve import options_from_args
+    from fernas.evolve import GAConfig
+    from fernas.search import options_from_stored
+
+    parse = lambda *a: options_from_args(build_parser().parse_args(["evolve", "--out", str(tmp_path), *a]))  # noqa: E731
+    assert parse().ga.novel_offspring and parse().ga.mutation == "creep"
+    textbook = parse("--no-novel-offspring", "--mutation-operator", "uniform").ga
+    assert (textbook.novel_offspring, textbook.mutation) == (False, "uniform")
+    # a config.json written before these fields existed resumes with what that run did
+    cli = parse()
+    stored = {"options": {**asdict(cli), "ga": {k: v for k, v in asdict(cli.ga).items()
+                                                 if k not in ("mutation", "novel_offspring", "revision")}}}
+    ga = options_from_stored(stored, cli).ga
+    assert (ga.mutation, ga.novel_offspring, ga.revision) == ("uniform", False, 1)
+    assert isinstance(ga, GAConfig)
 
 
 def test_bad_seed_genome_is_named(capsys, tmp_path):

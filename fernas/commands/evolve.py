@@ -163,15 +163,11 @@ def options_from_args(args: argparse.Namespace):
 
 
 def packaged_seed_files() -> list[str]:
-    """The seed designs shipped with the package (genomes/ is installed as fernas/seed_genomes)."""
-    try:
-        from importlib.resources import files
-
-        found = sorted(str(p) for p in files("fernas.seed_genomes").iterdir() if p.name.endswith(".json"))
-    except (ModuleNotFoundError, TypeError, OSError):
-        found = []
-    # an editable install may not map the package: the repository's genomes/ next to fernas/
-    return found or sorted(glob.glob(str(Path(__file__).resolve().parents[2] / DEFAULT_SEED_GLOB)))
+    """The seed designs shipped with the package (genomes/ is installed as fernas/seed_genomes);
+    in a source checkout (editable install) the repository's genomes/ next to fernas/."""
+    pkg = Path(__file__).resolve().parents[1]
+    return (sorted(glob.glob(str(pkg / "seed_genomes" / "*.json")))
+            or sorted(glob.glob(str(pkg.parent / DEFAULT_SEED_GLOB))))
 
 
 def load_seed_genomes(pattern: str) -> tuple[list[str], list[dict]]:
