@@ -234,6 +234,15 @@ def plot(curves: dict, budget: int, rnd_final: float, path: Path, title: str, po
     plt.close(fig)
 
 
+def plot_title(st: dict) -> str:
+    """The settings of a results JSON in one line (wrapped by `plot`)."""
+    objectives = st.get("objectives", "accuracy")
+    return (f"{'GPU' if st['size'] == 'gpu' else 'CPU'}: {st['data']}, pop {st['pop']} x {st['generations']} gen, "
+            f"{st['epochs_per_trial']} ep x {st['max_steps_per_epoch'] or 'all'} steps, <= {st['max_mmacs']:g} MMAC, "
+            f"{len(st['seeds'])} seeds" + (f", objectives {objectives}" if objectives != "accuracy" else "")
+            + (f", GA {st['ga_args']}" if st.get("ga_args") else ""))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpu", "--large", dest="large", action="store_true",
@@ -269,10 +278,7 @@ def main(argv=None) -> int:
         st = res["settings"]
         curves = {s: [rec[s]["curve"] for rec in res["per_seed"]] for s in ("ga", "random")}
         n = res["summary"]["budget_trials_common"]
-        title = (f"{'GPU' if st['size'] == 'gpu' else 'CPU'}: {st['data']}, pop {st['pop']} x {st['generations']} gen, "
-                 f"{st['epochs_per_trial']} ep x {st['max_steps_per_epoch'] or 'all'} steps, <= {st['max_mmacs']:g} MMAC, "
-                 f"{len(st['seeds'])} seeds" + (f", GA {st['ga_args']}" if st.get("ga_args") else ""))
-        plot(curves, n, res["summary"]["mean_curve"]["random"][-1], ROOT / res["plot"], title, pop=st["pop"])
+        plot(curves, n, res["summary"]["mean_curve"]["random"][-1], ROOT / res["plot"], plot_title(st), pop=st["pop"])
         return 0
 
     import torch
@@ -405,10 +411,7 @@ def main(argv=None) -> int:
         "plot": str(out_png.relative_to(ROOT)) if out_png.is_relative_to(ROOT) else str(out_png),
     }
     atomic_write_json(out_json, result)
-    title = (f"{'GPU' if a.large else 'CPU'}: {a.data}, pop {a.pop} x {a.generations} gen, "
-             f"{a.epochs} ep x {a.steps or 'all'} steps, <= {a.max_mmacs:g} MMAC, {len(seeds)} seeds"
-             + (f", GA {a.ga_args}" if a.ga_args else ""))
-    plot(curves, n, rnd_final_mean, out_png, title, pop=a.pop)
+    plot(curves, n, rnd_final_mean, out_png, plot_title(result["settings"]), pop=a.pop)
 
     b, t = summary["best_val_acc"], summary["test_acc_tencrop_after_decode"]
     print(f"best val acc over {len(seeds)} seeds ({n} trials):  ga {fmt(b['ga']['mean'])} ± {fmt(b['ga']['std'])}   "
