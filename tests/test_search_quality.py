@@ -73,3 +73,5 @@ def test_hypervolume_of_a_front():
               {"status": "ok", "val_acc": 0.4, "params": 1000}, {"status": "failed", "val_acc": 0.0, "params": 1}]
     # log10 costs 1, 2 (dominates 3); reference 4: 0.5 * (2 - 1) + 0.8 * (4 - 2)
     assert abs(bench.hypervolume(trials, "params", 1e4) - 2.1) < 1e-9
+    # above a reference accuracy of 0.45: 0.05 * (2 - 1) + 0.35 * (4 - 2); 0.4 adds nothing
+    assert abs(bench.hypervolume(trials, "params", 1e4, ref_acc=0.45) - 0.75) < 1e-9
