@@ -62,7 +62,8 @@ def test_small_search_quality_run_writes_json_and_plot(tmp_path, monkeypatch, ob
     assert g0(ga0) == g0(rn0)
     assert set(res["target"]) >= {"reaches_in_half", "ends_above", "met"}
     if objectives == "accuracy,params":  # the front of each strategy against one shared reference
-        assert rec["ga"]["hypervolume"] > 0 and rec["random"]["hypervolume"] > 0
+        for s in ("ga", "random"):  # one-step trials may stay at chance: 0 above it, > 0 above accuracy 0
+            assert 0 <= rec[s]["hypervolume"] < rec[s]["hypervolume_ref_acc_0"]
         assert rec["hypervolume_reference"]["params"] > 0
         assert res["summary"]["hypervolume"]["ga"]["n"] == 1
 
