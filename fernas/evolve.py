@@ -108,8 +108,9 @@ class GAConfig:
     # populations converge to copies of the best; this turns those slots into local search
     # around the parents instead of idle generations.
     # Default since the issue-7 benchmark: with both on, the GA reached random search's final best
-    # within half the trials (13 of 26, 5 seeds); with neither it did not (11 of 20, 2 seeds):
-    # benchmarks/results/search_quality.json and search_quality_textbook.json.
+    # within half the trials (13 of 26, 10 seeds); with neither it did not (11 of 20, 2 seeds):
+    # benchmarks/results/search_quality.json and search_quality_textbook.json (both on a noisy
+    # one-epoch fitness: see fitness_noise.json).
     novel_offspring: bool = True
     # Behaviour revision, for runs written by older code: 1 = novel_offspring applied to the
     # single-objective GA only; 2 = also under NSGA-II.
