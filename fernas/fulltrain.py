@@ -340,14 +340,15 @@ def _train_all(args, genome_paths: list[str], docs: list[dict], base: Path | Non
                locks: contextlib.ExitStack) -> int:
     from fernas.data import dataset_from_args
 
+    for d in dirs:  # held until the end: a second process on one of these directories is refused
+        if d.is_dir() or not d.exists():  # (a file in the way: _check_dir says so)
+            locks.enter_context(run_dir_lock(d))
     finished = []
-    for doc, d in zip(docs, dirs):  # check every directory before training anything
+    for doc, d in zip(docs, dirs):  # check every directory (under its lock) before training anything
         if args.resume and (d / "metrics.json").exists() and not (d / "checkpoint-train.pt").exists():
             finished.append(d)
             continue
         _check_dir(d, doc, args.resume)
-    for d in dirs:  # held until the end: a second process on one of these directories is refused
-        locks.enter_context(run_dir_lock(d))
     data = dataset_from_args(args)
     t0 = time.perf_counter()
     results = []

@@ -84,3 +84,12 @@ def test_a_failed_start_removes_the_directory_it_created(tmp_path):
     rc, out, err = cli("decode", g, "--train", "--data", str(tmp_path / "missing.csv"), "--out", run)
     assert rc == 2 and "missing.csv" in err
     assert not run.exists()
+
+
+def test_resume_of_a_missing_run_creates_nothing(tmp_path):
+    g = tmp_path / "tiny.json"
+    g.write_text(json.dumps(TINY))
+    run = tmp_path / "never-ran"
+    rc, out, err = cli("decode", g, "--train", "--data", "demo:70,35,35", "--resume", "--out", run)
+    assert rc == 2 and "no run to resume" in err and len(err.strip().splitlines()) == 1
+    assert not run.exists()
