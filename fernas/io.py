@@ -116,7 +116,7 @@ def run_dir_lock(path: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     finally:
-        if created and [p.name for p in path.iterdir()] == [LOCK_NAME]:
+        if created and path.is_dir() and [p.name for p in path.iterdir()] == [LOCK_NAME]:
             (path / LOCK_NAME).unlink(missing_ok=True)  # while still holding it
             with contextlib.suppress(OSError):
                 path.rmdir()
