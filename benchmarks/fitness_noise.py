@@ -74,8 +74,8 @@ def main(argv=None) -> int:
 
     from fernas import genome as G
     from fernas.data import load_dataset
-    from fernas.model import build_model
-    from fernas.train import seed_everything, train_genome
+    from fernas.search import build_trial_model
+    from fernas.train import train_genome
 
     torch.set_num_threads(1)  # as a trial (--cpus-per-trial 1)
     device = "cuda" if a.large and torch.cuda.is_available() else "cpu"
@@ -94,8 +94,7 @@ def main(argv=None) -> int:
         accs = done.get(key, [])
         for k in range(len(accs), a.repeats + 1):  # k = 0: the run's own seed (reproduces the stored fitness)
             seed = p["seed"] + 1000 * k
-            seed_everything(seed)  # as the trial (fernas.search.run_trial): init, then train
-            model = build_model(doc, input_size=40, num_classes=data_cache[p["data"]].num_classes)
+            model = build_trial_model(doc, seed, data_cache[p["data"]].num_classes, device)  # as a trial
             res = train_genome(doc, data_cache[p["data"]], epochs=p["epochs"], device=device, seed=seed,
                                model=model, max_steps_per_epoch=p["steps"] or None)
             accs.append(round(float(res.best_val_acc), 4))

@@ -124,22 +124,9 @@ def _reusable(out: Path, cmd: list[str]) -> bool:
 
     now = options_from_args(build_parser().parse_args(cmd[3:])).ga
     try:
-        return _decides_like(GAConfig.from_stored(cfg["options"]["ga"]), now)
+        return GAConfig.from_stored(cfg["options"]["ga"]).same_decisions(now)
     except (KeyError, TypeError, ValueError):
         return False
-
-
-def _decides_like(a, b) -> bool:
-    """Two GAConfigs that make the same decisions (fields a strategy does not use are ignored)."""
-    from dataclasses import asdict
-
-    unused = set()
-    if a.strategy == "random":  # no selection or variation at all
-        unused |= {"cxpb", "mutpb", "indpb", "tournsize", "elite", "mutation", "novel_offspring", "revision"}
-    elif not a.multi:  # revision 2 changed NSGA-II only
-        unused.add("revision")
-    da, db = asdict(a), asdict(b)
-    return all(da[k] == db[k] for k in da if k not in unused)
 
 
 def _read_run(out: Path, wall: float | None) -> dict:

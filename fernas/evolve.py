@@ -132,6 +132,16 @@ class GAConfig:
     def multi(self) -> bool:
         return len(self.objectives) > 1
 
+    def same_decisions(self, other: "GAConfig") -> bool:
+        """Whether two configs make the same decisions (fields this strategy does not use ignored)."""
+        unused = set()
+        if self.strategy == "random":  # no selection or variation at all
+            unused |= {"cxpb", "mutpb", "indpb", "tournsize", "elite", "mutation", "novel_offspring", "revision"}
+        elif not self.multi:  # revision 2 changed NSGA-II only
+            unused.add("revision")
+        mine, theirs = asdict(self), asdict(other)
+        return all(mine[k] == theirs[k] for k in mine if k not in unused)
+
 
 # Values of fields added after runs were first written (what those runs did), for resume.
 PRE_DEFAULTS = {"strategy": "ga", "max_mmacs": 0.0, "mutation": "uniform", "novel_offspring": False,

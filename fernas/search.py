@@ -107,13 +107,24 @@ def measure_latency_ms(model, device, input_size: int = 40, budget_s: float = 0.
 
 
 # ---------------------------------------------------------------------------- the trial
+def build_trial_model(doc: dict, seed: int, num_classes: int, device="cpu"):
+    """A trial's model, initialised from `seed`.  `train_genome(..., seed=seed, model=...)` then
+    re-seeds for training, so a trial's fitness is reproduced by exactly these two calls (with the
+    trial's thread settings: OMP_NUM_THREADS=1 as in a Ray worker)."""
+    from fernas.model import build_model
+    from fernas.train import seed_everything
+
+    seed_everything(seed)
+    return build_model(doc, input_size=40, num_classes=num_classes).to(device)
+
+
 def run_trial(config: dict, data=None, settings: dict | None = None) -> None:
     """Ray Tune function trainable: train one genome briefly, report every epoch."""
     import torch
     from ray import tune
 
-    from fernas.model import build_model, count_params, summarize
-    from fernas.train import TrainingDiverged, resolve_device, seed_everything, train_genome
+    from fernas.model import count_params, summarize
+    from fernas.train import TrainingDiverged, resolve_device, train_genome
 
     settings = settings or {}
     torch.set_num_threads(max(1, int(settings.get("threads", 1))))
@@ -138,8 +149,7 @@ def run_trial(config: dict, data=None, settings: dict | None = None) -> None:
         device = resolve_device("auto")  # Ray hides the GPUs of trials without a GPU share
         info = summarize(doc, input_size=40, num_classes=data.num_classes)
         state["params"], state["macs"] = info["params"], info["macs"]
-        seed_everything(settings.get("seed", 0))  # the init train_genome itself would make
-        model = build_model(doc, input_size=40, num_classes=data.num_classes).to(device)
+        model = build_trial_model(doc, settings.get("seed", 0), data.num_classes, device)
         state["latency_ms"] = measure_latency_ms(model, device)  # the weights do not change it
 
         def on_epoch(rec: dict) -> None:
@@ -525,8 +535,7 @@ class EvolveRun:
         atomic_write_text(self.out / "trials.csv", buf.getvalue())
 
     def write_logbook(self) -> None:
-        cols = ["gen", "evals", "cache_hits", "failures", "skipped", "penalised", "min", "mean", "max", "std", "best",
-                "time"]
+        cols = [*self.ev.logbook.header, "time"]
         times = self.ev.meta.get("generation_times", {})
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
@@ -600,6 +609,7 @@ class EvolveRun:
             return
         fig, ax = _figure()
         gens = [r["gen"] for r in recs]
+
         def col(key):  # None (nothing trained that generation) -> a gap
             return [math.nan if r.get(key) is None else r[key] for r in recs]
 

@@ -267,3 +267,13 @@ def test_a_generation_with_nothing_trained_has_no_statistics_and_strict_json():
     rec = ev.logbook[0]
     assert rec["penalised"] == 6 and rec["mean"] is None and rec["min"] is None and rec["best"] == 0.0
     json.loads(json.dumps(ev.state_dict()), parse_constant=lambda c: pytest.fail(f"{c} in the checkpoint"))
+
+
+def test_same_decisions_ignores_only_the_fields_a_strategy_does_not_use():
+    rnd = GAConfig(strategy="random", mutation="uniform", novel_offspring=False, revision=1)
+    assert rnd.same_decisions(GAConfig(strategy="random"))
+    assert not rnd.same_decisions(GAConfig(strategy="random", seed=1))
+    assert GAConfig(revision=1).same_decisions(GAConfig())  # single objective: revision 2 changed nothing
+    two = ("accuracy", "params")
+    assert not GAConfig(objectives=two, revision=1).same_decisions(GAConfig(objectives=two))
+    assert not GAConfig(mutation="uniform").same_decisions(GAConfig())
