@@ -5,6 +5,3 @@ Data flow (one module per stage): data -> augment -> genome -> model -> train ->
 """
 
 __version__ = "0.1.0"
-
-# FER2013 class order; every dataset with these classes keeps it.
-FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -29,8 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-IMAGE = 48  # input side (FER2013)
-CROP = 40  # network input side (ten-crop protocol of the VGG paper)
+from fernas.dataset import CROP_SIZE as CROP, IMAGE_SIZE as IMAGE
 
 # Per-strength presets. Probabilities are per image; ranges are symmetric (+-).
 # "mild" draws every transform for every image (p=1) because Keras' ImageDataGenerator,

@@ -31,7 +31,6 @@ by (path, size, mtime), the way git's index does.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -42,20 +41,18 @@ import numpy as np
 import torch
 
 from fernas import demo_faces
-from fernas.dataset import Dataset, Split
+from fernas.dataset import FER_CLASSES, IMAGE_SIZE, Dataset, Split
 from fernas.errors import DataError
 from fernas.io import atomic_torch_save, atomic_write_json
 
-FER_CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 FERPLUS_CLASSES = FER_CLASSES + ["contempt"]
 # FER+ vote columns in fer2013new.csv, and where each goes in FERPLUS_CLASSES (None: dropped rows).
 FERPLUS_COLUMNS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
                    "contempt", "unknown", "nf"]
 FERPLUS_TO_CLASS = [6, 3, 5, 4, 0, 1, 2, 7]
 USAGE_TO_SPLIT = {"training": "train", "publictest": "val", "privatetest": "test"}
-PIXELS = 48 * 48
+PIXELS = IMAGE_SIZE * IMAGE_SIZE
 CACHE_VERSION = 1
-IMAGE_SIZE = 48
 
 
 # ----------------------------------------------------------------------------- cache
@@ -520,26 +517,6 @@ def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLik
     if root is None:
         return build()
     return _cached(key_fn(), root, build)
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """The data flags every data-using command shares: --data, --labels, --skip-bad, --data-seed."""
-    g = parser.add_argument_group("data")
-    g.add_argument("--data", default="demo", metavar="SOURCE",
-                   help="'demo' (built-in synthetic faces; 'demo:N' or 'demo:TRAIN,VAL,TEST' sets sizes), "
-                        "a FER2013 CSV (fer2013.csv, icml_face_data.csv or train.csv) or an image folder "
-                        "ROOT/{train,val,test}/<class>/")
-    g.add_argument("--labels", default=None, metavar="CSV",
-                   help="FER+ vote file (fer2013new.csv): relabel fer2013.csv by majority vote")
-    g.add_argument("--skip-bad", action="store_true",
-                   help="skip malformed rows and unreadable images (and count them) instead of stopping")
-    g.add_argument("--data-seed", type=int, default=0,
-                   help="seed of the demo generator and of stratified val/test splits")
-
-
-def dataset_from_args(args: argparse.Namespace) -> Dataset:
-    return load_dataset(args.data, labels=getattr(args, "labels", None), skip_bad=getattr(args, "skip_bad", False),
-                        seed=getattr(args, "data_seed", 0))
 
 
 # ----------------------------------------------------------------------------- writers

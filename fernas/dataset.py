@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+# FER2013 class order; every dataset with these classes keeps it (demo faces included).
+FER_CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+IMAGE_SIZE = 48  # side of a stored face (FER2013's 48x48)
+CROP_SIZE = 40  # side of a network input: the ten-crop protocol of the VGG paper crops 40x40
+
 
 @dataclass
 class Split:

@@ -30,9 +30,9 @@ import math
 
 import torch
 
-from fernas.dataset import Dataset, Split
+from fernas.dataset import FER_CLASSES, Dataset, Split
 
-CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+CLASSES = FER_CLASSES
 
 # Default sizes: big enough that search trials rank architectures, small enough that a
 # few-epoch trial of a small CNN takes seconds on two CPU cores (see benchmarks/demo_difficulty.py).

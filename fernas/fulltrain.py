@@ -53,7 +53,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("Training (with --train): protocol of seeds 000/002")
     _add(g, parser, "--train", action="store_true",
          help="fully train each genome, fine-tune, test with ten-crop, write a run directory")
-    from fernas.data import add_data_arguments
+    from fernas.commands.common import add_data_arguments
 
     if "--data" not in parser._option_string_actions:
         add_data_arguments(parser)
@@ -338,7 +338,7 @@ def run_train(args, genome_paths: list[str]) -> int:
 
 def _train_all(args, genome_paths: list[str], docs: list[dict], base: Path | None, dirs: list[Path], dev,
                locks: contextlib.ExitStack) -> int:
-    from fernas.data import dataset_from_args
+    from fernas.commands.common import dataset_from_args
 
     for d in dirs:  # held until the end: a second process on one of these directories is refused
         if d.is_dir() or not d.exists():  # (a file in the way: _check_dir says so)

@@ -122,3 +122,19 @@ def run_dir_lock(path: str | os.PathLike) -> Iterator[None]:
                 path.rmdir()
         if fh is not None:
             fh.close()
+
+
+def atomic_write_csv(path: str | os.PathLike, fieldnames: list[str], rows: list[dict]) -> None:
+    """A CSV with a header row, written atomically; floats to 6 significant digits, None as ''."""
+    import csv
+    import io
+
+    def cell(v: Any) -> Any:
+        return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fieldnames, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: cell(v) for k, v in row.items()})
+    atomic_write_text(path, buf.getvalue())

@@ -13,7 +13,7 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="test a saved model (ten-crop) on a dataset; write metrics and plots",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("model", metavar="MODEL.pt", help="a model.pt written by `fernas decode --train`")
-    from fernas.data import add_data_arguments
+    from fernas.commands.common import add_data_arguments
 
     add_data_arguments(p)
     p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split to evaluate")
@@ -27,7 +27,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from fernas.errors import RunDirError, UserError
     from fernas.evaluate import evaluate_model, load_model_file
-    from fernas.data import dataset_from_args
+    from fernas.commands.common import dataset_from_args
     from fernas.io import atomic_write_json
     from fernas.model import summarize
     from fernas.report import write_plots

@@ -11,7 +11,7 @@ import glob
 import time
 from pathlib import Path
 
-from fernas.data import add_data_arguments, dataset_from_args
+from fernas.commands.common import add_data_arguments, dataset_from_args
 from fernas.errors import GenomeError, UserError
 
 DEFAULT_SEED_GLOB = "genomes/*.json"

@@ -17,7 +17,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fernas import FER_CLASSES
+    from fernas.dataset import FER_CLASSES
     from fernas.evaluate import load_face_images, load_model_file, predict_proba
     from fernas.train import default_amp, resolve_device
 

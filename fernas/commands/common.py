@@ -1,0 +1,32 @@
+"""Flags several commands share (the data source, the device) and their translation into calls."""
+
+from __future__ import annotations
+
+import argparse
+
+from fernas.dataset import Dataset
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data flags every data-using command shares: --data, --labels, --skip-bad, --data-seed."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", default="demo", metavar="SOURCE",
+                   help="'demo' (built-in synthetic faces; 'demo:N' or 'demo:TRAIN,VAL,TEST' sets sizes), "
+                        "a FER2013 CSV (fer2013.csv, icml_face_data.csv or train.csv) or an image folder "
+                        "ROOT/{train,val,test}/<class>/")
+    g.add_argument("--labels", default=None, metavar="CSV",
+                   help="FER+ vote file (fer2013new.csv): relabel fer2013.csv by majority vote")
+    g.add_argument("--skip-bad", action="store_true",
+                   help="skip malformed rows and unreadable images (and count them) instead of stopping")
+    g.add_argument("--data-seed", type=int, default=0,
+                   help="seed of the demo generator and of stratified val/test splits")
+
+
+DATA_KEYS = ("data", "labels", "skip_bad", "data_seed")  # what add_data_arguments defines
+
+
+def dataset_from_args(args: argparse.Namespace) -> Dataset:
+    from fernas.data import load_dataset
+
+    return load_dataset(args.data, labels=getattr(args, "labels", None), skip_bad=getattr(args, "skip_bad", False),
+                        seed=getattr(args, "data_seed", 0))

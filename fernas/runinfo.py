@@ -1,0 +1,25 @@
+"""What every run records about itself and prints: library versions, durations."""
+
+from __future__ import annotations
+
+import importlib
+import platform
+
+from fernas import __version__
+
+
+def versions(*packages: str) -> dict:
+    """fernas, Python, the platform and the versions of `packages` (those importable)."""
+    out = {"fernas": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    for name in packages:
+        try:
+            out[name] = importlib.import_module(name).__version__
+        except ImportError:
+            out[name] = None
+    return out
+
+
+def fmt_duration(seconds: float) -> str:
+    """'4m07s' below an hour, '2h05m' above."""
+    s = max(0, int(round(seconds)))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
