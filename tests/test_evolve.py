@@ -11,7 +11,10 @@ import pytest
 
 from fernas import genome as G
 from fernas.errors import RunDirError
-from fernas.evolve import PENALTY, PRE_DEFAULTS, Evolution, GAConfig, fitness_of, parse_objectives
+from fernas.evolve import Evolution, GAConfig, is_done, read_outcomes
+from fernas.fitness import fitness_of
+from fernas.model import estimate_macs
+from fernas.objectives import OBJECTIVES, parse_objectives
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +81,7 @@ def test_offspring_stay_valid_and_population_size_is_kept():
 def test_initial_population_has_seeds_and_no_duplicates():
     seeds = seed_docs()
     ev = Evolution(GAConfig(pop=12, generations=1, seed=0), seed_docs=seeds)
-    batch = ev.start()
+    batch = ev.next_batch()
     ids = [c.gid for c in batch]
     assert len(ids) == len(set(ids)) == 12
     for doc in seeds[:12]:
@@ -89,7 +92,7 @@ def test_failed_trial_gets_penalty_and_run_goes_on():
     ev, trained = run_full(None, pop=10, generations=4, seed=2)
     failed = [e for e in ev.cache.values() if e["status"] == "failed"]
     assert failed, "the stand-in fitness should fail some genomes"
-    assert fitness_of(failed[0], ("accuracy", "params")) == (PENALTY["val_acc"], PENALTY["params"])
+    assert fitness_of(failed[0], ("accuracy", "params")) == (OBJECTIVES["accuracy"].penalty, OBJECTIVES["params"].penalty)
     assert sum(r["failures"] for r in ev.logbook) == len(failed)
     assert sum(r["skipped"] for r in ev.logbook) == 0
     assert ev.done and ev.best().fitness.values[0] > 0
@@ -123,15 +126,15 @@ def test_killed_run_resumes_with_same_decisions_and_no_retraining(tmp_path, kill
     ckpt = tmp_path / "checkpoint.json"
     ev = Evolution(GAConfig(**cfg), seed_docs=seed_docs(), checkpoint_path=ckpt)
     trained: list[str] = []
-    batch = ev.start()
+    batch = ev.next_batch()
     try:
         while batch is not None:
             for cand in batch:
                 if len(trained) == kill_after:
                     raise KeyboardInterrupt  # stands in for SIGKILL: only the files survive
                 trained.append(cand.gid)
-                ev.record(cand.gid, fake_outcome(cand))
-            batch = ev.resume_batch()
+                ev.record(cand, fake_outcome(cand))
+            batch = ev.next_batch()
     except KeyboardInterrupt:
         pass
     del ev
@@ -187,8 +190,6 @@ def test_objectives_parse():
 @pytest.mark.parametrize("strategy", ["ga", "random"])
 def test_fresh_samples_respect_the_cost_cap(strategy):
     """With max_mmacs, generation 0 and random search draw only genomes the driver will train."""
-    from fernas.search import estimate_macs
-
     ev, _ = run_full(None, pop=8, generations=3, seed=1, max_mmacs=40, strategy=strategy)
     drawn = [e for e in ev.cache.values() if e["generation"] == 0 or strategy == "random"]
     assert len(drawn) == (8 if strategy == "ga" else 24)
@@ -217,19 +218,17 @@ def test_novel_offspring_trains_pop_minus_elite_new_genomes_each_generation(tmp_
     ckpt = tmp_path / "checkpoint.json"
     part = Evolution(GAConfig(pop=8, generations=5, seed=2, elite=2, novel_offspring=True, mutation="creep"),
                      seed_docs=seed_docs(), checkpoint_path=ckpt)
-    batch, n = part.start(), 0
+    batch, n = part.next_batch(), 0
     while batch is not None and n < 19:
         for cand in batch[:19 - n]:
-            part.record(cand.gid, fake_outcome(cand))
+            part.record(cand, fake_outcome(cand))
             n += 1
-        batch = part.resume_batch() if n < 19 else None
+        batch = part.next_batch() if n < 19 else None
     resumed = Evolution.load(ckpt, seed_docs=seed_docs()).run(lambda b: [fake_outcome(c) for c in b])
     assert snapshot(resumed) == snapshot(ev)
 
 
 def test_novel_offspring_stay_under_the_cost_cap():
-    from fernas.search import estimate_macs
-
     ev, _ = run_full(None, pop=8, generations=5, seed=4, max_mmacs=30, novel_offspring=True, mutation="creep")
     assert all(estimate_macs(G.from_vector(e["vector"])) <= 30e6 for e in ev.cache.values())
     assert [r["evals"] for r in ev.logbook][1:] == [6, 6, 6, 6]
@@ -242,24 +241,6 @@ def test_novel_offspring_is_the_default_and_works_with_nsga2():
     assert [r["evals"] for r in ev.logbook][1:] == [8, 8, 8]  # NSGA-II: every one of pop children is new
 
 
-def test_a_stored_config_without_the_newer_fields_keeps_the_old_behaviour():
-    old = {k: v for k, v in asdict(GAConfig(pop=8, generations=3)).items() if k not in PRE_DEFAULTS}
-    cfg = GAConfig.from_stored(old)
-    assert (cfg.mutation, cfg.novel_offspring, cfg.strategy, cfg.max_mmacs) == ("uniform", False, "ga", 0.0)
-    assert GAConfig.from_stored(asdict(GAConfig())) == GAConfig()
-
-
-def test_revision_1_runs_keep_nsga2_without_novel_offspring():
-    """A two-objective run written before novel offspring reached NSGA-II replays as it ran."""
-    old = GAConfig.from_stored({k: v for k, v in asdict(GAConfig(pop=8, generations=3, seed=6,
-                                objectives=("accuracy", "params"), novel_offspring=True)).items() if k != "revision"})
-    assert old.revision == 1 and old.novel_offspring
-    as_run, _ = run_full(None, **asdict(old))
-    without, _ = run_full(None, **{**asdict(old), "revision": 2, "novel_offspring": False})
-    now, _ = run_full(None, **{**asdict(old), "revision": 2})
-    assert snapshot(as_run) == snapshot(without) != snapshot(now)
-
-
 def test_a_generation_with_nothing_trained_has_no_statistics_and_strict_json():
     ckpt_dir_outcome = {"status": "failed", "error": "TrainingDiverged: loss became nan", "val_acc": None}
     ev = Evolution(GAConfig(pop=6, generations=2, seed=1), seed_docs=[]).run(
@@ -269,11 +250,23 @@ def test_a_generation_with_nothing_trained_has_no_statistics_and_strict_json():
     json.loads(json.dumps(ev.state_dict()), parse_constant=lambda c: pytest.fail(f"{c} in the checkpoint"))
 
 
-def test_same_decisions_ignores_only_the_fields_a_strategy_does_not_use():
-    rnd = GAConfig(strategy="random", mutation="uniform", novel_offspring=False, revision=1)
-    assert rnd.same_decisions(GAConfig(strategy="random"))
-    assert not rnd.same_decisions(GAConfig(strategy="random", seed=1))
-    assert GAConfig(revision=1).same_decisions(GAConfig())  # single objective: revision 2 changed nothing
-    two = ("accuracy", "params")
-    assert not GAConfig(objectives=two, revision=1).same_decisions(GAConfig(objectives=two))
-    assert not GAConfig(mutation="uniform").same_decisions(GAConfig())
+def test_checkpoint_reader_api_and_other_versions_refused(tmp_path):
+    ckpt = tmp_path / "checkpoint.json"
+    ev = Evolution(GAConfig(pop=6, generations=2, seed=1), seed_docs=seed_docs(), checkpoint_path=ckpt)
+    ev.run(lambda b: [fake_outcome(c) for c in b])
+    outcomes = read_outcomes(ckpt)
+    assert list(outcomes) == list(ev.cache) and is_done(ckpt)
+    assert all({"status", "generation", "vector", "gid"} <= set(e) for e in outcomes.values())
+    old = json.loads(ckpt.read_text())
+    old["fernas_evolve_checkpoint"] = 1
+    ckpt.write_text(json.dumps(old))
+    with pytest.raises(RunDirError, match=r"checkpoint.json: GA checkpoint version 1, this fernas reads version 2"):
+        Evolution.load(ckpt)
+
+
+def test_objective_registry_drives_the_deap_weights_and_penalties():
+    for names in (("accuracy",), *(("accuracy", o) for o in OBJECTIVES if o != "accuracy")):
+        ev = Evolution(GAConfig(pop=4, generations=1, objectives=names))
+        assert ev.Ind().fitness.weights == tuple(OBJECTIVES[n].weight for n in names)
+        failed = fitness_of({"status": "failed"}, names)
+        assert failed == tuple(OBJECTIVES[n].penalty for n in names)

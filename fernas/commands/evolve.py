@@ -1,13 +1,15 @@
-"""`fernas evolve`: the genetic search on Ray Tune (fernas/evolve.py + fernas/search.py).
+"""`fernas evolve`: the genetic search on Ray Tune (`fernas.evolve` + `fernas.search`).
 
-Parses and validates the flags, loads the seed genomes, and calls `fernas.search.run_evolve`.
-Every mistake a user can make here ends in one line and exit status 2.
+Parses and validates the flags, loads the seed genomes, calls `fernas.search.run_evolve`, and
+prints what the run reports (`EvolveConsole`).  Every mistake a user can make here ends in
+one line and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +24,6 @@ def register(sub) -> None:
     from fernas.evolve import GAConfig
     from fernas.search import EvolveOptions
 
-    d, o = GAConfig(), EvolveOptions(out="")
     p = sub.add_parser(
         "evolve", help="evolve genomes with a GA, training each new one briefly on Ray Tune workers",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -33,12 +34,19 @@ def register(sub) -> None:
     g = p.add_argument_group("Output")
     g.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help="run directory (never overwritten without --resume)")
+    _add_search_flags(p, GAConfig())
+    _add_trial_flags(p, EvolveOptions(out=""))
+    p.set_defaults(func=run)
+
+
+def _add_search_flags(p, d) -> None:
+    from fernas.objectives import help_text
 
     g = p.add_argument_group("Search space")
     g.add_argument("--seed-genomes", default=DEFAULT_SEED_GLOB, metavar="GLOB",
                    help="genome files that seed the initial population (then random-search-space samples "
                         "of seeds 001/004, then uniform random genomes)")
-    g.add_argument("--max-mmacs", type=float, default=o.max_mmacs, metavar="M",
+    g.add_argument("--max-mmacs", type=float, default=d.max_mmacs, metavar="M",
                    help="genomes above this many million multiply-adds per 40x40 image get the penalty "
                         "without training; the initial population and random search sample below it (seed "
                         "designs above it are left out). The VGG seed has about 350, the 8-conv seed of 001 "
@@ -53,9 +61,7 @@ def register(sub) -> None:
     g.add_argument("--generations", type=int, default=d.generations,
                    help="generations including the initial population (at most pop x generations trials)")
     g.add_argument("--pop", type=int, default=d.pop, help="population size")
-    g.add_argument("--objectives", default="accuracy",
-                   help="accuracy | accuracy,params | accuracy,latency (| accuracy,macs); "
-                        "two objectives use NSGA-II and a Pareto front")
+    g.add_argument("--objectives", default=",".join(d.objectives), help=help_text())
     g.add_argument("--crossover", type=float, default=d.cxpb, metavar="P",
                    help="probability that a pair of parents is recombined (two-point crossover)")
     g.add_argument("--mutation", type=float, default=d.mutpb, metavar="P",
@@ -79,6 +85,8 @@ def register(sub) -> None:
                    help="best genomes written to OUT/hall_of_fame/")
     g.add_argument("--seed", type=int, default=d.seed, help="seed of the GA and of every trial's training")
 
+
+def _add_trial_flags(p, o) -> None:
     g = p.add_argument_group("Trials")
     g.add_argument("--epochs-per-trial", type=int, default=o.epochs_per_trial, metavar="N",
                    help="training epochs of each new genome (the fast trainer, one crop per image)")
@@ -106,7 +114,6 @@ def register(sub) -> None:
     g.add_argument("--no-dashboard", action="store_true",
                    help="start the local Ray without its dashboard")
     g.add_argument("--verbose", action="store_true", help="show Ray's own trial table and logs")
-    p.set_defaults(func=run)
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -116,7 +123,8 @@ def _check(cond: bool, msg: str) -> None:
 
 def options_from_args(args: argparse.Namespace):
     """Validate the flags (UserError, one line) and build EvolveOptions."""
-    from fernas.evolve import GAConfig, parse_objectives
+    from fernas.evolve import GAConfig
+    from fernas.objectives import parse_objectives
     from fernas.search import EvolveOptions
 
     _check(args.pop >= 2, f"--pop {args.pop}: need at least 2 genomes")
@@ -156,7 +164,7 @@ def options_from_args(args: argparse.Namespace):
     data_args = {k: v for k, v in vars(args).items() if k in ("labels", "skip_bad", "data_seed")}
     return EvolveOptions(
         out=out, ga=ga, data=args.data, data_args=data_args, epochs_per_trial=args.epochs_per_trial,
-        max_steps_per_epoch=args.max_steps_per_epoch, max_mmacs=args.max_mmacs,
+        max_steps_per_epoch=args.max_steps_per_epoch,
         seed_genomes=[], gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
         max_concurrent=args.max_concurrent, address=args.address, storage=args.storage, resume=args.resume,
         dashboard=not args.no_dashboard, asha=args.asha, verbose=args.verbose)
@@ -202,5 +210,58 @@ def run(args: argparse.Namespace) -> int:
             setattr(ns, k, v)
         return dataset_from_args(ns)
 
-    run_evolve(opts, load_data, docs)
+    run_evolve(opts, load_data, docs, EvolveConsole())
     return 0
+
+
+class EvolveConsole:
+    """What `fernas evolve` prints while a run goes on: one line per event on stdout."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout  # the real one, also while Tune's own output is silenced
+
+    def say(self, text: str, err: bool = False) -> None:
+        print(text, file=sys.stderr if err else self.stream, flush=True)
+
+    def resuming(self, out, ev) -> None:
+        self.say(f"resuming {out}: generation {ev.gen + 1}/{ev.cfg.generations}, "
+                 f"{len(ev.cache)} trials already done (not repeated)")
+
+    def starting(self, out, ga, opts, res: dict, trial_logs: str) -> None:
+        strategy = "random search, " if ga.strategy == "random" else ""
+        self.say(f"fernas evolve: {out}  ({strategy}pop {ga.pop}, {ga.generations} generations, objectives "
+                 f"{','.join(ga.objectives)}, {opts.epochs_per_trial} epoch(s) per trial)")
+        where = "local instance" if res["started_local"] else "cluster " + res["address"]
+        self.say(f"Ray: {where}, {res['cpus']:g} CPU(s), {res['gpus']:g} GPU(s); {res['concurrent_trials']} "
+                 f"trial(s) at a time, {res['cpus_per_trial']:g} CPU + {res['gpus_per_trial']:g} GPU each")
+        if res["dashboard_url"]:
+            self.say(f"Ray dashboard: {res['dashboard_url']}  (log in with the token in "
+                     f"{res['token_file']}; `ray get-auth-token` prints it)")
+        self.say(f"Trial logs: {trial_logs}")
+
+    def generation(self, rec: dict, generations: int, elapsed: float, eta: float) -> None:
+        from fernas.runinfo import fmt_duration
+
+        def acc(v):
+            return "     -" if v is None else f"{v:.4f}"
+
+        self.say(f"gen {rec['gen'] + 1:>3}/{generations}  best {acc(rec['best'])}  mean {acc(rec['mean'])}  "
+                 f"evals {rec['evals']:>3}  cache hits {rec['cache_hits']:>3}  failures {rec['failures']:>2}  "
+                 + (f"too large {rec['skipped']:>2}  " if rec.get("skipped") else "")
+                 + f"elapsed {fmt_duration(elapsed)}  ETA {fmt_duration(eta)}")
+
+    def already_complete(self) -> None:
+        self.say("the run is already complete")
+
+    def stopped(self, out, ev) -> None:
+        self.say(f"fernas evolve: stopped at generation {ev.gen + 1}/{ev.cfg.generations}; nothing done is "
+                 f"lost: continue with  fernas evolve --out {out} --resume", err=True)
+
+    def finished(self, out, ev) -> None:
+        best = ev.best()
+        if best is not None:
+            e = ev.cache.get(best.gid, {})
+            self.say(f"best genome {best.gid}: validation accuracy {best.fitness.values[0]:.4f}, "
+                     f"{e.get('params') or 0:,} parameters, {(e.get('macs') or 0) / 1e6:.1f}M multiply-adds")
+        self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
+        self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: fernas decode {out}/best.json --train")

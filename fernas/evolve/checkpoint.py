@@ -1,0 +1,55 @@
+"""The GA checkpoint (`OUT/checkpoint.json`) and the reader API for what it holds.
+
+A plain dict in DEAP's checkpoint habit, written atomically: population, hall of fame,
+logbook, generation, the GA's RNG states at the last generation boundary, and the fitness
+cache (genome id -> trial outcome).  The cache is rewritten after every completed trial.
+
+Code outside the GA reads a run through `read_outcomes(path)` and `is_done(path)`, never
+through the JSON layout, which may change with `CHECKPOINT_VERSION`.  A checkpoint of
+another version is refused with one line naming the versions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fernas.errors import RunDirError
+
+CHECKPOINT_VERSION = 2
+VERSION_KEY = "fernas_evolve_checkpoint"
+
+
+def pack(ind) -> dict:
+    return {"vector": list(ind), "gid": ind.gid, "fitness": list(ind.fitness.values) if ind.fitness.valid else None}
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint's dict; RunDirError (one line) when missing, corrupt or of another version."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunDirError(f"{path}: no GA checkpoint here (nothing to resume)")
+    try:
+        st = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path}: corrupt GA checkpoint ({type(exc).__name__}: {exc}); cannot resume") from None
+    found = st.get(VERSION_KEY) if isinstance(st, dict) else None
+    if found != CHECKPOINT_VERSION:
+        raise RunDirError(f"{path}: GA checkpoint version {found!r}, this fernas reads version "
+                          f"{CHECKPOINT_VERSION}; start a new run (older runs are not resumed)")
+    return st
+
+
+def read_outcomes(path: str | Path) -> dict[str, dict]:
+    """Genome id -> outcome of every genome a run has trained or refused, in completion order.
+
+    An outcome holds `status` (ok | stopped | failed | skipped), the objectives' fields
+    (`val_acc`, `params`, `macs`, `latency_ms`), `generation`, `vector`, `train_seconds`,
+    `wall_seconds`, `finished_at`, `error` and where the trial logged.
+    """
+    return dict(read_checkpoint(path)["cache"])
+
+
+def is_done(path: str | Path) -> bool:
+    """Whether the run that wrote this checkpoint finished its last generation."""
+    return bool(read_checkpoint(path)["done"])

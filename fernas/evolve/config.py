@@ -1,0 +1,80 @@
+"""The GA's settings (`GAConfig`) and the unit of work it hands out (`Candidate`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STRATEGIES = ("ga", "random")
+MUTATIONS = ("uniform", "creep")
+
+
+@dataclass
+class GAConfig:
+    pop: int = 40
+    generations: int = 30  # including generation 0, the initial population: pop x generations trials at most
+    cxpb: float = 0.7  # crossover probability per pair (DEAP examples use 0.5-0.9)
+    mutpb: float = 0.3  # probability that an individual is mutated at all
+    indpb: float = 0.1  # per-gene probability that a mutated child's gene changes (~4 of 44 genes)
+    tournsize: int = 3  # selection pressure of the single-objective tournament
+    elite: int = 2  # best individuals copied unchanged into the next generation (single objective)
+    hof_size: int = 10  # genomes kept in the hall of fame (single objective)
+    objectives: tuple[str, ...] = ("accuracy",)  # names in fernas.objectives.OBJECTIVES
+    seed: int = 0
+    # Initial population mix: seed files first, then this share of the rest from the
+    # random-search spaces of seeds 001/004 (alternating), the remainder uniform random.
+    search_space_share: float = 0.5
+    # "ga": evolve.  "random": the baseline of seeds 001/004 -- generation 0 is the same initial
+    # population, every later generation is `pop` fresh genomes drawn from the same initial
+    # distribution (search-space share + uniform), never-seen ones only; selection and variation unused.
+    strategy: str = "ga"
+    # Genomes above this many million multiply-adds per 40x40 image are refused untrained (the
+    # penalty: selection pressure against them); fresh samples (initial population, random strategy)
+    # are drawn below it and seed designs above it are left out, so no slot of generation 0 is
+    # wasted.  3000 keeps every seed design (the largest, the 8-conv model of seed 001, has ~1,770).
+    # 0 = no cap.
+    max_mmacs: float = 3000.0
+    # "uniform": a mutated gene is redrawn uniformly within its bounds (DEAP's mutUniformInt).
+    # "creep": half the time a step to a neighbouring value instead (genes index ordered tables:
+    # widths, learning rates, batch sizes ...), a local move around good genomes.
+    mutation: str = "creep"
+    # Every child that is not a new genome (an unchanged copy, a re-met or duplicate genome: a
+    # cache hit that trains nothing) is mutated until it is new and under max_mmacs.  Small
+    # populations converge to copies of the best; this turns those slots into local search
+    # around the parents instead of idle generations (measured in the README's search results).
+    novel_offspring: bool = True
+
+    def __post_init__(self) -> None:
+        from fernas.objectives import parse_objectives
+
+        self.objectives = parse_objectives(",".join(self.objectives))
+        if self.mutation not in MUTATIONS:
+            raise ValueError(f"unknown mutation {self.mutation!r} (expected uniform or creep)")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r} (expected {' or '.join(STRATEGIES)})")
+
+    @property
+    def multi(self) -> bool:
+        return len(self.objectives) > 1
+
+    def refusal(self, doc: dict | None) -> str | None:
+        """Why a genome is not trained (over the cost cap, undecodable), or None."""
+        if doc is None:
+            return "the vector does not decode"
+        if not self.max_mmacs:
+            return None
+        from fernas.model import estimate_macs  # a pure function of the document
+
+        macs = estimate_macs(doc)
+        if macs > self.max_mmacs * 1e6:
+            return f"too large: about {macs / 1e6:.0f}M multiply-adds per image > --max-mmacs {self.max_mmacs:g}"
+        return None
+
+
+@dataclass
+class Candidate:
+    """One genome to train: its id, integer vector, decoded document and generation."""
+    gid: str
+    vector: list[int]
+    doc: dict | None
+    generation: int
+    cost_hint: float = 0.0  # for longest-first scheduling; filled by the driver

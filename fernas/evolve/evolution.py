@@ -1,0 +1,270 @@
+"""The generation loop: DEAP's canonical shape, driven one batch of genomes at a time.
+
+`Evolution.steps()` is a generator that yields the *never-evaluated* genomes of a
+generation as `Candidate`s; whoever drives it (the synchronous `run(evaluate_batch)` in
+tests, the Ray Tune searcher of `fernas.search`) records one outcome per candidate with
+`record()` and resumes it.  The loop never calls Ray.
+
+- One objective: tournament selection plus `elite` unchanged copies of the best, and a
+  `HallOfFame`.  Two objectives: NSGA-II (crowded binary tournament for parents,
+  `selNSGA2(pop + offspring)` for survivors, elitist by construction) and a `ParetoFront`.
+- Random search (`strategy="random"`): every later generation is `pop` fresh never-seen
+  genomes from the initial distribution, through the same cache, checkpoint and outputs.
+
+Fitness cache: outcomes are keyed by genome id, so a genome is trained once per run.  The
+cache is persisted after every completed trial, the rest of the state at every generation
+boundary.  Resuming replays the interrupted generation from the boundary: the same RNG
+state makes the same offspring, whose outcomes come from the cache, so no completed trial
+runs twice and every decision is the same as in an uninterrupted run.  The GA keeps its own
+RNG states and swaps them in around each step, so whatever else in the process draws random
+numbers (Ray, the trainer) cannot perturb it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Generator
+
+import numpy as np
+from deap import algorithms, tools
+
+from fernas.errors import RunDirError
+from fernas.evolve import checkpoint as ck
+from fernas.evolve.config import Candidate, GAConfig
+from fernas.evolve.operators import individual_class, make_hall_of_fame, make_novel, make_toolbox, vector_id
+from fernas.evolve.rng import get_rng_states, seeded_rng_states, set_rng_states
+from fernas.evolve.sampling import initial_population, sample_fresh
+from fernas.fitness import fitness_of, is_ok
+from fernas.io import atomic_write_text
+
+LOG_HEADER = ["gen", "evals", "cache_hits", "failures", "skipped", "penalised", "min", "mean", "max", "std", "best"]
+
+
+class Evolution:
+    """GA state plus the generation loop; see the module docstring for the protocol."""
+
+    def __init__(self, cfg: GAConfig, seed_docs: list[dict] | None = None,
+                 checkpoint_path: str | Path | None = None,
+                 on_generation: Callable[["Evolution", dict], None] | None = None):
+        self.cfg = cfg
+        self.seed_docs = list(seed_docs or [])
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.on_generation = on_generation
+        self.meta: dict = {}  # free-form, saved with the checkpoint (the driver's bookkeeping)
+        self.Ind = individual_class(cfg.objectives)
+        self.toolbox = make_toolbox(cfg)
+        self.gen = 0  # the generation being built/evaluated
+        self.population: list = []
+        self.hof = make_hall_of_fame(cfg)
+        self.logbook = tools.Logbook()
+        self.logbook.header = list(LOG_HEADER)
+        self.cache: dict[str, dict] = {}  # genome id -> outcome (one per trained genome)
+        self.rng = seeded_rng_states(cfg.seed)  # the GA's running stream (swapped in by _advance)
+        self.boundary_rng = self.rng  # its state at the last generation boundary (checkpointed)
+        self.done = False
+        self._gen_obj: Generator | None = None
+        self.pending: list[Candidate] = []
+
+    def _ind(self, vec: list[int], values: tuple | None = None, gid: str | None = None):
+        ind = self.Ind(int(v) for v in vec)
+        ind.gid = gid or vector_id(ind)[0]
+        if values is not None:
+            ind.fitness.values = tuple(values)
+        return ind
+
+    def _fits(self, doc: dict | None) -> bool:
+        return self.cfg.refusal(doc) is None
+
+    def _seen_before(self) -> set:
+        """Ids trained before this generation (entries it made before a resume do not count,
+        so the replay decides the same) and those of the current population."""
+        seen = {gid for gid, e in self.cache.items() if e.get("generation", -1) < self.gen}
+        return seen | {ind.gid for ind in self.population}
+
+    # -- evaluation through the cache
+    def _evaluate(self, inds: list) -> Generator[list[Candidate], None, dict]:
+        """Give fitness to the individuals that lack it; yields the genomes to train."""
+        need = [ind for ind in inds if not ind.fitness.valid]
+        todo: dict[str, Candidate] = {}
+        seen: set[str] = set()
+        evals = hits = 0
+        for ind in need:
+            ind.gid, doc = vector_id(ind)
+            if ind.gid in seen:
+                hits += 1  # a duplicate within this generation
+                continue
+            seen.add(ind.gid)
+            entry = self.cache.get(ind.gid)
+            if entry is None:
+                evals += 1
+                cand = Candidate(ind.gid, list(ind), doc, self.gen)
+                if doc is None:  # cannot happen with GENE_BOUNDS; penalised rather than fatal
+                    self.record(cand, {"status": "failed", "error": "vector does not decode"})
+                else:
+                    todo[ind.gid] = cand
+            elif entry.get("generation") == self.gen:
+                evals += 1  # trained in this generation before a resume: still this generation's evaluation
+            else:
+                hits += 1
+        if todo:
+            self.pending = list(todo.values())
+            yield self.pending
+            missing = [c.gid for c in self.pending if c.gid not in self.cache]
+            if missing:
+                raise RuntimeError(f"evaluation returned no outcome for {missing}")
+            self.pending = []
+        for ind in need:
+            ind.fitness.values = fitness_of(self.cache[ind.gid], self.cfg.objectives)
+        mine = [self.cache[gid] for gid in seen if self.cache[gid].get("generation") == self.gen]
+        skipped = sum(1 for e in mine if e.get("status") == "skipped")  # refused untrained (too large)
+        failures = sum(1 for e in mine if not is_ok(e)) - skipped
+        return {"evals": evals, "cache_hits": hits, "failures": failures, "skipped": skipped}
+
+    def record(self, cand: Candidate, outcome: dict) -> None:
+        """Store one trial's outcome in the cache and persist it (called per completed trial)."""
+        self.cache[cand.gid] = {**outcome, "gid": cand.gid, "generation": cand.generation, "vector": cand.vector}
+        self.save()
+
+    def _log(self, counts: dict) -> dict:
+        # Statistics of the trained members only: a penalised genome (failed, refused over the cost
+        # cap) has no accuracy, and counting its penalty 0 would drag the mean towards nothing.
+        ok = [ind for ind in self.population if is_ok(self.cache.get(ind.gid, {}))]
+        acc = np.array([ind.fitness.values[0] for ind in ok], dtype=float)
+        stats = ({"min": float(acc.min()), "mean": float(acc.mean()), "max": float(acc.max()),
+                  "std": float(acc.std())} if len(acc)  # None when nothing trained (strict JSON: no NaN)
+                 else dict.fromkeys(("min", "mean", "max", "std")))
+        best = max(ind.fitness.values[0] for ind in self.hof) if len(self.hof) else None
+        rec = {"gen": self.gen, **counts, "penalised": len(self.population) - len(ok), **stats,
+               "best": None if best is None else float(best)}
+        self.logbook.record(**rec)
+        return rec
+
+    # -- the generation loop (DEAP's canonical shape)
+    def steps(self) -> Generator[list[Candidate], None, None]:
+        if self.gen == 0:
+            if not self.population:
+                self.population = initial_population(self.cfg, self.seed_docs, self._ind)
+                self.boundary_rng = get_rng_states()  # gen 0 resumes after the draws of the initial population
+                self.save()
+            counts = yield from self._evaluate(self.population)
+            if self.cfg.multi:
+                self.population = tools.selNSGA2(self.population, len(self.population))  # sets crowding
+            self.hof.update(self.population)
+            self._end_generation(counts)
+        while self.gen < self.cfg.generations:
+            counts = yield from self._next_generation()
+            self.hof.update(self.population)
+            self._end_generation(counts)
+        self.done = True
+        self.save()
+
+    def _next_generation(self) -> Generator[list[Candidate], None, dict]:
+        """Select, vary, evaluate the new, replace: one generation of the configured strategy."""
+        cfg, tb = self.cfg, self.toolbox
+        if cfg.strategy == "random":
+            offspring = sample_fresh(cfg, cfg.pop, self._seen_before(), self._ind)
+            counts = yield from self._evaluate(offspring)
+            self.population = offspring
+        elif cfg.multi:
+            parents = tb.select(self.population, len(self.population))
+            offspring = algorithms.varAnd(parents, tb, cfg.cxpb, cfg.mutpb)
+            if cfg.novel_offspring:
+                make_novel(offspring, self.population, self._seen_before(), tb.mutate, self._fits)
+            counts = yield from self._evaluate(offspring)
+            self.population = tools.selNSGA2(self.population + offspring, cfg.pop)
+        else:
+            n_elite = min(cfg.elite, len(self.population))
+            elites = [tb.clone(ind) for ind in tools.selBest(self.population, n_elite)]
+            parents = tb.select(self.population, len(self.population) - n_elite)
+            offspring = algorithms.varAnd(parents, tb, cfg.cxpb, cfg.mutpb)
+            if cfg.novel_offspring:
+                seen = self._seen_before() | {ind.gid for ind in elites}
+                make_novel(offspring, elites, seen, tb.mutate, self._fits)
+            counts = yield from self._evaluate(offspring)
+            self.population = elites + offspring
+        return counts
+
+    def _end_generation(self, counts: dict) -> None:
+        rec = self._log(counts)
+        self.gen += 1
+        # Capture the RNG as it stands at the boundary: a resume starts the next generation from it.
+        self.boundary_rng = get_rng_states()
+        self.save()
+        if self.on_generation is not None:
+            self.on_generation(self, rec)
+            set_rng_states(self.boundary_rng)  # whatever the callback drew does not reach the GA
+
+    # -- drivers
+    def next_batch(self) -> list[Candidate] | None:
+        """Run the loop to its next batch of genomes to train (None when finished).  Call it
+        first, then again after `record()`ing an outcome for every candidate of the last batch."""
+        if self._gen_obj is None:
+            self._gen_obj = self.steps()
+        saved = get_rng_states()
+        set_rng_states(self.rng)  # the GA's own stream, isolated from everything else
+        try:
+            batch = next(self._gen_obj)
+        except StopIteration:
+            batch = None
+        finally:
+            self.rng = get_rng_states()
+            set_rng_states(saved)
+        return batch
+
+    def run(self, evaluate_batch: Callable[[list[Candidate]], list[dict]]) -> "Evolution":
+        """Synchronous driver: `evaluate_batch(candidates) -> outcomes` (same order)."""
+        batch = self.next_batch()
+        while batch is not None:
+            for cand, outcome in zip(batch, evaluate_batch(batch)):
+                self.record(cand, outcome)
+            batch = self.next_batch()
+        return self
+
+    # -- results
+    def best(self):
+        """The individual with the highest accuracy ever seen (hall of fame / Pareto front)."""
+        ranked = self.hall_of_fame()
+        return ranked[0] if ranked else None
+
+    def hall_of_fame(self) -> list:
+        """Hall of fame by accuracy, best first (the Pareto front, for two objectives).  Ties go
+        by genome id: the order in which tied genomes entered depends on timing and resumes."""
+        return sorted(self.hof, key=lambda ind: (-ind.fitness.values[0], ind.gid))
+
+    # -- checkpoint: a plain dict, written atomically
+    def state_dict(self) -> dict:
+        # While a generation is in flight, self.population is still the population of its start
+        # boundary (steps() replaces it only after the evaluation), and boundary_rng is the RNG
+        # state of that boundary: the pair a resume replays the generation from.
+        return {ck.VERSION_KEY: ck.CHECKPOINT_VERSION, "config": asdict(self.cfg), "generation": self.gen,
+                "done": self.done, "population": [ck.pack(i) for i in self.population],
+                "hall_of_fame": [ck.pack(i) for i in self.hof], "logbook": list(self.logbook),
+                "rng": self.boundary_rng, "cache": self.cache, "meta": self.meta}
+
+    def save(self) -> None:
+        if self.checkpoint_path is not None:
+            atomic_write_text(self.checkpoint_path, json.dumps(self.state_dict()) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs) -> "Evolution":
+        """Rebuild the GA from a checkpoint; RunDirError names the file if it is missing or corrupt."""
+        st = ck.read_checkpoint(path)
+        try:
+            ev = cls(GAConfig(**st["config"]), checkpoint_path=path, **kwargs)
+            ev.gen, ev.done, ev.cache = int(st["generation"]), bool(st["done"]), dict(st["cache"])
+            ev.population = [ev._ind(p["vector"], p["fitness"], p["gid"]) for p in st["population"]]
+            for p in st["hall_of_fame"]:
+                ev.hof.insert(ev._ind(p["vector"], p["fitness"], p["gid"]))
+            for rec in st["logbook"]:
+                ev.logbook.record(**rec)
+            saved = get_rng_states()
+            set_rng_states(st["rng"])  # validates the states before we rely on them
+            set_rng_states(saved)
+            ev.rng = ev.boundary_rng = st["rng"]
+            ev.meta = dict(st.get("meta", {}))
+        except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+            raise RunDirError(f"{path}: corrupt GA checkpoint ({type(exc).__name__}: {exc}); "
+                              "cannot resume") from None
+        return ev

@@ -1,0 +1,25 @@
+"""The search on Ray Tune: every never-seen genome of a GA generation is a short Ray Tune trial.
+
+Ray is imported only inside this package, and only when a search runs (importing
+`fernas.search` itself does not import Ray).  Modules, in the order of the data flow:
+
+- `options`      EvolveOptions, the settings of a run (config.json "options")
+- `trial`        `train_trial(genome, data, budget) -> outcome` (plain) and `run_trial` (Tune)
+- `tune_adapter` the generational Searcher, the trial-error callback, `fit` (one Tuner)
+- `cluster`      starting or joining Ray, token auth, resources, every private Ray API
+- `rundir`       the run directory: config.json, trials.csv, logbook, hall of fame, plots
+- `run`          `run_evolve`: the orchestration of all of the above
+
+The GA itself is `fernas.evolve` (no Ray); a trial's score is decided in `fernas.fitness`.
+"""
+
+from fernas.search.options import EvolveOptions
+
+
+def run_evolve(*args, **kwargs):
+    from fernas.search.run import run_evolve as _run
+
+    return _run(*args, **kwargs)
+
+
+__all__ = ["EvolveOptions", "run_evolve"]

@@ -1,0 +1,184 @@
+"""Ray: starting or joining a cluster, token auth, resources per trial, and Ray's private APIs.
+
+Every use of a private Ray API lives in this module, and `tests/test_ray_private_api.py`
+fails loudly when a Ray release changes one of them:
+
+* `ray._private.authentication.authentication_token_setup._enable_token_auth` -- turns token
+  mode on for this process and the Ray processes it starts (setting `RAY_AUTH_MODE` after
+  `import ray` is not enough: Ray caches its config, creates no token, and its GCS, which
+  reads the variable, then insists on one).
+* `ray.tune.utils.object_cache._ObjectCache` -- Tune's cache of idle trial actors (see
+  `keep_idle_actors`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from fernas.errors import UserError
+from fernas.search.options import EvolveOptions
+from fernas.search.trial import FAULT_ENV
+
+CONNECT_TIMEOUT_S = 30  # an unreachable --address fails within this
+
+
+def check_address(address: str) -> None:
+    """Fail fast (a few seconds) with what was tried when --address cannot be reached."""
+    if address == "auto":
+        return
+    hostport = address[len("ray://"):] if address.startswith("ray://") else address
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:10001")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UserError(f"--address {address}: cannot connect to {host}:{port} ({exc}); "
+                        "start the head with `ray start --head` there, or drop --address for a local run") from None
+
+
+def precheck_resources(opts: EvolveOptions) -> None:
+    """Cheap checks before anything slow: a reachable --address, GPUs a local run can have."""
+    if opts.address:
+        check_address(opts.address)
+        return
+    if opts.gpus_per_trial != "auto":
+        import torch
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if float(opts.gpus_per_trial) > n:
+            raise UserError(f"--gpus-per-trial {float(opts.gpus_per_trial):g}: this machine has {n} GPU(s)"
+                            + ("; leave the flag out to train on CPUs" if n == 0 else ""))
+    if opts.cpus_per_trial > (os.cpu_count() or 1):
+        raise UserError(f"--cpus-per-trial {opts.cpus_per_trial:g}: this machine has {os.cpu_count()} CPU(s)")
+
+
+def enable_token_auth() -> None:
+    """Token mode for this process and the Ray processes it starts (a private Ray API)."""
+    from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+    _enable_token_auth()
+
+
+def _join(opts: EvolveOptions, level: int, env_vars: dict):
+    """ray.init against --address, with a watchdog: Ray itself may wait for minutes."""
+    import ray
+
+    import fernas
+
+    check_address(opts.address)
+    if os.environ.get("RAY_AUTH_MODE") is None:
+        enable_token_auth()  # a token-protected cluster refuses a driver without token mode
+    # Ship this fernas to the cluster's workers (they may not have it installed).
+    runtime_env = {"env_vars": env_vars, "py_modules": [str(Path(fernas.__file__).parent)]}
+    done = threading.Event()
+
+    def watchdog():
+        if not done.wait(CONNECT_TIMEOUT_S):
+            print(f"fernas: error: --address {opts.address}: Ray did not answer within "
+                  f"{CONNECT_TIMEOUT_S} s", file=sys.stderr, flush=True)
+            os._exit(2)
+    threading.Thread(target=watchdog, daemon=True).start()
+    try:
+        return ray.init(address=opts.address, logging_level=level, log_to_driver=opts.verbose,
+                        runtime_env=runtime_env)
+    except Exception as exc:  # ConnectionError, auth errors, version mismatch
+        raise UserError(f"--address {opts.address}: cannot join the Ray cluster "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    finally:
+        done.set()
+
+
+def connect_ray(opts: EvolveOptions) -> dict:
+    """Start a local Ray (dashboard on 127.0.0.1, token auth on) or join --address."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep absolute paths
+    level = logging.INFO if opts.verbose else logging.ERROR
+    env_vars = {k: os.environ[k] for k in ("RAY_CHDIR_TO_TRIAL_DIR", FAULT_ENV, "RAY_USAGE_STATS_ENABLED")
+                if k in os.environ}
+    if opts.address:
+        ctx, started = _join(opts, level, env_vars), False
+    else:
+        # A fresh local instance ("local": never join somebody else's `ray start` by accident).
+        # Token auth stays on: Ray 2.60 enables it for new local clusters; we make sure.
+        if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
+            print("fernas: note: RAY_AUTH_MODE is not 'token'; keeping the dashboard's token check on",
+                  file=sys.stderr)
+        enable_token_auth()
+        ctx = ray.init(address="local", include_dashboard=opts.dashboard, dashboard_host="127.0.0.1",
+                       logging_level=level, log_to_driver=opts.verbose, runtime_env={"env_vars": env_vars})
+        started = True
+    res = ray.cluster_resources()
+    url = getattr(ctx, "dashboard_url", None) or ""
+    if url and not url.startswith("http"):
+        url = "http://" + url
+    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return {"started_local": started, "address": opts.address or "local", "dashboard_url": url,
+            "token_file": token_path, "cpus": float(res.get("CPU", 0)), "gpus": float(res.get("GPU", 0))}
+
+
+def resolve_resources(opts: EvolveOptions, ray_info: dict) -> tuple[float, float, int]:
+    """(cpus, gpus per trial, concurrent trials); UserError when a trial cannot fit."""
+    cpus, gpus = ray_info["cpus"], ray_info["gpus"]
+    if opts.gpus_per_trial == "auto":
+        gpt = 0.25 if gpus > 0 else 0.0  # four short trials share a card; CPUs when there is none
+    else:
+        gpt = float(opts.gpus_per_trial)
+        if gpt > gpus:
+            raise UserError(f"--gpus-per-trial {gpt:g}: the Ray cluster has {gpus:g} GPU(s)"
+                            + ("; leave the flag out to train on CPUs" if gpus == 0 else ""))
+    cpt = float(opts.cpus_per_trial)
+    if cpt > cpus:
+        raise UserError(f"--cpus-per-trial {cpt:g}: the Ray cluster has {cpus:g} CPU(s)")
+    slots = int(cpus // cpt) if cpt > 0 else 10**6
+    if gpt > 0:
+        slots = min(slots, int(round(gpus / gpt, 6) // 1))
+    slots = max(1, slots)
+    if opts.max_concurrent > 0:
+        slots = min(slots, opts.max_concurrent)
+    return cpt, gpt, slots
+
+
+@contextlib.contextmanager
+def keep_idle_actors(n: int):
+    """Let Tune keep up to `n` idle trial actors (one per slot) across a generation barrier.
+
+    Tune caches a finished trial's actor for reuse only while trials are staged, plus one
+    spare.  At a generation's end nothing is staged (the next generation needs the last
+    fitness), so all but one actor stopped and the next generation started fresh worker
+    processes: about 10 s per generation per slot here (torch import, data transfer).
+    Patching the cache's keep-one rule to keep-n, for the duration of one `Tuner.fit`,
+    removes that.
+    """
+    from ray.tune.utils.object_cache import _ObjectCache
+
+    orig_cache, orig_flush = _ObjectCache.cache_object, _ObjectCache.flush_cached_objects
+
+    def idle_only(cache) -> bool:  # nothing is staged, so Tune itself would keep at most one
+        return cache._may_keep_one and not any(v for v in cache._max_num_objects.values())
+
+    def cache_object(self, key, obj):
+        if (idle_only(self) and len(self._cached_objects[key]) >= self._max_num_objects[key]
+                and self._num_cached_objects < n):
+            self._cached_objects[key].append(obj)
+            self._num_cached_objects += 1
+            return True
+        return orig_cache(self, key, obj)
+
+    def flush_cached_objects(self, force_all: bool = False):
+        if not force_all and idle_only(self) and self._num_cached_objects <= n:
+            return iter(())
+        return orig_flush(self, force_all)
+
+    _ObjectCache.cache_object, _ObjectCache.flush_cached_objects = cache_object, flush_cached_objects
+    try:
+        yield
+    finally:
+        _ObjectCache.cache_object, _ObjectCache.flush_cached_objects = orig_cache, orig_flush

@@ -1,0 +1,44 @@
+"""The settings of one `fernas evolve` run (written to its config.json as "options")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fernas.evolve import GAConfig
+
+# Settings of the machine rather than the search: on --resume they come from the new command
+# line, every other setting from the run's config.json (so the run decides as it began).
+SYSTEM_SETTINGS = ("address", "storage", "gpus_per_trial", "cpus_per_trial", "max_concurrent", "dashboard",
+                   "verbose")
+
+
+@dataclass
+class EvolveOptions:
+    out: str
+    ga: GAConfig = field(default_factory=GAConfig)
+    data: str = "demo"
+    data_args: dict = field(default_factory=dict)  # what fernas.data needs besides the source
+    epochs_per_trial: int = 2  # two epochs: the first is mostly warm-up for many recipes
+    max_steps_per_epoch: int = 0  # 0 = whole epochs
+    seed_genomes: list[str] = field(default_factory=list)  # resolved files
+    gpus_per_trial: str = "auto"  # "auto": a quarter card where there are GPUs, else none
+    cpus_per_trial: float = 1.0  # also the trial's torch threads
+    max_concurrent: int = 0  # 0 = as many trials as the resources hold
+    address: str | None = None  # an existing Ray cluster; None = a fresh local Ray
+    storage: str | None = None  # Tune's trial logs; None = OUT/ray
+    resume: bool = False
+    dashboard: bool = True
+    asha: bool = False  # Ray Tune's ASHA stops hopeless trials between epochs
+    verbose: bool = False
+    max_failures: int = 1  # Tune's retries of a trial whose worker died
+
+    @classmethod
+    def from_stored(cls, stored: dict, cli: "EvolveOptions") -> "EvolveOptions":
+        """The stored run's settings, with the machine's settings from the new command line."""
+        o = dict(stored)
+        o["ga"] = GAConfig(**o["ga"])
+        opts = cls(**o)
+        for k in SYSTEM_SETTINGS:
+            setattr(opts, k, getattr(cli, k))
+        opts.resume, opts.out = True, cli.out
+        return opts

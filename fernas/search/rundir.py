@@ -1,0 +1,189 @@
+"""The run directory of `fernas evolve` (`--out`): its files, their formats, and the plots.
+
+    config.json       the run's settings, versions, data and Ray resources (CONFIG_VERSION)
+    checkpoint.json   the GA state and fitness cache (fernas.evolve.checkpoint; rewritten per trial)
+    trials.csv        one row per trained or refused genome (TRIAL_COLUMNS)
+    logbook.csv       one row per generation (the GA's logbook, plus the time it ended)
+    hall_of_fame/     NN_<gid>.json: the best genomes, as files `fernas decode --train` takes
+    best.json         the best genome
+    pareto.csv/.png   accuracy against the cost objective (parameters with one objective)
+    progress.png      best so far, best and mean of each generation
+    ray/              Ray Tune's trial directories (unless --storage says elsewhere)
+    .lock             held by the process that runs the search
+
+Every file is written atomically.  A run directory is never overwritten without --resume,
+and one written by another version of fernas is refused with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from fernas import genome as G
+from fernas.errors import RunDirError
+from fernas.fitness import is_ok
+from fernas.io import LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_write_text
+from fernas.objectives import FIELDS, OBJECTIVES
+
+CONFIG_VERSION = 2
+VERSION_KEY = "fernas_evolve_run"
+TRIAL_COLUMNS = ["trial", "generation", "gid", "status", *FIELDS, "train_seconds", "wall_seconds",
+                 "overhead_seconds", "epochs", "device", "error", "trial_id", "log_dir", "genome"]
+
+
+def read_config(out: Path) -> dict:
+    """The stored config.json of a run to resume; RunDirError (one line) for anything else."""
+    cfg_path = out / "config.json"
+    if not out.is_dir():
+        raise RunDirError(f"{out}: no such run directory to resume")
+    try:
+        stored = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{cfg_path}: missing; {out} is not a fernas evolve run") from None
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{cfg_path}: corrupt ({type(exc).__name__}); cannot resume") from None
+    found = stored.get(VERSION_KEY) if isinstance(stored, dict) else None
+    if found != CONFIG_VERSION:
+        raise RunDirError(f"{cfg_path}: fernas evolve run version {found!r}, this fernas reads version "
+                          f"{CONFIG_VERSION}; start a new run (older runs are not resumed)")
+    if not isinstance(stored.get("options"), dict):
+        raise RunDirError(f"{cfg_path}: corrupt (no options); cannot resume")
+    return stored
+
+
+def prepare(out: Path, resume: bool) -> dict | None:
+    """Refuse to overwrite a run; on resume the stored config (RunDirError if there is none)."""
+    if resume:
+        stored = read_config(out)
+        if not (out / "checkpoint.json").is_file():
+            raise RunDirError(f"{out / 'checkpoint.json'}: no GA checkpoint here (nothing to resume)")
+        return stored
+    if out.exists() and (not out.is_dir() or any(p.name != LOCK_NAME for p in out.iterdir())):
+        raise RunDirError(f"{out}: already exists and is not empty; pass --resume to continue that run "
+                          "or choose another --out")
+    return None
+
+
+class RunDir:
+    """Writes the files of one run directory from the GA's state."""
+
+    def __init__(self, out: Path, seed_names: dict[str, str], trial_info: dict):
+        self.out = out
+        self.checkpoint = out / "checkpoint.json"
+        self.seed_names = seed_names  # genome id -> name of a seed file, to keep the names readable
+        self.trial_info = trial_info  # what every hall-of-fame file says about the trials
+
+    def write_config(self, config: dict) -> None:
+        atomic_write_json(self.out / "config.json", {VERSION_KEY: CONFIG_VERSION, **config})
+
+    def write_all(self, ev) -> None:
+        self.write_trials(ev)
+        self.write_logbook(ev)
+        self.write_hall_of_fame(ev)
+        self.write_pareto(ev)
+        self.write_progress_plot(ev)
+
+    def write_trials(self, ev) -> None:
+        atomic_write_csv(self.out / "trials.csv", TRIAL_COLUMNS,
+                         [_trial_row(i, e) for i, e in enumerate(ev.cache.values())])
+
+    def write_logbook(self, ev) -> None:
+        times = ev.meta.get("generation_times", {})
+
+        def when(gen) -> str:
+            t = times.get(str(gen))
+            return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t)) if t else ""
+
+        atomic_write_csv(self.out / "logbook.csv", [*ev.logbook.header, "time"],
+                         [{**rec, "time": when(rec["gen"])} for rec in ev.logbook])
+
+    def genome_file(self, ev, ind, rank: int) -> dict:
+        e = ev.cache.get(ind.gid, {})
+        doc = G.from_vector(list(ind), name=self.seed_names.get(ind.gid) or f"evolved-{ind.gid}")
+        doc["evolve"] = {  # metrics of the search (the genome validator keeps this key)
+            "run": self.out.name, "rank": rank, "gid": ind.gid, "generation": e.get("generation"),
+            "objectives": list(ev.cfg.objectives), "fitness": list(ind.fitness.values),
+            **{f: e.get(f) for f in FIELDS}, "train_seconds": e.get("train_seconds"), **self.trial_info}
+        return G.validate(doc)
+
+    def write_hall_of_fame(self, ev) -> None:
+        hof_dir = self.out / "hall_of_fame"
+        hof_dir.mkdir(parents=True, exist_ok=True)
+        ranked = [ind for ind in ev.hall_of_fame() if is_ok(ev.cache.get(ind.gid, {}))]
+        wanted = {f"{rank:02d}_{ind.gid}.json": self.genome_file(ev, ind, rank)
+                  for rank, ind in enumerate(ranked[:max(ev.cfg.hof_size, 1)], start=1)}
+        for name, doc in wanted.items():
+            atomic_write_text(hof_dir / name, G.dumps(doc))
+        for p in hof_dir.glob("*.json"):
+            if p.name not in wanted:
+                p.unlink(missing_ok=True)
+        if ranked:
+            atomic_write_text(self.out / "best.json", G.dumps(self.genome_file(ev, ranked[0], 1)))
+
+    def write_pareto(self, ev) -> None:
+        """Accuracy against the run's cost objective over every trained genome; the front marked."""
+        cost = OBJECTIVES[ev.cfg.objectives[1] if ev.cfg.multi else "params"]
+        acc = OBJECTIVES["accuracy"].field
+        pts = [e for e in ev.cache.values() if is_ok(e) and e.get(cost.field) is not None and e.get(acc) is not None]
+        pts.sort(key=lambda e: (e[cost.field], -e[acc]))
+        front, best_acc = set(), -1.0
+        for e in pts:  # sweep by cost: a point is on the front if no cheaper one is as accurate
+            if e[acc] > best_acc:
+                front.add(e["gid"])
+                best_acc = e[acc]
+        atomic_write_csv(self.out / "pareto.csv", ["gid", "generation", *FIELDS, "on_front"],
+                         [{**{k: e.get(k) for k in ("gid", "generation", *FIELDS)}, "on_front": int(e["gid"] in front)}
+                          for e in pts])
+        if pts:
+            _plot_front(pts, front, cost, self.out)
+
+    def write_progress_plot(self, ev) -> None:
+        recs = list(ev.logbook)
+        if not recs:
+            return
+        from fernas.report import new_figure, save_figure
+
+        fig, ax = new_figure()
+        gens = [r["gen"] for r in recs]
+
+        def col(key):  # None (nothing trained that generation) -> a gap
+            return [math.nan if r.get(key) is None else r[key] for r in recs]
+
+        ax.plot(gens, col("best"), "o-", label="best so far")
+        ax.plot(gens, col("max"), "^--", label="best of generation")
+        ax.plot(gens, col("mean"), "s-", label="mean of generation (trained genomes)")
+        ax.set_xlabel("generation")
+        ax.set_ylabel(OBJECTIVES["accuracy"].label)
+        ax.set_title(f"{self.out.name}: progress")
+        ax.legend(loc="lower right")
+        save_figure(fig, self.out / "progress.png")
+
+
+def _trial_row(i: int, e: dict) -> dict:
+    doc = G.from_vector(e["vector"]) if e.get("vector") else None
+    wall, train = e.get("wall_seconds"), e.get("train_seconds")
+    return {"trial": i, **{k: e.get(k) for k in ("generation", "gid", "status", *FIELDS, "train_seconds",
+                                                 "wall_seconds", "device")},
+            "overhead_seconds": (wall - train) if (wall is not None and train is not None and is_ok(e)) else None,
+            "epochs": e.get("epoch"), "error": e.get("error") or "", "trial_id": e.get("trial_id", ""),
+            "log_dir": e.get("log_dir", ""),
+            "genome": json.dumps(G.active_content(doc), separators=(",", ":")) if doc else ""}
+
+
+def _plot_front(pts: list[dict], front: set, cost, out: Path) -> None:
+    from fernas.report import new_figure, save_figure
+
+    acc = OBJECTIVES["accuracy"]
+    fig, ax = new_figure()
+    ax.scatter([e[cost.field] for e in pts], [e[acc.field] for e in pts], s=14, c="0.6", label="trained genomes")
+    fr = [e for e in pts if e["gid"] in front]
+    ax.plot([e[cost.field] for e in fr], [e[acc.field] for e in fr], "o-", c="C3", ms=5, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel(cost.label)
+    ax.set_ylabel(acc.label)
+    ax.set_title(f"{out.name}: accuracy against {cost.label}")
+    ax.legend(loc="lower right")
+    save_figure(fig, out / "pareto.png")

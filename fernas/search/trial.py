@@ -1,0 +1,118 @@
+"""A trial: one genome trained briefly, measured, and scored.
+
+`train_trial(doc, data, budget) -> outcome` is a plain function (no Ray): it builds the
+genome's network, measures the cost objectives of `fernas.objectives` on it, trains it with
+the real trainer for the budget's epochs, and calls `report(outcome_so_far)` after every
+epoch (the outcome's accuracy follows the rule of `fernas.fitness`).  A diverged loss, an
+out-of-memory or any other exception becomes a `failed` outcome with its reason, which the
+GA penalises; an exception raised by `report` itself (Tune stopping the trial) propagates.
+
+`run_trial` is the thin Ray Tune function trainable around it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from fernas.fitness import outcome_fields
+from fernas.objectives import COSTS
+
+# Test hook: FERNAS_FAULT_INJECT="GID=raise,GID2=exit" makes those genomes' trials raise an
+# exception or kill their worker process, so the failure paths are tested with real Ray.
+FAULT_ENV = "FERNAS_FAULT_INJECT"
+
+
+@dataclass
+class TrialBudget:
+    epochs: int
+    max_steps_per_epoch: int = 0  # 0 = whole epochs
+    seed: int = 0  # initialises the network and drives the training's randomness
+    threads: int = 1  # torch threads (the trial's CPUs)
+    device: str = "auto"
+
+
+def build_trial_model(doc: dict, seed: int, num_classes: int, device="cpu"):
+    """A trial's model, initialised from `seed`.  `train_genome` then re-seeds for training, so a
+    trial's fitness is reproduced by exactly `build_trial_model` + `train_genome(..., model=...)`
+    (with the trial's thread settings: one torch thread in a default Ray worker)."""
+    from fernas.model import build_model
+    from fernas.train import seed_everything
+
+    seed_everything(seed)
+    return build_model(doc, input_size=40, num_classes=num_classes).to(device)
+
+
+def _fault(gid: str) -> None:
+    kinds = dict(kv.split("=", 1) for kv in os.environ.get(FAULT_ENV, "").split(",") if "=" in kv)
+    if kinds.get(gid) == "exit":
+        os._exit(1)  # a worker killed mid-trial
+    if kinds.get(gid) == "raise":
+        raise RuntimeError(f"injected fault ({FAULT_ENV})")
+
+
+def train_trial(doc: dict, data, budget: TrialBudget, report=None, gid: str = "") -> dict:
+    """Train `doc` for the budget; the outcome (see `fernas.fitness.outcome_fields`)."""
+    import torch
+
+    from fernas.device import resolve_device
+    from fernas.model import summarize
+    from fernas.train import TrainConfig, TrainingDiverged, train_genome
+
+    torch.set_num_threads(max(1, int(budget.threads)))
+    t_start = time.perf_counter()
+    history: list[dict] = []
+    costs: dict = {}
+    state = {"reporting": False, "device": ""}
+
+    def outcome() -> dict:
+        return {**outcome_fields(history, costs), "device": state["device"],
+                "trial_seconds": time.perf_counter() - t_start}
+
+    def on_epoch(rec: dict) -> None:
+        history.append(dict(rec))
+        if report is not None:
+            state["reporting"] = True
+            report(outcome())
+            state["reporting"] = False
+
+    try:
+        _fault(gid)
+        device = resolve_device(budget.device)
+        state["device"] = str(device)
+        summary = summarize(doc, input_size=40, num_classes=data.num_classes)
+        costs.update(params=summary["params"], macs=summary["macs"])
+        model = build_trial_model(doc, budget.seed, data.num_classes, device)
+        for obj in COSTS:  # the weights do not change any cost
+            costs[obj.field] = obj.measure(model, summary, device)
+        cfg = TrainConfig(epochs=budget.epochs, device=device, seed=budget.seed,
+                          max_steps_per_epoch=budget.max_steps_per_epoch or None)
+        train_genome(doc, data, cfg, model=model, on_epoch=on_epoch)
+        return outcome()
+    except TrainingDiverged as exc:
+        return _failed(outcome(), f"diverged: {exc}")
+    except torch.OutOfMemoryError as exc:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return _failed(outcome(), f"out of memory: {str(exc).splitlines()[0]}")
+    except Exception as exc:  # an invalid model, a bug in a block: penalise, keep searching
+        if state["reporting"]:
+            raise  # the caller's control flow (Tune stopping the trial), not the genome's fault
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        return _failed(outcome(), f"{type(exc).__name__}: {msg}")
+
+
+def _failed(outcome: dict, reason: str) -> dict:
+    return {**outcome, "status": "failed", "error": reason[:500], "val_acc": 0.0}
+
+
+def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> None:
+    """Ray Tune function trainable: `train_trial` with every outcome reported to Tune."""
+    from ray import tune
+
+    base = {"gid": config["gid"], "generation": config["generation"]}
+    final = train_trial(config["genome"], data, budget, report=lambda o: tune.report({**base, **o}),
+                        gid=config["gid"])
+    if final["status"] != "ok":
+        tune.report({**base, **final})

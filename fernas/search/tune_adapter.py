@@ -1,0 +1,179 @@
+"""The Ray Tune side of a search: a generational `Searcher`, a callback, and `fit`.
+
+`GenerationalSearcher.suggest` hands out the never-evaluated genomes of the current
+generation (longest estimated job first, so the slots finish a generation together),
+returns `None` while the generation is in flight and `Searcher.FINISHED` after the last
+one; `on_trial_complete` passes each trial's last reported outcome to the run (which
+records it in the GA's fitness cache) and, after the last member, asks the GA for the next
+generation.  Decisions depend only on the seed and the fitness values, never on the order
+trials finish in.  A worker that dies (after Tune's retries) reaches the searcher as an
+errored trial; its reason arrives through `TrialEvents.on_trial_error`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import Searcher
+
+from fernas.evolve import Candidate
+from fernas.io import atomic_write_json
+from fernas.objectives import FIELDS
+from fernas.search.cluster import keep_idle_actors
+from fernas.search.trial import TrialBudget, run_trial
+
+# What the run keeps of a trial's last report (the rest is Tune's bookkeeping).
+OUTCOME_KEYS = ("status", "error", *FIELDS, "train_seconds", "epoch", "device")
+ERROR_WAIT_S = 2.0  # how long an errored trial waits for its reason before a generic one
+
+
+class GenerationalSearcher(Searcher):
+    """Hands out one GA generation at a time; feeds outcomes back through the run."""
+
+    def __init__(self, run):
+        super().__init__(metric="val_acc", mode="max")
+        self.run = run  # fernas.search.run.EvolveRun
+        self.queue: deque[Candidate] = deque()
+        self.live: dict[str, tuple[Candidate, float]] = {}  # trial_id -> (candidate, start time)
+        self.errored: dict[str, float] = {}  # trial_id -> time Tune reported the error
+        self.finished = False
+        self._load(run.ev.next_batch())
+
+    def _load(self, batch: list[Candidate] | None) -> None:
+        while batch is not None:
+            runnable = [c for c in batch if not self.run.refuse(c)]  # refused ones are recorded
+            if runnable:
+                self.queue.extend(sorted(runnable, key=lambda c: -c.cost_hint))
+                return
+            batch = self.run.ev.next_batch()
+        self.finished = True
+
+    def suggest(self, trial_id: str):
+        self._flush_errors()
+        if self.queue:
+            cand = self.queue.popleft()
+            self.live[trial_id] = (cand, time.perf_counter())
+            return {"genome": cand.doc, "gid": cand.gid, "generation": cand.generation}
+        return Searcher.FINISHED if self.finished else None
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self.live:
+            return
+        if error:
+            self.errored[trial_id] = time.perf_counter()  # the reason follows in on_trial_error
+            return
+        result = result or {}
+        outcome = {k: result.get(k) for k in OUTCOME_KEYS}
+        outcome["status"] = outcome["status"] or "failed"
+        if not result:
+            outcome.update(status="failed", error="the trial reported nothing")
+        elif outcome["status"] == "ok" and int(result.get("epoch") or 0) < self.run.opts.epochs_per_trial:
+            outcome["status"] = "stopped"  # ended early by ASHA
+        self._complete(trial_id, outcome)
+
+    def trial_failed(self, trial_id: str, reason: str) -> None:
+        if trial_id in self.live:
+            self._complete(trial_id, {"status": "failed", "error": reason, "val_acc": 0.0})
+        self.errored.pop(trial_id, None)
+
+    def _flush_errors(self) -> None:
+        now = time.perf_counter()
+        for tid, t in list(self.errored.items()):
+            if now - t > ERROR_WAIT_S:
+                self.trial_failed(tid, "trial worker failed (no reason reported)")
+
+    def _complete(self, trial_id: str, outcome: dict) -> None:
+        cand, t0 = self.live.pop(trial_id)
+        self.errored.pop(trial_id, None)
+        outcome.update(wall_seconds=time.perf_counter() - t0, trial_id=trial_id,
+                       log_dir=self.run.trial_dirs.get(trial_id, ""))
+        self.run.record(cand, outcome)
+        if not self.live and not self.queue and not self.finished:
+            self._load(self.run.ev.next_batch())
+
+    def save(self, checkpoint_path: str) -> None:
+        # Tune's own experiment checkpoint: the GA state lives in the run's checkpoint.json.
+        atomic_write_json(checkpoint_path, {"fernas_checkpoint": str(self.run.rundir.checkpoint)})
+
+    def restore(self, checkpoint_path: str) -> None:
+        raise NotImplementedError("resume with `fernas evolve --out DIR --resume`")
+
+    # Tune pickles the searcher into its experiment state; ours lives in checkpoint.json
+    # (the GA's generator cannot be pickled), so a pickled copy only says where.
+    def __getstate__(self):
+        return {"checkpoint": str(self.run.rundir.checkpoint)}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+
+def _error_line(trial) -> str:
+    """The line of a failed trial's error that names the cause."""
+    text = ""
+    with contextlib.suppress(Exception):  # the local error file is written before the callback; storage may lag
+        if trial.error_file and Path(trial.error_file).is_file():
+            text = Path(trial.error_file).read_text(errors="replace")
+        elif trial.get_error() is not None:
+            text = str(trial.get_error())
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # Ray's traces name the cause ("The actor died unexpectedly ...", "...Error: ..."); keep that line.
+    return next((ln for ln in lines if "died" in ln), None) or next(
+        (ln for ln in reversed(lines) if "Error" in ln), None) or "the worker process died"
+
+
+class TrialEvents(tune.Callback):
+    """Tells the searcher why a trial errored, and the run where each trial logs."""
+
+    def __init__(self, searcher: GenerationalSearcher):
+        self.searcher = searcher
+
+    def __getstate__(self):
+        return {}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.searcher.run.trial_dirs[trial.trial_id] = str(trial.path or "")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        n = self.searcher.run.opts.max_failures
+        reason = f"worker failed after {n} retr{'y' if n == 1 else 'ies'}: {_error_line(trial)}"
+        self.searcher.trial_failed(trial.trial_id, reason[:500])
+
+
+def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: str) -> None:
+    """One Tuner for the run (or the rest of it): trials until the GA is done."""
+    opts = run.opts
+    if not opts.verbose:
+        for name in ("ray", "ray.tune", "ray.train", "ray.air"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    searcher = GenerationalSearcher(run)
+    budget = TrialBudget(epochs=opts.epochs_per_trial, max_steps_per_epoch=opts.max_steps_per_epoch,
+                         seed=opts.ga.seed, threads=max(1, int(cpt)))
+    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, budget=budget),
+                                    {"cpu": cpt, "gpu": gpt})
+    scheduler = None
+    if opts.asha and opts.epochs_per_trial > 1:
+        scheduler = ASHAScheduler(metric="last_val_acc", mode="max", time_attr="training_iteration",
+                                  max_t=opts.epochs_per_trial, grace_period=1, reduction_factor=2)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
+                                    max_concurrent_trials=slots,
+                                    reuse_actors=True),  # an actor per slot, reused: no process start per trial
+        run_config=tune.RunConfig(name=exp_name, storage_path=storage, verbose=2 if opts.verbose else 0,
+                                  callbacks=[TrialEvents(searcher)],
+                                  failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+                                  checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
+    )
+    # Tune prints its experiment banner whatever `verbose` says; keep stdout for our lines.
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(keep_idle_actors(slots))
+        if not opts.verbose:
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+        tuner.fit()
