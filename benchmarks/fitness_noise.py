@@ -40,15 +40,18 @@ CHANCE = 1 / 7
 
 def best_of_run(run: Path) -> dict | None:
     """The best trained genome of a finished `fernas evolve` run, with the run's trial settings."""
+    from fernas.errors import RunDirError
+    from fernas.evolve import is_done, read_outcomes
+    from fernas.fitness import is_ok
+
     try:
-        ckpt = json.loads((run / "checkpoint.json").read_text())
-        if not ckpt.get("done"):
+        if not is_done(run / "checkpoint.json"):
             return None  # still running or killed
-        cache = ckpt["cache"]
+        cache = read_outcomes(run / "checkpoint.json")
         opts = json.loads((run / "config.json").read_text())["options"]
-    except (OSError, ValueError, KeyError):
+    except (RunDirError, OSError, ValueError, KeyError):
         return None
-    ok = [e for e in cache.values() if e.get("status") in ("ok", "stopped") and e.get("val_acc") is not None]
+    ok = [e for e in cache.values() if is_ok(e) and e.get("val_acc") is not None]
     if not ok:
         return None
     best = max(ok, key=lambda e: float(e["val_acc"]))
@@ -74,8 +77,7 @@ def main(argv=None) -> int:
 
     from fernas import genome as G
     from fernas.data import load_dataset
-    from fernas.search import build_trial_model
-    from fernas.train import train_genome
+    from fernas.search.trial import TrialBudget, train_trial
 
     torch.set_num_threads(1)  # as a trial (--cpus-per-trial 1)
     device = "cuda" if a.large and torch.cuda.is_available() else "cpu"
@@ -94,10 +96,8 @@ def main(argv=None) -> int:
         accs = done.get(key, [])
         for k in range(len(accs), a.repeats + 1):  # k = 0: the run's own seed (reproduces the stored fitness)
             seed = p["seed"] + 1000 * k
-            model = build_trial_model(doc, seed, data_cache[p["data"]].num_classes, device)  # as a trial
-            res = train_genome(doc, data_cache[p["data"]], epochs=p["epochs"], device=device, seed=seed,
-                               model=model, max_steps_per_epoch=p["steps"] or None)
-            accs.append(round(float(res.best_val_acc), 4))
+            budget = TrialBudget(epochs=p["epochs"], max_steps_per_epoch=p["steps"], seed=seed, device=device)
+            accs.append(round(float(train_trial(doc, data_cache[p["data"]], budget)["val_acc"]), 4))  # as a trial
         done[key] = accs
         p["same_seed_val_acc"] = accs[0]
         p["other_seeds_val_acc"] = accs[1:]
@@ -122,12 +122,12 @@ def main(argv=None) -> int:
                             "n": len(sel)}
                         for s in ("ga", "random") if (sel := [q for q in picks if q["run"].startswith(s + "-")])},
     }
-    from fernas.search import _versions
+    from fernas.runinfo import versions
     result = {"benchmark": "fitness_noise", "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
                           "load_average_at_end": round(os.getloadavg()[0], 2)},
-              "versions": _versions(), "work": str(a.work), "repeats": a.repeats, "chance": round(CHANCE, 4),
+              "versions": versions("torch", "ray", "deap", "numpy"), "work": str(a.work), "repeats": a.repeats, "chance": round(CHANCE, 4),
               "summary": summary, "genomes": picks, "wall_seconds": round(time.perf_counter() - t0, 1)}
     atomic_write_json(a.out, result)
     print(json.dumps(summary, indent=2))

@@ -97,7 +97,9 @@ def main() -> None:
     train = [float(r["train_seconds"]) for r in ran]
     wall = [float(r["wall_seconds"]) for r in ran]
     over = [w - t for w, t in zip(wall, train)]
-    ck = json.loads((tmp / "checkpoint.json").read_text())["cache"]
+    from fernas.evolve import read_outcomes
+
+    ck = read_outcomes(tmp / "checkpoint.json")
     ends = [ck[r["gid"]]["finished_at"] for r in ran]
     starts = [e - w for e, w in zip(ends, wall)]
     span = max(ends) - min(starts)

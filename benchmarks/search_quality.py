@@ -54,6 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fernas.fitness import OK_STATUSES as OK  # noqa: E402
 from fernas.io import atomic_write_json  # noqa: E402
 
 # name -> (small CPU settings, --gpu settings)
@@ -68,7 +69,6 @@ SETTINGS = {
     "decode_epochs": (4, 30),
     "decode_fine_tune": (0, 5),
 }
-OK = ("ok", "stopped")
 CHANCE = 1 / 7  # the demo data's seven classes: the hypervolume's reference accuracy
 
 
@@ -110,27 +110,29 @@ def run_search(a, strategy: str, seed: int, out: Path, generations: int) -> dict
 
 def _reusable(out: Path, cmd: list[str]) -> bool:
     """A finished run of exactly this command (--reuse: e.g. rerun only the GA, keep random search)."""
+    from dataclasses import asdict
+
+    from fernas.cli import build_parser
+    from fernas.commands.evolve import options_from_args
+    from fernas.errors import RunDirError
+    from fernas.evolve import is_done
+
     try:
         cfg = json.loads((out / "config.json").read_text())
-        done = json.loads((out / "checkpoint.json").read_text())["done"]
-    except (OSError, ValueError, KeyError):
+        done = is_done(out / "checkpoint.json")  # refuses a checkpoint of another version
+    except (OSError, ValueError, KeyError, RunDirError):
         return False
     if not done or cfg.get("argv") != cmd[3:]:
         return False
     # the same flags can mean another GA when defaults changed since (e.g. novel offspring)
-    from fernas.cli import build_parser
-    from fernas.commands.evolve import options_from_args
-    from fernas.evolve import GAConfig
-
     now = options_from_args(build_parser().parse_args(cmd[3:])).ga
-    try:
-        return GAConfig.from_stored(cfg["options"]["ga"]).same_decisions(now)
-    except (KeyError, TypeError, ValueError):
-        return False
+    return cfg["options"].get("ga") == json.loads(json.dumps(asdict(now)))
 
 
 def _read_run(out: Path, wall: float | None) -> dict:
-    cache = json.loads((out / "checkpoint.json").read_text())["cache"]
+    from fernas.evolve import read_outcomes
+
+    cache = read_outcomes(out / "checkpoint.json")
     trained = sorted((e for e in cache.values() if e.get("status") != "skipped"), key=lambda e: e["finished_at"])
     return {"wall_s": wall, "trials": trained, "skipped": sum(e.get("status") == "skipped" for e in cache.values())}
 
@@ -378,14 +380,14 @@ def main(argv=None) -> int:
     }
     target["met"] = target["reaches_in_half"] and target["ends_above"]
 
-    from fernas.search import _versions
+    from fernas.runinfo import versions
     result = {
         "benchmark": "search_quality",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if gpu else None,
                     "platform": platform.platform(), "machine": platform.machine(),
                     "load_average_at_end": round(os.getloadavg()[0], 2)},
-        "versions": _versions(),
+        "versions": versions("torch", "ray", "deap", "numpy"),
         "settings": {"size": "gpu" if a.large else "small", "seeds": seeds, "data": a.data, "pop": a.pop,
                      "generations": a.generations, "epochs_per_trial": a.epochs, "max_steps_per_epoch": a.steps,
                      "max_mmacs": a.max_mmacs, "objectives": a.objectives, "cpus_per_trial": a.cpus_per_trial,

@@ -2,7 +2,7 @@
 
 The vector has per-gene inclusive bounds (`GENE_BOUNDS`), so DEAP's two-point crossover and
 uniform-integer mutation always produce valid genomes.  Genes of inactive stages and fully
-connected layers are kept (DESIGN.md: crossover can revive them); the JSON document keeps
+connected layers are kept (so crossover can revive them); the JSON document keeps
 them too, under `"dormant"`, so vector -> JSON -> vector round-trips exactly.  The genome id
 hashes only the *active* content, so two genomes that build the same network and recipe
 share one id and one fitness-cache entry.

@@ -95,25 +95,34 @@ def test_bad_flags_one_line_exit_2(capsys, tmp_path, argv, expect):
     assert not (tmp_path / "run").exists()  # a failed start leaves no run directory behind
 
 
-def test_ga_flags_reach_the_config_and_old_configs_resume_unchanged(tmp_path):
+def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path):
     from dataclasses import asdict
 
     from fernas.cli import build_parser
     from fernas.commands.evolve import options_from_args
     from fernas.evolve import GAConfig
-    from fernas.search import options_from_stored
+    from fernas.search import EvolveOptions
 
     parse = lambda *a: options_from_args(build_parser().parse_args(["evolve", "--out", str(tmp_path), *a]))  # noqa: E731
-    assert parse().ga.novel_offspring and parse().ga.mutation == "creep"
-    textbook = parse("--no-novel-offspring", "--mutation-operator", "uniform").ga
-    assert (textbook.novel_offspring, textbook.mutation) == (False, "uniform")
-    # a config.json written before these fields existed resumes with what that run did
-    cli = parse()
-    stored = {"options": {**asdict(cli), "ga": {k: v for k, v in asdict(cli.ga).items()
-                                                 if k not in ("mutation", "novel_offspring", "revision")}}}
-    ga = options_from_stored(stored, cli).ga
-    assert (ga.mutation, ga.novel_offspring, ga.revision) == ("uniform", False, 1)
-    assert isinstance(ga, GAConfig)
+    assert parse().ga.novel_offspring and parse().ga.mutation == "creep" and parse().ga.max_mmacs == 3000
+    textbook = parse("--no-novel-offspring", "--mutation-operator", "uniform", "--max-mmacs", "60").ga
+    assert (textbook.novel_offspring, textbook.mutation, textbook.max_mmacs) == (False, "uniform", 60)
+    # a stored run resumes with its own search settings and this command line's machine settings
+    stored = json.loads(json.dumps(asdict(parse("--pop", "5", "--objectives", "accuracy,latency"))))
+    now = parse("--pop", "9", "--cpus-per-trial", "2")
+    opts = EvolveOptions.from_stored(stored, now)
+    assert isinstance(opts.ga, GAConfig) and opts.ga.pop == 5 and opts.ga.objectives == ("accuracy", "latency")
+    assert opts.cpus_per_trial == 2 and opts.resume
+
+
+def test_run_directories_of_another_version_are_refused(capsys, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"options": {"ga": {}}}))  # written before versions existed
+    (out / "checkpoint.json").write_text(json.dumps({"fernas_evolve_checkpoint": 1}))
+    code, err = run_cli(capsys, "--out", str(out), "--resume")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "config.json: fernas evolve run version None, this fernas reads version 2" in err
 
 
 def test_bad_seed_genome_is_named(capsys, tmp_path):
@@ -129,7 +138,7 @@ def test_resume_without_or_with_corrupt_checkpoint(capsys, tmp_path):
     code, err = run_cli(capsys, "--out", str(out), "--resume")
     assert code == 2 and "no such run directory" in err
     out.mkdir()
-    (out / "config.json").write_text(json.dumps({"options": {"ga": {}}}))
+    (out / "config.json").write_text(json.dumps({"fernas_evolve_run": 2, "options": {"ga": {}}}))
     code, err = run_cli(capsys, "--out", str(out), "--resume")
     assert code == 2 and "checkpoint.json" in err
     (out / "checkpoint.json").write_text("{not json")
@@ -231,7 +240,9 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     assert hof and all(G.load_genome(p) for p in hof)
     for name in ("config.json", "checkpoint.json", "pareto.csv", "pareto.png", "progress.png"):
         assert (out / name).stat().st_size > 0, name
-    assert json.loads((out / "checkpoint.json").read_text())["done"] is True
+    from fernas.evolve import is_done, read_outcomes
+
+    assert is_done(out / "checkpoint.json") and set(read_outcomes(out / "checkpoint.json")) == set(gids)
 
 
 def test_random_strategy_end_to_end_and_resume(tmp_path):

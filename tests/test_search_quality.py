@@ -56,8 +56,10 @@ def test_small_search_quality_run_writes_json_and_plot(tmp_path, monkeypatch, ob
         assert 0.0 <= r["decode"]["test_acc_tencrop"] <= 1.0
         assert res["summary"]["best_val_acc"][s]["n"] == 1
     # the same generation 0 (the two seed designs are trained first by both, to the same accuracy)
-    ga0 = json.loads((tmp_path / "work" / "ga-seed0" / "checkpoint.json").read_text())["cache"]
-    rn0 = json.loads((tmp_path / "work" / "random-seed0" / "checkpoint.json").read_text())["cache"]
+    from fernas.evolve import read_outcomes
+
+    ga0 = read_outcomes(tmp_path / "work" / "ga-seed0" / "checkpoint.json")
+    rn0 = read_outcomes(tmp_path / "work" / "random-seed0" / "checkpoint.json")
     g0 = lambda c: {g: e["val_acc"] for g, e in c.items() if e["generation"] == 0}  # noqa: E731
     assert g0(ga0) == g0(rn0)
     assert set(res["target"]) >= {"reaches_in_half", "ends_above", "met"}

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from fernas.commands.common import add_data_arguments, dataset_from_args
+from fernas.commands.common import DATA_KEYS, add_data_arguments, dataset_from_args
 from fernas.errors import GenomeError, UserError
 
 DEFAULT_SEED_GLOB = "genomes/*.json"
@@ -161,7 +161,7 @@ def options_from_args(args: argparse.Namespace):
                   hof_size=args.hall_of_fame, objectives=objectives, seed=args.seed,
                   strategy=args.strategy, max_mmacs=args.max_mmacs, mutation=args.mutation_operator,
                   novel_offspring=args.novel_offspring)
-    data_args = {k: v for k, v in vars(args).items() if k in ("labels", "skip_bad", "data_seed")}
+    data_args = {k: getattr(args, k) for k in DATA_KEYS if k != "data"}
     return EvolveOptions(
         out=out, ga=ga, data=args.data, data_args=data_args, epochs_per_trial=args.epochs_per_trial,
         max_steps_per_epoch=args.max_steps_per_epoch,

@@ -1,0 +1,47 @@
+"""The trial as a plain function (no Ray): genome, data, budget -> outcome."""
+
+from __future__ import annotations
+
+import pytest
+
+from fernas.data import load_dataset
+from fernas.fitness import trial_accuracy
+from fernas.objectives import COSTS, FIELDS
+from fernas.search.trial import FAULT_ENV, TrialBudget, train_trial
+from test_search import tiny_genome
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("demo:140,70,70")
+
+
+def test_a_trial_reports_every_epoch_and_scores_by_the_fitness_rule(data):
+    reports = []
+    out = train_trial(tiny_genome(16), data, TrialBudget(epochs=2, max_steps_per_epoch=2, seed=3), report=reports.append)
+    assert out["status"] == "ok" and out["epoch"] == 2 and [r["epoch"] for r in reports] == [1, 2]
+    history = [{"val_acc": r["last_val_acc"]} for r in reports]
+    assert out["val_acc"] == trial_accuracy(history) == max(h["val_acc"] for h in history)
+    assert all(out[f] is not None and out[f] > 0 for f in FIELDS if f != "val_acc")
+    assert len(COSTS) == len(FIELDS) - 1  # every objective but accuracy is measured before training
+    again = train_trial(tiny_genome(16), data, TrialBudget(epochs=2, max_steps_per_epoch=2, seed=3))
+    assert again["val_acc"] == out["val_acc"]  # same seed, same fitness
+
+
+def test_a_failing_genome_is_a_failed_outcome_and_reporting_errors_propagate(data, monkeypatch):
+    doc = tiny_genome(24)
+    from fernas.genome import genome_id
+
+    monkeypatch.setenv(FAULT_ENV, f"{genome_id(doc)}=raise")
+    out = train_trial(doc, data, TrialBudget(epochs=1, max_steps_per_epoch=1), gid=genome_id(doc))
+    assert out["status"] == "failed" and "injected fault" in out["error"] and out["val_acc"] == 0.0
+    monkeypatch.delenv(FAULT_ENV)
+
+    class Stop(Exception):
+        pass
+
+    def stop(outcome):
+        raise Stop  # e.g. Tune stopping the trial: not the genome's fault, not a failed outcome
+
+    with pytest.raises(Stop):
+        train_trial(doc, data, TrialBudget(epochs=2, max_steps_per_epoch=1), report=stop)
