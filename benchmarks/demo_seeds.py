@@ -28,7 +28,7 @@ from fernas.evaluate import evaluate_model  # noqa: E402
 from fernas.genome import load_genome  # noqa: E402
 from fernas.io import atomic_write_json  # noqa: E402
 from fernas.model import summarize  # noqa: E402
-from fernas.train import train_genome  # noqa: E402
+from fernas.train import TrainConfig, train_genome  # noqa: E402
 
 
 def main() -> int:
@@ -53,7 +53,7 @@ def main() -> int:
         doc = load_genome(path)
         s = summarize(doc)
         t0 = time.perf_counter()
-        res = train_genome(doc, data, epochs=args.epochs, device="cpu", seed=0)
+        res = train_genome(doc, data, TrainConfig(epochs=args.epochs, device="cpu", seed=0))
         m = evaluate_model(res.model, data.test, data.classes)
         rows.append({"genome": doc["name"], "params": s["params"], "macs": s["macs"],
                      "best_val_acc": round(res.best_val_acc, 4),

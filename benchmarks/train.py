@@ -8,7 +8,7 @@ SGD + Nesterov, so a "network input" (one crop) is the same work in both:
   jitter, affine shift, flip, rotation, TenCrop, ToTensor, Normalize, RandomErasing per crop)
   -> DataLoader in the main process; NCHW (no channels_last); autocast fp16 + GradScaler on
   GPU as the paper's code; `loss.item()` every step; ten-crop evaluation without `no_grad`.
-* fernas: `fernas.train.train_genome(train_crops=10)` (uint8 data on the device, batched
+* fernas: `fernas.train.train_genome` with `TrainConfig(train_crops=10)` (uint8 data on the device, batched
   augmentation, channels_last, bf16 autocast on GPU) and `fernas.evaluate.crop_logits`.
 
 Printed per model: inputs (crops) per second of both, their ratio, achieved FLOP/s
@@ -27,6 +27,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from fernas.model import build_model, summarize  # noqa: E402
 FER_TRAIN = 28709  # FER2013 training images
 FER_VAL = 3589  # FER2013 PublicTest (validation) images
 PROTOCOL_EPOCHS = 300 + 50
+PIPELINES = ("reference", "fernas", "fernas_fp32", "fernas_bf16", "fernas_one_crop")
 
 
 # --------------------------------------------------------------------------- machine
@@ -185,21 +187,22 @@ def reference_eval(doc, split: Split, device, batch: int, batches: int) -> float
 
 def fernas_train(doc, data: Dataset, device, batch: int, steps: int, warmup: int, crops: int,
                  amp: bool | None) -> dict:
-    from fernas.train import train_genome
+    from fernas.train import TrainConfig, train_genome
 
-    kw = dict(device=device, train_crops=crops, batch_size=batch, augment="vgg", amp=amp,
-              optimizer="nesterov", scheduler="constant", lr=0.01)
-    train_genome(doc, data, epochs=1, max_steps_per_epoch=warmup, **kw)  # warm-up (allocator, kernels)
-    res = train_genome(doc, data, epochs=1, max_steps_per_epoch=steps, **kw)
+    cfg = TrainConfig(epochs=1, device=device, train_crops=crops, batch_size=batch, augment="vgg", amp=amp,
+                      optimizer="nesterov", scheduler="constant", lr=0.01)
+    train_genome(doc, data, replace(cfg, max_steps_per_epoch=warmup))  # warm-up (allocator, kernels)
+    res = train_genome(doc, data, replace(cfg, max_steps_per_epoch=steps))
     return {"inputs_per_s": res.inputs / res.train_seconds, "inputs": res.inputs}
 
 
 def fernas_eval(doc, split: Split, device, batch: int, batches: int, amp: bool) -> float:
+    from fernas.device import eval_batch_size
     from fernas.evaluate import crop_logits
 
     net = build_model(doc).to(device).to(memory_format=torch.channels_last).eval()
     x = split.x[: batch * batches].to(device)
-    bc = 4096 if device.type == "cuda" else 512  # what the trainer uses
+    bc = eval_batch_size(device)  # what the trainer uses
     crop_logits(net, x[:batch], crops=10, device=device, amp=amp, batch_crops=bc)  # warm-up
     _sync(device)
     t = time.perf_counter()
@@ -223,7 +226,7 @@ def markdown(results: dict) -> str:
              "| model | pipeline | inputs/s | GFLOP/s | % of peak | speed-up |",
              "|---|---|---:|---:|---:|---:|"]
     for name, row in results["models"].items():
-        for k in ("reference", "fernas", "fernas_fp32", "fernas_bf16", "fernas_one_crop"):
+        for k in PIPELINES:
             if k in row:
                 r = row[k]
                 up = f"{r['inputs_per_s'] / row['reference']['inputs_per_s']:.2f}x" if k != "reference" else ""
@@ -237,7 +240,73 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
+def measure_peak(dev: torch.device) -> dict:
+    if dev.type == "cuda":
+        return {"bf16": matmul_peak(dev, torch.bfloat16, 8192, 20), "fp32": matmul_peak(dev, torch.float32, 8192, 5)}
+    return {"fp32": matmul_peak(dev, torch.float32, 1536, 6), "bf16": matmul_peak(dev, torch.bfloat16, 1536, 6)}
+
+
+def measure_model(doc, data: Dataset, dev, st: dict, peak: dict, precision: dict) -> dict:
+    """One model's row: each pipeline's best round, FLOP/s against the peak, eval rates, estimate."""
+    from fernas.device import default_amp
+
+    cuda = dev.type == "cuda"
+    batch, steps, warmup = st["batch_images"], st["timed_steps"], st["warmup_steps"]
+    macs = summarize(doc)["macs"]
+    flop_per_input = 6 * macs  # training step: forward 2*MACs, backward 4*MACs
+    # Shared machines are noisy: interleave the pipelines and keep each one's best round.
+    row = {"macs_per_input": macs}
+    other = not default_amp(dev)  # the other precision on CPU, to check the default
+    other_key = "fernas_bf16" if other else "fernas_fp32"
+    for _ in range(st["repeats_best_of"]):
+        cand = {"reference": reference_train(doc, data.train, dev, batch, steps, warmup),
+                "fernas": fernas_train(doc, data, dev, batch, steps, warmup, crops=10, amp=None)}
+        if not cuda:
+            cand[other_key] = fernas_train(doc, data, dev, batch, steps, warmup, crops=10, amp=other)
+        else:  # one crop per image at the genome's batch: the --train-crops 1 protocol
+            cand["fernas_one_crop"] = fernas_train(doc, data, dev, batch, steps, warmup, crops=1, amp=None)
+        for k, v in cand.items():
+            if k not in row or v["inputs_per_s"] > row[k]["inputs_per_s"]:
+                row[k] = v
+    row["speedup"] = row["fernas"]["inputs_per_s"] / row["reference"]["inputs_per_s"]
+    # Re-measure the peak (a quiet moment on a shared machine gives a truer peak); keep the best.
+    peak.update({k: max(v, peak[k]) for k, v in measure_peak(dev).items()})
+    for k in PIPELINES:
+        if k in row:
+            row[k]["flops"] = row[k]["inputs_per_s"] * flop_per_input
+            row[k]["precision"] = precision[k]
+            row[k]["fraction_of_peak"] = row[k]["flops"] / peak[precision[k]]
+    row["eval_inputs_per_s"] = {"reference": reference_eval(doc, data.test, dev, batch, 2),
+                                "fernas": fernas_eval(doc, data.test, dev, batch, st["eval_batches"],
+                                                      amp=default_amp(dev))}
+    # Full protocol estimate: 350 epochs x (28,709 training images + 3,589 validation images),
+    # ten crops each (or one), at the measured training and evaluation rates; extrapolated.
+    ev_rate = row["eval_inputs_per_s"]["fernas"]
+    est = {"ten_crops": PROTOCOL_EPOCHS * 10 * (FER_TRAIN / row["fernas"]["inputs_per_s"] + FER_VAL / ev_rate) / 60}
+    if "fernas_one_crop" in row:
+        est["one_crop"] = PROTOCOL_EPOCHS * (FER_TRAIN / row["fernas_one_crop"]["inputs_per_s"]
+                                             + FER_VAL / ev_rate) / 60
+    row["protocol_minutes_extrapolated"] = est
+    return row
+
+
+def print_row(name: str, row: dict) -> None:
+    print(f"\n{name}: {row['macs_per_input'] / 1e6:.1f} M MACs per 40x40 input")
+    for k in PIPELINES:
+        if k in row:
+            r = row[k]
+            print(f"  {k:<16} {r['inputs_per_s']:9.1f} inputs/s  {r['flops'] / 1e9:8.1f} GFLOP/s  "
+                  f"{100 * r['fraction_of_peak']:5.1f}% of {r['precision']} matmul peak")
+    print(f"  speedup fernas / reference: {row['speedup']:.2f}x")
+    ev = row["eval_inputs_per_s"]
+    print(f"  ten-crop evaluation: reference {ev['reference']:.0f}, fernas {ev['fernas']:.0f} inputs/s "
+          f"({ev['fernas'] / ev['reference']:.2f}x)")
+    print("  full 300+50-epoch protocol on 28,709 images (extrapolated): "
+          + ", ".join(f"{k} {v:.1f} min" for k, v in row["protocol_minutes_extrapolated"].items()),
+          flush=True)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--gpu", "--large", dest="large", action="store_true",
@@ -249,88 +318,41 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=None, help="images per step (x10 crops)")
     ap.add_argument("--repeats", type=int, default=None, help="rounds per pipeline; the best is kept (default 2)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train.json"))
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from fernas.commands.common import device_from_args
     from fernas.demo_faces import make_demo
-    from fernas.train import default_amp, resolve_device
+    from fernas.device import default_amp
+    from fernas.io import atomic_write_json, atomic_write_text
 
-    dev = resolve_device(args.device)
+    dev = device_from_args(args)
     cuda = dev.type == "cuda"
     large = args.large or cuda
     batch = args.batch or (64 if large else 16)
     steps = args.steps or (30 if large else 3)
     warmup = 5 if large else 1
-    args.repeats = args.repeats or 2
-    n_train = batch * (steps + warmup + 1)
+    st = {"batch_images": batch, "crops_per_image": 10, "timed_steps": steps, "warmup_steps": warmup,
+          "repeats_best_of": args.repeats or 2}
     eval_batches = 16 if cuda else 4
-    data = make_demo(n_train, 8, batch * eval_batches, seed=0)
+    data = make_demo(batch * (steps + warmup + 1), 8, batch * eval_batches, seed=0)
     print(f"machine: {machine_info(dev)}", flush=True)
-
-    def measure_peak() -> dict:
-        if cuda:
-            return {"bf16": matmul_peak(dev, torch.bfloat16, 8192, 20), "fp32": matmul_peak(dev, torch.float32, 8192, 5)}
-        return {"fp32": matmul_peak(dev, torch.float32, 1536, 6), "bf16": matmul_peak(dev, torch.bfloat16, 1536, 6)}
-
-    peak = measure_peak()
+    peak = measure_peak(dev)
     print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()), flush=True)
     # Each pipeline is compared with the peak of the precision its matmuls run in
     # (the reference's fp16 autocast on GPU has the same dense peak as bf16).
-    precision = {"reference": "bf16" if cuda else "fp32", "fernas": "bf16" if default_amp(dev) else "fp32",
-                 "fernas_fp32": "fp32", "fernas_bf16": "bf16", "fernas_one_crop": "bf16" if default_amp(dev) else "fp32"}
-
+    own = "bf16" if default_amp(dev) else "fp32"
+    precision = {"reference": "bf16" if cuda else "fp32", "fernas": own, "fernas_fp32": "fp32",
+                 "fernas_bf16": "bf16", "fernas_one_crop": own}
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(dev),
-               "fernas_amp_bf16": default_amp(dev), "settings": {"batch_images": batch, "crops_per_image": 10, "timed_steps": steps,
-                            "warmup_steps": warmup, "repeats_best_of": args.repeats}, "matmul_peak_flops": peak, "models": {}}
+               "fernas_amp_bf16": default_amp(dev), "settings": st, "matmul_peak_flops": peak, "models": {}}
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         doc = load_genome(ROOT / "genomes" / f"{name}.json")
-        macs = summarize(doc)["macs"]
-        flop_per_input = 6 * macs  # training step: forward 2*MACs, backward 4*MACs
-        # Shared machines are noisy: interleave the pipelines and keep each one's best round.
-        row = {"macs_per_input": macs}
-        other = not default_amp(dev)  # the other precision on CPU, to check the default
-        other_key = "fernas_bf16" if other else "fernas_fp32"
-        for _ in range(args.repeats):
-            cand = {"reference": reference_train(doc, data.train, dev, batch, steps, warmup),
-                    "fernas": fernas_train(doc, data, dev, batch, steps, warmup, crops=10, amp=None)}
-            if not cuda:
-                cand[other_key] = fernas_train(doc, data, dev, batch, steps, warmup, crops=10, amp=other)
-            else:  # one crop per image at the genome's batch: the --train-crops 1 protocol
-                cand["fernas_one_crop"] = fernas_train(doc, data, dev, batch, steps, warmup, crops=1, amp=None)
-            for k, v in cand.items():
-                if k not in row or v["inputs_per_s"] > row[k]["inputs_per_s"]:
-                    row[k] = v
-        row["speedup"] = row["fernas"]["inputs_per_s"] / row["reference"]["inputs_per_s"]
-        # Re-measure the peak (a quiet moment on a shared machine gives a truer peak); keep the best.
-        peak.update({k: max(v, peak[k]) for k, v in measure_peak().items()})
-        for k in ("reference", "fernas", "fernas_fp32", "fernas_bf16", "fernas_one_crop"):
-            if k in row:
-                row[k]["flops"] = row[k]["inputs_per_s"] * flop_per_input
-                row[k]["precision"] = precision[k]
-                row[k]["fraction_of_peak"] = row[k]["flops"] / peak[precision[k]]
-        row["eval_inputs_per_s"] = {"reference": reference_eval(doc, data.test, dev, batch, 2),
-                                    "fernas": fernas_eval(doc, data.test, dev, batch, eval_batches, amp=default_amp(dev))}
-        # Full protocol estimate: 350 epochs x (28,709 training images + 3,589 validation images),
-        # ten crops each (or one), at the measured training and evaluation rates; extrapolated.
-        ev_rate = row["eval_inputs_per_s"]["fernas"]
-        est = {"ten_crops": PROTOCOL_EPOCHS * 10 * (FER_TRAIN / row["fernas"]["inputs_per_s"] + FER_VAL / ev_rate) / 60}
-        if "fernas_one_crop" in row:
-            est["one_crop"] = PROTOCOL_EPOCHS * (FER_TRAIN / row["fernas_one_crop"]["inputs_per_s"]
-                                                 + FER_VAL / ev_rate) / 60
-        row["protocol_minutes_extrapolated"] = est
+        row = measure_model(doc, data, dev, {**st, "eval_batches": eval_batches}, peak, precision)
         results["models"][name] = row
-        print(f"\n{name}: {macs / 1e6:.1f} M MACs per 40x40 input")
-        for k in ("reference", "fernas", "fernas_fp32", "fernas_bf16", "fernas_one_crop"):
-            if k in row:
-                r = row[k]
-                print(f"  {k:<16} {r['inputs_per_s']:9.1f} inputs/s  {r['flops'] / 1e9:8.1f} GFLOP/s  "
-                      f"{100 * r['fraction_of_peak']:5.1f}% of {r['precision']} matmul peak")
-        print(f"  speedup fernas / reference: {row['speedup']:.2f}x")
-        ev = row["eval_inputs_per_s"]
-        print(f"  ten-crop evaluation: reference {ev['reference']:.0f}, fernas {ev['fernas']:.0f} inputs/s "
-              f"({ev['fernas'] / ev['reference']:.2f}x)")
-        print("  full 300+50-epoch protocol on 28,709 images (extrapolated): "
-              + ", ".join(f"{k} {v:.1f} min" for k, v in row["protocol_minutes_extrapolated"].items()),
-              flush=True)
+        print_row(name, row)
     # Fractions against the best peak seen in the whole run (contention only lowers a measurement).
     for row in results["models"].values():
         for k, r in row.items():
@@ -339,13 +361,8 @@ def main(argv=None) -> int:
     print("\nmatmul peak (best seen): " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()))
     print(markdown(results))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from fernas.io import atomic_write_json
-
     atomic_write_json(out, results)
     md = out.with_suffix(".md")
-    from fernas.io import atomic_write_text
-
     atomic_write_text(md, markdown(results))
     print(f"\nwrote {out} and {md} (a table for the README)")
     return 0

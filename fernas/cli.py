@@ -13,10 +13,10 @@ import os
 import sys
 
 from fernas import __version__
-from fernas.errors import UserError
+from fernas.errors import SettingError, UserError
 
 # Order here is the order in `fernas --help`.
-COMMAND_MODULES = ["genome", "decode", "data", "evolve", "evaluate", "predict"]
+COMMAND_MODULES = ["genome", "decode", "train", "data", "evolve", "evaluate", "predict"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fernas: interrupted", file=sys.stderr)
         return 130
+    except SettingError as exc:  # the core names the setting; the user typed the flag
+        print(f"fernas: error: {exc.as_flag()}", file=sys.stderr)
+        return 2
     except UserError as exc:
         print(f"fernas: error: {exc}", file=sys.stderr)
         return 2

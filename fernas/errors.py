@@ -20,3 +20,34 @@ class DataError(UserError):
 
 class RunDirError(UserError):
     """An output directory holds another run, or a resume target is missing/corrupt."""
+
+
+class RunExistsError(RunDirError):
+    """A run directory already holds another run (`path`); a command says how to resume it."""
+
+    def __init__(self, path, what: str = "holds another run"):
+        self.path, self.what = path, what
+        super().__init__(f"{path}: {what}; resume it or choose another run directory")
+
+
+class SettingError(UserError):
+    """A setting whose value cannot work here (a device that is absent, more GPUs than exist).
+
+    The core names the setting as the code does (`gpus_per_trial`) and never a command-line
+    flag; the CLI shows the flag instead (`as_flag`).  `hint` may say `{name}` where the
+    setting's name belongs ("use {name} cpu or auto").
+    """
+
+    def __init__(self, setting: str, value, reason: str, hint: str = ""):
+        self.setting, self.value, self.reason, self.hint = setting, value, reason, hint
+        super().__init__(self._text(setting))
+
+    def _text(self, name: str) -> str:
+        return f"{name} {self.value}: {self.reason}" + (f"; {self.hint.format(name=name)}" if self.hint else "")
+
+    def as_flag(self) -> str:
+        return self._text("--" + self.setting.replace("_", "-"))
+
+
+class DataSettingError(SettingError, DataError):
+    """A data setting (the source, the labels) that cannot work."""

@@ -1,37 +1,23 @@
-"""Evaluation: ten-crop and centre-crop testing, metrics, the model file, and export.
+"""Evaluation: ten-crop and centre-crop testing, metrics, and face images from files.
 
 Testing follows the VGG paper (seeds 000/002, Khaireddin & Chen): "standard ten-crop
 averaging" -- the four 40x40 corners, the centre and their mirror images of each 48x48 face,
 with the network's logits averaged over the ten crops.  All crops of a batch go through the
-network in one forward pass under `inference_mode` + autocast.
-
-The model file (`model.pt`) is a plain dict holding the genome document and the weights
-(nanoGPT's habit), so the network is rebuilt from its genome before the weights load and the
-file loads with `torch.load(weights_only=True)`: no pickled code runs when a model is opened.
+network in one forward pass under `inference_mode` + autocast.  The model file and the
+exported program live in `fernas.modelfile`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fernas.dataset import CROP_SIZE, IMAGE_SIZE
+from fernas.device import amp_context
 from fernas.errors import UserError
-from fernas.io import atomic_torch_save
-
-MODEL_FILE_VERSION = 1
-CROP = 40  # networks see 40x40 crops of the 48x48 images
-
-
-def amp_context(device: torch.device, enabled: bool):
-    """bf16 autocast on the device when enabled, else a no-op context."""
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:
@@ -58,9 +44,9 @@ def crop_logits(model: nn.Module, x: torch.Tensor, *, crops: int = 10, device=No
         xb = x[i:i + per].to(dev, non_blocking=True)  # (b, 48, 48) uint8
         b = xb.shape[0]
         if crops == 10:
-            c = _as_float(ten_crop(xb)).reshape(b * 10, 1, CROP, CROP)  # (10b, 1, 40, 40)
+            c = _as_float(ten_crop(xb)).reshape(b * 10, 1, CROP_SIZE, CROP_SIZE)  # (10b, 1, 40, 40)
         else:
-            c = _as_float(center_crop(xb)).reshape(b, 1, CROP, CROP)  # (b, 1, 40, 40)
+            c = _as_float(center_crop(xb)).reshape(b, 1, CROP_SIZE, CROP_SIZE)  # (b, 1, 40, 40)
         c = c.contiguous(memory_format=torch.channels_last)
         with amp_context(dev, amp):
             logits = model(c).float()
@@ -68,6 +54,20 @@ def crop_logits(model: nn.Module, x: torch.Tensor, *, crops: int = 10, device=No
     if not out:
         return torch.zeros(0, 0)
     return torch.cat(out)
+
+
+@torch.inference_mode()
+def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, crops: int = 1,
+                   device=None, amp: bool = False, batch_crops: int = 512) -> tuple[float, float]:
+    """(loss, accuracy) of `model` on uint8 images `x` (N, 48, 48) with labels `y` (N,)."""
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    dev = device if device is not None else next(model.parameters()).device
+    logits = crop_logits(model, x, crops=crops, device=dev, amp=amp, batch_crops=batch_crops)  # (N, C)
+    y = y.to(logits.device)
+    loss = float(F.cross_entropy(logits, y))
+    acc = float((logits.argmax(1) == y).float().mean())
+    return loss, acc
 
 
 def predict_proba(model: nn.Module, x: torch.Tensor, *, crops: int = 10, device=None,
@@ -126,103 +126,6 @@ def evaluate_model(model: nn.Module, split, classes: list[str], *, device=None, 
     return m
 
 
-# --------------------------------------------------------------------------- model file
-
-
-def save_model_file(path, doc: dict, state: dict, extra: dict | None = None) -> None:
-    """Write model.pt: {"fernas_model": 1, "genome": doc, "state_dict": weights, ...extra}.
-
-    Only plain types and tensors go in, so `torch.load(weights_only=True)` reads it back.
-    """
-    obj = {"fernas_model": MODEL_FILE_VERSION, "genome": doc,
-           "state_dict": {k: v.detach().cpu() for k, v in state.items()},
-           "input_size": CROP, "num_classes": int((extra or {}).get("num_classes", 7))}
-    obj.update(extra or {})
-    atomic_torch_save(obj, path)
-
-
-def load_model_file(path, device="cpu") -> tuple[dict, nn.Module, dict]:
-    """Read model.pt -> (genome doc, model in eval mode with its weights, meta).
-
-    A missing, corrupt or foreign file is a UserError with one line naming the file.
-    """
-    from fernas.genome import validate
-    from fernas.model import build_model
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such model file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: not a readable fernas model file ({first[:160]})") from None
-    if not isinstance(obj, dict) or "fernas_model" not in obj:
-        raise UserError(f"{path}: not a fernas model file (no 'fernas_model' key; "
-                        "expected the model.pt that `fernas decode --train` writes)")
-    if obj["fernas_model"] != MODEL_FILE_VERSION:
-        raise UserError(f"{path}: fernas model file version {obj['fernas_model']!r}, "
-                        f"this fernas reads version {MODEL_FILE_VERSION}")
-    doc = validate(obj["genome"], where=f"{path}: genome")
-    num_classes = int(obj.get("num_classes", 7))
-    model = build_model(doc, input_size=int(obj.get("input_size", CROP)), num_classes=num_classes)
-    try:
-        model.load_state_dict(obj["state_dict"])
-    except (RuntimeError, KeyError) as exc:
-        raise UserError(f"{path}: weights do not fit the genome's network "
-                        f"({str(exc).splitlines()[0][:160]})") from None
-    model.to(device).eval()
-    meta = {k: v for k, v in obj.items() if k not in ("state_dict", "genome")}
-    return doc, model, meta
-
-
-# --------------------------------------------------------------------------- export
-
-
-class TenCropClassifier(nn.Module):
-    """Self-contained inference model: (B, 1, 48, 48) float in [0, 1] -> (B, C) probabilities.
-
-    Ten-crop averaging is inside, written with slicing only, so the traced program needs
-    nothing from fernas.
-    """
-
-    def __init__(self, net: nn.Module, size: int = 48, crop: int = CROP):
-        super().__init__()
-        self.net = net
-        self.size = size
-        self.crop = crop
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s, c = self.size, self.crop
-        o = s - c
-        views = [x[:, :, :c, :c], x[:, :, :c, o:], x[:, :, o:, :c], x[:, :, o:, o:],
-                 x[:, :, o // 2:o // 2 + c, o // 2:o // 2 + c]]
-        views = views + [v.flip(3) for v in views]  # mirrors
-        crops = torch.stack(views, 1)  # (B, 10, 1, c, c)
-        b = x.shape[0]
-        logits = self.net(crops.reshape(b * 10, 1, c, c)).view(b, 10, -1).mean(1)
-        return torch.softmax(logits, dim=1)
-
-
-def export_model(model: nn.Module, path) -> str:
-    """Export a TorchScript program (ten-crop inside) loadable with `torch.jit.load` in Python
-    or LibTorch C++ without fernas.  Returns the file name written.  (ONNX would need the
-    `onnx` package, which fernas does not depend on.)"""
-    import io as _io
-
-    from fernas.io import atomic_write_bytes
-
-    wrapper = TenCropClassifier(model).cpu().eval()
-    example = torch.rand(2, 1, 48, 48)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer and deprecation warnings are noise here
-        traced = torch.jit.trace(wrapper, example, check_trace=False)
-        buf = _io.BytesIO()
-        torch.jit.save(traced, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path).name
-
-
 # --------------------------------------------------------------------------- image files
 
 
@@ -248,4 +151,4 @@ def load_face_images(paths) -> torch.Tensor:
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise UserError(f"{p}: not a readable image ({type(exc).__name__})") from None
         out.append(torch.from_numpy(face.copy()))
-    return torch.stack(out) if out else torch.zeros((0, 48, 48), dtype=torch.uint8)
+    return torch.stack(out) if out else torch.zeros((0, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)

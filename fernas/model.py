@@ -1,7 +1,12 @@
-"""Genome document -> `torch.nn.Module`, plus a layer table with parameters and multiply-adds.
+"""Genome document -> build plan -> `torch.nn.Module`, layer table, parameters and multiply-adds.
 
-The network is a settings table expanded by one loop that threads `in_ch = out_ch`, in the
-manner of torchvision's MobileNetV2.  Two block types:
+One walk over the genome, `plan(doc)`, decides the network in pure Python: each layer with
+its output shape, parameters and multiply-adds, plus the deterministic repairs.  `FERNet`
+(`build_model`) builds one module per planned layer, `summarize` prints the plan as a table,
+and `estimate_macs` sums it (the search calls it in rejection-sampling loops: microseconds).
+A layer's spec both builds its module and counts its cost, so the two stay side by side.
+
+Block types (`BLOCKS`; a new one is a `Spec` subclass here plus its genes in `fernas.genome`):
 
 * `conv`: Conv(k x k, bias) -> BatchNorm -> ReLU, the block of the VGG of Khaireddin & Chen
   (seeds 000/002, whose public code uses biased convolutions before BN);
@@ -15,13 +20,15 @@ connected layers (Linear -> ReLU -> Dropout) and the classifier.
 Input: (B, 1, H, W) float in [0, 1].  The model is built for `input_size` (40: ten-crop
 size).  A flatten head first adaptive-average-pools to the feature-map size it was built
 for, so a model built at 40x40 also runs at 48x48 (at 40x40 that pool is the identity).
-A pool that would shrink a map below 1x1 is dropped (a deterministic repair, recorded in
-`model.repairs`).
+Repairs (recorded in `plan.repairs`, `model.repairs`): a pool that would shrink a map
+below 1x1 is dropped; a flatten wider than `MAX_FLATTEN` is average-pooled down first.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -33,6 +40,7 @@ from fernas.genome import validate
 MAX_FLATTEN = 16384
 
 
+# ---- modules ---------------------------------------------------------------------------
 class ConvBNReLU(nn.Sequential):
     def __init__(self, in_ch: int, out_ch: int, kernel: int):
         super().__init__(
@@ -64,70 +72,237 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.use_res else self.conv(x)
 
 
-def _make_block(stage: dict, in_ch: int) -> nn.Module:
-    if stage["block"] == "conv":
-        return ConvBNReLU(in_ch, stage["width"], stage["kernel"])
-    if stage["block"] == "inverted_residual":
-        return InvertedResidual(in_ch, stage["width"], stage["kernel"], stage["expansion"])
-    raise ValueError(f"unknown block type {stage['block']!r}")
+# ---- layer specs: each builds its module and counts its cost ----------------------------
+class Spec:
+    """A planned layer: `build()` returns a `module`; `params()` and `macs(size)` are its cost
+    per image (size: side of the square input map).  Layers without cost keep the zeros."""
+    __slots__ = ()
+    module: ClassVar[type]
+
+    def build(self) -> nn.Module:
+        raise NotImplementedError
+
+    def params(self) -> int:
+        return 0
+
+    def macs(self, size: int = 0) -> int:
+        return 0
 
 
-def _make_pool(kind: str) -> nn.Module:
-    return nn.MaxPool2d(2) if kind == "max" else nn.AvgPool2d(2)
+@dataclass(slots=True)
+class ConvSpec(Spec):  # a block spec also has `out_ch` and `from_stage(stage, in_ch)`
+    in_ch: int
+    out_ch: int
+    kernel: int
+    module: ClassVar[type] = ConvBNReLU
+
+    @classmethod
+    def from_stage(cls, stage: dict, in_ch: int) -> ConvSpec:
+        return cls(in_ch, stage["width"], stage["kernel"])
+
+    def build(self) -> nn.Module:
+        return ConvBNReLU(self.in_ch, self.out_ch, self.kernel)
+
+    def params(self) -> int:  # conv weight and bias, BN weight and bias
+        return self.out_ch * (self.in_ch * self.kernel ** 2 + 1) + 2 * self.out_ch
+
+    def macs(self, size: int) -> int:
+        return size * size * self.in_ch * self.out_ch * self.kernel ** 2
+
+
+@dataclass(slots=True)
+class InvertedResidualSpec(Spec):
+    in_ch: int
+    out_ch: int
+    kernel: int
+    expansion: int
+    module: ClassVar[type] = InvertedResidual
+
+    @classmethod
+    def from_stage(cls, stage: dict, in_ch: int) -> InvertedResidualSpec:
+        return cls(in_ch, stage["width"], stage["kernel"], stage["expansion"])
+
+    def build(self) -> nn.Module:
+        return InvertedResidual(self.in_ch, self.out_ch, self.kernel, self.expansion)
+
+    def _convs(self) -> list[tuple[int, int, int]]:
+        """(input channels per group, output channels, kernel) of each bias-free conv."""
+        hidden = self.in_ch * self.expansion
+        expand = [(self.in_ch, hidden, 1)] if self.expansion != 1 else []
+        return expand + [(1, hidden, self.kernel), (hidden, self.out_ch, 1)]  # depthwise, project
+
+    def params(self) -> int:  # each conv is followed by a BN (weight and bias)
+        return sum(i * o * k * k + 2 * o for i, o, k in self._convs())
+
+    def macs(self, size: int) -> int:
+        return size * size * sum(i * o * k * k for i, o, k in self._convs())
+
+
+# A stage's "block" gene -> its spec class.
+BLOCKS: dict[str, type[Spec]] = {"conv": ConvSpec, "inverted_residual": InvertedResidualSpec}
+
+
+@dataclass(slots=True)
+class LinearSpec(Spec):
+    in_features: int
+    out_features: int
+    module: ClassVar[type] = nn.Linear
+
+    def build(self) -> nn.Module:
+        return nn.Linear(self.in_features, self.out_features)
+
+    def params(self) -> int:
+        return (self.in_features + 1) * self.out_features
+
+    def macs(self, size: int = 0) -> int:
+        return self.in_features * self.out_features
+
+
+@dataclass(slots=True)
+class PlainSpec(Spec):
+    """Pool, dropout or activation: `module(*args)`."""
+    module: type
+    args: tuple = ()
+
+    def build(self) -> nn.Module:
+        return self.module(*self.args)
+
+
+@dataclass(slots=True)
+class ReduceSpec(Spec):
+    """(C, H, W) -> (C * size * size,): adaptive average pool, then flatten (size 1: global pool)."""
+    size: int
+    module: ClassVar[type] = nn.Sequential
+
+    def build(self) -> nn.Module:
+        return nn.Sequential(nn.AdaptiveAvgPool2d(self.size), nn.Flatten())
+
+
+POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+
+
+# ---- the plan --------------------------------------------------------------------------
+@dataclass(slots=True)
+class Layer:
+    name: str  # module name inside `features` or `classifier` ("reduce" for the reduce)
+    spec: Spec
+    shape: tuple[int, ...]  # output per image: (C, H, W) in features, (N,) from the reduce on
+    params: int
+    macs: int  # multiply-adds per image
+
+    @property
+    def kind(self) -> str:  # the module's class name, e.g. "ConvBNReLU"
+        return self.spec.module.__name__
+
+
+@dataclass(slots=True)
+class Plan:
+    features: list[Layer]  # stages: blocks, pools, dropouts
+    reduce: Layer  # (C, H, W) -> (N,)
+    classifier: list[Layer]  # fully connected layers (+ ReLU, dropout) and the classifier
+    repairs: list[str]
+    feature_size: int  # side of the last feature map at input_size
+
+    @property
+    def layers(self) -> list[Layer]:
+        return [*self.features, self.reduce, *self.classifier]
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+
+def _layer(name: str, spec: Spec, shape: tuple[int, ...], size: int = 0) -> Layer:
+    return Layer(name, spec, shape, spec.params(), spec.macs(size))
+
+
+def plan(doc: dict, input_size: int = 40, num_classes: int = 7, in_channels: int = 1) -> Plan:
+    """The network `doc` decodes to, without building it (pure Python, tens of microseconds).
+
+    `doc` must be validated (`fernas.genome.validate`; the genome module only returns such):
+    validating costs more than planning, and the search plans every random draw."""
+    repairs: list[str] = []
+    features, ch, size = _plan_stages(doc["stages"], in_channels, input_size, repairs)
+    reduce = _plan_reduce(doc["head"]["reduce"], ch, size, repairs)
+    classifier = _plan_classifier(doc["head"]["fc"], reduce.shape[0], num_classes)
+    return Plan(features, reduce, classifier, repairs, size)
+
+
+def _plan_stages(stages: list[dict], ch: int, input_size: int, repairs: list[str]):
+    """Blocks, pools and dropouts -> (layers, channels and side of the last map)."""
+    layers, size = [], input_size
+    for s, stage in enumerate(stages):
+        if stage["block"] not in BLOCKS:
+            raise ValueError(f"unknown block type {stage['block']!r}")
+        for r in range(stage["repeats"]):
+            spec = BLOCKS[stage["block"]].from_stage(stage, ch)
+            ch = spec.out_ch
+            layers.append(_layer(f"stage{s}_block{r}", spec, (ch, size, size), size))
+        if stage["pool"] != "none":
+            if size // 2 < 1:
+                repairs.append(
+                    f"stages[{s}].pool: dropped the {stage['pool']}-pool, the {size}x{size} feature map "
+                    f"would vanish (input {input_size}x{input_size})")
+            else:
+                size //= 2
+                layers.append(_layer(f"stage{s}_pool", PlainSpec(POOLS[stage["pool"]], (2,)), (ch, size, size)))
+        if stage["dropout"] > 0:
+            layers.append(_layer(f"stage{s}_dropout", PlainSpec(nn.Dropout, (stage["dropout"],)), (ch, size, size)))
+    return layers, ch, size
+
+
+def _plan_reduce(reduce: str, ch: int, size: int, repairs: list[str]) -> Layer:
+    if reduce != "flatten":  # global average pool: (C, H, W) -> (C,)
+        return _layer("reduce", ReduceSpec(1), (ch,))
+    # The pool is the identity at input_size; it lets a bigger input (48x48) reach the same width.
+    flat = size
+    if ch * size * size > MAX_FLATTEN:
+        # A flatten of e.g. 512x40x40 = 819,200 features into FC 4096 would be 3.4e9
+        # parameters: shrink the map (deterministically) to fit MAX_FLATTEN.
+        flat = max(1, int((MAX_FLATTEN / ch) ** 0.5))
+        repairs.append(
+            f"head.reduce: flatten of {ch}x{size}x{size} = {ch * size * size:,} features exceeds "
+            f"{MAX_FLATTEN:,}; average-pooled to {ch}x{flat}x{flat} first")
+    return _layer("reduce", ReduceSpec(flat), (ch * flat * flat,))
+
+
+def _plan_classifier(fcs: list[dict], width: int, num_classes: int) -> list[Layer]:
+    """0-3 x (Linear -> ReLU -> Dropout), then the classifier: (width,) -> (num_classes,)."""
+    layers = []
+    for i, fc in enumerate(fcs):
+        out = (fc["width"],)
+        layers.append(_layer(f"fc{i}", LinearSpec(width, fc["width"]), out))
+        layers.append(_layer(f"fc{i}_relu", PlainSpec(nn.ReLU, (True,)), out))  # in place
+        if fc["dropout"] > 0:
+            layers.append(_layer(f"fc{i}_dropout", PlainSpec(nn.Dropout, (fc["dropout"],)), out))
+        width = fc["width"]
+    layers.append(_layer("classifier", LinearSpec(width, num_classes), (num_classes,)))
+    return layers
+
+
+# ---- consumers of the plan -------------------------------------------------------------
+def _sequential(layers: list[Layer]) -> nn.Sequential:
+    return nn.Sequential(OrderedDict((layer.name, layer.spec.build()) for layer in layers))
 
 
 class FERNet(nn.Module):
-    """A decoded genome: `features` (stages) -> `reduce` -> `classifier`."""
+    """A decoded genome: `features` (stages) -> `reduce` -> `classifier`, built from `plan(doc)`."""
 
     def __init__(self, doc: dict, input_size: int = 40, num_classes: int = 7, in_channels: int = 1):
         super().__init__()
-        doc = validate(doc)
+        p = plan(validate(doc), input_size, num_classes, in_channels)
         self.input_size = input_size
         self.num_classes = num_classes
-        self.repairs: list[str] = []
-        layers: "OrderedDict[str, nn.Module]" = OrderedDict()
-        in_ch, size = in_channels, input_size
-        for s, stage in enumerate(doc["stages"]):
-            for r in range(stage["repeats"]):
-                layers[f"stage{s}_block{r}"] = _make_block(stage, in_ch)
-                in_ch = stage["width"]
-            if stage["pool"] != "none":
-                if size // 2 < 1:
-                    self.repairs.append(
-                        f"stages[{s}].pool: dropped the {stage['pool']}-pool, the {size}x{size} feature map "
-                        f"would vanish (input {input_size}x{input_size})")
-                else:
-                    layers[f"stage{s}_pool"] = _make_pool(stage["pool"])
-                    size //= 2
-            if stage["dropout"] > 0:
-                layers[f"stage{s}_dropout"] = nn.Dropout(stage["dropout"])
-        self.features = nn.Sequential(layers)
-        self.feature_size = size  # spatial size of the last map at input_size
-
-        if doc["head"]["reduce"] == "flatten":
-            # Identity at input_size; lets a bigger input (48x48) reach the same flat width.
-            flat_size = size
-            if in_ch * size * size > MAX_FLATTEN:
-                # A flatten of e.g. 512x40x40 = 819,200 features into FC 4096 would be 3.4e9
-                # parameters: shrink the map (deterministically) to fit MAX_FLATTEN.
-                flat_size = max(1, int((MAX_FLATTEN / in_ch) ** 0.5))
-                self.repairs.append(
-                    f"head.reduce: flatten of {in_ch}x{size}x{size} = {in_ch * size * size:,} features exceeds "
-                    f"{MAX_FLATTEN:,}; average-pooled to {in_ch}x{flat_size}x{flat_size} first")
-            self.reduce = nn.Sequential(nn.AdaptiveAvgPool2d(flat_size), nn.Flatten())
-            width = in_ch * flat_size * flat_size
-        else:
-            self.reduce = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-            width = in_ch
-        head: "OrderedDict[str, nn.Module]" = OrderedDict()
-        for i, fc in enumerate(doc["head"]["fc"]):
-            head[f"fc{i}"] = nn.Linear(width, fc["width"])
-            head[f"fc{i}_relu"] = nn.ReLU(inplace=True)
-            if fc["dropout"] > 0:
-                head[f"fc{i}_dropout"] = nn.Dropout(fc["dropout"])
-            width = fc["width"]
-        head["classifier"] = nn.Linear(width, num_classes)
-        self.classifier = nn.Sequential(head)
+        self.repairs: list[str] = list(p.repairs)
+        # Built in plan order, so a seeded build draws the same initial weights every time.
+        self.features = _sequential(p.features)
+        self.feature_size = p.feature_size  # spatial size of the last map at input_size
+        self.reduce = p.reduce.spec.build()
+        self.classifier = _sequential(p.classifier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, H, W) -> (B, num_classes) logits
         return self.classifier(self.reduce(self.features(x)))
@@ -142,77 +317,17 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _macs_of(module: nn.Module, out: torch.Tensor) -> int:
-    """Multiply-adds of one Conv2d/Linear call, from its output shape."""
-    if isinstance(module, nn.Conv2d):
-        kh, kw = module.kernel_size
-        return out.numel() // out.shape[0] * (module.in_channels // module.groups) * kh * kw
-    if isinstance(module, nn.Linear):
-        return module.in_features * module.out_features
-    return 0
-
-
 def estimate_macs(doc: dict, input_size: int = 40, num_classes: int = 7) -> int:
-    """Multiply-adds per image from the document alone, in microseconds (no model is built).
-
-    Mirrors `FERNet` (conv / inverted residual, pools and their repair, flatten cap) and must
-    equal `summarize(doc)["macs"]` (tested); the search calls it in rejection-sampling loops
-    to keep genomes under --max-mmacs and to order trials by cost.
-    """
-    in_ch, size, macs = 1, input_size, 0
-    for st in doc["stages"]:
-        w, k = st["width"], st["kernel"]
-        for _ in range(st["repeats"]):
-            hw = size * size
-            if st["block"] == "conv":
-                macs += hw * in_ch * w * k * k
-            else:
-                hid = in_ch * st["expansion"]
-                macs += (hw * in_ch * hid if st["expansion"] != 1 else 0) + hw * hid * k * k + hw * hid * w
-            in_ch = w
-        if st["pool"] != "none" and size // 2 >= 1:
-            size //= 2
-    if doc["head"]["reduce"] == "flatten":
-        flat = in_ch * size * size
-        if flat > MAX_FLATTEN:
-            s = max(1, int((MAX_FLATTEN / in_ch) ** 0.5))
-            flat = in_ch * s * s
-    else:
-        flat = in_ch
-    for fc in doc["head"]["fc"]:
-        macs += flat * fc["width"]
-        flat = fc["width"]
-    return int(macs + flat * num_classes)
+    """Multiply-adds per image of a validated document, from its plan (nothing is built): the
+    search calls it in rejection-sampling loops (--max-mmacs) and to order trials by cost."""
+    return plan(doc, input_size, num_classes).macs
 
 
 def summarize(doc: dict, input_size: int = 40, num_classes: int = 7) -> dict:
     """Layer table (name, type, output shape, params), totals and multiply-adds per image."""
-    # Shapes and counts only: build and run on the meta device (no memory, no compute),
-    # so summarising a 10-GMAC genome costs milliseconds (the search calls this per trial).
-    with torch.device("meta"):
-        model = build_model(doc, input_size=input_size, num_classes=num_classes).eval()
-    rows: list[dict] = []
-    macs = [0]
-    hooks = []
-
-    def leaf_hook(module, _inp, out):
-        macs[0] += _macs_of(module, out)
-
-    def row_hook(name):
-        def hook(module, _inp, out):
-            rows.append({"layer": name, "type": type(module).__name__, "output_shape": list(out.shape[1:]),
-                         "params": count_params(module)})
-        return hook
-
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            hooks.append(m.register_forward_hook(leaf_hook))
-    for name, m in list(model.features.named_children()) + [("reduce", model.reduce)] + list(
-            model.classifier.named_children()):
-        hooks.append(m.register_forward_hook(row_hook(name)))
-    with torch.no_grad():
-        model(torch.zeros(1, 1, input_size, input_size, device="meta"))
-    for h in hooks:
-        h.remove()
-    return {"name": validate(doc)["name"], "input": [1, input_size, input_size], "layers": rows,
-            "params": count_params(model), "macs": int(macs[0]), "repairs": list(model.repairs)}
+    doc = validate(doc)
+    p = plan(doc, input_size, num_classes)
+    rows = [{"layer": layer.name, "type": layer.kind, "output_shape": list(layer.shape), "params": layer.params}
+            for layer in p.layers]
+    return {"name": doc["name"], "input": [1, input_size, input_size], "layers": rows,
+            "params": p.params, "macs": p.macs, "repairs": list(p.repairs)}

@@ -7,7 +7,8 @@ same ten-crop averaging the test uses, so it covers the whole 48x48 face.  One i
 class (the test image of that class the model classifies most confidently and correctly,
 else its most probable one), shown as original, saliency map and overlay.
 
-All figures use matplotlib's Agg backend (no display needed) and are written atomically.
+All figures use matplotlib's Agg backend (no display needed) and are written atomically;
+`new_figure` and `save_figure` serve every plot of the package (the search's included).
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ import torch.nn.functional as F  # noqa: E402
 from fernas.io import atomic_write_bytes  # noqa: E402
 
 
-def _save(fig, path) -> None:
+def new_figure(figsize=(6.4, 4.2), dpi=110):
+    """One Agg figure with one axes and a light grid: `(fig, ax)`, for `save_figure`."""
+    fig, ax = plt.subplots(figsize=figsize, dpi=dpi)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def save_figure(fig, path) -> None:
+    """Write `fig` as a PNG (110 dpi, cropped to its content) atomically, then close it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -62,7 +71,7 @@ def plot_curves(history: list[dict], path, title: str = "") -> None:
     axes[1].legend()
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_confusion(confusion: list[list[int]], classes: list[str], path, title: str = "") -> None:
@@ -83,7 +92,7 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path, title: 
                     color="white" if v > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(title or "confusion matrix (rows normalised)")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def saliency_maps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -143,7 +152,7 @@ def plot_saliency(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, prob
     axes[1, 0].text(-6, 24, "saliency", rotation=90, va="center", ha="right", fontsize=9)
     axes[2, 0].text(-6, 24, "overlay", rotation=90, va="center", ha="right", fontsize=9)
     fig.suptitle("gradient saliency (|d loss / d pixel|, through ten-crop averaging)", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def write_plots(run_dir, history: list[dict], metrics: dict, model, test_split, probs, classes,

@@ -1,4 +1,4 @@
-"""Ten-crop evaluation, metrics, the model file, export and image loading on constructed cases."""
+"""Ten-crop evaluation, metrics, the model file and its export, image loading, plots, on constructed cases."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from PIL import Image
 
 from fernas.dataset import Split
 from fernas.errors import UserError
-from fernas.evaluate import (crop_logits, evaluate_model, export_model, load_face_images, load_model_file,
-                             metrics, predict_proba, save_model_file)
+from fernas.evaluate import crop_logits, evaluate_model, load_face_images, metrics, predict_proba
+from fernas.modelfile import export_model, load_model_file, save_model_file
 from fernas.model import build_model
 
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -120,3 +120,13 @@ def test_face_images_of_any_size_and_mode_become_48x48_gray(tmp_path):
     (tmp_path / "not.png").write_text("hello")
     with pytest.raises(UserError, match="not.png"):
         load_face_images([tmp_path / "not.png"])
+
+
+def test_figures_are_written_atomically_as_png(tmp_path):
+    from fernas.report import new_figure, save_figure
+
+    fig, ax = new_figure()
+    ax.plot([1, 2, 3], [0.2, 0.4, 0.3])
+    save_figure(fig, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]  # no temporary file left

@@ -1,4 +1,4 @@
-"""`fernas decode --train`, `fernas evaluate` and `fernas predict` end to end on tiny demo data."""
+"""`fernas decode --train`, `fernas train`, `fernas evaluate` and `fernas predict` end to end on tiny demo data."""
 
 from __future__ import annotations
 
@@ -100,7 +100,9 @@ def test_bad_resume_targets_and_devices_fail_with_one_line(genome_file, tmp_path
     (other / "genome.json").write_text(json.dumps(dict(TINY, name="other", head={"reduce": "avg", "fc": []})))
     cases.append((["--resume", "--out", other], "holds a run of genome 'other'"))
     if not torch.cuda.is_available():
-        cases.append((["--device", "cuda", "--out", tmp_path / "gpu"], "no CUDA GPU"))
+        cases.append((["--device", "cuda", "--out", tmp_path / "gpu"],
+                      "--device cuda: no CUDA GPU is available here (torch.cuda.is_available() is False); "
+                      "use --device cpu or auto"))
     for extra, message in cases:
         argv = ["decode", genome_file, "--train", "--epochs", 1, "--fine-tune-epochs", 0, *FAST, *extra]
         rc, _, err = cli(*argv)
@@ -185,13 +187,57 @@ def test_resume_takes_the_runs_own_settings(tmp_path, capsys):
     """A resumed run trains on its stored data and protocol, not on what the new command line says."""
     import argparse
 
-    from fernas.fulltrain import _restore_run_settings
+    from fernas.commands.train import _restore_run_settings
+    from fernas.fulltrain import RUN_VERSION
     from fernas.io import atomic_write_json
 
     run = tmp_path / "run"
-    atomic_write_json(run / "config.json", {"args": {"data": "fer2013.csv", "epochs": 300, "train_crops": 10,
-                                                      "seed": 7}})
+    atomic_write_json(run / "config.json", {"fernas_train_run": RUN_VERSION,
+                                            "args": {"data": "fer2013.csv", "epochs": 300, "train_crops": 10,
+                                                     "seed": 7}})
     args = argparse.Namespace(data="demo", epochs=5, train_crops=1, seed=0, merge_val=False)
     _restore_run_settings(args, [run])
     assert (args.data, args.epochs, args.train_crops, args.seed) == ("fer2013.csv", 300, 10, 7)
     assert "--data" in capsys.readouterr().err
+
+
+def test_train_command_writes_what_decode_train_writes(run_dir, genome_file, tmp_path):
+    """`fernas train` and `fernas decode --train` run the same code: same files, same numbers."""
+    out = tmp_path / "via-train"
+    rc, _, err = cli("train", genome_file, "--epochs", 2, "--fine-tune-epochs", 1, "--out", out, *FAST)
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in run_dir.iterdir())
+    drop = lambda rows, key: [{k: v for k, v in r.items() if k != key} for r in rows]
+    read = lambda d: list(csv.DictReader((d / "history.csv").open()))
+    assert drop(read(out), "seconds") == drop(read(run_dir), "seconds")
+    m_train, m_decode = (json.loads((d / "metrics.json").read_text()) for d in (out, run_dir))
+    m_train.pop("train_seconds"), m_decode.pop("train_seconds")
+    assert m_train == m_decode
+    w_train, w_decode = (torch.load(d / "model.pt", weights_only=True)["state_dict"] for d in (out, run_dir))
+    assert all(torch.equal(w_train[k], w_decode[k]) for k in w_decode)
+    c_train, c_decode = (json.loads((d / "config.json").read_text()) for d in (out, run_dir))
+    assert c_train["fernas_train_run"] == c_decode["fernas_train_run"] == 2
+    assert (c_train["command"], c_decode["command"]) == ("fernas train", "fernas decode --train")
+    rc, _, err = cli("train", genome_file, "--epochs", 1, "--out", out, *FAST)
+    assert rc == 2 and "holds another run; pass --resume to continue it, or choose another --out" in err
+
+
+def test_resume_of_a_run_written_by_an_older_version_is_refused(genome_file, tmp_path):
+    old = tmp_path / "old-run"
+    old.mkdir()
+    (old / "genome.json").write_text(json.dumps(TINY))
+    (old / "config.json").write_text(json.dumps({"command": "fernas decode --train", "args": {"epochs": 1}}))
+    before = sorted(p.name for p in old.iterdir())
+    for command in (["decode", genome_file, "--train"], ["train", genome_file]):
+        rc, _, err = cli(*command, "--resume", "--out", old, *FAST)
+        assert rc == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"{old / 'config.json'}: training run version 1, this fernas resumes version 2" in err
+    assert sorted(p.name for p in old.iterdir()) == before
+
+
+def test_train_flags_without_train_are_refused_by_decode(genome_file):
+    for flags in (["--epochs", 3], ["--data", "demo:70"], ["--merge-val"], ["--device", "cpu"]):
+        rc, _, err = cli("decode", genome_file, *flags)
+        assert rc == 2 and f"{flags[0]} only applies with --train" in err, (flags, err)
+    rc, out, _ = cli("decode", genome_file, "--device", "auto")  # the default value is no request
+    assert rc == 0 and "total parameters" in out

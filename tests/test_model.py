@@ -102,12 +102,36 @@ def test_inverted_residual_uses_residual_only_when_widths_match():
     assert not InvertedResidual(32, 64, 3, 6).use_res
 
 
-def test_fast_macs_estimate_equals_summarize():
-    # The search's microsecond estimate must agree with the hooked count of the real network,
-    # repairs included, or --max-mmacs would refuse the wrong genomes.
-    from fernas.model import estimate_macs
+def _hooked_macs(model, input_size):
+    """Multiply-adds per image counted on the real modules (meta device): Conv2d and Linear calls."""
+    total = [0]
+
+    def hook(module, _inp, out):
+        if isinstance(module, torch.nn.Conv2d):
+            kh, kw = module.kernel_size
+            total[0] += out[0].numel() * (module.in_channels // module.groups) * kh * kw
+        else:
+            total[0] += module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model(torch.zeros(1, 1, input_size, input_size, device="meta"))
+    for h in hooks:
+        h.remove()
+    return total[0]
+
+
+def test_plan_costs_equal_the_built_modules():
+    # The plan's parameter and multiply-add counts (which the search's --max-mmacs cap and the
+    # layer table use) must be what the built network really has, repairs included.
+    from fernas.model import estimate_macs, plan
     rng = random.Random(11)
-    docs = [g.random_genome(rng) for _ in range(40)]
+    docs = [g.random_genome(rng) for _ in range(50)]
     docs += [g.load_genome(p) for p in sorted(__import__("glob").glob(f"{GENOMES}/*.json"))]
     for doc in docs:
-        assert estimate_macs(doc) == summarize(doc)["macs"], doc["name"]
+        for size in (40, 48):
+            with torch.device("meta"):
+                model = build_model(doc, input_size=size)
+            p = plan(doc, input_size=size)
+            assert p.params == count_params(model) == summarize(doc, input_size=size)["params"], doc["name"]
+            assert p.macs == _hooked_macs(model, size) == estimate_macs(doc, input_size=size), doc["name"]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
+from fernas import genome as G
 from fernas.dataset import Dataset, Split
 from fernas.demo_faces import make_demo
+from fernas.device import DeviceError, resolve_device
 from fernas.errors import RunDirError, UserError
 from fernas.model import build_model
-from fernas.train import (OPTIMIZERS, SCHEDULERS, TrainingDiverged, make_optimizer, make_scheduler,
-                          resolve_device, train_genome)
+from fernas.recipe import OPTIMIZERS, SCHEDULERS, make_optimizer, make_scheduler
+from fernas.train import CHECKPOINT_VERSION, TrainConfig, TrainingDiverged, load_checkpoint, train_genome
 
 
 def tiny_genome(optimizer="adam", lr=0.002, scheduler="constant", batch_size=32, dropout=0.0):
@@ -44,7 +48,7 @@ def micro_data():
 
 
 def test_small_genome_learns_demo_well_above_chance(demo):
-    res = train_genome(tiny_genome(), demo, epochs=3, augment="none", seed=0)
+    res = train_genome(tiny_genome(), demo, TrainConfig(epochs=3, augment="none", seed=0))
     assert len(res.history) == 3
     assert res.best_val_acc > 0.35, res.history  # chance is 1/7 = 0.14
     assert res.best_val_acc == max(h["val_acc"] for h in res.history)
@@ -61,8 +65,8 @@ def test_every_optimizer_scheduler_pair_runs(optimizer, micro_data):
     for scheduler in SCHEDULERS:
         doc = micro_genome(optimizer, scheduler)
         seen = []
-        res = train_genome(doc, micro_data, epochs=2, max_steps_per_epoch=2, augment="vgg",
-                           on_epoch=seen.append, select="last")
+        res = train_genome(doc, micro_data, TrainConfig(epochs=2, max_steps_per_epoch=2, augment="vgg",
+                                                        select="last"), on_epoch=seen.append)
         assert [r["epoch"] for r in seen] == [1, 2]
         assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in seen), (optimizer, scheduler)
         torch.manual_seed(0)
@@ -97,7 +101,7 @@ def test_nan_guard_fires_on_absurd_learning_rate(micro_data):
     # (A merely large lr such as 1e3 can instead kill every ReLU and leave the loss finite.)
     seen = []
     with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch \d+ step \d+ \(lr 1e\+30\)"):
-        train_genome(tiny_genome(optimizer="sgd", batch_size=32), micro_data, epochs=5, lr=1e30,
+        train_genome(tiny_genome(optimizer="sgd", batch_size=32), micro_data, TrainConfig(epochs=5, lr=1e30),
                      on_epoch=seen.append)
     assert len(seen) < 5  # it stopped early instead of training on NaN weights
     assert issubclass(TrainingDiverged, RuntimeError)
@@ -106,8 +110,8 @@ def test_nan_guard_fires_on_absurd_learning_rate(micro_data):
 def test_resume_gives_the_same_history_as_an_uninterrupted_run(demo, tmp_path):
     small = Dataset(demo.classes, Split(demo.train.x[:160], demo.train.y[:160]), demo.val, demo.test)
     doc = tiny_genome(optimizer="nesterov", lr=0.01, scheduler="plateau", dropout=0.1)
-    kw = dict(epochs=3, augment="vgg", seed=3)
-    full = train_genome(doc, small, **kw)
+    cfg = TrainConfig(epochs=3, augment="vgg", seed=3)
+    full = train_genome(doc, small, cfg)
 
     ck = tmp_path / "ck.pt"
 
@@ -119,9 +123,9 @@ def test_resume_gives_the_same_history_as_an_uninterrupted_run(demo, tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        train_genome(doc, small, checkpoint_path=ck, on_epoch=stop_after_two, **kw)
+        train_genome(doc, small, cfg, checkpoint_path=ck, on_epoch=stop_after_two)
     seen = []
-    resumed = train_genome(doc, small, checkpoint_path=ck, resume=True, on_epoch=seen.append, **kw)
+    resumed = train_genome(doc, small, cfg, checkpoint_path=ck, resume=True, on_epoch=seen.append)
     assert [r["epoch"] for r in seen] == [3]  # only the missing epoch ran
     drop = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]
     assert drop(resumed.history) == drop(full.history)
@@ -133,26 +137,75 @@ def test_resume_gives_the_same_history_as_an_uninterrupted_run(demo, tmp_path):
 def test_resume_from_missing_or_corrupt_checkpoint_is_a_clear_error(micro_data, tmp_path):
     doc = micro_genome("sgd", "constant")
     with pytest.raises(RunDirError, match="no checkpoint"):
-        train_genome(doc, micro_data, epochs=1, checkpoint_path=tmp_path / "none.pt", resume=True)
+        train_genome(doc, micro_data, TrainConfig(epochs=1), checkpoint_path=tmp_path / "none.pt", resume=True)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"this is not a checkpoint")
     with pytest.raises(RunDirError, match="corrupt"):
-        train_genome(doc, micro_data, epochs=1, checkpoint_path=bad, resume=True)
+        train_genome(doc, micro_data, TrainConfig(epochs=1), checkpoint_path=bad, resume=True)
 
 
-def test_resolve_device():
+def test_resolve_device_errors_name_the_device_and_commands_name_their_flag():
+    import argparse
+
+    from fernas.commands.common import device_from_args
+
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda")
-    with pytest.raises(UserError):
+    with pytest.raises(DeviceError, match=r"^device 'tpu': expected auto, cpu or cuda$"):
         resolve_device("tpu")
+    assert issubclass(DeviceError, UserError)
+    with pytest.raises(UserError, match=r"^--device 'tpu': expected auto, cpu or cuda$"):
+        device_from_args(argparse.Namespace(device="tpu"))
     if not torch.cuda.is_available():
-        with pytest.raises(UserError, match="no CUDA GPU"):
+        with pytest.raises(DeviceError, match="no CUDA GPU") as info:
             resolve_device("cuda")
+        assert "--" not in str(info.value)
+        with pytest.raises(UserError, match=r"^--device cuda: no CUDA GPU .*; use --device cpu or auto$"):
+            device_from_args(argparse.Namespace(device="cuda"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_trains_on_gpu_with_bf16_autocast(demo):
-    res = train_genome(tiny_genome(), demo, epochs=2, device="cuda", augment="vgg", train_crops=10,
-                       max_steps_per_epoch=5, val_crops=10)
+    res = train_genome(tiny_genome(), demo, TrainConfig(epochs=2, device="cuda", augment="vgg", train_crops=10,
+                                                        max_steps_per_epoch=5, val_crops=10))
     assert res.device.startswith("cuda") and len(res.history) == 2
     assert all(v.device.type == "cpu" for v in res.best_state.values())
+
+
+def test_recipe_registries_hold_the_genes_choices():
+    assert OPTIMIZERS == G.OPTIMIZERS and SCHEDULERS == G.SCHEDULERS
+
+
+def test_train_config_defaults_are_what_train_genome_does(micro_data):
+    cfg = TrainConfig(epochs=1)
+    assert (cfg.seed, cfg.device, cfg.train_crops, cfg.augment, cfg.val_crops, cfg.select, cfg.phase) == \
+        (0, "auto", 1, "vgg", 1, "best", "train")
+    assert cfg.amp is cfg.eval_batch is cfg.max_steps_per_epoch is cfg.check_every is None
+    assert cfg.lr is cfg.scheduler is cfg.optimizer is cfg.batch_size is None
+    doc = micro_genome("sgd", "constant")  # batch 32; the split has 48 images
+    res = train_genome(doc, micro_data, TrainConfig(epochs=1, device="cpu"))
+    assert (res.steps, res.inputs) == (1, 32)  # the genome's batch size, the remainder dropped
+    assert res.history[0]["phase"] == "train" and res.history[0]["lr"] == pytest.approx(0.01)
+    res = train_genome(doc, micro_data, TrainConfig(epochs=1, device="cpu", batch_size=8, max_steps_per_epoch=0,
+                                                     lr=0.5, phase="finetune", train_crops=10))
+    assert (res.steps, res.inputs) == (6, 480)  # 0: the whole epoch; ten crops per image
+    assert res.history[0]["phase"] == "finetune" and res.history[0]["lr"] == pytest.approx(0.5)
+    res = train_genome(doc, micro_data, TrainConfig(epochs=2, device="cpu", batch_size=8, max_steps_per_epoch=2))
+    assert res.steps == 4
+    with pytest.raises(ValueError, match="train_crops"):
+        TrainConfig(epochs=1, train_crops=3)
+    with pytest.raises(ValueError, match="select"):
+        TrainConfig(epochs=1, select="worst")
+
+
+def test_checkpoint_of_another_version_is_refused_naming_both_versions(micro_data, tmp_path):
+    ck = tmp_path / "checkpoint-train.pt"
+    doc = micro_genome("sgd", "constant")
+    train_genome(doc, micro_data, TrainConfig(epochs=1), checkpoint_path=ck)
+    assert load_checkpoint(ck)["fernas_checkpoint"] == CHECKPOINT_VERSION == 2
+    old = torch.load(ck, weights_only=False)
+    old["fernas_checkpoint"] = 1
+    torch.save(old, ck)
+    with pytest.raises(RunDirError, match=rf"^{re.escape(str(ck))}: training checkpoint version 1, this fernas "
+                                          "resumes version 2"):
+        train_genome(doc, micro_data, TrainConfig(epochs=1), checkpoint_path=ck, resume=True)

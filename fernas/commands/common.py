@@ -30,3 +30,15 @@ def dataset_from_args(args: argparse.Namespace) -> Dataset:
 
     return load_dataset(args.data, labels=getattr(args, "labels", None), skip_bad=getattr(args, "skip_bad", False),
                         seed=getattr(args, "data_seed", 0))
+
+
+def device_from_args(args: argparse.Namespace):
+    """`args.device` as a torch.device; an unusable one is a one-line error naming --device
+    (e.g. "--device cuda: no CUDA GPU is available here ...; use --device cpu or auto")."""
+    from fernas.device import resolve_device
+    from fernas.errors import SettingError, UserError
+
+    try:
+        return resolve_device(args.device)
+    except SettingError as exc:
+        raise UserError(exc.as_flag()) from None

@@ -1,5 +1,5 @@
 """`fernas decode GENOME.json...`: layer table, parameters, multiply-adds and recipe;
-with `--train`, the full training protocol of seeds 000/002 (see fernas/fulltrain.py)."""
+with `--train`, the full training protocol of seeds 000/002, as `fernas train` runs it."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import argparse
 import json
 
 from fernas import genome as g
+from fernas.commands import train as train_command
 from fernas.errors import UserError
 from fernas.model import summarize
-
-from fernas import fulltrain
 
 
 def register(sub) -> None:
@@ -20,11 +19,8 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per genome instead of a table")
     p.add_argument("--input-size", type=int, default=40, choices=(40, 48),
                    help="input height/width the summary is computed at (40: ten-crop size)")
-    known = {a.dest for a in p._actions}
-    fulltrain.add_train_arguments(p)
     # Flags that only mean something with --train: refuse them without it, rather than ignore.
-    train_only = [(a.option_strings[0], a.dest, a.default) for a in p._actions
-                  if a.dest not in known and a.dest != "train" and a.option_strings]
+    train_only = train_command.add_train_arguments(p, switch=True)
     p.set_defaults(func=run, _train_only=train_only)
 
 
@@ -56,7 +52,7 @@ def format_table(doc: dict, summary: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     docs = [g.load_genome(p) for p in args.genomes]  # validate all before doing anything
     if getattr(args, "train", False):
-        return fulltrain.run_train(args, list(args.genomes))
+        return train_command.run_training(args, "fernas decode --train")
     for option, dest, default in getattr(args, "_train_only", []):
         if getattr(args, dest, default) != default:
             raise UserError(f"{option} only applies with --train (fernas decode GENOME.json --train {option} ...)")

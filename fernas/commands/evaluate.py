@@ -25,15 +25,17 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fernas.commands.common import dataset_from_args, device_from_args
+    from fernas.dataset import CROP_SIZE
+    from fernas.device import default_amp, eval_batch_size
     from fernas.errors import RunDirError, UserError
-    from fernas.evaluate import evaluate_model, load_model_file
-    from fernas.commands.common import dataset_from_args
+    from fernas.evaluate import evaluate_model
     from fernas.io import atomic_write_json
     from fernas.model import summarize
+    from fernas.modelfile import load_model_file
     from fernas.report import write_plots
-    from fernas.train import default_amp, resolve_device
 
-    dev = resolve_device(args.device)
+    dev = device_from_args(args)
     doc, model, meta = load_model_file(args.model, device=dev)
     out = Path(args.out) if args.out else Path("runs") / f"evaluate-{datetime.now():%Y%m%d-%H%M%S}"
     if (out / "metrics.json").exists():
@@ -44,10 +46,9 @@ def run(args: argparse.Namespace) -> int:
     split = data.splits()[args.split]
     if len(split) == 0:
         raise UserError(f"--split {args.split}: the dataset's {args.split} split is empty")
-    amp = default_amp(dev)
-    bc = 4096 if dev.type == "cuda" else 512
-    m, probs = evaluate_model(model, split, data.classes, device=dev, amp=amp, batch_crops=bc, return_probs=True)
-    s = summarize(doc, input_size=40, num_classes=len(data.classes))
+    m, probs = evaluate_model(model, split, data.classes, device=dev, amp=default_amp(dev),
+                              batch_crops=eval_batch_size(dev), return_probs=True)
+    s = summarize(doc, input_size=CROP_SIZE, num_classes=len(data.classes))
     metrics = {"model": str(args.model), "genome": doc.get("name"), "data": data.source, "split": args.split,
                **{k: m[k] for k in ("test_accuracy_tencrop", "test_accuracy_single", "macro_f1",
                                     "test_loss_tencrop", "n", "per_class", "confusion", "classes")},

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from fernas.commands.common import DATA_KEYS, add_data_arguments, dataset_from_args
-from fernas.errors import GenomeError, UserError
+from fernas.errors import GenomeError, RunDirError, RunExistsError, UserError
 
 DEFAULT_SEED_GLOB = "genomes/*.json"
 DEFAULT_OUT = "runs/evolve-DATE-TIME"  # DATE-TIME is filled in when the run starts
@@ -210,7 +210,10 @@ def run(args: argparse.Namespace) -> int:
             setattr(ns, k, v)
         return dataset_from_args(ns)
 
-    run_evolve(opts, load_data, docs, EvolveConsole())
+    try:
+        run_evolve(opts, load_data, docs, EvolveConsole())
+    except RunExistsError as exc:
+        raise RunDirError(f"{exc.path}: {exc.what}; pass --resume to continue that run or choose another --out") from None
     return 0
 
 

@@ -17,11 +17,13 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fernas.commands.common import device_from_args
     from fernas.dataset import FER_CLASSES
-    from fernas.evaluate import load_face_images, load_model_file, predict_proba
-    from fernas.train import default_amp, resolve_device
+    from fernas.device import default_amp
+    from fernas.evaluate import load_face_images, predict_proba
+    from fernas.modelfile import load_model_file
 
-    dev = resolve_device(args.device)
+    dev = device_from_args(args)
     doc, model, meta = load_model_file(args.model, device=dev)
     x = load_face_images(args.images)  # (N, 48, 48) uint8; every file checked before any output
     classes = list(meta.get("classes") or FER_CLASSES)

@@ -45,7 +45,7 @@ from fernas.data.fer_csv import (FERPLUS_CLASSES, fer_csv_bytes, ferplus_targets
                                  parse_ferplus, write_fer_csv)
 from fernas.data.folder import folder_hash, image_to_face, load_folder, write_image_folder
 from fernas.dataset import FER_CLASSES, Dataset
-from fernas.errors import DataError
+from fernas.errors import DataError, DataSettingError
 
 __all__ = ["CACHE_VERSION", "FERPLUS_CLASSES", "FER_CLASSES", "cache_root", "fer_csv_bytes", "ferplus_targets",
            "image_to_face", "load_dataset", "parse_demo_spec", "parse_fer_csv", "parse_ferplus", "refuse_nonempty",
@@ -64,8 +64,8 @@ def parse_demo_spec(source: str) -> tuple[int, int, int]:
         if len(sizes) != 3 or min(sizes) < 1:
             raise ValueError
     except ValueError:
-        raise DataError(f"--data {source}: expected 'demo', 'demo:N' or 'demo:TRAIN,VAL,TEST' "
-                        f"with positive sizes") from None
+        raise DataSettingError("data", source, "expected 'demo', 'demo:N' or 'demo:TRAIN,VAL,TEST' "
+                               "with positive sizes") from None
     return tuple(sizes)  # type: ignore[return-value]
 
 
@@ -80,7 +80,7 @@ def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLik
     root = cache_root(cache_dir) if use_cache else None
     if src == "demo" or src.startswith("demo:"):
         if labels:
-            raise DataError("--labels (FER+ votes) applies to fer2013.csv, not to the demo data")
+            raise DataSettingError("labels", labels, "FER+ votes apply to fer2013.csv, not to the demo data")
         sizes = parse_demo_spec(src)
         demo_src = Path(demo_faces.__file__).read_bytes()  # a changed generator invalidates the cache
         key = dict(v=CACHE_VERSION, kind="demo", sizes=list(sizes), seed=seed,
@@ -97,7 +97,7 @@ def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLik
             raise DataError(f"{f} must be in [0, 0.5), got {v}")
     if path.is_dir():
         if labels:
-            raise DataError("--labels (FER+ votes) applies to fer2013.csv, not to an image folder")
+            raise DataSettingError("labels", labels, "FER+ votes apply to fer2013.csv, not to an image folder")
         key_fn = lambda: dict(v=CACHE_VERSION, kind="folder", content=folder_hash(path),  # noqa: E731
                               skip_bad=skip_bad, seed=seed, val=val_fraction)
         build = lambda: load_folder(path, skip_bad, seed, val_fraction)  # noqa: E731

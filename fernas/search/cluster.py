@@ -21,7 +21,7 @@ import sys
 import threading
 from pathlib import Path
 
-from fernas.errors import UserError
+from fernas.errors import SettingError
 from fernas.search.options import EvolveOptions
 from fernas.search.trial import FAULT_ENV
 
@@ -35,12 +35,12 @@ def check_address(address: str) -> None:
     hostport = address[len("ray://"):] if address.startswith("ray://") else address
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise UserError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:10001")
+        raise SettingError("address", repr(address), "expected auto, HOST:PORT or ray://HOST:10001")
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as exc:
-        raise UserError(f"--address {address}: cannot connect to {host}:{port} ({exc}); "
-                        "start the head with `ray start --head` there, or drop --address for a local run") from None
+        raise SettingError("address", address, f"cannot connect to {host}:{port} ({exc})",
+                           "start the head with `ray start --head` there, or leave out {name} for a local run") from None
 
 
 def precheck_resources(opts: EvolveOptions) -> None:
@@ -52,10 +52,10 @@ def precheck_resources(opts: EvolveOptions) -> None:
         import torch
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if float(opts.gpus_per_trial) > n:
-            raise UserError(f"--gpus-per-trial {float(opts.gpus_per_trial):g}: this machine has {n} GPU(s)"
-                            + ("; leave the flag out to train on CPUs" if n == 0 else ""))
+            raise SettingError("gpus_per_trial", f"{float(opts.gpus_per_trial):g}", f"this machine has {n} GPU(s)",
+                               "leave out {name} to train on CPUs" if n == 0 else "")
     if opts.cpus_per_trial > (os.cpu_count() or 1):
-        raise UserError(f"--cpus-per-trial {opts.cpus_per_trial:g}: this machine has {os.cpu_count()} CPU(s)")
+        raise SettingError("cpus_per_trial", f"{opts.cpus_per_trial:g}", f"this machine has {os.cpu_count()} CPU(s)")
 
 
 def enable_token_auth() -> None:
@@ -80,16 +80,16 @@ def _join(opts: EvolveOptions, level: int, env_vars: dict):
 
     def watchdog():
         if not done.wait(CONNECT_TIMEOUT_S):
-            print(f"fernas: error: --address {opts.address}: Ray did not answer within "
-                  f"{CONNECT_TIMEOUT_S} s", file=sys.stderr, flush=True)
+            err = SettingError("address", opts.address, f"Ray did not answer within {CONNECT_TIMEOUT_S} s")
+            print(f"fernas: error: {err.as_flag()}", file=sys.stderr, flush=True)
             os._exit(2)
     threading.Thread(target=watchdog, daemon=True).start()
     try:
         return ray.init(address=opts.address, logging_level=level, log_to_driver=opts.verbose,
                         runtime_env=runtime_env)
     except Exception as exc:  # ConnectionError, auth errors, version mismatch
-        raise UserError(f"--address {opts.address}: cannot join the Ray cluster "
-                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise SettingError("address", opts.address, "cannot join the Ray cluster "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     finally:
         done.set()
 
@@ -132,11 +132,11 @@ def resolve_resources(opts: EvolveOptions, ray_info: dict) -> tuple[float, float
     else:
         gpt = float(opts.gpus_per_trial)
         if gpt > gpus:
-            raise UserError(f"--gpus-per-trial {gpt:g}: the Ray cluster has {gpus:g} GPU(s)"
-                            + ("; leave the flag out to train on CPUs" if gpus == 0 else ""))
+            raise SettingError("gpus_per_trial", f"{gpt:g}", f"the Ray cluster has {gpus:g} GPU(s)",
+                               "leave out {name} to train on CPUs" if gpus == 0 else "")
     cpt = float(opts.cpus_per_trial)
     if cpt > cpus:
-        raise UserError(f"--cpus-per-trial {cpt:g}: the Ray cluster has {cpus:g} CPU(s)")
+        raise SettingError("cpus_per_trial", f"{cpt:g}", f"the Ray cluster has {cpus:g} CPU(s)")
     slots = int(cpus // cpt) if cpt > 0 else 10**6
     if gpt > 0:
         slots = min(slots, int(round(gpus / gpt, 6) // 1))

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from fernas import genome as G
-from fernas.errors import RunDirError
+from fernas.errors import RunDirError, RunExistsError
 from fernas.fitness import is_ok
 from fernas.io import LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_write_text
 from fernas.objectives import FIELDS, OBJECTIVES
@@ -62,8 +62,7 @@ def prepare(out: Path, resume: bool) -> dict | None:
             raise RunDirError(f"{out / 'checkpoint.json'}: no GA checkpoint here (nothing to resume)")
         return stored
     if out.exists() and (not out.is_dir() or any(p.name != LOCK_NAME for p in out.iterdir())):
-        raise RunDirError(f"{out}: already exists and is not empty; pass --resume to continue that run "
-                          "or choose another --out")
+        raise RunExistsError(out, "already exists and is not empty")
     return None
 
 

@@ -1,0 +1,128 @@
+"""`fernas train GENOME.json...`: the full training protocol of seeds 000/002 (Khaireddin &
+Chen's VGG paper, `fernas.fulltrain`) for each genome, one run directory each.
+
+`fernas decode GENOME.json --train` takes the same flags (`add_train_arguments`) and runs the
+same code (`run_training`).  The flags' defaults are `fernas.fulltrain.ProtocolConfig`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+from fernas.commands.common import DATA_KEYS, add_data_arguments, dataset_from_args, device_from_args
+from fernas.errors import RunDirError, RunExistsError, UserError
+from fernas.fulltrain import ProtocolConfig
+
+_D = ProtocolConfig()
+
+# (flags, add_argument keywords) of the protocol's flags, in --help order.
+TRAIN_FLAGS = [
+    (("--epochs",), dict(type=int, default=_D.epochs, help="training epochs")),
+    (("--fine-tune-epochs",), dict(type=int, default=_D.fine_tune_epochs,
+                                   help="epochs of fine-tuning from the best weights at lr 1e-4 with cosine "
+                                        "annealing (0: none)")),
+    (("--train-crops",), dict(type=int, choices=(1, 10), default=_D.train_crops,
+                              help="crops per training image and step: 10 = all ten crops (the paper's code), "
+                                   "1 = one random crop")),
+    (("--val-crops",), dict(type=int, choices=(1, 10), default=_D.val_crops,
+                            help="crops per validation image; unset: as --train-crops")),
+    (("--merge-val",), dict(action="store_true", default=_D.merge_val,
+                            help="fine-tune on train+val (the paper's best setting); the last fine-tuned "
+                                 "weights are tested")),
+    (("--augment",), dict(choices=("vgg", "mild", "none"), default=_D.augment,
+                          help="training augmentation: vgg (seeds 000/002), mild (seeds 001/004), none")),
+    (("--batch-size",), dict(type=int, default=_D.batch_size,
+                             help="images per step; unset: the genome's batch size")),
+    (("--out",), dict(default=None, help="run directory (several genomes: one sub-directory each); "
+                                         "unset: a new directory under runs/")),
+    (("--seed",), dict(type=int, default=_D.seed, help="seeds python, numpy and torch")),
+    (("--device",), dict(default=_D.device, help="auto, cpu or cuda")),
+    (("--precision",), dict(choices=("auto", "bf16", "fp32"), default=_D.precision,
+                            help="auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32")),
+    (("--resume",), dict(action="store_true", help="continue the run in --out from its last checkpoint")),
+]
+
+# Settings that define a run: on --resume they come from the run's config.json, so a resumed
+# run trains on the same data with the same protocol whatever the command line says now.
+# The device is not one of them: a run may continue on another machine.
+RESUME_KEYS = DATA_KEYS + tuple(f.name for f in fields(ProtocolConfig) if f.name != "device")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser, *, switch: bool = False) -> list[tuple[str, str, object]]:
+    """Add the data and protocol flags (and with `switch`, decode's `--train`) to `parser`.
+
+    Returns (flag, dest, default) of each flag added other than `--train`, in order, so a host
+    command can refuse those given without `--train`.
+    """
+    g = parser.add_argument_group("Training (with --train): protocol of seeds 000/002" if switch
+                                  else "Training: protocol of seeds 000/002")
+    if switch:
+        g.add_argument("--train", action="store_true",
+                       help="fully train each genome, fine-tune, test with ten-crop, write a run directory")
+    add_data_arguments(parser)
+    added = [("--" + k.replace("_", "-"), k, parser.get_default(k)) for k in DATA_KEYS]
+    for flags, kw in TRAIN_FLAGS:
+        action = g.add_argument(*flags, **kw)
+        added.append((action.option_strings[0], action.dest, action.default))
+    return added
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="fully train genomes (protocol of seeds 000/002), test with ten-crop",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("genomes", nargs="+", metavar="GENOME.json", help="one or more genome files")
+    add_train_arguments(p)
+    p.set_defaults(func=lambda args: run_training(args, "fernas train"))
+
+
+def _jsonable(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
+
+
+def _restore_run_settings(args: argparse.Namespace, dirs) -> None:
+    """On --resume: the run's stored settings replace this command line's (a note says which)."""
+    from fernas.fulltrain import stored_settings
+
+    for d in dirs:
+        stored = stored_settings(d)
+        if stored is None:
+            continue
+        changed = [k for k in RESUME_KEYS if k in stored and getattr(args, k, None) != stored[k]]
+        for k in RESUME_KEYS:
+            if k in stored:
+                setattr(args, k, stored[k])
+        if changed:
+            print(f"resuming {d} with its stored settings ({', '.join('--' + k.replace('_', '-') for k in changed)} "
+                  f"from config.json, not from this command line)", file=sys.stderr)
+        return  # one set of settings serves every genome of a multi-genome run
+
+
+def run_training(args: argparse.Namespace, command: str) -> int:
+    """Check the flags, restore a resumed run's settings, then train every genome in turn."""
+    from fernas import fulltrain
+    from fernas.genome import load_genome
+
+    docs = [load_genome(p) for p in args.genomes]
+    for flag in ("epochs", "fine_tune_epochs"):
+        if getattr(args, flag) < 0:
+            raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 0")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
+    if args.resume and args.out is None:
+        raise UserError("--resume needs --out DIR, the run directory to continue")
+    base, dirs = fulltrain.plan_run_dirs(docs, args.out)
+    if args.resume:
+        _restore_run_settings(args, dirs)
+    dev = device_from_args(args)
+    cfg = ProtocolConfig(**{f.name: getattr(args, f.name) for f in fields(ProtocolConfig) if f.name != "device"},
+                         device=dev)
+    invocation = {"command": command, "argv": sys.argv[1:], "args": _jsonable(args)}
+    try:
+        fulltrain.train_genomes(docs, list(args.genomes), cfg, lambda: dataset_from_args(args), dirs, base=base,
+                                resume=args.resume, invocation=invocation)
+    except RunExistsError as exc:
+        raise RunDirError(f"{exc.path}: holds another run; pass --resume to continue it, "
+                          "or choose another --out") from None
+    return 0

@@ -1,0 +1,63 @@
+"""The build plan: layer shapes and costs match the built modules; planning builds nothing."""
+
+import glob
+import random
+
+import pytest
+import torch
+
+from fernas import genome as g
+from fernas.model import BLOCKS, build_model, count_params, estimate_macs, plan, summarize
+from conftest import GENOMES
+
+
+def _docs(n=30, seed=5):
+    rng = random.Random(seed)
+    return [g.random_genome(rng) for _ in range(n)] + [g.load_genome(p) for p in sorted(glob.glob(f"{GENOMES}/*.json"))]
+
+
+def test_every_block_gene_has_a_spec():
+    assert set(BLOCKS) == set(g.BLOCKS)
+
+
+@pytest.mark.parametrize("size", [40, 48, 8])
+def test_plan_layers_match_the_built_modules(size):
+    # Each planned layer is one child module: same name, class, output shape and parameters.
+    for doc in _docs():
+        p = plan(doc, input_size=size)
+        with torch.device("meta"):
+            model = build_model(doc, input_size=size).eval()  # BN on a 1x1 map needs eval mode
+        children = list(model.features.named_children()) + [("reduce", model.reduce)] + list(
+            model.classifier.named_children())
+        assert [name for name, _ in children] == [layer.name for layer in p.layers]
+        shapes = []
+        hooks = [m.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape[1:])))
+                 for _, m in children]
+        with torch.no_grad():
+            model(torch.zeros(1, 1, size, size, device="meta"))
+        for h in hooks:
+            h.remove()
+        assert shapes == [layer.shape for layer in p.layers], doc["name"]
+        for (_, module), layer in zip(children, p.layers):
+            assert type(module).__name__ == layer.kind
+            assert count_params(module) == layer.params, (doc["name"], layer.name)
+        assert (p.repairs, p.feature_size) == (model.repairs, model.feature_size)
+
+
+def test_vgg_plan_by_hand():
+    p = plan(g.load_genome(f"{GENOMES}/vgg_khaireddin.json"))
+    blocks = [layer for layer in p.features if layer.kind == "ConvBNReLU"]
+    assert [layer.shape for layer in blocks[::2]] == [(64, 40, 40), (128, 20, 20), (256, 10, 10), (512, 5, 5)]
+    assert p.feature_size == 2 and p.reduce.shape == (512 * 2 * 2,)
+    assert p.layers[-1].name == "classifier" and p.layers[-1].shape == (7,)
+    assert p.params == 29_890_759 and not p.repairs
+
+
+def test_planning_builds_no_module(monkeypatch):
+    # The search plans thousands of draws: planning, estimating and summarising stay pure Python.
+    def refuse(*_a, **_k):
+        raise AssertionError("a module was built")
+
+    monkeypatch.setattr(torch.nn.Module, "__init__", refuse)
+    for doc in _docs(10):
+        assert plan(doc).macs == estimate_macs(doc) == summarize(doc)["macs"] > 0
