@@ -33,7 +33,7 @@ from fernas import __version__
 from fernas.dataset import CROP_SIZE, Dataset, Split
 from fernas.device import amp_for, device_name, eval_batch_size, resolve_device
 from fernas.errors import RunDirError, RunExistsError, UserError
-from fernas.io import atomic_write_csv, atomic_write_json, run_dir_lock
+from fernas.io import atomic_write_csv, atomic_write_json, read_versioned_json, run_dir_lock
 from fernas.train import TrainConfig, load_checkpoint, train_genome
 
 RUN_VERSION = 2  # config.json's "fernas_train_run"; a run of another version is not resumed
@@ -142,15 +142,10 @@ def stored_settings(run_dir: Path) -> dict | None:
     cfg_path = Path(run_dir) / "config.json"
     if not cfg_path.exists():
         return None
-    try:
-        config = json.loads(cfg_path.read_text())
-        version, stored = config.get("fernas_train_run", 1), config["args"]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise RunDirError(f"{cfg_path}: unreadable run configuration ({exc}); cannot resume") from None
-    if version != RUN_VERSION:
-        raise RunDirError(f"{cfg_path}: training run version {version!r}, this fernas resumes version "
-                          f"{RUN_VERSION}; start the run again in a new directory")
-    return stored
+    config = read_versioned_json(cfg_path, "fernas_train_run", RUN_VERSION, "training run")
+    if not isinstance(config.get("args"), dict):
+        raise RunDirError(f"{cfg_path}: unreadable run configuration (no args); cannot resume")
+    return config["args"]
 
 
 # --------------------------------------------------------------------------- one run

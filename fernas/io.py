@@ -138,3 +138,23 @@ def atomic_write_csv(path: str | os.PathLike, fieldnames: list[str], rows: list[
     for row in rows:
         w.writerow({k: cell(v) for k, v in row.items()})
     atomic_write_text(path, buf.getvalue())
+
+
+def read_versioned_json(path: str | os.PathLike, key: str, version: int, what: str) -> dict:
+    """A JSON object fernas wrote, holding `key: version`.  A missing file raises
+    FileNotFoundError (callers say what its absence means); a corrupt one or one of another
+    version is a RunDirError naming the file, the version found and the one expected."""
+    from fernas.errors import RunDirError
+
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path}: corrupt {what} ({type(exc).__name__}: {exc}); cannot resume") from None
+    found = obj.get(key) if isinstance(obj, dict) else None
+    if found != version:
+        raise RunDirError(f"{path}: {what} version {found!r}, this fernas reads version {version}; "
+                          "start a new run (runs of other versions are not resumed)")
+    return obj

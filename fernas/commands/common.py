@@ -42,3 +42,11 @@ def device_from_args(args: argparse.Namespace):
         return resolve_device(args.device)
     except SettingError as exc:
         raise UserError(exc.as_flag()) from None
+
+
+def model_from_args(args: argparse.Namespace):
+    """(device, genome, model in eval mode, meta) of the MODEL.pt and --device a command was given."""
+    from fernas.modelfile import load_model_file
+
+    dev = device_from_args(args)
+    return (dev, *load_model_file(args.model, device=dev))

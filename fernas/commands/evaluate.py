@@ -25,18 +25,16 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fernas.commands.common import dataset_from_args, device_from_args
+    from fernas.commands.common import dataset_from_args, model_from_args
     from fernas.dataset import CROP_SIZE
     from fernas.device import default_amp, eval_batch_size
     from fernas.errors import RunDirError, UserError
     from fernas.evaluate import evaluate_model
     from fernas.io import atomic_write_json
     from fernas.model import summarize
-    from fernas.modelfile import load_model_file
     from fernas.report import write_plots
 
-    dev = device_from_args(args)
-    doc, model, meta = load_model_file(args.model, device=dev)
+    dev, doc, model, meta = model_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / f"evaluate-{datetime.now():%Y%m%d-%H%M%S}"
     if (out / "metrics.json").exists():
         raise RunDirError(f"{out}: already holds metrics.json; choose another --out")

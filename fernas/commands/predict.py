@@ -17,14 +17,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fernas.commands.common import device_from_args
+    from fernas.commands.common import model_from_args
     from fernas.dataset import FER_CLASSES
     from fernas.device import default_amp
     from fernas.evaluate import load_face_images, predict_proba
-    from fernas.modelfile import load_model_file
 
-    dev = device_from_args(args)
-    doc, model, meta = load_model_file(args.model, device=dev)
+    dev, doc, model, meta = model_from_args(args)
     x = load_face_images(args.images)  # (N, 48, 48) uint8; every file checked before any output
     classes = list(meta.get("classes") or FER_CLASSES)
     probs = predict_proba(model, x, crops=10, device=dev, amp=default_amp(dev))  # (N, C)

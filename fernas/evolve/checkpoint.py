@@ -11,10 +11,10 @@ another version is refused with one line naming the versions.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from fernas.errors import RunDirError
+from fernas.io import read_versioned_json
 
 CHECKPOINT_VERSION = 2
 VERSION_KEY = "fernas_evolve_checkpoint"
@@ -29,15 +29,7 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise RunDirError(f"{path}: no GA checkpoint here (nothing to resume)")
-    try:
-        st = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunDirError(f"{path}: corrupt GA checkpoint ({type(exc).__name__}: {exc}); cannot resume") from None
-    found = st.get(VERSION_KEY) if isinstance(st, dict) else None
-    if found != CHECKPOINT_VERSION:
-        raise RunDirError(f"{path}: GA checkpoint version {found!r}, this fernas reads version "
-                          f"{CHECKPOINT_VERSION}; start a new run (older runs are not resumed)")
-    return st
+    return read_versioned_json(path, VERSION_KEY, CHECKPOINT_VERSION, "GA checkpoint")
 
 
 def read_outcomes(path: str | Path) -> dict[str, dict]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from fernas import genome as G
 from fernas.errors import RunDirError, RunExistsError
 from fernas.fitness import is_ok
-from fernas.io import LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_write_text
+from fernas.io import LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_write_text, read_versioned_json
 from fernas.objectives import FIELDS, OBJECTIVES
 
 CONFIG_VERSION = 2
@@ -40,15 +40,9 @@ def read_config(out: Path) -> dict:
     if not out.is_dir():
         raise RunDirError(f"{out}: no such run directory to resume")
     try:
-        stored = json.loads(cfg_path.read_text(encoding="utf-8"))
+        stored = read_versioned_json(cfg_path, VERSION_KEY, CONFIG_VERSION, "fernas evolve run")
     except FileNotFoundError:
         raise RunDirError(f"{cfg_path}: missing; {out} is not a fernas evolve run") from None
-    except (OSError, ValueError) as exc:
-        raise RunDirError(f"{cfg_path}: corrupt ({type(exc).__name__}); cannot resume") from None
-    found = stored.get(VERSION_KEY) if isinstance(stored, dict) else None
-    if found != CONFIG_VERSION:
-        raise RunDirError(f"{cfg_path}: fernas evolve run version {found!r}, this fernas reads version "
-                          f"{CONFIG_VERSION}; start a new run (older runs are not resumed)")
     if not isinstance(stored.get("options"), dict):
         raise RunDirError(f"{cfg_path}: corrupt (no options); cannot resume")
     return stored
