@@ -33,20 +33,33 @@ class RunExistsError(RunDirError):
 class SettingError(UserError):
     """A setting whose value cannot work here (a device that is absent, more GPUs than exist).
 
-    The core names the setting as the code does (`gpus_per_trial`) and never a command-line
-    flag; the CLI shows the flag instead (`as_flag`).  `hint` may say `{name}` where the
-    setting's name belongs ("use {name} cpu or auto").
+    The core names settings as the code does (`gpus_per_trial`) and never a command-line flag;
+    the CLI shows the flags instead (`as_flag`).  `hint` may name settings in braces:
+    "{name}" is this one, "{labels}" another ("use {name} cpu or auto").
     """
 
     def __init__(self, setting: str, value, reason: str, hint: str = ""):
         self.setting, self.value, self.reason, self.hint = setting, value, reason, hint
-        super().__init__(self._text(setting))
+        super().__init__(self._text(lambda s: s))
 
-    def _text(self, name: str) -> str:
-        return f"{name} {self.value}: {self.reason}" + (f"; {self.hint.format(name=name)}" if self.hint else "")
+    def _text(self, show) -> str:
+        names = _Names(show, self.setting)
+        return f"{show(self.setting)} {self.value}: {self.reason}" + (
+            f"; {self.hint.format_map(names)}" if self.hint else "")
 
     def as_flag(self) -> str:
-        return self._text("--" + self.setting.replace("_", "-"))
+        return self._text(lambda s: "--" + s.replace("_", "-"))
+
+
+class _Names(dict):
+    """Setting names in a hint, shown as the reader knows them (a setting or a flag)."""
+
+    def __init__(self, show, own: str):
+        super().__init__()
+        self.show, self.own = show, own
+
+    def __missing__(self, key: str) -> str:
+        return self.show(self.own if key == "name" else key)
 
 
 class DataSettingError(SettingError, DataError):

@@ -124,13 +124,14 @@ def run_dir_lock(path: str | os.PathLike) -> Iterator[None]:
             fh.close()
 
 
-def atomic_write_csv(path: str | os.PathLike, fieldnames: list[str], rows: list[dict]) -> None:
-    """A CSV with a header row, written atomically; floats to 6 significant digits, None as ''."""
+def atomic_write_csv(path: str | os.PathLike, fieldnames: list[str], rows: list[dict], digits: int | None = 6) -> None:
+    """A CSV with a header row, written atomically; floats to `digits` significant digits (None:
+    in full), None as ''."""
     import csv
     import io
 
     def cell(v: Any) -> Any:
-        return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
+        return "" if v is None else (f"{v:.{digits}g}" if isinstance(v, float) and digits else v)
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fieldnames, lineterminator="\n", extrasaction="ignore")
@@ -141,7 +142,8 @@ def atomic_write_csv(path: str | os.PathLike, fieldnames: list[str], rows: list[
 
 
 def read_versioned_json(path: str | os.PathLike, key: str, version: int, what: str) -> dict:
-    """A JSON object fernas wrote, holding `key: version`.  A missing file raises
+    """A JSON object fernas wrote, holding `key: version` (files from before versions were
+    written count as version 1).  A missing file raises
     FileNotFoundError (callers say what its absence means); a corrupt one or one of another
     version is a RunDirError naming the file, the version found and the one expected."""
     from fernas.errors import RunDirError
@@ -153,7 +155,7 @@ def read_versioned_json(path: str | os.PathLike, key: str, version: int, what: s
         raise
     except (OSError, ValueError) as exc:
         raise RunDirError(f"{path}: corrupt {what} ({type(exc).__name__}: {exc}); cannot resume") from None
-    found = obj.get(key) if isinstance(obj, dict) else None
+    found = obj.get(key, 1) if isinstance(obj, dict) else None
     if found != version:
         raise RunDirError(f"{path}: {what} version {found!r}, this fernas reads version {version}; "
                           "start a new run (runs of other versions are not resumed)")

@@ -231,7 +231,7 @@ def test_resume_of_a_run_written_by_an_older_version_is_refused(genome_file, tmp
     for command in (["decode", genome_file, "--train"], ["train", genome_file]):
         rc, _, err = cli(*command, "--resume", "--out", old, *FAST)
         assert rc == 2 and len(err.strip().splitlines()) == 1, err
-        assert f"{old / 'config.json'}: training run version None, this fernas reads version 2" in err
+        assert f"{old / 'config.json'}: training run version 1, this fernas reads version 2" in err
     assert sorted(p.name for p in old.iterdir()) == before
 
 

@@ -122,7 +122,7 @@ def test_run_directories_of_another_version_are_refused(capsys, tmp_path):
     (out / "checkpoint.json").write_text(json.dumps({"fernas_evolve_checkpoint": 1}))
     code, err = run_cli(capsys, "--out", str(out), "--resume")
     assert code == 2 and len(err.splitlines()) == 1
-    assert "config.json: fernas evolve run version None, this fernas reads version 2" in err
+    assert "config.json: fernas evolve run version 1, this fernas reads version 2" in err
 
 
 def test_bad_seed_genome_is_named(capsys, tmp_path):
@@ -138,7 +138,7 @@ def test_resume_without_or_with_corrupt_checkpoint(capsys, tmp_path):
     code, err = run_cli(capsys, "--out", str(out), "--resume")
     assert code == 2 and "no such run directory" in err
     out.mkdir()
-    (out / "config.json").write_text(json.dumps({"fernas_evolve_run": 2, "options": {"ga": {}}}))
+    (out / "config.json").write_text(json.dumps({"fernas_evolve_run": 2, "options": {"ga": {}}, "first_started": "", "resumes": 0}))
     code, err = run_cli(capsys, "--out", str(out), "--resume")
     assert code == 2 and "checkpoint.json" in err
     (out / "checkpoint.json").write_text("{not json")

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from fernas.dataset import Dataset, Split
-from fernas.errors import DataError
+from fernas.errors import DataError, DataSettingError
 
 
 def stratified_split(y: torch.Tensor, fractions: list[float], seed: int) -> list[torch.Tensor]:
@@ -46,6 +46,6 @@ def take(x, y, soft, idx) -> Split:
 
 def refuse_nonempty(out: Path) -> None:
     if out.exists() and (out.is_file() and out.stat().st_size > 0 or out.is_dir() and any(out.iterdir())):
-        raise DataError(f"{out}: already exists and is not empty; choose another --out or remove it")
+        raise DataSettingError("out", out, "already exists and is not empty", "choose another {name} or remove it")
 
 

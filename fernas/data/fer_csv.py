@@ -19,7 +19,7 @@ import torch
 
 from fernas.data.common import check_nonempty, refuse_nonempty, stratified_split, take
 from fernas.dataset import FER_CLASSES, IMAGE_SIZE, Dataset
-from fernas.errors import DataError
+from fernas.errors import DataError, DataSettingError
 
 FERPLUS_CLASSES = FER_CLASSES + ["contempt"]
 # FER+ vote columns in fer2013new.csv, and where each goes in FERPLUS_CLASSES (None: dropped rows).
@@ -37,7 +37,8 @@ def _detect_header(first: bytes, where: str) -> tuple[list[str], dict[str, int]]
         return names, cols
     shown = first.decode("utf-8", "replace").strip()[:80]
     if {"neutral", "happiness", "nf"} <= set(names):
-        raise DataError(f"{where}: this is a FER+ vote file; pass it with --labels and give fer2013.csv to --data")
+        raise DataSettingError("data", where, "this is a FER+ vote file",
+                               "pass it with {labels} and give fer2013.csv to {name}")
     raise DataError(f"{where}: unknown header '{shown}'; expected 'emotion,pixels,Usage' (fer2013.csv), "
                     f"'emotion, Usage, pixels' (icml_face_data.csv) or 'emotion,pixels' (train.csv)")
 
@@ -271,7 +272,7 @@ def write_fer_csv(ds: Dataset, out: str | os.PathLike) -> None:
     out = Path(out)
     refuse_nonempty(out)
     if out.is_dir():
-        raise DataError(f"{out}: is a folder; --format csv needs a file name such as {out}/fer2013.csv")
+        raise DataSettingError("out", out, "is a folder", f"{{format}} csv needs a file name such as {out}/fer2013.csv")
     atomic_write_bytes(out, fer_csv_bytes(ds))
 
 

@@ -16,7 +16,7 @@ import torch
 
 from fernas.data.common import check_nonempty, refuse_nonempty, stratified_split, take
 from fernas.dataset import FER_CLASSES, IMAGE_SIZE, Dataset, Split
-from fernas.errors import DataError
+from fernas.errors import DataError, DataSettingError
 
 
 def image_to_face(im) -> np.ndarray:
@@ -109,7 +109,7 @@ def write_image_folder(ds: Dataset, out: str | os.PathLike) -> None:
     out = Path(out)
     refuse_nonempty(out)
     if out.is_file():
-        raise DataError(f"{out}: is an (empty) file; --format folder needs a folder name")
+        raise DataSettingError("out", out, "is an (empty) file", "{format} folder needs a folder name")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:

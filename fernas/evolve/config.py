@@ -56,15 +56,16 @@ class GAConfig:
     def multi(self) -> bool:
         return len(self.objectives) > 1
 
-    def refusal(self, doc: dict | None) -> str | None:
-        """Why a genome is not trained (over the cost cap, undecodable), or None."""
+    def refusal(self, doc: dict | None, macs: int | None = None) -> str | None:
+        """Why a genome is not trained (over the cost cap, undecodable), or None.  `macs`: its
+        multiply-adds per image when the caller has them already."""
         if doc is None:
             return "the vector does not decode"
         if not self.max_mmacs:
             return None
         from fernas.model import estimate_macs  # a pure function of the document
 
-        macs = estimate_macs(doc)
+        macs = estimate_macs(doc) if macs is None else macs
         if macs > self.max_mmacs * 1e6:
             return f"too large: about {macs / 1e6:.0f}M multiply-adds per image > --max-mmacs {self.max_mmacs:g}"
         return None

@@ -50,7 +50,7 @@ class EvolveRun:
         if self.opts.max_steps_per_epoch:
             steps = min(steps, self.opts.max_steps_per_epoch)
         cand.cost_hint = float(macs * steps * bs)  # training work of one epoch
-        reason = self.ev.cfg.refusal(cand.doc)
+        reason = self.ev.cfg.refusal(cand.doc, macs)
         if reason:  # penalised without a trial
             self.record(cand, {"status": "skipped", "error": reason, "val_acc": 0.0, "macs": macs,
                                "wall_seconds": 0.0})

@@ -43,8 +43,9 @@ def read_config(out: Path) -> dict:
         stored = read_versioned_json(cfg_path, VERSION_KEY, CONFIG_VERSION, "fernas evolve run")
     except FileNotFoundError:
         raise RunDirError(f"{cfg_path}: missing; {out} is not a fernas evolve run") from None
-    if not isinstance(stored.get("options"), dict):
-        raise RunDirError(f"{cfg_path}: corrupt (no options); cannot resume")
+    missing = [k for k in ("options", "first_started", "resumes") if k not in stored]
+    if missing or not isinstance(stored["options"], dict):
+        raise RunDirError(f"{cfg_path}: corrupt (no {', '.join(missing) or 'options'}); cannot resume")
     return stored
 
 
@@ -91,7 +92,7 @@ class RunDir:
             return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t)) if t else ""
 
         atomic_write_csv(self.out / "logbook.csv", [*ev.logbook.header, "time"],
-                         [{**rec, "time": when(rec["gen"])} for rec in ev.logbook])
+                         [{**rec, "time": when(rec["gen"])} for rec in ev.logbook], digits=None)
 
     def genome_file(self, ev, ind, rank: int) -> dict:
         e = ev.cache.get(ind.gid, {})

@@ -16,6 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from fernas.dataset import CROP_SIZE
 from fernas.fitness import outcome_fields
 from fernas.objectives import COSTS
 
@@ -41,7 +42,7 @@ def build_trial_model(doc: dict, seed: int, num_classes: int, device="cpu"):
     from fernas.train import seed_everything
 
     seed_everything(seed)
-    return build_model(doc, input_size=40, num_classes=num_classes).to(device)
+    return build_model(doc, input_size=CROP_SIZE, num_classes=num_classes).to(device)
 
 
 def _fault(gid: str) -> None:
@@ -81,8 +82,8 @@ def train_trial(doc: dict, data, budget: TrialBudget, report=None, gid: str = ""
         _fault(gid)
         device = resolve_device(budget.device)
         state["device"] = str(device)
-        summary = summarize(doc, input_size=40, num_classes=data.num_classes)
-        costs.update(params=summary["params"], macs=summary["macs"])
+        summary = summarize(doc, input_size=CROP_SIZE, num_classes=data.num_classes)
+        costs.update(params=summary["params"], macs=summary["macs"])  # known before the build: a failed build reports them
         model = build_trial_model(doc, budget.seed, data.num_classes, device)
         for obj in COSTS:  # the weights do not change any cost
             costs[obj.field] = obj.measure(model, summary, device)
@@ -104,7 +105,8 @@ def train_trial(doc: dict, data, budget: TrialBudget, report=None, gid: str = ""
 
 
 def _failed(outcome: dict, reason: str) -> dict:
-    return {**outcome, "status": "failed", "error": reason[:500], "val_acc": 0.0}
+    # last_val_acc too: ASHA ranks trials on it and cannot compare a None
+    return {**outcome, "status": "failed", "error": reason[:500], "val_acc": 0.0, "last_val_acc": 0.0}
 
 
 def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> None:
