@@ -56,7 +56,7 @@ def best_of_run(run: Path) -> dict | None:
         return None
     best = max(ok, key=lambda e: float(e["val_acc"]))
     return {"run": run.name, "gid": best["gid"], "vector": best["vector"], "stored_val_acc": float(best["val_acc"]),
-            "seed": int(opts["ga"]["seed"]), "data": opts["data"], "epochs": int(opts["epochs_per_trial"]),
+            "seed": int(opts["ga"]["seed"]), "data": opts["data"], "epochs": int(opts["ga"]["max_budget"]),
             "steps": int(opts.get("max_steps_per_epoch") or 0), "trained_in_run": len(ok)}
 
 

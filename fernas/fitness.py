@@ -3,12 +3,15 @@
 The one place that decides what a trial is worth:
 
 * `trial_accuracy(history)` -- the accuracy a trial scores from its per-epoch validation
-  records: the best epoch's validation accuracy (a short trial's last epoch is often not its
-  best, and the full protocol also keeps the best epoch's weights).
-* `outcome_fields(history, costs)` -- what a trial reports about itself after each epoch.
-* `fitness_of(outcome, objectives)` -- the DEAP fitness tuple of an outcome; a trial that did
-  not end `ok` (or `stopped` early by ASHA, whose accuracy still counts) gets every
-  objective's penalty.
+  records: its last epoch's, i.e. the accuracy at the end of its budget (the maximum over
+  epochs would be biased upward by noise, more so the more epochs a trial has).
+* `outcome_fields(history, costs)` -- what a trial reports about itself after each epoch,
+  with its training compute (images processed x multiply-adds per image).
+* `promoted(results, n)` -- which genomes of a rung continue to the next budget.
+* `fitness_of(entry, objectives)` -- the DEAP fitness tuple of a genome: the largest budget it
+  reached first, then its accuracy there (the accuracy objective is `level + accuracy`, a
+  number that orders exactly so); a genome whose first trial did not end `ok` (or `stopped`
+  early by ASHA, whose accuracy still counts) gets every objective's penalty.
 
 A new rule for a trial's fitness (the mean of the last epochs, a seed average) changes this
 module only; the trial, the Tune adapter and the GA call these functions.
@@ -25,9 +28,9 @@ OK_STATUSES = ("ok", "stopped")  # "stopped": ended early by ASHA, its accuracy 
 
 
 def trial_accuracy(history: list[dict]) -> float:
-    """The accuracy a trial scores: the best validation accuracy of its epochs (0 if none)."""
-    accs = [float(r["val_acc"]) for r in history if r.get("val_acc") is not None and math.isfinite(r["val_acc"])]
-    return max(accs, default=0.0)
+    """The accuracy a trial scores: its last epoch's validation accuracy (0 if none)."""
+    acc = history[-1].get("val_acc") if history else None
+    return float(acc) if acc is not None and math.isfinite(acc) else 0.0
 
 
 def outcome_fields(history: list[dict], costs: dict) -> dict:
@@ -36,23 +39,35 @@ def outcome_fields(history: list[dict], costs: dict) -> dict:
     `history`: the trainer's epoch records; `costs`: the measured cost objectives by field.
     """
     last = history[-1] if history else {}
+    images = sum(int(r.get("inputs", 0)) for r in history)
     return {"status": "ok", "error": "", "val_acc": trial_accuracy(history), **costs,
             "epoch": int(last.get("epoch", 0)), "last_val_acc": last.get("val_acc"),
             "val_loss": last.get("val_loss"), "train_loss": last.get("train_loss"), "lr": last.get("lr"),
-            "train_seconds": sum(float(r["seconds"]) for r in history)}
+            "train_seconds": sum(float(r["seconds"]) for r in history),
+            "images": images, "compute": images * int(costs.get("macs") or 0)}
 
 
 def is_ok(outcome: dict) -> bool:
     return outcome.get("status") in OK_STATUSES
 
 
-def fitness_of(outcome: dict, objectives: Iterable[str]) -> tuple[float, ...]:
-    """The fitness tuple of a trial outcome; a failed trial gets the penalty on every objective."""
+def promoted(results: list[tuple[str, dict]], n: int) -> list[str]:
+    """The ids of the `n` best (id, trial outcome) pairs of a rung: trained (`ok`/`stopped`)
+    ones only, by accuracy at the rung's budget, ties by genome id (never by timing)."""
+    ok = [(gid, r) for gid, r in results if is_ok(r) and r.get("val_acc") is not None]
+    ok.sort(key=lambda p: (-float(p[1]["val_acc"]), p[0]))
+    return [gid for gid, _ in ok[:n]]
+
+
+def fitness_of(entry: dict, objectives: Iterable[str]) -> tuple[float, ...]:
+    """The fitness tuple of a genome (its cache entry); a failed one gets every penalty."""
     values = []
     for name in objectives:
         obj = OBJECTIVES[name]
-        v = outcome.get(obj.field)
-        if not is_ok(outcome) or v is None or not math.isfinite(float(v)):
+        v = entry.get(obj.field)
+        if not is_ok(entry) or v is None or not math.isfinite(float(v)):
             v = obj.penalty
+        elif obj is OBJECTIVES["accuracy"]:
+            v = int(entry.get("level") or 0) + float(v)  # the larger budget first, then accuracy there
         values.append(float(v))
     return tuple(values)

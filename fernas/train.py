@@ -50,8 +50,11 @@ class TrainConfig:
     """How to train: the budget, the data pipeline, the device and the recipe overrides."""
 
     # Passes over the training split.  No default suits both a search trial (a few epochs)
-    # and the paper's protocol (300), so every caller says.
+    # and the paper's protocol (300), so every caller says.  Schedules span all of them.
     epochs: int
+    # Stop after this epoch of the `epochs`-long schedule (None: run them all).  A later call
+    # with the checkpoint and resume=True continues the same curve: the search's promotions.
+    stop_after_epoch: int | None = None
     # Seeds python, numpy and torch (initialisation, dropout) and the device generator that
     # drives shuffling and augmentation: one number reproduces a CPU run bit for bit.
     seed: int = 0
@@ -346,6 +349,7 @@ def _epoch(run: _Run, epoch: int, progress: bool) -> dict:
     cfg = run.cfg
     t0 = time.perf_counter()
     lr_epoch = _current_lr(run.opt)
+    inputs_before = run.inputs
     train_loss, train_acc = _train_epoch(run, epoch, t0, progress)
     val_loss, val_acc = evaluate_split(run.model, *run.val, crops=cfg.val_crops, device=run.dev, amp=run.amp,
                                        batch_crops=cfg.eval_batch or eval_batch_size(run.dev))
@@ -355,7 +359,7 @@ def _epoch(run: _Run, epoch: int, progress: bool) -> dict:
         run.best = {"acc": val_acc, "epoch": epoch + 1, "state": _cpu_state(run.model)}
     record = {"phase": cfg.phase, "epoch": epoch + 1, "lr": lr_epoch, "train_loss": train_loss,
               "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc,
-              "seconds": time.perf_counter() - t0}
+              "seconds": time.perf_counter() - t0, "inputs": run.inputs - inputs_before}
     run.history.append(record)
     return record
 
@@ -384,9 +388,10 @@ def train_genome(doc: dict, data: Dataset, cfg: TrainConfig, *, model: nn.Module
     if resume and checkpoint_path is not None:
         _restore(run, checkpoint_path)
     t_call = last_ck = time.perf_counter()
-    for epoch in range(run.start_epoch, cfg.epochs):
+    last = min(cfg.epochs, cfg.stop_after_epoch or cfg.epochs)
+    for epoch in range(run.start_epoch, last):
         record = _epoch(run, epoch, progress)
-        due = time.perf_counter() - last_ck >= cfg.checkpoint_min_interval_s or epoch + 1 == cfg.epochs
+        due = time.perf_counter() - last_ck >= cfg.checkpoint_min_interval_s or epoch + 1 == last
         if checkpoint_path is not None and due:
             last_ck = time.perf_counter()
             _save_checkpoint(run, doc, checkpoint_path, epoch + 1)

@@ -24,8 +24,8 @@ def fake_outcome(cand) -> dict:
     s = sum(v * (i + 1) for i, v in enumerate(cand.vector))
     if s % 11 == 0:
         return {"status": "failed", "error": "TrainingDiverged: loss became nan", "val_acc": None}
-    return {"status": "ok", "val_acc": (s % 101) / 100.0, "params": 1000 + s * 37 % 5000,
-            "macs": s, "latency_ms": 1.0 + (s % 7)}
+    return {"status": "ok", "val_acc": (s % 101) / 125.0 + 0.05 * cand.level, "params": 1000 + s * 37 % 5000,
+            "macs": s, "latency_ms": 1.0 + (s % 7), "compute": s * cand.budget}
 
 
 def seed_docs() -> list[dict]:
@@ -36,7 +36,7 @@ def run_full(tmp_path: Path | None, **cfg) -> tuple[Evolution, list[str]]:
     trained: list[str] = []
 
     def evaluate(batch):
-        trained.extend(c.gid for c in batch)
+        trained.extend(c.gid for c in batch if c.kind == "first")  # genomes; promotions continue them
         return [fake_outcome(c) for c in batch]
 
     ckpt = None if tmp_path is None else tmp_path / "checkpoint.json"
@@ -132,7 +132,7 @@ def test_killed_run_resumes_with_same_decisions_and_no_retraining(tmp_path, kill
             for cand in batch:
                 if len(trained) == kill_after:
                     raise KeyboardInterrupt  # stands in for SIGKILL: only the files survive
-                trained.append(cand.gid)
+                trained.append((cand.gid, cand.budget))
                 ev.record(cand, fake_outcome(cand))
             batch = ev.next_batch()
     except KeyboardInterrupt:
@@ -141,7 +141,7 @@ def test_killed_run_resumes_with_same_decisions_and_no_retraining(tmp_path, kill
 
     resumed = Evolution.load(ckpt, seed_docs=seed_docs())
     more: list[str] = []
-    resumed.run(lambda b: (more.extend(c.gid for c in b), [fake_outcome(c) for c in b])[1])
+    resumed.run(lambda b: (more.extend((c.gid, c.budget) for c in b), [fake_outcome(c) for c in b])[1])
     assert not set(trained) & set(more), "a completed trial was trained again"
     assert snapshot(resumed) == snapshot(ref)
     # and the checkpoint on disk says the run is complete
@@ -246,7 +246,7 @@ def test_a_generation_with_nothing_trained_has_no_statistics_and_strict_json():
     ev = Evolution(GAConfig(pop=6, generations=2, seed=1), seed_docs=[]).run(
         lambda b: [dict(ckpt_dir_outcome) for _ in b])
     rec = ev.logbook[0]
-    assert rec["penalised"] == 6 and rec["mean"] is None and rec["min"] is None and rec["best"] == 0.0
+    assert rec["penalised"] == 6 and rec["mean"] is None and rec["min"] is None and rec["best"] is None
     json.loads(json.dumps(ev.state_dict()), parse_constant=lambda c: pytest.fail(f"{c} in the checkpoint"))
 
 
@@ -258,9 +258,9 @@ def test_checkpoint_reader_api_and_other_versions_refused(tmp_path):
     assert list(outcomes) == list(ev.cache) and is_done(ckpt)
     assert all({"status", "generation", "vector", "gid"} <= set(e) for e in outcomes.values())
     old = json.loads(ckpt.read_text())
-    old["fernas_evolve_checkpoint"] = 1
+    old["fernas_evolve_checkpoint"] = 2
     ckpt.write_text(json.dumps(old))
-    with pytest.raises(RunDirError, match=r"checkpoint.json: GA checkpoint version 1, this fernas reads version 2"):
+    with pytest.raises(RunDirError, match=r"checkpoint.json: GA checkpoint version 2, this fernas reads version 3"):
         Evolution.load(ckpt)
 
 
@@ -270,3 +270,40 @@ def test_objective_registry_drives_the_deap_weights_and_penalties():
         assert ev.Ind().fitness.weights == tuple(OBJECTIVES[n].weight for n in names)
         failed = fitness_of({"status": "failed"}, names)
         assert failed == tuple(OBJECTIVES[n].penalty for n in names)
+
+
+def test_successive_halving_promotes_the_best_of_each_rung_and_ranks_by_budget_first():
+    batches = []
+
+    def evaluate(batch):
+        batches.append([(c.gid, c.budget, c.level, c.resume_from, c.kind) for c in batch])
+        return [fake_outcome(c) for c in batch]
+
+    ev = Evolution(GAConfig(pop=8, generations=1, seed=4, min_budget=1, max_budget=4, eta=2),
+                   seed_docs=seed_docs()).run(evaluate)
+    assert GAConfig(min_budget=1, max_budget=4, eta=2).rungs == (1, 2, 4)
+    assert [len(b) for b in batches] == [8, 4, 2]  # the best half of each rung continues
+    assert {b[1:] for b in batches[1]} == {(2, 1, 1, "promotion")} and {b[1:] for b in batches[2]} == {(4, 2, 2, "promotion")}
+    for lower, upper in zip(batches, batches[1:]):
+        acc = {gid: ev._trial_at(gid, lower[0][1])["val_acc"] for gid, *_ in lower}
+        ranked = sorted(acc, key=lambda g: (-(acc[g] if acc[g] is not None else -1), g))
+        assert {u[0] for u in upper} == set(ranked[:len(upper)])
+    top = ev.hall_of_fame()[0]
+    assert ev.cache[top.gid]["budget"] == 4 and ev.cache[top.gid]["level"] == 2
+    # the largest budget reached first, then the accuracy there
+    assert fitness_of({"status": "ok", "val_acc": 0.3, "level": 1}, ("accuracy",)) > \
+        fitness_of({"status": "ok", "val_acc": 0.9, "level": 0}, ("accuracy",))
+    # compute is accounted per trial and per generation
+    trials = [t for e in ev.cache.values() for t in e["trials"]]
+    assert len(trials) == 14 and ev.logbook[0]["trials"] == 14
+    assert ev.logbook[0]["compute"] == sum(t["compute"] for t in trials if t.get("compute"))
+
+
+def test_eta_1_is_one_trial_per_genome_at_the_single_budget():
+    kinds = []
+    ev = Evolution(GAConfig(pop=6, generations=3, seed=2, min_budget=3, max_budget=3, eta=1), seed_docs=seed_docs())
+    ev.run(lambda b: (kinds.extend((c.kind, c.budget) for c in b), [fake_outcome(c) for c in b])[1])
+    assert set(kinds) == {("first", 3)} and len(kinds) == len(ev.cache)
+    assert GAConfig(min_budget=1, max_budget=4, eta=1).rungs == (4,)
+    with pytest.raises(ValueError, match="budgets"):
+        GAConfig(min_budget=5, max_budget=4)

@@ -122,7 +122,7 @@ def test_run_directories_of_another_version_are_refused(capsys, tmp_path):
     (out / "checkpoint.json").write_text(json.dumps({"fernas_evolve_checkpoint": 1}))
     code, err = run_cli(capsys, "--out", str(out), "--resume")
     assert code == 2 and len(err.splitlines()) == 1
-    assert "config.json: fernas evolve run version 1, this fernas reads version 2" in err
+    assert "config.json: fernas evolve run version 1, this fernas reads version 3" in err
 
 
 def test_bad_seed_genome_is_named(capsys, tmp_path):
@@ -138,7 +138,7 @@ def test_resume_without_or_with_corrupt_checkpoint(capsys, tmp_path):
     code, err = run_cli(capsys, "--out", str(out), "--resume")
     assert code == 2 and "no such run directory" in err
     out.mkdir()
-    (out / "config.json").write_text(json.dumps({"fernas_evolve_run": 2, "options": {"ga": {}}, "first_started": "", "resumes": 0}))
+    (out / "config.json").write_text(json.dumps({"fernas_evolve_run": 3, "options": {"ga": {}}, "first_started": "", "resumes": 0}))
     code, err = run_cli(capsys, "--out", str(out), "--resume")
     assert code == 2 and "checkpoint.json" in err
     (out / "checkpoint.json").write_text("{not json")
@@ -167,7 +167,7 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0",
                FERNAS_FAULT_INJECT=f"{raise_gid}=raise,{exit_gid}=exit")
     args = ["evolve", "--data", "demo:140,70,70", "--out", str(out), "--seed-genomes", str(seeds / "*.json"), "--pop", "6",
-            "--generations", "4", "--epochs-per-trial", "1", "--max-steps-per-epoch", "2",
+            "--generations", "4", "--min-budget", "1", "--max-budget", "2", "--eta", "2", "--max-steps-per-epoch", "2",
             "--max-mmacs", "120", "--seed", "1"]
 
     # 1. start with the dashboard; check its API with and without the token while trials run
@@ -197,7 +197,7 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
                 break
         assert proc.poll() is None, "the run ended before it could be killed:\n" + (proc.stdout.read() or "")
         assert checked_dashboard, "the dashboard never listed the trial workers"
-        before = {r["gid"]: r for r in read_trials(out)}
+        before = {(r["gid"], r["budget"]): r for r in read_trials(out)}
         os.kill(proc.pid, signal.SIGKILL)  # the driver only, at an arbitrary moment
         proc.wait(timeout=30)
     finally:
@@ -216,13 +216,17 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     assert "resuming" in res.stdout
 
     rows = read_trials(out)
-    gids = [r["gid"] for r in rows]
-    assert len(gids) == len(set(gids)), "a genome was trained twice"
-    for gid, r in before.items():  # completed trials survive the kill unchanged, never retrained
+    keys = [(r["gid"], r["budget"]) for r in rows]
+    assert len(keys) == len(set(keys)), "a genome was trained twice at one budget"
+    for key, r in before.items():  # completed trials survive the kill unchanged, never retrained
         if r["status"] in ("ok", "failed"):
-            assert {k: rows[gids.index(gid)][k] for k in ("trial_id", "val_acc")} == \
+            assert {k: rows[keys.index(key)][k] for k in ("trial_id", "val_acc")} == \
                    {k: r[k] for k in ("trial_id", "val_acc")}
-    by_gid = {r["gid"]: r for r in rows}
+    promotions = [r for r in rows if r["kind"] == "promotion"]
+    assert promotions and all(r["budget"] == "2" and r["epochs"] in ("2", "") for r in promotions)
+    assert all(float(r["compute"]) > 0 for r in rows if r["status"] == "ok")
+    gids = sorted({r["gid"] for r in rows})
+    by_gid = {r["gid"]: r for r in rows if r["kind"] == "first"}
     assert by_gid[raise_gid]["status"] == "failed" and "injected fault" in by_gid[raise_gid]["error"]
     assert by_gid[exit_gid]["status"] == "failed" and "worker failed" in by_gid[exit_gid]["error"]
     ok = [r for r in rows if r["status"] == "ok"]
@@ -231,11 +235,14 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     with (out / "logbook.csv").open() as fh:
         log = list(csv.DictReader(fh))
     assert [int(r["gen"]) for r in log] == [0, 1, 2, 3]
-    assert sum(int(r["evals"]) for r in log) == len(rows)
+    assert sum(int(r["evals"]) for r in log) == len(gids) and sum(int(r["trials"]) for r in log) == len(rows)
     assert "cache_hits" in log[0]
     # the outputs decode takes
     best = G.load_genome(out / "best.json")
-    assert best["evolve"]["val_acc"] == pytest.approx(max(float(r["val_acc"]) for r in ok), abs=1e-5)
+    top = max(int(r["budget"]) for r in ok)
+    assert best["evolve"]["budget"] == top
+    assert best["evolve"]["val_acc"] == pytest.approx(max(float(r["val_acc"]) for r in ok if int(r["budget"]) == top),
+                                                      abs=1e-5)
     hof = sorted((out / "hall_of_fame").glob("*.json"))
     assert hof and all(G.load_genome(p) for p in hof)
     for name in ("config.json", "checkpoint.json", "pareto.csv", "pareto.png", "progress.png"):
@@ -254,8 +261,8 @@ def test_random_strategy_end_to_end_and_resume(tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     args = ["evolve", "--strategy", "random", "--data", "demo:140,70,70", "--out", str(out),
-            "--seed-genomes", str(seeds / "*.json"), "--pop", "4", "--generations", "2", "--epochs-per-trial", "1",
-            "--max-steps-per-epoch", "1", "--max-mmacs", "60", "--seed", "2", "--no-dashboard"]
+            "--seed-genomes", str(seeds / "*.json"), "--pop", "4", "--generations", "2", "--epochs-per-trial", "2",
+            "--asha", "--max-steps-per-epoch", "1", "--max-mmacs", "60", "--seed", "2", "--no-dashboard"]
     res = subprocess.run([PY, "-m", "fernas", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "random search" in res.stdout
@@ -269,7 +276,7 @@ def test_random_strategy_end_to_end_and_resume(tmp_path):
     with (out / "logbook.csv").open() as fh:
         log = list(csv.DictReader(fh))
     assert [int(r["gen"]) for r in log] == [0, 1] and sum(int(r["evals"]) for r in log) == 8
-    ok = [r for r in rows if r["status"] == "ok"]
+    ok = [r for r in rows if r["status"] in ("ok", "stopped")]  # ASHA may stop some after one epoch
     best = G.load_genome(out / "best.json")
     assert best["evolve"]["val_acc"] == pytest.approx(max(float(r["val_acc"]) for r in ok), abs=1e-5)
     for name in ("hall_of_fame", "pareto.csv", "progress.png", "checkpoint.json"):

@@ -134,6 +134,24 @@ def test_resume_gives_the_same_history_as_an_uninterrupted_run(demo, tmp_path):
         assert torch.equal(full.best_state[k], resumed.best_state[k]), k
 
 
+def test_a_stopped_budget_continues_the_curve_of_the_longer_schedule(demo, tmp_path):
+    """Promotion: train to epoch 1 of a 3-epoch schedule, continue to epoch 2 from the checkpoint:
+    the weights equal an uninterrupted training to epoch 2 of that schedule (per-step cosine)."""
+    small = Dataset(demo.classes, Split(demo.train.x[:160], demo.train.y[:160]), demo.val, demo.test)
+    doc = tiny_genome(optimizer="nesterov", lr=0.01, scheduler="cosine")
+    whole = train_genome(doc, small, TrainConfig(epochs=3, seed=2, stop_after_epoch=2, select="last"))
+    ck = tmp_path / "ck.pt"
+    first = train_genome(doc, small, TrainConfig(epochs=3, seed=2, stop_after_epoch=1, select="last"), checkpoint_path=ck)
+    assert [r["epoch"] for r in first.history] == [1] and first.history[0]["inputs"] == first.inputs > 0
+    more = train_genome(doc, small, TrainConfig(epochs=3, seed=2, stop_after_epoch=2, select="last"),
+                        checkpoint_path=ck, resume=True)
+    drop = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert drop(more.history) == drop(whole.history) and len(whole.history) == 2
+    for k in whole.best_state:
+        assert torch.equal(whole.best_state[k], more.best_state[k]), k
+    assert whole.history[1]["lr"] > 0.01 * 0.2  # mid-way down the 3-epoch cosine, not its end
+
+
 def test_resume_from_missing_or_corrupt_checkpoint_is_a_clear_error(micro_data, tmp_path):
     doc = micro_genome("sgd", "constant")
     with pytest.raises(RunDirError, match="no checkpoint"):

@@ -21,7 +21,8 @@ def test_a_trial_reports_every_epoch_and_scores_by_the_fitness_rule(data):
     out = train_trial(tiny_genome(16), data, TrialBudget(epochs=2, max_steps_per_epoch=2, seed=3), report=reports.append)
     assert out["status"] == "ok" and out["epoch"] == 2 and [r["epoch"] for r in reports] == [1, 2]
     history = [{"val_acc": r["last_val_acc"]} for r in reports]
-    assert out["val_acc"] == trial_accuracy(history) == max(h["val_acc"] for h in history)
+    assert out["val_acc"] == trial_accuracy(history) == history[-1]["val_acc"]  # accuracy at the budget's end
+    assert out["compute"] == out["images"] * out["macs"] and out["images"] == 2 * 2 * 32  # epochs x steps x batch
     assert all(out[f] is not None and out[f] > 0 for f in FIELDS if f != "val_acc")
     assert len(COSTS) == len(FIELDS) - 1  # every objective but accuracy is measured before training
     again = train_trial(tiny_genome(16), data, TrialBudget(epochs=2, max_steps_per_epoch=2, seed=3))
@@ -46,3 +47,17 @@ def test_a_failing_genome_is_a_failed_outcome_and_reporting_errors_propagate(dat
 
     with pytest.raises(Stop):
         train_trial(doc, data, TrialBudget(epochs=2, max_steps_per_epoch=1), report=stop)
+
+
+def test_a_promotion_continues_from_the_checkpoint_as_one_longer_trial(data, tmp_path):
+    """Budget 1 then a promotion to budget 3 (schedule of 4 epochs) = budget 3 in one go."""
+    doc = tiny_genome(16, lr=2e-3)
+    doc["train"]["scheduler"] = "cosine"
+    ck = str(tmp_path / "g.pt")
+    base = dict(schedule_epochs=4, max_steps_per_epoch=2, seed=5)
+    first = train_trial(doc, data, TrialBudget(epochs=1, checkpoint=ck, **base))
+    promoted = train_trial(doc, data, TrialBudget(epochs=3, checkpoint=ck, resume=True, **base))
+    whole = train_trial(doc, data, TrialBudget(epochs=3, **base))
+    assert first["epoch"] == 1 and promoted["epoch"] == whole["epoch"] == 3
+    assert promoted["val_acc"] == whole["val_acc"] and promoted["train_loss"] == whole["train_loss"]
+    assert promoted["images"] == 2 * first["images"]  # the promotion accounts for its own epochs only

@@ -35,7 +35,7 @@ def register(sub) -> None:
     g.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help="run directory (never overwritten without --resume)")
     _add_search_flags(p, GAConfig())
-    _add_trial_flags(p, EvolveOptions(out=""))
+    _add_trial_flags(p, EvolveOptions(out=""), GAConfig())
     p.set_defaults(func=run)
 
 
@@ -86,14 +86,26 @@ def _add_search_flags(p, d) -> None:
     g.add_argument("--seed", type=int, default=d.seed, help="seed of the GA and of every trial's training")
 
 
-def _add_trial_flags(p, o) -> None:
-    g = p.add_argument_group("Trials")
-    g.add_argument("--epochs-per-trial", type=int, default=o.epochs_per_trial, metavar="N",
-                   help="training epochs of each new genome (the fast trainer, one crop per image)")
+def _add_trial_flags(p, o, d) -> None:
+    g = p.add_argument_group("Trials (budgets in epochs of the fast trainer, one crop per image)")
+    g.add_argument("--min-budget", type=int, default=d.min_budget, metavar="E",
+                   help="epochs every new genome trains first")
+    g.add_argument("--max-budget", type=int, default=d.max_budget, metavar="E",
+                   help="epochs the best genomes of a generation reach; learning-rate schedules span this "
+                        "many epochs, so a promoted genome continues the curve it was on")
+    g.add_argument("--eta", type=int, default=d.eta, metavar="K",
+                   help="successive halving in each generation: the best 1/K of the genomes at a budget "
+                        "continue (from their checkpoint) to K times the budget, up to --max-budget; selection "
+                        "ranks by the largest budget reached, then accuracy there. 1 = every genome trains "
+                        "--max-budget epochs")
+    g.add_argument("--epochs-per-trial", type=int, default=None, metavar="N",
+                   help="one budget: every genome trains N epochs (= --min-budget N --max-budget N --eta 1; "
+                        "overrides them)")
     g.add_argument("--max-steps-per-epoch", type=int, default=0, metavar="N",
                    help="cap on optimizer steps per trial epoch (0: whole epochs); for quick runs")
     g.add_argument("--asha", action="store_true",
-                   help="stop hopeless trials early (ASHA on validation accuracy; needs --epochs-per-trial >= 2)")
+                   help="Ray Tune's ASHA stops hopeless trials between epochs (on validation accuracy; "
+                        "needs one budget: --epochs-per-trial 2 or more)")
 
     g = p.add_argument_group("Ray / System")
     g.add_argument("--gpus-per-trial", default="auto", metavar="G",
@@ -121,6 +133,18 @@ def _check(cond: bool, msg: str) -> None:
         raise UserError(msg)
 
 
+def _budgets(args: argparse.Namespace) -> dict:
+    """GAConfig's budget fields from --min-budget/--max-budget/--eta or --epochs-per-trial."""
+    if args.epochs_per_trial is not None:
+        _check(args.epochs_per_trial >= 1, f"--epochs-per-trial {args.epochs_per_trial}: need at least 1")
+        return {"min_budget": args.epochs_per_trial, "max_budget": args.epochs_per_trial, "eta": 1}
+    _check(args.min_budget >= 1, f"--min-budget {args.min_budget}: need at least 1")
+    _check(args.max_budget >= args.min_budget,
+           f"--max-budget {args.max_budget}: must be at least --min-budget ({args.min_budget})")
+    _check(args.eta >= 1, f"--eta {args.eta}: need at least 1")
+    return {"min_budget": args.min_budget, "max_budget": args.max_budget, "eta": args.eta}
+
+
 def options_from_args(args: argparse.Namespace):
     """Validate the flags (UserError, one line) and build EvolveOptions."""
     from fernas.evolve import GAConfig
@@ -139,7 +163,7 @@ def options_from_args(args: argparse.Namespace):
     _check(args.tournament >= 1, f"--tournament {args.tournament}: need at least 1")
     _check(0 <= args.elite < args.pop, f"--elite {args.elite}: expected 0 to pop-1 ({args.pop - 1})")
     _check(args.hall_of_fame >= 1, f"--hall-of-fame {args.hall_of_fame}: need at least 1")
-    _check(args.epochs_per_trial >= 1, f"--epochs-per-trial {args.epochs_per_trial}: need at least 1")
+    budgets = _budgets(args)
     _check(args.max_steps_per_epoch >= 0, f"--max-steps-per-epoch {args.max_steps_per_epoch}: expected >= 0")
     _check(args.max_mmacs > 0, f"--max-mmacs {args.max_mmacs:g}: expected > 0")
     _check(args.cpus_per_trial > 0, f"--cpus-per-trial {args.cpus_per_trial:g}: expected > 0")
@@ -153,18 +177,17 @@ def options_from_args(args: argparse.Namespace):
         _check(gpt <= 1 or gpt == int(gpt), f"--gpus-per-trial {gpt:g}: a share above 1 must be whole")
     if args.resume:
         _check(args.out != DEFAULT_OUT, "--resume needs --out DIR (the run to continue)")
-    _check(not args.asha or args.epochs_per_trial >= 2,
-           f"--asha needs --epochs-per-trial 2 or more (got {args.epochs_per_trial}): it stops trials between epochs")
+    _check(not args.asha or (args.epochs_per_trial or 0) >= 2,
+           "--asha needs one budget of 2 or more epochs (--epochs-per-trial N): it stops trials between epochs")
     out = args.out.replace("DATE-TIME", time.strftime("%Y%m%d-%H%M%S")) if args.out == DEFAULT_OUT else args.out
     ga = GAConfig(pop=args.pop, generations=args.generations, cxpb=args.crossover, mutpb=args.mutation,
                   indpb=args.gene_mutation, tournsize=args.tournament, elite=args.elite,
                   hof_size=args.hall_of_fame, objectives=objectives, seed=args.seed,
                   strategy=args.strategy, max_mmacs=args.max_mmacs, mutation=args.mutation_operator,
-                  novel_offspring=args.novel_offspring)
+                  novel_offspring=args.novel_offspring, **budgets)
     data_args = {k: getattr(args, k) for k in DATA_KEYS if k != "data"}
     return EvolveOptions(
-        out=out, ga=ga, data=args.data, data_args=data_args, epochs_per_trial=args.epochs_per_trial,
-        max_steps_per_epoch=args.max_steps_per_epoch,
+        out=out, ga=ga, data=args.data, data_args=data_args, max_steps_per_epoch=args.max_steps_per_epoch,
         seed_genomes=[], gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
         max_concurrent=args.max_concurrent, address=args.address, storage=args.storage, resume=args.resume,
         dashboard=not args.no_dashboard, asha=args.asha, verbose=args.verbose)
@@ -232,8 +255,10 @@ class EvolveConsole:
 
     def starting(self, out, ga, opts, res: dict, trial_logs: str) -> None:
         strategy = "random search, " if ga.strategy == "random" else ""
+        budgets = (f"{ga.rungs[0]} epoch(s) per trial" if len(ga.rungs) == 1 else
+                   f"budgets {','.join(map(str, ga.rungs))} epochs, eta {ga.eta}")
         self.say(f"fernas evolve: {out}  ({strategy}pop {ga.pop}, {ga.generations} generations, objectives "
-                 f"{','.join(ga.objectives)}, {opts.epochs_per_trial} epoch(s) per trial)")
+                 f"{','.join(ga.objectives)}, {budgets})")
         where = "local instance" if res["started_local"] else "cluster " + res["address"]
         self.say(f"Ray: {where}, {res['cpus']:g} CPU(s), {res['gpus']:g} GPU(s); {res['concurrent_trials']} "
                  f"trial(s) at a time, {res['cpus_per_trial']:g} CPU + {res['gpus_per_trial']:g} GPU each")
@@ -242,7 +267,7 @@ class EvolveConsole:
                      f"{res['token_file']}; `ray get-auth-token` prints it)")
         self.say(f"Trial logs: {trial_logs}")
 
-    def generation(self, rec: dict, generations: int, elapsed: float, eta: float) -> None:
+    def generation(self, rec: dict, generations: int, elapsed: float, eta: float, compute: int) -> None:
         from fernas.runinfo import fmt_duration
 
         def acc(v):
@@ -251,7 +276,8 @@ class EvolveConsole:
         self.say(f"gen {rec['gen'] + 1:>3}/{generations}  best {acc(rec['best'])}  mean {acc(rec['mean'])}  "
                  f"evals {rec['evals']:>3}  cache hits {rec['cache_hits']:>3}  failures {rec['failures']:>2}  "
                  + (f"too large {rec['skipped']:>2}  " if rec.get("skipped") else "")
-                 + f"elapsed {fmt_duration(elapsed)}  ETA {fmt_duration(eta)}")
+                 + f"trials {rec['trials']:>3}  compute {compute:.3g} img*MAC  "
+                 f"elapsed {fmt_duration(elapsed)}  ETA {fmt_duration(eta)}")
 
     def already_complete(self) -> None:
         self.say("the run is already complete")
@@ -264,7 +290,13 @@ class EvolveConsole:
         best = ev.best()
         if best is not None:
             e = ev.cache.get(best.gid, {})
-            self.say(f"best genome {best.gid}: validation accuracy {best.fitness.values[0]:.4f}, "
-                     f"{e.get('params') or 0:,} parameters, {(e.get('macs') or 0) / 1e6:.1f}M multiply-adds")
+            self.say(f"best genome {best.gid}: validation accuracy {e.get('val_acc') or 0:.4f} after "
+                     f"{e.get('budget')} epoch(s), {e.get('params') or 0:,} parameters, "
+                     f"{(e.get('macs') or 0) / 1e6:.1f}M multiply-adds")
+        trials = [t for e in ev.cache.values() for t in e.get("trials", [])]
+        compute = sum(int(t.get("compute") or 0) for t in trials)
+        seconds = sum(float(t.get("train_seconds") or 0) for t in trials)
+        self.say(f"training compute: {len(trials)} trials, {compute:.3g} images x multiply-adds, "
+                 f"{seconds:.0f} s of training")
         self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
         self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: fernas decode {out}/best.json --train")

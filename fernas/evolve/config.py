@@ -42,6 +42,13 @@ class GAConfig:
     # populations converge to copies of the best; this turns those slots into local search
     # around the parents instead of idle generations (measured in the README's search results).
     novel_offspring: bool = True
+    # Successive halving inside each generation (Hyperband's inner loop): every new genome trains
+    # `min_budget` epochs, the best 1/eta of each rung continue from their checkpoint to the next
+    # budget (min_budget x eta^k, the last one max_budget).  Many cheap trials, the promising ones
+    # measured longer.  eta = 1: every genome trains max_budget epochs (one budget per trial).
+    min_budget: int = 1
+    max_budget: int = 4
+    eta: int = 2
 
     def __post_init__(self) -> None:
         from fernas.objectives import parse_objectives
@@ -51,6 +58,20 @@ class GAConfig:
             raise ValueError(f"unknown mutation {self.mutation!r} (expected uniform or creep)")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r} (expected {' or '.join(STRATEGIES)})")
+        if not 1 <= self.min_budget <= self.max_budget or self.eta < 1:
+            raise ValueError(f"budgets: need 1 <= min_budget ({self.min_budget}) <= max_budget "
+                             f"({self.max_budget}) and eta ({self.eta}) >= 1")
+
+    @property
+    def rungs(self) -> tuple[int, ...]:
+        """The budgets (epochs) of the rungs: (1, 2, 4) for min 1, max 4, eta 2."""
+        if self.eta == 1 or self.min_budget == self.max_budget:
+            return (self.max_budget,)
+        out, b = [], self.min_budget
+        while b < self.max_budget:
+            out.append(b)
+            b *= self.eta
+        return (*out, self.max_budget)
 
     @property
     def multi(self) -> bool:
@@ -71,11 +92,18 @@ class GAConfig:
         return None
 
 
+KINDS = ("first", "promotion")  # a genome's first training; a continuation to a larger budget
+
+
 @dataclass
 class Candidate:
-    """One genome to train: its id, integer vector, decoded document and generation."""
+    """One trial to run: a genome (id, vector, document, generation) and its budget."""
     gid: str
     vector: list[int]
     doc: dict | None
     generation: int
+    budget: int = 0  # train to this epoch of the max_budget-long schedule
+    level: int = 0  # index of the budget among GAConfig.rungs
+    resume_from: int = 0  # continue from the checkpoint at this epoch (0: train from scratch)
+    kind: str = "first"
     cost_hint: float = 0.0  # for longest-first scheduling; filled by the driver

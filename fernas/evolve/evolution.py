@@ -10,6 +10,10 @@ tests, the Ray Tune searcher of `fernas.search`) records one outcome per candida
   `selNSGA2(pop + offspring)` for survivors, elitist by construction) and a `ParetoFront`.
 - Random search (`strategy="random"`): every later generation is `pop` fresh never-seen
   genomes from the initial distribution, through the same cache, checkpoint and outputs.
+- Successive halving inside each generation (`GAConfig.rungs`): the generation's new genomes
+  train the first budget, the best 1/eta of each rung (`fitness.promoted`) continue to the
+  next budget from their checkpoints.  A genome's fitness is the largest budget it reached,
+  then its accuracy there.  One batch is yielded per rung.
 
 Fitness cache: outcomes are keyed by genome id, so a genome is trained once per run.  The
 cache is persisted after every completed trial, the rest of the state at every generation
@@ -23,7 +27,7 @@ numbers (Ray, the trainer) cannot perturb it.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Generator
 
@@ -36,10 +40,11 @@ from fernas.evolve.config import Candidate, GAConfig
 from fernas.evolve.operators import individual_class, make_hall_of_fame, make_novel, make_toolbox, vector_id
 from fernas.evolve.rng import get_rng_states, seeded_rng_states, set_rng_states
 from fernas.evolve.sampling import initial_population, sample_fresh
-from fernas.fitness import fitness_of, is_ok
+from fernas.fitness import fitness_of, is_ok, promoted
 from fernas.io import atomic_write_text
 
-LOG_HEADER = ["gen", "evals", "cache_hits", "failures", "skipped", "penalised", "min", "mean", "max", "std", "best"]
+LOG_HEADER = ["gen", "evals", "cache_hits", "failures", "skipped", "penalised", "trials", "compute", "min", "mean",
+              "max", "std", "best"]
 
 
 class Evolution:
@@ -99,43 +104,81 @@ class Evolution:
             entry = self.cache.get(ind.gid)
             if entry is None:
                 evals += 1
-                cand = Candidate(ind.gid, list(ind), doc, self.gen)
+                cand = Candidate(ind.gid, list(ind), doc, self.gen, budget=self.cfg.rungs[0])
                 if doc is None:  # cannot happen with GENE_BOUNDS; penalised rather than fatal
                     self.record(cand, {"status": "failed", "error": "vector does not decode"})
                 else:
                     todo[ind.gid] = cand
             elif entry.get("generation") == self.gen:
-                evals += 1  # trained in this generation before a resume: still this generation's evaluation
+                # trained in this generation before a resume: still this generation's evaluation,
+                # and still in its bracket (which runs only the trials it lacks)
+                evals += 1
+                todo[ind.gid] = Candidate(ind.gid, list(ind), doc, self.gen, budget=self.cfg.rungs[0])
             else:
                 hits += 1
         if todo:
-            self.pending = list(todo.values())
-            yield self.pending
-            missing = [c.gid for c in self.pending if c.gid not in self.cache]
-            if missing:
-                raise RuntimeError(f"evaluation returned no outcome for {missing}")
-            self.pending = []
+            yield from self._bracket(list(todo.values()))
         for ind in need:
             ind.fitness.values = fitness_of(self.cache[ind.gid], self.cfg.objectives)
         mine = [self.cache[gid] for gid in seen if self.cache[gid].get("generation") == self.gen]
         skipped = sum(1 for e in mine if e.get("status") == "skipped")  # refused untrained (too large)
         failures = sum(1 for e in mine if not is_ok(e)) - skipped
-        return {"evals": evals, "cache_hits": hits, "failures": failures, "skipped": skipped}
+        trials = [t for e in mine for t in e.get("trials", [])]
+        return {"evals": evals, "cache_hits": hits, "failures": failures, "skipped": skipped,
+                "trials": len(trials), "compute": sum(int(t.get("compute") or 0) for t in trials)}
+
+    def _trial_at(self, gid: str, budget: int) -> dict | None:
+        """The genome's trial (first training or promotion) at this budget, if it ran."""
+        return next((t for t in self.cache.get(gid, {}).get("trials", [])
+                     if t.get("budget") == budget and t.get("kind") in ("first", "promotion")), None)
+
+    def _bracket(self, cands: list[Candidate]) -> Generator[list[Candidate], None, None]:
+        """Successive halving over new genomes: one batch per rung, decided from the cache only
+        (so a resume replays the same promotions and runs only the trials that are missing)."""
+        rungs, members = self.cfg.rungs, cands
+        for level, budget in enumerate(rungs):
+            if level:
+                prev = rungs[level - 1]
+                keep = set(promoted([(c.gid, self._trial_at(c.gid, prev) or {}) for c in members],
+                                    max(1, len(members) // self.cfg.eta)))
+                members = [replace(c, budget=budget, level=level, resume_from=prev, kind="promotion")
+                           for c in members if c.gid in keep]
+            else:
+                members = [replace(c, budget=budget, level=0) for c in members]
+            batch = [c for c in members if self._trial_at(c.gid, budget) is None]
+            if batch:
+                self.pending = batch
+                yield batch
+                missing = [c.gid for c in batch if self._trial_at(c.gid, budget) is None]
+                if missing:
+                    raise RuntimeError(f"evaluation returned no outcome for {missing}")
+                self.pending = []
 
     def record(self, cand: Candidate, outcome: dict) -> None:
-        """Store one trial's outcome in the cache and persist it (called per completed trial)."""
-        self.cache[cand.gid] = {**outcome, "gid": cand.gid, "generation": cand.generation, "vector": cand.vector}
+        """Store one trial's outcome in the cache and persist it (called per completed trial).
+
+        The genome's entry lists its trials; its own fields are those of its first trial, then
+        of each later one that trained (a failed promotion leaves it where it stood)."""
+        entry = self.cache.get(cand.gid) or {"gid": cand.gid, "generation": cand.generation,
+                                              "vector": cand.vector, "trials": []}
+        trial = {**outcome, "budget": cand.budget, "level": cand.level, "kind": cand.kind}
+        entry["trials"].append(trial)
+        if len(entry["trials"]) == 1 or is_ok(trial):
+            entry.update(trial)
+        self.cache[cand.gid] = entry
         self.save()
 
     def _log(self, counts: dict) -> dict:
         # Statistics of the trained members only: a penalised genome (failed, refused over the cost
         # cap) has no accuracy, and counting its penalty 0 would drag the mean towards nothing.
         ok = [ind for ind in self.population if is_ok(self.cache.get(ind.gid, {}))]
-        acc = np.array([ind.fitness.values[0] for ind in ok], dtype=float)
+        # accuracy at the largest budget each reached (the fitness also ranks by that budget)
+        acc = np.array([float(self.cache[ind.gid]["val_acc"]) for ind in ok], dtype=float)
         stats = ({"min": float(acc.min()), "mean": float(acc.mean()), "max": float(acc.max()),
                   "std": float(acc.std())} if len(acc)  # None when nothing trained (strict JSON: no NaN)
                  else dict.fromkeys(("min", "mean", "max", "std")))
-        best = max(ind.fitness.values[0] for ind in self.hof) if len(self.hof) else None
+        top = self.best()
+        best = self.cache.get(top.gid, {}).get("val_acc") if top is not None else None
         rec = {"gen": self.gen, **counts, "penalised": len(self.population) - len(ok), **stats,
                "best": None if best is None else float(best)}
         self.logbook.record(**rec)

@@ -18,7 +18,6 @@ class EvolveOptions:
     ga: GAConfig = field(default_factory=GAConfig)
     data: str = "demo"
     data_args: dict = field(default_factory=dict)  # what fernas.data needs besides the source
-    epochs_per_trial: int = 2  # two epochs: the first is mostly warm-up for many recipes
     max_steps_per_epoch: int = 0  # 0 = whole epochs
     seed_genomes: list[str] = field(default_factory=list)  # resolved files
     gpus_per_trial: str = "auto"  # "auto": a quarter card where there are GPUs, else none

@@ -13,6 +13,7 @@ cache (trials that were in flight when the process died run again; completed one
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -38,7 +39,13 @@ class EvolveRun:
         self.t0 = time.time()
         self.gens_at_start = ev.gen
         self.n_train = n_train
+        # Trainer checkpoints of this generation's genomes, continued by their promotions (a run
+        # with one budget needs none).  On a cluster OUT must be storage every node reaches.
+        self.checkpoints = self.out / "checkpoints" if len(ev.cfg.rungs) > 1 else None
         ev.on_generation = self.on_generation
+
+    def checkpoint_path(self, cand: Candidate) -> str | None:
+        return None if self.checkpoints is None else str(self.checkpoints / f"{cand.gid}.pt")
 
     def refuse(self, cand: Candidate) -> bool:
         """Estimate the candidate's cost (for longest-first ordering); record a refusal, if any."""
@@ -49,8 +56,8 @@ class EvolveRun:
         steps = max(1, self.n_train // bs)
         if self.opts.max_steps_per_epoch:
             steps = min(steps, self.opts.max_steps_per_epoch)
-        cand.cost_hint = float(macs * steps * bs)  # training work of one epoch
-        reason = self.ev.cfg.refusal(cand.doc, macs)
+        cand.cost_hint = float(macs * steps * bs * (cand.budget - cand.resume_from))  # training work of the trial
+        reason = self.ev.cfg.refusal(cand.doc, macs) if cand.kind == "first" else None
         if reason:  # penalised without a trial
             self.record(cand, {"status": "skipped", "error": reason, "val_acc": 0.0, "macs": macs,
                                "wall_seconds": 0.0})
@@ -65,7 +72,9 @@ class EvolveRun:
         eta = elapsed / max(1, ev.gen - self.gens_at_start) * (ev.cfg.generations - ev.gen)
         ev.meta.setdefault("generation_times", {})[str(rec["gen"])] = time.time()
         ev.save()
-        self.console.generation(rec, ev.cfg.generations, elapsed, eta)
+        if self.checkpoints is not None:  # promotions stay inside a generation: nothing continues these
+            shutil.rmtree(self.checkpoints, ignore_errors=True)
+        self.console.generation(rec, ev.cfg.generations, elapsed, eta, total_compute(ev))
         self.rundir.write_all(ev)
 
 
@@ -111,8 +120,8 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
                      "n_val": len(data.val), "n_test": len(data.test), "info": data.info}
         resources = {**ray_info, "cpus_per_trial": cpt, "gpus_per_trial": gpt, "concurrent_trials": slots}
         rdir = rundir.RunDir(out, {G.genome_id(d): d["name"] for d in seed_docs},
-                             {"epochs_per_trial": opts.epochs_per_trial, "data": opts.data})
-        rdir.write_config(_config(opts, data_info, resources, attempt, stored))
+                             {"budgets": list(opts.ga.rungs), "data": opts.data})
+        rdir.write_config(_config(opts, data_info, resources, attempt, stored, len(data.val)))
         ev.save()
         storage = opts.storage or str(out / "ray")
         if "://" not in storage:
@@ -137,10 +146,21 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
             ray.shutdown()
 
 
-def _config(opts: EvolveOptions, data_info: dict, resources: dict, attempt: int, stored: dict | None) -> dict:
+def total_compute(ev: Evolution) -> int:
+    """Training compute of every trial of the run so far (images processed x multiply-adds)."""
+    return sum(int(t.get("compute") or 0) for e in ev.cache.values() for t in e.get("trials", []))
+
+
+def _config(opts: EvolveOptions, data_info: dict, resources: dict, attempt: int, stored: dict | None,
+            n_val: int) -> dict:
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    # The noise of one fitness value: the binomial standard error of an accuracy near 50% on
+    # this many validation images (differences smaller than about twice it are mostly luck).
+    fitness = {"rule": "validation accuracy at the end of the budget (centre crop); larger budget first",
+               "budgets": list(opts.ga.rungs), "eta": opts.ga.eta, "val_images": n_val,
+               "standard_error_at_50pct": round((0.25 / max(1, n_val)) ** 0.5, 4)}
     return {"command": "fernas evolve", "argv": sys.argv[1:], "options": _jsonable(asdict(opts)),
-            "seed": opts.ga.seed, "versions": versions("torch", "ray", "deap", "numpy"),
+            "seed": opts.ga.seed, "versions": versions("torch", "ray", "deap", "numpy"), "fitness": fitness,
             "data": _jsonable(data_info), "ray": resources, "attempt": attempt, "started": now,
             "first_started": stored["first_started"] if stored else now,
             "resumes": stored["resumes"] + 1 if stored else 0}

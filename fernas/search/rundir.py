@@ -2,7 +2,7 @@
 
     config.json       the run's settings, versions, data and Ray resources (CONFIG_VERSION)
     checkpoint.json   the GA state and fitness cache (fernas.evolve.checkpoint; rewritten per trial)
-    trials.csv        one row per trained or refused genome (TRIAL_COLUMNS)
+    trials.csv        one row per trial (first training, promotion) or refused genome (TRIAL_COLUMNS)
     logbook.csv       one row per generation (the GA's logbook, plus the time it ended)
     hall_of_fame/     NN_<gid>.json: the best genomes, as files `fernas decode --train` takes
     best.json         the best genome
@@ -28,10 +28,10 @@ from fernas.fitness import is_ok
 from fernas.io import LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_write_text, read_versioned_json
 from fernas.objectives import FIELDS, OBJECTIVES
 
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 VERSION_KEY = "fernas_evolve_run"
-TRIAL_COLUMNS = ["trial", "generation", "gid", "status", *FIELDS, "train_seconds", "wall_seconds",
-                 "overhead_seconds", "epochs", "device", "error", "trial_id", "log_dir", "genome"]
+TRIAL_COLUMNS = ["trial", "generation", "gid", "kind", "budget", "status", *FIELDS, "compute", "train_seconds",
+                 "wall_seconds", "overhead_seconds", "epochs", "device", "error", "trial_id", "log_dir", "genome"]
 
 
 def read_config(out: Path) -> dict:
@@ -81,8 +81,9 @@ class RunDir:
         self.write_progress_plot(ev)
 
     def write_trials(self, ev) -> None:
-        atomic_write_csv(self.out / "trials.csv", TRIAL_COLUMNS,
-                         [_trial_row(i, e) for i, e in enumerate(ev.cache.values())])
+        trials = [(t, e) for e in ev.cache.values() for t in e.get("trials", [])]
+        trials.sort(key=lambda p: p[0].get("finished_at") or 0.0)  # stable: cache order among equals
+        atomic_write_csv(self.out / "trials.csv", TRIAL_COLUMNS, [_trial_row(i, t, e) for i, (t, e) in enumerate(trials)])
 
     def write_logbook(self, ev) -> None:
         times = ev.meta.get("generation_times", {})
@@ -100,7 +101,8 @@ class RunDir:
         doc["evolve"] = {  # metrics of the search (the genome validator keeps this key)
             "run": self.out.name, "rank": rank, "gid": ind.gid, "generation": e.get("generation"),
             "objectives": list(ev.cfg.objectives), "fitness": list(ind.fitness.values),
-            **{f: e.get(f) for f in FIELDS}, "train_seconds": e.get("train_seconds"), **self.trial_info}
+            **{f: e.get(f) for f in FIELDS}, "budget": e.get("budget"),
+            "train_seconds": sum(float(t.get("train_seconds") or 0) for t in e.get("trials", [])), **self.trial_info}
         return G.validate(doc)
 
     def write_hall_of_fame(self, ev) -> None:
@@ -156,14 +158,16 @@ class RunDir:
         save_figure(fig, self.out / "progress.png")
 
 
-def _trial_row(i: int, e: dict) -> dict:
+def _trial_row(i: int, t: dict, e: dict) -> dict:
+    """A row of trials.csv: trial `t` of the genome whose cache entry is `e`."""
     doc = G.from_vector(e["vector"]) if e.get("vector") else None
-    wall, train = e.get("wall_seconds"), e.get("train_seconds")
-    return {"trial": i, **{k: e.get(k) for k in ("generation", "gid", "status", *FIELDS, "train_seconds",
-                                                 "wall_seconds", "device")},
-            "overhead_seconds": (wall - train) if (wall is not None and train is not None and is_ok(e)) else None,
-            "epochs": e.get("epoch"), "error": e.get("error") or "", "trial_id": e.get("trial_id", ""),
-            "log_dir": e.get("log_dir", ""),
+    wall, train = t.get("wall_seconds"), t.get("train_seconds")
+    return {"trial": i, "generation": e.get("generation"), "gid": e["gid"],
+            **{k: t.get(k) for k in ("kind", "budget", "status", *FIELDS, "compute", "train_seconds", "wall_seconds",
+                                     "device")},
+            "overhead_seconds": (wall - train) if (wall is not None and train is not None and is_ok(t)) else None,
+            "epochs": t.get("epoch"), "error": t.get("error") or "", "trial_id": t.get("trial_id", ""),
+            "log_dir": t.get("log_dir", ""),
             "genome": json.dumps(G.active_content(doc), separators=(",", ":")) if doc else ""}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fernas.dataset import CROP_SIZE
 from fernas.fitness import outcome_fields
@@ -27,11 +27,14 @@ FAULT_ENV = "FERNAS_FAULT_INJECT"
 
 @dataclass
 class TrialBudget:
-    epochs: int
+    epochs: int  # train to this epoch ...
+    schedule_epochs: int = 0  # ... of a learning-rate schedule this long (0: as long as `epochs`)
     max_steps_per_epoch: int = 0  # 0 = whole epochs
     seed: int = 0  # initialises the network and drives the training's randomness
     threads: int = 1  # torch threads (the trial's CPUs)
     device: str = "auto"
+    checkpoint: str | None = None  # the trainer's checkpoint: written each epoch, continued with `resume`
+    resume: bool = False  # continue a promoted genome from `checkpoint`
 
 
 def build_trial_model(doc: dict, seed: int, num_classes: int, device="cpu"):
@@ -87,9 +90,10 @@ def train_trial(doc: dict, data, budget: TrialBudget, report=None, gid: str = ""
         model = build_trial_model(doc, budget.seed, data.num_classes, device)
         for obj in COSTS:  # the weights do not change any cost
             costs[obj.field] = obj.measure(model, summary, device)
-        cfg = TrainConfig(epochs=budget.epochs, device=device, seed=budget.seed,
-                          max_steps_per_epoch=budget.max_steps_per_epoch or None)
-        train_genome(doc, data, cfg, model=model, on_epoch=on_epoch)
+        cfg = TrainConfig(epochs=max(budget.schedule_epochs, budget.epochs), stop_after_epoch=budget.epochs,
+                          device=device, seed=budget.seed, max_steps_per_epoch=budget.max_steps_per_epoch or None)
+        train_genome(doc, data, cfg, model=model, on_epoch=on_epoch, checkpoint_path=budget.checkpoint,
+                     resume=budget.resume)
         return outcome()
     except TrainingDiverged as exc:
         return _failed(outcome(), f"diverged: {exc}")
@@ -113,8 +117,9 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
     """Ray Tune function trainable: `train_trial` with every outcome reported to Tune."""
     from ray import tune
 
-    base = {"gid": config["gid"], "generation": config["generation"]}
-    final = train_trial(config["genome"], data, budget, report=lambda o: tune.report({**base, **o}),
-                        gid=config["gid"])
+    base = {"gid": config["gid"], "generation": config["generation"], "budget": config["budget"]}
+    mine = replace(budget, epochs=config["budget"], checkpoint=config.get("checkpoint"),
+                   resume=config.get("resume_from", 0) > 0)
+    final = train_trial(config["genome"], data, mine, report=lambda o: tune.report({**base, **o}), gid=config["gid"])
     if final["status"] != "ok":
         tune.report({**base, **final})

@@ -30,7 +30,7 @@ from fernas.search.cluster import keep_idle_actors
 from fernas.search.trial import TrialBudget, run_trial
 
 # What the run keeps of a trial's last report (the rest is Tune's bookkeeping).
-OUTCOME_KEYS = ("status", "error", *FIELDS, "train_seconds", "epoch", "device")
+OUTCOME_KEYS = ("status", "error", *FIELDS, "train_seconds", "epoch", "device", "images", "compute")
 ERROR_WAIT_S = 2.0  # how long an errored trial waits for its reason before a generic one
 
 
@@ -60,7 +60,8 @@ class GenerationalSearcher(Searcher):
         if self.queue:
             cand = self.queue.popleft()
             self.live[trial_id] = (cand, time.perf_counter())
-            return {"genome": cand.doc, "gid": cand.gid, "generation": cand.generation}
+            return {"genome": cand.doc, "gid": cand.gid, "generation": cand.generation, "budget": cand.budget,
+                    "resume_from": cand.resume_from, "checkpoint": self.run.checkpoint_path(cand)}
         return Searcher.FINISHED if self.finished else None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -74,7 +75,7 @@ class GenerationalSearcher(Searcher):
         outcome["status"] = outcome["status"] or "failed"
         if not result:
             outcome.update(status="failed", error="the trial reported nothing")
-        elif outcome["status"] == "ok" and int(result.get("epoch") or 0) < self.run.opts.epochs_per_trial:
+        elif outcome["status"] == "ok" and int(result.get("epoch") or 0) < self.live[trial_id][0].budget:
             outcome["status"] = "stopped"  # ended early by ASHA
         self._complete(trial_id, outcome)
 
@@ -153,14 +154,15 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
         for name in ("ray", "ray.tune", "ray.train", "ray.air"):
             logging.getLogger(name).setLevel(logging.ERROR)
     searcher = GenerationalSearcher(run)
-    budget = TrialBudget(epochs=opts.epochs_per_trial, max_steps_per_epoch=opts.max_steps_per_epoch,
-                         seed=opts.ga.seed, threads=max(1, int(cpt)))
+    ga = opts.ga
+    budget = TrialBudget(epochs=ga.max_budget, schedule_epochs=ga.max_budget, max_steps_per_epoch=opts.max_steps_per_epoch,
+                         seed=ga.seed, threads=max(1, int(cpt)))
     trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, budget=budget),
                                     {"cpu": cpt, "gpu": gpt})
     scheduler = None
-    if opts.asha and opts.epochs_per_trial > 1:
+    if opts.asha and len(ga.rungs) == 1 and ga.max_budget > 1:  # Ray Tune's own early stopping, one budget
         scheduler = ASHAScheduler(metric="last_val_acc", mode="max", time_attr="training_iteration",
-                                  max_t=opts.epochs_per_trial, grace_period=1, reduction_factor=2)
+                                  max_t=ga.max_budget, grace_period=1, reduction_factor=2)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
