@@ -53,10 +53,26 @@ def is_ok(outcome: dict) -> bool:
 
 def promoted(results: list[tuple[str, dict]], n: int) -> list[str]:
     """The ids of the `n` best (id, trial outcome) pairs of a rung: trained (`ok`/`stopped`)
-    ones only, by accuracy at the rung's budget, ties by genome id (never by timing)."""
+    ones only, by accuracy at the rung's budget, then by validation loss (after a short budget
+    many networks still predict one class: equal accuracy, but the loss tells who has started
+    to learn), then by genome id (never by timing)."""
+    def loss(r: dict) -> float:
+        v = r.get("val_loss")
+        return float(v) if v is not None and math.isfinite(float(v)) else math.inf
+
     ok = [(gid, r) for gid, r in results if is_ok(r) and r.get("val_acc") is not None]
-    ok.sort(key=lambda p: (-float(p[1]["val_acc"]), p[0]))
+    ok.sort(key=lambda p: (-float(p[1]["val_acc"]), loss(p[1]), p[0]))
     return [gid for gid, _ in ok[:n]]
+
+
+def reranked_accuracy(entry: dict, max_level: int) -> float | None:
+    """Mean accuracy at the largest budget over the genome's trainings there (its own and its
+    re-ranking seeds'); None when it was not re-ranked."""
+    reruns = [float(t["val_acc"]) for t in entry.get("trials", []) if t.get("kind") == "rerank" and is_ok(t)]
+    if not reruns:
+        return None
+    own = [float(entry["val_acc"])] if is_ok(entry) and int(entry.get("level") or 0) == max_level else []
+    return sum(own + reruns) / len(own + reruns)
 
 
 def fitness_of(entry: dict, objectives: Iterable[str]) -> tuple[float, ...]:

@@ -24,7 +24,8 @@ def fake_outcome(cand) -> dict:
     s = sum(v * (i + 1) for i, v in enumerate(cand.vector))
     if s % 11 == 0:
         return {"status": "failed", "error": "TrainingDiverged: loss became nan", "val_acc": None}
-    return {"status": "ok", "val_acc": (s % 101) / 125.0 + 0.05 * cand.level, "params": 1000 + s * 37 % 5000,
+    noise = 0.04 * ((s + 7 * cand.seed) % 3 - 1) if cand.seed else 0.0  # another seed, another result
+    return {"status": "ok", "val_acc": (s % 101) / 125.0 + 0.05 * cand.level + noise, "params": 1000 + s * 37 % 5000,
             "macs": s, "latency_ms": 1.0 + (s % 7), "compute": s * cand.budget}
 
 
@@ -132,7 +133,7 @@ def test_killed_run_resumes_with_same_decisions_and_no_retraining(tmp_path, kill
             for cand in batch:
                 if len(trained) == kill_after:
                     raise KeyboardInterrupt  # stands in for SIGKILL: only the files survive
-                trained.append((cand.gid, cand.budget))
+                trained.append((cand.gid, cand.budget, cand.seed))
                 ev.record(cand, fake_outcome(cand))
             batch = ev.next_batch()
     except KeyboardInterrupt:
@@ -141,7 +142,7 @@ def test_killed_run_resumes_with_same_decisions_and_no_retraining(tmp_path, kill
 
     resumed = Evolution.load(ckpt, seed_docs=seed_docs())
     more: list[str] = []
-    resumed.run(lambda b: (more.extend((c.gid, c.budget) for c in b), [fake_outcome(c) for c in b])[1])
+    resumed.run(lambda b: (more.extend((c.gid, c.budget, c.seed) for c in b), [fake_outcome(c) for c in b])[1])
     assert not set(trained) & set(more), "a completed trial was trained again"
     assert snapshot(resumed) == snapshot(ref)
     # and the checkpoint on disk says the run is complete
@@ -279,7 +280,7 @@ def test_successive_halving_promotes_the_best_of_each_rung_and_ranks_by_budget_f
         batches.append([(c.gid, c.budget, c.level, c.resume_from, c.kind) for c in batch])
         return [fake_outcome(c) for c in batch]
 
-    ev = Evolution(GAConfig(pop=8, generations=1, seed=4, min_budget=1, max_budget=4, eta=2),
+    ev = Evolution(GAConfig(pop=8, generations=1, seed=4, min_budget=1, max_budget=4, eta=2, rerank_top=0),
                    seed_docs=seed_docs()).run(evaluate)
     assert GAConfig(min_budget=1, max_budget=4, eta=2).rungs == (1, 2, 4)
     assert [len(b) for b in batches] == [8, 4, 2]  # the best half of each rung continues
@@ -301,9 +302,34 @@ def test_successive_halving_promotes_the_best_of_each_rung_and_ranks_by_budget_f
 
 def test_eta_1_is_one_trial_per_genome_at_the_single_budget():
     kinds = []
-    ev = Evolution(GAConfig(pop=6, generations=3, seed=2, min_budget=3, max_budget=3, eta=1), seed_docs=seed_docs())
+    ev = Evolution(GAConfig(pop=6, generations=3, seed=2, min_budget=3, max_budget=3, eta=1, rerank_top=0),
+                   seed_docs=seed_docs())
     ev.run(lambda b: (kinds.extend((c.kind, c.budget) for c in b), [fake_outcome(c) for c in b])[1])
     assert set(kinds) == {("first", 3)} and len(kinds) == len(ev.cache)
     assert GAConfig(min_budget=1, max_budget=4, eta=1).rungs == (4,)
     with pytest.raises(ValueError, match="budgets"):
         GAConfig(min_budget=5, max_budget=4)
+
+
+def test_reranking_retrains_the_top_genomes_with_other_seeds_and_orders_by_the_mean(tmp_path):
+    batches = []
+
+    def evaluate(batch):
+        batches.append(batch)
+        return [fake_outcome(c) for c in batch]
+
+    ev = Evolution(GAConfig(pop=8, generations=2, seed=4, rerank_top=3, rerank_seeds=2), seed_docs=seed_docs(),
+                   checkpoint_path=tmp_path / "checkpoint.json").run(evaluate)
+    last = batches[-1]
+    assert {c.kind for c in last} == {"rerank"} and len(last) == 6 and {c.seed for c in last} == {1, 2}
+    assert all(c.budget == 4 for c in last)
+    from fernas.fitness import reranked_accuracy
+
+    means = {c.gid: reranked_accuracy(ev.cache[c.gid], 2) for c in last}
+    ranked = ev.hall_of_fame()
+    assert [i.gid for i in ranked[:3]] == sorted(means, key=lambda g: (-means[g], g))  # by the mean
+    assert ev.best().gid == ranked[0].gid and ev.done
+    # a re-ranking trial leaves the genome's own standing (its budget and accuracy) as it was
+    e = ev.cache[last[0].gid]
+    own = [t for t in e["trials"] if t["kind"] != "rerank"][-1]
+    assert e["val_acc"] == own["val_acc"] and e["kind"] != "rerank"

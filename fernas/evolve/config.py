@@ -49,6 +49,11 @@ class GAConfig:
     min_budget: int = 1
     max_budget: int = 4
     eta: int = 2
+    # At the end of the run the `rerank_top` best genomes train max_budget epochs again with
+    # `rerank_seeds` other seeds each; best.json and the hall of fame's order come from the mean
+    # (one short training is partly luck).  0 = no re-ranking.
+    rerank_top: int = 3
+    rerank_seeds: int = 2
 
     def __post_init__(self) -> None:
         from fernas.objectives import parse_objectives
@@ -92,7 +97,8 @@ class GAConfig:
         return None
 
 
-KINDS = ("first", "promotion")  # a genome's first training; a continuation to a larger budget
+# a genome's first training; a continuation to a larger budget; a retraining with another seed
+KINDS = ("first", "promotion", "rerank")
 
 
 @dataclass
@@ -106,4 +112,5 @@ class Candidate:
     level: int = 0  # index of the budget among GAConfig.rungs
     resume_from: int = 0  # continue from the checkpoint at this epoch (0: train from scratch)
     kind: str = "first"
+    seed: int = 0  # added to the run's seed (x 1000): re-ranking trains with other seeds
     cost_hint: float = 0.0  # for longest-first scheduling; filled by the driver

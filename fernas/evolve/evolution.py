@@ -40,7 +40,7 @@ from fernas.evolve.config import Candidate, GAConfig
 from fernas.evolve.operators import individual_class, make_hall_of_fame, make_novel, make_toolbox, vector_id
 from fernas.evolve.rng import get_rng_states, seeded_rng_states, set_rng_states
 from fernas.evolve.sampling import initial_population, sample_fresh
-from fernas.fitness import fitness_of, is_ok, promoted
+from fernas.fitness import fitness_of, is_ok, promoted, reranked_accuracy
 from fernas.io import atomic_write_text
 
 LOG_HEADER = ["gen", "evals", "cache_hits", "failures", "skipped", "penalised", "trials", "compute", "min", "mean",
@@ -161,9 +161,9 @@ class Evolution:
         of each later one that trained (a failed promotion leaves it where it stood)."""
         entry = self.cache.get(cand.gid) or {"gid": cand.gid, "generation": cand.generation,
                                               "vector": cand.vector, "trials": []}
-        trial = {**outcome, "budget": cand.budget, "level": cand.level, "kind": cand.kind}
+        trial = {**outcome, "budget": cand.budget, "level": cand.level, "kind": cand.kind, "seed": cand.seed}
         entry["trials"].append(trial)
-        if len(entry["trials"]) == 1 or is_ok(trial):
+        if len(entry["trials"]) == 1 or (is_ok(trial) and cand.kind != "rerank"):
             entry.update(trial)
         self.cache[cand.gid] = entry
         self.save()
@@ -200,8 +200,23 @@ class Evolution:
             counts = yield from self._next_generation()
             self.hof.update(self.population)
             self._end_generation(counts)
+        yield from self._rerank()
         self.done = True
         self.save()
+
+    def _rerank(self) -> Generator[list[Candidate], None, None]:
+        """The best genomes trained again at the largest budget with other seeds (one batch)."""
+        cfg = self.cfg
+        top = [ind for ind in self.hall_of_fame() if is_ok(self.cache.get(ind.gid, {}))][:cfg.rerank_top]
+        done = {(t.get("seed"), e["gid"]) for e in self.cache.values() for t in e.get("trials", [])
+                if t.get("kind") == "rerank"}
+        batch = [Candidate(ind.gid, list(ind), vector_id(ind)[1], self.cache[ind.gid]["generation"],
+                           budget=cfg.max_budget, level=len(cfg.rungs) - 1, kind="rerank", seed=s)
+                 for s in range(1, cfg.rerank_seeds + 1) for ind in top if (s, ind.gid) not in done]
+        if batch:
+            self.pending = batch
+            yield batch
+            self.pending = []
 
     def _next_generation(self) -> Generator[list[Candidate], None, dict]:
         """Select, vary, evaluate the new, replace: one generation of the configured strategy."""
@@ -272,9 +287,15 @@ class Evolution:
         return ranked[0] if ranked else None
 
     def hall_of_fame(self) -> list:
-        """Hall of fame by accuracy, best first (the Pareto front, for two objectives).  Ties go
-        by genome id: the order in which tied genomes entered depends on timing and resumes."""
-        return sorted(self.hof, key=lambda ind: (-ind.fitness.values[0], ind.gid))
+        """Hall of fame by accuracy, best first (the Pareto front, for two objectives): the
+        re-ranked genomes first, by their mean over seeds; the rest by fitness.  Ties go by
+        genome id: the order in which tied genomes entered depends on timing and resumes."""
+        top = len(self.cfg.rungs) - 1
+
+        def key(ind):
+            mean = reranked_accuracy(self.cache.get(ind.gid, {}), top)
+            return (0, -mean, ind.gid) if mean is not None else (1, -ind.fitness.values[0], ind.gid)
+        return sorted(self.hof, key=key)
 
     # -- checkpoint: a plain dict, written atomically
     def state_dict(self) -> dict:

@@ -45,7 +45,9 @@ class EvolveRun:
         ev.on_generation = self.on_generation
 
     def checkpoint_path(self, cand: Candidate) -> str | None:
-        return None if self.checkpoints is None else str(self.checkpoints / f"{cand.gid}.pt")
+        if self.checkpoints is None or cand.kind == "rerank":  # a re-ranking trial is never continued
+            return None
+        return str(self.checkpoints / f"{cand.gid}.pt")
 
     def refuse(self, cand: Candidate) -> bool:
         """Estimate the candidate's cost (for longest-first ordering); record a refusal, if any."""

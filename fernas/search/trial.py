@@ -119,7 +119,7 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
 
     base = {"gid": config["gid"], "generation": config["generation"], "budget": config["budget"]}
     mine = replace(budget, epochs=config["budget"], checkpoint=config.get("checkpoint"),
-                   resume=config.get("resume_from", 0) > 0)
+                   resume=config.get("resume_from", 0) > 0, seed=budget.seed + 1000 * config.get("seed", 0))
     final = train_trial(config["genome"], data, mine, report=lambda o: tune.report({**base, **o}), gid=config["gid"])
     if final["status"] != "ok":
         tune.report({**base, **final})

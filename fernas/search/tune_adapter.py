@@ -30,7 +30,7 @@ from fernas.search.cluster import keep_idle_actors
 from fernas.search.trial import TrialBudget, run_trial
 
 # What the run keeps of a trial's last report (the rest is Tune's bookkeeping).
-OUTCOME_KEYS = ("status", "error", *FIELDS, "train_seconds", "epoch", "device", "images", "compute")
+OUTCOME_KEYS = ("status", "error", *FIELDS, "val_loss", "train_seconds", "epoch", "device", "images", "compute")
 ERROR_WAIT_S = 2.0  # how long an errored trial waits for its reason before a generic one
 
 
@@ -61,7 +61,7 @@ class GenerationalSearcher(Searcher):
             cand = self.queue.popleft()
             self.live[trial_id] = (cand, time.perf_counter())
             return {"genome": cand.doc, "gid": cand.gid, "generation": cand.generation, "budget": cand.budget,
-                    "resume_from": cand.resume_from, "checkpoint": self.run.checkpoint_path(cand)}
+                    "resume_from": cand.resume_from, "seed": cand.seed, "checkpoint": self.run.checkpoint_path(cand)}
         return Searcher.FINISHED if self.finished else None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
