@@ -50,7 +50,7 @@ def run_evolve(out: Path, a) -> float:
     cmd = [sys.executable, "-m", "fernas", "evolve", "--data", a.data, "--out", str(out), "--pop", str(a.pop),
            "--generations", str(a.generations), "--epochs-per-trial", str(a.epochs),
            "--max-steps-per-epoch", str(a.steps), "--max-mmacs", str(a.max_mmacs), "--seed", str(a.seed),
-           "--no-dashboard"]
+           "--no-dashboard", "--rerank-top", "0"]
     if a.gpus:
         cmd += ["--gpus-per-trial", str(a.gpus)]
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")

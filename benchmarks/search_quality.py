@@ -92,7 +92,8 @@ def run_search(a, strategy: str, seed: int, out: Path, generations: int) -> dict
     cmd = [sys.executable, "-m", "fernas", "evolve", "--strategy", strategy, "--data", a.data, "--out", str(out),
            "--pop", str(a.pop), "--generations", str(generations), "--epochs-per-trial", str(a.epochs),
            "--max-steps-per-epoch", str(a.steps), "--max-mmacs", str(a.max_mmacs), "--seed", str(seed),
-           "--objectives", a.objectives, "--no-dashboard", "--cpus-per-trial", str(a.cpus_per_trial)]
+           "--objectives", a.objectives, "--no-dashboard", "--cpus-per-trial", str(a.cpus_per_trial),
+           "--rerank-top", "0"]  # the single-budget search this benchmark has always measured
     if a.max_concurrent:
         cmd += ["--max-concurrent", str(a.max_concurrent)]
     if a.seed_genomes:

@@ -167,7 +167,8 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0",
                FERNAS_FAULT_INJECT=f"{raise_gid}=raise,{exit_gid}=exit")
     args = ["evolve", "--data", "demo:140,70,70", "--out", str(out), "--seed-genomes", str(seeds / "*.json"), "--pop", "6",
-            "--generations", "4", "--min-budget", "1", "--max-budget", "2", "--eta", "2", "--max-steps-per-epoch", "2",
+            "--generations", "4", "--min-budget", "1", "--max-budget", "2", "--eta", "2", "--rerank-top", "1", "--rerank-seeds", "1",
+            "--max-steps-per-epoch", "2",
             "--max-mmacs", "120", "--seed", "1"]
 
     # 1. start with the dashboard; check its API with and without the token while trials run
@@ -197,7 +198,7 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
                 break
         assert proc.poll() is None, "the run ended before it could be killed:\n" + (proc.stdout.read() or "")
         assert checked_dashboard, "the dashboard never listed the trial workers"
-        before = {(r["gid"], r["budget"]): r for r in read_trials(out)}
+        before = {(r["gid"], r["budget"], r["kind"]): r for r in read_trials(out)}
         os.kill(proc.pid, signal.SIGKILL)  # the driver only, at an arbitrary moment
         proc.wait(timeout=30)
     finally:
@@ -216,12 +217,14 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     assert "resuming" in res.stdout
 
     rows = read_trials(out)
-    keys = [(r["gid"], r["budget"]) for r in rows]
+    keys = [(r["gid"], r["budget"], r["kind"]) for r in rows]
     assert len(keys) == len(set(keys)), "a genome was trained twice at one budget"
     for key, r in before.items():  # completed trials survive the kill unchanged, never retrained
         if r["status"] in ("ok", "failed"):
             assert {k: rows[keys.index(key)][k] for k in ("trial_id", "val_acc")} == \
                    {k: r[k] for k in ("trial_id", "val_acc")}
+    reranked = [r for r in rows if r["kind"] == "rerank"]
+    assert len(reranked) == 1 and reranked[0]["budget"] == "2"
     promotions = [r for r in rows if r["kind"] == "promotion"]
     assert promotions and all(r["budget"] == "2" and r["epochs"] in ("2", "") for r in promotions)
     assert all(float(r["compute"]) > 0 for r in rows if r["status"] == "ok")
@@ -235,13 +238,16 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     with (out / "logbook.csv").open() as fh:
         log = list(csv.DictReader(fh))
     assert [int(r["gen"]) for r in log] == [0, 1, 2, 3]
-    assert sum(int(r["evals"]) for r in log) == len(gids) and sum(int(r["trials"]) for r in log) == len(rows)
+    assert sum(int(r["evals"]) for r in log) == len(gids)
+    assert sum(int(r["trials"]) for r in log) == len(rows) - len(reranked)  # re-ranking follows the last generation
     assert "cache_hits" in log[0]
     # the outputs decode takes
     best = G.load_genome(out / "best.json")
-    top = max(int(r["budget"]) for r in ok)
+    own = [r for r in ok if r["kind"] != "rerank"]
+    top = max(int(r["budget"]) for r in own)
     assert best["evolve"]["budget"] == top
-    assert best["evolve"]["val_acc"] == pytest.approx(max(float(r["val_acc"]) for r in ok if int(r["budget"]) == top),
+    assert best["evolve"]["gid"] == reranked[0]["gid"]  # the re-ranked genome leads
+    assert best["evolve"]["val_acc"] == pytest.approx(max(float(r["val_acc"]) for r in own if int(r["budget"]) == top),
                                                       abs=1e-5)
     hof = sorted((out / "hall_of_fame").glob("*.json"))
     assert hof and all(G.load_genome(p) for p in hof)
@@ -262,7 +268,8 @@ def test_random_strategy_end_to_end_and_resume(tmp_path):
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     args = ["evolve", "--strategy", "random", "--data", "demo:140,70,70", "--out", str(out),
             "--seed-genomes", str(seeds / "*.json"), "--pop", "4", "--generations", "2", "--epochs-per-trial", "2",
-            "--asha", "--max-steps-per-epoch", "1", "--max-mmacs", "60", "--seed", "2", "--no-dashboard"]
+            "--asha", "--rerank-top", "0", "--max-steps-per-epoch", "1", "--max-mmacs", "60", "--seed", "2",
+            "--no-dashboard"]
     res = subprocess.run([PY, "-m", "fernas", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "random search" in res.stdout

@@ -98,6 +98,11 @@ def _add_trial_flags(p, o, d) -> None:
                         "continue (from their checkpoint) to K times the budget, up to --max-budget; selection "
                         "ranks by the largest budget reached, then accuracy there. 1 = every genome trains "
                         "--max-budget epochs")
+    g.add_argument("--rerank-top", type=int, default=d.rerank_top, metavar="K",
+                   help="at the end, train the K best genomes --max-budget epochs again with other seeds; "
+                        "best.json and the hall of fame's order come from the mean (0: no re-ranking)")
+    g.add_argument("--rerank-seeds", type=int, default=d.rerank_seeds, metavar="S",
+                   help="other seeds per re-ranked genome")
     g.add_argument("--epochs-per-trial", type=int, default=None, metavar="N",
                    help="one budget: every genome trains N epochs (= --min-budget N --max-budget N --eta 1; "
                         "overrides them)")
@@ -145,6 +150,12 @@ def _budgets(args: argparse.Namespace) -> dict:
     return {"min_budget": args.min_budget, "max_budget": args.max_budget, "eta": args.eta}
 
 
+def _rerank(args: argparse.Namespace) -> dict:
+    _check(args.rerank_top >= 0, f"--rerank-top {args.rerank_top}: expected >= 0")
+    _check(args.rerank_seeds >= 0, f"--rerank-seeds {args.rerank_seeds}: expected >= 0")
+    return {"rerank_top": args.rerank_top, "rerank_seeds": args.rerank_seeds}
+
+
 def options_from_args(args: argparse.Namespace):
     """Validate the flags (UserError, one line) and build EvolveOptions."""
     from fernas.evolve import GAConfig
@@ -184,7 +195,7 @@ def options_from_args(args: argparse.Namespace):
                   indpb=args.gene_mutation, tournsize=args.tournament, elite=args.elite,
                   hof_size=args.hall_of_fame, objectives=objectives, seed=args.seed,
                   strategy=args.strategy, max_mmacs=args.max_mmacs, mutation=args.mutation_operator,
-                  novel_offspring=args.novel_offspring, **budgets)
+                  novel_offspring=args.novel_offspring, **budgets, **_rerank(args))
     data_args = {k: getattr(args, k) for k in DATA_KEYS if k != "data"}
     return EvolveOptions(
         out=out, ga=ga, data=args.data, data_args=data_args, max_steps_per_epoch=args.max_steps_per_epoch,
