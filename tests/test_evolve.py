@@ -12,6 +12,7 @@ import pytest
 from fernas import genome as G
 from fernas.errors import RunDirError
 from fernas.evolve import Evolution, GAConfig, is_done, read_outcomes
+from fernas.evolve.fidelity import trial_at
 from fernas.fitness import fitness_of
 from fernas.model import estimate_macs
 from fernas.objectives import OBJECTIVES, parse_objectives
@@ -286,7 +287,7 @@ def test_successive_halving_promotes_the_best_of_each_rung_and_ranks_by_budget_f
     assert [len(b) for b in batches] == [8, 4, 2]  # the best half of each rung continues
     assert {b[1:] for b in batches[1]} == {(2, 1, 1, "promotion")} and {b[1:] for b in batches[2]} == {(4, 2, 2, "promotion")}
     for lower, upper in zip(batches, batches[1:]):
-        acc = {gid: ev._trial_at(gid, lower[0][1])["val_acc"] for gid, *_ in lower}
+        acc = {gid: trial_at(ev.cache, gid, lower[0][1])["val_acc"] for gid, *_ in lower}
         ranked = sorted(acc, key=lambda g: (-(acc[g] if acc[g] is not None else -1), g))
         assert {u[0] for u in upper} == set(ranked[:len(upper)])
     top = ev.hall_of_fame()[0]

@@ -7,7 +7,8 @@ loop of select -> clone/vary -> evaluate the invalid only -> replace, statistics
 
 Modules: `config` (GAConfig, Candidate), `operators` (DEAP types, toolbox, creep mutation,
 crowded tournament, novel offspring), `sampling` (initial population, random search),
-`evolution` (the loop, the fitness cache, resume), `checkpoint` (its file and reader API),
+`evolution` (the loop, the fitness cache, resume), `fidelity` (successive halving in a
+generation, re-ranking), `checkpoint` (its file and reader API),
 `rng` (RNG states as JSON).  Nothing here imports Ray.
 """
 

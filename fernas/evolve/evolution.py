@@ -27,7 +27,7 @@ numbers (Ray, the trainer) cannot perturb it.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Generator
 
@@ -40,7 +40,8 @@ from fernas.evolve.config import Candidate, GAConfig
 from fernas.evolve.operators import individual_class, make_hall_of_fame, make_novel, make_toolbox, vector_id
 from fernas.evolve.rng import get_rng_states, seeded_rng_states, set_rng_states
 from fernas.evolve.sampling import initial_population, sample_fresh
-from fernas.fitness import fitness_of, is_ok, promoted, reranked_accuracy
+from fernas.evolve.fidelity import bracket, rerank
+from fernas.fitness import fitness_of, is_ok, reranked_accuracy
 from fernas.io import atomic_write_text
 
 LOG_HEADER = ["gen", "evals", "cache_hits", "failures", "skipped", "penalised", "trials", "compute", "min", "mean",
@@ -117,7 +118,7 @@ class Evolution:
             else:
                 hits += 1
         if todo:
-            yield from self._bracket(list(todo.values()))
+            yield from bracket(self, list(todo.values()))
         for ind in need:
             ind.fitness.values = fitness_of(self.cache[ind.gid], self.cfg.objectives)
         mine = [self.cache[gid] for gid in seen if self.cache[gid].get("generation") == self.gen]
@@ -126,33 +127,6 @@ class Evolution:
         trials = [t for e in mine for t in e.get("trials", [])]
         return {"evals": evals, "cache_hits": hits, "failures": failures, "skipped": skipped,
                 "trials": len(trials), "compute": sum(int(t.get("compute") or 0) for t in trials)}
-
-    def _trial_at(self, gid: str, budget: int) -> dict | None:
-        """The genome's trial (first training or promotion) at this budget, if it ran."""
-        return next((t for t in self.cache.get(gid, {}).get("trials", [])
-                     if t.get("budget") == budget and t.get("kind") in ("first", "promotion")), None)
-
-    def _bracket(self, cands: list[Candidate]) -> Generator[list[Candidate], None, None]:
-        """Successive halving over new genomes: one batch per rung, decided from the cache only
-        (so a resume replays the same promotions and runs only the trials that are missing)."""
-        rungs, members = self.cfg.rungs, cands
-        for level, budget in enumerate(rungs):
-            if level:
-                prev = rungs[level - 1]
-                keep = set(promoted([(c.gid, self._trial_at(c.gid, prev) or {}) for c in members],
-                                    max(1, len(members) // self.cfg.eta)))
-                members = [replace(c, budget=budget, level=level, resume_from=prev, kind="promotion")
-                           for c in members if c.gid in keep]
-            else:
-                members = [replace(c, budget=budget, level=0) for c in members]
-            batch = [c for c in members if self._trial_at(c.gid, budget) is None]
-            if batch:
-                self.pending = batch
-                yield batch
-                missing = [c.gid for c in batch if self._trial_at(c.gid, budget) is None]
-                if missing:
-                    raise RuntimeError(f"evaluation returned no outcome for {missing}")
-                self.pending = []
 
     def record(self, cand: Candidate, outcome: dict) -> None:
         """Store one trial's outcome in the cache and persist it (called per completed trial).
@@ -200,23 +174,9 @@ class Evolution:
             counts = yield from self._next_generation()
             self.hof.update(self.population)
             self._end_generation(counts)
-        yield from self._rerank()
+        yield from rerank(self)
         self.done = True
         self.save()
-
-    def _rerank(self) -> Generator[list[Candidate], None, None]:
-        """The best genomes trained again at the largest budget with other seeds (one batch)."""
-        cfg = self.cfg
-        top = [ind for ind in self.hall_of_fame() if is_ok(self.cache.get(ind.gid, {}))][:cfg.rerank_top]
-        done = {(t.get("seed"), e["gid"]) for e in self.cache.values() for t in e.get("trials", [])
-                if t.get("kind") == "rerank"}
-        batch = [Candidate(ind.gid, list(ind), vector_id(ind)[1], self.cache[ind.gid]["generation"],
-                           budget=cfg.max_budget, level=len(cfg.rungs) - 1, kind="rerank", seed=s)
-                 for s in range(1, cfg.rerank_seeds + 1) for ind in top if (s, ind.gid) not in done]
-        if batch:
-            self.pending = batch
-            yield batch
-            self.pending = []
 
     def _next_generation(self) -> Generator[list[Candidate], None, dict]:
         """Select, vary, evaluate the new, replace: one generation of the configured strategy."""
