@@ -1,0 +1,127 @@
+"""Does a short budget predict the long one?  Rank correlation of genomes across budgets.
+
+Successive halving promotes by the accuracy at the small budget, so it only helps when the
+ranking of genomes there agrees with their ranking at the largest budget (Zela et al. 2018:
+it often does not).  For N genomes drawn as the GA's initial distribution draws them (under
+the cost cap), this trains each with the real trial function and records the validation
+accuracy at every budget in two ways:
+
+* "span": one training whose learning-rate schedule spans the largest budget, read at the end
+  of each budget -- exactly what fernas' promotions see (a promotion continues this curve);
+* "restart": a separate training per budget whose schedule ends with that budget.
+
+It reports Spearman's rank correlation between each small budget and the largest, for both.
+Output: benchmarks/results/budget_correlation.json (with the machine and the settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fernas.io import atomic_write_json  # noqa: E402
+
+
+def ranks(xs: list[float]) -> list[float]:
+    """Average ranks (ties share the mean of their positions), 1-based."""
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    out = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def spearman(a: list[float], b: list[float]) -> float | None:
+    """Spearman's rho: the Pearson correlation of the average ranks (None if a side is constant)."""
+    ra, rb = ranks(a), ranks(b)
+    n = len(a)
+    ma, mb = sum(ra) / n, sum(rb) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    va, vb = sum((x - ma) ** 2 for x in ra), sum((y - mb) ** 2 for y in rb)
+    return None if va == 0 or vb == 0 else round(cov / (va * vb) ** 0.5, 4)
+
+
+def draw_genomes(n: int, seed: int, max_mmacs: float) -> list[dict]:
+    from fernas.evolve import Evolution, GAConfig
+    from fernas.evolve.operators import vector_id
+    from fernas.evolve.rng import get_rng_states, set_rng_states
+    from fernas.evolve.sampling import initial_population
+
+    ev = Evolution(GAConfig(pop=n, seed=seed, max_mmacs=max_mmacs))
+    saved = get_rng_states()
+    set_rng_states(ev.rng)
+    pop = initial_population(ev.cfg, [], ev._ind)
+    set_rng_states(saved)
+    return [vector_id(ind)[1] for ind in pop]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="demo:1400,560,280")
+    ap.add_argument("--genomes", type=int, default=16)
+    ap.add_argument("--budgets", default="1,2,4", help="epochs; the last is the largest budget")
+    ap.add_argument("--max-mmacs", type=float, default=60.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--gpu", action="store_true",
+                    help="for `make bench-gpu`: the trials take the GPU (they do wherever one is), "
+                         "results go to budget_correlation-gpu.json")
+    ap.add_argument("--out", default=None, help="default benchmarks/results/budget_correlation[-gpu].json")
+    a = ap.parse_args(argv)
+    a.out = a.out or str(ROOT / "benchmarks" / "results" / f"budget_correlation{'-gpu' if a.gpu else ''}.json")
+    import torch
+
+    from fernas.data import load_dataset
+    from fernas.genome import genome_id
+    from fernas.search.trial import TrialBudget, train_trial
+
+    torch.set_num_threads(a.threads)
+    budgets = [int(b) for b in a.budgets.split(",")]
+    top = budgets[-1]
+    data = load_dataset(a.data)
+    t0 = time.perf_counter()
+    rows = []
+    for doc in draw_genomes(a.genomes, a.seed, a.max_mmacs):
+        curve: list[dict] = []
+        span = train_trial(doc, data, TrialBudget(epochs=top, schedule_epochs=top, seed=a.seed, threads=a.threads),
+                           report=curve.append)
+        row = {"gid": genome_id(doc), "status": span["status"], "macs": span.get("macs"),
+               "span": {str(r["epoch"]): r["last_val_acc"] for r in curve},
+               "restart": {str(top): span["val_acc"]}}
+        for b in budgets[:-1]:  # a schedule that ends with this budget
+            row["restart"][str(b)] = train_trial(doc, data, TrialBudget(epochs=b, seed=a.seed, threads=a.threads))["val_acc"]
+        rows.append(row)
+        print(f"{row['gid']}  span {row['span']}  restart {row['restart']}", flush=True)
+    ok = [r for r in rows if r["status"] == "ok" and all(str(b) in r["span"] for b in budgets)]
+    result = {
+        "benchmark": "budget_correlation", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": a.threads},
+        "settings": vars(a), "genomes": len(ok),
+        "rank_correlation": {mode: {f"{b}_vs_{top}": spearman([r[mode][str(b)] for r in ok], [r[mode][str(top)] for r in ok])
+                                    for b in budgets[:-1]} for mode in ("span", "restart")},
+        "chance_level_at": {mode: {str(b): sum(abs(r[mode][str(b)] - 1 / 7) < 0.01 for r in ok) for b in budgets}
+                            for mode in ("span", "restart")},
+        "rows": rows, "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
+    atomic_write_json(a.out, result)
+    print(json.dumps({k: result[k] for k in ("genomes", "rank_correlation", "chance_level_at", "wall_seconds")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
