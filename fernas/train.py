@@ -1,22 +1,14 @@
 """The trainer: one function trains a decoded genome on a dataset, configured by one dataclass.
 
-It serves both the search's short trials and the full training protocol of the VGG paper
-(seeds 000/002, Khaireddin & Chen): cross-entropy, the genome's optimizer and scheduler
-(`fernas.recipe`), training on one random 40x40 crop or on the ten crops of each augmented
-image, validation every epoch, best weights kept.
-
-Speed is the search's speed, so the hot loop follows the fast public trainers (airbench):
-the whole split lives on the device as uint8, one seeded device `torch.Generator` drives
-shuffling and the batched augmentation of `fernas.augment`, inputs are channels_last,
-autocast runs bf16 where the hardware has it (`fernas.device`), evaluation runs under
-`inference_mode` with big batches, and the loop never touches single samples from Python nor
-syncs the device more than needed.  The configuration is one dataclass, `TrainConfig`
-(nanoGPT's habit), whose comments say why each default is what it is.
-
-A non-finite loss raises `TrainingDiverged` (the search turns it into a penalty).  With a
-`checkpoint_path` every epoch writes model, optimizer, scheduler, scaler, RNG states, history
-and best weights atomically, so `resume=True` continues exactly where a run stopped (on CPU
-with a fixed seed the resumed history equals the uninterrupted one).
+It serves the search's short trials and the full protocol of the VGG paper (seeds 000/002,
+Khaireddin & Chen): cross-entropy, the genome's optimizer and scheduler (`fernas.recipe`), one
+random 40x40 crop or the ten crops of each augmented image, validation every epoch, best
+weights kept.  The hot loop follows the fast public trainers (airbench): the split lives on
+the device as uint8, one seeded device generator drives shuffling and batched augmentation,
+channels_last, bf16 autocast where the hardware has it (`fernas.device`), no per-sample Python,
+few device syncs.  A non-finite loss raises `TrainingDiverged`.  With a `checkpoint_path` every
+epoch writes everything needed to continue (`resume=True`): on CPU the resumed history equals
+the uninterrupted one, which is also how the search's promotions continue a trial.
 """
 
 from __future__ import annotations
@@ -137,9 +129,6 @@ class _Run:
     start_epoch: int = 0
     steps: int = 0
     inputs: int = 0
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def seed_everything(seed: int) -> None:

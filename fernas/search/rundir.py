@@ -69,6 +69,7 @@ class RunDir:
         self.checkpoint = out / "checkpoint.json"
         self.seed_names = seed_names  # genome id -> name of a seed file, to keep the names readable
         self.trial_info = trial_info  # what every hall-of-fame file says about the trials
+        self._genome_text: dict[str, str] = {}  # gid -> its active content as JSON (trials.csv is rewritten per trial)
 
     def write_config(self, config: dict) -> None:
         atomic_write_json(self.out / "config.json", {VERSION_KEY: CONFIG_VERSION, **config})
@@ -83,7 +84,14 @@ class RunDir:
     def write_trials(self, ev) -> None:
         trials = [(t, e) for e in ev.cache.values() for t in e.get("trials", [])]
         trials.sort(key=lambda p: p[0].get("finished_at") or 0.0)  # stable: cache order among equals
-        atomic_write_csv(self.out / "trials.csv", TRIAL_COLUMNS, [_trial_row(i, t, e) for i, (t, e) in enumerate(trials)])
+        rows = [{**_trial_row(i, t, e), "genome": self._genome(e)} for i, (t, e) in enumerate(trials)]
+        atomic_write_csv(self.out / "trials.csv", TRIAL_COLUMNS, rows)
+
+    def _genome(self, e: dict) -> str:
+        if e["gid"] not in self._genome_text:
+            doc = G.from_vector(e["vector"]) if e.get("vector") else None
+            self._genome_text[e["gid"]] = json.dumps(G.active_content(doc), separators=(",", ":")) if doc else ""
+        return self._genome_text[e["gid"]]
 
     def write_logbook(self, ev) -> None:
         times = ev.meta.get("generation_times", {})
@@ -159,16 +167,14 @@ class RunDir:
 
 
 def _trial_row(i: int, t: dict, e: dict) -> dict:
-    """A row of trials.csv: trial `t` of the genome whose cache entry is `e`."""
-    doc = G.from_vector(e["vector"]) if e.get("vector") else None
+    """A row of trials.csv (but the genome column): trial `t` of the genome whose cache entry is `e`."""
     wall, train = t.get("wall_seconds"), t.get("train_seconds")
     return {"trial": i, "generation": e.get("generation"), "gid": e["gid"],
             **{k: t.get(k) for k in ("kind", "budget", "status", *FIELDS, "compute", "train_seconds", "wall_seconds",
                                      "device")},
             "overhead_seconds": (wall - train) if (wall is not None and train is not None and is_ok(t)) else None,
             "epochs": t.get("epoch"), "error": t.get("error") or "", "trial_id": t.get("trial_id", ""),
-            "log_dir": t.get("log_dir", ""),
-            "genome": json.dumps(G.active_content(doc), separators=(",", ":")) if doc else ""}
+            "log_dir": t.get("log_dir", "")}
 
 
 def _plot_front(pts: list[dict], front: set, cost, out: Path) -> None:
