@@ -56,7 +56,7 @@ def measure_latency_ms(model, device, input_size: int = 40, budget_s: float = 0.
 
 
 ACCURACY = Objective("accuracy", "val_acc", 1.0, 0.0, "validation accuracy (short trial)",
-                     "validation accuracy a trial scores (centre crop; fernas.fitness decides which epochs count)")
+                     "validation accuracy at the end of a trial's budget (centre crop)")
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     ACCURACY,
     Objective("params", "params", -1.0, 1e12, "parameters", "trainable parameters of the network",
