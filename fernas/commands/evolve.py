@@ -304,10 +304,11 @@ class EvolveConsole:
             self.say(f"best genome {best.gid}: validation accuracy {e.get('val_acc') or 0:.4f} after "
                      f"{e.get('budget')} epoch(s), {e.get('params') or 0:,} parameters, "
                      f"{(e.get('macs') or 0) / 1e6:.1f}M multiply-adds")
+        from fernas.search.run import total_compute
+
         trials = [t for e in ev.cache.values() for t in e.get("trials", [])]
-        compute = sum(int(t.get("compute") or 0) for t in trials)
         seconds = sum(float(t.get("train_seconds") or 0) for t in trials)
-        self.say(f"training compute: {len(trials)} trials, {compute:.3g} images x multiply-adds, "
+        self.say(f"training compute: {len(trials)} trials, {total_compute(ev):.3g} images x multiply-adds, "
                  f"{seconds:.0f} s of training")
         self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
         self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: fernas decode {out}/best.json --train")

@@ -97,9 +97,6 @@ class GAConfig:
         return None
 
 
-# a genome's first training; a continuation to a larger budget; a retraining with another seed
-KINDS = ("first", "promotion", "rerank")
-
 
 @dataclass
 class Candidate:
@@ -111,6 +108,6 @@ class Candidate:
     budget: int = 0  # train to this epoch of the max_budget-long schedule
     level: int = 0  # index of the budget among GAConfig.rungs
     resume_from: int = 0  # continue from the checkpoint at this epoch (0: train from scratch)
-    kind: str = "first"
+    kind: str = "first"  # first training | promotion (a larger budget) | rerank (another seed)
     seed: int = 0  # added to the run's seed (x 1000): re-ranking trains with other seeds
     cost_hint: float = 0.0  # for longest-first scheduling; filled by the driver
