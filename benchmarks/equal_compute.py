@@ -1,0 +1,415 @@
+"""Searchers at equal training compute: what does fernas' search buy over the alternatives?
+
+Five arms per seed, each a real `fernas` command on the same data, the same cost cap and the
+same seed, compared by the training compute they spent (images processed x multiply-adds per
+image, the `compute` column of trials.csv) with the seconds beside it:
+
+    ga-mf        fernas evolve (GA) with successive halving and re-ranking (budgets MIN -> MAX)
+    ga-single    fernas evolve (GA), every genome MAX epochs, no re-ranking (the old behaviour)
+    random-sh    fernas evolve --strategy random with the same successive halving and re-ranking
+    random-asha  fernas evolve --strategy random, MAX epochs, Ray Tune's ASHAScheduler stopping
+    seeds        the seed designs under the cap, `fernas train` with the ga-mf compute split
+                 between them (what a user does who does not search)
+
+Equal compute: ga-mf runs first; its total C (every trial: first trainings, promotions,
+re-ranking) is the budget.  random-sh has the same structure (same generations, budgets and
+re-ranking) and is used whole; its own total is reported beside C.  ga-single and random-asha
+run more generations than C needs and are cut at C in the order their trials finished; their
+pick is then the best accuracy at MAX epochs within C.  The seeds arm trains each design
+C / n_designs of compute.
+
+Best-so-far is the best validation accuracy at MAX epochs (trials that reached it) against
+cumulative compute; a run's pick is its best.json when used whole.  Every pick (and every
+seed design, and the VGG seed as the reference of the tenth-of-its-cost target) is trained by
+the same `fernas decode --train` protocol with one fixed seed and tested with ten crops.
+Also: Spearman rank correlation between the MIN and MAX budgets over the genomes the
+successive-halving runs promoted (survivors only: see budget_correlation.py for all genomes).
+
+Writes benchmarks/results/equal_compute.json and best_vs_compute.png (per-seed results are
+written as each seed ends, so a stopped benchmark keeps what it finished).
+
+    .venv/bin/python benchmarks/equal_compute.py --seeds 0,1,2,3,4
+    .venv/bin/python benchmarks/equal_compute.py --data demo:2000,560,280 --data-seed 1 --tag data1
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from budget_correlation import spearman  # noqa: E402
+from search_quality import first_reach, fmt, mean_std, run_cmd  # noqa: E402
+
+from fernas.fitness import is_ok  # noqa: E402
+from fernas.io import atomic_write_json  # noqa: E402
+
+ARMS = ("ga-mf", "ga-single", "random-sh", "random-asha", "seeds")
+SEARCH_ARMS = ARMS[:4]
+COLORS = {"ga-mf": "C3", "ga-single": "C1", "random-sh": "C0", "random-asha": "C2", "seeds": "0.3"}
+
+
+def arm_flags(a, arm: str) -> tuple[list[str], int]:
+    """`fernas evolve` flags and generations of a search arm (generations past C are cut)."""
+    mf = ["--min-budget", str(a.min_budget), "--max-budget", str(a.max_budget), "--eta", str(a.eta),
+          "--rerank-top", str(a.rerank_top), "--rerank-seeds", str(a.rerank_seeds)]
+    single = ["--epochs-per-trial", str(a.max_budget), "--rerank-top", "0"]
+    return {"ga-mf": (["--strategy", "ga", *mf], a.generations),
+            "random-sh": (["--strategy", "random", *mf], a.generations),
+            "ga-single": (["--strategy", "ga", *single], a.generations + 1),
+            "random-asha": (["--strategy", "random", *single, "--asha"], 2 * a.generations + 1)}[arm]
+
+
+def run_search(a, arm: str, seed: int, out: Path) -> dict:
+    flags, gens = arm_flags(a, arm)
+    cmd = [sys.executable, "-m", "fernas", "evolve", "--data", a.data, "--data-seed", str(a.data_seed),
+           "--out", str(out), "--pop", str(a.pop), "--generations", str(gens), "--max-mmacs", str(a.max_mmacs),
+           "--seed", str(seed), "--no-dashboard", "--cpus-per-trial", "1", *flags]
+    if a.reuse and (out / "best.json").is_file() and _finished(out):
+        print(f"  {arm:11s} reusing {out}", flush=True)
+        wall = None
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+        print(f"  {arm:11s} fernas evolve {' '.join(flags)} --generations {gens} -> {out}", flush=True)
+        wall = run_cmd(cmd, out.parent / f"{out.name}.log")
+    return {"out": out, "wall_s": wall, **read_trials(out)}
+
+
+def _finished(out: Path) -> bool:
+    from fernas.evolve import is_done
+    try:
+        return is_done(out / "checkpoint.json")
+    except Exception:  # another version, corrupt: run it again
+        return False
+
+
+def read_trials(out: Path) -> dict:
+    """Every trial of a run in the order it finished, with its genome's vector."""
+    from fernas.evolve import read_outcomes
+
+    cache = read_outcomes(out / "checkpoint.json")
+    trials = [{**t, "gid": e["gid"], "vector": e["vector"]} for e in cache.values() for t in e.get("trials", [])]
+    trials.sort(key=lambda t: t.get("finished_at") or 0.0)
+    best = json.loads((out / "best.json").read_text()) if (out / "best.json").is_file() else None
+    return {"trials": trials, "best_gid": best["evolve"]["gid"] if best else None}
+
+
+def at_max(t: dict, max_budget: int) -> bool:
+    """A trial that trained a genome to the largest budget (not stopped early, not a re-ranking)."""
+    return (is_ok(t) and t.get("kind") in ("first", "promotion") and int(t.get("budget") or 0) == max_budget
+            and int(t.get("epoch") or 0) >= max_budget and t.get("val_acc") is not None)
+
+
+def curve(trials: list[dict], max_budget: int) -> list[tuple[float, float | None]]:
+    """(cumulative compute, best accuracy at the largest budget so far) after every trial."""
+    out, spent, best = [], 0.0, None
+    for t in trials:
+        spent += float(t.get("compute") or 0)
+        if at_max(t, max_budget):
+            best = max(best or 0.0, float(t["val_acc"]))
+        out.append((spent, best))
+    return out
+
+
+def cut(trials: list[dict], budget: float) -> list[dict]:
+    """The trials that finished within `budget` of compute (in finish order)."""
+    kept, spent = [], 0.0
+    for t in trials:
+        spent += float(t.get("compute") or 0)
+        if spent > budget * 1.0001:
+            break
+        kept.append(t)
+    return kept
+
+
+def pick(run: dict, trials: list[dict], whole: bool, max_budget: int) -> tuple[str | None, list[int] | None]:
+    """The genome the arm returns: the run's best.json when used whole, else the best at MAX within C."""
+    if whole and run["best_gid"]:
+        gid = run["best_gid"]
+        return gid, next(t["vector"] for t in run["trials"] if t["gid"] == gid)
+    done = [t for t in trials if at_max(t, max_budget)]
+    if not done:
+        return None, None
+    t = max(done, key=lambda t: (float(t["val_acc"]), -float(t.get("val_loss") or math.inf), t["gid"]))
+    return t["gid"], t["vector"]
+
+
+def promoted_correlation(trials: list[dict], lo: int, hi: int) -> dict:
+    """Spearman between the MIN- and MAX-budget accuracies of the genomes that reached MAX."""
+    acc = {}
+    for t in trials:
+        if is_ok(t) and t.get("kind") in ("first", "promotion") and t.get("val_acc") is not None:
+            acc.setdefault(t["gid"], {})[int(t["budget"])] = float(t["val_acc"])
+    pairs = [(v[lo], v[hi]) for v in acc.values() if lo in v and hi in v]
+    rho = spearman([p[0] for p in pairs], [p[1] for p in pairs]) if len(pairs) >= 3 else None
+    return {"n": len(pairs), "spearman": None if rho is None or math.isnan(rho) else round(rho, 3)}
+
+
+def decode(a, name: str, doc: dict, work: Path) -> dict:
+    """`fernas decode --train` with the fixed protocol (cached by genome: one training per genome)."""
+    from fernas import genome as G
+
+    d = work / "decode" / G.genome_id(doc)
+    metrics = d / "run" / "metrics.json"
+    if not metrics.is_file():
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        G.save_genome({**doc, "name": name}, d / "genome.json")
+        print(f"  decode --train {name} ...", flush=True)
+        run_cmd([sys.executable, "-m", "fernas", "decode", str(d / "genome.json"), "--train", "--data", a.data,
+                 "--data-seed", str(a.data_seed), "--epochs", str(a.decode_epochs), "--fine-tune-epochs",
+                 str(a.decode_fine_tune), "--train-crops", "1", "--seed", "0", "--out", str(d / "run")],
+                d / "decode.log")
+    m = json.loads(metrics.read_text())
+    return {"genome": name, "test_acc_tencrop": round(m["test_accuracy_tencrop"], 4), "macs": m["macs"],
+            "params": m["params"]}
+
+
+def seeds_arm(a, seed: int, budget: float, designs: dict, work: Path) -> dict:
+    """Each seed design under the cap trained with budget / n_designs of compute (`fernas train`)."""
+    import csv
+
+    from fernas.data import parse_demo_spec
+
+    n_train = parse_demo_spec(a.data)[0]
+    rows, points, spent = [], [], 0.0
+    for name, (path, macs) in designs.items():
+        epochs = max(1, int(budget / len(designs) / (n_train * macs)))
+        out = work / f"seeds-seed{seed}" / name
+        shutil.rmtree(out, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"  seeds       fernas train {name} --epochs {epochs}", flush=True)
+        wall = run_cmd([sys.executable, "-m", "fernas", "train", path, "--data", a.data, "--data-seed",
+                        str(a.data_seed), "--epochs", str(epochs), "--fine-tune-epochs", "0", "--train-crops", "1",
+                        "--seed", str(seed), "--out", str(out)], out.parent / f"{name}.log")
+        m = json.loads((out / "metrics.json").read_text())
+        with (out / "history.csv").open() as fh:
+            for r in csv.DictReader(fh):
+                spent += n_train * macs
+                best = max([p[1] for p in points] + [float(r["val_acc"])])
+                points.append((spent, best))
+        rows.append({"genome": name, "epochs": epochs, "compute": epochs * n_train * macs,
+                     "best_val_acc": round(m["best_val_acc"]["train"], 4), "test_acc_tencrop": round(m["test_accuracy_tencrop"], 4),
+                     "wall_s": round(wall, 1)})
+    return {"designs": rows, "curve": points, "total_compute": spent,
+            "best": max(rows, key=lambda r: r["best_val_acc"])}
+
+
+def seed_record(a, seed: int, runs: dict, seeds: dict, budget: float) -> dict:
+    """One seed's figures per arm: compute, seconds, curve, pick (decode-trained later)."""
+    rec = {"seed": seed, "budget_compute": budget}
+    for arm, run in runs.items():
+        whole = arm in ("ga-mf", "random-sh")
+        trials = run["trials"] if whole else cut(run["trials"], budget)
+        gid, vector = pick(run, trials, whole, a.max_budget)
+        rec[arm] = {"trials": len(trials), "trials_run": len(run["trials"]),
+                    "compute": sum(float(t.get("compute") or 0) for t in trials),
+                    "train_seconds": round(sum(float(t.get("train_seconds") or 0) for t in trials), 1),
+                    "wall_s": None if run["wall_s"] is None else round(run["wall_s"], 1),
+                    "curve": [(c, None if b is None else round(b, 4)) for c, b in curve(trials, a.max_budget)],
+                    "pick_gid": gid, "pick_vector": vector,
+                    "kinds": {k: sum(t.get("kind") == k for t in trials) for k in ("first", "promotion", "rerank")}}
+        if arm in ("ga-mf", "random-sh"):
+            rec[arm]["rank_correlation"] = promoted_correlation(trials, a.min_budget, a.max_budget)
+    s = seeds
+    rec["seeds"] = {"compute": s["total_compute"], "designs": s["designs"], "curve": s["curve"],
+                    "pick_gid": None, "pick_name": s["best"]["genome"],
+                    "test_acc_tencrop_whole_budget": s["best"]["test_acc_tencrop"]}
+    return rec
+
+
+def final_best(rec: dict) -> float | None:
+    vals = [b for _, b in rec["curve"] if b is not None]
+    return vals[-1] if vals else None
+
+
+def compute_to_reach(rec: dict, level: float | None) -> float | None:
+    """The compute after which the arm's best-so-far first reached `level`."""
+    if level is None:
+        return None
+    i = first_reach([b if b is not None else -1.0 for _, b in rec["curve"]], level)
+    return None if i is None else rec["curve"][i - 1][0]
+
+
+def decode_picks(a, rec: dict, designs: dict, work: Path) -> None:
+    from fernas import genome as G
+
+    for arm in ARMS:
+        r = rec[arm]
+        if arm == "seeds":
+            path = designs[r["pick_name"]][0]
+            r["decode"] = decode(a, r["pick_name"], G.load_genome(path), work)
+        elif r["pick_vector"]:
+            r["decode"] = decode(a, f"{arm}-seed{rec['seed']}-{r['pick_gid']}", G.from_vector(r["pick_vector"]), work)
+
+
+def summarize(per_seed: list[dict], references: dict) -> dict:
+    """Means over seeds and the issue's targets, stated with what was measured."""
+    def over(f):
+        return {arm: mean_std([f(rec, arm) for rec in per_seed]) for arm in ARMS}
+
+    s = {"final_best_val_acc_at_max_budget": over(lambda rec, arm: final_best(rec[arm])),
+         "decode_test_acc_tencrop": over(lambda rec, arm: rec[arm].get("decode", {}).get("test_acc_tencrop")),
+         "compute_vs_budget": over(lambda rec, arm: rec[arm]["compute"] / rec["budget_compute"]),
+         "train_seconds": over(lambda rec, arm: rec[arm].get("train_seconds")),
+         "rank_correlation": {arm: mean_std([rec[arm]["rank_correlation"]["spearman"] for rec in per_seed])
+                              for arm in ("ga-mf", "random-sh")}}
+    reach = {}
+    for base in ("random-sh", "random-asha"):
+        fr = [compute_to_reach(rec["ga-mf"], final_best(rec[base])) for rec in per_seed]
+        reach[base] = {"fraction_of_budget_per_seed": [None if x is None else round(x / rec["budget_compute"], 3)
+                                                       for x, rec in zip(fr, per_seed)]}
+    s["ga_mf_compute_to_reach_random_final"] = reach
+    dec = s["decode_test_acc_tencrop"]
+    mf = dec["ga-mf"]["mean"]
+    s["targets"] = {
+        "reach_random_final_in_quarter": {b: all(x is not None and x <= 0.25 for x in v["fraction_of_budget_per_seed"])
+                                          for b, v in reach.items()},
+        "ga_mf_above_every_alternative_decode": mf is not None and all(
+            dec[o]["mean"] is None or mf > dec[o]["mean"] for o in ARMS if o != "ga-mf"),
+        "ga_mf_pick_beats_best_seed_design_decode": {
+            "ga_mf_mean": mf, "best_seed_design": max(references["seed_designs_decode"].values())},
+        "tenth_of_vgg": {"ga_mf_mean": mf, "vgg_decode": references.get("vgg_decode")},
+    }
+    return s
+
+
+def plot(per_seed: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.0, 4.6), dpi=110)
+    ax.grid(alpha=0.3)
+    for arm in ARMS:
+        for i, rec in enumerate(per_seed):
+            pts = [(c, b) for c, b in rec[arm]["curve"] if b is not None]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.step([x / rec["budget_compute"] for x in xs], ys, where="post", color=COLORS[arm],
+                        alpha=0.8 if len(per_seed) == 1 else 0.45, lw=1.4, label=arm if i == 0 else None)
+    ax.axvline(1.0, color="0.5", ls="--", lw=1, label="budget C (ga-mf's total)")
+    ax.axvline(0.25, color="0.7", ls=":", lw=1, label="C / 4")
+    ax.axhline(1 / 7, color="0.3", ls="-.", lw=0.8, label="chance (1/7)")
+    ax.set_xlabel("training compute spent / C   (images x multiply-adds)")
+    ax.set_ylabel("best validation accuracy at the largest budget")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--data", default="demo:1400,560,280", help="demo data (demo:TRAIN,VAL,TEST)")
+    ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--pop", type=int, default=6)
+    ap.add_argument("--generations", type=int, default=3, help="of ga-mf and random-sh")
+    ap.add_argument("--min-budget", type=int, default=2)
+    ap.add_argument("--max-budget", type=int, default=4)
+    ap.add_argument("--eta", type=int, default=2)
+    ap.add_argument("--rerank-top", type=int, default=2)
+    ap.add_argument("--rerank-seeds", type=int, default=1)
+    ap.add_argument("--max-mmacs", type=float, default=35.0, help="default: a tenth of the VGG seed's")
+    ap.add_argument("--decode-epochs", type=int, default=6)
+    ap.add_argument("--decode-fine-tune", type=int, default=1)
+    ap.add_argument("--no-vgg", action="store_true", help="skip the decode training of the VGG seed")
+    ap.add_argument("--tag", default="", help="suffix of the output files (e.g. data1)")
+    ap.add_argument("--reuse", action="store_true", help="reuse finished runs and decodes in the work directory")
+    return ap.parse_args(argv)
+
+
+def reference_decodes(a, designs: dict, work: Path) -> dict:
+    from fernas import genome as G
+
+    refs = {"seed_designs_decode": {n: decode(a, n, G.load_genome(p), work)["test_acc_tencrop"]
+                                    for n, (p, _) in designs.items()}}
+    return refs
+
+
+def vgg_decode(a, work: Path) -> float:
+    """The VGG seed under the same decode protocol: the reference of the tenth-of-its-cost target."""
+    from fernas import genome as G
+
+    return decode(a, "vgg_khaireddin", G.load_genome(ROOT / "genomes" / "vgg_khaireddin.json"), work)["test_acc_tencrop"]
+
+
+def designs_under_cap(max_mmacs: float) -> dict:
+    from fernas.genome import load_genome
+    from fernas.model import estimate_macs
+
+    out = {}
+    for p in sorted((ROOT / "genomes").glob("*.json")):
+        macs = estimate_macs(load_genome(p))
+        if macs <= max_mmacs * 1e6:
+            out[p.stem] = (str(p), macs)
+    return out
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    import torch
+
+    from fernas.runinfo import versions
+
+    suffix = f"_{a.tag}" if a.tag else ""
+    out_json = ROOT / "benchmarks" / "results" / f"equal_compute{suffix}.json"
+    out_png = ROOT / "benchmarks" / "results" / f"best_vs_compute{suffix}.png"
+    work = ROOT / "benchmarks" / "results" / "tmp" / f"equal_compute{suffix}"
+    if not a.reuse:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    designs = designs_under_cap(a.max_mmacs)
+    if not designs:
+        raise SystemExit(f"no seed design under --max-mmacs {a.max_mmacs}")
+    t0, per_seed = time.perf_counter(), []
+    result = {"benchmark": "equal_compute", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                          "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+              "versions": versions("torch", "ray", "deap", "numpy"),
+              "settings": {k: v for k, v in vars(a).items() if k not in ("reuse",)},
+              "arms": {arm: " ".join(arm_flags(a, arm)[0]) for arm in SEARCH_ARMS},
+              "protocol": __doc__.split("\n\n")[1:4]}
+    result["references"] = reference_decodes(a, designs, work)
+    for seed in [int(s) for s in a.seeds.split(",") if s.strip()]:
+        print(f"seed {seed}", flush=True)
+        runs = {"ga-mf": run_search(a, "ga-mf", seed, work / f"ga-mf-seed{seed}")}
+        budget = sum(float(t.get("compute") or 0) for t in runs["ga-mf"]["trials"])
+        for arm in SEARCH_ARMS[1:]:
+            runs[arm] = run_search(a, arm, seed, work / f"{arm}-seed{seed}")
+        rec = seed_record(a, seed, runs, seeds_arm(a, seed, budget, designs, work), budget)
+        decode_picks(a, rec, designs, work)
+        per_seed.append(rec)
+        print("  " + "  ".join(f"{arm} {fmt(final_best(rec[arm]), 3)}/{fmt(rec[arm].get('decode', {}).get('test_acc_tencrop'), 3)}"
+                               for arm in ARMS) + "   (best val at MAX / decode test)", flush=True)
+        result.update(per_seed=per_seed, summary=summarize(per_seed, result["references"]),
+                      wall_seconds=round(time.perf_counter() - t0, 1), plot=str(out_png.relative_to(ROOT)))
+        atomic_write_json(out_json, result)
+        plot(per_seed, out_png, f"{a.data} (data seed {a.data_seed}), <= {a.max_mmacs:g} MMAC, pop {a.pop}, "
+             f"budgets {a.min_budget}->{a.max_budget}, {len(per_seed)} seed(s)")
+    if not a.no_vgg:  # last: the most expensive training, and only a reference
+        result["references"]["vgg_decode"] = vgg_decode(a, work)
+        result.update(summary=summarize(per_seed, result["references"]), wall_seconds=round(time.perf_counter() - t0, 1))
+        atomic_write_json(out_json, result)
+    print(json.dumps(result["summary"], indent=1))
+    print(f"wrote {out_json} and {out_png} ({result['wall_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
