@@ -23,3 +23,26 @@ def fmt_duration(seconds: float) -> str:
     """'4m07s' below an hour, '2h05m' above."""
     s = max(0, int(round(seconds)))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of '90m', '2h', '1h30m', '45s', '1d' or a bare number of seconds; ValueError otherwise."""
+    t = str(text).strip().lower()
+    try:
+        return float(t)
+    except ValueError:
+        pass
+    total, num = 0.0, ""
+    for ch in t:
+        if ch.isdigit() or ch == ".":
+            num += ch
+        elif ch in _UNITS and num:
+            total, num = total + float(num) * _UNITS[ch], ""
+        else:
+            raise ValueError(text)
+    if num or not t:
+        raise ValueError(text)
+    return total

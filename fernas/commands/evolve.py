@@ -1,7 +1,7 @@
 """`fernas evolve`: the genetic search on Ray Tune (`fernas.evolve` + `fernas.search`).
 
 Parses and validates the flags, loads the seed genomes, calls `fernas.search.run_evolve`, and
-prints what the run reports (`EvolveConsole`).  Every mistake a user can make here ends in
+prints what the run reports (`fernas.commands.evolve_console`).  Every mistake a user can make here ends in
 one line and exit status 2.
 """
 
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from fernas.commands.common import DATA_KEYS, add_data_arguments, dataset_from_args
+from fernas.commands.evolve_console import EvolveConsole
 from fernas.errors import GenomeError, RunDirError, RunExistsError, UserError
 
 DEFAULT_SEED_GLOB = "genomes/*.json"
@@ -46,6 +47,14 @@ def _add_search_flags(p, d) -> None:
     g.add_argument("--seed-genomes", default=DEFAULT_SEED_GLOB, metavar="GLOB",
                    help="genome files that seed the initial population (then random-search-space samples "
                         "of seeds 001/004, then uniform random genomes)")
+    g.add_argument("--space", default=None, metavar="FILE",
+                   help="search only inside this space file (YAML or JSON; `fernas space show` prints the "
+                        "default one to edit): per gene fixed, choices or min/max. Seed designs outside it "
+                        "are left out; the run keeps it (--resume refuses another)")
+    g.add_argument("--warm-start", default=None, metavar="RUN_DIR",
+                   help="start from a finished or stopped run: its hall of fame joins the initial population "
+                        "and its trained genomes are not trained again (needs the same data, budgets, seed "
+                        "and trainer; refused with the reason otherwise)")
     g.add_argument("--max-mmacs", type=float, default=d.max_mmacs, metavar="M",
                    help="genomes above this many million multiply-adds per 40x40 image get the penalty "
                         "without training; the initial population and random search sample below it (seed "
@@ -112,6 +121,18 @@ def _add_trial_flags(p, o, d) -> None:
                    help="Ray Tune's ASHA stops hopeless trials between epochs (on validation accuracy; "
                         "needs one budget: --epochs-per-trial 2 or more)")
 
+    g = p.add_argument_group("Budgets (end the search at its next safe point, outputs written; a --resume "
+                             "with a larger one goes on)")
+    g.add_argument("--max-trials", type=int, default=None, metavar="N",
+                   help="start no trial after N (every kind, over all attempts of the run); running ones "
+                        "finish (default: none)")
+    g.add_argument("--time-budget", default=None, metavar="DURATION",
+                   help="start no trial after this much search time (e.g. 90m, 2h, 1h30m, 1d; summed over "
+                        "attempts, the time a killed run was down not counted) (default: none)")
+    g.add_argument("--patience", type=int, default=None, metavar="G",
+                   help="end the evolution after G generations without a better best; re-ranking then "
+                        "runs as at the last generation (default: none)")
+
     g = p.add_argument_group("Ray / System")
     g.add_argument("--gpus-per-trial", default="auto", metavar="G",
                    help="GPU share of a trial; auto = 0.25 (four trials per card) when the cluster has GPUs, "
@@ -156,6 +177,40 @@ def _rerank(args: argparse.Namespace) -> dict:
     return {"rerank_top": args.rerank_top, "rerank_seeds": args.rerank_seeds}
 
 
+def _budget_stops(args: argparse.Namespace) -> dict:
+    """--max-trials, --time-budget, --patience (None where not given: on --resume the run's stay)."""
+    from fernas.runinfo import parse_duration
+
+    _check(args.max_trials is None or args.max_trials >= 1, f"--max-trials {args.max_trials}: need at least 1")
+    _check(args.patience is None or args.patience >= 0, f"--patience {args.patience}: expected >= 0")
+    seconds = None
+    if args.time_budget is not None:
+        try:
+            seconds = parse_duration(args.time_budget)
+        except ValueError:
+            raise UserError(f"--time-budget {args.time_budget!r}: expected a duration such as 90m, 2h, 1h30m, "
+                            "1d or seconds") from None
+        _check(seconds > 0, f"--time-budget {args.time_budget}: expected more than 0")
+    return {"max_trials": args.max_trials, "time_budget": seconds, "patience": args.patience}
+
+
+def _space(args: argparse.Namespace) -> dict | None:
+    from fernas.space import load_space
+
+    return load_space(args.space).to_config() if args.space else None
+
+
+def check_space(ga, path: str) -> None:
+    """A space with no genome under the cost cap cannot start a search (one line, exit 2)."""
+    from fernas.evolve.sampling import smallest_in_space
+    from fernas.space import SpaceError
+
+    macs = smallest_in_space(ga)
+    if ga.max_mmacs and macs > ga.max_mmacs * 1e6:
+        raise SpaceError(f"{path}: no genome of this space is under --max-mmacs {ga.max_mmacs:g} (the smallest "
+                         f"found has about {macs / 1e6:.0f}M multiply-adds); widen the space or raise the cap")
+
+
 def options_from_args(args: argparse.Namespace):
     """Validate the flags (UserError, one line) and build EvolveOptions."""
     from fernas.evolve import GAConfig
@@ -191,13 +246,18 @@ def options_from_args(args: argparse.Namespace):
     _check(not args.asha or (args.epochs_per_trial or 0) >= 2,
            "--asha needs one budget of 2 or more epochs (--epochs-per-trial N): it stops trials between epochs")
     out = args.out.replace("DATE-TIME", time.strftime("%Y%m%d-%H%M%S")) if args.out == DEFAULT_OUT else args.out
+    budget_stops = _budget_stops(args)
     ga = GAConfig(pop=args.pop, generations=args.generations, cxpb=args.crossover, mutpb=args.mutation,
                   indpb=args.gene_mutation, tournsize=args.tournament, elite=args.elite,
                   hof_size=args.hall_of_fame, objectives=objectives, seed=args.seed,
                   strategy=args.strategy, max_mmacs=args.max_mmacs, mutation=args.mutation_operator,
-                  novel_offspring=args.novel_offspring, **budgets, **_rerank(args))
+                  novel_offspring=args.novel_offspring, **budgets, **_rerank(args),
+                  space=_space(args), patience=args.patience or 0)
+    if args.space:
+        check_space(ga, args.space)
     data_args = {k: getattr(args, k) for k in DATA_KEYS if k != "data"}
     return EvolveOptions(
+        space_file=args.space, warm_start=args.warm_start, **budget_stops,
         out=out, ga=ga, data=args.data, data_args=data_args, max_steps_per_epoch=args.max_steps_per_epoch,
         seed_genomes=[], gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
         max_concurrent=args.max_concurrent, address=args.address, storage=args.storage, resume=args.resume,
@@ -236,6 +296,12 @@ def run(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
     files, docs = load_seed_genomes(args.seed_genomes)
     opts.seed_genomes = files
+    console = EvolveConsole()
+    if not args.resume:
+        from fernas.evolve.sampling import admitted_seeds
+
+        for doc, reason in admitted_seeds(opts.ga, docs)[1]:
+            console.left_out(doc, reason)
 
     def load_data(resolved):  # on --resume the stored data flags win
         ns = argparse.Namespace(**vars(args))
@@ -245,70 +311,7 @@ def run(args: argparse.Namespace) -> int:
         return dataset_from_args(ns)
 
     try:
-        run_evolve(opts, load_data, docs, EvolveConsole())
+        run_evolve(opts, load_data, docs, console)
     except RunExistsError as exc:
         raise RunDirError(f"{exc.path}: {exc.what}; pass --resume to continue that run or choose another --out") from None
     return 0
-
-
-class EvolveConsole:
-    """What `fernas evolve` prints while a run goes on: one line per event on stdout."""
-
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stdout  # the real one, also while Tune's own output is silenced
-
-    def say(self, text: str, err: bool = False) -> None:
-        print(text, file=sys.stderr if err else self.stream, flush=True)
-
-    def resuming(self, out, ev) -> None:
-        self.say(f"resuming {out}: generation {ev.gen + 1}/{ev.cfg.generations}, "
-                 f"{len(ev.cache)} trials already done (not repeated)")
-
-    def starting(self, out, ga, opts, res: dict, trial_logs: str) -> None:
-        strategy = "random search, " if ga.strategy == "random" else ""
-        budgets = (f"{ga.rungs[0]} epoch(s) per trial" if len(ga.rungs) == 1 else
-                   f"budgets {','.join(map(str, ga.rungs))} epochs, eta {ga.eta}")
-        self.say(f"fernas evolve: {out}  ({strategy}pop {ga.pop}, {ga.generations} generations, objectives "
-                 f"{','.join(ga.objectives)}, {budgets})")
-        where = "local instance" if res["started_local"] else "cluster " + res["address"]
-        self.say(f"Ray: {where}, {res['cpus']:g} CPU(s), {res['gpus']:g} GPU(s); {res['concurrent_trials']} "
-                 f"trial(s) at a time, {res['cpus_per_trial']:g} CPU + {res['gpus_per_trial']:g} GPU each")
-        if res["dashboard_url"]:
-            self.say(f"Ray dashboard: {res['dashboard_url']}  (log in with the token in "
-                     f"{res['token_file']}; `ray get-auth-token` prints it)")
-        self.say(f"Trial logs: {trial_logs}")
-
-    def generation(self, rec: dict, generations: int, elapsed: float, eta: float, compute: int) -> None:
-        from fernas.runinfo import fmt_duration
-
-        def acc(v):
-            return "     -" if v is None else f"{v:.4f}"
-
-        self.say(f"gen {rec['gen'] + 1:>3}/{generations}  best {acc(rec['best'])}  mean {acc(rec['mean'])}  "
-                 f"evals {rec['evals']:>3}  cache hits {rec['cache_hits']:>3}  failures {rec['failures']:>2}  "
-                 + (f"too large {rec['skipped']:>2}  " if rec.get("skipped") else "")
-                 + f"trials {rec['trials']:>3}  compute {compute:.3g} img*MAC  "
-                 f"elapsed {fmt_duration(elapsed)}  ETA {fmt_duration(eta)}")
-
-    def already_complete(self) -> None:
-        self.say("the run is already complete")
-
-    def stopped(self, out, ev) -> None:
-        self.say(f"fernas evolve: stopped at generation {ev.gen + 1}/{ev.cfg.generations}; nothing done is "
-                 f"lost: continue with  fernas evolve --out {out} --resume", err=True)
-
-    def finished(self, out, ev) -> None:
-        best = ev.best()
-        if best is not None:
-            e = ev.cache.get(best.gid, {})
-            self.say(f"best genome {best.gid}: validation accuracy {e.get('val_acc') or 0:.4f} after "
-                     f"{e.get('budget')} epoch(s), {e.get('params') or 0:,} parameters, "
-                     f"{(e.get('macs') or 0) / 1e6:.1f}M multiply-adds")
-        from fernas.search.run import total_compute
-
-        trials = [t for e in ev.cache.values() for t in e.get("trials", [])]
-        seconds = sum(float(t.get("train_seconds") or 0) for t in trials)
-        self.say(f"training compute: {len(trials)} trials, {total_compute(ev):.3g} images x multiply-adds, "
-                 f"{seconds:.0f} s of training")
-        self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
-        self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: fernas decode {out}/best.json --train")

@@ -54,6 +54,12 @@ class GAConfig:
     # (one short training is partly luck).  0 = no re-ranking.
     rerank_top: int = 3
     rerank_seeds: int = 2
+    # The search space (fernas.space.Space.to_config: {gene field: [raw values]} of the narrowed
+    # genes; None = every value of every gene).  Fixed for the whole run: --resume refuses another.
+    space: dict | None = None
+    # Evolution ends after this many generations without a better best (0 = only --generations);
+    # re-ranking then runs as at a normal end.  A run resumed with a larger patience goes on.
+    patience: int = 0
 
     def __post_init__(self) -> None:
         from fernas.objectives import parse_objectives

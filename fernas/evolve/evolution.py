@@ -170,13 +170,29 @@ class Evolution:
                 self.population = tools.selNSGA2(self.population, len(self.population))  # sets crowding
             self.hof.update(self.population)
             self._end_generation(counts)
-        while self.gen < self.cfg.generations:
+        while self.gen < self.cfg.generations and not self.stalled():
             counts = yield from self._next_generation()
             self.hof.update(self.population)
             self._end_generation(counts)
+        self.meta["ended_by"] = "generations" if self.gen >= self.cfg.generations else "patience"
         yield from rerank(self)
         self.done = True
         self.save()
+
+    def stalled(self) -> bool:
+        """No better best in the last `patience` generations (0: never)."""
+        p = self.cfg.patience
+        bests = [-1.0 if r["best"] is None else float(r["best"]) for r in self.logbook]
+        return bool(p) and len(bests) > p and bests[-1] <= bests[-1 - p]
+
+    def reopen(self) -> bool:
+        """Let a run that patience ended evolve on, when its (raised) patience allows; True if so.
+        Re-ranking runs again at the new end, for the genomes it has not trained yet."""
+        if not (self.done and self.meta.get("ended_by") == "patience" and not self.stalled()
+                and self.gen < self.cfg.generations):
+            return False
+        self.done, self._gen_obj = False, None
+        return True
 
     def _next_generation(self) -> Generator[list[Candidate], None, dict]:
         """Select, vary, evaluate the new, replace: one generation of the configured strategy."""
@@ -250,12 +266,27 @@ class Evolution:
         """Hall of fame by accuracy, best first (the Pareto front, for two objectives): the
         re-ranked genomes first, by their mean over seeds; the rest by fitness.  Ties go by
         genome id: the order in which tied genomes entered depends on timing and resumes."""
+        return self._ranked(self.hof)
+
+    def hall_of_fame_so_far(self) -> list:
+        """`hall_of_fame()` with the genomes the generation in flight has trained so far (a run a
+        budget stopped mid-generation); for the output files: the GA's own hall of fame takes
+        a generation's genomes at its end."""
+        partial = [self._ind(e["vector"], fitness_of(e, self.cfg.objectives), gid) for gid, e in self.cache.items()
+                   if e.get("generation") == self.gen and is_ok(e)]
+        if not partial:
+            return self.hall_of_fame()
+        hof = make_hall_of_fame(self.cfg)
+        hof.update(list(self.hof) + partial)
+        return self._ranked(hof)
+
+    def _ranked(self, hof) -> list:
         top = len(self.cfg.rungs) - 1
 
         def key(ind):
             mean = reranked_accuracy(self.cache.get(ind.gid, {}), top)
             return (0, -mean, ind.gid) if mean is not None else (1, -ind.fitness.values[0], ind.gid)
-        return sorted(self.hof, key=key)
+        return sorted(hof, key=key)
 
     # -- checkpoint: a plain dict, written atomically
     def state_dict(self) -> dict:

@@ -17,6 +17,7 @@ from fernas import genome as G
 from fernas.errors import GenomeError
 from fernas.evolve.config import GAConfig
 from fernas.objectives import weights
+from fernas.space import Space
 
 
 def individual_class(objectives: tuple[str, ...]):
@@ -40,14 +41,10 @@ def vector_id(vec: list[int]) -> tuple[str, dict | None]:
 
 
 def make_toolbox(cfg: GAConfig) -> base.Toolbox:
-    low = [lo for lo, _ in G.GENE_BOUNDS]
-    up = [hi for _, hi in G.GENE_BOUNDS]
+    allowed = Space.from_config(cfg.space).allowed  # per gene; the full space: every value in GENE_BOUNDS
     tb = base.Toolbox()
-    tb.register("mate", tools.cxTwoPoint)
-    if cfg.mutation == "creep":
-        tb.register("mutate", mut_creep, low=low, up=up, indpb=cfg.indpb)
-    else:
-        tb.register("mutate", tools.mutUniformInt, low=low, up=up, indpb=cfg.indpb)
+    tb.register("mate", tools.cxTwoPoint)  # per-gene constraints: a child of two members is a member
+    tb.register("mutate", mut_creep if cfg.mutation == "creep" else mut_uniform, allowed=allowed, indpb=cfg.indpb)
     if cfg.multi:
         tb.register("select", sel_crowded_tournament)
     else:
@@ -62,17 +59,26 @@ def make_hall_of_fame(cfg: GAConfig):
     return tools.HallOfFame(cfg.hof_size, similar=same)
 
 
-def mut_creep(individual: list, low: list[int], up: list[int], indpb: float) -> tuple:
-    """Per gene with probability indpb: a step of +-1 within the bounds (half the time), else a
-    uniform redraw.  Keeps every vector inside GENE_BOUNDS, like mutUniformInt."""
-    for i, (lo, hi) in enumerate(zip(low, up)):
-        if random.random() < indpb and hi > lo:
+def mut_uniform(individual: list, allowed: tuple, indpb: float) -> tuple:
+    """Per gene with probability indpb: a uniform redraw among its allowed values (in the full
+    space the same draws as DEAP's mutUniformInt)."""
+    for i, vals in enumerate(allowed):
+        if random.random() < indpb:
+            individual[i] = vals[random.randint(0, len(vals) - 1)]
+    return (individual,)
+
+
+def mut_creep(individual: list, allowed: tuple, indpb: float) -> tuple:
+    """Per gene with probability indpb: a step to the neighbouring allowed value (half the
+    time; reflected at the ends), else a uniform redraw among them.  Stays inside the space."""
+    for i, vals in enumerate(allowed):
+        if random.random() < indpb and len(vals) > 1:
             if random.random() < 0.5:
                 step = random.choice((-1, 1))
-                v = individual[i] + step
-                individual[i] = v if lo <= v <= hi else individual[i] - step
+                pos = vals.index(individual[i]) if individual[i] in vals else 0
+                individual[i] = vals[pos + step] if 0 <= pos + step < len(vals) else vals[pos - step]
             else:
-                individual[i] = random.randint(lo, hi)
+                individual[i] = vals[random.randint(0, len(vals) - 1)]
     return (individual,)
 
 

@@ -1,5 +1,9 @@
 """Where genomes come from before selection has anything to work with.
 
+Everything drawn here is inside the run's search space (`GAConfig.space`, fernas.space):
+seed designs outside it are left out, samples are projected into it, uniform draws are
+uniform among its values.
+
 The initial distribution: the seed designs, then a `search_space_share` of samples from the
 random-search spaces of seeds 001/004 (alternating), then uniform random vectors.  With a
 cost cap every fresh draw is under it (seed designs above it are left out), so no trial slot
@@ -15,17 +19,32 @@ from typing import Callable
 from fernas import genome as G
 from fernas.evolve.config import GAConfig
 from fernas.evolve.operators import vector_id
+from fernas.space import Space
+
+
+def admitted_seeds(cfg: GAConfig, seed_docs: list[dict]) -> tuple[list[list[int]], list[tuple[dict, str]]]:
+    """The seed designs' vectors that may start a run (dormant genes moved into the space),
+    and (design, reason) for each one left out: above the cost cap or outside the space."""
+    space = Space.from_config(cfg.space)
+    kept, left = [], []
+    for doc in seed_docs:
+        vec = G.to_vector(doc)
+        reason = cfg.refusal(doc) or (None if space.admits(vec) else "outside the search space (--space)")
+        if reason:
+            left.append((doc, reason))
+        else:
+            kept.append(space.project(vec, random))  # only dormant genes move: the same network
+    return kept, left
 
 
 def initial_population(cfg: GAConfig, seed_docs: list[dict], make_ind: Callable) -> list:
     """Seed designs, then random-search-space samples (001/004), then uniform random; unique ids."""
     pop, seen = [], set()
-    for doc in seed_docs:
-        if cfg.refusal(doc) is None:
-            ind = make_ind(G.to_vector(doc))
-            if ind.gid not in seen and len(pop) < cfg.pop:
-                seen.add(ind.gid)
-                pop.append(ind)
+    for vec in admitted_seeds(cfg, seed_docs)[0]:
+        ind = make_ind(vec)
+        if ind.gid not in seen and len(pop) < cfg.pop:
+            seen.add(ind.gid)
+            pop.append(ind)
     return pop + sample_fresh(cfg, cfg.pop - len(pop), seen, make_ind)
 
 
@@ -39,15 +58,27 @@ def sample_fresh(cfg: GAConfig, n: int, seen: set, make_ind: Callable) -> list:
             seen.add(ind.gid)
             out.append(ind)
 
+    space = Space.from_config(cfg.space)
     target = max(0, round(n * cfg.search_space_share))
     spaces = ("sarmah", "vulpe")
     for tries in range(50 * max(n, 1)):
         if len(out) >= min(target, n):
             break
-        add(G.to_vector(G.sample_random_search_space(random, spaces[tries % 2])))
+        add(space.project(G.to_vector(G.sample_random_search_space(random, spaces[tries % 2])), random))
     # Under a small cap the search spaces of 001/004 (wide convs) may have nothing: uniform fills up.
     for _ in range(2000 * max(n, 1)):
         if len(out) >= n:
             break
-        add(G.random_vector(random))
+        add(space.random_vector(random))
     return out
+
+
+def smallest_in_space(cfg: GAConfig, draws: int = 500) -> int:
+    """Multiply-adds of the cheapest genome found in the space: its smallest value of every
+    ordered gene, then `draws` uniform draws (a space with none under the cap cannot start)."""
+    from fernas.model import estimate_macs
+
+    space = Space.from_config(cfg.space)
+    rng = random.Random(0)
+    vecs = [[a[0] for a in space.allowed]] + [space.random_vector(rng) for _ in range(draws)]
+    return min(estimate_macs(G.from_vector(v)) for v in vecs)

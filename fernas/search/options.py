@@ -10,6 +10,7 @@ from fernas.evolve import GAConfig
 # line, every other setting from the run's config.json (so the run decides as it began).
 SYSTEM_SETTINGS = ("address", "storage", "gpus_per_trial", "cpus_per_trial", "max_concurrent", "dashboard",
                    "verbose")
+BUDGET_SETTINGS = ("max_trials", "time_budget", "patience")
 
 
 @dataclass
@@ -30,6 +31,13 @@ class EvolveOptions:
     asha: bool = False  # Ray Tune's ASHA stops hopeless trials between epochs
     verbose: bool = False
     max_failures: int = 1  # Tune's retries of a trial whose worker died
+    space_file: str | None = None  # where the space (ga.space) was read from, for the record
+    warm_start: str | None = None  # the run whose hall of fame and fitness cache this one started from
+    # Budgets that end a search at its next safe point (None/0: none).  On --resume the ones the
+    # new command line gives replace the stored ones (a larger budget continues a stopped run).
+    max_trials: int | None = None  # trials started, every kind, over all attempts
+    time_budget: float | None = None  # seconds of search, summed over attempts
+    patience: int | None = None  # the command line's --patience (the GA keeps it in ga.patience)
 
     @classmethod
     def from_stored(cls, stored: dict, cli: "EvolveOptions") -> "EvolveOptions":
@@ -39,5 +47,8 @@ class EvolveOptions:
         opts = cls(**o)
         for k in SYSTEM_SETTINGS:
             setattr(opts, k, getattr(cli, k))
+        for k in BUDGET_SETTINGS:
+            if getattr(cli, k) is not None:
+                setattr(opts, k, getattr(cli, k))
         opts.resume, opts.out = True, cli.out
         return opts

@@ -43,6 +43,21 @@ class EvolveRun:
         # with one budget needs none).  On a cluster OUT must be storage every node reaches.
         self.checkpoints = self.out / "checkpoints" if len(ev.cfg.rungs) > 1 else None
         ev.on_generation = self.on_generation
+        self.seconds_before = float(ev.meta.get("search_seconds", 0.0))  # earlier attempts' search time
+        self.stop_reason: str | None = None  # the budget that stopped the run, once one has
+
+    def search_seconds(self) -> float:
+        return self.seconds_before + time.time() - self.t0
+
+    def out_of_budget(self, live: int) -> str | None:
+        """Why no further trial may start (a budget is spent), or None.  `live`: trials running."""
+        o = self.opts
+        if o.max_trials and trial_count(self.ev) + live >= o.max_trials:
+            self.stop_reason = f"max_trials {o.max_trials} reached"
+        elif o.time_budget and self.search_seconds() >= o.time_budget:
+            from fernas.runinfo import fmt_duration
+            self.stop_reason = f"time_budget {fmt_duration(o.time_budget)} spent"
+        return self.stop_reason
 
     def checkpoint_path(self, cand: Candidate) -> str | None:
         if self.checkpoints is None or cand.kind == "rerank":  # a re-ranking trial is never continued
@@ -66,6 +81,7 @@ class EvolveRun:
         return reason is not None
 
     def record(self, cand: Candidate, outcome: dict) -> None:
+        self.ev.meta["search_seconds"] = self.search_seconds()
         self.ev.record(cand, {**outcome, "finished_at": time.time()})  # persisted atomically at once
         self.rundir.write_trials(self.ev)
 
@@ -73,6 +89,7 @@ class EvolveRun:
         elapsed = time.time() - self.t0
         eta = elapsed / max(1, ev.gen - self.gens_at_start) * (ev.cfg.generations - ev.gen)
         ev.meta.setdefault("generation_times", {})[str(rec["gen"])] = time.time()
+        ev.meta["search_seconds"] = self.search_seconds()
         ev.save()
         if self.checkpoints is not None:  # promotions stay inside a generation: nothing continues these
             shutil.rmtree(self.checkpoints, ignore_errors=True)
@@ -100,8 +117,15 @@ def _resolve(cli_opts: EvolveOptions, stored: dict | None, console) -> tuple[Evo
         raise RunDirError(f"{out / 'config.json'}: corrupt ({type(exc).__name__}: {exc}); cannot resume") from None
     opts.out = str(out)
     ev = Evolution.load(out / "checkpoint.json")  # RunDirError names a corrupt file
+    if cli_opts.space_file is not None and cli_opts.ga.space != ev.cfg.space:
+        raise RunDirError(f"{cli_opts.space_file}: not the search space of the run in {out} (see its "
+                          "config.json); a run keeps its space: start a new run (it may warm-start from this one)")
+    if cli_opts.patience is not None:
+        ev.cfg.patience = cli_opts.patience
     opts.ga = ev.cfg  # the checkpoint's GA is the one that resumes
     console.resuming(out, ev)
+    if ev.reopen():
+        console.reopened(ev)
     return opts, ev
 
 
@@ -110,6 +134,10 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
     out = Path(opts.out)
     cluster.precheck_resources(opts)  # flags that cannot work fail before the data loads and Ray starts
     data = load_data(opts)  # DataError before Ray starts
+    data_info = {"source": data.source, "classes": list(data.classes), "n_train": len(data.train),
+                 "n_val": len(data.val), "n_test": len(data.test), "info": data.info}
+    warm = _warm_start(opts, data_info, console) if ev is None and opts.warm_start else ([], {})
+    seed_docs = warm[0] + seed_docs  # the earlier run's hall of fame first
     ray_info = cluster.connect_ray(opts)
     import ray
     try:
@@ -117,9 +145,8 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         out.mkdir(parents=True, exist_ok=True)
         if ev is None:
             ev = Evolution(opts.ga, seed_docs=seed_docs, checkpoint_path=out / "checkpoint.json")
+            ev.cache.update(warm[1])
         ev.meta["attempts"] = attempt = int(ev.meta.get("attempts", 0)) + 1
-        data_info = {"source": data.source, "classes": list(data.classes), "n_train": len(data.train),
-                     "n_val": len(data.val), "n_test": len(data.test), "info": data.info}
         resources = {**ray_info, "cpus_per_trial": cpt, "gpus_per_trial": gpt, "concurrent_trials": slots}
         rdir = rundir.RunDir(out, {G.genome_id(d): d["name"] for d in seed_docs},
                              {"budgets": list(opts.ga.rungs), "data": opts.data})
@@ -133,24 +160,45 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         run = EvolveRun(opts, ev, rdir, len(data.train), console)
         if ev.done:
             console.already_complete()
+        elif run.out_of_budget(live=0):
+            pass  # a budget spent before this attempt (resumed without a larger one): nothing to start
         else:
             from fernas.search.tune_adapter import fit
 
             fit(run, data, cpt, gpt, slots, storage, exp_name)
-            if not ev.done:  # Tune ends early on Ctrl-C (it stops gracefully) or when its driver loop fails
+            if not ev.done and not run.stop_reason:  # Ctrl-C (Tune stops gracefully), a failed driver loop
                 console.stopped(out, ev)
                 raise KeyboardInterrupt
+        ev.meta["search_seconds"] = run.search_seconds()
+        ev.save()
         rdir.write_all(ev)
-        console.finished(out, ev)
+        if run.stop_reason and not ev.done:
+            console.budget_spent(out, ev, run.stop_reason)
+        else:
+            console.finished(out, ev)
         return out
     finally:
         if ray_info["started_local"] or ray.is_initialized():
             ray.shutdown()
 
 
+def _warm_start(opts: EvolveOptions, data_info: dict, console) -> tuple[list[dict], dict]:
+    from fernas.search.warm_start import load_warm_start
+
+    hof, reused = load_warm_start(opts.warm_start, opts, data_info)
+    console.warm_start(opts.warm_start, len(hof), len(reused))
+    return hof, reused
+
+
+def trial_count(ev: Evolution) -> int:
+    """Trials this run has completed (every kind; not those a warm start brought in)."""
+    return sum(1 for e in ev.cache.values() for t in e.get("trials", []) if not t.get("from_run"))
+
+
 def total_compute(ev: Evolution) -> int:
     """Training compute of every trial of the run so far (images processed x multiply-adds)."""
-    return sum(int(t.get("compute") or 0) for e in ev.cache.values() for t in e.get("trials", []))
+    return sum(int(t.get("compute") or 0) for e in ev.cache.values() for t in e.get("trials", [])
+               if not t.get("from_run"))
 
 
 def _config(opts: EvolveOptions, data_info: dict, resources: dict, attempt: int, stored: dict | None,
@@ -161,7 +209,10 @@ def _config(opts: EvolveOptions, data_info: dict, resources: dict, attempt: int,
     fitness = {"rule": "validation accuracy at the end of the budget (centre crop); larger budget first",
                "budgets": list(opts.ga.rungs), "eta": opts.ga.eta, "val_images": n_val,
                "standard_error_at_50pct": round((0.25 / max(1, n_val)) ** 0.5, 4)}
+    from fernas.search.trial import TRIAL_VERSION
+
     return {"command": "fernas evolve", "argv": sys.argv[1:], "options": _jsonable(asdict(opts)),
+            "trial_version": TRIAL_VERSION,
             "seed": opts.ga.seed, "versions": versions("torch", "ray", "deap", "numpy"), "fitness": fitness,
             "data": _jsonable(data_info), "ray": resources, "attempt": attempt, "started": now,
             "first_started": stored["first_started"] if stored else now,

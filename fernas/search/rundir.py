@@ -82,7 +82,8 @@ class RunDir:
         self.write_progress_plot(ev)
 
     def write_trials(self, ev) -> None:
-        trials = [(t, e) for e in ev.cache.values() for t in e.get("trials", [])]
+        # this run's trials (a warm start's reused ones are the earlier run's: listed there)
+        trials = [(t, e) for e in ev.cache.values() for t in e.get("trials", []) if not t.get("from_run")]
         trials.sort(key=lambda p: p[0].get("finished_at") or 0.0)  # stable: cache order among equals
         rows = [{**_trial_row(i, t, e), "genome": self._genome(e)} for i, (t, e) in enumerate(trials)]
         atomic_write_csv(self.out / "trials.csv", TRIAL_COLUMNS, rows)
@@ -116,7 +117,7 @@ class RunDir:
     def write_hall_of_fame(self, ev) -> None:
         hof_dir = self.out / "hall_of_fame"
         hof_dir.mkdir(parents=True, exist_ok=True)
-        ranked = [ind for ind in ev.hall_of_fame() if is_ok(ev.cache.get(ind.gid, {}))]
+        ranked = [ind for ind in ev.hall_of_fame_so_far() if is_ok(ev.cache.get(ind.gid, {}))]
         wanted = {f"{rank:02d}_{ind.gid}.json": self.genome_file(ev, ind, rank)
                   for rank, ind in enumerate(ranked[:max(ev.cfg.hof_size, 1)], start=1)}
         for name, doc in wanted.items():

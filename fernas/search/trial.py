@@ -23,6 +23,9 @@ from fernas.objectives import COSTS
 # Test hook: FERNAS_FAULT_INJECT="GID=raise,GID2=exit" makes those genomes' trials raise an
 # exception or kill their worker process, so the failure paths are tested with real Ray.
 FAULT_ENV = "FERNAS_FAULT_INJECT"
+# Bump when a trial of the same genome, data, budget and seed would score differently (the
+# trainer, augmentation, fitness rule): a warm start reuses only trials of the same version.
+TRIAL_VERSION = 1
 
 
 @dataclass

@@ -57,6 +57,8 @@ class GenerationalSearcher(Searcher):
 
     def suggest(self, trial_id: str):
         self._flush_errors()
+        if self.queue and self.run.out_of_budget(len(self.live)):
+            return Searcher.FINISHED  # trials running finish and are recorded; no new one starts
         if self.queue:
             cand = self.queue.popleft()
             self.live[trial_id] = (cand, time.perf_counter())

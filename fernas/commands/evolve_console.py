@@ -1,0 +1,96 @@
+"""What `fernas evolve` prints while a run goes on (`EvolveConsole`): one line per event.
+
+`fernas.search.run_evolve` reports through these methods and prints nothing itself, so the
+wording users read lives here, next to the command's flags.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+class EvolveConsole:
+    """What `fernas evolve` prints while a run goes on: one line per event on stdout."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout  # the real one, also while Tune's own output is silenced
+
+    def say(self, text: str, err: bool = False) -> None:
+        print(text, file=sys.stderr if err else self.stream, flush=True)
+
+    def resuming(self, out, ev) -> None:
+        self.say(f"resuming {out}: generation {ev.gen + 1}/{ev.cfg.generations}, "
+                 f"{len(ev.cache)} trials already done (not repeated)")
+
+    def starting(self, out, ga, opts, res: dict, trial_logs: str) -> None:
+        strategy = "random search, " if ga.strategy == "random" else ""
+        budgets = (f"{ga.rungs[0]} epoch(s) per trial" if len(ga.rungs) == 1 else
+                   f"budgets {','.join(map(str, ga.rungs))} epochs, eta {ga.eta}")
+        self.say(f"fernas evolve: {out}  ({strategy}pop {ga.pop}, {ga.generations} generations, objectives "
+                 f"{','.join(ga.objectives)}, {budgets})")
+        where = "local instance" if res["started_local"] else "cluster " + res["address"]
+        self.say(f"Ray: {where}, {res['cpus']:g} CPU(s), {res['gpus']:g} GPU(s); {res['concurrent_trials']} "
+                 f"trial(s) at a time, {res['cpus_per_trial']:g} CPU + {res['gpus_per_trial']:g} GPU each")
+        if res["dashboard_url"]:
+            self.say(f"Ray dashboard: {res['dashboard_url']}  (log in with the token in "
+                     f"{res['token_file']}; `ray get-auth-token` prints it)")
+        self.say(f"Trial logs: {trial_logs}")
+
+    def generation(self, rec: dict, generations: int, elapsed: float, eta: float, compute: int) -> None:
+        from fernas.runinfo import fmt_duration
+
+        def acc(v):
+            return "     -" if v is None else f"{v:.4f}"
+
+        self.say(f"gen {rec['gen'] + 1:>3}/{generations}  best {acc(rec['best'])}  mean {acc(rec['mean'])}  "
+                 f"evals {rec['evals']:>3}  cache hits {rec['cache_hits']:>3}  failures {rec['failures']:>2}  "
+                 + (f"too large {rec['skipped']:>2}  " if rec.get("skipped") else "")
+                 + f"trials {rec['trials']:>3}  compute {compute:.3g} img*MAC  "
+                 f"elapsed {fmt_duration(elapsed)}  ETA {fmt_duration(eta)}")
+
+    def left_out(self, doc: dict, reason: str) -> None:
+        self.say(f"seed design {doc.get('name') or '?'} left out: {reason}")
+
+    def warm_start(self, source, n_hof: int, n_reused: int) -> None:
+        self.say(f"warm start from {source}: its {n_hof} hall-of-fame genomes head the initial population; "
+                 f"{n_reused} genomes it trained are not trained again")
+
+    def reopened(self, ev) -> None:
+        self.say(f"evolution goes on: --patience {ev.cfg.patience} allows more generations")
+
+    def budget_spent(self, out, ev, reason: str) -> None:
+        from fernas.search.run import trial_count
+        from fernas.runinfo import fmt_duration
+
+        flag = "--" + reason.split(" ", 1)[0].replace("_", "-")
+        self.say(f"fernas evolve: stopped, {flag} {reason.split(' ', 1)[1]}: {trial_count(ev)} trials, "
+                 f"{fmt_duration(float(ev.meta.get('search_seconds', 0)))} of search, generation "
+                 f"{ev.gen + 1}/{ev.cfg.generations}; best.json and hall_of_fame/ hold the finished generations, "
+                 f"trials.csv every trial")
+        self.say(f"continue with a larger budget:  fernas evolve --out {out} --resume {flag} ...")
+
+    def already_complete(self) -> None:
+        self.say("the run is already complete")
+
+    def stopped(self, out, ev) -> None:
+        self.say(f"fernas evolve: stopped at generation {ev.gen + 1}/{ev.cfg.generations}; nothing done is "
+                 f"lost: continue with  fernas evolve --out {out} --resume", err=True)
+
+    def finished(self, out, ev) -> None:
+        best = ev.best()
+        if best is not None:
+            e = ev.cache.get(best.gid, {})
+            self.say(f"best genome {best.gid}: validation accuracy {e.get('val_acc') or 0:.4f} after "
+                     f"{e.get('budget')} epoch(s), {e.get('params') or 0:,} parameters, "
+                     f"{(e.get('macs') or 0) / 1e6:.1f}M multiply-adds")
+        if ev.meta.get("ended_by") == "patience":
+            self.say(f"evolution ended after generation {ev.gen}/{ev.cfg.generations}: no better best for "
+                     f"{ev.cfg.patience} generations (--patience)")
+        from fernas.search.run import total_compute
+
+        trials = [t for e in ev.cache.values() for t in e.get("trials", []) if not t.get("from_run")]
+        seconds = sum(float(t.get("train_seconds") or 0) for t in trials)
+        self.say(f"training compute: {len(trials)} trials, {total_compute(ev):.3g} images x multiply-adds, "
+                 f"{seconds:.0f} s of training")
+        self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
+        self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: fernas decode {out}/best.json --train")

@@ -1,0 +1,79 @@
+"""Warm start: a new run that begins from an earlier run's hall of fame and fitness cache.
+
+`fernas evolve --warm-start RUN_DIR` puts the earlier run's hall of fame at the head of the
+initial population and copies its trained genomes into the new fitness cache, so nothing it
+trained is trained again.  That is sound only when a trial of the same genome would score
+the same: the same data, budgets (and steps per epoch), seed and trainer (TRIAL_VERSION and
+torch version).  Anything else is refused with the reason -- a partial match reuses nothing.
+
+Reused trials keep `from_run` (the earlier run's directory): they are not counted as this
+run's trials or compute and are not listed in its trials.csv.  Genomes above the new cost cap
+or outside the new search space are not reused.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from fernas import genome as G
+from fernas.errors import RunDirError
+from fernas.evolve import GAConfig, read_outcomes
+from fernas.fitness import is_ok
+from fernas.search import rundir
+from fernas.search.trial import TRIAL_VERSION
+from fernas.space import Space
+
+
+def _differences(stored: dict, opts, data_info: dict, torch_version: str) -> list[str]:
+    """What differs between the earlier run and this one, in the terms a trial depends on."""
+    o = stored["options"]
+    ga = o.get("ga", {})
+    there = {"data": (o.get("data"), o.get("data_args"), _data_sizes(stored.get("data", {}))),
+             "budgets": (ga.get("min_budget"), ga.get("max_budget"), ga.get("eta"), o.get("max_steps_per_epoch")),
+             "seed": ga.get("seed"), "trainer": (stored.get("trial_version"), stored.get("versions", {}).get("torch"))}
+    here = {"data": (opts.data, opts.data_args, _data_sizes(data_info)),
+            "budgets": (opts.ga.min_budget, opts.ga.max_budget, opts.ga.eta, opts.max_steps_per_epoch),
+            "seed": opts.ga.seed, "trainer": (TRIAL_VERSION, torch_version)}
+    return [f"{k} ({_show(there[k])} there, {_show(here[k])} here)" for k in here if there[k] != here[k]]
+
+
+def _data_sizes(info: dict) -> tuple:
+    return tuple(info.get(k) for k in ("source", "n_train", "n_val", "n_test"))
+
+
+def _show(v) -> str:
+    return str(v).replace("'", "")
+
+
+def load_warm_start(source: str, opts, data_info: dict) -> tuple[list[dict], dict[str, dict]]:
+    """(hall-of-fame genomes, cache entries to reuse) of the run in `source`; RunDirError with
+    the reason when a trial of it would not score as one of this run."""
+    import torch
+
+    src = Path(source)
+    stored = rundir.read_config(src)  # RunDirError: not a run, another version, corrupt
+    diff = _differences(stored, opts, data_info, torch.__version__)
+    if diff:
+        raise RunDirError(f"{src}: cannot warm-start from this run, its trials would not score the same here: "
+                          + "; ".join(diff))
+    cache = read_outcomes(src / "checkpoint.json")
+    reused = {gid: _imported(e, str(src)) for gid, e in cache.items() if _reusable(e, opts.ga)}
+    hof = [G.load_genome(p) for p in sorted((src / "hall_of_fame").glob("*.json"))]
+    return hof, reused
+
+
+def _reusable(entry: dict, ga: GAConfig) -> bool:
+    if not is_ok(entry) or not entry.get("vector"):
+        return False
+    doc = G.from_vector(entry["vector"])
+    return ga.refusal(doc, entry.get("macs")) is None and Space.from_config(ga.space).admits(entry["vector"])
+
+
+def _imported(entry: dict, src: str) -> dict:
+    """The entry as this run keeps it: trained before generation 0, its trials marked as reused."""
+    e = copy.deepcopy(entry)
+    e["generation"] = -1
+    for t in e.get("trials", []):
+        t["from_run"] = src
+    return e

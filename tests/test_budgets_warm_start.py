@@ -1,0 +1,80 @@
+"""Budgets that end a real search at a safe point, --resume with a larger one, a search space
+through real Ray Tune trials, and a warm start that trains nothing the first run trained."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from fernas import genome as G
+from fernas.cli import main
+
+from test_search import read_trials, tiny_genome
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = ("stages: {count: {max: 2}, all: {width: {max: 32}}}\nhead: {fc_count: 0}\n"
+         "train: {optimizer: adam, lr: 0.001, weight_decay: 0.0, scheduler: constant, batch_size: 32}\n")
+
+
+def evolve(*argv: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    res = subprocess.run([sys.executable, "-m", "fernas", "evolve", *argv], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res
+
+
+def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    for d in (tiny_genome(16), tiny_genome(24), tiny_genome(16, lr=1e-2)):  # the last: outside the space
+        G.save_genome(d, seeds / f"{d['name']}-{d['train']['lr']}.json")
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    common = ["--data", "demo:140,70,70", "--seed-genomes", str(seeds / "*.json"), "--pop", "4",
+              "--epochs-per-trial", "1", "--max-steps-per-epoch", "1", "--rerank-top", "1", "--rerank-seeds", "1",
+              "--no-dashboard"]
+    a = tmp_path / "A"
+    run_a = [*common, "--out", str(a), "--generations", "3", "--space", str(space)]
+
+    res = evolve(*run_a, "--max-trials", "3")
+    assert "left out: outside the search space" in res.stdout and "stopped, --max-trials 3 reached" in res.stdout
+    first = read_trials(a)
+    assert len(first) == 3 and (a / "best.json").is_file()
+    assert json.loads((a / "config.json").read_text())["options"]["ga"]["space"]["train.lr"] == [3]
+
+    # the stored max_trials still holds; a time budget already spent starts nothing either
+    res = evolve(*run_a, "--resume", "--time-budget", "1s")
+    assert "stopped" in res.stdout and read_trials(a) == first
+
+    # another space is refused on resume (one line, exit 2)
+    other = tmp_path / "other.yaml"
+    other.write_text("train: {optimizer: sgd}\n")
+    assert main(["evolve", *run_a[:-1], str(other), "--resume"]) == 2
+    assert "not the search space of the run" in capsys.readouterr().err
+
+    res = evolve(*run_a, "--resume", "--max-trials", "100", "--time-budget", "1h")
+    rows = read_trials(a)
+    assert rows[:3] == first and "best genome" in res.stdout  # nothing trained again; the run ends
+    keys = [(r["gid"], r["kind"], r["budget"]) for r in rows]
+    assert len(keys) == len(set(keys)) and {r["kind"] for r in rows} == {"first", "rerank"}
+    for r in rows:  # every genome trained lies inside the space
+        doc = json.loads(r["genome"])
+        assert doc["train"] == tiny_genome(16)["train"] and len(doc["stages"]) <= 2 and not doc["head"]["fc"]
+        assert all(st["width"] <= 32 for st in doc["stages"])
+
+    # a warm start from A with the same data, budgets and seed trains nothing A trained
+    b = tmp_path / "B"
+    res = evolve(*common, "--out", str(b), "--generations", "1", "--space", str(space), "--warm-start", str(a))
+    assert "warm start from" in res.stdout
+    assert read_trials(b) == [] and G.load_genome(b / "best.json")["evolve"]["gid"] == \
+        G.load_genome(a / "best.json")["evolve"]["gid"]
+
+    # with another seed its trials would not score the same: refused with the reason
+    code = main(["evolve", *common, "--out", str(tmp_path / "C"), "--seed", "3", "--warm-start", str(a)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "cannot warm-start" in err and "seed (0 there, 3 here)" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "C").exists()

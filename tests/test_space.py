@@ -1,0 +1,124 @@
+"""The search space file (`fernas space show`, `fernas evolve --space`) and patience, with the
+GA's stand-in fitness of test_evolve (no Ray): the space holds through a whole search."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fernas import genome as G
+from fernas.cli import main
+from fernas.evolve import Evolution, GAConfig
+from fernas.space import GENES, Space, load_space, parse_space
+
+from test_evolve import fake_outcome, seed_docs
+
+RECIPE = {"optimizer": "nesterov", "lr": 0.01, "weight_decay": 0.0001, "scheduler": "plateau", "batch_size": 64}
+
+
+def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def search(space: Space, **cfg) -> tuple[Evolution, list[dict]]:
+    """A whole search with the stand-in fitness; every genome it asked to train."""
+    asked: list[dict] = []
+
+    def evaluate(batch):
+        asked.extend(c.doc for c in batch)
+        return [fake_outcome(c) for c in batch]
+
+    ev = Evolution(GAConfig(space=space.to_config(), max_mmacs=0, **cfg), seed_docs=seed_docs()).run(evaluate)
+    return ev, asked
+
+
+def test_show_prints_the_full_space_and_reads_back(tmp_path, capsys):
+    assert main(["space", "show"]) == 0
+    text = capsys.readouterr().out
+    assert parse_space(yaml.safe_load(text), "shown") == Space.full()
+    assert main(["space", "show", "--json"]) == 0
+    assert load_space(write(tmp_path, capsys.readouterr().out, "s.json")) == Space.full()
+
+
+@pytest.mark.parametrize("strategy, mutation", [("ga", "creep"), ("ga", "uniform"), ("random", "creep")])
+def test_a_fixed_recipe_holds_through_a_whole_search(tmp_path, strategy, mutation):
+    space = load_space(write(tmp_path, "train: " + json.dumps(RECIPE) + "\n"))
+    ev, asked = search(space, pop=8, generations=5, seed=1, strategy=strategy, mutation=mutation, rerank_top=2)
+    assert len(asked) > 20 and all(doc["train"] == RECIPE for doc in asked)
+    # the VGG seed has this recipe: it starts the search; the others are left out
+    vgg = G.genome_id(G.load_genome(Path(__file__).parents[1] / "genomes" / "vgg_khaireddin.json"))
+    assert vgg in ev.cache and all(e["gid"] == vgg or e["generation"] > 0 or G.from_vector(e["vector"])["train"]
+                                   == RECIPE for e in ev.cache.values())
+
+
+def test_a_narrowed_width_range_holds_through_creep_and_crossover(tmp_path):
+    space = load_space(write(tmp_path, "stages:\n  count: {max: 3}\n  all: {width: {min: 32, max: 96}}\n"
+                                       "  0: {kernel: {fixed: 5}}\n"))
+    _, asked = search(space, pop=8, generations=6, seed=2, mutation="creep", cxpb=0.9, indpb=0.3)
+    assert len(asked) > 30
+    for doc in asked:
+        assert 1 <= len(doc["stages"]) <= 3 and doc["stages"][0]["kernel"] == 5
+        assert all(32 <= st["width"] <= 96 for st in doc["stages"]), doc["stages"]
+
+
+def test_the_full_space_decides_as_before(tmp_path):
+    """No --space and a file that allows everything make the same search, draw for draw."""
+    full = load_space(write(tmp_path, "fernas_space: 1\n"))
+    a, _ = search(full, pop=8, generations=4, seed=5)
+    b = Evolution(GAConfig(max_mmacs=0, pop=8, generations=4, seed=5), seed_docs=seed_docs()).run(
+        lambda batch: [fake_outcome(c) for c in batch])
+    assert list(a.cache) == list(b.cache) and list(a.logbook) == list(b.logbook)
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("stages:\n  all: {widht: {min: 32}}\n", "stages.all.widht: unknown field; expected one of block"),
+    ("train: {lr: {fixed: 0.003}}\n", "train.lr.fixed: 0.003 is not a value of this gene; expected one of 0.0001"),
+    ("stages: {all: {width: {min: 256, max: 64}}}\n", "stages.all.width: min 256 is above max 64"),
+    ("train: {optimizer: {min: sgd}}\n", "train.optimizer: min/max need an ordered gene"),
+    ("head: {fc: {7: {width: 64}}}\n", "head.fc.7: unknown field"),
+    ("train: {lr: {fixed: 0.01, choices: [0.1]}}\n", "train.lr: expected one of fixed"),
+    ("train: [1\n", "not valid YAML"),
+    ("fernas_space: 9\n", "fernas_space 9: this fernas reads version 1"),
+])
+def test_bad_space_files_one_line_exit_2(tmp_path, capsys, text, expect):
+    path = write(tmp_path, text)
+    assert main(["space", "show", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"fernas: error: {path}: ") and expect in err and len(err.splitlines()) == 1
+
+
+def test_a_space_with_no_genome_under_the_cap_is_refused(tmp_path, capsys):
+    path = write(tmp_path, "stages: {count: {min: 5}, all: {block: {fixed: conv}, width: {min: 512}, "
+                           "repeats: {min: 3}, pool: {fixed: none}}}\n")
+    out = tmp_path / "run"
+    assert main(["evolve", "--space", str(path), "--max-mmacs", "60", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no genome of this space is under --max-mmacs 60" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_patience_ends_evolution_and_a_larger_one_reopens_it(tmp_path):
+    flat = lambda batch: [{**fake_outcome(c), "status": "ok", "val_acc": 0.3} for c in batch]  # noqa: E731
+    ev = Evolution(GAConfig(pop=6, generations=10, patience=2, rerank_top=1, rerank_seeds=1, max_mmacs=0),
+                   seed_docs=seed_docs(), checkpoint_path=tmp_path / "checkpoint.json").run(flat)
+    assert ev.done and ev.meta["ended_by"] == "patience" and ev.gen == 3  # generations 0, 1, 2: no better best
+    ev = Evolution.load(tmp_path / "checkpoint.json")
+    ev.cfg.patience = 2
+    assert not ev.reopen()  # the same patience: still ended
+    ev.cfg.patience = 4
+    assert ev.reopen()
+    before = set(ev.cache)
+    trained: list[str] = []
+    ev.run(lambda batch: (trained.extend(c.gid for c in batch if c.kind == "first"), flat(batch))[1])
+    assert ev.done and ev.gen == 5 and not set(trained) & before  # two more generations, nothing trained twice
+
+
+def test_space_config_round_trip():
+    narrowed = {GENES[0].field: [1, 2], "train.lr": [6]}
+    assert Space.from_config(narrowed).to_config() == narrowed
+    assert Space.from_config(None) == Space.full() and Space.full().to_config() is None
