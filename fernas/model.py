@@ -26,6 +26,7 @@ below 1x1 is dropped; a flatten wider than `MAX_FLATTEN` is average-pooled down 
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import ClassVar
@@ -88,6 +89,11 @@ class Spec:
     def macs(self, size: int = 0) -> int:
         return 0
 
+    def activations(self, shape: tuple[int, ...]) -> int:
+        """Activation elements the layer's forward pass writes per image (its output of `shape`
+        by default); with the multiply-adds, what a training step costs in memory traffic."""
+        return math.prod(shape)
+
 
 @dataclass(slots=True)
 class ConvSpec(Spec):  # a block spec also has `out_ch` and `from_stage(stage, in_ch)`
@@ -108,6 +114,9 @@ class ConvSpec(Spec):  # a block spec also has `out_ch` and `from_stage(stage, i
 
     def macs(self, size: int) -> int:
         return size * size * self.in_ch * self.out_ch * self.kernel ** 2
+
+    def activations(self, shape: tuple[int, ...]) -> int:  # conv, BN, ReLU: three passes over the map
+        return 3 * math.prod(shape)
 
 
 @dataclass(slots=True)
@@ -136,6 +145,14 @@ class InvertedResidualSpec(Spec):
 
     def macs(self, size: int) -> int:
         return size * size * sum(i * o * k * k for i, o, k in self._convs())
+
+    def activations(self, shape: tuple[int, ...]) -> int:
+        """Expand and depthwise maps (hidden channels, conv + BN + ReLU6 each), the projection
+        (conv + BN) and the residual sum: the expanded maps at full size dominate."""
+        hw = shape[1] * shape[2]
+        convs = self._convs()
+        hidden = sum(3 * o for _, o, _ in convs[:-1])
+        return hw * (hidden + 2 * self.out_ch + (self.out_ch if self.in_ch == self.out_ch else 0))
 
 
 # A stage's "block" gene -> its spec class.
@@ -214,6 +231,11 @@ class Plan:
     @property
     def macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
+
+    @property
+    def activations(self) -> int:
+        """Activation elements the forward pass writes per image (`Spec.activations`)."""
+        return sum(layer.spec.activations(layer.shape) for layer in self.layers)
 
 
 def _layer(name: str, spec: Spec, shape: tuple[int, ...], size: int = 0) -> Layer:
@@ -315,6 +337,25 @@ def build_model(doc: dict, input_size: int = 40, num_classes: int = 7) -> FERNet
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# What one activation element costs in training time, in multiply-adds.  Measured on this
+# project's 2-core CPU (benchmarks/cost_model.py, results/cost_model.json): a trial's seconds
+# per image follow the activation elements its network writes far better than its multiply-adds
+# under the demo's cost caps (depthwise and 1x1 convolutions on full-size maps are memory-bound),
+# while the seed designs of 34-820 MMAC need both terms.
+ACTIVATION_COST_MACS = 100
+
+
+def training_cost(p: Plan) -> int:
+    """A network's training cost per image in multiply-add equivalents: its multiply-adds plus
+    ACTIVATION_COST_MACS per activation element of the forward pass."""
+    return p.macs + ACTIVATION_COST_MACS * p.activations
+
+
+def estimate_cost(doc: dict, input_size: int = 40, num_classes: int = 7) -> int:
+    """`training_cost` of a validated document (the search's --max-cost and trial order)."""
+    return training_cost(plan(doc, input_size, num_classes))
 
 
 def estimate_macs(doc: dict, input_size: int = 40, num_classes: int = 7) -> int:

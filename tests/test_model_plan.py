@@ -61,3 +61,27 @@ def test_planning_builds_no_module(monkeypatch):
     monkeypatch.setattr(torch.nn.Module, "__init__", refuse)
     for doc in _docs(10):
         assert plan(doc).macs == estimate_macs(doc) == summarize(doc)["macs"] > 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_plan_activations_match_a_forward_pass(seed):
+    """`Plan.activations` counts what the built network's forward pass writes per image: every
+    leaf module's output, plus the residual sums (no module), minus Flatten (a view)."""
+    from fernas.model import InvertedResidual
+
+    doc = g.random_genome(random.Random(seed)) if seed else g.load_genome(f"{GENOMES}/daocong_mobilenetv2.json")
+    model = build_model(doc).eval()
+    written = []
+
+    def count(module, inputs, output):
+        if isinstance(module, InvertedResidual) and module.use_res:
+            written.append(output[0].numel())  # x + conv(x)
+        elif not list(module.children()) and not isinstance(module, torch.nn.Flatten):
+            written.append(output[0].numel())
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 40, 40))
+    for h in hooks:
+        h.remove()
+    assert plan(doc).activations == sum(written)

@@ -122,3 +122,12 @@ def test_space_config_round_trip():
     narrowed = {GENES[0].field: [1, 2], "train.lr": [6]}
     assert Space.from_config(narrowed).to_config() == narrowed
     assert Space.from_config(None) == Space.full() and Space.full().to_config() is None
+
+
+def test_max_cost_counts_activation_memory():
+    doc = G.load_genome(Path(__file__).parents[1] / "genomes" / "daocong_mobilenetv2.json")  # 34 MMAC, ~98 cost
+    assert GAConfig(max_cost=100).refusal(doc) is None
+    assert "too costly: about 98M multiply-add equivalents" in GAConfig(max_cost=90).refusal(doc)
+    ev, asked = search(Space.full(), pop=6, generations=3, seed=4, max_cost=60)
+    from fernas.model import estimate_cost
+    assert asked and all(estimate_cost(d) <= 60e6 for d in asked)

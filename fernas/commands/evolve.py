@@ -60,6 +60,11 @@ def _add_search_flags(p, d) -> None:
                         "without training; the initial population and random search sample below it (seed "
                         "designs above it are left out). The VGG seed has about 350, the 8-conv seed of 001 "
                         "about 1,770")
+    g.add_argument("--max-cost", type=float, default=d.max_cost, metavar="M",
+                   help="also refuse genomes above this many million multiply-add equivalents per image: "
+                        "multiply-adds plus 100 per activation element, which a trial's time follows on CPUs "
+                        "(depthwise and 1x1 convolutions on full-size maps are memory-bound); the seeds: "
+                        "MobileNetV2-style about 98, VGG about 473 (0: no such cap)")
 
     g = p.add_argument_group("GA")
     g.add_argument("--strategy", choices=("ga", "random"), default=d.strategy,
@@ -205,10 +210,11 @@ def check_space(ga, path: str) -> None:
     from fernas.evolve.sampling import smallest_in_space
     from fernas.space import SpaceError
 
-    macs = smallest_in_space(ga)
-    if ga.max_mmacs and macs > ga.max_mmacs * 1e6:
-        raise SpaceError(f"{path}: no genome of this space is under --max-mmacs {ga.max_mmacs:g} (the smallest "
-                         f"found has about {macs / 1e6:.0f}M multiply-adds); widen the space or raise the cap")
+    fits, macs = smallest_in_space(ga)
+    if not fits:
+        caps = " and ".join(f"{f} {v:g}" for f, v in (("--max-mmacs", ga.max_mmacs), ("--max-cost", ga.max_cost)) if v)
+        raise SpaceError(f"{path}: no genome of this space is under {caps} (the smallest found has about "
+                         f"{macs / 1e6:.0f}M multiply-adds); widen the space or raise the cap")
 
 
 def options_from_args(args: argparse.Namespace):
@@ -232,6 +238,7 @@ def options_from_args(args: argparse.Namespace):
     budgets = _budgets(args)
     _check(args.max_steps_per_epoch >= 0, f"--max-steps-per-epoch {args.max_steps_per_epoch}: expected >= 0")
     _check(args.max_mmacs > 0, f"--max-mmacs {args.max_mmacs:g}: expected > 0")
+    _check(args.max_cost >= 0, f"--max-cost {args.max_cost:g}: expected >= 0 (0: no such cap)")
     _check(args.cpus_per_trial > 0, f"--cpus-per-trial {args.cpus_per_trial:g}: expected > 0")
     _check(args.max_concurrent >= 0, f"--max-concurrent {args.max_concurrent}: expected >= 0")
     if args.gpus_per_trial != "auto":
@@ -250,11 +257,12 @@ def options_from_args(args: argparse.Namespace):
     ga = GAConfig(pop=args.pop, generations=args.generations, cxpb=args.crossover, mutpb=args.mutation,
                   indpb=args.gene_mutation, tournsize=args.tournament, elite=args.elite,
                   hof_size=args.hall_of_fame, objectives=objectives, seed=args.seed,
-                  strategy=args.strategy, max_mmacs=args.max_mmacs, mutation=args.mutation_operator,
+                  strategy=args.strategy, max_mmacs=args.max_mmacs, max_cost=args.max_cost,
+                  mutation=args.mutation_operator,
                   novel_offspring=args.novel_offspring, **budgets, **_rerank(args),
                   space=_space(args), patience=args.patience or 0)
-    if args.space:
-        check_space(ga, args.space)
+    if args.space or ga.max_cost:
+        check_space(ga, args.space or "the full search space")
     data_args = {k: getattr(args, k) for k in DATA_KEYS if k != "data"}
     return EvolveOptions(
         space_file=args.space, warm_start=args.warm_start, **budget_stops,

@@ -33,6 +33,10 @@ class GAConfig:
     # wasted.  3000 keeps every seed design (the largest, the 8-conv model of seed 001, has ~1,770).
     # 0 = no cap.
     max_mmacs: float = 3000.0
+    # Genomes above this many million multiply-add equivalents per 40x40 image (multiply-adds
+    # plus fernas.model.ACTIVATION_COST_MACS per activation element: what a trial's time follows
+    # on CPUs) are refused like those above max_mmacs.  0 = no such cap.
+    max_cost: float = 0.0
     # "uniform": a mutated gene is redrawn uniformly within its bounds (DEAP's mutUniformInt).
     # "creep": half the time a step to a neighbouring value instead (genes index ordered tables:
     # widths, learning rates, batch sizes ...), a local move around good genomes.
@@ -93,13 +97,17 @@ class GAConfig:
         multiply-adds per image when the caller has them already."""
         if doc is None:
             return "the vector does not decode"
-        if not self.max_mmacs:
+        if not self.max_mmacs and not self.max_cost:
             return None
-        from fernas.model import estimate_macs  # a pure function of the document
+        from fernas.model import plan, training_cost  # pure functions of the document
 
-        macs = estimate_macs(doc) if macs is None else macs
-        if macs > self.max_mmacs * 1e6:
+        p = plan(doc) if macs is None or self.max_cost else None
+        macs = p.macs if macs is None else macs
+        if self.max_mmacs and macs > self.max_mmacs * 1e6:
             return f"too large: about {macs / 1e6:.0f}M multiply-adds per image > --max-mmacs {self.max_mmacs:g}"
+        if self.max_cost and training_cost(p) > self.max_cost * 1e6:
+            return (f"too costly: about {training_cost(p) / 1e6:.0f}M multiply-add equivalents per image "
+                    f"(activation memory counted) > --max-cost {self.max_cost:g}")
         return None
 
 

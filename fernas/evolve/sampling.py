@@ -13,6 +13,7 @@ generations from the same distribution (seed designs aside).
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Callable
 
@@ -54,7 +55,7 @@ def sample_fresh(cfg: GAConfig, n: int, seen: set, make_ind: Callable) -> list:
 
     def add(vec) -> None:
         ind = make_ind(vec)
-        if ind.gid not in seen and len(out) < n and (not cfg.max_mmacs or cfg.refusal(vector_id(ind)[1]) is None):
+        if ind.gid not in seen and len(out) < n and cfg.refusal(vector_id(ind)[1]) is None:
             seen.add(ind.gid)
             out.append(ind)
 
@@ -73,12 +74,17 @@ def sample_fresh(cfg: GAConfig, n: int, seen: set, make_ind: Callable) -> list:
     return out
 
 
-def smallest_in_space(cfg: GAConfig, draws: int = 500) -> int:
-    """Multiply-adds of the cheapest genome found in the space: its smallest value of every
-    ordered gene, then `draws` uniform draws (a space with none under the cap cannot start)."""
+def smallest_in_space(cfg: GAConfig, draws: int = 500) -> tuple[bool, int]:
+    """(whether some genome of the space passes the cost caps, the fewest multiply-adds found):
+    its smallest value of every gene first, then `draws` uniform draws."""
     from fernas.model import estimate_macs
 
     space = Space.from_config(cfg.space)
     rng = random.Random(0)
-    vecs = [[a[0] for a in space.allowed]] + [space.random_vector(rng) for _ in range(draws)]
-    return min(estimate_macs(G.from_vector(v)) for v in vecs)
+    fewest = None
+    for vec in [[a[0] for a in space.allowed]] + [space.random_vector(rng) for _ in range(draws)]:
+        doc = G.from_vector(vec)
+        if cfg.refusal(doc) is None:
+            return True, estimate_macs(doc)
+        fewest = min(fewest or math.inf, estimate_macs(doc))
+    return False, int(fewest)

@@ -66,14 +66,16 @@ class EvolveRun:
 
     def refuse(self, cand: Candidate) -> bool:
         """Estimate the candidate's cost (for longest-first ordering); record a refusal, if any."""
-        from fernas.model import estimate_macs
+        from fernas.model import plan, training_cost
 
-        macs = estimate_macs(cand.doc)
+        p = plan(cand.doc)
+        macs = p.macs
         bs = cand.doc["train"]["batch_size"]
         steps = max(1, self.n_train // bs)
         if self.opts.max_steps_per_epoch:
             steps = min(steps, self.opts.max_steps_per_epoch)
-        cand.cost_hint = float(macs * steps * bs * (cand.budget - cand.resume_from))  # training work of the trial
+        # the trial's training time, roughly: images x cost per image with activation memory counted
+        cand.cost_hint = float(training_cost(p) * steps * bs * (cand.budget - cand.resume_from))
         reason = self.ev.cfg.refusal(cand.doc, macs) if cand.kind == "first" else None
         if reason:  # penalised without a trial
             self.record(cand, {"status": "skipped", "error": reason, "val_acc": 0.0, "macs": macs,

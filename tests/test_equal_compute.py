@@ -1,0 +1,95 @@
+"""The bookkeeping of benchmarks/equal_compute.py and benchmarks/cost_model.py on made-up trials
+(the runs themselves are real `fernas evolve` commands, tested in test_search*.py)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def trial(gid, kind, budget, acc, compute, epoch=None, status="ok"):
+    return {"gid": gid, "kind": kind, "budget": budget, "val_acc": acc, "compute": compute, "status": status,
+            "epoch": budget if epoch is None else epoch, "vector": [len(gid)], "val_loss": 1.0}
+
+
+TRIALS = [trial("a", "first", 2, 0.20, 10), trial("b", "first", 2, 0.30, 10), trial("b", "promotion", 4, 0.35, 10),
+          trial("c", "first", 4, 0.50, 10, epoch=2, status="stopped"),  # ASHA stopped it: not at MAX
+          trial("d", "first", 4, 0.40, 20), trial("b", "rerank", 4, 0.33, 20)]
+
+
+def test_curve_counts_only_trials_that_reached_the_largest_budget():
+    ec = load("equal_compute")
+    assert ec.curve(TRIALS, 4) == [(10, None), (20, None), (30, 0.35), (40, 0.35), (60, 0.40), (80, 0.40)]
+
+
+def test_cut_keeps_the_trials_within_the_compute_budget_in_finish_order():
+    ec = load("equal_compute")
+    assert [t["gid"] for t in ec.cut(TRIALS, 40)] == ["a", "b", "b", "c"]
+    assert ec.cut(TRIALS, 5) == []
+
+
+def test_pick_uses_best_json_when_whole_else_the_best_at_max_within_budget():
+    ec = load("equal_compute")
+    run = {"trials": TRIALS, "best_gid": "b"}
+    assert ec.pick(run, TRIALS, True, 4)[0] == "b"
+    assert ec.pick(run, TRIALS, False, 4)[0] == "d"
+    assert ec.pick(run, ec.cut(TRIALS, 40), False, 4)[0] == "b"
+    assert ec.pick(run, TRIALS[:2], False, 4) == (None, None)
+
+
+def test_rank_correlation_of_promoted_genomes():
+    ec = load("equal_compute")
+    rows = [trial(g, "first", 2, a2, 1) for g, a2 in zip("pqrs", (0.1, 0.2, 0.3, 0.4))]
+    rows += [trial(g, "promotion", 4, a4, 1) for g, a4 in zip("pqrs", (0.2, 0.3, 0.4, 0.5))]
+    assert ec.promoted_correlation(rows, 2, 4) == {"n": 4, "spearman": 1.0}
+    assert ec.promoted_correlation(rows[:4], 2, 4) == {"n": 0, "spearman": None}
+
+
+def test_compute_to_reach_and_final_best():
+    ec = load("equal_compute")
+    rec = {"curve": ec.curve(TRIALS, 4)}
+    assert ec.final_best(rec) == 0.40
+    assert ec.compute_to_reach(rec, 0.35) == 30 and ec.compute_to_reach(rec, 0.9) is None
+
+
+def test_cost_model_ranks_predictors_on_measured_trials(tmp_path):
+    """Trials whose time follows activations, not multiply-adds: the JSON says so."""
+    from fernas import genome as G
+    from fernas.model import plan
+
+    cm = load("cost_model")
+    rows = []
+    for width, expansion in ((16, 1), (64, 6), (32, 2), (128, 4), (24, 6), (48, 1)):
+        doc = G.validate({"fernas_genome": 1, "name": "t", "stages": [
+            {"block": "inverted_residual", "expansion": expansion, "repeats": 1, "width": width, "kernel": 3,
+             "dropout": 0.0, "pool": "none"}], "head": {"reduce": "avg", "fc": []},
+            "train": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "constant", "batch_size": 32}})
+        p = plan(doc)
+        rows.append({"status": "ok", "macs": p.macs, "compute": 100 * p.macs, "train_seconds": 1e-7 * p.activations * 100,
+                     "genome": json.dumps(G.active_content(doc))})
+    path = tmp_path / "run" / "trials.csv"
+    path.parent.mkdir()
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, ["status", "macs", "compute", "train_seconds", "genome"])
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "cost.json"
+    assert cm.main([str(path), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["trials"] == 6 and res["predictors"]["activations"]["spearman"] == pytest.approx(1.0)
+    assert res["predictors"]["activations"]["median_relative_error"] == pytest.approx(0.0, abs=1e-9)
