@@ -27,6 +27,7 @@ Each split has its own random stream, so changing `n_train` leaves val and test 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import torch
 
@@ -87,6 +88,33 @@ def _seg_dist(u, v, x0, y0, x1, y1):
 
 def _render(y: torch.Tensor, g: torch.Generator, size: int = 48) -> torch.Tensor:
     """Draw faces for labels y (N,) -> uint8 (N, size, size). All per-image draws come from g."""
+    d = _draws(y, g, size)
+    f = _face_frame(d, size)
+    img = _bc(d.bg).expand(len(y), size, size).clone()
+    face = _sig(1 - torch.sqrt((f.u / _bc(d.face_rx)) ** 2 + (f.v / _bc(d.face_ry)) ** 2), 0.03)
+    img = img + face * (_bc(d.skin) - img)
+    img = _features(img, d, f)
+    # Lighting gradient and occluder, then noise.
+    img = img * (1 + _bc(d.light_amp) * (torch.cos(_bc(d.light_dir)) * f.px + torch.sin(_bc(d.light_dir)) * f.py) * 0.5)
+    od = torch.where(_bc(d.occ_kind) == 1,
+                     _bc(d.occ_r) * 0.45 - (f.v - _bc(d.occ_y)).abs(),  # horizontal bar
+                     _bc(d.occ_r) - torch.hypot(f.u - _bc(d.occ_x), f.v - _bc(d.occ_y)))  # round blob
+    img = _paint(img, _sig(od, f.soft) * _bc(d.occ_on.float()), _bc(d.occ_tone))
+    img = img + d.noise * _bc(d.noise_std)
+    return img.round().clamp(0, 255).to(torch.uint8)
+
+
+def _bc(t: torch.Tensor) -> torch.Tensor:
+    """(N,) -> (N, 1, 1), to broadcast over pixels."""
+    return t[:, None, None]
+
+
+def _paint(img: torch.Tensor, mask: torch.Tensor, tone: torch.Tensor) -> torch.Tensor:
+    return img + mask * (tone - img)
+
+
+def _draws(y: torch.Tensor, g: torch.Generator, size: int) -> SimpleNamespace:
+    """Every random number of a batch of faces, in one fixed order (the data depend on it)."""
     n = y.shape[0]
 
     def U(lo, hi, shape=(n,)):
@@ -98,82 +126,70 @@ def _render(y: torch.Tensor, g: torch.Generator, size: int = 48) -> torch.Tensor
     neutral, deltas, jitter = _table()
     k = U(*INTENSITY)[:, None]  # (N, 1) expression intensity
     e = neutral + k * deltas[y] + torch.randn((n, len(_PARAMS)), generator=g) * jitter  # (N, P)
-    P = {name: e[:, i, None, None] for i, name in enumerate(_PARAMS)}  # each (N, 1, 1)
-
+    d = SimpleNamespace(P={name: e[:, i, None, None] for i, name in enumerate(_PARAMS)})  # each (N, 1, 1)
     # Identity: face shape, feature placement, tones, stroke width.
-    face_rx, face_ry = U(0.55, 0.70), U(0.72, 0.88)
-    eye_x, eye_y, eye_w = U(0.22, 0.30), U(-0.28, -0.18), U(0.09, 0.13)
-    brow_dy = U(-0.04, 0.04)  # brow height relative to the eye line, per identity
-    skin, bg = U(120, 215), U(20, 235)
-    ink = U(10, 70)  # colour of features
-    stroke = U(0.035, 0.06)
+    d.face_rx, d.face_ry = U(0.55, 0.70), U(0.72, 0.88)
+    d.eye_x, d.eye_y, d.eye_w = U(0.22, 0.30), U(-0.28, -0.18), U(0.09, 0.13)
+    d.brow_dy = U(-0.04, 0.04)  # brow height relative to the eye line, per identity
+    d.skin, d.bg = U(120, 215), U(20, 235)
+    d.ink = U(10, 70)  # colour of features
+    d.stroke = U(0.035, 0.06)
     # Pose: face-frame coords from image coords  (u, v) = R(-a) ((px, py) - t) / s.
-    ang = N(10 * math.pi / 180).clamp(-0.35, 0.35)
-    sc = U(0.85, 1.12)
-    tx, ty = N(0.06), N(0.06)
+    d.ang = N(10 * math.pi / 180).clamp(-0.35, 0.35)
+    d.sc = U(0.85, 1.12)
+    d.tx, d.ty = N(0.06), N(0.06)
     # Lighting: linear gradient across the face.
-    light_dir = U(0, 2 * math.pi)
-    light_amp = U(0.0, 0.45)
-    noise_std = U(*NOISE_STD)
+    d.light_dir = U(0, 2 * math.pi)
+    d.light_amp = U(0.0, 0.45)
+    d.noise_std = U(*NOISE_STD)
     # Occluder: 0 none, 1 horizontal bar (glasses, hair), 2 blob (hand).
-    occ_on = torch.rand(n, generator=g) < P_OCCLUDE
-    occ_kind = torch.randint(1, 3, (n,), generator=g)
-    occ_x, occ_y = U(-0.7, 0.7), U(-0.6, 0.8)
-    occ_r, occ_tone = U(0.15, 0.35), U(0, 255)
-    noise = torch.randn((n, size, size), generator=g)
+    d.occ_on = torch.rand(n, generator=g) < P_OCCLUDE
+    d.occ_kind = torch.randint(1, 3, (n,), generator=g)
+    d.occ_x, d.occ_y = U(-0.7, 0.7), U(-0.6, 0.8)
+    d.occ_r, d.occ_tone = U(0.15, 0.35), U(0, 255)
+    d.noise = torch.randn((n, size, size), generator=g)
+    return d
 
-    c = lambda t: t[:, None, None]  # (N,) -> (N, 1, 1) to broadcast over pixels
+
+def _face_frame(d: SimpleNamespace, size: int) -> SimpleNamespace:
+    """Pixel grids (H, W) and the face-frame coordinates u, v (N, H, W) of each image's pose."""
     lin = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
     py, px = torch.meshgrid(lin, lin, indexing="ij")  # (H, W)
-    px, py = px - c(tx), py - c(ty)
-    ca, sa = torch.cos(c(ang)), torch.sin(c(ang))
-    u = (ca * px + sa * py) / c(sc)  # (N, H, W) face-frame coords
-    v = (-sa * px + ca * py) / c(sc)
-    soft = 0.02 / c(sc)  # ~ one pixel, for antialiasing
+    px, py = px - _bc(d.tx), py - _bc(d.ty)
+    ca, sa = torch.cos(_bc(d.ang)), torch.sin(_bc(d.ang))
+    return SimpleNamespace(px=px, py=py, u=(ca * px + sa * py) / _bc(d.sc), v=(-sa * px + ca * py) / _bc(d.sc),
+                           soft=0.02 / _bc(d.sc))  # soft: ~ one pixel, for antialiasing
 
-    img = c(bg).expand(n, size, size).clone()
-    face = _sig(1 - torch.sqrt((u / c(face_rx)) ** 2 + (v / c(face_ry)) ** 2), 0.03)
-    img = img + face * (c(skin) - img)
 
-    def paint(mask, tone):
-        nonlocal img
-        img = img + mask * (tone - img)
-
+def _features(img: torch.Tensor, d: SimpleNamespace, f: SimpleNamespace) -> torch.Tensor:
+    """Eyes, brows, nose (and disgust wrinkles), mouth: where the expression shows."""
+    P, u, v, soft, n = d.P, f.u, f.v, f.soft, img.shape[0]
     au = u.abs()  # features are left-right symmetric: draw in |u|
     # Eyes: ellipses whose height carries the expression (wide for fear/surprise).
-    eye = _sig(1 - torch.sqrt(((au - c(eye_x)) / c(eye_w)) ** 2 + ((v - c(eye_y)) / P["eye_h"].clamp(min=0.012)) ** 2), 0.15)
-    paint(eye, c(ink))
+    eye = _sig(1 - torch.sqrt(((au - _bc(d.eye_x)) / _bc(d.eye_w)) ** 2
+                              + ((v - _bc(d.eye_y)) / P["eye_h"].clamp(min=0.012)) ** 2), 0.15)
+    img = _paint(img, eye, _bc(d.ink))
     # Brows: a segment from the inner to the outer end above each eye.
-    by = c(eye_y) + c(brow_dy)
-    bd = _seg_dist(au, v, P["brow_in_x"], by + P["brow_in_y"] + 0.25, c(eye_x) + 0.14, by + P["brow_out_y"] + 0.25)
-    paint(_sig(c(stroke) * 0.9 - bd, soft), c(ink))
+    by = _bc(d.eye_y) + _bc(d.brow_dy)
+    bd = _seg_dist(au, v, P["brow_in_x"], by + P["brow_in_y"] + 0.25, _bc(d.eye_x) + 0.14, by + P["brow_out_y"] + 0.25)
+    img = _paint(img, _sig(_bc(d.stroke) * 0.9 - bd, soft), _bc(d.ink))
     # Nose: a short vertical stroke; disgust adds wrinkle strokes beside it.
-    nd = _seg_dist(u, v, torch.zeros_like(c(tx)), c(torch.zeros(n)) - 0.02, c(torch.zeros(n)), c(torch.zeros(n)) + 0.18)
-    paint(0.6 * _sig(c(stroke) * 0.6 - nd, soft), c(ink))
-    wd = _seg_dist(au, v, c(torch.full((n,), 0.07)), c(torch.full((n,), -0.05)), c(torch.full((n,), 0.15)),
-                   c(torch.full((n,), 0.05)))
-    paint(P["wrinkle"].clamp(0, 1) * _sig(c(stroke) * 0.5 - wd, soft), c(ink))
+    zero = _bc(torch.zeros(n))
+    nd = _seg_dist(u, v, torch.zeros_like(_bc(d.tx)), zero - 0.02, zero, zero + 0.18)
+    img = _paint(img, 0.6 * _sig(_bc(d.stroke) * 0.6 - nd, soft), _bc(d.ink))
+    wd = _seg_dist(au, v, _bc(torch.full((n,), 0.07)), _bc(torch.full((n,), -0.05)), _bc(torch.full((n,), 0.15)),
+                   _bc(torch.full((n,), 0.05)))
+    img = _paint(img, P["wrinkle"].clamp(0, 1) * _sig(_bc(d.stroke) * 0.5 - wd, soft), _bc(d.ink))
     # Mouth: a lip line y = my - curve * (x/w)^2 (corners up when curve > 0), with the upper
     # lip raised in the middle for disgust, plus an opening (wide ellipse, round for surprise).
-    mw = P["mouth_w"].clamp(min=0.08)
-    my = P["mouth_y"]
+    mw, my = P["mouth_w"].clamp(min=0.08), P["mouth_y"]
     xr = (au / mw).clamp(max=1.5)
     line_y = my - P["curve"] * (xr ** 2) - P["lip_raise"] * torch.exp(-(u / 0.08) ** 2)
-    lip = _sig(c(stroke) - (v - line_y).abs(), soft) * _sig(mw - au, soft)
-    paint(lip, c(ink))
+    img = _paint(img, _sig(_bc(d.stroke) - (v - line_y).abs(), soft) * _sig(mw - au, soft), _bc(d.ink))
     op = P["open"].clamp(min=0.0)
     rw = mw * (1 - 0.55 * P["round"].clamp(0, 1))  # round mouths are narrower
     mouth_hole = _sig(1 - torch.sqrt((u / rw) ** 2 + ((v - my - op * 0.5) / (op + 1e-3)) ** 2), 0.15)
-    paint(mouth_hole * (op > 0.01).float(), c(ink) * 0.5)
-
-    # Lighting gradient and occluder, then noise.
-    img = img * (1 + c(light_amp) * (torch.cos(c(light_dir)) * px + torch.sin(c(light_dir)) * py) * 0.5)
-    od = torch.where(c(occ_kind) == 1,
-                     c(occ_r) * 0.45 - (v - c(occ_y)).abs(),  # horizontal bar
-                     c(occ_r) - torch.hypot(u - c(occ_x), v - c(occ_y)))  # round blob
-    paint(_sig(od, soft) * c(occ_on.float()), c(occ_tone))
-    img = img + noise * c(noise_std)
-    return img.round().clamp(0, 255).to(torch.uint8)
+    return _paint(img, mouth_hole * (op > 0.01).float(), _bc(d.ink) * 0.5)
 
 
 def _split(n: int, seed: int, index: int) -> Split:

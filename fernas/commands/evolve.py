@@ -130,13 +130,13 @@ def _add_trial_flags(p, o, d) -> None:
                              "with a larger one goes on)")
     g.add_argument("--max-trials", type=int, default=None, metavar="N",
                    help="start no trial after N (every kind, over all attempts of the run); running ones "
-                        "finish (default: none)")
+                        "finish")
     g.add_argument("--time-budget", default=None, metavar="DURATION",
                    help="start no trial after this much search time (e.g. 90m, 2h, 1h30m, 1d; summed over "
-                        "attempts, the time a killed run was down not counted) (default: none)")
+                        "attempts, the time a killed run was down not counted)")
     g.add_argument("--patience", type=int, default=None, metavar="G",
                    help="end the evolution after G generations without a better best; re-ranking then "
-                        "runs as at the last generation (default: none)")
+                        "runs as at the last generation")
 
     g = p.add_argument_group("Ray / System")
     g.add_argument("--gpus-per-trial", default="auto", metavar="G",
