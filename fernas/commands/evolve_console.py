@@ -58,15 +58,15 @@ class EvolveConsole:
     def reopened(self, ev) -> None:
         self.say(f"evolution goes on: --patience {ev.cfg.patience} allows more generations")
 
-    def budget_spent(self, out, ev, reason: str) -> None:
-        from fernas.search.run import trial_count
+    def budget_spent(self, out, ev, reason: tuple[str, str]) -> None:
         from fernas.runinfo import fmt_duration
+        from fernas.search.run import trial_count
 
-        flag = "--" + reason.split(" ", 1)[0].replace("_", "-")
-        self.say(f"fernas evolve: stopped, {flag} {reason.split(' ', 1)[1]}: {trial_count(ev)} trials, "
+        flag = "--" + reason[0].replace("_", "-")
+        self.say(f"fernas evolve: stopped, {flag} {reason[1]}: {trial_count(ev)} trials, "
                  f"{fmt_duration(float(ev.meta.get('search_seconds', 0)))} of search, generation "
-                 f"{ev.gen + 1}/{ev.cfg.generations}; best.json and hall_of_fame/ hold the finished generations, "
-                 f"trials.csv every trial")
+                 f"{ev.gen + 1}/{ev.cfg.generations}; outputs written (best.json and hall_of_fame/ from every genome "
+                 "trained so far)")
         self.say(f"continue with a larger budget:  fernas evolve --out {out} --resume {flag} ...")
 
     def already_complete(self) -> None:

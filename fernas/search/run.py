@@ -44,19 +44,20 @@ class EvolveRun:
         self.checkpoints = self.out / "checkpoints" if len(ev.cfg.rungs) > 1 else None
         ev.on_generation = self.on_generation
         self.seconds_before = float(ev.meta.get("search_seconds", 0.0))  # earlier attempts' search time
-        self.stop_reason: str | None = None  # the budget that stopped the run, once one has
+        self.stop_reason: tuple[str, str] | None = None  # (setting, what happened): the budget that stopped the run
 
     def search_seconds(self) -> float:
         return self.seconds_before + time.time() - self.t0
 
-    def out_of_budget(self, live: int) -> str | None:
-        """Why no further trial may start (a budget is spent), or None.  `live`: trials running."""
+    def out_of_budget(self, live: int) -> tuple[str, str] | None:
+        """(setting, what happened) when a budget is spent and no further trial may start, else
+        None.  `live`: trials running."""
         o = self.opts
         if o.max_trials and trial_count(self.ev) + live >= o.max_trials:
-            self.stop_reason = f"max_trials {o.max_trials} reached"
+            self.stop_reason = ("max_trials", f"{o.max_trials} reached")
         elif o.time_budget and self.search_seconds() >= o.time_budget:
             from fernas.runinfo import fmt_duration
-            self.stop_reason = f"time_budget {fmt_duration(o.time_budget)} spent"
+            self.stop_reason = ("time_budget", f"{fmt_duration(o.time_budget)} spent")
         return self.stop_reason
 
     def checkpoint_path(self, cand: Candidate) -> str | None:
