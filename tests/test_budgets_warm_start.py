@@ -59,6 +59,7 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     res = evolve(*run_a, "--resume", "--max-trials", "100", "--time-budget", "1h")
     rows = read_trials(a)
     assert rows[:3] == first and "best genome" in res.stdout  # nothing trained again; the run ends
+    assert all(Path(r["log_dir"]).name.startswith(f"gen{r['generation']}_{r['gid']}_b1") for r in rows)
     keys = [(r["gid"], r["kind"], r["budget"]) for r in rows]
     assert len(keys) == len(set(keys)) and {r["kind"] for r in rows} == {"first", "rerank"}
     for r in rows:  # every genome trained lies inside the space

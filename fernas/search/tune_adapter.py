@@ -117,6 +117,14 @@ class GenerationalSearcher(Searcher):
         self.__dict__.update(state)
 
 
+def trial_name(trial) -> str:
+    """A trial's short name and directory: generation, genome id, budget and seed, Tune's id
+    (Tune's default spells out the whole genome)."""
+    c = trial.config
+    seed = f"_seed{c['seed']}" if c.get("seed") else ""
+    return f"gen{c.get('generation')}_{c.get('gid')}_b{c.get('budget')}{seed}_{trial.trial_id}"
+
+
 def _error_line(trial) -> str:
     """The line of a failed trial's error that names the cause."""
     text = ""
@@ -168,7 +176,8 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
-                                    max_concurrent_trials=slots,
+                                    max_concurrent_trials=slots, trial_name_creator=trial_name,
+                                    trial_dirname_creator=trial_name,
                                     reuse_actors=True),  # an actor per slot, reused: no process start per trial
         run_config=tune.RunConfig(name=exp_name, storage_path=storage, verbose=2 if opts.verbose else 0,
                                   callbacks=[TrialEvents(searcher)],
