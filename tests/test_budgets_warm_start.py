@@ -40,15 +40,23 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     a = tmp_path / "A"
     run_a = [*common, "--out", str(a), "--generations", "3", "--space", str(space)]
 
-    res = evolve(*run_a, "--max-trials", "3")
-    assert "left out: outside the search space" in res.stdout and "stopped, --max-trials 3 reached" in res.stdout
-    first = read_trials(a)
-    assert len(first) == 3 and (a / "best.json").is_file()
+    # a time budget stops the search in mid-run: running trials finish, nothing is started after it
+    res = evolve(*run_a, "--time-budget", "8s")
+    assert "left out: outside the search space" in res.stdout and "stopped, --time-budget 0m08s spent" in res.stdout
+    timed = read_trials(a)
+    assert len(timed) < 12 and (a / "best.json").is_file() == bool(timed)
     assert json.loads((a / "config.json").read_text())["options"]["ga"]["space"]["train.lr"] == [3]
 
-    # the stored max_trials still holds; a time budget already spent starts nothing either
-    res = evolve(*run_a, "--resume", "--time-budget", "1s")
-    assert "stopped" in res.stdout and read_trials(a) == first
+    # a spent budget starts nothing on a resume that does not raise it
+    res = evolve(*run_a, "--resume")
+    assert "stopped, --time-budget" in res.stdout and read_trials(a) == timed
+
+    # a trial budget: exactly that many trials over all attempts (the time budget raised)
+    n = len(timed) + 2
+    res = evolve(*run_a, "--resume", "--time-budget", "1h", "--max-trials", str(n))
+    assert f"stopped, --max-trials {n} reached" in res.stdout
+    first = read_trials(a)
+    assert len(first) == n and first[:len(timed)] == timed and (a / "best.json").is_file()
 
     # another space is refused on resume (one line, exit 2)
     other = tmp_path / "other.yaml"
@@ -58,7 +66,7 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
 
     res = evolve(*run_a, "--resume", "--max-trials", "100", "--time-budget", "1h")
     rows = read_trials(a)
-    assert rows[:3] == first and "best genome" in res.stdout  # nothing trained again; the run ends
+    assert rows[:n] == first and "best genome" in res.stdout  # nothing trained again; the run ends
     assert all(Path(r["log_dir"]).name.startswith(f"gen{r['generation']}_{r['gid']}_b1") for r in rows)
     keys = [(r["gid"], r["kind"], r["budget"]) for r in rows]
     assert len(keys) == len(set(keys)) and {r["kind"] for r in rows} == {"first", "rerank"}
