@@ -1,0 +1,55 @@
+"""`fernas runs [DIR]`: the run directories under DIR (default runs/) at a glance.
+
+One line per run: kind, state (running: its lock is held; finished; stopped: resumable;
+incomplete), progress, trials, best accuracy, compute and time; `--json` for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fernas.errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("runs", help="list run directories: kind, state, progress, best accuracy, compute",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("dir", nargs="?", default="runs", metavar="DIR", help="where the run directories are")
+    p.add_argument("--json", action="store_true", help="one JSON object per run instead of the table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fernas.runinfo import fmt_duration
+    from fernas.runs import describe, list_runs
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise UserError(f"{root}: no such directory")
+    rows = ([describe(root)] if describe(root) else []) + list_runs(root)
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    if not rows:
+        print(f"no fernas runs under {root}", file=sys.stderr)
+        return 0
+    head = f"{'run':44s} {'kind':6s} {'state':10s} {'progress':12s} {'trials':>6s} {'best':>6s} {'compute':>8s} " \
+           f"{'time':>7s}  started"
+    print(head)
+    for r in rows:
+        best = "-" if r["best"] is None else f"{r['best']:.3f}"
+        compute = "-" if not r["compute"] else f"{r['compute']:.2g}"
+        secs = "-" if r["seconds"] is None else fmt_duration(float(r["seconds"]))
+        trials = "-" if r["trials"] is None else str(r["trials"])
+        print(f"{_short(r['run'], root):44s} {r['kind']:6s} {r['state']:10s} {r['progress']:12s} {trials:>6s} "
+              f"{best:>6s} {compute:>8s} {secs:>7s}  {(r['started'] or '-')[:19]}")
+    return 0
+
+
+def _short(path: str, root: Path) -> str:
+    p = Path(path)
+    return str(p.relative_to(root)) if p.is_relative_to(root) and p != root else str(p)

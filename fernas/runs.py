@@ -1,0 +1,130 @@
+"""Runs at a glance: what `fernas runs [DIR]` lists, and `fernas.load_run(path)` for scripts.
+
+`describe(path)` reads only a run directory's small files and says what it is: an evolve run
+(config.json `fernas_evolve_run`) or a training run (`fernas_train_run`), its state (running:
+its lock is held; finished; stopped: resumable; incomplete: nothing to resume), progress,
+best accuracy, compute and times.  `load_run(path)` returns an evolve run's trials and
+logbook as pandas DataFrames and its best genomes as documents (a training run: its history
+and metrics).
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fernas.errors import RunDirError
+from fernas.io import LOCK_NAME
+
+
+def lock_held(run: Path) -> bool:
+    """Whether a fernas process holds the run directory's lock (a shared probe, released at once)."""
+    lock = run / LOCK_NAME
+    if not lock.is_file():
+        return False
+    with lock.open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def _json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def describe(run: Path) -> dict | None:
+    """One row of `fernas runs` for a run directory; None when `run` is not one."""
+    cfg = _json(run / "config.json")
+    if not isinstance(cfg, dict):
+        return None
+    if "fernas_evolve_run" in cfg:
+        row = _evolve_row(run, cfg)
+    elif "fernas_train_run" in cfg:
+        row = _train_row(run, cfg)
+    else:
+        return None
+    if lock_held(run):
+        row["state"] = "running"
+    return {"run": str(run), **row}
+
+
+def _evolve_row(run: Path, cfg: dict) -> dict:
+    ga = cfg.get("options", {}).get("ga", {})
+    ck = _json(run / "checkpoint.json") or {}
+    trials = [t for e in ck.get("cache", {}).values() for t in e.get("trials", []) if not t.get("from_run")]
+    accs = [float(t["val_acc"]) for t in trials if t.get("status") in ("ok", "stopped") and t.get("val_acc") is not None
+            and int(t.get("budget") or 0) == int(ga.get("max_budget") or 0)]
+    state = "finished" if ck.get("done") else ("stopped" if ck else "incomplete")
+    return {"kind": "evolve", "state": state, "progress": f"gen {ck.get('generation', 0)}/{ga.get('generations', '?')}",
+            "trials": len(trials), "best": max(accs) if accs else None,
+            "compute": sum(int(t.get("compute") or 0) for t in trials),
+            "started": cfg.get("first_started"), "seconds": (ck.get("meta") or {}).get("search_seconds")}
+
+
+def _train_row(run: Path, cfg: dict) -> dict:
+    metrics = _json(run / "metrics.json")
+    epochs = 0
+    if (run / "history.csv").is_file():
+        with (run / "history.csv").open() as fh:
+            epochs = sum(1 for _ in csv.DictReader(fh))
+    args = cfg.get("args") or {}
+    total = int(args.get("epochs") or 0) + int(args.get("fine_tune_epochs") or 0)
+    resumable = any(run.glob("checkpoint-*.pt"))
+    return {"kind": "train", "state": "finished" if metrics else ("stopped" if resumable else "incomplete"),
+            "progress": f"epoch {epochs}/{total or '?'}", "trials": None,
+            "best": metrics.get("test_accuracy_tencrop") if metrics else None, "compute": None,
+            "started": cfg.get("started"), "seconds": metrics.get("train_seconds") if metrics else None}
+
+
+def list_runs(root: Path) -> list[dict]:
+    """Every run directory at most two levels below `root` (a `fernas train` of several
+    genomes keeps one per genome), oldest first."""
+    rows = []
+    for d in sorted({p.parent for pattern in ("*/config.json", "*/*/config.json") for p in root.glob(pattern)}):
+        row = describe(d)
+        if row:
+            rows.append(row)
+    return sorted(rows, key=lambda r: (r.get("started") or "", r["run"]))
+
+
+@dataclass
+class Run:
+    """A run loaded for analysis (`fernas.load_run`)."""
+    path: Path
+    kind: str  # evolve | train
+    config: dict
+    trials: object = None  # pandas DataFrame of trials.csv (evolve)
+    logbook: object = None  # pandas DataFrame of logbook.csv (evolve)
+    best: list[dict] = field(default_factory=list)  # hall-of-fame genome documents, best first (evolve)
+    history: object = None  # pandas DataFrame of history.csv (train)
+    metrics: dict | None = None  # metrics.json (train)
+
+
+def load_run(path: str | Path) -> Run:
+    """An evolve or training run directory as DataFrames and documents; RunDirError otherwise."""
+    import pandas as pd
+
+    from fernas.genome import load_genome
+
+    run = Path(path)
+    row = describe(run)
+    if row is None:
+        raise RunDirError(f"{run}: not a fernas run directory (no config.json of an evolve or training run)")
+    cfg = _json(run / "config.json")
+
+    def frame(name: str):
+        return pd.read_csv(run / name) if (run / name).is_file() else pd.DataFrame()
+
+    if row["kind"] == "evolve":
+        best = [load_genome(p) for p in sorted((run / "hall_of_fame").glob("*.json"))]
+        return Run(run, "evolve", cfg, trials=frame("trials.csv"), logbook=frame("logbook.csv"), best=best)
+    return Run(run, "train", cfg, history=frame("history.csv"), metrics=_json(run / "metrics.json"))

@@ -1,0 +1,69 @@
+"""`fernas runs` and `fernas.load_run` on real run directories: an evolve run written by the
+GA and the run-directory writer (stand-in fitness, no Ray), and a real `fernas train` run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import fernas
+from fernas.evolve import Evolution, GAConfig
+from fernas.io import lock_run_dir
+from fernas.runs import describe
+from fernas.search.rundir import RunDir
+
+from test_evolve import fake_outcome, seed_docs
+from test_fulltrain_cli import FAST, TINY, cli
+
+
+def evolve_run(out, **cfg) -> Evolution:
+    out.mkdir()
+    ga = GAConfig(max_mmacs=0, **cfg)
+    ev = Evolution(ga, seed_docs=seed_docs(), checkpoint_path=out / "checkpoint.json")
+    ev.run(lambda batch: [{**fake_outcome(c), "finished_at": 1.0} for c in batch])
+    rdir = RunDir(out, {}, {})
+    rdir.write_config({"options": {"ga": json.loads(json.dumps(asdict(ga)))}, "first_started": "2026-12-02T10:00:00",
+                       "resumes": 0})
+    rdir.write_all(ev)
+    return ev
+
+
+def test_runs_lists_evolve_and_training_runs(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    ev = evolve_run(root / "search", pop=6, generations=2, rerank_top=1, rerank_seeds=1)
+    genome = tmp_path / "tiny.json"
+    genome.write_text(json.dumps(TINY))
+    rc, _, err = cli("train", genome, "--epochs", 1, "--fine-tune-epochs", 0, "--out", root / "trained", *FAST)
+    assert rc == 0, err
+
+    row = describe(root / "search")
+    n_trials = sum(len(e["trials"]) for e in ev.cache.values())
+    assert (row["kind"], row["state"], row["progress"], row["trials"]) == ("evolve", "finished", "gen 2/2", n_trials)
+    with lock_run_dir(root / "search"):  # a fernas process holds it
+        assert describe(root / "search")["state"] == "running"
+    train = describe(root / "trained")
+    assert (train["kind"], train["state"], train["progress"]) == ("train", "finished", "epoch 1/1")
+
+    rc, out, _ = cli("runs", root)
+    assert rc == 0 and "search" in out and "trained" in out and "finished" in out
+    rc, out, _ = cli("runs", root, "--json")
+    assert {json.loads(line)["kind"] for line in out.splitlines()} == {"evolve", "train"}
+    rc, _, err = cli("runs", tmp_path / "nowhere")
+    assert rc == 2 and "no such directory" in err
+
+    run = fernas.load_run(root / "search")
+    assert run.kind == "evolve" and len(run.trials) == n_trials and len(run.logbook) == 2
+    assert run.best and run.best[0]["evolve"]["gid"] == ev.hall_of_fame()[0].gid
+    run = fernas.load_run(root / "trained")
+    assert run.kind == "train" and len(run.history) == 1 and run.metrics["test_accuracy_tencrop"] == train["best"]
+
+
+def test_a_stopped_evolve_run_is_resumable(tmp_path):
+    out = tmp_path / "run"
+    evolve_run(out, pop=4, generations=2, rerank_top=0)
+    ck = json.loads((out / "checkpoint.json").read_text())
+    ck["done"] = False
+    (out / "checkpoint.json").write_text(json.dumps(ck))
+    assert describe(out)["state"] == "stopped"
+    assert describe(tmp_path) is None
