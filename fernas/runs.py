@@ -2,7 +2,8 @@
 
 `describe(path)` reads only a run directory's small files and says what it is: an evolve run
 (config.json `fernas_evolve_run`) or a training run (`fernas_train_run`), its state (running:
-its lock is held; finished; stopped: resumable; incomplete: nothing to resume), progress,
+its lock is held; finished; stopped: resumable; incomplete: nothing to resume; `version N`:
+written by another fernas, not read further), progress,
 best accuracy, compute and times.  `load_run(path)` returns an evolve run's trials and
 logbook as pandas DataFrames and its best genomes as documents (a training run: its history
 and metrics).
@@ -46,12 +47,20 @@ def describe(run: Path) -> dict | None:
     cfg = _json(run / "config.json")
     if not isinstance(cfg, dict):
         return None
-    if "fernas_evolve_run" in cfg:
-        row = _evolve_row(run, cfg)
-    elif "fernas_train_run" in cfg:
-        row = _train_row(run, cfg)
-    else:
+    from fernas.fulltrain import RUN_VERSION
+    from fernas.search.rundir import CONFIG_VERSION
+
+    kinds = {"fernas_evolve_run": ("evolve", CONFIG_VERSION, _evolve_row),
+             "fernas_train_run": ("train", RUN_VERSION, _train_row)}
+    key = next((k for k in kinds if k in cfg), None)
+    if key is None:
         return None
+    kind, version, read = kinds[key]
+    if cfg[key] != version:  # written by another fernas: its files may mean other things
+        row = {"kind": kind, "state": f"version {cfg[key]}", "progress": "-", "trials": None, "best": None,
+               "compute": None, "started": cfg.get("first_started") or cfg.get("started"), "seconds": None}
+    else:
+        row = read(run, cfg)
     if lock_held(run):
         row["state"] = "running"
     return {"run": str(run), **row}
