@@ -34,7 +34,8 @@ from fernas.dataset import CROP_SIZE, Dataset, Split
 from fernas.device import amp_for, device_name, eval_batch_size, resolve_device
 from fernas.errors import RunDirError, RunExistsError, UserError
 from fernas.io import atomic_write_csv, atomic_write_json, read_versioned_json, run_dir_lock
-from fernas.train import TrainConfig, load_checkpoint, train_genome
+from fernas.train import TrainConfig, train_genome
+from fernas.train_checkpoint import load_checkpoint
 
 RUN_VERSION = 2  # config.json's "fernas_train_run"; a run of another version is not resumed
 HISTORY_FIELDS = ["phase", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]

@@ -29,12 +29,12 @@ from torch import nn
 from fernas.dataset import CROP_SIZE, Dataset
 from fernas.device import amp_context, check_interval, default_amp, eval_batch_size, resolve_device
 from fernas.errors import RunDirError, UserError
+from fernas.train_checkpoint import CHECKPOINT_VERSION, load_checkpoint, rng_states, set_rng_states
 from fernas.evaluate import evaluate_split
 from fernas.io import atomic_torch_save
 from fernas.recipe import make_optimizer, make_scheduler
 from fernas.runinfo import fmt_duration
 
-CHECKPOINT_VERSION = 2  # a checkpoint of another version is refused, not resumed
 
 
 @dataclass
@@ -138,23 +138,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_states(gen: torch.Generator) -> dict:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(),
-              "torch": torch.get_rng_state(), "generator": gen.get_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _set_rng_states(states: dict, gen: torch.Generator) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    gen.set_state(states["generator"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
 def _cpu_state(model: nn.Module) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -173,25 +156,6 @@ def _recipe(doc: dict, cfg: TrainConfig) -> dict:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def load_checkpoint(path) -> dict:
-    """Read a trainer checkpoint; a missing, corrupt or older file is a RunDirError (one line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise RunDirError(f"{path}: no checkpoint to resume from")
-    try:
-        # Our own file: it holds RNG states (numpy arrays, python tuples), hence weights_only=False.
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated zip, random bytes, pickle errors
-        raise RunDirError(f"{path}: checkpoint is corrupt or unreadable ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
-    if not isinstance(ck, dict) or "fernas_checkpoint" not in ck:
-        raise RunDirError(f"{path}: not a fernas training checkpoint")
-    if ck["fernas_checkpoint"] != CHECKPOINT_VERSION:
-        raise RunDirError(f"{path}: training checkpoint version {ck['fernas_checkpoint']!r}, this fernas "
-                          f"resumes version {CHECKPOINT_VERSION}; start the run again")
-    return ck
-
-
 def _save_checkpoint(run: _Run, doc: dict, path, epoch: int) -> None:
     """Everything `_restore` needs to continue after `epoch` (1-based) as if never stopped."""
     cfg = run.cfg
@@ -201,7 +165,7 @@ def _save_checkpoint(run: _Run, doc: dict, path, epoch: int) -> None:
         "config": {**asdict(cfg), "device": str(cfg.device)},
         "model": _cpu_state(run.model), "optimizer": run.opt.state_dict(),
         "scheduler": run.sched.state_dict(), "scaler": run.scaler.state_dict(),
-        "rng": _rng_states(run.gen), "history": run.history, "best_val_acc": run.best["acc"],
+        "rng": rng_states(run.gen), "history": run.history, "best_val_acc": run.best["acc"],
         "best_epoch": run.best["epoch"], "best_state": run.best["state"]}, path)
 
 
@@ -216,7 +180,7 @@ def _restore(run: _Run, path) -> None:
     run.opt.load_state_dict(ck["optimizer"])
     run.sched.load_state_dict(ck["scheduler"])
     run.scaler.load_state_dict(ck["scaler"])
-    _set_rng_states(ck["rng"], run.gen)
+    set_rng_states(ck["rng"], run.gen)
     run.history = list(ck["history"])
     run.best = {"acc": ck["best_val_acc"], "epoch": ck["best_epoch"], "state": ck["best_state"]}
     run.start_epoch = int(ck["epoch"])

@@ -14,7 +14,8 @@ from fernas.device import DeviceError, resolve_device
 from fernas.errors import RunDirError, UserError
 from fernas.model import build_model
 from fernas.recipe import OPTIMIZERS, SCHEDULERS, make_optimizer, make_scheduler
-from fernas.train import CHECKPOINT_VERSION, TrainConfig, TrainingDiverged, load_checkpoint, train_genome
+from fernas.train import TrainConfig, TrainingDiverged, train_genome
+from fernas.train_checkpoint import CHECKPOINT_VERSION, load_checkpoint
 
 
 def tiny_genome(optimizer="adam", lr=0.002, scheduler="constant", batch_size=32, dropout=0.0):
@@ -61,12 +62,14 @@ def test_small_genome_learns_demo_well_above_chance(demo):
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_every_optimizer_scheduler_pair_runs(optimizer, micro_data):
+def test_every_optimizer_scheduler_pair_runs(optimizer, micro_data, tmp_path):
     for scheduler in SCHEDULERS:
         doc = micro_genome(optimizer, scheduler)
         seen = []
+        ck = tmp_path / f"{scheduler}.pt"
         res = train_genome(doc, micro_data, TrainConfig(epochs=2, max_steps_per_epoch=2, augment="vgg",
-                                                        select="last"), on_epoch=seen.append)
+                                                        select="last"), on_epoch=seen.append, checkpoint_path=ck)
+        assert load_checkpoint(ck)["epoch"] == 2  # every state in it loads with weights_only=True
         assert [r["epoch"] for r in seen] == [1, 2]
         assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in seen), (optimizer, scheduler)
         torch.manual_seed(0)
@@ -220,10 +223,23 @@ def test_checkpoint_of_another_version_is_refused_naming_both_versions(micro_dat
     ck = tmp_path / "checkpoint-train.pt"
     doc = micro_genome("sgd", "constant")
     train_genome(doc, micro_data, TrainConfig(epochs=1), checkpoint_path=ck)
-    assert load_checkpoint(ck)["fernas_checkpoint"] == CHECKPOINT_VERSION == 2
+    assert load_checkpoint(ck)["fernas_checkpoint"] == CHECKPOINT_VERSION == 3
     old = torch.load(ck, weights_only=False)
     old["fernas_checkpoint"] = 1
     torch.save(old, ck)
     with pytest.raises(RunDirError, match=rf"^{re.escape(str(ck))}: training checkpoint version 1, this fernas "
-                                          "resumes version 2"):
+                                          "resumes version 3"):
         train_genome(doc, micro_data, TrainConfig(epochs=1), checkpoint_path=ck, resume=True)
+
+
+class _Payload:
+    def __reduce__(self):  # what a malicious checkpoint would carry: a call on load
+        return (print, ("pwned",))
+
+
+def test_a_checkpoint_carrying_code_is_refused(tmp_path, capsys):
+    ck = tmp_path / "checkpoint-train.pt"
+    torch.save({"fernas_checkpoint": CHECKPOINT_VERSION, "payload": _Payload()}, ck)
+    with pytest.raises(RunDirError, match="refused: it holds objects other than tensors and plain values"):
+        load_checkpoint(ck)
+    assert "pwned" not in capsys.readouterr().out
