@@ -67,6 +67,8 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     res = evolve(*run_a, "--resume", "--max-trials", "100", "--time-budget", "1h")
     rows = read_trials(a)
     assert rows[:n] == first and "best genome" in res.stdout  # nothing trained again; the run ends
+    events = list((a / "tensorboard").glob("events.out.tfevents.*"))  # run-level scalars per generation
+    assert events and any(b"search/best_val_acc" in e.read_bytes() for e in events)
     assert all(Path(r["log_dir"]).name.startswith(f"gen{r['generation']}_{r['gid']}_b1") for r in rows)
     keys = [(r["gid"], r["kind"], r["budget"]) for r in rows]
     assert len(keys) == len(set(keys)) and {r["kind"] for r in rows} == {"first", "rerank"}

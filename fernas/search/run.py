@@ -98,6 +98,7 @@ class EvolveRun:
             shutil.rmtree(self.checkpoints, ignore_errors=True)
         self.console.generation(rec, ev.cfg.generations, elapsed, eta, total_compute(ev))
         self.rundir.write_all(ev)
+        self.rundir.write_scalars(rec, total_compute(ev))
 
 
 def run_evolve(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], console) -> Path:

@@ -8,6 +8,7 @@
     best.json         the best genome
     pareto.csv/.png   accuracy against the cost objective (parameters with one objective)
     progress.png      best so far, best and mean of each generation
+    tensorboard/      the same per generation as TensorBoard scalars (Ray Tune's per-trial ones are in ray/)
     ray/              Ray Tune's trial directories (unless --storage says elsewhere)
     .lock             held by the process that runs the search
 
@@ -93,6 +94,20 @@ class RunDir:
             doc = G.from_vector(e["vector"]) if e.get("vector") else None
             self._genome_text[e["gid"]] = json.dumps(G.active_content(doc), separators=(",", ":")) if doc else ""
         return self._genome_text[e["gid"]]
+
+    def write_scalars(self, rec: dict, compute: int) -> None:
+        """A generation's best, mean and compute as TensorBoard scalars in OUT/tensorboard (next to
+        the per-trial event files Ray Tune writes under OUT/ray): `tensorboard --logdir OUT`."""
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:  # Ray Tune installs it; without it there is nothing to write
+            return
+        with SummaryWriter(logdir=str(self.out / "tensorboard")) as w:
+            for key in ("best", "max", "mean"):
+                if rec.get(key) is not None:
+                    w.add_scalar(f"search/{key}_val_acc", float(rec[key]), rec["gen"])
+            w.add_scalar("search/trials", rec.get("trials", 0), rec["gen"])
+            w.add_scalar("search/compute_img_macs", float(compute), rec["gen"])
 
     def write_logbook(self, ev) -> None:
         times = ev.meta.get("generation_times", {})
