@@ -180,8 +180,6 @@ def decode(a, name: str, doc: dict, work: Path) -> dict:
 
 def seeds_arm(a, seed: int, budget: float, designs: dict, work: Path) -> dict:
     """Each seed design under the cap trained with budget / n_designs of compute (`fernas train`)."""
-    import csv
-
     from fernas.data import parse_demo_spec
 
     n_train = parse_demo_spec(a.data)[0]
@@ -189,23 +187,37 @@ def seeds_arm(a, seed: int, budget: float, designs: dict, work: Path) -> dict:
     for name, (path, macs) in designs.items():
         epochs = max(1, int(budget / len(designs) / (n_train * macs)))
         out = work / f"seeds-seed{seed}" / name
-        shutil.rmtree(out, ignore_errors=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"  seeds       fernas train {name} --epochs {epochs}", flush=True)
-        wall = run_cmd([sys.executable, "-m", "fernas", "train", path, "--data", a.data, "--data-seed",
-                        str(a.data_seed), "--epochs", str(epochs), "--fine-tune-epochs", "0", "--train-crops", "1",
-                        "--seed", str(seed), "--out", str(out)], out.parent / f"{name}.log")
+        if a.reuse and (out / "metrics.json").is_file() and len(_history(out)) == epochs:
+            print(f"  seeds       reusing {out}", flush=True)
+            wall = None
+        else:
+            shutil.rmtree(out, ignore_errors=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            print(f"  seeds       fernas train {name} --epochs {epochs}", flush=True)
+            wall = run_cmd([sys.executable, "-m", "fernas", "train", path, "--data", a.data, "--data-seed",
+                            str(a.data_seed), "--epochs", str(epochs), "--fine-tune-epochs", "0", "--train-crops",
+                            "1", "--seed", str(seed), "--out", str(out)], out.parent / f"{name}.log")
         m = json.loads((out / "metrics.json").read_text())
-        with (out / "history.csv").open() as fh:
-            for r in csv.DictReader(fh):
-                spent += n_train * macs
-                best = max([p[1] for p in points] + [float(r["val_acc"])])
-                points.append((spent, best))
+        for r in _history(out):
+            spent += n_train * macs
+            best = max([p[1] for p in points] + [float(r["val_acc"])])
+            points.append((spent, best))
         rows.append({"genome": name, "epochs": epochs, "compute": epochs * n_train * macs,
-                     "best_val_acc": round(m["best_val_acc"]["train"], 4), "test_acc_tencrop": round(m["test_accuracy_tencrop"], 4),
-                     "wall_s": round(wall, 1)})
+                     "best_val_acc": round(m["best_val_acc"]["train"], 4),
+                     "test_acc_tencrop": round(m["test_accuracy_tencrop"], 4),
+                     "train_seconds": round(float(m.get("train_seconds") or 0), 1),
+                     "wall_s": None if wall is None else round(wall, 1)})
     return {"designs": rows, "curve": points, "total_compute": spent,
             "best": max(rows, key=lambda r: r["best_val_acc"])}
+
+
+def _history(run: Path) -> list[dict]:
+    import csv
+
+    if not (run / "history.csv").is_file():
+        return []
+    with (run / "history.csv").open() as fh:
+        return list(csv.DictReader(fh))
 
 
 def seed_record(a, seed: int, runs: dict, seeds: dict, budget: float) -> dict:
@@ -226,6 +238,7 @@ def seed_record(a, seed: int, runs: dict, seeds: dict, budget: float) -> dict:
             rec[arm]["rank_correlation"] = promoted_correlation(trials, a.min_budget, a.max_budget)
     s = seeds
     rec["seeds"] = {"compute": s["total_compute"], "designs": s["designs"], "curve": s["curve"],
+                    "train_seconds": sum(d["train_seconds"] for d in s["designs"]),
                     "pick_gid": None, "pick_name": s["best"]["genome"],
                     "test_acc_tencrop_whole_budget": s["best"]["test_acc_tencrop"]}
     return rec
