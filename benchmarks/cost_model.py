@@ -40,7 +40,7 @@ DEFAULT_GLOB = "benchmarks/results/tmp/equal_compute*/*/trials.csv"
 
 
 def measured(paths: list[Path]) -> list[dict]:
-    """(macs, activations, seconds per image, threads' device) of every trial that trained."""
+    """(macs, activations, seconds per training image, run name) of every trial that trained."""
     out = []
     for p in paths:
         with p.open() as fh:

@@ -41,8 +41,6 @@ import math
 import os
 import platform
 import shutil
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path

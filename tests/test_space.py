@@ -98,7 +98,7 @@ def test_a_space_with_no_genome_under_the_cap_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["evolve", "--space", str(path), "--max-mmacs", "60", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "no genome of this space is under --max-mmacs 60" in err and len(err.splitlines()) == 1
+    assert "no genome of this space found under --max-mmacs 60" in err and len(err.splitlines()) == 1
     assert not out.exists()
 
 
@@ -131,3 +131,19 @@ def test_max_cost_counts_activation_memory():
     ev, asked = search(Space.full(), pop=6, generations=3, seed=4, max_cost=60)
     from fernas.model import estimate_cost
     assert asked and all(estimate_cost(d) <= 60e6 for d in asked)
+
+
+def test_a_reopened_run_still_sees_better_genomes(tmp_path):
+    """Re-ranked genomes head the hall of fame, but progress, patience and the next re-ranking
+    go by fitness: genomes found after the reopening can become the best."""
+    ev = Evolution(GAConfig(pop=6, generations=12, patience=1, rerank_top=1, rerank_seeds=1, max_mmacs=0, seed=3),
+                   seed_docs=seed_docs(), checkpoint_path=tmp_path / "checkpoint.json").run(
+        lambda batch: [fake_outcome(c) for c in batch])
+    assert ev.meta["ended_by"] == "patience"
+    ev = Evolution.load(tmp_path / "checkpoint.json")
+    ev.cfg.patience = 12
+    assert ev.reopen()
+    ev.run(lambda batch: [fake_outcome(c) for c in batch])
+    top = ev.by_fitness()[0]
+    assert ev.logbook[-1]["best"] == ev.cache[top.gid]["val_acc"]
+    assert any(t["kind"] == "rerank" for t in ev.cache[top.gid]["trials"])  # the new best was re-ranked too

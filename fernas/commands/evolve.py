@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import sys
 import time
 from pathlib import Path
 
@@ -208,15 +207,15 @@ def _space(args: argparse.Namespace) -> dict | None:
 
 
 def check_space(ga, path: str) -> None:
-    """A space with no genome under the cost cap cannot start a search (one line, exit 2)."""
-    from fernas.evolve.sampling import smallest_in_space
+    """A space with no genome under the cost caps cannot start a search (one line, exit 2)."""
+    from fernas.evolve.sampling import cheapest_in_space
     from fernas.space import SpaceError
 
-    fits, macs = smallest_in_space(ga)
+    fits, cheapest = cheapest_in_space(ga)
     if not fits:
         caps = " and ".join(f"{f} {v:g}" for f, v in (("--max-mmacs", ga.max_mmacs), ("--max-cost", ga.max_cost)) if v)
-        raise SpaceError(f"{path}: no genome of this space is under {caps} (the smallest found has about "
-                         f"{macs / 1e6:.0f}M multiply-adds); widen the space or raise the cap")
+        raise SpaceError(f"{path}: no genome of this space found under {caps} (the cheapest found: about "
+                         f"{cheapest}); widen the space or raise the cap")
 
 
 def options_from_args(args: argparse.Namespace):

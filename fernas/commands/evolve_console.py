@@ -19,8 +19,10 @@ class EvolveConsole:
         print(text, file=sys.stderr if err else self.stream, flush=True)
 
     def resuming(self, out, ev) -> None:
-        self.say(f"resuming {out}: generation {ev.gen + 1}/{ev.cfg.generations}, "
-                 f"{len(ev.cache)} trials already done (not repeated)")
+        from fernas.search.run import trial_count
+
+        self.say(f"resuming {out}: generation {ev.gen + 1}/{ev.cfg.generations}, {trial_count(ev)} trials already "
+                 "done (not repeated)")
 
     def starting(self, out, ga, opts, res: dict, trial_logs: str) -> None:
         strategy = "random search, " if ga.strategy == "random" else ""

@@ -2,7 +2,8 @@
 
 `fernas space show > space.yaml`, edit it, then `fernas evolve --space space.yaml`.  With a
 FILE it checks the file (one line, exit 2, for any mistake) and prints the space it defines,
-every gene with the values it keeps, plus how many genomes the space holds.
+every gene with the values it keeps, plus how many genome vectors it holds (dormant genes
+included, so more than distinct networks).
 """
 
 from __future__ import annotations

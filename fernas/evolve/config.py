@@ -37,7 +37,8 @@ class GAConfig:
     # plus fernas.model.ACTIVATION_COST_MACS per activation element: what a trial's time follows
     # on CPUs) are refused like those above max_mmacs.  0 = no such cap.
     max_cost: float = 0.0
-    # "uniform": a mutated gene is redrawn uniformly within its bounds (DEAP's mutUniformInt).
+    # "uniform": a mutated gene is redrawn uniformly among its allowed values (mut_uniform; in the
+    # full space the draws of DEAP's mutUniformInt).
     # "creep": half the time a step to a neighbouring value instead (genes index ordered tables:
     # widths, learning rates, batch sizes ...), a local move around good genomes.
     mutation: str = "creep"
@@ -92,21 +93,23 @@ class GAConfig:
     def multi(self) -> bool:
         return len(self.objectives) > 1
 
-    def refusal(self, doc: dict | None, macs: int | None = None) -> str | None:
-        """Why a genome is not trained (over the cost cap, undecodable), or None.  `macs`: its
-        multiply-adds per image when the caller has them already."""
+    def refusal(self, doc: dict | None, macs: int | None = None, plan=None) -> str | None:
+        """Why a genome is not trained (over a cost cap, undecodable), or None.  `macs` or `plan`
+        (`fernas.model.plan(doc)`): what the caller has computed already."""
         if doc is None:
             return "the vector does not decode"
         if not self.max_mmacs and not self.max_cost:
             return None
-        from fernas.model import plan, training_cost  # pure functions of the document
+        from fernas.model import plan as make_plan, training_cost  # pure functions of the document
 
-        p = plan(doc) if macs is None or self.max_cost else None
-        macs = p.macs if macs is None else macs
+        if plan is None and (macs is None or self.max_cost):
+            plan = make_plan(doc)
+        macs = plan.macs if macs is None else macs
         if self.max_mmacs and macs > self.max_mmacs * 1e6:
             return f"too large: about {macs / 1e6:.0f}M multiply-adds per image > --max-mmacs {self.max_mmacs:g}"
-        if self.max_cost and training_cost(p) > self.max_cost * 1e6:
-            return (f"too costly: about {training_cost(p) / 1e6:.0f}M multiply-add equivalents per image "
+        cost = training_cost(plan) if self.max_cost else 0
+        if self.max_cost and cost > self.max_cost * 1e6:
+            return (f"too costly: about {cost / 1e6:.0f}M multiply-add equivalents per image "
                     f"(activation memory counted) > --max-cost {self.max_cost:g}")
         return None
 

@@ -151,8 +151,8 @@ class Evolution:
         stats = ({"min": float(acc.min()), "mean": float(acc.mean()), "max": float(acc.max()),
                   "std": float(acc.std())} if len(acc)  # None when nothing trained (strict JSON: no NaN)
                  else dict.fromkeys(("min", "mean", "max", "std")))
-        top = self.best()
-        best = self.cache.get(top.gid, {}).get("val_acc") if top is not None else None
+        fittest = self.by_fitness()  # not the re-ranked order: a reopened or warm-started run must see progress
+        best = self.cache.get(fittest[0].gid, {}).get("val_acc") if fittest else None
         rec = {"gen": self.gen, **counts, "penalised": len(self.population) - len(ok), **stats,
                "best": None if best is None else float(best)}
         self.logbook.record(**rec)
@@ -187,7 +187,7 @@ class Evolution:
 
     def reopen(self) -> bool:
         """Let a run that patience ended evolve on, when its (raised) patience allows; True if so.
-        Re-ranking runs again at the new end, for the genomes it has not trained yet."""
+        Re-ranking runs again at the new end, for the top genomes by fitness not re-ranked yet."""
         if not (self.done and self.meta.get("ended_by") == "patience" and not self.stalled()
                 and self.gen < self.cfg.generations):
             return False
@@ -267,6 +267,11 @@ class Evolution:
         re-ranked genomes first, by their mean over seeds; the rest by fitness.  Ties go by
         genome id: the order in which tied genomes entered depends on timing and resumes."""
         return self._ranked(self.hof)
+
+    def by_fitness(self) -> list:
+        """The hall of fame by fitness alone (ties by genome id): what the logbook's best,
+        patience and the choice of genomes to re-rank go by."""
+        return sorted(self.hof, key=lambda ind: (-ind.fitness.values[0], ind.gid))
 
     def hall_of_fame_so_far(self) -> list:
         """`hall_of_fame()` with the genomes the generation in flight has trained so far (a run a

@@ -55,7 +55,7 @@ def bracket(ev, cands: list[Candidate]) -> Generator[list[Candidate], None, None
 def rerank(ev) -> Generator[list[Candidate], None, None]:
     """The best genomes trained again at the largest budget with other seeds (one batch)."""
     cfg = ev.cfg
-    top = [ind for ind in ev.hall_of_fame() if is_ok(ev.cache.get(ind.gid, {}))][:cfg.rerank_top]
+    top = [ind for ind in ev.by_fitness() if is_ok(ev.cache.get(ind.gid, {}))][:cfg.rerank_top]
 
     def done() -> set:
         return {(t.get("seed"), e["gid"]) for e in ev.cache.values() for t in e.get("trials", [])

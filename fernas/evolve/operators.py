@@ -1,7 +1,8 @@
 """DEAP's side of the GA: types, the toolbox, and fernas' own operators.
 
-Two-point crossover and the mutations keep every vector inside `GENE_BOUNDS`, and every
-such vector decodes to a valid genome.  All randomness comes from python's `random`,
+Two-point crossover and the mutations keep every vector inside the run's search space
+(`fernas.space`; by default every value in `GENE_BOUNDS`), and every such vector decodes to a
+valid genome.  All randomness comes from python's `random`,
 which the GA swaps to its own state around each step (see `fernas.evolve.evolution`).
 """
 

@@ -45,6 +45,7 @@ class EvolveRun:
         ev.on_generation = self.on_generation
         self.seconds_before = float(ev.meta.get("search_seconds", 0.0))  # earlier attempts' search time
         self.stop_reason: tuple[str, str] | None = None  # (setting, what happened): the budget that stopped the run
+        self.unfinished_trials = 0  # trials without an outcome when Tune returned (set by tune_adapter.fit)
 
     def search_seconds(self) -> float:
         return self.seconds_before + time.time() - self.t0
@@ -77,15 +78,19 @@ class EvolveRun:
             steps = min(steps, self.opts.max_steps_per_epoch)
         # the trial's training time, roughly: images x cost per image with activation memory counted
         cand.cost_hint = float(training_cost(p) * steps * bs * (cand.budget - cand.resume_from))
-        reason = self.ev.cfg.refusal(cand.doc, macs) if cand.kind == "first" else None
+        reason = self.ev.cfg.refusal(cand.doc, plan=p) if cand.kind == "first" else None
         if reason:  # penalised without a trial
             self.record(cand, {"status": "skipped", "error": reason, "val_acc": 0.0, "macs": macs,
                                "wall_seconds": 0.0})
         return reason is not None
 
     def record(self, cand: Candidate, outcome: dict) -> None:
+        from fernas.search.trial import trainer_version
+
         self.ev.meta["search_seconds"] = self.search_seconds()
-        self.ev.record(cand, {**outcome, "finished_at": time.time()})  # persisted atomically at once
+        # the trainer that measured it: a warm start reuses only trials of the trainer it runs
+        outcome = {**outcome, "finished_at": time.time(), "trainer": trainer_version()}
+        self.ev.record(cand, outcome)  # persisted atomically at once
         self.rundir.write_trials(self.ev)
 
     def on_generation(self, ev: Evolution, rec: dict) -> None:
@@ -170,7 +175,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
             from fernas.search.tune_adapter import fit
 
             fit(run, data, cpt, gpt, slots, storage, exp_name)
-            if not ev.done and not run.stop_reason:  # Ctrl-C (Tune stops gracefully), a failed driver loop
+            if not ev.done and (not run.stop_reason or run.unfinished_trials):  # Ctrl-C, a failed driver loop
                 console.stopped(out, ev)
                 raise KeyboardInterrupt
         ev.meta["search_seconds"] = run.search_seconds()
@@ -195,8 +200,10 @@ def _warm_start(opts: EvolveOptions, data_info: dict, console) -> tuple[list[dic
 
 
 def trial_count(ev: Evolution) -> int:
-    """Trials this run has completed (every kind; not those a warm start brought in)."""
-    return sum(1 for e in ev.cache.values() for t in e.get("trials", []) if not t.get("from_run"))
+    """Trials this run has completed (every kind; not genomes refused untrained, not the trials
+    a warm start brought in)."""
+    return sum(1 for e in ev.cache.values() for t in e.get("trials", [])
+               if not t.get("from_run") and t.get("status") != "skipped")
 
 
 def total_compute(ev: Evolution) -> int:

@@ -102,7 +102,9 @@ class RunDir:
             from tensorboardX import SummaryWriter
         except ImportError:  # Ray Tune installs it; without it there is nothing to write
             return
-        with SummaryWriter(logdir=str(self.out / "tensorboard")) as w:
+        # one event file per generation: tensorboardX names files by the second, and two
+        # generations may end within one (cache hits only)
+        with SummaryWriter(logdir=str(self.out / "tensorboard"), filename_suffix=f".gen{rec['gen']}") as w:
             for key in ("best", "max", "mean"):
                 if rec.get(key) is not None:
                     w.add_scalar(f"search/{key}_val_acc", float(rec[key]), rec["gen"])

@@ -28,6 +28,13 @@ FAULT_ENV = "FERNAS_FAULT_INJECT"
 TRIAL_VERSION = 1
 
 
+def trainer_version() -> str:
+    """What a trial's score depends on besides genome, data, budget and seed (kept per trial)."""
+    import torch
+
+    return f"trial {TRIAL_VERSION}, torch {torch.__version__}"
+
+
 @dataclass
 class TrialBudget:
     epochs: int  # train to this epoch ...

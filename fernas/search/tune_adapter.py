@@ -190,3 +190,4 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
         if not opts.verbose:
             stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
         tuner.fit()
+    run.unfinished_trials = len(searcher.live)  # > 0: Tune was interrupted, not ended by the searcher

@@ -3,8 +3,10 @@
 `fernas evolve --warm-start RUN_DIR` puts the earlier run's hall of fame at the head of the
 initial population and copies its trained genomes into the new fitness cache, so nothing it
 trained is trained again.  That is sound only when a trial of the same genome would score
-the same: the same data, budgets (and steps per epoch), seed and trainer (TRIAL_VERSION and
-torch version).  Anything else is refused with the reason -- a partial match reuses nothing.
+the same: the same data, budgets (and steps per epoch), ASHA or not, and seed, or the warm
+start is refused with the reason; and only trials measured by this trainer (`trainer_version`,
+kept in every trial: TRIAL_VERSION and the torch version) that ran to the end of their budget
+are reused.
 
 Reused trials keep `from_run` (the earlier run's directory): they are not counted as this
 run's trials or compute and are not listed in its trials.csv.  Genomes above the new cost cap
@@ -19,22 +21,21 @@ from pathlib import Path
 from fernas import genome as G
 from fernas.errors import RunDirError
 from fernas.evolve import GAConfig, read_outcomes
-from fernas.fitness import is_ok
 from fernas.search import rundir
-from fernas.search.trial import TRIAL_VERSION
+from fernas.search.trial import trainer_version
 from fernas.space import Space
 
 
-def _differences(stored: dict, opts, data_info: dict, torch_version: str) -> list[str]:
+def _differences(stored: dict, opts, data_info: dict) -> list[str]:
     """What differs between the earlier run and this one, in the terms a trial depends on."""
     o = stored["options"]
     ga = o.get("ga", {})
     there = {"data": (o.get("data"), o.get("data_args"), _data_sizes(stored.get("data", {}))),
              "budgets": (ga.get("min_budget"), ga.get("max_budget"), ga.get("eta"), o.get("max_steps_per_epoch")),
-             "seed": ga.get("seed"), "trainer": (stored.get("trial_version"), stored.get("versions", {}).get("torch"))}
+             "ASHA": bool(o.get("asha")), "seed": ga.get("seed")}
     here = {"data": (opts.data, opts.data_args, _data_sizes(data_info)),
             "budgets": (opts.ga.min_budget, opts.ga.max_budget, opts.ga.eta, opts.max_steps_per_epoch),
-            "seed": opts.ga.seed, "trainer": (TRIAL_VERSION, torch_version)}
+            "ASHA": bool(opts.asha), "seed": opts.ga.seed}
     return [f"{k} ({_show(there[k])} there, {_show(here[k])} here)" for k in here if there[k] != here[k]]
 
 
@@ -49,11 +50,9 @@ def _show(v) -> str:
 def load_warm_start(source: str, opts, data_info: dict) -> tuple[list[dict], dict[str, dict]]:
     """(hall-of-fame genomes, cache entries to reuse) of the run in `source`; RunDirError with
     the reason when a trial of it would not score as one of this run."""
-    import torch
-
     src = Path(source)
     stored = rundir.read_config(src)  # RunDirError: not a run, another version, corrupt
-    diff = _differences(stored, opts, data_info, torch.__version__)
+    diff = _differences(stored, opts, data_info)
     if diff:
         raise RunDirError(f"{src}: cannot warm-start from this run, its trials would not score the same here: "
                           + "; ".join(diff))
@@ -64,7 +63,11 @@ def load_warm_start(source: str, opts, data_info: dict) -> tuple[list[dict], dic
 
 
 def _reusable(entry: dict, ga: GAConfig) -> bool:
-    if not is_ok(entry) or not entry.get("vector"):
+    """Trained to the end of its budget by this trainer, inside the new space and caps."""
+    trials = entry.get("trials", [])
+    if entry.get("status") != "ok" or not entry.get("vector") or not trials:
+        return False  # failed, refused, or stopped early by ASHA (its accuracy is of a shorter training)
+    if any(t.get("trainer") != trainer_version() or t.get("status") not in ("ok", "failed") for t in trials):
         return False
     doc = G.from_vector(entry["vector"])
     return ga.refusal(doc, entry.get("macs")) is None and Space.from_config(ga.space).admits(entry["vector"])
