@@ -158,6 +158,9 @@ def _add_trial_flags(p, o, d) -> None:
     g.add_argument("--no-dashboard", action="store_true",
                    help="start the local Ray without its dashboard")
     g.add_argument("--verbose", action="store_true", help="show Ray's own trial table and logs")
+    g.add_argument("--quiet", action="store_true",
+                   help="only the per-generation lines: no live progress inside a generation (on stderr: "
+                        "a bar on a terminal, a line every 30 s otherwise) and no line per failed trial")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -305,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
     files, docs = load_seed_genomes(args.seed_genomes)
     opts.seed_genomes = files
-    console = EvolveConsole()
+    console = EvolveConsole(quiet=args.quiet)
     if not args.resume:
         from fernas.evolve.sampling import admitted_seeds
 

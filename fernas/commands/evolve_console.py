@@ -10,12 +10,17 @@ import sys
 
 
 class EvolveConsole:
-    """What `fernas evolve` prints while a run goes on: one line per event on stdout."""
+    """What `fernas evolve` prints while a run goes on: one line per event on stdout, and the
+    progress inside a generation on stderr (none with `quiet`)."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, quiet: bool = False, progress_stream=None):
+        from fernas.commands.trial_progress import TrialProgress
+
         self.stream = stream or sys.stdout  # the real one, also while Tune's own output is silenced
+        self.progress = TrialProgress(progress_stream or sys.stderr, quiet=quiet)
 
     def say(self, text: str, err: bool = False) -> None:
+        self.progress.close()  # a bar in place would be torn by the line
         print(text, file=sys.stderr if err else self.stream, flush=True)
 
     def resuming(self, out, ev) -> None:
@@ -49,6 +54,15 @@ class EvolveConsole:
                  + (f"too large {rec['skipped']:>2}  " if rec.get("skipped") else "")
                  + f"trials {rec['trials']:>3}  compute {compute:.3g} img*MAC  "
                  f"elapsed {fmt_duration(elapsed)}  ETA {fmt_duration(eta)}")
+
+    def trials_queued(self, gen: int, n: int, best: float | None) -> None:
+        self.progress.queued(gen, n, best)
+
+    def trial_started(self) -> None:
+        self.progress.started()
+
+    def trial_finished(self, name: str, outcome: dict, at_max_budget: bool) -> None:
+        self.progress.finished(name, outcome, at_max_budget)
 
     def left_out(self, doc: dict, reason: str) -> None:
         self.say(f"seed design {doc.get('name') or '?'} left out: {reason}")

@@ -61,6 +61,11 @@ class EvolveRun:
             self.stop_reason = ("time_budget", f"{fmt_duration(o.time_budget)} spent")
         return self.stop_reason
 
+    def best_fitness(self) -> float | None:
+        """The GA's best accuracy fitness so far (its hall of fame), None before the first."""
+        ranked = self.ev.by_fitness()
+        return float(ranked[0].fitness.values[0]) if ranked else None
+
     def checkpoint_path(self, cand: Candidate) -> str | None:
         if self.checkpoints is None or cand.kind == "rerank":  # a re-ranking trial is never continued
             return None

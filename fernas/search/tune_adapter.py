@@ -51,6 +51,7 @@ class GenerationalSearcher(Searcher):
             runnable = [c for c in batch if not self.run.refuse(c)]  # refused ones are recorded
             if runnable:
                 self.queue.extend(sorted(runnable, key=lambda c: -c.cost_hint))
+                self.run.console.trials_queued(runnable[0].generation, len(runnable), self.run.best_fitness())
                 return
             batch = self.run.ev.next_batch()
         self.finished = True
@@ -62,6 +63,7 @@ class GenerationalSearcher(Searcher):
         if self.queue:
             cand = self.queue.popleft()
             self.live[trial_id] = (cand, time.perf_counter())
+            self.run.console.trial_started()
             return {"genome": cand.doc, "gid": cand.gid, "generation": cand.generation, "budget": cand.budget,
                     "resume_from": cand.resume_from, "seed": cand.seed, "checkpoint": self.run.checkpoint_path(cand)}
         return Searcher.FINISHED if self.finished else None
@@ -98,6 +100,8 @@ class GenerationalSearcher(Searcher):
         outcome.update(wall_seconds=time.perf_counter() - t0, trial_id=trial_id,
                        log_dir=self.run.trial_dirs.get(trial_id, ""))
         self.run.record(cand, outcome)
+        self.run.console.trial_finished(short_name(cand.generation, cand.gid, cand.budget, cand.seed, trial_id), outcome,
+                                        cand.budget == self.run.ev.cfg.max_budget)
         if not self.live and not self.queue and not self.finished:
             self._load(self.run.ev.next_batch())
 
@@ -117,12 +121,15 @@ class GenerationalSearcher(Searcher):
         self.__dict__.update(state)
 
 
+def short_name(generation, gid, budget, seed, trial_id: str) -> str:
+    """A trial's short name: generation, genome id, budget and seed, Tune's id."""
+    return f"gen{generation}_{gid}_b{budget}{f'_seed{seed}' if seed else ''}_{trial_id}"
+
+
 def trial_name(trial) -> str:
-    """A trial's short name and directory: generation, genome id, budget and seed, Tune's id
-    (Tune's default spells out the whole genome)."""
+    """A trial's name and directory (Tune's default spells out the whole genome)."""
     c = trial.config
-    seed = f"_seed{c['seed']}" if c.get("seed") else ""
-    return f"gen{c.get('generation')}_{c.get('gid')}_b{c.get('budget')}{seed}_{trial.trial_id}"
+    return short_name(c.get("generation"), c.get("gid"), c.get("budget"), c.get("seed"), trial.trial_id)
 
 
 def _error_line(trial) -> str:

@@ -1,0 +1,94 @@
+"""Live progress inside a generation: counts, best, ETA, failure lines, quiet, the tty bar."""
+
+import io
+
+from fernas.commands.trial_progress import TrialProgress
+
+
+def _gen(p, outcomes, running=2):
+    p.queued(0, len(outcomes), best=0.3)
+    for _ in range(running):
+        p.started()
+    for i, o in enumerate(outcomes):
+        if i >= running:
+            p.started()
+        p.finished(f"gen0_g{i}_b4_x", o, at_max_budget=True)
+
+
+def test_plain_lines_count_failures_and_best():
+    out = io.StringIO()
+    p = TrialProgress(out, tty=False, every_s=0.0)
+    _gen(p, [{"status": "ok", "val_acc": 0.41, "wall_seconds": 10.0},
+             {"status": "failed", "error": "CUDA out of memory", "wall_seconds": 1.0},
+             {"status": "ok", "val_acc": 0.35, "wall_seconds": 20.0}])
+    text = out.getvalue()
+    assert "trial gen0_g1_b4_x failed: CUDA out of memory" in text
+    last = text.strip().splitlines()[-1]
+    assert last == "gen 1: trials 3/3 done, 0 running, 1 failed  best 0.4100  ETA 0m00s"
+    assert p.best == 0.41
+
+
+def test_eta_from_trial_pace():
+    p = TrialProgress(io.StringIO(), tty=False, every_s=1e9)
+    p.queued(2, 10, best=None)
+    p.started(), p.started()
+    p.finished("a", {"status": "ok", "val_acc": 0.2, "wall_seconds": 30.0}, at_max_budget=False)
+    # 9 trials left at 30 s each, 2 at a time
+    assert p.eta_seconds() == 30.0 * 9 / 2
+    assert p.best is None  # a lower budget's accuracy is no fitness of the run
+    p.queued(2, 5, best=0.5)  # a rung opens: its promotions join the generation
+    assert p.total == 15 and p.best == 0.5
+    p.queued(3, 4, best=0.5)  # the next generation starts afresh
+    assert (p.total, p.done, p.gen) == (4, 0, 3)
+
+
+def test_plain_lines_are_rate_limited_and_quiet_is_silent():
+    out = io.StringIO()
+    p = TrialProgress(out, tty=False, every_s=1e9)
+    _gen(p, [{"status": "ok", "val_acc": 0.4, "wall_seconds": 1.0}] * 3)
+    assert out.getvalue() == ""
+    quiet = io.StringIO()
+    q = TrialProgress(quiet, quiet=True, tty=False, every_s=0.0)
+    _gen(q, [{"status": "failed", "error": "boom"}])
+    assert quiet.getvalue() == ""
+
+
+def test_terminal_bar_in_place():
+    out = io.StringIO()
+    p = TrialProgress(out, tty=True)
+    _gen(p, [{"status": "ok", "val_acc": 0.4, "wall_seconds": 1.0},
+             {"status": "failed", "error": "boom", "wall_seconds": 1.0}])
+    assert p.bar is not None and p.bar.n == 2 and p.bar.total == 2
+    p.close()
+    text = out.getvalue()
+    assert "\r" in text and "gen 1: 2/2" in text and "failed 1" in text
+    assert "trial gen0_g1_b4_x failed: boom" in text
+
+
+def test_a_real_search_reports_a_failed_trial_as_it_happens(tmp_path):
+    """Through real Ray Tune trials: the failed trial's line on stderr, stdout unchanged."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from fernas import genome as G
+    from test_search import tiny_genome
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    docs = [tiny_genome(16), tiny_genome(24)]
+    for d in docs:
+        G.save_genome(d, seeds / f"{d['name']}.json")
+    bad = G.genome_id(docs[1])
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", FERNAS_FAULT_INJECT=f"{bad}=raise")
+    res = subprocess.run([sys.executable, "-m", "fernas", "evolve", "--data", "demo:140,70,70", "--out",
+                          str(tmp_path / "run"), "--seed-genomes", str(seeds / "*.json"), "--pop", "3",
+                          "--generations", "1", "--epochs-per-trial", "1", "--max-steps-per-epoch", "1",
+                          "--rerank-top", "0", "--no-dashboard"],
+                         env=env, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    failed = [ln for ln in res.stderr.splitlines() if ln.startswith("trial gen0_")]
+    assert len(failed) == 1 and f"_{bad}_b1_" in failed[0] and "injected fault" in failed[0], res.stderr
+    assert "trial gen0_" not in res.stdout and "gen   1/1" in res.stdout
