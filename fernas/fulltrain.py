@@ -10,7 +10,7 @@ the test split with ten-crop averaging.  Unlike the paper's code, the test uses 
 weights (not the last epoch) and a resumed run restores optimizer and scheduler state.
 
 A run directory receives genome.json, config.json, history.csv, model.pt, metrics.json,
-curves.png, confusion.png, saliency.png and inference.torchscript.pt (ten-crop inside).
+curves.png, confusion.png, saliency.png and model.onnx (ten-crop inside, checked against PyTorch).
 The settings come as a `ProtocolConfig`; the command-line flags that fill it live in
 `fernas.commands.train` (`fernas train`, `fernas decode --train`).
 """
@@ -39,7 +39,7 @@ from fernas.train_checkpoint import load_checkpoint
 
 RUN_VERSION = 2  # config.json's "fernas_train_run"; a run of another version is not resumed
 HISTORY_FIELDS = ["phase", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
-EXPORT_NAME = "inference.torchscript.pt"
+EXPORT_NAME = "model.onnx"  # the ten-crop ONNX program (`fernas export` writes others)
 FINE_TUNE_LR = 1e-4  # seed 002: "train for a final 50 epochs using an initial learning rate of 0.0001"
 CHECKPOINTS = ("checkpoint-train.pt", "checkpoint-finetune.pt")
 RUN_MARKERS = ("genome.json", "config.json", "history.csv", "model.pt", "metrics.json") + CHECKPOINTS
@@ -226,7 +226,8 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
     """Ten-crop test of the selected weights; model.pt, the export, the plots and metrics.json."""
     from fernas.evaluate import evaluate_model
     from fernas.genome import genome_id
-    from fernas.modelfile import export_model, save_model_file
+    from fernas.export import export_onnx
+    from fernas.modelfile import save_model_file
     from fernas.report import write_plots
 
     res1, final, selected, rows = phases
@@ -250,7 +251,8 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
     save_model_file(run_dir / "model.pt", doc, final.best_state,
                     {"num_classes": data.num_classes, "classes": list(data.classes), "genome_id": gid,
                      "test_accuracy_tencrop": metrics["test_accuracy_tencrop"], "fernas_version": __version__})
-    export_model(model, run_dir / EXPORT_NAME)  # traces on CPU: the model moves there
+    export_onnx(model, run_dir / EXPORT_NAME, ten_crop=True, classes=list(data.classes),  # on CPU: the model moves
+                meta={"genome": name, "genome_id": gid, "fernas_version": __version__})
     model.to(dev)
     write_plots(run_dir, rows, metrics, model, data.test, probs, data.classes, title=name)
     atomic_write_json(run_dir / "metrics.json", metrics)

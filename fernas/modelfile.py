@@ -1,25 +1,22 @@
-"""The model file (`model.pt`) and the exported inference program.
+"""The model file (`model.pt`): genome and weights.
 
 The model file is a plain dict holding the genome document and the weights (nanoGPT's
 habit), so the network is rebuilt from its genome before the weights load and the file loads
 with `torch.load(weights_only=True)`: no pickled code runs when a model is opened.
 
-The export is a TorchScript program with the VGG paper's ten-crop averaging inside (seeds
-000/002, Khaireddin & Chen), so Python or LibTorch C++ can run it without fernas.
+The programs that run without fernas (ONNX, TorchScript) are written by `fernas.export`.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from fernas.dataset import CROP_SIZE, IMAGE_SIZE
+from fernas.dataset import CROP_SIZE
 from fernas.errors import UserError
-from fernas.io import atomic_torch_save, atomic_write_bytes
+from fernas.io import atomic_torch_save
 
 MODEL_FILE_VERSION = 1
 
@@ -69,43 +66,3 @@ def load_model_file(path, device="cpu") -> tuple[dict, nn.Module, dict]:
     model.to(device).eval()
     meta = {k: v for k, v in obj.items() if k not in ("state_dict", "genome")}
     return doc, model, meta
-
-
-class TenCropClassifier(nn.Module):
-    """Self-contained inference model: (B, 1, 48, 48) float in [0, 1] -> (B, C) probabilities.
-
-    Ten-crop averaging is inside, written with slicing only, so the traced program needs
-    nothing from fernas.
-    """
-
-    def __init__(self, net: nn.Module, size: int = IMAGE_SIZE, crop: int = CROP_SIZE):
-        super().__init__()
-        self.net = net
-        self.size = size
-        self.crop = crop
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s, c = self.size, self.crop
-        o = s - c
-        views = [x[:, :, :c, :c], x[:, :, :c, o:], x[:, :, o:, :c], x[:, :, o:, o:],
-                 x[:, :, o // 2:o // 2 + c, o // 2:o // 2 + c]]
-        views = views + [v.flip(3) for v in views]  # mirrors
-        crops = torch.stack(views, 1)  # (B, 10, 1, c, c)
-        b = x.shape[0]
-        logits = self.net(crops.reshape(b * 10, 1, c, c)).view(b, 10, -1).mean(1)
-        return torch.softmax(logits, dim=1)
-
-
-def export_model(model: nn.Module, path) -> str:
-    """Export a TorchScript program (ten-crop inside) loadable with `torch.jit.load` in Python
-    or LibTorch C++ without fernas.  Returns the file name written.  (ONNX would need the
-    `onnx` package, which fernas does not depend on.)"""
-    wrapper = TenCropClassifier(model).cpu().eval()
-    example = torch.rand(2, 1, IMAGE_SIZE, IMAGE_SIZE)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer and deprecation warnings are noise here
-        traced = torch.jit.trace(wrapper, example, check_trace=False)
-        buf = io.BytesIO()
-        torch.jit.save(traced, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path).name

@@ -10,7 +10,8 @@ from PIL import Image
 from fernas.dataset import Split
 from fernas.errors import UserError
 from fernas.evaluate import crop_logits, evaluate_model, load_face_images, metrics, predict_proba
-from fernas.modelfile import export_model, load_model_file, save_model_file
+from fernas.export import OnnxClassifier, export_onnx, export_torchscript
+from fernas.modelfile import load_model_file, save_model_file
 from fernas.model import build_model
 
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -91,11 +92,39 @@ def test_model_file_round_trip_and_export(tmp_path):
     p_orig = predict_proba(net, x)
     assert torch.allclose(predict_proba(loaded, x), p_orig, atol=1e-6)
     # the exported TorchScript program runs without fernas and includes ten-crop averaging
-    export_model(loaded, tmp_path / "inference.pt")
+    export_torchscript(loaded, tmp_path / "inference.pt", ten_crop=True)
     scripted = torch.jit.load(str(tmp_path / "inference.pt"))
     p_ts = scripted(x.float().unsqueeze(1) / 255)
     assert p_ts.shape == (3, 7)
     assert torch.allclose(p_ts, p_orig, atol=1e-5)
+
+
+@pytest.mark.parametrize("ten_crop", [True, False])
+def test_onnx_export_matches_pytorch_with_onnxruntime(tmp_path, ten_crop):
+    """The ONNX program, run by onnxruntime on the CPU, gives PyTorch's probabilities (fp32,
+    tolerance 1e-4) for any batch size; the class order and crops come from its metadata."""
+    torch.manual_seed(2)
+    net = build_model(GENOME).eval()
+    path = tmp_path / "m.onnx"
+    diff = export_onnx(net, path, ten_crop=ten_crop, classes=CLASSES, meta={"genome": "eval-tiny"})
+    assert diff < 1e-4
+    clf = OnnxClassifier(path)
+    assert clf.classes == CLASSES and clf.crops == (10 if ten_crop else 1) and clf.meta["genome"] == "eval-tiny"
+    assert "/ 255" in clf.meta["preprocessing"]
+    for n in (1, 7, 300):  # a dynamic batch, beyond the runtime's own batching
+        x = torch.randint(0, 256, (n, 48, 48), dtype=torch.uint8)
+        want = predict_proba(net, x, crops=10 if ten_crop else 1)
+        got = torch.from_numpy(clf.predict_proba(x))
+        assert got.shape == (n, 7) and torch.allclose(got, want, atol=1e-4)
+
+
+def test_onnx_files_without_fernas_metadata_or_unreadable_are_refused(tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not onnx at all")
+    with pytest.raises(UserError, match="not a readable ONNX file"):
+        OnnxClassifier(junk)
+    with pytest.raises(UserError, match="no such ONNX file"):
+        OnnxClassifier(tmp_path / "missing.onnx")
 
 
 def test_foreign_missing_or_corrupt_model_files_are_refused(tmp_path):

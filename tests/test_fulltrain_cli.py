@@ -20,7 +20,7 @@ TINY = {"fernas_genome": 1, "name": "tiny",
         "train": {"optimizer": "adam", "lr": 0.002, "weight_decay": 0.0, "scheduler": "constant", "batch_size": 32}}
 FAST = ["--data", "demo:280", "--train-crops", "1", "--augment", "none", "--device", "cpu"]
 RUN_FILES = ["genome.json", "config.json", "history.csv", "model.pt", "metrics.json", "curves.png",
-             "confusion.png", "saliency.png", "inference.torchscript.pt"]
+             "confusion.png", "saliency.png", "model.onnx"]
 
 
 def cli(*argv):
@@ -45,7 +45,6 @@ def run_dir(genome_file, tmp_path_factory):
     return out
 
 
-@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.load is deprecated upstream
 def test_decode_train_writes_every_file(run_dir):
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), name
@@ -68,9 +67,37 @@ def test_decode_train_writes_every_file(run_dir):
     # model.pt is a plain dict: genome + weights, readable without unpickling code
     obj = torch.load(run_dir / "model.pt", weights_only=True)
     assert obj["genome"]["name"] == "tiny" and "state_dict" in obj
-    scripted = torch.jit.load(str(run_dir / "inference.torchscript.pt"))
-    p = scripted(torch.rand(2, 1, 48, 48))
+    # the run's ONNX program is the ten-crop one the test accuracy was measured with
+    from fernas.export import OnnxClassifier
+    from fernas.modelfile import load_model_file
+    from fernas.evaluate import predict_proba
+
+    clf = OnnxClassifier(run_dir / "model.onnx")
+    assert clf.crops == 10 and clf.meta["genome"] == "tiny" and len(clf.classes) == 7
+    x = torch.randint(0, 256, (5, 48, 48), dtype=torch.uint8)
+    want = predict_proba(load_model_file(run_dir / "model.pt")[1], x, crops=10)
+    assert torch.allclose(torch.from_numpy(clf.predict_proba(x)), want, atol=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.load is deprecated upstream
+def test_export_command_formats_variants_and_refusals(run_dir, tmp_path):
+    from fernas.export import OnnxClassifier
+
+    model = run_dir / "model.pt"
+    rc, out, err = cli("export", model, "--out", tmp_path / "single.onnx")
+    assert rc == 0 and "centre crop" in out and "checked against PyTorch" in out, err
+    assert OnnxClassifier(tmp_path / "single.onnx").crops == 1
+    rc, out, err = cli("export", model, "--ten-crop", "--out", tmp_path / "ten.onnx")
+    assert rc == 0 and OnnxClassifier(tmp_path / "ten.onnx").crops == 10
+    rc, out, err = cli("export", model, "--format", "torchscript", "--ten-crop", "--out", tmp_path / "m.ts")
+    assert rc == 0
+    p = torch.jit.load(str(tmp_path / "m.ts"))(torch.rand(2, 1, 48, 48))
     assert p.shape == (2, 7) and torch.allclose(p.sum(1), torch.ones(2), atol=1e-4)
+    before = (tmp_path / "ten.onnx").read_bytes()
+    rc, out, err = cli("export", model, "--out", tmp_path / "ten.onnx")  # never replaced unasked
+    assert rc == 2 and "--force" in err and (tmp_path / "ten.onnx").read_bytes() == before
+    rc, out, err = cli("export", tmp_path / "missing.pt")
+    assert rc == 2 and "missing.pt" in err and len(err.strip().splitlines()) == 1
 
 
 def test_existing_run_directory_is_refused_and_left_untouched(run_dir, genome_file):
@@ -146,7 +173,8 @@ def test_evaluate_and_predict_refuse_files_that_are_not_fernas_models(tmp_path):
     img = tmp_path / "face.png"
     Image.new("L", (48, 48), 128).save(img)
     for argv in (["evaluate", foreign, "--out", tmp_path / "e1"], ["evaluate", corrupt, "--out", tmp_path / "e2"],
-                 ["evaluate", tmp_path / "missing.pt"], ["predict", foreign, img], ["predict", corrupt, img]):
+                 ["evaluate", tmp_path / "missing.pt"], ["predict", foreign, img], ["predict", corrupt, img],
+                 ["predict", tmp_path / "missing.onnx", img]):
         rc, _, err = cli(*argv)
         assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
     assert not (tmp_path / "e1").exists()
@@ -178,6 +206,14 @@ def test_predict_on_generated_images(run_dir, tmp_path):
         assert rec["emotion"] == max(rec["probabilities"], key=rec["probabilities"].get)
     rc, out, _ = cli("predict", run_dir / "model.pt", paths[0])
     assert rc == 0 and out.startswith(f"{paths[0]}: ") and len(out.strip().splitlines()) == 1
+    # the run's ONNX file gives the same answers without the torch model (fp32 there; model.pt
+    # runs with bf16 autocast on CPUs with native bf16, hence the tolerance)
+    rc, out, err = cli("predict", run_dir / "model.onnx", *paths, "--json")
+    assert rc == 0, err
+    onnx_lines = [json.loads(l) for l in out.strip().splitlines()]
+    assert [r["file"] for r in onnx_lines] == [str(p) for p in paths]
+    for rec, onnx_rec in zip(lines, onnx_lines):
+        assert onnx_rec["probabilities"] == pytest.approx(rec["probabilities"], abs=1e-2)
     (tmp_path / "bad.png").write_text("not an image")
     rc, out, err = cli("predict", run_dir / "model.pt", paths[0], tmp_path / "bad.png")
     assert rc == 2 and "bad.png" in err and out == ""

@@ -1,4 +1,4 @@
-"""`fernas predict MODEL.pt IMAGE...`: the emotion and seven probabilities of each face image."""
+"""`fernas predict MODEL.pt|MODEL.onnx IMAGE...`: the emotion and seven probabilities of each face image."""
 
 from __future__ import annotations
 
@@ -9,23 +9,36 @@ import json
 def register(sub) -> None:
     p = sub.add_parser("predict", help="classify face images (any size, colour or grayscale) with a saved model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("model", metavar="MODEL.pt", help="a model.pt written by `fernas decode --train`")
+    p.add_argument("model", metavar="MODEL", help="a model.pt written by `fernas decode --train`, or an ONNX file "
+                                                  "(`fernas export`, the run's model.onnx), run with onnxruntime")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, each taken as a face crop")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (an ONNX file runs on the CPU)")
     p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _probabilities(args: argparse.Namespace, x) -> tuple[list[str], object]:
+    """(classes, probabilities (N, C)) of uint8 faces x (N, 48, 48) by the model file or ONNX file."""
+    from fernas.export import OnnxClassifier, is_onnx_file
+
+    if is_onnx_file(args.model):  # its own crops (one or ten) and class order
+        clf = OnnxClassifier(args.model)
+        return clf.classes, clf.predict_proba(x)
     from fernas.commands.common import model_from_args
     from fernas.dataset import FER_CLASSES
     from fernas.device import default_amp
-    from fernas.evaluate import load_face_images, predict_proba
+    from fernas.evaluate import predict_proba
 
     dev, doc, model, meta = model_from_args(args)
+    return list(meta.get("classes") or FER_CLASSES), predict_proba(model, x, crops=10, device=dev,
+                                                                   amp=default_amp(dev))
+
+
+def run(args: argparse.Namespace) -> int:
+    from fernas.evaluate import load_face_images
+
     x = load_face_images(args.images)  # (N, 48, 48) uint8; every file checked before any output
-    classes = list(meta.get("classes") or FER_CLASSES)
-    probs = predict_proba(model, x, crops=10, device=dev, amp=default_amp(dev))  # (N, C)
+    classes, probs = _probabilities(args, x)
     for path, p in zip(args.images, probs):
         k = int(p.argmax())
         if args.json:
