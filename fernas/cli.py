@@ -16,7 +16,7 @@ from fernas import __version__
 from fernas.errors import SettingError, UserError
 
 # Order here is the order in `fernas --help`.
-COMMAND_MODULES = ["genome", "decode", "train", "data", "space", "evolve", "runs", "evaluate", "predict", "export"]
+COMMAND_MODULES = ["genome", "decode", "train", "data", "space", "evolve", "runs", "report", "evaluate", "predict", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

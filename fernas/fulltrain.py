@@ -256,6 +256,9 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
     model.to(dev)
     write_plots(run_dir, rows, metrics, model, data.test, probs, data.classes, title=name)
     atomic_write_json(run_dir / "metrics.json", metrics)
+    from fernas.html_report import write_report
+
+    write_report(run_dir, own_lock=True)
     return metrics
 
 

@@ -33,12 +33,17 @@ def new_figure(figsize=(6.4, 4.2), dpi=110):
     return fig, ax
 
 
-def save_figure(fig, path) -> None:
-    """Write `fig` as a PNG (110 dpi, cropped to its content) atomically, then close it."""
+def figure_png(fig) -> bytes:
+    """`fig` as PNG bytes (110 dpi, cropped to its content); the figure is closed."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_figure(fig, path) -> None:
+    """Write `fig` as a PNG atomically, then close it."""
+    atomic_write_bytes(path, figure_png(fig))
 
 
 def plot_curves(history: list[dict], path, title: str = "") -> None:

@@ -42,8 +42,9 @@ def _json(path: Path) -> dict | None:
         return None
 
 
-def describe(run: Path) -> dict | None:
-    """One row of `fernas runs` for a run directory; None when `run` is not one."""
+def describe(run: Path, probe_lock: bool = True) -> dict | None:
+    """One row of `fernas runs` for a run directory; None when `run` is not one.
+    `probe_lock=False`: the caller holds the run's lock (its state is what its files say)."""
     cfg = _json(run / "config.json")
     if not isinstance(cfg, dict):
         return None
@@ -61,7 +62,7 @@ def describe(run: Path) -> dict | None:
                "compute": None, "started": cfg.get("first_started") or cfg.get("started"), "seconds": None}
     else:
         row = read(run, cfg)
-    if lock_held(run):
+    if probe_lock and lock_held(run):
         row["state"] = "running"
     return {"run": str(run), **row}
 

@@ -109,4 +109,5 @@ class EvolveConsole:
         self.say(f"training compute: {len(trials)} trials, {total_compute(ev):.3g} images x multiply-adds, "
                  f"{seconds:.0f} s of training")
         self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
+        self.say(f"report: {out}/report.html (open it in a browser)")
         self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: fernas decode {out}/best.json --train")

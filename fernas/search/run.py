@@ -186,6 +186,9 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         ev.meta["search_seconds"] = run.search_seconds()
         ev.save()
         rdir.write_all(ev)
+        from fernas.html_report import write_report
+
+        write_report(out, own_lock=True)
         if run.stop_reason and not ev.done:
             console.budget_spent(out, ev, run.stop_reason)
         else:

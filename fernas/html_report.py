@@ -1,0 +1,248 @@
+"""`report.html` of a run: one self-contained page (pictures embedded, no network) to open in a browser.
+
+An evolve run's page: what ran and how far, the resolved configuration, progress, Pareto
+and best-so-far-against-compute plots, the hall of fame with each genome's layer table and
+recipe, how the validation accuracy varies with each property of the genomes
+(`fernas.run_analysis`), and every trial in a table sorted by a click on a column.  A
+training run's page: its test figures, curves, confusion matrix, per-class F1, saliency
+maps, the network and the history.  `write_report(run_dir)` picks the page by the run's
+config.json and writes `RUN/report.html` atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import time
+from pathlib import Path
+
+from fernas import __version__
+from fernas.errors import RunDirError
+from fernas.io import atomic_write_text
+
+REPORT_NAME = "report.html"
+TRIAL_COLUMNS = ("trial", "generation", "gid", "kind", "budget", "status", "val_acc", "params", "macs",
+                 "compute", "train_seconds", "device", "error")
+
+STYLE = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;color:#222;
+padding:0 1em}
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+th,td{border:1px solid #ddd;padding:.25em .55em;text-align:right}th{background:#f3f3f3}
+td.t,th.t{text-align:left}table.sortable th{cursor:pointer}table.sortable th:hover{background:#e4ecf7}
+img{max-width:100%;border:1px solid #eee;margin:.3em 0}.figs{display:flex;flex-wrap:wrap;gap:.8em;align-items:flex-start}
+.figs img{max-width:49%}
+.kv td{text-align:left}.kv td:first-child{color:#555}.kv thead{display:none}.note{color:#555;font-size:.9em;max-width:60em}
+pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em;max-height:30em}
+.scroll{max-height:40em;overflow:auto}
+"""
+
+# Sort a table by the clicked column (numbers as numbers; a second click reverses); a link
+# ending in #sort=COLUMN opens with the trials sorted by it, largest first.  The page marks
+# itself rendered when its script has run.
+SCRIPT = """
+function sortTable(th,asc){const table=th.closest('table'),body=table.tBodies[0],i=th.cellIndex;
+if(asc===undefined)asc=th.dataset.order!=='asc';th.dataset.order=asc?'asc':'desc';
+const key=r=>{const t=r.cells[i].textContent.trim(),n=parseFloat(t.replace(/,/g,''));
+return isNaN(n)||!/^[-+0-9.,e]+$/i.test(t)?t:n};
+const rows=Array.from(body.rows);rows.sort((a,b)=>{const x=key(a),y=key(b);
+const c=(typeof x===typeof y)?(x<y?-1:x>y?1:0):(typeof x==='number'?-1:1);return asc?c:-c});
+rows.forEach(r=>body.appendChild(r));}
+document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('click',()=>sortTable(th)));
+const m=location.hash.match(/^#sort=(\\w+)$/);
+if(m){const th=Array.from(document.querySelectorAll('#trials th')).find(h=>h.textContent===m[1]);
+if(th)sortTable(th,false);}
+document.body.dataset.rendered='ok';
+"""
+
+
+def esc(value) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def fmt(value, digits: int = 4) -> str:
+    """A table cell: floats rounded, large integers with thousands separators, '-' for nothing."""
+    if value in (None, ""):
+        return "-"
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if f.is_integer() and abs(f) >= 1000:
+        return f"{int(f):,}"
+    return f"{int(f)}" if f.is_integer() else f"{f:.{digits}g}" if abs(f) >= 1e4 else f"{f:.{digits}f}"
+
+
+def table(headers, rows, sortable: bool = False, text_cols: tuple = (), cls: str = "") -> str:
+    """An HTML table; `text_cols`: indexes of left-aligned (text) columns."""
+    classes = " ".join(c for c in (cls, "sortable" if sortable else "") if c)
+    head = "".join(f"<th{' class=t' if i in text_cols else ''}>{esc(h)}</th>" for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f"<td{' class=t' if i in text_cols else ''}>{esc(c)}</td>"
+                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table class='{classes}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def image(png: bytes | None, alt: str) -> str:
+    if not png:
+        return f"<p class=note>({esc(alt)}: not written yet)</p>"
+    return f"<img alt='{esc(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+
+
+def image_file(path: Path, alt: str) -> str:
+    return image(path.read_bytes() if path.is_file() else None, alt)
+
+
+def section(anchor: str, title: str, body: str) -> str:
+    return f"<section id='{anchor}'><h2>{esc(title)}</h2>{body}</section>"
+
+
+def key_values(pairs) -> str:
+    return table(("", ""), [(k, v) for k, v in pairs], cls="kv")
+
+
+def page(title: str, sections: list[str]) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S")
+    return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{esc(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{esc(title)}</h1>{''.join(sections)}"
+            f"<p class=note>written by fernas {esc(__version__)} at {when}</p>"
+            f"<script>{SCRIPT}</script></body></html>")
+
+
+def genome_block(doc: dict) -> str:
+    """A genome's layer table (at the 40x40 crop) and recipe."""
+    from fernas.model import summarize
+
+    s = summarize(doc)
+    rows = [(r["layer"], r["type"], "x".join(map(str, r["output_shape"])), f"{r['params']:,}") for r in s["layers"]]
+    t = doc["train"]
+    recipe = (f"optimizer {t['optimizer']}, lr {t['lr']:g}, weight decay {t['weight_decay']:g}, scheduler "
+              f"{t['scheduler']}, batch {t['batch_size']}")
+    return (table(("layer", "type", "output shape", "params"), rows, text_cols=(0, 1)) +
+            f"<p>{s['params']:,} parameters, {s['macs'] / 1e6:.1f} M multiply-adds per image; recipe: {esc(recipe)}</p>")
+
+
+def read_csv(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def config_block(cfg: dict) -> str:
+    return f"<details><summary>config.json</summary><pre>{esc(json.dumps(cfg, indent=2))}</pre></details>"
+
+
+# -- an evolve run
+def evolve_report(run: Path, cfg: dict, row: dict) -> str:
+    from fernas import run_analysis as A
+    from fernas.genome import load_genome
+
+    ga = cfg.get("options", {}).get("ga", {})
+    max_budget = int(ga.get("max_budget") or 0)
+    trials = read_csv(run / "trials.csv")
+    hof = [load_genome(p) for p in sorted((run / "hall_of_fame").glob("*.json"))]
+    secs = [section("summary", "Summary", key_values([
+        ("state", row["state"]), ("progress", row["progress"]), ("trials", row["trials"]),
+        ("best validation accuracy", fmt(row["best"])), ("best genome", hof[0]["evolve"]["gid"] if hof else "-"),
+        ("training compute (images x multiply-adds)", fmt(row["compute"])),
+        ("search time (s)", fmt(row["seconds"], 1)), ("started", row["started"]),
+        ("budgets (epochs)", ", ".join(map(str, cfg.get("fitness", {}).get("budgets", [])))),
+        ("data", cfg.get("data", {}).get("source")), ("command", "fernas " + " ".join(cfg.get("argv", [])))])
+        + config_block(cfg))]
+    points = A.best_so_far(trials, max_budget)
+    secs.append(section("plots", "Progress", "<div class=figs>" + image_file(run / "progress.png", "progress")
+                        + image_file(run / "pareto.png", "Pareto front")
+                        + image(A.plot_best_vs_compute(points) if points else None, "best so far against compute")
+                        + "</div>"))
+    secs.append(section("hall-of-fame", "Hall of fame", _hall_of_fame(hof)))
+    secs.append(section("effects", "What the accuracy goes with", _effects(A.effects(trials, max_budget),
+                                                                             len(A.fitness_trials(trials, max_budget)))))
+    rows = [[fmt(t.get(c)) if c not in ("gid", "kind", "status", "device", "error") else (t.get(c) or "")
+             for c in TRIAL_COLUMNS] for t in trials]
+    secs.append(section("trials", f"Trials ({len(trials)})", "<p class=note>Click a column to sort.</p><div class=scroll>"
+                        + table(TRIAL_COLUMNS, rows, sortable=True, text_cols=(2, 3, 5, 11, 12)) + "</div>"))
+    return page(f"fernas evolve run {run.name}", secs)
+
+
+def _hall_of_fame(hof: list[dict]) -> str:
+    if not hof:
+        return "<p class=note>No genome trained yet.</p>"
+    rows = []
+    for doc in hof:
+        e = doc.get("evolve", {})
+        rows.append((e.get("rank"), e.get("gid"), doc.get("name"), fmt(e.get("val_acc")), e.get("budget"),
+                     fmt(e.get("params")), fmt(e.get("macs")), e.get("generation")))
+    head = table(("rank", "genome id", "name", "val acc", "budget", "params", "MACs", "generation"), rows,
+                 text_cols=(1, 2))
+    blocks = "".join(f"<details><summary>{esc(d['evolve'].get('rank'))}. {esc(d.get('name'))}: layers and "
+                     f"recipe</summary>{genome_block(d)}</details>" for d in hof)
+    return head + blocks
+
+
+def _effects(effs: list[dict], n: int) -> str:
+    from fernas import run_analysis as A
+
+    note = ("<p class=note>Validation accuracy of the completed trials at the largest budget, grouped by each "
+            "property of the genome (numbers in up to five quantile bins). ω² is the share of the accuracy's "
+            "variance the grouping explains, corrected for the number of groups. The GA breeds from its best, so "
+            "its trials are no random sample: these are associations in what the run trained, not causes.</p>")
+    if not effs:
+        return note + f"<p class=note>Too few trials for this ({n}; at least {A.MIN_TRIALS}).</p>"
+    rows = []
+    for e in effs:
+        best = max(e["means"].items(), key=lambda kv: kv[1][0])
+        rows.append((e["property"], f"{e['omega2']:.2f}", e["values"], f"{best[0]} ({best[1][0]:.4f}, n={best[1][1]})"))
+    return (note + table(("property", "ω²", "groups", "best group (mean val acc, trials)"), rows, text_cols=(0, 3))
+            + image(A.plot_effects(effs), "accuracy by property"))
+
+
+# -- a training run
+def train_report(run: Path, cfg: dict, row: dict) -> str:
+    from fernas.genome import load_genome
+
+    m = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    summary = [("state", row["state"]), ("progress", row["progress"]), ("started", row["started"])]
+    if m:
+        summary += [("test accuracy, ten-crop", fmt(m.get("test_accuracy_tencrop"))),
+                    ("test accuracy, centre crop", fmt(m.get("test_accuracy_single"))),
+                    ("macro F1", fmt(m.get("macro_f1"))), ("test images", m.get("n_test")),
+                    ("parameters", fmt(m.get("params"))), ("multiply-adds per image", fmt(m.get("macs"))),
+                    ("training time (s)", fmt(m.get("train_seconds"), 1)), ("device", m.get("device"))]
+    secs = [section("summary", "Summary", key_values(summary) + config_block(cfg))]
+    secs.append(section("curves", "Training curves", image_file(run / "curves.png", "training curves")))
+    if m:
+        per = [(c, fmt(v["precision"]), fmt(v["recall"]), fmt(v["f1"]), v["support"])
+               for c, v in m.get("per_class", {}).items()]
+        secs.append(section("classes", "Per class", table(("class", "precision", "recall", "F1", "support"), per,
+                                                          sortable=True, text_cols=(0,))
+                            + image_file(run / "confusion.png", "confusion matrix")))
+        secs.append(section("saliency", "Saliency maps", image_file(run / "saliency.png", "saliency maps")))
+    if (run / "genome.json").is_file():
+        secs.append(section("network", "Network", genome_block(load_genome(run / "genome.json"))))
+    hist = read_csv(run / "history.csv")
+    if hist:
+        cols = list(hist[0])
+        secs.append(section("history", "History", table(cols, [[fmt(h[c]) if c != "phase" else h[c] for c in cols]
+                                                                for h in hist], text_cols=(0,))))
+    return page(f"fernas training run {run.name}", secs)
+
+
+def write_report(run_dir, own_lock: bool = False) -> Path:
+    """Write RUN/report.html for an evolve or training run; RunDirError for anything else.
+    `own_lock`: called by the process that runs it (its state is then what its files say)."""
+    from fernas.runs import describe
+
+    run = Path(run_dir)
+    row = describe(run, probe_lock=not own_lock)
+    if row is None:
+        raise RunDirError(f"{run}: not a fernas run directory (no config.json of an evolve or training run)")
+    if row["state"].startswith("version"):
+        raise RunDirError(f"{run}: written by another fernas ({row['state']}); this one reports its own runs only")
+    cfg = json.loads((run / "config.json").read_text())
+    text = evolve_report(run, cfg, row) if row["kind"] == "evolve" else train_report(run, cfg, row)
+    out = run / REPORT_NAME
+    atomic_write_text(out, text)
+    return out

@@ -1,0 +1,96 @@
+"""report.html of an evolve run (GA and run-directory writer, stand-in fitness) and of a real
+training run, opened in headless Chromium: it renders without script errors, its sections and
+numbers are on the page, the trials sort; a screenshot of each is kept in build/screenshots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_fulltrain_cli import FAST, TINY, cli
+from test_runs import evolve_run
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import browser  # noqa: E402
+
+from fernas.html_report import TRIAL_COLUMNS  # noqa: E402
+
+SHOTS = ROOT / "build" / "screenshots"
+needs_chromium = pytest.mark.skipif(browser.chromium() is None, reason="chromium not installed (.ci/run installs it)")
+
+
+def trial_rows(dom: str) -> list[list[str]]:
+    """The cells of the trials table's body rows, in page order."""
+    body = dom[dom.index("id=\"trials\""):]
+    body = body[body.index("<tbody>"):body.index("</tbody>")]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "search"
+    ev = evolve_run(out, pop=8, generations=3, rerank_top=0, min_budget=1, max_budget=1)
+    rc, stdout, err = cli("report", out)
+    assert rc == 0 and "report.html" in stdout, err
+    return out, ev
+
+
+def test_evolve_report_content(search):
+    out, ev = search
+    text = (out / "report.html").read_text()
+    assert "http://" not in text and "https://" not in text  # self-contained: opens without a network
+    for anchor in ("summary", "plots", "hall-of-fame", "effects", "trials"):
+        assert f"id='{anchor}'" in text, anchor
+    assert text.count("data:image/png;base64,") >= 4  # progress, Pareto, best vs compute, effects
+    best = ev.hall_of_fame()[0]
+    assert best.gid in text and f"{ev.cache[best.gid]['val_acc']:.4f}" in text
+    assert "ω²" in text and "not causes" in text
+
+
+@needs_chromium
+def test_evolve_report_renders_and_sorts_in_chromium(search):
+    out, _ = search
+    url = (out / "report.html").resolve().as_uri()
+    dom, errors = browser.render(url + "#sort=val_acc")
+    assert errors == [] and 'data-rendered="ok"' in dom
+    with (out / "trials.csv").open() as fh:
+        trials = list(csv.DictReader(fh))
+    rows = trial_rows(dom)
+    assert len(rows) == len(trials)
+    col = TRIAL_COLUMNS.index("val_acc")
+    shown = [float(r[col]) for r in rows if r[col] != "-"]
+    best = max(float(t["val_acc"]) for t in trials if t["val_acc"])
+    assert shown == sorted(shown, reverse=True) and shown[0] == pytest.approx(best, abs=1e-4)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.screenshot(url, SHOTS / "report-evolve.png", 1280, 2400)
+    assert (SHOTS / "report-evolve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_chromium
+def test_training_run_writes_its_report_and_it_renders(tmp_path):
+    genome = tmp_path / "tiny.json"
+    genome.write_text(json.dumps(TINY))
+    rc, _, err = cli("train", genome, "--epochs", 2, "--fine-tune-epochs", 0, "--out", tmp_path / "run", *FAST)
+    assert rc == 0, err
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    dom, errors = browser.render((run / "report.html").resolve().as_uri())
+    assert errors == [] and 'data-rendered="ok"' in dom
+    for anchor in ("summary", "curves", "classes", "saliency", "network", "history"):
+        assert f'id="{anchor}"' in dom, anchor
+    assert f"{metrics['test_accuracy_tencrop']:.4f}" in dom and ">finished<" in dom
+    assert dom.count("data:image/png;base64,") == 3  # curves, confusion, saliency
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.screenshot((run / "report.html").resolve().as_uri(), SHOTS / "report-train.png", 1280, 2400)
+
+
+def test_report_refuses_what_is_not_a_run(tmp_path):
+    rc, _, err = cli("report", tmp_path)
+    assert rc == 2 and "not a fernas run directory" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "report.html").exists()
