@@ -10,7 +10,8 @@ the test split with ten-crop averaging.  Unlike the paper's code, the test uses 
 weights (not the last epoch) and a resumed run restores optimizer and scheduler state.
 
 A run directory receives genome.json, config.json, history.csv, model.pt, metrics.json,
-curves.png, confusion.png, saliency.png and model.onnx (ten-crop inside, checked against PyTorch).
+curves.png, confusion.png, saliency.png, model.onnx (ten-crop inside, checked against PyTorch)
+and report.html.
 The settings come as a `ProtocolConfig`; the command-line flags that fill it live in
 `fernas.commands.train` (`fernas train`, `fernas decode --train`).
 """

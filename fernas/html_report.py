@@ -64,16 +64,19 @@ def esc(value) -> str:
 
 
 def fmt(value, digits: int = 4) -> str:
-    """A table cell: floats rounded, large integers with thousands separators, '-' for nothing."""
+    """A table cell: integers with thousands separators, fractions to `digits` places, large
+    floats in short scientific form, '-' for nothing."""
     if value in (None, ""):
         return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit()):
+        return f"{int(value):,}"
     try:
         f = float(value)
     except (TypeError, ValueError):
         return str(value)
-    if f.is_integer() and abs(f) >= 1000:
-        return f"{int(f):,}"
-    return f"{int(f)}" if f.is_integer() else f"{f:.{digits}g}" if abs(f) >= 1e4 else f"{f:.{digits}f}"
+    return f"{f:.{digits}g}" if abs(f) >= 1e6 else f"{f:.{digits}f}"
 
 
 def table(headers, rows, sortable: bool = False, text_cols: tuple = (), cls: str = "") -> str:

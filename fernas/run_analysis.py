@@ -118,6 +118,9 @@ def plot_best_vs_compute(points: list[tuple[float, float]], title: str = "") -> 
         xs, ys = zip(*points)
         ax.step(xs, ys, where="post", color="tab:blue")
         ax.set_xscale("log")
+        from matplotlib.ticker import NullFormatter
+
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a short range
     ax.set_xlabel("training compute spent (images x multiply-adds)")
     ax.set_ylabel("best validation accuracy so far")
     ax.set_title(title or "best so far against compute")
