@@ -89,10 +89,30 @@ def amp_context(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def eval_batch_size(device: torch.device) -> int:
-    """Crops per evaluation forward pass: a GPU is only busy with thousands at once; on CPU
-    512 crops of 40x40 keep the activations of the VGG within a few hundred MB."""
-    return 4096 if device.type == "cuda" else 512
+EVAL_CROPS_CPU = 512  # 40x40 crops of the VGG within a few hundred MB
+EVAL_CROPS_MAX = 4096  # a GPU is only busy with thousands at once
+EVAL_MEMORY_SHARE = 0.5  # of the memory this process may still take, for one evaluation batch
+_memory_fraction = {"share": 1.0}  # set by cap_gpu_memory
+
+
+def eval_batch_size(device: torch.device, doc: dict | None = None, free_bytes: int | None = None) -> int:
+    """Crops per evaluation forward pass.  On a GPU, sized from the genome's largest layer
+    activation (fp32, its input and output alive at once) and the memory this process may
+    still take (its share of the card, `cap_gpu_memory`): a fixed 4096 would need 20 GB for one
+    wide inverted residual under the default cost cap.  `free_bytes` overrides the measurement."""
+    if device.type != "cuda":
+        return EVAL_CROPS_CPU
+    if doc is None:
+        return EVAL_CROPS_MAX
+    from fernas.model import plan
+
+    per_crop = plan(doc).peak_activation * 4 * 2
+    if free_bytes is None:
+        free, total = torch.cuda.mem_get_info(device)
+        allowed = total * _memory_fraction["share"] - torch.cuda.memory_reserved(device)
+        free_bytes = int(min(free, allowed))
+    crops = int(max(0, free_bytes) * EVAL_MEMORY_SHARE // max(1, per_crop))
+    return max(16, min(EVAL_CROPS_MAX, crops))
 
 
 def check_interval(device: torch.device) -> int:
@@ -107,3 +127,65 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} torch threads)"
+
+
+class GPUUnusable(RuntimeError):
+    """GPUs were reserved for this process but torch cannot use them."""
+
+
+# The oldest NVIDIA driver each CUDA major release of torch needs (minor-version compatibility).
+MIN_DRIVER = {"13": "580", "12": "525", "11": "450"}
+
+
+def cuda_unusable_reason() -> str:
+    """Why torch sees no GPU although the machine (Ray, nvidia-smi) has one: the build's CUDA
+    and the driver it needs."""
+    built = torch.version.cuda
+    if not built:
+        return f"this torch ({torch.__version__}) is a CPU-only build; install a CUDA build"
+    need = MIN_DRIVER.get(built.split(".")[0], "a recent")
+    return (f"torch {torch.__version__} is built for CUDA {built}, which needs NVIDIA driver {need} or newer "
+            "(nvidia-smi shows the installed one); update the driver or install a torch build for an older CUDA")
+
+
+def trial_device(gpu_share: float, gpu_ids: list, cuda_available: bool) -> torch.device:
+    """The device of a search trial.  Ray 2.60 no longer hides the GPUs from trials without a
+    GPU share, so `auto` would put them on an unreserved card: CUDA only when the trial was
+    given a share (or Ray assigned it GPU ids).  A reserved GPU that torch cannot use is a
+    `GPUUnusable` error (the trial fails with the reason), never a silent CPU trial."""
+    if gpu_share <= 0 and not gpu_ids:
+        return torch.device("cpu")
+    if not cuda_available:
+        raise GPUUnusable(f"Ray reserved GPU {','.join(map(str, gpu_ids)) or gpu_share} for this trial but "
+                          f"torch.cuda.is_available() is False: {cuda_unusable_reason()}")
+    return torch.device("cuda")  # Ray sets CUDA_VISIBLE_DEVICES to the trial's card
+
+
+CUDA_CONTEXT_ERRORS = ("illegal memory access", "device-side assert", "unspecified launch failure",
+                       "misaligned address", "an illegal instruction")
+
+
+def is_cuda_context_error(exc: BaseException) -> bool:
+    """An error after which the process's CUDA context is unusable (every later kernel fails)."""
+    text = str(exc).lower()
+    return any(e in text for e in CUDA_CONTEXT_ERRORS)
+
+
+def release_cuda_memory() -> None:
+    """Give the memory of a finished trial back to the card: collect the objects a trial's
+    frames or traceback held, then return cached blocks (a reused worker keeps no peak)."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def cap_gpu_memory(share: float, device: torch.device) -> float | None:
+    """Limit this process to its GPU share of the card's memory (four 0.25 trials cannot take
+    each other's); returns the fraction set, None off CUDA or for a whole card."""
+    if device.type != "cuda" or not 0 < share < 1:
+        return None
+    torch.cuda.set_per_process_memory_fraction(share, device)
+    _memory_fraction["share"] = share
+    return share

@@ -40,7 +40,8 @@ def crop_logits(model: nn.Module, x: torch.Tensor, *, crops: int = 10, device=No
     model.eval()
     per = max(1, batch_crops // crops)  # images per forward pass
     out = []
-    for i in range(0, x.shape[0], per):
+    i = 0
+    while i < x.shape[0]:
         xb = x[i:i + per].to(dev, non_blocking=True)  # (b, 48, 48) uint8
         b = xb.shape[0]
         if crops == 10:
@@ -48,9 +49,19 @@ def crop_logits(model: nn.Module, x: torch.Tensor, *, crops: int = 10, device=No
         else:
             c = _as_float(center_crop(xb)).reshape(b, 1, CROP_SIZE, CROP_SIZE)  # (b, 1, 40, 40)
         c = c.contiguous(memory_format=torch.channels_last)
-        with amp_context(dev, amp):
-            logits = model(c).float()
+        try:
+            with amp_context(dev, amp):
+                logits = model(c).float()
+        except torch.OutOfMemoryError:
+            if per == 1:
+                raise
+            per = max(1, per // 2)  # halve and try the same images again
+            del c, xb
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
         out.append(logits.view(b, crops, -1).mean(1) if crops == 10 else logits)
+        i += b
     if not out:
         return torch.zeros(0, 0)
     return torch.cat(out)

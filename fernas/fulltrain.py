@@ -236,7 +236,7 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
     model = final.model.eval()
     print(f"  testing on {len(data.test)} images (ten-crop) ...", file=sys.stderr, flush=True)
     m, probs = evaluate_model(model, data.test, data.classes, device=dev, amp=amp_for(cfg.precision, dev),
-                              batch_crops=eval_batch_size(dev), return_probs=True)
+                              batch_crops=eval_batch_size(dev, doc), return_probs=True)
     metrics = {
         "genome": name, "genome_id": gid,
         "test_accuracy_tencrop": m["test_accuracy_tencrop"], "test_accuracy_single": m["test_accuracy_single"],

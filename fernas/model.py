@@ -237,6 +237,12 @@ class Plan:
         """Activation elements the forward pass writes per image (`Spec.activations`)."""
         return sum(layer.spec.activations(layer.shape) for layer in self.layers)
 
+    @property
+    def peak_activation(self) -> int:
+        """Activation elements of the largest layer per image (an inverted residual's expanded
+        tensors included): what sizes an inference batch."""
+        return max(layer.spec.activations(layer.shape) for layer in self.layers)
+
 
 def _layer(name: str, spec: Spec, shape: tuple[int, ...], size: int = 0) -> Layer:
     return Layer(name, spec, shape, spec.params(), spec.macs(size))

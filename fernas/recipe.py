@@ -34,6 +34,9 @@ class OptimInfo:
     opt_class: type
     kwargs: dict = field(default_factory=dict)
     takes_momentum: bool = False
+    # On CUDA: one fused kernel for the whole update where torch has one; the capturable form
+    # where the default reads the step count back with .item() once per parameter per step.
+    cuda_kwargs: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,15 +51,16 @@ class SchedInfo:
 
 
 _OPTIMIZERS = [
-    OptimInfo("sgd", torch.optim.SGD, takes_momentum=True),
-    OptimInfo("nesterov", torch.optim.SGD, {"nesterov": True}, takes_momentum=True),
-    OptimInfo("asgd", torch.optim.ASGD),
-    OptimInfo("adam", torch.optim.Adam),
-    OptimInfo("amsgrad", torch.optim.Adam, {"amsgrad": True}),
-    OptimInfo("adadelta", torch.optim.Adadelta),
-    OptimInfo("adagrad", torch.optim.Adagrad),
-    OptimInfo("adamw", torch.optim.AdamW),
+    OptimInfo("sgd", torch.optim.SGD, takes_momentum=True, cuda_kwargs={"fused": True}),
+    OptimInfo("nesterov", torch.optim.SGD, {"nesterov": True}, takes_momentum=True, cuda_kwargs={"fused": True}),
+    OptimInfo("asgd", torch.optim.ASGD, cuda_kwargs={"capturable": True}),
+    OptimInfo("adam", torch.optim.Adam, cuda_kwargs={"fused": True}),
+    OptimInfo("amsgrad", torch.optim.Adam, {"amsgrad": True}, cuda_kwargs={"fused": True}),
+    OptimInfo("adadelta", torch.optim.Adadelta, cuda_kwargs={"capturable": True}),
+    OptimInfo("adagrad", torch.optim.Adagrad, cuda_kwargs={"fused": True}),
+    OptimInfo("adamw", torch.optim.AdamW, cuda_kwargs={"fused": True}),
 ]
+DEVICE_FLAGS = ("fused", "capturable")  # optimizer flags that depend on the device, not the recipe
 OPTIMIZER_INFO = {o.name: o for o in _OPTIMIZERS}
 OPTIMIZERS = tuple(OPTIMIZER_INFO)  # the same names, in the same order, as fernas.genome.OPTIMIZERS
 
@@ -120,11 +124,26 @@ def make_optimizer(params, train_cfg: dict) -> torch.optim.Optimizer:
     info = OPTIMIZER_INFO.get(name)
     if info is None:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+    params = list(params)
     kw = {"lr": float(train_cfg.get("lr", 0.01)),
-          "weight_decay": float(train_cfg.get("weight_decay", WEIGHT_DECAY)), **info.kwargs}
+          "weight_decay": float(train_cfg.get("weight_decay", WEIGHT_DECAY)), **info.kwargs,
+          **device_flags(name, bool(params) and params[0].is_cuda)}
     if info.takes_momentum:
         kw["momentum"] = float(train_cfg.get("momentum", MOMENTUM))
-    return info.opt_class(list(params), **kw)
+    return info.opt_class(params, **kw)
+
+
+def device_flags(name: str, cuda: bool) -> dict:
+    """The optimizer's device-dependent flags (DEVICE_FLAGS) for parameters on CUDA or not."""
+    extra = OPTIMIZER_INFO[name].cuda_kwargs
+    return {k: bool(cuda and extra.get(k, False)) for k in DEVICE_FLAGS if k in extra}
+
+
+def reset_device_flags(opt: torch.optim.Optimizer, name: str, cuda: bool) -> None:
+    """After `load_state_dict` (which takes the saved groups' flags): this device's flags, so a
+    checkpoint written on a GPU resumes on a CPU and the reverse."""
+    for group in opt.param_groups:
+        group.update(device_flags(name, cuda))
 
 
 def make_scheduler(opt: torch.optim.Optimizer, train_cfg: dict, epochs: int, steps_per_epoch: int):

@@ -31,7 +31,7 @@ from fernas.errors import RunDirError, UserError
 from fernas.train_checkpoint import CHECKPOINT_VERSION, load_checkpoint, rng_states, set_rng_states
 from fernas.evaluate import evaluate_split
 from fernas.io import atomic_torch_save
-from fernas.recipe import make_optimizer, make_scheduler
+from fernas.recipe import make_optimizer, make_scheduler, reset_device_flags
 from fernas.runinfo import fmt_duration
 
 
@@ -63,7 +63,8 @@ class TrainConfig:
     select: str = "best"
     # bf16 autocast; None: where the hardware computes bf16 natively (fernas.device.default_amp).
     amp: bool | None = None
-    # Crops per evaluation forward pass; None: fernas.device.eval_batch_size (4096 GPU, 512 CPU).
+    # Crops per evaluation forward pass; None: fernas.device.eval_batch_size (512 on CPU; on a GPU
+    # sized from the genome's largest activation and the memory the process may take).
     eval_batch: int | None = None
     # Cap on optimizer steps per epoch, for short search trials; None or 0: whole epochs.
     max_steps_per_epoch: int | None = None
@@ -127,6 +128,8 @@ class _Run:
     best: dict = field(default_factory=lambda: {"acc": -1.0, "epoch": 0, "state": None})
     start_epoch: int = 0
     steps: int = 0
+    opt_name: str = "nesterov"  # the recipe's optimizer (its device flags are reset on resume)
+    eval_batch: int = 512  # crops per validation forward pass (fernas.device.eval_batch_size)
     inputs: int = 0
 
 
@@ -177,9 +180,12 @@ def _restore(run: _Run, path) -> None:
                           f"{ck.get('epochs')} epochs, not {cfg.phase!r} with {cfg.epochs}")
     run.model.load_state_dict(ck["model"])
     run.opt.load_state_dict(ck["optimizer"])
+    reset_device_flags(run.opt, run.opt_name, run.dev.type == "cuda")
     run.sched.load_state_dict(ck["scheduler"])
     run.scaler.load_state_dict(ck["scaler"])
-    set_rng_states(ck["rng"], run.gen)
+    note = set_rng_states(ck["rng"], run.gen, reseed=cfg.seed * 1_000_003 + int(ck["epoch"]))
+    if note:
+        print(f"{path}: {note}", file=sys.stderr, flush=True)
     run.history = list(ck["history"])
     run.best = {"acc": ck["best_val_acc"], "epoch": ck["best_epoch"], "state": ck["best_state"]}
     run.start_epoch = int(ck["epoch"])
@@ -226,7 +232,9 @@ def _setup(doc: dict, data: Dataset, cfg: TrainConfig, model: nn.Module | None,
     return _Run(cfg=cfg, dev=dev, amp=default_amp(dev) if cfg.amp is None else bool(cfg.amp),
                 select="last" if len(data.val) == 0 else cfg.select,  # nothing to select on
                 model=model, opt=opt, sched=sched, per_step=per_step, scaler=scaler, gen=gen,
-                train=train, val=val, steps_per_epoch=steps_per_epoch, batch=min(bs, n))
+                train=train, val=val, steps_per_epoch=steps_per_epoch, batch=min(bs, n),
+                opt_name=recipe.get("optimizer", "nesterov"),
+                eval_batch=cfg.eval_batch or eval_batch_size(dev, doc))
 
 
 # --------------------------------------------------------------------------- the loop
@@ -304,7 +312,7 @@ def _epoch(run: _Run, epoch: int, progress: bool) -> dict:
     inputs_before = run.inputs
     train_loss, train_acc = _train_epoch(run, epoch, t0, progress)
     val_loss, val_acc = evaluate_split(run.model, *run.val, crops=cfg.val_crops, device=run.dev, amp=run.amp,
-                                       batch_crops=cfg.eval_batch or eval_batch_size(run.dev))
+                                       batch_crops=run.eval_batch)
     if not run.per_step and math.isfinite(val_acc):
         run.sched.step(val_acc)  # ReduceLROnPlateau, mode max on validation accuracy
     if val_acc > run.best["acc"] if run.select == "best" else True:

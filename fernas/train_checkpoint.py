@@ -17,28 +17,46 @@ import torch
 
 from fernas.errors import RunDirError
 
-CHECKPOINT_VERSION = 3  # a checkpoint of another version is refused, not resumed
+CHECKPOINT_VERSION = 4  # a checkpoint of another version is refused, not resumed
 
 
 def rng_states(gen: torch.Generator) -> dict:
-    """The RNG states as tensors and plain values only, so checkpoints load with weights_only."""
+    """The RNG states as tensors and plain values only, so checkpoints load with weights_only.
+    The generator's device and the visible GPUs are kept with them: a CUDA generator's state
+    does not fit a CPU generator (nor the reverse)."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     states = {"python": random.getstate(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos),
                                                      int(has_gauss), float(gauss)),
-              "torch": torch.get_rng_state(), "generator": gen.get_state()}
+              "torch": torch.get_rng_state(), "generator": gen.get_state(),
+              "generator_device": gen.device.type, "cuda_devices": 0}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
+        states["cuda_devices"] = len(states["cuda"])
     return states
 
 
-def set_rng_states(states: dict, gen: torch.Generator) -> None:
+def set_rng_states(states: dict, gen: torch.Generator, reseed: int) -> str | None:
+    """Restore the states into the process and `gen`.  When the checkpoint was written on
+    another kind of device (or with other GPUs visible), the device generators are seeded
+    from `reseed` instead -- deterministic, but not the draws an uninterrupted run would have
+    made -- and the returned line says so (None when everything was restored)."""
     random.setstate(states["python"])
     name, keys, pos, has_gauss, gauss = states["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(states["torch"])
-    gen.set_state(states["generator"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    saved_on, saved_gpus = states["generator_device"], int(states["cuda_devices"])
+    if saved_on == gen.device.type and (saved_gpus == visible or gen.device.type == "cpu"):
+        gen.set_state(states["generator"])
+        if "cuda" in states and visible == saved_gpus:
+            torch.cuda.set_rng_state_all(states["cuda"])
+        return None
+    gen.manual_seed(reseed)
+    if visible:
+        torch.cuda.manual_seed_all(reseed)
+    return (f"the checkpoint was written on {saved_on} with {saved_gpus} GPU(s) visible, this run is on "
+            f"{gen.device.type} with {visible}: its random draws continue from a seed derived from the run's seed "
+            "and epoch (deterministic, not those of an uninterrupted run)")
 
 
 def load_checkpoint(path) -> dict:

@@ -141,4 +141,5 @@ def test_cuda_matches_device_and_is_deterministic():
     a = augment_batch(x, torch.Generator(device="cuda").manual_seed(0))
     b = augment_batch(x, torch.Generator(device="cuda").manual_seed(0))
     assert a.is_cuda and torch.equal(a, b)
-    assert torch.equal(ten_crop(x).cpu(), ten_crop(x.cpu()))
+    # CUDA divides by a scalar as a multiply by its reciprocal: equal to within one float32 ulp at 1.0
+    assert torch.allclose(ten_crop(x).cpu(), ten_crop(x.cpu()), rtol=0, atol=1.2e-7)

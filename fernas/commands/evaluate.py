@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if len(split) == 0:
         raise UserError(f"--split {args.split}: the dataset's {args.split} split is empty")
     m, probs = evaluate_model(model, split, data.classes, device=dev, amp=default_amp(dev),
-                              batch_crops=eval_batch_size(dev), return_probs=True)
+                              batch_crops=eval_batch_size(dev, doc), return_probs=True)
     s = summarize(doc, input_size=CROP_SIZE, num_classes=len(data.classes))
     metrics = {"model": str(args.model), "genome": doc.get("name"), "data": data.source, "split": args.split,
                **{k: m[k] for k in ("test_accuracy_tencrop", "test_accuracy_single", "macro_f1",

@@ -156,6 +156,14 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
     import ray
     try:
         cpt, gpt, slots = cluster.resolve_resources(opts, ray_info)
+        if gpt > 0 and ray_info["started_local"]:
+            import torch
+
+            if not torch.cuda.is_available():  # the trials would fail one by one: say why at once
+                from fernas.device import cuda_unusable_reason
+
+                console.say(f"warning: Ray sees {ray_info['gpus']:g} GPU(s) but torch cannot use them "
+                            f"(torch.cuda.is_available() is False): {cuda_unusable_reason()}", err=True)
         out.mkdir(parents=True, exist_ok=True)
         if ev is None:
             ev = Evolution(opts.ga, seed_docs=seed_docs, checkpoint_path=out / "checkpoint.json")

@@ -13,6 +13,7 @@ GA penalises; an exception raised by `report` itself (Tune stopping the trial) p
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
 
@@ -42,7 +43,8 @@ class TrialBudget:
     max_steps_per_epoch: int = 0  # 0 = whole epochs
     seed: int = 0  # initialises the network and drives the training's randomness
     threads: int = 1  # torch threads (the trial's CPUs)
-    device: str = "auto"
+    device: str = "auto"  # auto: CUDA only when the trial has a GPU share (`fernas.device.trial_device`)
+    gpus: float = 0.0  # the trial's GPU share (Ray's resource request)
     checkpoint: str | None = None  # the trainer's checkpoint: written each epoch, continued with `resume`
     resume: bool = False  # continue a promoted genome from `checkpoint`
 
@@ -70,7 +72,7 @@ def train_trial(doc: dict, data, budget: TrialBudget, report=None, gid: str = ""
     """Train `doc` for the budget; the outcome (see `fernas.fitness.outcome_fields`)."""
     import torch
 
-    from fernas.device import resolve_device
+    from fernas.device import cap_gpu_memory, is_cuda_context_error, release_cuda_memory
     from fernas.model import summarize
     from fernas.train import TrainConfig, TrainingDiverged, train_genome
 
@@ -93,8 +95,9 @@ def train_trial(doc: dict, data, budget: TrialBudget, report=None, gid: str = ""
 
     try:
         _fault(gid)
-        device = resolve_device(budget.device)
+        device = _device(budget)
         state["device"] = str(device)
+        cap_gpu_memory(budget.gpus, device)
         summary = summarize(doc, input_size=CROP_SIZE, num_classes=data.num_classes)
         costs.update(params=summary["params"], macs=summary["macs"])  # known before the build: a failed build reports them
         model = build_trial_model(doc, budget.seed, data.num_classes, device)
@@ -108,14 +111,37 @@ def train_trial(doc: dict, data, budget: TrialBudget, report=None, gid: str = ""
     except TrainingDiverged as exc:
         return _failed(outcome(), f"diverged: {exc}")
     except torch.OutOfMemoryError as exc:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
         return _failed(outcome(), f"out of memory: {str(exc).splitlines()[0]}")
     except Exception as exc:  # an invalid model, a bug in a block: penalise, keep searching
         if state["reporting"]:
             raise  # the caller's control flow (Tune stopping the trial), not the genome's fault
         msg = str(exc).splitlines()[0] if str(exc) else ""
-        return _failed(outcome(), f"{type(exc).__name__}: {msg}")
+        failed = _failed(outcome(), f"{type(exc).__name__}: {msg}")
+        if is_cuda_context_error(exc):
+            failed["cuda_context_lost"] = True  # the process must end: every later kernel would fail
+        return failed
+    finally:
+        release_cuda_memory()  # after the except clause let go of the traceback and its frames
+
+
+def _device(budget: TrialBudget):
+    """The trial's device: `auto` goes by its GPU share and the GPUs Ray gave it."""
+    import torch
+
+    from fernas.device import resolve_device, trial_device
+
+    if budget.device != "auto":
+        return resolve_device(budget.device)
+    try:
+        import ray
+
+        in_worker = ray.is_initialized()
+        ids = list(ray.get_gpu_ids()) if in_worker else []
+    except Exception:  # Ray missing or not set up in this process
+        in_worker, ids = False, []
+    if not in_worker:  # a trial run by hand (benchmarks): any GPU here is its own
+        return resolve_device("auto")
+    return trial_device(budget.gpus, ids, torch.cuda.is_available())
 
 
 def _failed(outcome: dict, reason: str) -> dict:
@@ -131,5 +157,10 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
     mine = replace(budget, epochs=config["budget"], checkpoint=config.get("checkpoint"),
                    resume=config.get("resume_from", 0) > 0, seed=budget.seed + 1000 * config.get("seed", 0))
     final = train_trial(config["genome"], data, mine, report=lambda o: tune.report({**base, **o}), gid=config["gid"])
+    if final.pop("cuda_context_lost", False):
+        # Not the genome's fault and not to be cached: end the worker so Ray replaces it and
+        # Tune retries the trial in a fresh process (--max-failures).
+        print(f"fernas: CUDA context lost ({final['error']}); ending this worker", file=sys.stderr, flush=True)
+        os._exit(3)
     if final["status"] != "ok":
         tune.report({**base, **final})
