@@ -69,9 +69,11 @@ def judge(rows: list[dict], predictor) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("trials", nargs="*", help=f"trials.csv files (default: {DEFAULT_GLOB})")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cost_model.json"))
+    ap.add_argument("--gpu", action="store_true", help="the GPU runs of equal_compute.py --gpu; cost_model-gpu.json")
+    ap.add_argument("--out", default=None, help="default benchmarks/results/cost_model[-gpu].json")
     a = ap.parse_args(argv)
-    paths = [Path(p) for p in a.trials] or sorted(ROOT.glob(DEFAULT_GLOB))
+    a.out = a.out or str(ROOT / "benchmarks" / "results" / f"cost_model{'-gpu' if a.gpu else ''}.json")
+    paths = [Path(p) for p in a.trials] or sorted(p for p in ROOT.glob(DEFAULT_GLOB) if ("-gpu" in str(p)) == a.gpu)
     rows = measured(paths)
     if len(rows) < 5:
         raise SystemExit(f"only {len(rows)} trained trials in {len(paths)} files: run benchmarks/equal_compute.py first")

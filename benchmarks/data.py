@@ -95,8 +95,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for both pipelines (on a shared 2-core machine 2 OpenMP threads "
                          "stall each other; 1 was fastest for both here)")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "data.json"))
+    ap.add_argument("--out", default=None, help="default benchmarks/results/data.json (data-gpu.json with --gpu)")
     args = ap.parse_args()
+    args.out = args.out or str(Path(__file__).parent / "results" / f"data{'-gpu' if args.gpu else ''}.json")
     torch.set_num_threads(args.threads)
     from PIL import Image
 

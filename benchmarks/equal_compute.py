@@ -341,6 +341,7 @@ def parse_args(argv):
     ap.add_argument("--decode-fine-tune", type=int, default=1)
     ap.add_argument("--no-vgg", action="store_true", help="skip the decode training of the VGG seed")
     ap.add_argument("--tag", default="", help="suffix of the output files (e.g. data1)")
+    ap.add_argument("--gpu", action="store_true", help="for `make bench-gpu`: results go to *-gpu files")
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs and decodes in the work directory")
     return ap.parse_args(argv)
 
@@ -378,7 +379,7 @@ def main(argv=None) -> int:
 
     from fernas.runinfo import versions
 
-    suffix = f"_{a.tag}" if a.tag else ""
+    suffix = (f"_{a.tag}" if a.tag else "") + ("-gpu" if a.gpu else "")
     out_json = ROOT / "benchmarks" / "results" / f"equal_compute{suffix}.json"
     out_png = ROOT / "benchmarks" / "results" / f"best_vs_compute{suffix}.png"
     work = ROOT / "benchmarks" / "results" / "tmp" / f"equal_compute{suffix}"

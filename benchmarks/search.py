@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fernas.evolve import GAConfig  # noqa: E402
 from fernas.io import atomic_write_json  # noqa: E402
 
 FER_TRAIN, FER_VAL = 28709, 3589  # FER2013 Training / PublicTest images
@@ -71,7 +72,8 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--steps", type=int, default=10, help="max steps per trial epoch")
-    ap.add_argument("--max-mmacs", type=float, default=400)
+    ap.add_argument("--max-mmacs", type=float, default=None,
+                    help="cost cap; default 400 on CPUs, fernas evolve's own default on a GPU")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gpus", default=None, help="--gpus-per-trial (default: the evolve default)")
     ap.add_argument("--gpu", "--large", dest="large", action="store_true",
@@ -80,6 +82,8 @@ def main() -> None:
 
     import torch
     gpu = torch.cuda.is_available()
+    if a.max_mmacs is None:
+        a.max_mmacs = GAConfig.max_mmacs if (gpu or a.large) else 400
     if (gpu or a.large) and a.data.startswith("demo:1400"):
         a.data, a.steps = f"demo:{FER_TRAIN},{FER_VAL},{FER_VAL}", 0  # FER2013-sized epochs on the GPU
     tmp = ROOT / "benchmarks" / "results" / "tmp" / "search-run"
@@ -167,7 +171,7 @@ def main() -> None:
             "extrapolated": not gpu,
         },
     }
-    out = ROOT / "benchmarks" / "results" / "search.json"
+    out = ROOT / "benchmarks" / "results" / f"search{'-gpu' if gpu or a.large else ''}.json"
     atomic_write_json(out, result)
     o, u, p = result["overhead_per_trial_s"], result["utilisation"], result["projection_30x40_fer2013_h100"]
     print(f"Ray overhead per trial: median {o['median']:.2f} s, warm actors median {o['warm_median']:.2f} s "

@@ -317,8 +317,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per pipeline")
     ap.add_argument("--batch", type=int, default=None, help="images per step (x10 crops)")
     ap.add_argument("--repeats", type=int, default=None, help="rounds per pipeline; the best is kept (default 2)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train.json"))
-    return ap.parse_args(argv)
+    ap.add_argument("--out", default=None, help="default benchmarks/results/train.json (train-gpu.json with --gpu)")
+    args = ap.parse_args(argv)
+    args.out = args.out or str(ROOT / "benchmarks" / "results" / f"train{'-gpu' if args.large else ''}.json")
+    return args
 
 
 def main(argv=None) -> int:
