@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test bench bench-gpu install clean
+.PHONY: demo test bench bench-gpu gpu-check install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -46,6 +46,11 @@ bench: $(STAMP)
 # The larger settings, for a machine with a GPU (results go to *-gpu.json with the card's name).
 bench-gpu:
 	$(MAKE) bench BENCH_ARGS=--gpu
+
+# The whole GPU path in a few minutes on a machine with a GPU (benchmarks/gpu_check.py says
+# what it runs); benchmarks/results/gpu-check.json.  Without a GPU it says so and exits 0.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

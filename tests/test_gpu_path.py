@@ -121,3 +121,16 @@ def test_checkpoints_are_written_without_a_copy_in_memory_and_never_half(tmp_pat
         atomic_torch_save({"bad": lambda: 0}, tmp_path / "ck.pt")  # cannot be pickled
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # the old file stays, no temporary left
     assert torch.load(tmp_path / "ck.pt", weights_only=True)["w"].shape == (1000,)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine `make gpu-check` runs the real checks")
+def test_gpu_check_says_there_is_no_gpu_and_exits_0():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "benchmarks/gpu_check.py"], cwd=root, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and res.stdout.strip().splitlines() == [
+        "gpu-check: no CUDA GPU here (torch.cuda.is_available() is False); nothing to check"]

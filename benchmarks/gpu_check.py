@@ -1,0 +1,222 @@
+"""`make gpu-check`: the whole GPU path in a few minutes, on the first machine that has a GPU.
+
+Runs in order and stops at the first failure (exit status 1), writing what it measured so far
+to benchmarks/results/gpu-check.json (card, driver, versions, one entry per step):
+
+1. cuda-tests: the test suite's CUDA tests (skipped on CPUs).
+2. decode-evaluate-export: `fernas decode --train` of the VGG seed on the GPU (short), then
+   `fernas evaluate` and `fernas export` (ONNX, checked against PyTorch) of its model.
+3. cross-device-resume: a training checkpoint written on the GPU resumes on the CPU, and the
+   reverse, each saying that its random draws were reseeded.
+4. wide-genome-memory: the evaluation batch of a wide genome (256-wide stage, inverted
+   residual with expansion 6 at 40x40) sized from its activations fits; peak memory recorded.
+5. evolve-shared-card: a short `fernas evolve` with four trials per card (every trial on cuda,
+   each process's peak memory sampled with nvidia-smi), then one with `--gpus-per-trial 0`
+   (every trial on cpu); the dashboard's node view reports the GPU.
+6. trainer-benchmark: `benchmarks/train.py --gpu` (fernas against the reference pipeline;
+   the 10x and 30%-of-bf16-peak targets) and a VGG epoch on FER2013-sized demo data, for the
+   300+50-epoch projection.
+
+On a machine without a GPU it says so in one line and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "benchmarks" / "results" / "gpu-check.json"
+PY = sys.executable
+ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+SHORT = ["--data", "demo:2800,700,700", "--epochs", "2", "--fine-tune-epochs", "1", "--train-crops", "1"]
+
+
+def sh(*cmd, timeout: int = 300) -> str:
+    """Run a command in the repository; its output, or a failure naming it."""
+    res = subprocess.run([str(c) for c in cmd], cwd=ROOT, env=ENV, text=True, capture_output=True, timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {res.returncode}: {(res.stderr or res.stdout)[-800:]}")
+    return res.stdout
+
+
+def card() -> dict:
+    import torch
+
+    smi = sh("nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader").strip()
+    return {"card": torch.cuda.get_device_name(0), "nvidia_smi": smi, "torch": torch.__version__,
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+
+
+def cuda_tests(work: Path) -> dict:
+    out = sh(PY, "-m", "pytest", "-q", "-k", "cuda or gpu", "tests/", timeout=400)
+    return {"pytest": out.strip().splitlines()[-1]}
+
+
+def decode_evaluate_export(work: Path) -> dict:
+    run = work / "vgg"
+    sh(PY, "-m", "fernas", "decode", "genomes/vgg_khaireddin.json", "--train", "--out", run, "--device", "cuda", *SHORT)
+    m = json.loads((run / "metrics.json").read_text())
+    ev = sh(PY, "-m", "fernas", "evaluate", run / "model.pt", "--data", "demo:2800,700,700", "--device", "cuda",
+            "--out", work / "eval")
+    ex = sh(PY, "-m", "fernas", "export", run / "model.pt", "--ten-crop", "--out", work / "vgg.onnx")
+    assert m["device"].startswith("cuda"), m["device"]
+    return {"test_accuracy_tencrop": m["test_accuracy_tencrop"], "train_seconds": m["train_seconds"],
+            "evaluate": ev.strip().splitlines()[0], "export": ex.strip()}
+
+
+def cross_device_resume(work: Path) -> dict:
+    import torch
+
+    from fernas.demo_faces import make_demo
+    from fernas.genome import load_genome
+    from fernas.train import TrainConfig, train_genome
+
+    data = make_demo(600, 150, 0, seed=0)
+    doc = load_genome(ROOT / "genomes" / "daocong_mobilenetv2.json")
+    notes = {}
+    for first, then in (("cuda", "cpu"), ("cpu", "cuda")):
+        ck = work / f"ck-{first}.pt"
+
+        class Stop(Exception):
+            pass
+
+        def stop(rec):
+            if rec["epoch"] == 1:
+                raise Stop
+
+        try:
+            train_genome(doc, data, TrainConfig(epochs=2, device=first, max_steps_per_epoch=5), checkpoint_path=ck,
+                         on_epoch=stop)
+        except Stop:
+            pass
+        res = train_genome(doc, data, TrainConfig(epochs=2, device=then, max_steps_per_epoch=5), checkpoint_path=ck,
+                           resume=True)
+        notes[f"{first}->{then}"] = {"epochs": len(res.history), "val_acc": res.history[-1]["val_acc"]}
+    assert torch.cuda.is_available()
+    return notes
+
+
+def wide_genome_memory(work: Path) -> dict:
+    import torch
+
+    from fernas.device import eval_batch_size
+    from fernas.evaluate import crop_logits
+    from fernas.genome import load_genome
+    from fernas.model import build_model, plan
+
+    doc = load_genome(ROOT / "genomes" / "vgg_khaireddin.json")
+    doc["stages"] = [{"block": "conv", "repeats": 1, "width": 256, "kernel": 3, "dropout": 0.0, "pool": "none"},
+                     {"block": "inverted_residual", "expansion": 6, "repeats": 1, "width": 256, "kernel": 3,
+                      "dropout": 0.0, "pool": "max"}]
+    dev = torch.device("cuda")
+    model = build_model(doc).to(dev).to(memory_format=torch.channels_last).eval()
+    crops = eval_batch_size(dev, doc)
+    torch.cuda.reset_peak_memory_stats()
+    x = torch.randint(0, 256, (2000, 48, 48), dtype=torch.uint8)
+    crop_logits(model, x, crops=10, device=dev, amp=True, batch_crops=crops)
+    return {"peak_activation_elements": plan(doc).peak_activation, "eval_crops": crops,
+            "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+
+
+def evolve_shared_card(work: Path) -> dict:
+    import csv
+
+    common = ["--data", "demo:2800,700,700", "--pop", "8", "--generations", "1", "--epochs-per-trial", "1",
+              "--rerank-top", "0", "--max-mmacs", "400"]
+    peaks: list[str] = []
+    proc = subprocess.Popen([PY, "-m", "fernas", "evolve", *common, "--gpus-per-trial", "0.25", "--out",
+                             work / "gpu"], cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    dashboard = None
+    while proc.poll() is None:  # sample per-process GPU memory while the four trials run
+        time.sleep(2)
+        peaks.append(sh("nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader").strip())
+        cfg = work / "gpu" / "config.json"
+        if dashboard is None and cfg.is_file():
+            dashboard = _dashboard_gpus(json.loads(cfg.read_text())["ray"])
+    if proc.returncode != 0:
+        raise RuntimeError(f"fernas evolve --gpus-per-trial 0.25 exited {proc.returncode}: {proc.stdout.read()[-800:]}")
+    sh(PY, "-m", "fernas", "evolve", *common, "--gpus-per-trial", "0", "--no-dashboard", "--out", work / "cpu",
+       timeout=600)
+    devices = {}
+    for name in ("gpu", "cpu"):
+        with (work / name / "trials.csv").open() as fh:
+            devices[name] = sorted({r["device"] for r in csv.DictReader(fh) if r["status"] == "ok"})
+    assert devices["gpu"] == ["cuda"] and devices["cpu"] == ["cpu"], devices
+    assert dashboard, "the dashboard's node view did not report the GPU"
+    return {"trial_devices": devices, "nvidia_smi_samples": [p for p in peaks if p][:20], "dashboard_gpus": dashboard}
+
+
+def _dashboard_gpus(ray_info: dict):
+    import urllib.request
+
+    if not ray_info.get("dashboard_url"):
+        return None
+    token = Path(ray_info["token_file"]).read_text().strip()
+    req = urllib.request.Request(f"{ray_info['dashboard_url']}/nodes?view=summary",
+                                 headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            body = json.loads(r.read())
+    except OSError:
+        return None
+    nodes = body.get("data", {}).get("summary", [])
+    gpus = [g.get("name") for n in nodes for g in n.get("gpus", [])]
+    return gpus or None
+
+
+def trainer_benchmark(work: Path) -> dict:
+    out = work / "train-gpu.json"
+    sh(PY, "benchmarks/train.py", "--gpu", "--out", out, timeout=400)
+    bench = json.loads(out.read_text())
+    t0 = time.perf_counter()
+    sh(PY, "-m", "fernas", "train", "genomes/vgg_khaireddin.json", "--data", "demo:28709,3589,100", "--epochs", "1",
+       "--fine-tune-epochs", "0", "--device", "cuda", "--out", work / "vgg-epoch", timeout=400)
+    hist = (work / "vgg-epoch" / "history.csv").read_text().splitlines()
+    epoch_s = float(hist[1].split(",")[-1])
+    return {"train_benchmark": bench.get("models"), "vgg_epoch_seconds_fer2013_size": epoch_s,
+            "projected_300_plus_50_epochs_hours": round(epoch_s * 350 / 3600, 2),
+            "wall_seconds": round(time.perf_counter() - t0, 1)}
+
+
+STEPS = [cuda_tests, decode_evaluate_export, cross_device_resume, wide_genome_memory, evolve_shared_card,
+         trainer_benchmark]
+
+
+def main() -> int:
+    import torch
+
+    from fernas.io import atomic_write_json
+
+    if not torch.cuda.is_available():
+        print("gpu-check: no CUDA GPU here (torch.cuda.is_available() is False); nothing to check")
+        return 0
+    result = {"benchmark": "gpu-check", "date": time.strftime("%Y-%m-%dT%H:%M:%S"), **card(), "steps": {}}
+    with tempfile.TemporaryDirectory(prefix="fernas-gpu-check-") as tmp:
+        for step in STEPS:
+            t0 = time.perf_counter()
+            name = step.__name__.replace("_", "-")
+            try:
+                got = step(Path(tmp))
+            except Exception as exc:  # the first failure ends the check, recorded with what came before
+                result["steps"][name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000],
+                                         "seconds": round(time.perf_counter() - t0, 1)}
+                atomic_write_json(OUT, result)
+                print(f"gpu-check: {name} FAILED: {exc}", file=sys.stderr)
+                return 1
+            result["steps"][name] = {"ok": True, "seconds": round(time.perf_counter() - t0, 1), **got}
+            atomic_write_json(OUT, result)
+            print(f"gpu-check: {name} ok ({result['steps'][name]['seconds']} s)")
+    print(f"gpu-check: all steps passed; {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
