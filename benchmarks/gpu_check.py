@@ -72,17 +72,19 @@ def decode_evaluate_export(work: Path) -> dict:
 
 
 def cross_device_resume(work: Path) -> dict:
-    import torch
+    import contextlib
+    import io
 
     from fernas.demo_faces import make_demo
     from fernas.genome import load_genome
     from fernas.train import TrainConfig, train_genome
 
     data = make_demo(600, 150, 0, seed=0)
-    doc = load_genome(ROOT / "genomes" / "daocong_mobilenetv2.json")
     notes = {}
-    for first, then in (("cuda", "cpu"), ("cpu", "cuda")):
-        ck = work / f"ck-{first}.pt"
+    for first, then, optimizer in (("cuda", "cpu", "adam"), ("cpu", "cuda", "adam"), ("cpu", "cuda", "asgd")):
+        doc = load_genome(ROOT / "genomes" / "daocong_mobilenetv2.json")
+        doc["train"]["optimizer"] = optimizer  # fused / capturable state with step counters on the device
+        ck = work / f"ck-{first}-{optimizer}.pt"
 
         class Stop(Exception):
             pass
@@ -96,10 +98,12 @@ def cross_device_resume(work: Path) -> dict:
                          on_epoch=stop)
         except Stop:
             pass
-        res = train_genome(doc, data, TrainConfig(epochs=2, device=then, max_steps_per_epoch=5), checkpoint_path=ck,
-                           resume=True)
-        notes[f"{first}->{then}"] = {"epochs": len(res.history), "val_acc": res.history[-1]["val_acc"]}
-    assert torch.cuda.is_available()
+        said = io.StringIO()
+        with contextlib.redirect_stderr(said):
+            res = train_genome(doc, data, TrainConfig(epochs=2, device=then, max_steps_per_epoch=5),
+                               checkpoint_path=ck, resume=True)
+        assert "seed derived" in said.getvalue(), said.getvalue()[-500:]
+        notes[f"{first}->{then} {optimizer}"] = {"epochs": len(res.history), "val_acc": res.history[-1]["val_acc"]}
     return notes
 
 
@@ -117,12 +121,19 @@ def wide_genome_memory(work: Path) -> dict:
                       "dropout": 0.0, "pool": "max"}]
     dev = torch.device("cuda")
     model = build_model(doc).to(dev).to(memory_format=torch.channels_last).eval()
+    free, _ = torch.cuda.mem_get_info()
     crops = eval_batch_size(dev, doc)
     torch.cuda.reset_peak_memory_stats()
     x = torch.randint(0, 256, (2000, 48, 48), dtype=torch.uint8)
+    real = model.forward
+    seen = []
+    model.forward = lambda c: seen.append(c.shape[0]) or real(c)  # crops per pass: no halving may be needed
     crop_logits(model, x, crops=10, device=dev, amp=True, batch_crops=crops)
+    peak = torch.cuda.max_memory_allocated()
+    assert max(seen) == crops // 10 * 10, (max(seen), crops)
+    assert peak < free, (peak, free)
     return {"peak_activation_elements": plan(doc).peak_activation, "eval_crops": crops,
-            "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+            "peak_gib": round(peak / 2**30, 2), "free_gib_before": round(free / 2**30, 2)}
 
 
 def evolve_shared_card(work: Path) -> dict:
@@ -131,18 +142,27 @@ def evolve_shared_card(work: Path) -> dict:
     common = ["--data", "demo:2800,700,700", "--pop", "8", "--generations", "1", "--epochs-per-trial", "1",
               "--rerank-top", "0", "--max-mmacs", "400"]
     peaks: list[str] = []
-    proc = subprocess.Popen([PY, "-m", "fernas", "evolve", *common, "--gpus-per-trial", "0.25", "--out",
-                             work / "gpu"], cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    dashboard = None
-    while proc.poll() is None:  # sample per-process GPU memory while the four trials run
-        time.sleep(2)
-        peaks.append(sh("nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader").strip())
-        cfg = work / "gpu" / "config.json"
-        if dashboard is None and cfg.is_file():
-            dashboard = _dashboard_gpus(json.loads(cfg.read_text())["ray"])
+    log = work / "evolve-gpu.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen([PY, "-m", "fernas", "evolve", *common, "--gpus-per-trial", "0.25", "--out",
+                                 work / "gpu"], cwd=ROOT, env=ENV, text=True, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # its Ray processes in its group, killed with it
+        dashboard, deadline = None, time.time() + 300
+        try:
+            while proc.poll() is None:  # sample per-process GPU memory while the four trials run
+                if time.time() > deadline:
+                    raise RuntimeError(f"fernas evolve --gpus-per-trial 0.25 ran past 300 s: {log.read_text()[-800:]}")
+                time.sleep(2)
+                peaks.append(sh("nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader").strip())
+                cfg = work / "gpu" / "config.json"
+                if dashboard is None and cfg.is_file():
+                    dashboard = _dashboard_gpus(json.loads(cfg.read_text())["ray"])
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait()
     if proc.returncode != 0:
-        raise RuntimeError(f"fernas evolve --gpus-per-trial 0.25 exited {proc.returncode}: {proc.stdout.read()[-800:]}")
+        raise RuntimeError(f"fernas evolve --gpus-per-trial 0.25 exited {proc.returncode}: {log.read_text()[-800:]}")
     sh(PY, "-m", "fernas", "evolve", *common, "--gpus-per-trial", "0", "--no-dashboard", "--out", work / "cpu",
        timeout=600)
     devices = {}
@@ -165,7 +185,7 @@ def _dashboard_gpus(ray_info: dict):
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             body = json.loads(r.read())
-    except OSError:
+    except (OSError, ValueError):  # not up yet, or not JSON: asked again at the next sample
         return None
     nodes = body.get("data", {}).get("summary", [])
     gpus = [g.get("name") for n in nodes for g in n.get("gpus", [])]

@@ -202,7 +202,7 @@ def fernas_eval(doc, split: Split, device, batch: int, batches: int, amp: bool) 
 
     net = build_model(doc).to(device).to(memory_format=torch.channels_last).eval()
     x = split.x[: batch * batches].to(device)
-    bc = eval_batch_size(device)  # what the trainer uses
+    bc = eval_batch_size(device, doc)  # what the trainer uses
     crop_logits(net, x[:batch], crops=10, device=device, amp=amp, batch_crops=bc)  # warm-up
     _sync(device)
     t = time.perf_counter()

@@ -178,14 +178,19 @@ def release_cuda_memory() -> None:
 
     gc.collect()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
+        with contextlib.suppress(RuntimeError):  # a broken context raises here: its process ends anyway
+            torch.cuda.empty_cache()
+
+
+CONTEXT_RESERVE = 0.92  # of a trial's share: each process's CUDA context and cuDNN workspace live outside the cap
 
 
 def cap_gpu_memory(share: float, device: torch.device) -> float | None:
-    """Limit this process to its GPU share of the card's memory (four 0.25 trials cannot take
-    each other's); returns the fraction set, None off CUDA or for a whole card."""
+    """Limit this process to a little under its GPU share of the card's memory (four 0.25
+    trials cannot take each other's); returns the fraction set, None off CUDA or for a whole card."""
     if device.type != "cuda" or not 0 < share < 1:
         return None
-    torch.cuda.set_per_process_memory_fraction(share, device)
-    _memory_fraction["share"] = share
-    return share
+    fraction = share * CONTEXT_RESERVE
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    _memory_fraction["share"] = fraction
+    return fraction

@@ -10,7 +10,7 @@ the test split with ten-crop averaging.  Unlike the paper's code, the test uses 
 weights (not the last epoch) and a resumed run restores optimizer and scheduler state.
 
 A run directory receives genome.json, config.json, history.csv, model.pt, metrics.json,
-curves.png, confusion.png, saliency.png, model.onnx (ten-crop inside, checked against PyTorch)
+curves.png, confusion.png, saliency.png, model-tencrop.onnx (ten-crop inside, checked against PyTorch)
 and report.html.
 The settings come as a `ProtocolConfig`; the command-line flags that fill it live in
 `fernas.commands.train` (`fernas train`, `fernas decode --train`).
@@ -34,13 +34,13 @@ from fernas import __version__
 from fernas.dataset import CROP_SIZE, Dataset, Split
 from fernas.device import amp_for, device_name, eval_batch_size, resolve_device
 from fernas.errors import RunDirError, RunExistsError, UserError
-from fernas.io import atomic_write_csv, atomic_write_json, read_versioned_json, run_dir_lock
+from fernas.io import atomic_write_csv, atomic_write_json, best_effort, read_versioned_json, run_dir_lock
 from fernas.train import TrainConfig, train_genome
 from fernas.train_checkpoint import load_checkpoint
 
 RUN_VERSION = 2  # config.json's "fernas_train_run"; a run of another version is not resumed
 HISTORY_FIELDS = ["phase", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
-EXPORT_NAME = "model.onnx"  # the ten-crop ONNX program (`fernas export` writes others)
+EXPORT_NAME = "model-tencrop.onnx"  # the ten-crop ONNX program (`fernas export` writes others)
 FINE_TUNE_LR = 1e-4  # seed 002: "train for a final 50 epochs using an initial learning rate of 0.0001"
 CHECKPOINTS = ("checkpoint-train.pt", "checkpoint-finetune.pt")
 RUN_MARKERS = ("genome.json", "config.json", "history.csv", "model.pt", "metrics.json") + CHECKPOINTS
@@ -252,14 +252,16 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
     save_model_file(run_dir / "model.pt", doc, final.best_state,
                     {"num_classes": data.num_classes, "classes": list(data.classes), "genome_id": gid,
                      "test_accuracy_tencrop": metrics["test_accuracy_tencrop"], "fernas_version": __version__})
-    export_onnx(model, run_dir / EXPORT_NAME, ten_crop=True, classes=list(data.classes),  # on CPU: the model moves
-                meta={"genome": name, "genome_id": gid, "fernas_version": __version__})
-    model.to(dev)
     write_plots(run_dir, rows, metrics, model, data.test, probs, data.classes, title=name)
-    atomic_write_json(run_dir / "metrics.json", metrics)
+    atomic_write_json(run_dir / "metrics.json", metrics)  # the run is complete from here on
     from fernas.html_report import write_report
 
-    write_report(run_dir, own_lock=True)
+    best_effort(str(run_dir / EXPORT_NAME), f"fernas export {run_dir / 'model.pt'} --ten-crop writes it",
+                export_onnx, model, run_dir / EXPORT_NAME, ten_crop=True, classes=list(data.classes),
+                meta={"genome": name, "genome_id": gid, "fernas_version": __version__})
+    model.to(dev)  # the export ran on the CPU
+    best_effort(str(run_dir / "report.html"), f"fernas report {run_dir} writes it", write_report, run_dir,
+                own_lock=True)
     return metrics
 
 

@@ -76,7 +76,7 @@ def fmt(value, digits: int = 4) -> str:
         f = float(value)
     except (TypeError, ValueError):
         return str(value)
-    return f"{f:.{digits}g}" if abs(f) >= 1e6 else f"{f:.{digits}f}"
+    return f"{f:.{digits}g}" if abs(f) >= 1e6 or 0 < abs(f) < 1e-3 else f"{f:.{digits}f}"
 
 
 def table(headers, rows, sortable: bool = False, text_cols: tuple = (), cls: str = "") -> str:
@@ -114,11 +114,11 @@ def page(title: str, sections: list[str]) -> str:
             f"<script>{SCRIPT}</script></body></html>")
 
 
-def genome_block(doc: dict) -> str:
+def genome_block(doc: dict, num_classes: int = 7) -> str:
     """A genome's layer table (at the 40x40 crop) and recipe."""
     from fernas.model import summarize
 
-    s = summarize(doc)
+    s = summarize(doc, num_classes=num_classes)
     rows = [(r["layer"], r["type"], "x".join(map(str, r["output_shape"])), f"{r['params']:,}") for r in s["layers"]]
     t = doc["train"]
     recipe = (f"optimizer {t['optimizer']}, lr {t['lr']:g}, weight decay {t['weight_decay']:g}, scheduler "
@@ -147,6 +147,7 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
     max_budget = int(ga.get("max_budget") or 0)
     trials = read_csv(run / "trials.csv")
     hof = [load_genome(p) for p in sorted((run / "hall_of_fame").glob("*.json"))]
+    classes = len(cfg.get("data", {}).get("classes") or []) or 7
     secs = [section("summary", "Summary", key_values([
         ("state", row["state"]), ("progress", row["progress"]), ("trials", row["trials"]),
         ("best validation accuracy", fmt(row["best"])), ("best genome", hof[0]["evolve"]["gid"] if hof else "-"),
@@ -160,7 +161,7 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
                         + image_file(run / "pareto.png", "Pareto front")
                         + image(A.plot_best_vs_compute(points) if points else None, "best so far against compute")
                         + "</div>"))
-    secs.append(section("hall-of-fame", "Hall of fame", _hall_of_fame(hof)))
+    secs.append(section("hall-of-fame", "Hall of fame", _hall_of_fame(hof, classes)))
     secs.append(section("effects", "What the accuracy goes with", _effects(A.effects(trials, max_budget),
                                                                              len(A.fitness_trials(trials, max_budget)))))
     rows = [[fmt(t.get(c)) if c not in ("gid", "kind", "status", "device", "error") else (t.get(c) or "")
@@ -170,7 +171,7 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
     return page(f"fernas evolve run {run.name}", secs)
 
 
-def _hall_of_fame(hof: list[dict]) -> str:
+def _hall_of_fame(hof: list[dict], classes: int) -> str:
     if not hof:
         return "<p class=note>No genome trained yet.</p>"
     rows = []
@@ -181,7 +182,7 @@ def _hall_of_fame(hof: list[dict]) -> str:
     head = table(("rank", "genome id", "name", "val acc", "budget", "params", "MACs", "generation"), rows,
                  text_cols=(1, 2))
     blocks = "".join(f"<details><summary>{esc(d['evolve'].get('rank'))}. {esc(d.get('name'))}: layers and "
-                     f"recipe</summary>{genome_block(d)}</details>" for d in hof)
+                     f"recipe</summary>{genome_block(d, classes)}</details>" for d in hof)
     return head + blocks
 
 
@@ -224,7 +225,8 @@ def train_report(run: Path, cfg: dict, row: dict) -> str:
                             + image_file(run / "confusion.png", "confusion matrix")))
         secs.append(section("saliency", "Saliency maps", image_file(run / "saliency.png", "saliency maps")))
     if (run / "genome.json").is_file():
-        secs.append(section("network", "Network", genome_block(load_genome(run / "genome.json"))))
+        classes = len(m.get("classes") or cfg.get("data", {}).get("classes") or []) or 7
+        secs.append(section("network", "Network", genome_block(load_genome(run / "genome.json"), classes)))
     hist = read_csv(run / "history.csv")
     if hist:
         cols = list(hist[0])

@@ -49,6 +49,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
         raise
 
 
+def best_effort(what: str, hint: str, fn: Callable, *args, **kwargs) -> bool:
+    """Run an optional output step (an export, a report) after a run's results are safe: a
+    failure is one warning line on stderr naming `what` and the command that redoes it
+    (`hint`), never the end of a run that has finished.  True when it worked."""
+    import sys
+
+    try:
+        fn(*args, **kwargs)
+        return True
+    except Exception as exc:  # whatever the step raised: the run's own files are already written
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        print(f"fernas: warning: {what} not written ({type(exc).__name__}: {first}); {hint}", file=sys.stderr,
+              flush=True)
+        return False
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     atomic_write(path, lambda fh: fh.write(data))
 

@@ -139,11 +139,12 @@ def device_flags(name: str, cuda: bool) -> dict:
     return {k: bool(cuda and extra.get(k, False)) for k in DEVICE_FLAGS if k in extra}
 
 
-def reset_device_flags(opt: torch.optim.Optimizer, name: str, cuda: bool) -> None:
-    """After `load_state_dict` (which takes the saved groups' flags): this device's flags, so a
-    checkpoint written on a GPU resumes on a CPU and the reverse."""
-    for group in opt.param_groups:
-        group.update(device_flags(name, cuda))
+def with_device_flags(state: dict, name: str, cuda: bool) -> dict:
+    """An optimizer state dict with this device's flags in its groups, for `load_state_dict`:
+    torch places the step counters by the loaded groups' flags, so a checkpoint written on a GPU
+    resumes on a CPU and the reverse."""
+    flags = device_flags(name, cuda)
+    return {**state, "param_groups": [{**g, **flags} for g in state["param_groups"]]}
 
 
 def make_scheduler(opt: torch.optim.Optimizer, train_cfg: dict, epochs: int, steps_per_epoch: int):

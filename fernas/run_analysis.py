@@ -21,10 +21,16 @@ BINS = 5
 MIN_TRIALS = 6  # fewer than this: no effect is estimated
 
 
+def is_fitness_trial(t: dict, max_budget: int) -> bool:
+    """A trial (a trials.csv row or a checkpoint's trial record) whose accuracy is a fitness at
+    the run's largest budget: trained (or ended early by ASHA), no re-ranking."""
+    return (t.get("status") in ("ok", "stopped") and t.get("kind") != "rerank"
+            and int(float(t.get("budget") or 0)) == max_budget and t.get("val_acc") not in (None, ""))
+
+
 def fitness_trials(rows: list[dict], max_budget: int) -> list[dict]:
-    """Completed trials at the largest budget that are no re-ranking, in the order they finished."""
-    return [r for r in rows if r.get("status") == "ok" and r.get("kind") != "rerank"
-            and int(float(r.get("budget") or 0)) == max_budget and r.get("val_acc") not in (None, "")]
+    """The fitness trials in the order they finished."""
+    return [r for r in rows if is_fitness_trial(r, max_budget)]
 
 
 def best_so_far(rows: list[dict], max_budget: int) -> list[tuple[float, float]]:

@@ -71,8 +71,9 @@ def _evolve_row(run: Path, cfg: dict) -> dict:
     ga = cfg.get("options", {}).get("ga", {})
     ck = _json(run / "checkpoint.json") or {}
     trials = [t for e in ck.get("cache", {}).values() for t in e.get("trials", []) if not t.get("from_run")]
-    accs = [float(t["val_acc"]) for t in trials if t.get("status") in ("ok", "stopped") and t.get("val_acc") is not None
-            and t.get("kind") != "rerank" and int(t.get("budget") or 0) == int(ga.get("max_budget") or 0)]
+    from fernas.run_analysis import is_fitness_trial
+
+    accs = [float(t["val_acc"]) for t in trials if is_fitness_trial(t, int(ga.get("max_budget") or 0))]
     state = "finished" if ck.get("done") else ("stopped" if ck else "incomplete")
     return {"kind": "evolve", "state": state, "progress": f"gen {ck.get('generation', 0)}/{ga.get('generations', '?')}",
             "trials": len(trials), "best": max(accs) if accs else None,

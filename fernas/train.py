@@ -31,7 +31,7 @@ from fernas.errors import RunDirError, UserError
 from fernas.train_checkpoint import CHECKPOINT_VERSION, load_checkpoint, rng_states, set_rng_states
 from fernas.evaluate import evaluate_split
 from fernas.io import atomic_torch_save
-from fernas.recipe import make_optimizer, make_scheduler, reset_device_flags
+from fernas.recipe import make_optimizer, make_scheduler, with_device_flags
 from fernas.runinfo import fmt_duration
 
 
@@ -129,7 +129,7 @@ class _Run:
     start_epoch: int = 0
     steps: int = 0
     opt_name: str = "nesterov"  # the recipe's optimizer (its device flags are reset on resume)
-    eval_batch: int = 512  # crops per validation forward pass (fernas.device.eval_batch_size)
+    doc: dict | None = None  # the genome: sizes the validation batch from its largest activation
     inputs: int = 0
 
 
@@ -179,8 +179,7 @@ def _restore(run: _Run, path) -> None:
         raise RunDirError(f"{path}: checkpoint is for phase {ck.get('phase')!r} with "
                           f"{ck.get('epochs')} epochs, not {cfg.phase!r} with {cfg.epochs}")
     run.model.load_state_dict(ck["model"])
-    run.opt.load_state_dict(ck["optimizer"])
-    reset_device_flags(run.opt, run.opt_name, run.dev.type == "cuda")
+    run.opt.load_state_dict(with_device_flags(ck["optimizer"], run.opt_name, run.dev.type == "cuda"))
     run.sched.load_state_dict(ck["scheduler"])
     run.scaler.load_state_dict(ck["scaler"])
     note = set_rng_states(ck["rng"], run.gen, reseed=cfg.seed * 1_000_003 + int(ck["epoch"]))
@@ -234,7 +233,7 @@ def _setup(doc: dict, data: Dataset, cfg: TrainConfig, model: nn.Module | None,
                 model=model, opt=opt, sched=sched, per_step=per_step, scaler=scaler, gen=gen,
                 train=train, val=val, steps_per_epoch=steps_per_epoch, batch=min(bs, n),
                 opt_name=recipe.get("optimizer", "nesterov"),
-                eval_batch=cfg.eval_batch or eval_batch_size(dev, doc))
+                doc=doc)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -312,7 +311,7 @@ def _epoch(run: _Run, epoch: int, progress: bool) -> dict:
     inputs_before = run.inputs
     train_loss, train_acc = _train_epoch(run, epoch, t0, progress)
     val_loss, val_acc = evaluate_split(run.model, *run.val, crops=cfg.val_crops, device=run.dev, amp=run.amp,
-                                       batch_crops=run.eval_batch)
+                                       batch_crops=cfg.eval_batch or eval_batch_size(run.dev, run.doc))
     if not run.per_step and math.isfinite(val_acc):
         run.sched.step(val_acc)  # ReduceLROnPlateau, mode max on validation accuracy
     if val_acc > run.best["acc"] if run.select == "best" else True:

@@ -20,7 +20,7 @@ TINY = {"fernas_genome": 1, "name": "tiny",
         "train": {"optimizer": "adam", "lr": 0.002, "weight_decay": 0.0, "scheduler": "constant", "batch_size": 32}}
 FAST = ["--data", "demo:280", "--train-crops", "1", "--augment", "none", "--device", "cpu"]
 RUN_FILES = ["genome.json", "config.json", "history.csv", "model.pt", "metrics.json", "curves.png",
-             "confusion.png", "saliency.png", "model.onnx"]
+             "confusion.png", "saliency.png", "model-tencrop.onnx"]
 
 
 def cli(*argv):
@@ -72,7 +72,7 @@ def test_decode_train_writes_every_file(run_dir):
     from fernas.modelfile import load_model_file
     from fernas.evaluate import predict_proba
 
-    clf = OnnxClassifier(run_dir / "model.onnx")
+    clf = OnnxClassifier(run_dir / "model-tencrop.onnx")
     assert clf.crops == 10 and clf.meta["genome"] == "tiny" and len(clf.classes) == 7
     x = torch.randint(0, 256, (5, 48, 48), dtype=torch.uint8)
     want = predict_proba(load_model_file(run_dir / "model.pt")[1], x, crops=10)
@@ -208,7 +208,7 @@ def test_predict_on_generated_images(run_dir, tmp_path):
     assert rc == 0 and out.startswith(f"{paths[0]}: ") and len(out.strip().splitlines()) == 1
     # the run's ONNX file gives the same answers without the torch model (fp32 there; model.pt
     # runs with bf16 autocast on CPUs with native bf16, hence the tolerance)
-    rc, out, err = cli("predict", run_dir / "model.onnx", *paths, "--json")
+    rc, out, err = cli("predict", run_dir / "model-tencrop.onnx", *paths, "--json")
     assert rc == 0, err
     onnx_lines = [json.loads(l) for l in out.strip().splitlines()]
     assert [r["file"] for r in onnx_lines] == [str(p) for p in paths]

@@ -10,7 +10,7 @@ import torch
 from fernas.device import (GPUUnusable, cuda_unusable_reason, eval_batch_size, is_cuda_context_error,
                            trial_device)
 from fernas.genome import load_genome
-from fernas.recipe import device_flags, make_optimizer, reset_device_flags
+from fernas.recipe import device_flags, make_optimizer, with_device_flags
 from fernas.train_checkpoint import rng_states, set_rng_states
 
 CUDA = torch.device("cuda")
@@ -82,14 +82,16 @@ def test_optimizers_use_fused_or_capturable_updates_on_cuda_only(name, flag):
     p = [torch.nn.Parameter(torch.randn(4))]
     opt = make_optimizer(p, {"optimizer": name, "lr": 0.01})
     assert opt.param_groups[0][flag] is False  # CPU parameters
+    p[0].grad = torch.ones(4)
+    opt.step()  # a step counter in the state
     # a state written on a GPU (its groups carry the CUDA flags) resumes on the CPU
     state = opt.state_dict()
     state["param_groups"][0][flag] = True
-    opt.load_state_dict(state)
-    reset_device_flags(opt, name, cuda=False)
-    p[0].grad = torch.ones(4)
-    opt.step()
-    assert opt.param_groups[0][flag] is False
+    fresh = make_optimizer(p, {"optimizer": name, "lr": 0.01})
+    fresh.load_state_dict(with_device_flags(state, name, cuda=False))
+    fresh.step()
+    assert fresh.param_groups[0][flag] is False
+    assert with_device_flags(state, name, cuda=True)["param_groups"][0][flag] is True
 
 
 def test_rng_states_of_another_device_reseed_deterministically_and_say_so():
@@ -134,3 +136,16 @@ def test_gpu_check_says_there_is_no_gpu_and_exits_0():
                          timeout=120)
     assert res.returncode == 0 and res.stdout.strip().splitlines() == [
         "gpu-check: no CUDA GPU here (torch.cuda.is_available() is False); nothing to check"]
+
+
+def test_an_optional_output_that_fails_is_one_warning_not_the_end_of_a_run(capsys):
+    from fernas.io import best_effort
+
+    def broken():
+        raise RuntimeError("unsupported operator aten::foo\nmore detail")
+
+    assert best_effort("RUN/model-tencrop.onnx", "fernas export RUN/model.pt --ten-crop writes it", broken) is False
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["fernas: warning: RUN/model-tencrop.onnx not written (RuntimeError: unsupported operator "
+                   "aten::foo); fernas export RUN/model.pt --ten-crop writes it"]
+    assert best_effort("x", "y", lambda: None) is True

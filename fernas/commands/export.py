@@ -38,15 +38,24 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{out}: exists; pass --force to replace it or choose another --out")
     doc, model, meta = load_model_file(args.model)
     variant = "ten-crop" if args.ten_crop else "centre crop"
-    if args.format == "torchscript":
-        export_torchscript(model, out, ten_crop=args.ten_crop)
-        print(f"{out}: TorchScript, {variant}; load with torch.jit.load")
-        return 0
     from fernas.dataset import FER_CLASSES
 
     classes = list(meta.get("classes") or FER_CLASSES)
-    diff = export_onnx(model, out, ten_crop=args.ten_crop, classes=classes,
-                       meta={"genome": doc.get("name", ""), "genome_id": genome_id(doc), "fernas_version": __version__})
+    try:
+        if args.format == "torchscript":
+            export_torchscript(model, out, ten_crop=args.ten_crop)
+        else:
+            diff = export_onnx(model, out, ten_crop=args.ten_crop, classes=classes,
+                               meta={"genome": doc.get("name", ""), "genome_id": genome_id(doc),
+                                     "fernas_version": __version__})
+    except (OSError, UserError):
+        raise
+    except Exception as exc:  # the exporter's own failures (an unsupported op, the check against PyTorch)
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"{args.model}: {args.format} export failed ({type(exc).__name__}: {first})") from None
+    if args.format == "torchscript":
+        print(f"{out}: TorchScript, {variant}; load with torch.jit.load")
+        return 0
     print(f"{out}: ONNX (fp32, dynamic batch), {variant}, classes {','.join(classes)}; checked against PyTorch "
           f"with onnxruntime: max |difference| {diff:.1e} (tolerance {ONNX_TOLERANCE:g})")
     return 0

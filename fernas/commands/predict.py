@@ -10,7 +10,7 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="classify face images (any size, colour or grayscale) with a saved model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="a model.pt written by `fernas decode --train`, or an ONNX file "
-                                                  "(`fernas export`, the run's model.onnx), run with onnxruntime")
+                                                  "(`fernas export`, a run's model-tencrop.onnx), run with onnxruntime")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, each taken as a face crop")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (an ONNX file runs on the CPU)")
     p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")

@@ -195,8 +195,9 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         ev.save()
         rdir.write_all(ev)
         from fernas.html_report import write_report
+        from fernas.io import best_effort
 
-        write_report(out, own_lock=True)
+        best_effort(str(out / "report.html"), f"fernas report {out} writes it", write_report, out, own_lock=True)
         if run.stop_reason and not ev.done:
             console.budget_spent(out, ev, run.stop_reason)
         else:

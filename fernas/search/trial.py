@@ -26,7 +26,7 @@ from fernas.objectives import COSTS
 FAULT_ENV = "FERNAS_FAULT_INJECT"
 # Bump when a trial of the same genome, data, budget and seed would score differently (the
 # trainer, augmentation, fitness rule): a warm start reuses only trials of the same version.
-TRIAL_VERSION = 1
+TRIAL_VERSION = 2
 
 
 def trainer_version() -> str:
@@ -72,7 +72,7 @@ def train_trial(doc: dict, data, budget: TrialBudget, report=None, gid: str = ""
     """Train `doc` for the budget; the outcome (see `fernas.fitness.outcome_fields`)."""
     import torch
 
-    from fernas.device import cap_gpu_memory, is_cuda_context_error, release_cuda_memory
+    from fernas.device import cap_gpu_memory, is_cuda_context_error
     from fernas.model import summarize
     from fernas.train import TrainConfig, TrainingDiverged, train_genome
 
@@ -120,8 +120,6 @@ def train_trial(doc: dict, data, budget: TrialBudget, report=None, gid: str = ""
         if is_cuda_context_error(exc):
             failed["cuda_context_lost"] = True  # the process must end: every later kernel would fail
         return failed
-    finally:
-        release_cuda_memory()  # after the except clause let go of the traceback and its frames
 
 
 def _device(budget: TrialBudget):
@@ -156,8 +154,13 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
     base = {"gid": config["gid"], "generation": config["generation"], "budget": config["budget"]}
     mine = replace(budget, epochs=config["budget"], checkpoint=config.get("checkpoint"),
                    resume=config.get("resume_from", 0) > 0, seed=budget.seed + 1000 * config.get("seed", 0))
+    from fernas.device import release_cuda_memory
+
     final = train_trial(config["genome"], data, mine, report=lambda o: tune.report({**base, **o}), gid=config["gid"])
-    if final.pop("cuda_context_lost", False):
+    lost = final.pop("cuda_context_lost", False)
+    if not lost:  # the trial's frames are gone now: its model and optimizer can be freed
+        release_cuda_memory()
+    if lost:
         # Not the genome's fault and not to be cached: end the worker so Ray replaces it and
         # Tune retries the trial in a fresh process (--max-failures).
         print(f"fernas: CUDA context lost ({final['error']}); ending this worker", file=sys.stderr, flush=True)
