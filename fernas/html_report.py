@@ -24,7 +24,7 @@ from fernas.io import atomic_write_text
 
 REPORT_NAME = "report.html"
 TRIAL_COLUMNS = ("trial", "generation", "gid", "kind", "budget", "status", "val_acc", "params", "macs",
-                 "compute", "train_seconds", "device", "error")
+                 "compute", "train_seconds", "device", "node", "error")
 
 STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;color:#222;
@@ -164,10 +164,10 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
     secs.append(section("hall-of-fame", "Hall of fame", _hall_of_fame(hof, classes)))
     secs.append(section("effects", "What the accuracy goes with", _effects(A.effects(trials, max_budget),
                                                                              len(A.fitness_trials(trials, max_budget)))))
-    rows = [[fmt(t.get(c)) if c not in ("gid", "kind", "status", "device", "error") else (t.get(c) or "")
+    rows = [[fmt(t.get(c)) if c not in ("gid", "kind", "status", "device", "node", "error") else (t.get(c) or "")
              for c in TRIAL_COLUMNS] for t in trials]
     secs.append(section("trials", f"Trials ({len(trials)})", "<p class=note>Click a column to sort.</p><div class=scroll>"
-                        + table(TRIAL_COLUMNS, rows, sortable=True, text_cols=(2, 3, 5, 11, 12)) + "</div>"))
+                        + table(TRIAL_COLUMNS, rows, sortable=True, text_cols=(2, 3, 5, 11, 12, 13)) + "</div>"))
     return page(f"fernas evolve run {run.name}", secs)
 
 

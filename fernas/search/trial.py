@@ -151,7 +151,11 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
     """Ray Tune function trainable: `train_trial` with every outcome reported to Tune."""
     from ray import tune
 
-    base = {"gid": config["gid"], "generation": config["generation"], "budget": config["budget"]}
+    import ray
+
+    # The Ray node the trial ran on (its id's first 12 hex digits; `ray list nodes` shows them whole)
+    base = {"gid": config["gid"], "generation": config["generation"], "budget": config["budget"],
+            "node": ray.get_runtime_context().get_node_id()[:12]}
     mine = replace(budget, epochs=config["budget"], checkpoint=config.get("checkpoint"),
                    resume=config.get("resume_from", 0) > 0, seed=budget.seed + 1000 * config.get("seed", 0))
     from fernas.device import release_cuda_memory

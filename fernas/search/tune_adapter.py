@@ -30,7 +30,8 @@ from fernas.search.cluster import keep_idle_actors
 from fernas.search.trial import TrialBudget, run_trial
 
 # What the run keeps of a trial's last report (the rest is Tune's bookkeeping).
-OUTCOME_KEYS = ("status", "error", *FIELDS, "val_loss", "train_seconds", "epoch", "device", "images", "compute")
+OUTCOME_KEYS = ("status", "error", *FIELDS, "val_loss", "train_seconds", "epoch", "device", "node", "images",
+                "compute")
 ERROR_WAIT_S = 2.0  # how long an errored trial waits for its reason before a generic one
 
 
