@@ -2,6 +2,8 @@
 
 import io
 
+import pytest
+
 from fernas.commands.trial_progress import TrialProgress
 
 
@@ -65,30 +67,66 @@ def test_terminal_bar_in_place():
     assert "trial gen0_g1_b4_x failed: boom" in text
 
 
-def test_a_real_search_reports_a_failed_trial_as_it_happens(tmp_path):
-    """Through real Ray Tune trials: the failed trial's line on stderr, stdout unchanged."""
+def test_a_real_search_reports_failed_and_hung_trials_as_they_happen(tmp_path):
+    """Through real Ray Tune trials: a failing and a hanging genome (--trial-timeout ends it)
+    each get their line on stderr with the reason, stdout is unchanged, the run goes on."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     from fernas import genome as G
-    from test_search import tiny_genome
+    from test_search import read_trials, tiny_genome
 
     seeds = tmp_path / "seeds"
     seeds.mkdir()
-    docs = [tiny_genome(16), tiny_genome(24)]
+    docs = [tiny_genome(16), tiny_genome(24), tiny_genome(32)]
     for d in docs:
         G.save_genome(d, seeds / f"{d['name']}.json")
-    bad = G.genome_id(docs[1])
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", FERNAS_FAULT_INJECT=f"{bad}=raise")
+    bad, hung = G.genome_id(docs[1]), G.genome_id(docs[2])
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", FERNAS_FAULT_INJECT=f"{bad}=raise,{hung}=hang")
     res = subprocess.run([sys.executable, "-m", "fernas", "evolve", "--data", "demo:140,70,70", "--out",
                           str(tmp_path / "run"), "--seed-genomes", str(seeds / "*.json"), "--pop", "3",
                           "--generations", "1", "--epochs-per-trial", "1", "--max-steps-per-epoch", "1",
-                          "--rerank-top", "0", "--no-dashboard"],
+                          "--rerank-top", "0", "--no-dashboard", "--trial-timeout", "12s"],
                          env=env, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
-    failed = [ln for ln in res.stderr.splitlines() if ln.startswith("trial gen0_")]
-    assert len(failed) == 1 and f"_{bad}_b1_" in failed[0] and "injected fault" in failed[0], res.stderr
+    failed = sorted(ln for ln in res.stderr.splitlines() if ln.startswith("trial gen0_"))
+    assert any(f"_{bad}_b1_" in ln and "injected fault" in ln for ln in failed), failed
+    assert any(f"_{hung}_b1_" in ln and "timed out: no epoch ended within 12 s (--trial-timeout)" in ln
+               for ln in failed), failed
     assert "trial gen0_" not in res.stdout and "gen   1/1" in res.stdout
+    rows = {r["gid"]: r for r in read_trials(tmp_path / "run")}
+    assert rows[hung]["status"] == "failed" and rows[hung]["error"].startswith("timed out")
+    assert rows[G.genome_id(docs[0])]["status"] == "ok"
+
+
+def test_a_hung_trial_is_ended_by_its_watchdog_with_the_reason():
+    """In-process: the watchdog raises in the trial's thread; the outcome says why."""
+    from fernas.demo_faces import make_demo
+    from fernas.genome import genome_id
+    from fernas.search.trial import FAULT_ENV, TrialBudget, train_trial
+    from test_search import tiny_genome
+
+    import os
+    doc = tiny_genome(16)
+    os.environ[FAULT_ENV] = f"{genome_id(doc)}=hang"
+    try:
+        out = train_trial(doc, make_demo(64, 32, 0, seed=0), TrialBudget(epochs=1, max_steps_per_epoch=1, timeout=1.5),
+                          gid=genome_id(doc))
+    finally:
+        del os.environ[FAULT_ENV]
+    assert out["status"] == "failed" and out["error"].startswith("timed out: no epoch ended within 2 s")
+    assert out["val_acc"] == 0.0
+
+
+def test_watchdog_limits_come_from_the_trials_own_speed():
+    from fernas.search.watchdog import FACTOR, FIRST_EPOCH_S, MIN_EPOCH_S, TrialWatchdog
+
+    dog = TrialWatchdog(0.0)
+    assert dog.allowed() == FIRST_EPOCH_S
+    dog.last -= 40.0  # an epoch of 40 s
+    dog.beat()
+    assert dog.allowed() == pytest.approx(max(MIN_EPOCH_S, FACTOR * 40.0), rel=1e-3)
+    assert TrialWatchdog(90.0).allowed() == 90.0

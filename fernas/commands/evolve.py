@@ -158,6 +158,10 @@ def _add_trial_flags(p, o, d) -> None:
     g.add_argument("--no-dashboard", action="store_true",
                    help="start the local Ray without its dashboard")
     g.add_argument("--verbose", action="store_true", help="show Ray's own trial table and logs")
+    g.add_argument("--trial-timeout", default="auto", metavar="T",
+                   help="end a trial whose epoch takes longer than this (a deadlock, a stuck read) with a penalty "
+                        "and the reason: a duration (20m, 600) per epoch; auto = 1 h for its first epoch, then 10x "
+                        "its slowest epoch so far (at least 5 min); off = never")
     g.add_argument("--quiet", action="store_true",
                    help="only the per-generation lines: no live progress inside a generation (on stderr: "
                         "a bar on a terminal, a line every 30 s otherwise) and no line per failed trial")
@@ -201,6 +205,20 @@ def _budget_stops(args: argparse.Namespace) -> dict:
                             "1d or seconds") from None
         _check(seconds > 0, f"--time-budget {args.time_budget}: expected more than 0")
     return {"max_trials": args.max_trials, "time_budget": seconds, "patience": args.patience}
+
+
+def _trial_timeout(text: str) -> float | None:
+    """--trial-timeout: auto -> 0 (from each trial's speed), off -> None, else seconds per epoch."""
+    from fernas.runinfo import parse_duration
+
+    if text in ("auto", "off"):
+        return 0.0 if text == "auto" else None
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        raise UserError(f"--trial-timeout {text!r}: expected auto, off or a duration such as 20m or 600") from None
+    _check(seconds > 0, f"--trial-timeout {text}: expected more than 0 (off turns it off)")
+    return seconds
 
 
 def _space(args: argparse.Namespace) -> dict | None:
@@ -273,7 +291,8 @@ def options_from_args(args: argparse.Namespace):
         out=out, ga=ga, data=args.data, data_args=data_args, max_steps_per_epoch=args.max_steps_per_epoch,
         seed_genomes=[], gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
         max_concurrent=args.max_concurrent, address=args.address, storage=args.storage, resume=args.resume,
-        dashboard=not args.no_dashboard, asha=args.asha, verbose=args.verbose)
+        dashboard=not args.no_dashboard, asha=args.asha, verbose=args.verbose,
+        trial_timeout=_trial_timeout(args.trial_timeout))
 
 
 def packaged_seed_files() -> list[str]:

@@ -9,7 +9,7 @@ from fernas.evolve import GAConfig
 # Settings of the machine rather than the search: on --resume they come from the new command
 # line, every other setting from the run's config.json (so the run decides as it began).
 SYSTEM_SETTINGS = ("address", "storage", "gpus_per_trial", "cpus_per_trial", "max_concurrent", "dashboard",
-                   "verbose")
+                   "verbose", "trial_timeout")
 BUDGET_SETTINGS = ("max_trials", "time_budget", "patience")
 
 
@@ -31,6 +31,7 @@ class EvolveOptions:
     asha: bool = False  # Ray Tune's ASHA stops hopeless trials between epochs
     verbose: bool = False
     max_failures: int = 1  # Tune's retries of a trial whose worker died
+    trial_timeout: float | None = 0.0  # seconds an epoch may take; 0 = from the trial's speed; None = off
     space_file: str | None = None  # where the space (ga.space) was read from, for the record
     warm_start: str | None = None  # the run whose hall of fame and fitness cache this one started from
     # Budgets that end a search at its next safe point (None/0: none).  On --resume the ones the

@@ -20,9 +20,10 @@ from dataclasses import dataclass, replace
 from fernas.dataset import CROP_SIZE
 from fernas.fitness import outcome_fields
 from fernas.objectives import COSTS
+from fernas.search.watchdog import TrialTimeout
 
-# Test hook: FERNAS_FAULT_INJECT="GID=raise,GID2=exit" makes those genomes' trials raise an
-# exception or kill their worker process, so the failure paths are tested with real Ray.
+# Test hook: FERNAS_FAULT_INJECT="GID=raise,GID2=exit,GID3=hang" makes those genomes' trials raise
+# an exception, kill their worker process or hang, so the failure paths are tested with real Ray.
 FAULT_ENV = "FERNAS_FAULT_INJECT"
 # Bump when a trial of the same genome, data, budget and seed would score differently (the
 # trainer, augmentation, fitness rule): a warm start reuses only trials of the same version.
@@ -45,6 +46,7 @@ class TrialBudget:
     threads: int = 1  # torch threads (the trial's CPUs)
     device: str = "auto"  # auto: CUDA only when the trial has a GPU share (`fernas.device.trial_device`)
     gpus: float = 0.0  # the trial's GPU share (Ray's resource request)
+    timeout: float | None = None  # seconds an epoch may take, 0 = from the trial's speed, None = no watchdog
     checkpoint: str | None = None  # the trainer's checkpoint: written each epoch, continued with `resume`
     resume: bool = False  # continue a promoted genome from `checkpoint`
 
@@ -66,10 +68,22 @@ def _fault(gid: str) -> None:
         os._exit(1)  # a worker killed mid-trial
     if kinds.get(gid) == "raise":
         raise RuntimeError(f"injected fault ({FAULT_ENV})")
+    while kinds.get(gid) == "hang":  # a trial that never ends (a deadlock, a stuck read)
+        time.sleep(0.1)
 
 
 def train_trial(doc: dict, data, budget: TrialBudget, report=None, gid: str = "") -> dict:
-    """Train `doc` for the budget; the outcome (see `fernas.fitness.outcome_fields`)."""
+    """Train `doc` for the budget; the outcome (see `fernas.fitness.outcome_fields`).  With
+    `budget.timeout` set, a `TrialWatchdog` ends a trial that stops making progress."""
+    if budget.timeout is None:
+        return _train_trial(doc, data, budget, report, gid, None)
+    from fernas.search.watchdog import TrialWatchdog
+
+    with TrialWatchdog(budget.timeout) as dog:
+        return _train_trial(doc, data, budget, report, gid, dog)
+
+
+def _train_trial(doc: dict, data, budget: TrialBudget, report, gid: str, dog) -> dict:
     import torch
 
     from fernas.device import cap_gpu_memory, is_cuda_context_error
@@ -88,6 +102,8 @@ def train_trial(doc: dict, data, budget: TrialBudget, report=None, gid: str = ""
 
     def on_epoch(rec: dict) -> None:
         history.append(dict(rec))
+        if dog is not None:
+            dog.beat()
         if report is not None:
             state["reporting"] = True
             report(outcome())
@@ -110,6 +126,8 @@ def train_trial(doc: dict, data, budget: TrialBudget, report=None, gid: str = ""
         return outcome()
     except TrainingDiverged as exc:
         return _failed(outcome(), f"diverged: {exc}")
+    except TrialTimeout:
+        return _failed(outcome(), dog.reason if dog is not None else "timed out")
     except torch.OutOfMemoryError as exc:
         return _failed(outcome(), f"out of memory: {str(exc).splitlines()[0]}")
     except Exception as exc:  # an invalid model, a bug in a block: penalise, keep searching
@@ -166,7 +184,7 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
         release_cuda_memory()
     if lost:
         # Not the genome's fault and not to be cached: end the worker so Ray replaces it and
-        # Tune retries the trial in a fresh process (--max-failures).
+        # Tune retries the trial once in a fresh process (EvolveOptions.max_failures).
         print(f"fernas: CUDA context lost ({final['error']}); ending this worker", file=sys.stderr, flush=True)
         os._exit(3)
     if final["status"] != "ok":

@@ -174,7 +174,7 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
     searcher = GenerationalSearcher(run)
     ga = opts.ga
     budget = TrialBudget(epochs=ga.max_budget, schedule_epochs=ga.max_budget, max_steps_per_epoch=opts.max_steps_per_epoch,
-                         seed=ga.seed, threads=max(1, int(cpt)), gpus=gpt)
+                         seed=ga.seed, threads=max(1, int(cpt)), gpus=gpt, timeout=opts.trial_timeout)
     trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, budget=budget),
                                     {"cpu": cpt, "gpu": gpt})
     scheduler = None
