@@ -22,6 +22,10 @@ class RunDirError(UserError):
     """An output directory holds another run, or a resume target is missing/corrupt."""
 
 
+class OtherVersionError(RunDirError):
+    """A run file written by another version of fernas: refused, never replaced by an older copy."""
+
+
 class RunExistsError(RunDirError):
     """A run directory already holds another run (`path`); a command says how to resume it."""
 

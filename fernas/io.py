@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
@@ -47,6 +48,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
         except FileNotFoundError:
             pass
         raise
+
+
+def previous_path(path: str | Path) -> Path:
+    """Where the copy before the current file is kept: checkpoint.json -> checkpoint.prev.json."""
+    path = Path(path)
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+def keep_previous(path: Path) -> None:
+    """Make the current file the previous copy (a hard link put in place atomically), before
+    the file is replaced: a disk that loses the next write still has the one before."""
+    prev = previous_path(path)
+    tmp = prev.with_name(f".{prev.name}.{os.getpid()}.tmp")
+    try:
+        os.link(path, tmp)
+        os.replace(tmp, prev)
+    except OSError:  # a file system without hard links: a plain copy, also atomic
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, prev)
 
 
 def best_effort(what: str, hint: str, fn: Callable, *args, **kwargs) -> bool:
@@ -165,7 +185,7 @@ def read_versioned_json(path: str | os.PathLike, key: str, version: int, what: s
     written count as version 1).  A missing file raises
     FileNotFoundError (callers say what its absence means); a corrupt one or one of another
     version is a RunDirError naming the file, the version found and the one expected."""
-    from fernas.errors import RunDirError
+    from fernas.errors import OtherVersionError, RunDirError
 
     path = Path(path)
     try:
@@ -176,6 +196,6 @@ def read_versioned_json(path: str | os.PathLike, key: str, version: int, what: s
         raise RunDirError(f"{path}: corrupt {what} ({type(exc).__name__}: {exc}); cannot resume") from None
     found = obj.get(key, 1) if isinstance(obj, dict) else None
     if found != version:
-        raise RunDirError(f"{path}: {what} version {found!r}, this fernas reads version {version}; "
+        raise OtherVersionError(f"{path}: {what} version {found!r}, this fernas reads version {version}; "
                           "start a new run (runs of other versions are not resumed)")
     return obj

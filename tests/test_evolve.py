@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -334,3 +335,43 @@ def test_reranking_retrains_the_top_genomes_with_other_seeds_and_orders_by_the_m
     e = ev.cache[last[0].gid]
     own = [t for t in e["trials"] if t["kind"] != "rerank"][-1]
     assert e["val_acc"] == own["val_acc"] and e["kind"] != "rerank"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "missing"])
+def test_an_unreadable_checkpoint_resumes_from_the_copy_before_its_last_write(tmp_path, damage):
+    """A machine crash or full disk that loses the last write of checkpoint.json: resume takes
+    checkpoint.prev.json (one save behind, said in `recovered`) and decides as before; with
+    both unreadable it refuses with one line naming the file."""
+    import os
+
+    path = tmp_path / "checkpoint.json"
+    cfg = GAConfig(pop=6, generations=3, seed=4, max_mmacs=0)
+    ev = Evolution(cfg, seed_docs=seed_docs(), checkpoint_path=path)
+    ev.run(lambda batch: [fake_outcome(c) for c in batch])
+    prev = path.with_name("checkpoint.prev.json")
+    assert prev.is_file() and prev.read_bytes() != path.read_bytes()  # one save behind
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    elif damage == "random bytes":
+        path.write_bytes(os.urandom(4096))
+    else:
+        path.unlink()
+    back = Evolution.load(path)
+    assert back.recovered and "checkpoint.prev.json" in back.recovered and str(path) in back.recovered
+    assert back.checkpoint_path == path  # it goes on writing the checkpoint itself
+    assert len(back.cache) >= len(ev.cache) - 1
+    prev.write_text("{")
+    if damage != "missing":
+        with pytest.raises(RunDirError, match=rf"^{re.escape(str(path))}: corrupt"):
+            Evolution.load(path)
+
+
+def test_a_run_directory_keeps_the_config_before_its_last_write(tmp_path, capsys):
+    from fernas.search.rundir import RunDir, read_config
+
+    rd = RunDir(tmp_path, {}, {})
+    rd.write_config({"options": {"a": 1}, "first_started": "t0", "resumes": 0})
+    rd.write_config({"options": {"a": 1}, "first_started": "t0", "resumes": 1})
+    (tmp_path / "config.json").write_text('{"fernas_evolve_run": 3, "opt')
+    assert read_config(tmp_path)["resumes"] == 0
+    assert "config.prev.json" in capsys.readouterr().err

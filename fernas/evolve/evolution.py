@@ -34,7 +34,7 @@ from typing import Callable, Generator
 import numpy as np
 from deap import algorithms, tools
 
-from fernas.errors import RunDirError
+from fernas.errors import OtherVersionError, RunDirError
 from fernas.evolve import checkpoint as ck
 from fernas.evolve.config import Candidate, GAConfig
 from fernas.evolve.operators import individual_class, make_hall_of_fame, make_novel, make_toolbox, vector_id
@@ -42,7 +42,7 @@ from fernas.evolve.rng import get_rng_states, seeded_rng_states, set_rng_states
 from fernas.evolve.sampling import initial_population, sample_fresh
 from fernas.evolve.fidelity import bracket, rerank
 from fernas.fitness import fitness_of, is_ok, reranked_accuracy
-from fernas.io import atomic_write_text
+from fernas.io import atomic_write_text, keep_previous, previous_path
 
 LOG_HEADER = ["gen", "evals", "cache_hits", "failures", "skipped", "penalised", "trials", "compute", "min", "mean",
               "max", "std", "best"]
@@ -59,6 +59,7 @@ class Evolution:
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.on_generation = on_generation
         self.meta: dict = {}  # free-form, saved with the checkpoint (the driver's bookkeeping)
+        self.recovered: str | None = None  # set by `load` when it had to take the previous checkpoint
         self.Ind = individual_class(cfg.objectives)
         self.toolbox = make_toolbox(cfg)
         self.gen = 0  # the generation being built/evaluated
@@ -304,13 +305,42 @@ class Evolution:
                 "rng": self.boundary_rng, "cache": self.cache, "meta": self.meta}
 
     def save(self) -> None:
-        if self.checkpoint_path is not None:
-            atomic_write_text(self.checkpoint_path, json.dumps(self.state_dict()) + "\n")
+        """Write the checkpoint atomically; the one it replaces stays as the previous copy
+        (`ck.previous_path`: a hard link, so there is no moment without a checkpoint)."""
+        if self.checkpoint_path is None:
+            return
+        path = self.checkpoint_path
+        if path.is_file():
+            keep_previous(path)
+        atomic_write_text(path, json.dumps(self.state_dict()) + "\n")
 
     @classmethod
     def load(cls, path: str | Path, **kwargs) -> "Evolution":
-        """Rebuild the GA from a checkpoint; RunDirError names the file if it is missing or corrupt."""
-        st = ck.read_checkpoint(path)
+        """Rebuild the GA from a checkpoint, or from the copy before it when the checkpoint is
+        unreadable (a disk that lost the last write): `recovered` then says so.  RunDirError
+        names the file when neither can be used."""
+        path = Path(path)
+        try:
+            ev = cls._load(path, path, **kwargs)
+        except OtherVersionError:
+            raise
+        except RunDirError as exc:
+            prev = previous_path(path)
+            if not prev.is_file():
+                raise
+            try:
+                ev = cls._load(prev, path, **kwargs)
+            except RunDirError:
+                raise exc from None
+            ev.recovered = (f"{path} is unreadable ({str(exc).split(': ', 1)[-1][:160]}); resuming from "
+                            f"{prev.name}, the copy before its last write: what that write recorded (one trial "
+                            "or a generation's end) is done again")
+        return ev
+
+    @classmethod
+    def _load(cls, source: Path, path: Path, **kwargs) -> "Evolution":
+        """The GA of checkpoint file `source`, saving to `path` from then on."""
+        st = ck.read_checkpoint(source)
         try:
             ev = cls(GAConfig(**st["config"]), checkpoint_path=path, **kwargs)
             ev.gen, ev.done, ev.cache = int(st["generation"]), bool(st["done"]), dict(st["cache"])
@@ -325,6 +355,6 @@ class Evolution:
             ev.rng = ev.boundary_rng = st["rng"]
             ev.meta = dict(st.get("meta", {}))
         except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
-            raise RunDirError(f"{path}: corrupt GA checkpoint ({type(exc).__name__}: {exc}); "
+            raise RunDirError(f"{source}: corrupt GA checkpoint ({type(exc).__name__}: {exc}); "
                               "cannot resume") from None
         return ev

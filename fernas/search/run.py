@@ -131,6 +131,8 @@ def _resolve(cli_opts: EvolveOptions, stored: dict | None, console) -> tuple[Evo
         raise RunDirError(f"{out / 'config.json'}: corrupt ({type(exc).__name__}: {exc}); cannot resume") from None
     opts.out = str(out)
     ev = Evolution.load(out / "checkpoint.json")  # RunDirError names a corrupt file
+    if ev.recovered:
+        console.say(f"fernas: warning: {ev.recovered}", err=True)
     if cli_opts.space_file is not None and cli_opts.ga.space != ev.cfg.space:
         raise RunDirError(f"{cli_opts.space_file}: not the search space of the run in {out} (see its "
                           "config.json); a run keeps its space: start a new run (it may warm-start from this one)")

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
 from fernas import genome as G
-from fernas.errors import RunDirError, RunExistsError
+from fernas.errors import OtherVersionError, RunDirError, RunExistsError
 from fernas.fitness import is_ok
-from fernas.io import LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_write_text, read_versioned_json
+from fernas.io import (LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_write_text, keep_previous,
+                       previous_path, read_versioned_json)
 from fernas.objectives import FIELDS, OBJECTIVES
 
 CONFIG_VERSION = 3
@@ -36,10 +38,29 @@ TRIAL_COLUMNS = ["trial", "generation", "gid", "kind", "budget", "status", *FIEL
 
 
 def read_config(out: Path) -> dict:
-    """The stored config.json of a run to resume; RunDirError (one line) for anything else."""
+    """The stored config.json of a run to resume (the copy before its last write when it is
+    unreadable); RunDirError (one line) for anything else."""
     cfg_path = out / "config.json"
     if not out.is_dir():
         raise RunDirError(f"{out}: no such run directory to resume")
+    try:
+        return _read_config(cfg_path, out)
+    except OtherVersionError:
+        raise
+    except RunDirError as exc:
+        prev = previous_path(cfg_path)
+        if prev.is_file() and cfg_path.is_file():
+            try:
+                stored = _read_config(prev, out)  # an earlier attempt's settings: the same run
+            except RunDirError:
+                raise exc from None
+            print(f"fernas: warning: {str(exc)[:200]}; resuming with {prev.name}, the copy before its last write",
+                  file=sys.stderr)
+            return stored
+        raise
+
+
+def _read_config(cfg_path: Path, out: Path) -> dict:
     try:
         stored = read_versioned_json(cfg_path, VERSION_KEY, CONFIG_VERSION, "fernas evolve run")
     except FileNotFoundError:
@@ -54,7 +75,7 @@ def prepare(out: Path, resume: bool) -> dict | None:
     """Refuse to overwrite a run; on resume the stored config (RunDirError if there is none)."""
     if resume:
         stored = read_config(out)
-        if not (out / "checkpoint.json").is_file():
+        if not (out / "checkpoint.json").is_file() and not previous_path(out / "checkpoint.json").is_file():
             raise RunDirError(f"{out / 'checkpoint.json'}: no GA checkpoint here (nothing to resume)")
         return stored
     if out.exists() and (not out.is_dir() or any(p.name != LOCK_NAME for p in out.iterdir())):
@@ -73,7 +94,10 @@ class RunDir:
         self._genome_text: dict[str, str] = {}  # gid -> its active content as JSON (trials.csv is rewritten per trial)
 
     def write_config(self, config: dict) -> None:
-        atomic_write_json(self.out / "config.json", {VERSION_KEY: CONFIG_VERSION, **config})
+        path = self.out / "config.json"
+        if path.is_file():
+            keep_previous(path)  # config.prev.json: what a resume falls back to if this write is lost
+        atomic_write_json(path, {VERSION_KEY: CONFIG_VERSION, **config})
 
     def write_all(self, ev) -> None:
         self.write_trials(ev)
