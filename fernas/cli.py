@@ -8,6 +8,7 @@ Errors the user caused (`UserError`) end in one line on stderr and exit status 2
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -54,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:  # a path the user named: exists, is not a directory, no permission, disk full
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"fernas: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        hint = ("; every file written before is intact (written atomically): free space, then run the same "
+                "command again (a search or training: add --resume)") if exc.errno == errno.ENOSPC else ""
+        print(f"fernas: error: {where}{exc.strerror or exc}{hint}", file=sys.stderr)
         return 2
     return int(result or 0)
 

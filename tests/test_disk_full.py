@@ -1,0 +1,52 @@
+"""A disk that fills up in the middle of a real search (a 1 MiB tmpfs, mounted here as root):
+one line naming the file and what to do, exit status 2, the last good files intact, and
+`--resume` finishes the run once there is space again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fernas.evolve import Evolution
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({res.stderr.decode().strip()[:80]})")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_full_disk_mid_search_is_one_line_and_resume_finishes(small_disk, tmp_path):
+    filler = small_disk / "filler"
+    filler.write_bytes(b"x" * (1024 * 1024 - 60 * 1024))  # about 60 KB left: the first checkpoints fit
+    out = small_disk / "run"
+    args = [sys.executable, "-m", "fernas", "evolve", "--data", "demo:140,70,70", "--pop", "4", "--generations", "3",
+            "--epochs-per-trial", "1", "--max-steps-per-epoch", "1", "--rerank-top", "0", "--max-mmacs", "60",
+            "--no-dashboard", "--quiet", "--storage", str(tmp_path / "storage"), "--out", str(out)]
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    res = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stdout + res.stderr
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and str(out) in err[0] and "--resume" in err[0], err
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # no half-written file left
+    before = Evolution.load(out / "checkpoint.json")  # the last good checkpoint reads back whole
+    assert before.recovered is None and not before.done
+
+    filler.unlink()
+    res = subprocess.run([*args, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    after = Evolution.load(out / "checkpoint.json")
+    assert after.done and set(before.cache) <= set(after.cache)
