@@ -159,3 +159,18 @@ def test_figures_are_written_atomically_as_png(tmp_path):
     save_figure(fig, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]  # no temporary file left
+
+
+class _Code:
+    """An object whose unpickling would run code: a model file must never load it."""
+
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def test_a_model_file_carrying_pickled_code_is_refused(tmp_path, capsys):
+    path = tmp_path / "model.pt"
+    torch.save({"fernas_model": 1, "genome": GENOME, "state_dict": {}, "payload": _Code()}, path)
+    with pytest.raises(UserError, match="not a readable fernas model file"):
+        load_model_file(path)
+    assert "this ran" not in capsys.readouterr().out
