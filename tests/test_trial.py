@@ -56,8 +56,12 @@ def test_a_promotion_continues_from_the_checkpoint_as_one_longer_trial(data, tmp
     ck = str(tmp_path / "g.pt")
     base = dict(schedule_epochs=4, max_steps_per_epoch=2, seed=5)
     first = train_trial(doc, data, TrialBudget(epochs=1, checkpoint=ck, **base))
-    promoted = train_trial(doc, data, TrialBudget(epochs=3, checkpoint=ck, resume=True, **base))
+    promoted = train_trial(doc, data, TrialBudget(epochs=3, checkpoint=ck, resume=True, resume_from=1, **base))
     whole = train_trial(doc, data, TrialBudget(epochs=3, **base))
     assert first["epoch"] == 1 and promoted["epoch"] == whole["epoch"] == 3
     assert promoted["val_acc"] == whole["val_acc"] and promoted["train_loss"] == whole["train_loss"]
     assert promoted["images"] == 2 * first["images"]  # the promotion accounts for its own epochs only
+    # killed after its last checkpoint and run again: nothing left to train, the same outcome
+    again = train_trial(doc, data, TrialBudget(epochs=3, checkpoint=ck, resume=True, resume_from=1, **base))
+    for k in ("epoch", "val_acc", "train_loss", "images", "compute"):
+        assert again[k] == promoted[k], k

@@ -49,6 +49,7 @@ class TrialBudget:
     timeout: float | None = None  # seconds an epoch may take, 0 = from the trial's speed, None = no watchdog
     checkpoint: str | None = None  # the trainer's checkpoint: written each epoch, continued with `resume`
     resume: bool = False  # continue a promoted genome from `checkpoint`
+    resume_from: int = 0  # the epoch its promotion starts after (the trial's own epochs follow it)
 
 
 def build_trial_model(doc: dict, seed: int, num_classes: int, device="cpu"):
@@ -121,8 +122,11 @@ def _train_trial(doc: dict, data, budget: TrialBudget, report, gid: str, dog) ->
             costs[obj.field] = obj.measure(model, summary, device)
         cfg = TrainConfig(epochs=max(budget.schedule_epochs, budget.epochs), stop_after_epoch=budget.epochs,
                           device=device, seed=budget.seed, max_steps_per_epoch=budget.max_steps_per_epoch or None)
-        train_genome(doc, data, cfg, model=model, on_epoch=on_epoch, checkpoint_path=budget.checkpoint,
-                     resume=budget.resume)
+        res = train_genome(doc, data, cfg, model=model, on_epoch=on_epoch, checkpoint_path=budget.checkpoint,
+                           resume=budget.resume)
+        # The trial's epochs from the trainer's own history: a trial killed after its last
+        # checkpoint resumes with nothing left to train, and its epochs are still its own.
+        history[:] = [dict(r) for r in res.history if int(r["epoch"]) > budget.resume_from]
         return outcome()
     except TrainingDiverged as exc:
         return _failed(outcome(), f"diverged: {exc}")
@@ -174,11 +178,18 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
     # The Ray node the trial ran on (its id's first 12 hex digits; `ray list nodes` shows them whole)
     base = {"gid": config["gid"], "generation": config["generation"], "budget": config["budget"],
             "node": ray.get_runtime_context().get_node_id()[:12]}
-    mine = replace(budget, epochs=config["budget"], checkpoint=config.get("checkpoint"),
-                   resume=config.get("resume_from", 0) > 0, seed=budget.seed + 1000 * config.get("seed", 0))
+    start = int(config.get("resume_from", 0))
+    mine = replace(budget, epochs=config["budget"], checkpoint=config.get("checkpoint"), resume=start > 0,
+                   resume_from=start, seed=budget.seed + 1000 * config.get("seed", 0))
     from fernas.device import release_cuda_memory
 
-    final = train_trial(config["genome"], data, mine, report=lambda o: tune.report({**base, **o}), gid=config["gid"])
+    reported = []
+
+    def report(o: dict) -> None:
+        reported.append(1)
+        tune.report({**base, **o})
+
+    final = train_trial(config["genome"], data, mine, report=report, gid=config["gid"])
     lost = final.pop("cuda_context_lost", False)
     if not lost:  # the trial's frames are gone now: its model and optimizer can be freed
         release_cuda_memory()
@@ -187,5 +198,5 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
         # Tune retries the trial once in a fresh process (EvolveOptions.max_failures).
         print(f"fernas: CUDA context lost ({final['error']}); ending this worker", file=sys.stderr, flush=True)
         os._exit(3)
-    if final["status"] != "ok":
+    if final["status"] != "ok" or not reported:  # a failure, or a trial with no epoch left to train
         tune.report({**base, **final})
