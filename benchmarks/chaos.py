@@ -68,8 +68,10 @@ def _kill(proc: subprocess.Popen, below: set[int]) -> None:
     proc.wait(timeout=60)
 
 
-def run_with_kills(args: list[str], out: Path, kills: int, rng: random.Random, timeout: float = 600) -> dict:
-    """Run `fernas evolve ARGS --out OUT`, killed `kills` times and resumed until it finishes."""
+def run_with_kills(args: list[str], out: Path, kills: int, rng: random.Random, timeout: float = 600,
+                   max_delay: float = 3.0) -> dict:
+    """Run `fernas evolve ARGS --out OUT`, killed `kills` times (each 0..max_delay s after the
+    attempt's first new trial) and resumed until it finishes."""
     attempts, killed, moments = 0, 0, []
     deadline = time.time() + timeout
     while True:
@@ -81,7 +83,7 @@ def run_with_kills(args: list[str], out: Path, kills: int, rng: random.Random, t
         t0, done_before = time.time(), len(trials(out))
         below: set[int] = set()
         if killed < kills:
-            extra = rng.uniform(0.0, 3.0)  # the moment: this long after the attempt's first new trial
+            extra = rng.uniform(0.0, max_delay)  # the moment: this long after the attempt's first new trial
             seen_at = None
             while proc.poll() is None and time.time() < deadline:
                 below |= _descendants(proc.pid)
