@@ -40,7 +40,7 @@ def trials(out: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def _descendants(pid: int) -> set[int]:
+def descendants(pid: int) -> set[int]:
     """Process ids below `pid`, from /proc."""
     parent = {}
     for d in Path("/proc").iterdir():
@@ -86,7 +86,7 @@ def run_with_kills(args: list[str], out: Path, kills: int, rng: random.Random, t
             extra = rng.uniform(0.0, max_delay)  # the moment: this long after the attempt's first new trial
             seen_at = None
             while proc.poll() is None and time.time() < deadline:
-                below |= _descendants(proc.pid)
+                below |= descendants(proc.pid)
                 if seen_at is None and len(trials(out)) > done_before:
                     seen_at = time.time()
                 if seen_at is not None and time.time() - seen_at >= extra:
@@ -94,13 +94,13 @@ def run_with_kills(args: list[str], out: Path, kills: int, rng: random.Random, t
                 time.sleep(0.2)
             if proc.poll() is None:
                 moments.append(round(time.time() - t0, 1))
-                _kill(proc, below | _descendants(proc.pid))
+                _kill(proc, below | descendants(proc.pid))
                 killed += 1
                 continue
         try:
             proc.wait(timeout=max(1.0, deadline - time.time()))
         except subprocess.TimeoutExpired:
-            _kill(proc, _descendants(proc.pid))
+            _kill(proc, descendants(proc.pid))
             raise RuntimeError(f"{out}: the run did not finish within {timeout:.0f} s")
         if proc.returncode != 0:
             raise RuntimeError(f"{out}: attempt {attempts} exited {proc.returncode}: {log.read_text()[-600:]}")

@@ -26,6 +26,8 @@ from fernas.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from chaos import descendants, trials as read_trials  # noqa: E402  (shared with the chaos benchmark)
 
 def tiny_genome(width: int, kernel: int = 3, lr: float = 1e-3) -> dict:
     return G.validate({
@@ -34,33 +36,6 @@ def tiny_genome(width: int, kernel: int = 3, lr: float = 1e-3) -> dict:
                    {"block": "conv", "repeats": 1, "width": width, "kernel": 3, "dropout": 0.0, "pool": "max"}],
         "head": {"reduce": "avg", "fc": []},
         "train": {"optimizer": "adam", "lr": lr, "weight_decay": 0.0, "scheduler": "constant", "batch_size": 32}})
-
-
-def read_trials(out: Path) -> list[dict]:
-    p = out / "trials.csv"
-    if not p.exists():
-        return []
-    with p.open() as fh:
-        return list(csv.DictReader(fh))
-
-
-def descendants(pid: int) -> set[int]:
-    """Process ids below `pid` (from /proc; psutil is not a dependency)."""
-    parent = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    found, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        for c, pp in parent.items():
-            if pp == p and c not in found:
-                found.add(c)
-                todo.append(c)
-    return found
 
 
 def get(url: str, token: str | None) -> tuple[int, bytes]:
