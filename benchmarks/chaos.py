@@ -78,6 +78,7 @@ def run_with_kills(args: list[str], out: Path, kills: int, rng: random.Random, t
         cmd = [sys.executable, "-m", "fernas", "evolve", *args, "--out", str(out)] + (["--resume"] if attempts else [])
         attempts += 1
         log = out.parent / f"{out.name}-attempt{attempts}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as fh:  # the child keeps its own copy of the descriptor
             proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=fh, stderr=subprocess.STDOUT)
         t0, done_before = time.time(), len(trials(out))
