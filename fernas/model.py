@@ -359,6 +359,30 @@ def training_cost(p: Plan) -> int:
     return p.macs + ACTIVATION_COST_MACS * p.activations
 
 
+# Host memory of a CPU trial, per element (fp32): weights, gradients and up to two optimizer
+# states per parameter; per activation element the forward value kept for backward and its
+# gradient.  Evaluation runs 512 crops at once without gradients.
+PARAM_BYTES = 4 * 4
+ACTIVATION_BYTES = 4 * 2
+EVAL_CROPS = 512
+
+
+def training_memory_bytes(p: Plan, batch: int) -> int:
+    """About the memory a trial's tensors take while training on a CPU (data excluded)."""
+    train = p.params * PARAM_BYTES + p.activations * batch * ACTIVATION_BYTES
+    evaluate = p.params * PARAM_BYTES + p.peak_activation * EVAL_CROPS * 4 * 2
+    return max(train, evaluate)
+
+
+def memory_refusal(p: Plan, batch: int, allowance: float) -> str | None:
+    """Why a genome cannot train within `allowance` bytes of host memory, or None."""
+    need = training_memory_bytes(p, batch)
+    if need <= allowance:
+        return None
+    return (f"too large for host memory: training needs about {need / 2**30:.1f} GiB, a trial has about "
+            f"{allowance / 2**30:.1f} GiB (Ray's memory of the cluster / trials at once)")
+
+
 def estimate_cost(doc: dict, input_size: int = 40, num_classes: int = 7) -> int:
     """`training_cost` of a validated document (the search's --max-cost and trial order)."""
     return training_cost(plan(doc, input_size, num_classes))

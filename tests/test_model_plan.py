@@ -85,3 +85,15 @@ def test_plan_activations_match_a_forward_pass(seed):
     for h in hooks:
         h.remove()
     assert plan(doc).activations == sum(written)
+
+
+def test_a_genome_too_large_for_a_trials_host_memory_is_refused_with_the_figures():
+    from fernas.genome import load_genome
+    from fernas.model import memory_refusal, plan, training_memory_bytes
+
+    vgg, mobile = plan(load_genome("genomes/vgg_khaireddin.json")), plan(load_genome("genomes/daocong_mobilenetv2.json"))
+    assert training_memory_bytes(vgg, 1024) > training_memory_bytes(vgg, 512) >= training_memory_bytes(vgg, 32) > 0
+    gib = 2**30
+    assert memory_refusal(mobile, 64, 4 * gib) is None
+    why = memory_refusal(vgg, 256, 0.25 * gib)
+    assert why.startswith("too large for host memory: training needs about") and "a trial has about 0.2 GiB" in why

@@ -121,7 +121,8 @@ def connect_ray(opts: EvolveOptions) -> dict:
         url = "http://" + url
     token_path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
     return {"started_local": started, "address": opts.address or "local", "dashboard_url": url,
-            "token_file": token_path, "cpus": float(res.get("CPU", 0)), "gpus": float(res.get("GPU", 0))}
+            "token_file": token_path, "cpus": float(res.get("CPU", 0)), "gpus": float(res.get("GPU", 0)),
+            "memory": float(res.get("memory", 0))}
 
 
 def resolve_resources(opts: EvolveOptions, ray_info: dict) -> tuple[float, float, int]:

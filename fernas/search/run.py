@@ -46,6 +46,7 @@ class EvolveRun:
         self.seconds_before = float(ev.meta.get("search_seconds", 0.0))  # earlier attempts' search time
         self.stop_reason: tuple[str, str] | None = None  # (setting, what happened): the budget that stopped the run
         self.unfinished_trials = 0  # trials without an outcome when Tune returned (set by tune_adapter.fit)
+        self.trial_memory = 0.0  # host memory a CPU trial may take (bytes; 0: not checked), set by run_evolve
 
     def search_seconds(self) -> float:
         return self.seconds_before + time.time() - self.t0
@@ -84,6 +85,10 @@ class EvolveRun:
         # the trial's training time, roughly: images x cost per image with activation memory counted
         cand.cost_hint = float(training_cost(p) * steps * bs * (cand.budget - cand.resume_from))
         reason = self.ev.cfg.refusal(cand.doc, plan=p) if cand.kind == "first" else None
+        if reason is None and cand.kind == "first" and self.trial_memory:
+            from fernas.model import memory_refusal
+
+            reason = memory_refusal(p, bs, self.trial_memory)
         if reason:  # penalised without a trial
             self.record(cand, {"status": "skipped", "error": reason, "val_acc": 0.0, "macs": macs,
                                "wall_seconds": 0.0})
@@ -182,6 +187,8 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         exp_name = f"{out.name}-{attempt}"
         console.starting(out, ev.cfg, opts, resources, f"{storage.rstrip('/')}/{exp_name}")
         run = EvolveRun(opts, ev, rdir, len(data.train), console)
+        if gpt == 0 and ray_info.get("memory"):  # CPU trials: their tensors live in host memory
+            run.trial_memory = ray_info["memory"] / max(1, slots)
         if ev.done:
             console.already_complete()
         elif run.out_of_budget(live=0):
