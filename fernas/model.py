@@ -359,19 +359,16 @@ def training_cost(p: Plan) -> int:
     return p.macs + ACTIVATION_COST_MACS * p.activations
 
 
-# Host memory of a CPU trial, per element (fp32): weights, gradients and up to two optimizer
-# states per parameter; per activation element the forward value kept for backward and its
-# gradient.  Evaluation runs 512 crops at once without gradients.
-PARAM_BYTES = 4 * 4
-ACTIVATION_BYTES = 4 * 2
-EVAL_CROPS = 512
+# Host memory of a CPU trial (fp32): per parameter weights, gradients and up to two optimizer
+# states; per activation element its forward value (kept for backward) and its gradient.
+PARAM_BYTES, ACTIVATION_BYTES, EVAL_CROPS = 4 * 4, 4 * 2, 512
 
 
 def training_memory_bytes(p: Plan, batch: int) -> int:
-    """About the memory a trial's tensors take while training on a CPU (data excluded)."""
+    """About the memory a trial's tensors take on a CPU (data excluded): training a batch or
+    evaluating EVAL_CROPS crops without gradients, whichever is more."""
     train = p.params * PARAM_BYTES + p.activations * batch * ACTIVATION_BYTES
-    evaluate = p.params * PARAM_BYTES + p.peak_activation * EVAL_CROPS * 4 * 2
-    return max(train, evaluate)
+    return max(train, p.params * PARAM_BYTES + p.peak_activation * EVAL_CROPS * 4 * 2)
 
 
 def memory_refusal(p: Plan, batch: int, allowance: float) -> str | None:
