@@ -371,15 +371,6 @@ def training_memory_bytes(p: Plan, batch: int) -> int:
     return max(train, p.params * PARAM_BYTES + p.peak_activation * EVAL_CROPS * 4 * 2)
 
 
-def memory_refusal(p: Plan, batch: int, allowance: float) -> str | None:
-    """Why a genome cannot train within `allowance` bytes of host memory, or None."""
-    need = training_memory_bytes(p, batch)
-    if need <= allowance:
-        return None
-    return (f"too large for host memory: training needs about {need / 2**30:.1f} GiB, a trial has about "
-            f"{allowance / 2**30:.1f} GiB (Ray's memory of the cluster / trials at once)")
-
-
 def estimate_cost(doc: dict, input_size: int = 40, num_classes: int = 7) -> int:
     """`training_cost` of a validated document (the search's --max-cost and trial order)."""
     return training_cost(plan(doc, input_size, num_classes))

@@ -89,7 +89,8 @@ def test_plan_activations_match_a_forward_pass(seed):
 
 def test_a_genome_too_large_for_a_trials_host_memory_is_refused_with_the_figures():
     from fernas.genome import load_genome
-    from fernas.model import memory_refusal, plan, training_memory_bytes
+    from fernas.model import plan, training_memory_bytes
+    from fernas.search.run import memory_refusal
 
     vgg, mobile = plan(load_genome("genomes/vgg_khaireddin.json")), plan(load_genome("genomes/daocong_mobilenetv2.json"))
     assert training_memory_bytes(vgg, 1024) > training_memory_bytes(vgg, 512) >= training_memory_bytes(vgg, 32) > 0

@@ -86,8 +86,6 @@ class EvolveRun:
         cand.cost_hint = float(training_cost(p) * steps * bs * (cand.budget - cand.resume_from))
         reason = self.ev.cfg.refusal(cand.doc, plan=p) if cand.kind == "first" else None
         if reason is None and cand.kind == "first" and self.trial_memory:
-            from fernas.model import memory_refusal
-
             reason = memory_refusal(p, bs, self.trial_memory)
         if reason:  # penalised without a trial
             self.record(cand, {"status": "skipped", "error": reason, "val_acc": 0.0, "macs": macs,
@@ -223,6 +221,18 @@ def _warm_start(opts: EvolveOptions, data_info: dict, console) -> tuple[list[dic
     hof, reused = load_warm_start(opts.warm_start, opts, data_info)
     console.warm_start(opts.warm_start, len(hof), len(reused))
     return hof, reused
+
+
+def memory_refusal(p, batch: int, allowance: float) -> str | None:
+    """Why a genome (its `fernas.model.Plan`) cannot train within `allowance` bytes of host
+    memory, or None."""
+    from fernas.model import training_memory_bytes
+
+    need = training_memory_bytes(p, batch)
+    if need <= allowance:
+        return None
+    return (f"too large for host memory: training needs about {need / 2**30:.1f} GiB, a trial has about "
+            f"{allowance / 2**30:.1f} GiB (Ray's memory of the cluster / trials at once)")
 
 
 def trial_count(ev: Evolution) -> int:
