@@ -176,10 +176,11 @@ def release_cuda_memory() -> None:
     frames or traceback held, then return cached blocks (a reused worker keeps no peak)."""
     import gc
 
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return  # a CPU trial: nothing held on a card, no collection to pay for per trial
     gc.collect()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        with contextlib.suppress(RuntimeError):  # a broken context raises here: its process ends anyway
-            torch.cuda.empty_cache()
+    with contextlib.suppress(RuntimeError):  # a broken context raises here: its process ends anyway
+        torch.cuda.empty_cache()
 
 
 CONTEXT_RESERVE = 0.92  # of a trial's share: each process's CUDA context and cuDNN workspace live outside the cap

@@ -68,3 +68,8 @@ class _Names(dict):
 
 class DataSettingError(SettingError, DataError):
     """A data setting (the source, the labels) that cannot work."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type's name when it has none), for one-line errors."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from fernas.dataset import CROP_SIZE, IMAGE_SIZE
-from fernas.errors import UserError
+from fernas.errors import UserError, first_line
 from fernas.io import atomic_write_bytes
 
 FORMATS = ("onnx", "torchscript")
@@ -135,8 +135,7 @@ class OnnxClassifier:
         try:
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for unreadable files
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"{path}: not a readable ONNX file ({first[:160]})") from None
+            raise UserError(f"{path}: not a readable ONNX file ({first_line(exc, 160)})") from None
         props = self.session.get_modelmeta().custom_metadata_map
         if "classes" not in props or "crops" not in props:
             raise UserError(f"{path}: an ONNX file without fernas metadata (classes, crops); "

@@ -81,9 +81,10 @@ def best_effort(what: str, hint: str, fn: Callable, *args, **kwargs) -> bool:
         fn(*args, **kwargs)
         return True
     except Exception as exc:  # whatever the step raised: the run's own files are already written
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        print(f"fernas: warning: {what} not written ({type(exc).__name__}: {first}); {hint}", file=sys.stderr,
-              flush=True)
+        from fernas.errors import first_line
+
+        print(f"fernas: warning: {what} not written ({type(exc).__name__}: {first_line(exc)}); {hint}",
+              file=sys.stderr, flush=True)
         return False
 
 

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fernas import __version__
-    from fernas.errors import UserError
+    from fernas.errors import UserError, first_line
     from fernas.export import ONNX_TOLERANCE, default_out, export_onnx, export_torchscript
     from fernas.genome import genome_id
     from fernas.modelfile import load_model_file
@@ -51,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, UserError):
         raise
     except Exception as exc:  # the exporter's own failures (an unsupported op, the check against PyTorch)
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise UserError(f"{args.model}: {args.format} export failed ({type(exc).__name__}: {first})") from None
+        raise UserError(f"{args.model}: {args.format} export failed ({type(exc).__name__}: {first_line(exc)})") from None
     if args.format == "torchscript":
         print(f"{out}: TorchScript, {variant}; load with torch.jit.load")
         return 0
