@@ -7,7 +7,9 @@ measures from its trials.csv:
   the trainer's own time (epochs incl. validation).  Target: under 1 s.
 * Worker utilisation = sum of training time / (span of the trials x slots).  Target >= 85 %.
   The span runs from the first trial's start to the last trial's end, so it includes the
-  one-off start of the (reused) trial actors, every generation barrier and all Ray work.
+  one-off start of the (reused) trial actors, every rung and generation barrier and all Ray
+  work.  The run uses successive halving (budgets 1 -> 2 epochs, eta 2: the default shape of
+  `fernas evolve`) unless `--epochs N` asks for one budget.
 * The projected time of `--generations 30 --pop 40` on FER2013 on one H100.  Measured on
   the GPU when there is one (trials on FER2013-sized demo data with 0.25 GPU each);
   otherwise extrapolated from the multiply-adds of the genomes this run evolved, an assumed
@@ -16,7 +18,7 @@ measures from its trials.csv:
 
 Writes benchmarks/results/search.json and prints a summary.
 
-    .venv/bin/python benchmarks/search.py [--pop 12 --generations 4 --epochs 1 --steps 10]
+    .venv/bin/python benchmarks/search.py [--pop 12 --generations 4 --steps 10] [--epochs 1]
 """
 
 from __future__ import annotations
@@ -47,9 +49,16 @@ STEP_FLOOR_S = 0.004  # kernel-launch floor of one training step of a small net 
 TRIALS_PER_GPU = 4  # --gpus-per-trial 0.25: launch floors of 4 trials overlap, the FLOPs do not
 
 
+def budget_flags(a) -> list[str]:
+    """One budget with --epochs N; otherwise successive halving (the default of fernas evolve)."""
+    if a.epochs:
+        return ["--epochs-per-trial", str(a.epochs)]
+    return ["--min-budget", str(a.min_budget), "--max-budget", str(a.max_budget), "--eta", str(a.eta)]
+
+
 def run_evolve(out: Path, a) -> float:
     cmd = [sys.executable, "-m", "fernas", "evolve", "--data", a.data, "--out", str(out), "--pop", str(a.pop),
-           "--generations", str(a.generations), "--epochs-per-trial", str(a.epochs),
+           "--generations", str(a.generations), *budget_flags(a),
            "--max-steps-per-epoch", str(a.steps), "--max-mmacs", str(a.max_mmacs), "--seed", str(a.seed),
            "--no-dashboard", "--rerank-top", "0"]
     if a.gpus:
@@ -70,7 +79,10 @@ def main() -> None:
     ap.add_argument("--data", default="demo:1400,280,280")
     ap.add_argument("--pop", type=int, default=12)
     ap.add_argument("--generations", type=int, default=4)
-    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=0, help="one budget of N epochs (default: budgets 1 -> 2, eta 2)")
+    ap.add_argument("--min-budget", type=int, default=1)
+    ap.add_argument("--max-budget", type=int, default=2)
+    ap.add_argument("--eta", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10, help="max steps per trial epoch")
     ap.add_argument("--max-mmacs", type=float, default=None,
                     help="cost cap; default 400 on CPUs, fernas evolve's own default on a GPU")
@@ -95,20 +107,19 @@ def main() -> None:
         rows = list(csv.DictReader(fh))
     with (tmp / "logbook.csv").open() as fh:
         log = list(csv.DictReader(fh))
-    ran = [r for r in rows if r["status"] in ("ok", "stopped")]
+    from fernas.run_analysis import utilisation
+
+    ck = json.loads((tmp / "checkpoint.json").read_text())
+    ran = [t for e in ck["cache"].values() for t in e["trials"] if t["status"] in ("ok", "stopped")]
     if not ran:
         raise SystemExit("no trial trained; nothing to measure")
-    train = [float(r["train_seconds"]) for r in ran]
-    wall = [float(r["wall_seconds"]) for r in ran]
+    train = [float(t["train_seconds"]) for t in ran]
+    wall = [float(t["wall_seconds"]) for t in ran]
     over = [w - t for w, t in zip(wall, train)]
-    from fernas.evolve import read_outcomes
-
-    ck = read_outcomes(tmp / "checkpoint.json")
-    ends = [ck[r["gid"]]["finished_at"] for r in ran]
-    starts = [e - w for e, w in zip(ends, wall)]
-    span = max(ends) - min(starts)
-    util = sum(train) / (span * slots)
-    occupancy = sum(wall) / (span * slots)
+    starts = [t["finished_at"] - w for t, w in zip(ran, wall)]
+    span = max(t["finished_at"] for t in ran) - min(starts)
+    use = utilisation([t for e in ck["cache"].values() for t in e["trials"]], ck["meta"]["slots"])
+    util, occupancy = use["training"], use["busy"]
     # the first trial of each slot starts its actor (imports torch, fernas); later ones reuse it
     order = sorted(range(len(ran)), key=lambda i: starts[i])
     warm = [over[i] for i in order[slots:]] or over
@@ -121,13 +132,21 @@ def main() -> None:
     proposed = [r for r in rows if r["macs"] and float(r["macs"]) <= 3000e6 and r["genome"]]
     macs = [float(r["macs"]) for r in proposed]
     bs = [json.loads(r["genome"])["train"]["batch_size"] for r in proposed]
-    epochs_default = 2  # fernas evolve --epochs-per-trial default
-    trials_30x40 = 30 * 40  # no cache hits assumed (cautious; the demo run's hit rate is reported)
+    # fernas evolve's default budgets: epochs and trials per new genome under successive halving
+    ga = GAConfig()
+    rungs = ga.rungs
+    epochs_default = rungs[0] + sum((hi - lo) / ga.eta ** (i + 1) for i, (lo, hi) in enumerate(zip(rungs, rungs[1:])))
+    trials_per_genome = sum(ga.eta ** -i for i in range(len(rungs)))
+    trials_30x40 = 30 * 40  # genomes; no cache hits assumed (cautious; the demo run's hit rate is reported)
     if gpu:
         # measured with 4 trials sharing the card, so contention is in the trial times
-        per_trial_gpu = statistics.mean(t / a.epochs * epochs_default for t in train)
-        projected = trials_30x40 * (per_trial_gpu + statistics.mean(warm)) / (slots * occupancy)
-        method = "measured on this GPU: mean per-trial time on FER2013-sized epochs, scaled to 2 epochs"
+        budgets = cfg["fitness"]["budgets"]
+        per_epoch = [float(t["train_seconds"]) / (t["budget"] - (budgets[t["level"] - 1] if t["level"] else 0))
+                     for t in ran]
+        per_trial_gpu = statistics.mean(per_epoch) * epochs_default
+        projected = trials_30x40 * (per_trial_gpu + trials_per_genome * statistics.mean(warm)) / (slots * occupancy)
+        method = (f"measured on this GPU: mean time per FER2013-sized epoch, x {epochs_default:g} epochs per "
+                  f"genome (budgets {'/'.join(map(str, rungs))}, eta {ga.eta}: the defaults)")
     else:
         per = []
         for m, b in zip(macs, bs):
@@ -138,12 +157,13 @@ def main() -> None:
         gpu_per_trial = statistics.mean(per)
         # the GPU is the bottleneck resource; Ray overhead runs on the CPUs, overlapped by the other 3 trials,
         # and utilisation measured here accounts for generation barriers
-        projected = trials_30x40 * (gpu_per_trial + statistics.mean(warm) / TRIALS_PER_GPU) / util
+        projected = trials_30x40 * (gpu_per_trial + trials_per_genome * statistics.mean(warm) / TRIALS_PER_GPU) / util
         per_trial_gpu = gpu_per_trial
         method = ("extrapolated (no GPU here): FLOPs of the genomes this run proposed under the default "
                   "--max-mmacs 3000 (6 x MACs per training "
                   f"image, 2 x per validation image) at {ASSUMED_MFU:.0%} of H100 dense bf16 peak, plus a "
                   f"{STEP_FLOOR_S * 1e3:.0f} ms/step launch floor shared by {TRIALS_PER_GPU} trials per GPU, "
+                  f"{epochs_default:g} epochs and {trials_per_genome:g} trials per genome (the default budgets), "
                   "plus the Ray overhead measured here, divided by the utilisation measured here")
 
     result = {
@@ -151,7 +171,8 @@ def main() -> None:
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if gpu else None,
                     "platform": platform.platform()},
-        "run": {"data": a.data, "pop": a.pop, "generations": a.generations, "epochs_per_trial": a.epochs,
+        "run": {"data": a.data, "pop": a.pop, "generations": a.generations, "budgets": cfg["fitness"]["budgets"],
+                "eta": cfg["fitness"]["eta"], "kinds": {k: sum(t["kind"] == k for t in ran) for k in ("first", "promotion")},
                 "max_steps_per_epoch": a.steps, "max_mmacs": a.max_mmacs, "slots": slots,
                 "trials": n_trials, "trained": len(ran), "cache_hits": hits,
                 "evolve_wall_seconds": round(total_wall, 1), "trial_span_seconds": round(span, 1)},
@@ -167,7 +188,7 @@ def main() -> None:
         "projection_30x40_fer2013_h100": {
             "hours": round(projected / 3600, 2), "target_hours": 2.0, "method": method,
             "gpu_seconds_per_trial": round(per_trial_gpu, 2), "trials": trials_30x40,
-            "epochs_per_trial": epochs_default, "mean_mmacs_of_proposed_genomes": round(statistics.mean(macs) / 1e6, 1),
+            "epochs_per_genome": epochs_default, "trials_per_genome": trials_per_genome, "mean_mmacs_of_proposed_genomes": round(statistics.mean(macs) / 1e6, 1),
             "extrapolated": not gpu,
         },
     }

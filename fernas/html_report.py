@@ -152,7 +152,8 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
         ("state", row["state"]), ("progress", row["progress"]), ("trials", row["trials"]),
         ("best validation accuracy", fmt(row["best"])), ("best genome", hof[0]["evolve"]["gid"] if hof else "-"),
         ("training compute (images x multiply-adds)", fmt(row["compute"])),
-        ("search time (s)", fmt(row["seconds"], 1)), ("started", row["started"]),
+        ("search time (s)", fmt(row["seconds"], 1)), ("trial slots busy / training", _use(row.get("utilisation"))),
+        ("started", row["started"]),
         ("budgets (epochs)", ", ".join(map(str, cfg.get("fitness", {}).get("budgets", [])))),
         ("data", cfg.get("data", {}).get("source")), ("command", "fernas " + " ".join(cfg.get("argv", [])))])
         + config_block(cfg))]
@@ -169,6 +170,10 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
     secs.append(section("trials", f"Trials ({len(trials)})", "<p class=note>Click a column to sort.</p><div class=scroll>"
                         + table(TRIAL_COLUMNS, rows, sortable=True, text_cols=(2, 3, 5, 11, 12, 13)) + "</div>"))
     return page(f"fernas evolve run {run.name}", secs)
+
+
+def _use(u: dict | None) -> str:
+    return f"{u['busy']:.0%} / {u['training']:.0%} of the slots' time" if u else "-"
 
 
 def _hall_of_fame(hof: list[dict], classes: int) -> str:

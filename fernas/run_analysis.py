@@ -48,6 +48,29 @@ def best_so_far(rows: list[dict], max_budget: int) -> list[tuple[float, float]]:
     return out
 
 
+def utilisation(trials: list[dict], slots: dict) -> dict | None:
+    """How busy the trial slots were: the seconds trials ran (`busy`, as the searcher saw them:
+    Ray's start of the trial included) and trained (`training`) over the slots' time, from the
+    first trial's start to the last one's end, summed over the run's attempts (a resume's
+    downtime is not counted).  `trials`: checkpoint trial records (`attempt`, `finished_at`,
+    `wall_seconds`, `train_seconds`); `slots`: trials at once by attempt (keys are strings).
+    None when no trial has times."""
+    spans: dict[str, list[float]] = {}
+    busy = training = 0.0
+    for t in trials:
+        wall, end = float(t.get("wall_seconds") or 0), t.get("finished_at")
+        if wall <= 0 or end is None or str(t.get("attempt")) not in slots:
+            continue  # refused without a trial, or a trial of a version that did not record its attempt
+        lo_hi = spans.setdefault(str(t["attempt"]), [end - wall, end])
+        lo_hi[0], lo_hi[1] = min(lo_hi[0], end - wall), max(lo_hi[1], end)
+        busy, training = busy + wall, training + float(t.get("train_seconds") or 0)
+    capacity = sum((hi - lo) * int(slots[a]) for a, (lo, hi) in spans.items())
+    if capacity <= 0:
+        return None
+    return {"busy": round(busy / capacity, 3), "training": round(training / capacity, 3),
+            "slot_seconds": round(capacity, 1)}
+
+
 def properties(doc: dict) -> dict:
     """The readable properties of a genome's active network and recipe."""
     stages, fc, t = doc["stages"], doc["head"]["fc"], doc["train"]

@@ -71,14 +71,15 @@ def _evolve_row(run: Path, cfg: dict) -> dict:
     ga = cfg.get("options", {}).get("ga", {})
     ck = _json(run / "checkpoint.json") or {}
     trials = [t for e in ck.get("cache", {}).values() for t in e.get("trials", []) if not t.get("from_run")]
-    from fernas.run_analysis import is_fitness_trial
+    from fernas.run_analysis import is_fitness_trial, utilisation
 
     accs = [float(t["val_acc"]) for t in trials if is_fitness_trial(t, int(ga.get("max_budget") or 0))]
     state = "finished" if ck.get("done") else ("stopped" if ck else "incomplete")
     return {"kind": "evolve", "state": state, "progress": f"gen {ck.get('generation', 0)}/{ga.get('generations', '?')}",
             "trials": len(trials), "best": max(accs) if accs else None,
             "compute": sum(int(t.get("compute") or 0) for t in trials),
-            "started": cfg.get("first_started"), "seconds": (ck.get("meta") or {}).get("search_seconds")}
+            "started": cfg.get("first_started"), "seconds": (ck.get("meta") or {}).get("search_seconds"),
+            "utilisation": utilisation(trials, (ck.get("meta") or {}).get("slots") or {})}
 
 
 def _train_row(run: Path, cfg: dict) -> dict:

@@ -1,6 +1,7 @@
 """A real two-node Ray cluster on this machine (a head and a worker node started with `ray start`,
 token auth on, one CPU each, on loopback ports picked here): `fernas evolve --address
---storage` runs trials on both nodes; the worker node is killed (kill -9 of its processes) in
+--storage` runs trials on both nodes (successive halving: promotions continue from checkpoints
+in OUT, which both nodes reach); the worker node is killed (kill -9 of its processes) in
 the middle of the run and the driver after it; `--resume` against the same cluster finishes
 the run without losing or retraining a completed trial.  The nodes are stopped by process id."""
 
@@ -103,8 +104,8 @@ def test_evolve_on_a_two_node_cluster_survives_a_lost_node_and_a_killed_driver(c
     out = tmp_path / "run"
     args = [sys.executable, "-m", "fernas", "evolve", "--address", address, "--storage", str(tmp_path / "storage"),
             "--data", "demo:140,70,70", "--seed-genomes", str(seeds / "*.json"), "--pop", "4", "--generations", "4",
-            "--epochs-per-trial", "1", "--max-steps-per-epoch", "2", "--rerank-top", "0", "--max-mmacs", "60",
-            "--seed", "2", "--out", str(out)]
+            "--min-budget", "1", "--max-budget", "2", "--eta", "2", "--max-steps-per-epoch", "2", "--rerank-top", "0",
+            "--max-mmacs", "60", "--seed", "2", "--out", str(out)]
     driver = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # 1. trials run on both nodes
@@ -136,6 +137,8 @@ def test_evolve_on_a_two_node_cluster_survives_a_lost_node_and_a_killed_driver(c
     for key, trial in {**before_node_loss, **before_resume}.items():  # no completed trial lost or retrained
         assert done[key] == trial, key
     assert len({r["node"] for r in rows if r["status"] == "ok"}) == 2
+    # promotions continued from checkpoints in OUT, which both nodes reach
+    assert any(r["kind"] == "promotion" and r["status"] == "ok" for r in rows)
     for r in rows:
         assert r["status"] in ("ok", "failed", "skipped"), r
         if r["status"] == "failed":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -293,6 +293,7 @@ def test_successive_halving_promotes_the_best_of_each_rung_and_ranks_by_budget_f
         assert {u[0] for u in upper} == set(ranked[:len(upper)])
     top = ev.hall_of_fame()[0]
     assert ev.cache[top.gid]["budget"] == 4 and ev.cache[top.gid]["level"] == 2
+    assert ev.best_accuracy() == ev.cache[ev.by_fitness()[0].gid]["val_acc"] <= 1  # not the fitness (rung + acc)
     # the largest budget reached first, then the accuracy there
     assert fitness_of({"status": "ok", "val_acc": 0.3, "level": 1}, ("accuracy",)) > \
         fitness_of({"status": "ok", "val_acc": 0.9, "level": 0}, ("accuracy",))
@@ -375,3 +376,74 @@ def test_a_run_directory_keeps_the_config_before_its_last_write(tmp_path, capsys
     (tmp_path / "config.json").write_text('{"fernas_evolve_run": 3, "opt')
     assert read_config(tmp_path)["resumes"] == 0
     assert "config.prev.json" in capsys.readouterr().err
+
+
+def run_out_of_order(ev: Evolution, order_seed: int, kill_after: int | None = None) -> tuple[list, int]:
+    """Drive `ev` as the Tune searcher does: trials finish in a random order, and after each one
+    the promotions that no running trial can change start at once.  Returns the trials run
+    (gid, budget, seed) and how many started early; stops (a kill) after `kill_after` trials."""
+    import random
+
+    rng, ran, early = random.Random(order_seed), [], 0
+    batch = ev.next_batch()
+    while batch is not None:
+        flying, started = list(batch), {(c.gid, c.budget, c.seed) for c in batch}
+        while flying:
+            if kill_after is not None and len(ran) == kill_after:
+                return ran, early  # stands in for SIGKILL: the running trials are lost
+            cand = flying.pop(rng.randrange(len(flying)))
+            ran.append((cand.gid, cand.budget, cand.seed))
+            ev.record(cand, fake_outcome(cand))
+            for p in ev.certain_promotions():
+                if (p.gid, p.budget, p.seed) not in started:
+                    started.add((p.gid, p.budget, p.seed))
+                    flying.append(p)
+                    early += 1
+        batch = ev.next_batch()
+    return ran, early
+
+
+def decisions(ev: Evolution) -> dict:
+    """`snapshot` less the order trials finished in (which sets the cache's insertion order)."""
+    return {**snapshot(ev), "cache": sorted(ev.cache)}
+
+
+@pytest.mark.parametrize("order_seed", [0, 1, 2])
+def test_promotions_started_before_a_rung_ends_change_no_decision(tmp_path, order_seed):
+    cfg = dict(pop=8, generations=3, seed=5, min_budget=1, max_budget=4, eta=2, rerank_top=2, rerank_seeds=1)
+    ref, _ = run_full(None, **cfg)
+    ref_trials = sorted((e["gid"], t["budget"], t["kind"], t["seed"]) for e in ref.cache.values() for t in e["trials"])
+
+    ev = Evolution(GAConfig(**cfg), seed_docs=seed_docs())
+    ran, early = run_out_of_order(ev, order_seed)
+    assert early > 0, "no promotion started before its rung ended"
+    assert len(ran) == len(set(ran)), "a trial ran twice"
+    assert decisions(ev) == decisions(ref)
+    assert sorted((e["gid"], t["budget"], t["kind"], t["seed"]) for e in ev.cache.values() for t in e["trials"]) == ref_trials
+
+    # killed while early promotions run, then resumed: nothing completed runs again, same decisions
+    ckpt = tmp_path / "checkpoint.json"
+    ev = Evolution(GAConfig(**cfg), seed_docs=seed_docs(), checkpoint_path=ckpt)
+    before, _ = run_out_of_order(ev, order_seed, kill_after=len(ran) // 2 + order_seed)
+    resumed = Evolution.load(ckpt, seed_docs=seed_docs())
+    after, _ = run_out_of_order(resumed, order_seed + 10)
+    assert not set(before) & set(after) and decisions(resumed) == decisions(ref)
+
+
+def test_certain_promotions_are_only_those_no_running_trial_can_displace():
+    from fernas.evolve import Candidate
+    from fernas.evolve.fidelity import certain_promotions
+
+    ev = Evolution(GAConfig(pop=8, generations=1, seed=0, min_budget=1, max_budget=2, eta=2), seed_docs=seed_docs())
+    ev.rung = [Candidate(f"g{i}", [], {}, 0, budget=1) for i in range(8)]  # 4 of 8 are promoted
+    for i, acc in enumerate([0.9, 0.8, 0.7, 0.6, 0.5]):  # 5 finished, 3 still running
+        ev.cache[f"g{i}"] = {"gid": f"g{i}", "trials": [{"status": "ok", "val_acc": acc, "budget": 1, "kind": "first"}]}
+    assert [c.gid for c in certain_promotions(ev)] == ["g0"]  # ranks 1..3 could still fall to 4..6
+    ev.cache["g5"] = {"gid": "g5", "trials": [{"status": "failed", "val_acc": 0.0, "budget": 1, "kind": "first"}]}
+    assert [c.gid for c in certain_promotions(ev)] == ["g0", "g1"]
+    p = certain_promotions(ev)[0]
+    assert (p.budget, p.level, p.resume_from, p.kind) == (2, 1, 1, "promotion")
+    ev.cache["g0"]["trials"].append({"status": "ok", "val_acc": 0.9, "budget": 2, "kind": "promotion"})
+    assert [c.gid for c in certain_promotions(ev)] == ["g1"]  # g0's promotion has run
+    ev.rung = [replace(c, level=1, budget=2) for c in ev.rung]  # the last rung: nothing further
+    assert certain_promotions(ev) == []

@@ -108,6 +108,12 @@ class EvolveConsole:
         seconds = sum(float(t.get("train_seconds") or 0) for t in trials)
         self.say(f"training compute: {len(trials)} trials, {total_compute(ev):.3g} images x multiply-adds, "
                  f"{seconds:.0f} s of training")
+        from fernas.run_analysis import utilisation
+
+        use = utilisation(trials, ev.meta.get("slots") or {})
+        if use:
+            self.say(f"trial slots busy {use['busy']:.0%} of the search, training {use['training']:.0%} "
+                     "(the rest: Ray starting trials, loading data, waiting at rung and generation ends)")
         self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
         self.say(f"report: {out}/report.html (open it in a browser)")
         self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: fernas decode {out}/best.json --train")

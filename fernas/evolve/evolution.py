@@ -40,7 +40,7 @@ from fernas.evolve.config import Candidate, GAConfig
 from fernas.evolve.operators import individual_class, make_hall_of_fame, make_novel, make_toolbox, vector_id
 from fernas.evolve.rng import get_rng_states, seeded_rng_states, set_rng_states
 from fernas.evolve.sampling import initial_population, sample_fresh
-from fernas.evolve.fidelity import bracket, rerank
+from fernas.evolve.fidelity import bracket, certain_promotions, rerank
 from fernas.fitness import fitness_of, is_ok, reranked_accuracy
 from fernas.io import atomic_write_text, keep_previous, previous_path
 
@@ -73,6 +73,7 @@ class Evolution:
         self.done = False
         self._gen_obj: Generator | None = None
         self.pending: list[Candidate] = []
+        self.rung: list[Candidate] = []  # the members of the successive-halving rung in flight
 
     def _ind(self, vec: list[int], values: tuple | None = None, gid: str | None = None):
         ind = self.Ind(int(v) for v in vec)
@@ -248,6 +249,10 @@ class Evolution:
             set_rng_states(saved)
         return batch
 
+    def certain_promotions(self) -> list[Candidate]:
+        """Next-rung trials that may start before the rung in flight ends (`fidelity`)."""
+        return certain_promotions(self)
+
     def run(self, evaluate_batch: Callable[[list[Candidate]], list[dict]]) -> "Evolution":
         """Synchronous driver: `evaluate_batch(candidates) -> outcomes` (same order)."""
         batch = self.next_batch()
@@ -258,6 +263,13 @@ class Evolution:
         return self
 
     # -- results
+    def best_accuracy(self) -> float | None:
+        """The validation accuracy of the fittest genome so far, None before the first (its
+        fitness value adds the genome's rung, to rank larger budgets first)."""
+        ranked = self.by_fitness()
+        acc = self.cache.get(ranked[0].gid, {}).get("val_acc") if ranked else None
+        return None if acc is None else float(acc)
+
     def best(self):
         """The individual with the highest accuracy ever seen (hall of fame / Pareto front)."""
         ranked = self.hall_of_fame()

@@ -35,21 +35,48 @@ def _run(ev, batch: list[Candidate], ran) -> Generator[list[Candidate], None, No
     ev.pending = []
 
 
+def n_promoted(members: list, eta: int) -> int:
+    """How many of a rung's members go on to the next budget."""
+    return max(1, len(members) // eta)
+
+
+def promote(c: Candidate, rungs: tuple) -> Candidate:
+    """The candidate of the next rung that continues `c` from its checkpoint."""
+    return replace(c, budget=rungs[c.level + 1], level=c.level + 1, resume_from=rungs[c.level], kind="promotion")
+
+
 def bracket(ev, cands: list[Candidate]) -> Generator[list[Candidate], None, None]:
     """Successive halving over new genomes: all train the first budget; the best 1/eta of each
-    rung (`fitness.promoted`) continue from their checkpoint to the next.  One batch per rung."""
-    rungs, members = ev.cfg.rungs, cands
+    rung (`fitness.promoted`) continue from their checkpoint to the next.  One batch per rung
+    (`certain_promotions` may start some of the next rung's trials while a rung ends)."""
+    rungs, members = ev.cfg.rungs, [replace(c, budget=ev.cfg.rungs[0], level=0) for c in cands]
     for level, budget in enumerate(rungs):
         if level:
             prev = rungs[level - 1]
             keep = set(promoted([(c.gid, trial_at(ev.cache, c.gid, prev) or {}) for c in members],
-                                max(1, len(members) // ev.cfg.eta)))
-            members = [replace(c, budget=budget, level=level, resume_from=prev, kind="promotion")
-                       for c in members if c.gid in keep]
-        else:
-            members = [replace(c, budget=budget, level=0) for c in members]
+                                n_promoted(members, ev.cfg.eta)))
+            members = [promote(c, rungs) for c in members if c.gid in keep]
+        ev.rung = members
         batch = [c for c in members if trial_at(ev.cache, c.gid, budget) is None]
         yield from _run(ev, batch, lambda c: trial_at(ev.cache, c.gid, c.budget) is not None)
+    ev.rung = []
+
+
+def certain_promotions(ev) -> list[Candidate]:
+    """The promotions out of the rung in flight that no trial still running can change: a
+    finished member ranked i-th among the finished ends at rank i + (members still out) at
+    worst, so it is promoted whatever they score when that is below the number promoted.
+    Starting them while the rung's last trials run keeps the slots busy; `bracket` later runs
+    only the promotions still missing, so the decisions are those of waiting for the rung."""
+    members = ev.rung
+    if not members or members[0].level + 1 >= len(ev.cfg.rungs):
+        return []
+    results = [(c.gid, trial_at(ev.cache, c.gid, c.budget)) for c in members]
+    waiting = sum(r is None for _, r in results)
+    done = [(gid, r) for gid, r in results if r is not None]
+    sure = set(promoted(done, max(0, n_promoted(members, ev.cfg.eta) - waiting)))
+    return [promote(c, ev.cfg.rungs) for c in members
+            if c.gid in sure and trial_at(ev.cache, c.gid, ev.cfg.rungs[c.level + 1]) is None]
 
 
 def rerank(ev) -> Generator[list[Candidate], None, None]:

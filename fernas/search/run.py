@@ -62,11 +62,6 @@ class EvolveRun:
             self.stop_reason = ("time_budget", f"{fmt_duration(o.time_budget)} spent")
         return self.stop_reason
 
-    def best_fitness(self) -> float | None:
-        """The GA's best accuracy fitness so far (its hall of fame), None before the first."""
-        ranked = self.ev.by_fitness()
-        return float(ranked[0].fitness.values[0]) if ranked else None
-
     def checkpoint_path(self, cand: Candidate) -> str | None:
         if self.checkpoints is None or cand.kind == "rerank":  # a re-ranking trial is never continued
             return None
@@ -97,7 +92,8 @@ class EvolveRun:
 
         self.ev.meta["search_seconds"] = self.search_seconds()
         # the trainer that measured it: a warm start reuses only trials of the trainer it runs
-        outcome = {**outcome, "finished_at": time.time(), "trainer": trainer_version()}
+        outcome = {**outcome, "finished_at": time.time(), "attempt": self.ev.meta.get("attempts"),
+                   "trainer": trainer_version()}
         self.ev.record(cand, outcome)  # persisted atomically at once
         self.rundir.write_trials(self.ev)
 
@@ -175,6 +171,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
             ev.cache.update(warm[1])
         ev.meta["attempts"] = attempt = int(ev.meta.get("attempts", 0)) + 1
         resources = {**ray_info, "cpus_per_trial": cpt, "gpus_per_trial": gpt, "concurrent_trials": slots}
+        ev.meta.setdefault("slots", {})[str(attempt)] = slots  # for the utilisation (run_analysis)
         rdir = rundir.RunDir(out, {G.genome_id(d): d["name"] for d in seed_docs},
                              {"budgets": list(opts.ga.rungs), "data": opts.data})
         rdir.write_config(_config(opts, data_info, resources, attempt, stored, len(data.val)))

@@ -3,9 +3,10 @@
 `GenerationalSearcher.suggest` hands out the never-evaluated genomes of the current
 generation (longest estimated job first, so the slots finish a generation together),
 returns `None` while the generation is in flight and `Searcher.FINISHED` after the last
-one; `on_trial_complete` passes each trial's last reported outcome to the run (which
-records it in the GA's fitness cache) and, after the last member, asks the GA for the next
-generation.  Decisions depend only on the seed and the fitness values, never on the order
+one; `on_trial_complete` passes each trial's last reported outcome to the run (which records
+it in the GA's fitness cache) and, after the last member, asks the GA for the next batch.
+While a successive-halving rung ends, the promotions its last trials cannot change start at
+once (`fernas.evolve.fidelity.certain_promotions`) rather than after the rung.  Decisions depend only on the seed and the fitness values, never on the order
 trials finish in.  A worker that dies (after Tune's retries) reaches the searcher as an
 errored trial; its reason arrives through `TrialEvents.on_trial_error`.
 """
@@ -52,7 +53,7 @@ class GenerationalSearcher(Searcher):
             runnable = [c for c in batch if not self.run.refuse(c)]  # refused ones are recorded
             if runnable:
                 self.queue.extend(sorted(runnable, key=lambda c: -c.cost_hint))
-                self.run.console.trials_queued(runnable[0].generation, len(runnable), self.run.best_fitness())
+                self.run.console.trials_queued(runnable[0].generation, len(runnable), self.run.ev.best_accuracy())
                 return
             batch = self.run.ev.next_batch()
         self.finished = True
@@ -105,6 +106,17 @@ class GenerationalSearcher(Searcher):
                                         cand.budget == self.run.ev.cfg.max_budget)
         if not self.live and not self.queue and not self.finished:
             self._load(self.run.ev.next_batch())
+        elif not self.queue:
+            self._queue_certain()
+
+    def _queue_certain(self) -> None:
+        """A slot would idle until the rung's last trials end: start the promotions they cannot change."""
+        flying = {(c.gid, c.budget) for c, _ in self.live.values()}
+        early = [c for c in self.run.ev.certain_promotions() if (c.gid, c.budget) not in flying]
+        early = [c for c in early if not self.run.refuse(c)]  # sets cost_hint (a promotion is never refused)
+        if early:
+            self.queue.extend(sorted(early, key=lambda c: -c.cost_hint))
+            self.run.console.trials_queued(early[0].generation, len(early), self.run.ev.best_accuracy())
 
     def save(self, checkpoint_path: str) -> None:
         # Tune's own experiment checkpoint: the GA state lives in the run's checkpoint.json.
