@@ -28,8 +28,8 @@ DEMO_MMACS ?= 60
 SEEDS_UNDER_CAP = $$($(PY) -c "import glob; from fernas.genome import load_genome; from fernas.model import estimate_macs; \
 	print(' '.join(p for p in sorted(glob.glob('genomes/*.json')) if estimate_macs(load_genome(p)) <= $(DEMO_MMACS) * 1e6))")
 demo: $(STAMP)
-	$(PY) -m fernas evolve --data $(DEMO_DATA) --pop 8 --generations 4 --min-budget 2 --max-budget 4 --eta 2 \
-	    --max-mmacs $(DEMO_MMACS) --out $(DEMO_DIR)/evolve
+	$(PY) -m fernas evolve --data $(DEMO_DATA) --pop 8 --generations 3 --min-budget 2 --max-budget 4 --eta 2 \
+	    --rerank-top 2 --rerank-seeds 1 --max-mmacs $(DEMO_MMACS) --out $(DEMO_DIR)/evolve
 	$(PY) -m fernas train $(DEMO_DIR)/evolve/best.json $(SEEDS_UNDER_CAP) --data $(DEMO_DATA) --epochs 8 \
 	    --fine-tune-epochs 2 --train-crops 1 --out $(DEMO_DIR)/trained
 	@echo

@@ -68,8 +68,9 @@ def test_terminal_bar_in_place():
 
 
 def test_a_real_search_reports_failed_and_hung_trials_as_they_happen(tmp_path):
-    """Through real Ray Tune trials: a failing and a hanging genome (--trial-timeout ends it)
-    each get their line on stderr with the reason, stdout is unchanged, the run goes on."""
+    """Through real Ray Tune trials: a failing genome, a hanging one (--trial-timeout ends it) and
+    one stuck inside C code (its worker is ended; Tune's retry reports why instead of hanging
+    again) each get their line on stderr with the reason, stdout is unchanged, the run goes on."""
     import os
     import subprocess
     import sys
@@ -80,13 +81,13 @@ def test_a_real_search_reports_failed_and_hung_trials_as_they_happen(tmp_path):
 
     seeds = tmp_path / "seeds"
     seeds.mkdir()
-    docs = [tiny_genome(16), tiny_genome(24), tiny_genome(32)]
+    docs = [tiny_genome(16), tiny_genome(24), tiny_genome(32), tiny_genome(48)]
     for d in docs:
         G.save_genome(d, seeds / f"{d['name']}.json")
-    bad, hung = G.genome_id(docs[1]), G.genome_id(docs[2])
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", FERNAS_FAULT_INJECT=f"{bad}=raise,{hung}=hang")
+    bad, hung, stuck = G.genome_id(docs[1]), G.genome_id(docs[2]), G.genome_id(docs[3])
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", FERNAS_FAULT_INJECT=f"{bad}=raise,{hung}=hang,{stuck}=stuck")
     res = subprocess.run([sys.executable, "-m", "fernas", "evolve", "--data", "demo:140,70,70", "--out",
-                          str(tmp_path / "run"), "--seed-genomes", str(seeds / "*.json"), "--pop", "3",
+                          str(tmp_path / "run"), "--seed-genomes", str(seeds / "*.json"), "--pop", "4",
                           "--generations", "1", "--epochs-per-trial", "1", "--max-steps-per-epoch", "1",
                           "--rerank-top", "0", "--no-dashboard", "--trial-timeout", "12s"],
                          env=env, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
@@ -99,6 +100,10 @@ def test_a_real_search_reports_failed_and_hung_trials_as_they_happen(tmp_path):
     assert "trial gen0_" not in res.stdout and "gen   1/1" in res.stdout
     rows = {r["gid"]: r for r in read_trials(tmp_path / "run")}
     assert rows[hung]["status"] == "failed" and rows[hung]["error"].startswith("timed out")
+    # stuck in C: the watchdog ended its worker; Tune's retry found the reason and did not hang again
+    assert rows[stuck]["status"] == "failed", rows[stuck]
+    assert rows[stuck]["error"].startswith("timed out") and "its worker was ended" in rows[stuck]["error"]
+    assert not list((tmp_path / "run" / "stuck").iterdir())  # the retry took the reason
     assert rows[G.genome_id(docs[0])]["status"] == "ok"
 
 

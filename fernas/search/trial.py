@@ -22,8 +22,9 @@ from fernas.fitness import outcome_fields
 from fernas.objectives import COSTS
 from fernas.search.watchdog import TrialTimeout
 
-# Test hook: FERNAS_FAULT_INJECT="GID=raise,GID2=exit,GID3=hang" makes those genomes' trials raise
-# an exception, kill their worker process or hang, so the failure paths are tested with real Ray.
+# Test hook: FERNAS_FAULT_INJECT="GID=raise,GID2=exit,GID3=hang,GID4=stuck" makes those genomes'
+# trials raise an exception, kill their worker process, hang in Python or hang inside C code
+# (where no exception reaches them), so the failure paths are tested with real Ray.
 FAULT_ENV = "FERNAS_FAULT_INJECT"
 # Bump when a trial of the same genome, data, budget and seed would score differently (the
 # trainer, augmentation, fitness rule): a warm start reuses only trials of the same version.
@@ -50,6 +51,8 @@ class TrialBudget:
     checkpoint: str | None = None  # the trainer's checkpoint: written each epoch, continued with `resume`
     resume: bool = False  # continue a promoted genome from `checkpoint`
     resume_from: int = 0  # the epoch its promotion starts after (the trial's own epochs follow it)
+    markers: str | None = None  # folder (run storage) where a watchdog leaves why it ended a stuck worker
+    marker: str | None = None  # this trial's file in it (set per trial by `run_trial`)
 
 
 def build_trial_model(doc: dict, seed: int, num_classes: int, device="cpu"):
@@ -71,6 +74,8 @@ def _fault(gid: str) -> None:
         raise RuntimeError(f"injected fault ({FAULT_ENV})")
     while kinds.get(gid) == "hang":  # a trial that never ends (a deadlock, a stuck read)
         time.sleep(0.1)
+    if kinds.get(gid) == "stuck":
+        time.sleep(10**6)  # one call into C: the watchdog's exception waits for it in vain
 
 
 def train_trial(doc: dict, data, budget: TrialBudget, report=None, gid: str = "") -> dict:
@@ -80,7 +85,7 @@ def train_trial(doc: dict, data, budget: TrialBudget, report=None, gid: str = ""
         return _train_trial(doc, data, budget, report, gid, None)
     from fernas.search.watchdog import TrialWatchdog
 
-    with TrialWatchdog(budget.timeout) as dog:
+    with TrialWatchdog(budget.timeout, marker=budget.marker) as dog:
         return _train_trial(doc, data, budget, report, gid, dog)
 
 
@@ -181,6 +186,15 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
     start = int(config.get("resume_from", 0))
     mine = replace(budget, epochs=config["budget"], checkpoint=config.get("checkpoint"), resume=start > 0,
                    resume_from=start, seed=budget.seed + 1000 * config.get("seed", 0))
+    if budget.markers:
+        os.makedirs(budget.markers, exist_ok=True)
+        mine.marker = os.path.join(budget.markers, f"{config['gid']}-b{config['budget']}-s{config.get('seed', 0)}")
+    from fernas.search.watchdog import stuck_reason
+
+    stuck = stuck_reason(mine.marker)
+    if stuck:  # Tune's retry of a trial whose worker the watchdog ended: do not hang a second time
+        tune.report({**base, **_failed({"val_acc": 0.0}, stuck)})
+        return
     from fernas.device import release_cuda_memory
 
     reported = []

@@ -186,7 +186,8 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
     searcher = GenerationalSearcher(run)
     ga = opts.ga
     budget = TrialBudget(epochs=ga.max_budget, schedule_epochs=ga.max_budget, max_steps_per_epoch=opts.max_steps_per_epoch,
-                         seed=ga.seed, threads=max(1, int(cpt)), gpus=gpt, timeout=opts.trial_timeout)
+                         seed=ga.seed, threads=max(1, int(cpt)), gpus=gpt, timeout=opts.trial_timeout,
+                         markers=str((run.out / "stuck").resolve()))  # OUT: every node's storage
     trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, budget=budget),
                                     {"cpu": cpt, "gpu": gpt})
     scheduler = None

@@ -4,8 +4,10 @@ The watchdog is a daemon thread beside the trial's training thread.  The trial b
 the end of every epoch; when no beat comes within the allowed time, the watchdog raises
 `TrialTimeout` inside the training thread (`PyThreadState_SetAsyncExc`, delivered at its next
 Python bytecode), so the trial ends as a `failed` outcome with the reason and the worker
-lives on.  A thread stuck inside C code never runs that bytecode: after `GRACE_S` more the
-watchdog ends the worker process, and Tune reports the trial as a dead worker.
+lives on.  A thread stuck inside C code never runs that bytecode: after a grace time (`GRACE_S`,
+or the allowed time when shorter) the watchdog writes the reason to the trial's `marker` file
+and ends the worker process.  Tune retries a dead worker's trial; the retry finds the marker
+(`stuck_reason`) and reports the failure at once instead of hanging a second time.
 
 Allowed time: `--trial-timeout SECONDS` per epoch when given; by default (`auto`) the first
 epoch may take `FIRST_EPOCH_S` and every later one `FACTOR` times the slowest epoch so far
@@ -34,8 +36,8 @@ class TrialWatchdog:
     """`with TrialWatchdog(limit):` around a trial; `beat()` after every epoch.  `limit`: seconds
     per epoch, 0 = derived from the trial's speed (see the module)."""
 
-    def __init__(self, limit: float = 0.0, poll_s: float = 1.0):
-        self.limit, self.poll_s = float(limit), poll_s
+    def __init__(self, limit: float = 0.0, poll_s: float = 1.0, marker: str | None = None):
+        self.limit, self.poll_s, self.marker = float(limit), poll_s, marker
         self.target = threading.get_ident()
         self.last = time.monotonic()
         self.slowest = 0.0
@@ -62,9 +64,13 @@ class TrialWatchdog:
                 self.reason = f"timed out: no epoch ended within {self.allowed():.0f} s ({how})"
                 self.fired_at = time.monotonic()
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.target), ctypes.py_object(TrialTimeout))
-            elif self.fired_at is not None and time.monotonic() - self.fired_at > GRACE_S:
+            elif self.fired_at is not None and time.monotonic() - self.fired_at > min(GRACE_S, self.allowed()):
                 print(f"fernas: {self.reason}; the trial does not respond, ending its worker", file=sys.stderr,
                       flush=True)
+                if self.marker:
+                    from fernas.io import atomic_write_text
+
+                    atomic_write_text(self.marker, f"{self.reason}; it did not respond and its worker was ended")
                 os._exit(4)
 
     def __enter__(self) -> "TrialWatchdog":
@@ -77,3 +83,14 @@ class TrialWatchdog:
         if self.fired_at is not None and exc[0] is None:
             # the exception may still be pending (the thread was between bytecodes): clear it
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.target), None)
+
+
+def stuck_reason(marker: str | None) -> str | None:
+    """The reason a watchdog wrote before it ended this trial's earlier worker (the file is
+    removed: the retry reports it once), or None."""
+    if not marker or not os.path.exists(marker):
+        return None
+    with open(marker) as fh:
+        reason = fh.read().strip()
+    os.remove(marker)
+    return reason or "timed out"
