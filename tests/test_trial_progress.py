@@ -135,3 +135,29 @@ def test_watchdog_limits_come_from_the_trials_own_speed():
     dog.beat()
     assert dog.allowed() == pytest.approx(max(MIN_EPOCH_S, FACTOR * 40.0), rel=1e-3)
     assert TrialWatchdog(90.0).allowed() == 90.0
+
+
+def test_workers_killed_by_rays_memory_monitor_get_that_reason(tmp_path):
+    """A threshold of 1% of the node's memory makes Ray's memory monitor kill every trial worker
+    (and Tune's retry of it): each trial is penalised with that reason, the run ends normally."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_search import read_trials
+
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_memory_usage_threshold="0.01",
+               RAY_memory_monitor_refresh_ms="100")
+    res = subprocess.run([sys.executable, "-m", "fernas", "evolve", "--data", "demo:140,70,70", "--out",
+                          str(tmp_path / "run"), "--pop", "2", "--elite", "1", "--generations", "1",
+                          "--epochs-per-trial", "1", "--max-steps-per-epoch", "1", "--rerank-top", "0",
+                          "--no-dashboard", "--max-mmacs", "60"],
+                         env=env, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = [r for r in read_trials(tmp_path / "run") if r["status"] != "skipped"]
+    assert rows and all(r["status"] == "failed" for r in rows), rows
+    for r in rows:
+        assert r["error"].startswith("worker failed after 1 retry: killed by Ray's memory monitor"), r["error"]
+        assert "in use)" in r["error"] and "--cpus-per-trial" in r["error"]

@@ -153,10 +153,22 @@ def _error_line(trial) -> str:
             text = Path(trial.error_file).read_text(errors="replace")
         elif trial.get_error() is not None:
             text = str(trial.get_error())
+    if "running low on memory" in text:
+        return memory_monitor_reason(text)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     # Ray's traces name the cause ("The actor died unexpectedly ...", "...Error: ..."); keep that line.
     return next((ln for ln in lines if "died" in ln), None) or next(
         (ln for ln in reversed(lines) if "Error" in ln), None) or "the worker process died"
+
+
+def memory_monitor_reason(text: str) -> str:
+    """The reason of a worker Ray's memory monitor killed, with the node's memory from its report."""
+    import re
+
+    m = re.search(r"was ([\d.]+\s*[KMGT]?B) used / ([\d.]+\s*[KMGT]?B) limit", text)
+    use = f" ({m.group(1)} of {m.group(2)} in use)" if m else ""
+    return (f"killed by Ray's memory monitor: the node ran low on memory{use}; run fewer trials at once "
+            "(--cpus-per-trial) or cap the networks lower (--max-mmacs)")
 
 
 class TrialEvents(tune.Callback):
