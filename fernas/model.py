@@ -360,15 +360,18 @@ def training_cost(p: Plan) -> int:
 
 
 # Host memory of a CPU trial (fp32): per parameter weights, gradients and up to two optimizer
-# states; per activation element its forward value (kept for backward) and its gradient.
-PARAM_BYTES, ACTIVATION_BYTES, EVAL_CROPS = 4 * 4, 4 * 2, 512
+# states; per activation element its forward value (kept for backward) and its gradient.  In
+# evaluation (no gradients) the peak is the largest layer's input and output: `peak_activation`
+# counts a conv block's conv, norm and activation outputs (three), 4 bytes each per crop came out
+# at or above the measured peak (benchmarks/memory_estimate.py: 1.0-2.9x a trial's growth).
+PARAM_BYTES, ACTIVATION_BYTES, EVAL_BYTES, EVAL_CROPS = 4 * 4, 4 * 2, 4, 512
 
 
 def training_memory_bytes(p: Plan, batch: int) -> int:
     """About the memory a trial's tensors take on a CPU (data excluded): training a batch or
     evaluating EVAL_CROPS crops without gradients, whichever is more."""
     train = p.params * PARAM_BYTES + p.activations * batch * ACTIVATION_BYTES
-    return max(train, p.params * PARAM_BYTES + p.peak_activation * EVAL_CROPS * 4 * 2)
+    return max(train, p.params * PARAM_BYTES + p.peak_activation * EVAL_CROPS * EVAL_BYTES)
 
 
 def estimate_cost(doc: dict, input_size: int = 40, num_classes: int = 7) -> int:
