@@ -186,7 +186,7 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
     start = int(config.get("resume_from", 0))
     mine = replace(budget, epochs=config["budget"], checkpoint=config.get("checkpoint"), resume=start > 0,
                    resume_from=start, seed=budget.seed + 1000 * config.get("seed", 0))
-    if budget.markers:
+    if budget.markers and budget.timeout is not None:  # only a watchdog writes one
         os.makedirs(budget.markers, exist_ok=True)
         mine.marker = os.path.join(budget.markers, f"{config['gid']}-b{config['budget']}-s{config.get('seed', 0)}")
     from fernas.search.watchdog import stuck_reason

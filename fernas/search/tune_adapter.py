@@ -6,9 +6,10 @@ returns `None` while the generation is in flight and `Searcher.FINISHED` after t
 one; `on_trial_complete` passes each trial's last reported outcome to the run (which records
 it in the GA's fitness cache) and, after the last member, asks the GA for the next batch.
 While a successive-halving rung ends, the promotions its last trials cannot change start at
-once (`fernas.evolve.fidelity.certain_promotions`) rather than after the rung.  Decisions depend only on the seed and the fitness values, never on the order
-trials finish in.  A worker that dies (after Tune's retries) reaches the searcher as an
-errored trial; its reason arrives through `TrialEvents.on_trial_error`.
+once (`fernas.evolve.fidelity.certain_promotions`) rather than after the rung.  Decisions
+depend only on the seed and the fitness values, never on the order trials finish in.  A
+worker that dies (after Tune's retries) reaches the searcher as an errored trial; its reason
+arrives through `TrialEvents.on_trial_error`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections import deque
 from pathlib import Path
@@ -163,8 +165,6 @@ def _error_line(trial) -> str:
 
 def memory_monitor_reason(text: str) -> str:
     """The reason of a worker Ray's memory monitor killed, with the node's memory from its report."""
-    import re
-
     m = re.search(r"was ([\d.]+\s*[KMGT]?B) used / ([\d.]+\s*[KMGT]?B) limit", text)
     use = f" ({m.group(1)} of {m.group(2)} in use)" if m else ""
     return (f"killed by Ray's memory monitor: the node ran low on memory{use}; run fewer trials at once "
