@@ -29,6 +29,7 @@ Writes benchmarks/results/equal_compute.json and best_vs_compute.png (per-seed r
 written as each seed ends, so a stopped benchmark keeps what it finished).
 
     .venv/bin/python benchmarks/equal_compute.py --seeds 0,1,2,3,4
+    .venv/bin/python benchmarks/equal_compute.py --seeds 3,4 --add --no-vgg   # more seeds, same file
     .venv/bin/python benchmarks/equal_compute.py --data demo:2000,560,280 --data-seed 1 --tag data1
 """
 
@@ -343,7 +344,24 @@ def parse_args(argv):
     ap.add_argument("--tag", default="", help="suffix of the output files (e.g. data1)")
     ap.add_argument("--gpu", action="store_true", help="for `make bench-gpu`: results go to *-gpu files")
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs and decodes in the work directory")
+    ap.add_argument("--add", action="store_true",
+                    help="add these seeds to the result file's earlier seeds (same settings; a seed given is rerun)")
     return ap.parse_args(argv)
+
+
+def earlier_seeds(out_json: Path, settings: dict, seeds: list[int]) -> tuple[list[dict], dict]:
+    """For --add: the per-seed records of the result file's earlier run (seeds not rerun), and
+    that file.  Refused when it was measured with other settings: the seeds would not compare."""
+    if not out_json.is_file():
+        return [], {}
+    old = json.loads(out_json.read_text())
+    ignore = ("seeds", "no_vgg", "add")
+    differ = sorted(k for k in settings.keys() | old.get("settings", {}).keys()
+                    if k not in ignore and settings.get(k) != old["settings"].get(k))
+    if differ:
+        raise SystemExit(f"{out_json}: measured with other settings ({', '.join(differ)}); "
+                         "run without --add (or with the same settings)")
+    return [r for r in old.get("per_seed", []) if r["seed"] not in seeds], old
 
 
 def reference_decodes(a, designs: dict, work: Path) -> dict:
@@ -389,16 +407,22 @@ def main(argv=None) -> int:
     designs = designs_under_cap(a.max_mmacs)
     if not designs:
         raise SystemExit(f"no seed design under --max-mmacs {a.max_mmacs}")
-    t0, per_seed = time.perf_counter(), []
-    result = {"benchmark": "equal_compute", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
+    settings = {k: v for k, v in vars(a).items() if k not in ("reuse", "add")}
+    per_seed, old = earlier_seeds(out_json, settings, seeds) if a.add else ([], {})
+    t0 = time.perf_counter()
+    date = datetime.datetime.now().isoformat(timespec="seconds")
+    result = {"benchmark": "equal_compute", "date": date,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
               "versions": versions("torch", "ray", "deap", "numpy"),
-              "settings": {k: v for k, v in vars(a).items() if k not in ("reuse",)},
+              "settings": {**settings, "seeds": ",".join(str(r["seed"]) for r in per_seed) or a.seeds},
+              "runs": [*old.get("runs", [{"date": old["date"], "seeds": old["settings"]["seeds"]}] if old else []),
+                       {"date": date, "seeds": a.seeds}],
               "arms": {arm: " ".join(arm_flags(a, arm)[0]) for arm in SEARCH_ARMS},
               "protocol": __doc__.split("\n\n")[1:4]}
-    result["references"] = reference_decodes(a, designs, work)
-    for seed in [int(s) for s in a.seeds.split(",") if s.strip()]:
+    result["references"] = {**old.get("references", {}), **reference_decodes(a, designs, work)}
+    for seed in seeds:
         print(f"seed {seed}", flush=True)
         runs = {"ga-mf": run_search(a, "ga-mf", seed, work / f"ga-mf-seed{seed}")}
         budget = sum(float(t.get("compute") or 0) for t in runs["ga-mf"]["trials"])
@@ -406,9 +430,11 @@ def main(argv=None) -> int:
             runs[arm] = run_search(a, arm, seed, work / f"{arm}-seed{seed}")
         rec = seed_record(a, seed, runs, seeds_arm(a, seed, budget, designs, work), budget)
         decode_picks(a, rec, designs, work)
-        per_seed.append(rec)
+        per_seed = sorted([*per_seed, rec], key=lambda r: r["seed"])
+        result["settings"]["seeds"] = ",".join(str(r["seed"]) for r in per_seed)
         print("  " + "  ".join(f"{arm} {fmt(final_best(rec[arm]), 3)}/{fmt(rec[arm].get('decode', {}).get('test_acc_tencrop'), 3)}"
                                for arm in ARMS) + "   (best val at MAX / decode test)", flush=True)
+        result["runs"][-1]["wall_seconds"] = round(time.perf_counter() - t0, 1)
         result.update(per_seed=per_seed, summary=summarize(per_seed, result["references"]),
                       wall_seconds=round(time.perf_counter() - t0, 1), plot=str(out_png.relative_to(ROOT)))
         atomic_write_json(out_json, result)

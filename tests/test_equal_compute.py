@@ -93,3 +93,15 @@ def test_cost_model_ranks_predictors_on_measured_trials(tmp_path):
     res = json.loads(out.read_text())
     assert res["trials"] == 6 and res["predictors"]["activations"]["spearman"] == pytest.approx(1.0)
     assert res["predictors"]["activations"]["median_relative_error"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_add_keeps_earlier_seeds_of_the_same_settings_and_refuses_other_settings(tmp_path):
+    ec = load("equal_compute")
+    settings = {"seeds": "0,1", "data": "demo:1400,560,280", "pop": 6, "no_vgg": False}
+    out = tmp_path / "equal_compute.json"
+    assert ec.earlier_seeds(out, settings, [2]) == ([], {})
+    out.write_text(json.dumps({"date": "d0", "settings": settings, "per_seed": [{"seed": 0}, {"seed": 1}]}))
+    kept, old = ec.earlier_seeds(out, {**settings, "seeds": "1,2", "no_vgg": True}, [1, 2])
+    assert [r["seed"] for r in kept] == [0] and old["date"] == "d0"
+    with pytest.raises(SystemExit, match="other settings \\(pop\\)"):
+        ec.earlier_seeds(out, {**settings, "pop": 8}, [2])
