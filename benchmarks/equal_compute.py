@@ -355,9 +355,14 @@ def earlier_seeds(out_json: Path, settings: dict, seeds: list[int]) -> tuple[lis
     if not out_json.is_file():
         return [], {}
     old = json.loads(out_json.read_text())
-    ignore = ("seeds", "no_vgg", "add")
-    differ = sorted(k for k in settings.keys() | old.get("settings", {}).keys()
-                    if k not in ignore and settings.get(k) != old["settings"].get(k))
+    before = old.get("settings", {})
+
+    def differs(k: str) -> bool:  # a setting only one side has is an option added since: equal while off
+        if k in before and k in settings:
+            return settings[k] != before[k]
+        return bool(settings.get(k) or before.get(k))
+
+    differ = sorted(k for k in settings.keys() | before.keys() if k not in ("seeds", "no_vgg", "add") and differs(k))
     if differ:
         raise SystemExit(f"{out_json}: measured with other settings ({', '.join(differ)}); "
                          "run without --add (or with the same settings)")

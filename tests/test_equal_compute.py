@@ -105,3 +105,6 @@ def test_add_keeps_earlier_seeds_of_the_same_settings_and_refuses_other_settings
     assert [r["seed"] for r in kept] == [0] and old["date"] == "d0"
     with pytest.raises(SystemExit, match="other settings \\(pop\\)"):
         ec.earlier_seeds(out, {**settings, "pop": 8}, [2])
+    assert ec.earlier_seeds(out, {**settings, "gpu": False}, [2])[0]  # an option added since, off
+    with pytest.raises(SystemExit, match=r"other settings \(gpu\)"):
+        ec.earlier_seeds(out, {**settings, "gpu": True}, [2])
