@@ -11,8 +11,10 @@ to benchmarks/results/gpu-check.json (card, driver, versions, one entry per step
 4. wide-genome-memory: the evaluation batch of a wide genome (256-wide stage, inverted
    residual with expansion 6 at 40x40) sized from its activations fits; peak memory recorded.
 5. evolve-shared-card: a short `fernas evolve` with four trials per card (every trial on cuda,
-   each process's peak memory sampled with nvidia-smi), then one with `--gpus-per-trial 0`
-   (every trial on cpu); the dashboard's node view reports the GPU.
+   each process's peak memory sampled with nvidia-smi; one seed design's first trial gets an
+   injected out-of-memory error and must be retried alone, on a whole card, and train there),
+   then one with `--gpus-per-trial 0` (every trial on cpu); the dashboard's node view reports
+   the GPU.
 6. trainer-benchmark: `benchmarks/train.py --gpu` (fernas against the reference pipeline;
    the 10x and 30%-of-bf16-peak targets) and a VGG epoch on FER2013-sized demo data, for the
    300+50-epoch projection.
@@ -143,9 +145,11 @@ def evolve_shared_card(work: Path) -> dict:
               "--rerank-top", "0", "--max-mmacs", "400"]
     peaks: list[str] = []
     log = work / "evolve-gpu.log"
+    oom_gid = _genome_id(ROOT / "genomes" / "daocong_mobilenetv2.json")  # out of memory beside others, once
     with log.open("w") as fh:
         proc = subprocess.Popen([PY, "-m", "fernas", "evolve", *common, "--gpus-per-trial", "0.25", "--out",
-                                 work / "gpu"], cwd=ROOT, env=ENV, text=True, stdout=fh, stderr=subprocess.STDOUT,
+                                 work / "gpu"], cwd=ROOT, env={**ENV, "FERNAS_FAULT_INJECT": f"{oom_gid}=oom"},
+                                text=True, stdout=fh, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # its Ray processes in its group, killed with it
         dashboard, deadline = None, time.time() + 300
         try:
@@ -165,13 +169,23 @@ def evolve_shared_card(work: Path) -> dict:
         raise RuntimeError(f"fernas evolve --gpus-per-trial 0.25 exited {proc.returncode}: {log.read_text()[-800:]}")
     sh(PY, "-m", "fernas", "evolve", *common, "--gpus-per-trial", "0", "--no-dashboard", "--out", work / "cpu",
        timeout=600)
-    devices = {}
+    devices, rows = {}, {}
     for name in ("gpu", "cpu"):
         with (work / name / "trials.csv").open() as fh:
-            devices[name] = sorted({r["device"] for r in csv.DictReader(fh) if r["status"] == "ok"})
+            rows[name] = list(csv.DictReader(fh))
+        devices[name] = sorted({r["device"] for r in rows[name] if r["status"] == "ok"})
     assert devices["gpu"] == ["cuda"] and devices["cpu"] == ["cpu"], devices
+    retried = [(r["kind"], r["status"], r["device"]) for r in rows["gpu"] if r["gid"] == oom_gid]
+    assert retried == [("oom", "failed", "cuda"), ("first", "ok", "cuda")], retried
     assert dashboard, "the dashboard's node view did not report the GPU"
-    return {"trial_devices": devices, "nvidia_smi_samples": [p for p in peaks if p][:20], "dashboard_gpus": dashboard}
+    return {"trial_devices": devices, "oom_retry_alone": retried, "nvidia_smi_samples": [p for p in peaks if p][:20],
+            "dashboard_gpus": dashboard}
+
+
+def _genome_id(path: Path) -> str:
+    from fernas import genome as G
+
+    return G.genome_id(G.load_genome(path))
 
 
 def _dashboard_gpus(ray_info: dict):

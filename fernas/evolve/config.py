@@ -126,5 +126,6 @@ class Candidate:
     level: int = 0  # index of the budget among GAConfig.rungs
     resume_from: int = 0  # continue from the checkpoint at this epoch (0: train from scratch)
     kind: str = "first"  # first training | promotion (a larger budget) | rerank (another seed)
+    # (trials.csv also shows `oom`: a trial out of memory beside others, retried alone)
     seed: int = 0  # added to the run's seed (x 1000): re-ranking trains with other seeds
     cost_hint: float = 0.0  # for longest-first scheduling; filled by the driver

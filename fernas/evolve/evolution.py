@@ -134,12 +134,14 @@ class Evolution:
         """Store one trial's outcome in the cache and persist it (called per completed trial).
 
         The genome's entry lists its trials; its own fields are those of its first trial, then
-        of each later one that trained (a failed promotion leaves it where it stood)."""
+        of each later one that trained (a failed promotion leaves it where it stood), and of the
+        retry of a trial that ran out of memory beside others (kind `oom`, never the genome's)."""
         entry = self.cache.get(cand.gid) or {"gid": cand.gid, "generation": cand.generation,
                                               "vector": cand.vector, "trials": []}
         trial = {**outcome, "budget": cand.budget, "level": cand.level, "kind": cand.kind, "seed": cand.seed}
+        only_oom_before = all(t.get("kind") == "oom" for t in entry["trials"])
         entry["trials"].append(trial)
-        if len(entry["trials"]) == 1 or (is_ok(trial) and cand.kind != "rerank"):
+        if only_oom_before or (is_ok(trial) and cand.kind != "rerank"):
             entry.update(trial)
         self.cache[cand.gid] = entry
         self.save()

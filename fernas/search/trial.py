@@ -22,9 +22,10 @@ from fernas.fitness import outcome_fields
 from fernas.objectives import COSTS
 from fernas.search.watchdog import TrialTimeout
 
-# Test hook: FERNAS_FAULT_INJECT="GID=raise,GID2=exit,GID3=hang,GID4=stuck" makes those genomes'
-# trials raise an exception, kill their worker process, hang in Python or hang inside C code
-# (where no exception reaches them), so the failure paths are tested with real Ray.
+# Test hook: FERNAS_FAULT_INJECT="GID=raise,GID2=exit,GID3=hang,GID4=stuck,GID5=oom" makes those
+# genomes' trials raise an exception, kill their worker process, hang in Python, hang inside C
+# code (where no exception reaches them) or run out of memory while sharing their device (`oom`;
+# `oom-always`: alone too), so the failure paths are tested with real Ray.
 FAULT_ENV = "FERNAS_FAULT_INJECT"
 # Bump when a trial of the same genome, data, budget and seed would score differently (the
 # trainer, augmentation, fitness rule): a warm start reuses only trials of the same version.
@@ -53,6 +54,7 @@ class TrialBudget:
     resume_from: int = 0  # the epoch its promotion starts after (the trial's own epochs follow it)
     markers: str | None = None  # folder (run storage) where a watchdog leaves why it ended a stuck worker
     marker: str | None = None  # this trial's file in it (set per trial by `run_trial`)
+    alone: bool = False  # the retry of an out-of-memory trial, given a whole GPU (`shared_oom`)
 
 
 def build_trial_model(doc: dict, seed: int, num_classes: int, device="cpu"):
@@ -66,8 +68,12 @@ def build_trial_model(doc: dict, seed: int, num_classes: int, device="cpu"):
     return build_model(doc, input_size=CROP_SIZE, num_classes=num_classes).to(device)
 
 
-def _fault(gid: str) -> None:
+def _fault(gid: str, alone: bool = False) -> None:
     kinds = dict(kv.split("=", 1) for kv in os.environ.get(FAULT_ENV, "").split(",") if "=" in kv)
+    if kinds.get(gid) == "oom-always" or (kinds.get(gid) == "oom" and not alone):
+        import torch
+
+        raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB (injected, {FAULT_ENV})")
     if kinds.get(gid) == "exit":
         os._exit(1)  # a worker killed mid-trial
     if kinds.get(gid) == "raise":
@@ -116,10 +122,10 @@ def _train_trial(doc: dict, data, budget: TrialBudget, report, gid: str, dog) ->
             state["reporting"] = False
 
     try:
-        _fault(gid)
         device = _device(budget)
         state["device"] = str(device)
         cap_gpu_memory(budget.gpus, device)
+        _fault(gid, budget.alone)
         summary = summarize(doc, input_size=CROP_SIZE, num_classes=data.num_classes)
         costs.update(params=summary["params"], macs=summary["macs"])  # known before the build: a failed build reports them
         model = build_trial_model(doc, budget.seed, data.num_classes, device)
@@ -169,6 +175,20 @@ def _device(budget: TrialBudget):
     return trial_device(budget.gpus, ids, torch.cuda.is_available())
 
 
+def trial_gpus(share: float, alone: bool) -> float:
+    """A trial's GPU request: its share, or a whole GPU for the retry of an out-of-memory trial
+    (a trial on CPU stays on CPU)."""
+    return max(1.0, share) if alone and share > 0 else share
+
+
+def shared_oom(outcome: dict, share: float, alone: bool) -> bool:
+    """An out-of-memory failure of a trial that shared its device: maybe its neighbours' memory,
+    so it is retried once alone on a GPU before it counts as the genome's (`oom` in trials.csv).
+    On CPU (share 0) torch does not raise out-of-memory; only the test hook does."""
+    return (outcome.get("status") == "failed" and str(outcome.get("error") or "").startswith("out of memory")
+            and share < 1 and not alone)
+
+
 def _failed(outcome: dict, reason: str) -> dict:
     # last_val_acc too: ASHA ranks trials on it and cannot compare a None
     return {**outcome, "status": "failed", "error": reason[:500], "val_acc": 0.0, "last_val_acc": 0.0}
@@ -184,8 +204,10 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
     base = {"gid": config["gid"], "generation": config["generation"], "budget": config["budget"],
             "node": ray.get_runtime_context().get_node_id()[:12]}
     start = int(config.get("resume_from", 0))
+    alone = bool(config.get("alone"))  # an out-of-memory retry: its resource request is a whole GPU
     mine = replace(budget, epochs=config["budget"], checkpoint=config.get("checkpoint"), resume=start > 0,
-                   resume_from=start, seed=budget.seed + 1000 * config.get("seed", 0))
+                   resume_from=start, seed=budget.seed + 1000 * config.get("seed", 0), alone=alone,
+                   gpus=trial_gpus(budget.gpus, alone))
     if budget.markers and budget.timeout is not None:  # only a watchdog writes one
         os.makedirs(budget.markers, exist_ok=True)
         mine.marker = os.path.join(budget.markers, f"{config['gid']}-b{config['budget']}-s{config.get('seed', 0)}")

@@ -20,6 +20,7 @@ import os
 import re
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 
 from ray import tune
@@ -30,7 +31,7 @@ from fernas.evolve import Candidate
 from fernas.io import atomic_write_json
 from fernas.objectives import FIELDS
 from fernas.search.cluster import keep_idle_actors
-from fernas.search.trial import TrialBudget, run_trial
+from fernas.search.trial import TrialBudget, run_trial, shared_oom, trial_gpus
 
 # What the run keeps of a trial's last report (the rest is Tune's bookkeeping).
 OUTCOME_KEYS = ("status", "error", *FIELDS, "val_loss", "train_seconds", "epoch", "device", "node", "images",
@@ -41,11 +42,13 @@ ERROR_WAIT_S = 2.0  # how long an errored trial waits for its reason before a ge
 class GenerationalSearcher(Searcher):
     """Hands out one GA generation at a time; feeds outcomes back through the run."""
 
-    def __init__(self, run):
+    def __init__(self, run, gpus_per_trial: float = 0.0):
         super().__init__(metric="val_acc", mode="max")
         self.run = run  # fernas.search.run.EvolveRun
+        self.gpus_per_trial = gpus_per_trial
         self.queue: deque[Candidate] = deque()
         self.live: dict[str, tuple[Candidate, float]] = {}  # trial_id -> (candidate, start time)
+        self.waiting_alone: set[str] = set()  # out-of-memory retries not started yet (they need a whole GPU)
         self.errored: dict[str, float] = {}  # trial_id -> time Tune reported the error
         self.finished = False
         self._load(run.ev.next_batch())
@@ -64,12 +67,18 @@ class GenerationalSearcher(Searcher):
         self._flush_errors()
         if self.queue and self.run.out_of_budget(len(self.live)):
             return Searcher.FINISHED  # trials running finish and are recorded; no new one starts
-        if self.queue:
+        if self.queue and not self.waiting_alone:  # a retry alone waits for its card to empty
             cand = self.queue.popleft()
             self.live[trial_id] = (cand, time.perf_counter())
+            alone = ran_out_of_memory(self.run.ev.cache, cand)
+            if alone:
+                self.waiting_alone.add(trial_id)
             self.run.console.trial_started()
             return {"genome": cand.doc, "gid": cand.gid, "generation": cand.generation, "budget": cand.budget,
-                    "resume_from": cand.resume_from, "seed": cand.seed, "checkpoint": self.run.checkpoint_path(cand)}
+                    "resume_from": cand.resume_from, "seed": cand.seed, "checkpoint": self.run.checkpoint_path(cand),
+                    "alone": alone}
+        if self.queue:
+            return None
         return Searcher.FINISHED if self.finished else None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -98,18 +107,32 @@ class GenerationalSearcher(Searcher):
             if now - t > ERROR_WAIT_S:
                 self.trial_failed(tid, "trial worker failed (no reason reported)")
 
+    def started(self, trial_id: str) -> None:
+        self.waiting_alone.discard(trial_id)
+
     def _complete(self, trial_id: str, outcome: dict) -> None:
         cand, t0 = self.live.pop(trial_id)
         self.errored.pop(trial_id, None)
+        self.waiting_alone.discard(trial_id)
         outcome.update(wall_seconds=time.perf_counter() - t0, trial_id=trial_id,
                        log_dir=self.run.trial_dirs.get(trial_id, ""))
+        if shared_oom(outcome, self.gpus_per_trial, ran_out_of_memory(self.run.ev.cache, cand)):
+            # recorded (its compute was spent) but not the genome's outcome: the same trial again, alone
+            outcome["error"] = f"{outcome['error']} (beside other trials: retried alone on a GPU)"[:500]
+            self.run.record(replace(cand, kind="oom"), outcome)
+            self.run.console.trial_finished(self._name(cand, trial_id), outcome, False)
+            self.queue.appendleft(cand)
+            return
         self.run.record(cand, outcome)
-        self.run.console.trial_finished(short_name(cand.generation, cand.gid, cand.budget, cand.seed, trial_id), outcome,
-                                        cand.budget == self.run.ev.cfg.max_budget)
+        self.run.console.trial_finished(self._name(cand, trial_id), outcome, cand.budget == self.run.ev.cfg.max_budget)
         if not self.live and not self.queue and not self.finished:
             self._load(self.run.ev.next_batch())
         elif not self.queue:
             self._queue_certain()
+
+    @staticmethod
+    def _name(cand: Candidate, trial_id: str) -> str:
+        return short_name(cand.generation, cand.gid, cand.budget, cand.seed, trial_id)
 
     def _queue_certain(self) -> None:
         """A slot would idle until the rung's last trials end: start the promotions they cannot change."""
@@ -134,6 +157,13 @@ class GenerationalSearcher(Searcher):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+
+
+def ran_out_of_memory(cache: dict, cand: Candidate) -> bool:
+    """The candidate's trial ran out of memory beside others before (a kill since does not
+    matter): this one is the retry alone.  From the cache, so a resume decides the same."""
+    return any(t.get("kind") == "oom" and t.get("budget") == cand.budget and t.get("seed") == cand.seed
+               for t in cache.get(cand.gid, {}).get("trials", []))
 
 
 def short_name(generation, gid, budget, seed, trial_id: str) -> str:
@@ -182,11 +212,19 @@ class TrialEvents(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.searcher.run.trial_dirs[trial.trial_id] = str(trial.path or "")
+        self.searcher.started(trial.trial_id)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         n = self.searcher.run.opts.max_failures
         reason = f"worker failed after {n} retr{'y' if n == 1 else 'ies'}: {_error_line(trial)}"
         self.searcher.trial_failed(trial.trial_id, reason[:500])
+
+
+def trial_resources(cpt: float, gpt: float, alone: bool):
+    """A trial's resource request: its share, or a whole GPU for an out-of-memory retry."""
+    from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
+
+    return resource_dict_to_pg_factory({"cpu": cpt, "gpu": trial_gpus(gpt, alone)})
 
 
 def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: str) -> None:
@@ -195,13 +233,13 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
     if not opts.verbose:
         for name in ("ray", "ray.tune", "ray.train", "ray.air"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    searcher = GenerationalSearcher(run)
+    searcher = GenerationalSearcher(run, gpus_per_trial=gpt)
     ga = opts.ga
     budget = TrialBudget(epochs=ga.max_budget, schedule_epochs=ga.max_budget, max_steps_per_epoch=opts.max_steps_per_epoch,
                          seed=ga.seed, threads=max(1, int(cpt)), gpus=gpt, timeout=opts.trial_timeout,
                          markers=str((run.out / "stuck").resolve()))  # OUT: every node's storage
     trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, budget=budget),
-                                    {"cpu": cpt, "gpu": gpt})
+                                    lambda config: trial_resources(cpt, gpt, bool(config.get("alone"))))
     scheduler = None
     if opts.asha and len(ga.rungs) == 1 and ga.max_budget > 1:  # Ray Tune's own early stopping, one budget
         scheduler = ASHAScheduler(metric="last_val_acc", mode="max", time_attr="training_iteration",
