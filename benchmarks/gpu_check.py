@@ -175,8 +175,11 @@ def evolve_shared_card(work: Path) -> dict:
             rows[name] = list(csv.DictReader(fh))
         devices[name] = sorted({r["device"] for r in rows[name] if r["status"] == "ok"})
     assert devices["gpu"] == ["cuda"] and devices["cpu"] == ["cpu"], devices
-    retried = [(r["kind"], r["status"], r["device"]) for r in rows["gpu"] if r["gid"] == oom_gid]
-    assert retried == [("oom", "failed", "cuda"), ("first", "ok", "cuda")], retried
+    from fernas.evolve import read_outcomes
+
+    retried = [(t["kind"], t["status"], t["device"], t.get("gpus"))
+               for t in read_outcomes(work / "gpu" / "checkpoint.json")[oom_gid]["trials"]]
+    assert retried == [("oom", "failed", "cuda", 0.25), ("first", "ok", "cuda", 1.0)], retried
     assert dashboard, "the dashboard's node view did not report the GPU"
     return {"trial_devices": devices, "oom_retry_alone": retried, "nvidia_smi_samples": [p for p in peaks if p][:20],
             "dashboard_gpus": dashboard}

@@ -82,6 +82,64 @@ def test_a_real_search_retries_out_of_memory_trials_alone_and_records_both(tmp_p
     assert by_gid[always] == [("oom", "failed"), ("first", "failed")]  # out of memory alone too: the genome's
     oom_rows = [r for r in rows if r["kind"] == "oom"]
     assert all("retried alone" in r["error"] and r["device"] == "cpu" for r in oom_rows)
+    from fernas.evolve import read_outcomes
+
+    trials = read_outcomes(out / "checkpoint.json")[once]["trials"]
+    assert [t["gpus"] for t in trials] == [0.0, 0.0]  # on CPU the retry asks for no GPU
     assert "retried alone" in res.stderr  # one line per failed trial, as it ends
     others = [g for g in by_gid if g not in (once, always)]
     assert others and all(by_gid[g] == [("first", "ok")] for g in others)
+
+
+class FakeRun:
+    """What the searcher needs of `fernas.search.run.EvolveRun`, around a real Evolution."""
+
+    def __init__(self, ev):
+        from types import SimpleNamespace
+
+        self.ev, self.trial_dirs = ev, {}
+        noop = lambda *a, **k: None  # noqa: E731
+        self.console = SimpleNamespace(trials_queued=noop, trial_started=noop, trial_finished=noop)
+
+    def refuse(self, cand):
+        return False
+
+    def out_of_budget(self, live):
+        return None
+
+    def checkpoint_path(self, cand):
+        return None
+
+    def record(self, cand, outcome):
+        self.ev.record(cand, outcome)
+
+
+def test_the_searcher_holds_new_trials_until_the_retry_starts_and_a_resume_retries_alone(tmp_path):
+    from fernas.search.tune_adapter import GenerationalSearcher
+
+    ckpt = tmp_path / "checkpoint.json"
+    ev = Evolution(GAConfig(pop=4, generations=2, seed=0), seed_docs=[tiny_genome(w) for w in (16, 24, 32, 48)],
+                   checkpoint_path=ckpt)
+    s = GenerationalSearcher(FakeRun(ev), gpus_per_trial=0.25)
+    first = [s.suggest(f"t{i}") for i in range(2)]
+    assert [c["alone"] for c in first] == [False, False]
+    s.on_trial_complete("t0", {**OOM, "epoch": 0, "compute": 5})
+    assert [t["kind"] for t in ev.cache[first[0]["gid"]]["trials"]] == ["oom"]
+    retry = s.suggest("t2")
+    assert retry["gid"] == first[0]["gid"] and retry["alone"] is True
+    assert s.suggest("t3") is None  # the card must empty for the retry: nothing new starts
+    s.started("t2")
+    assert s.suggest("t3")["alone"] is False
+    # killed before the retry ended: a resume hands the genome out again, alone
+    resumed = GenerationalSearcher(FakeRun(Evolution.load(ckpt, seed_docs=[])), gpus_per_trial=0.25)
+    configs = [s2 for s2 in (resumed.suggest(f"r{i}") for i in range(4)) if s2]
+    assert [c["alone"] for c in configs if c["gid"] == first[0]["gid"]] == [True]
+    assert all(not c["alone"] for c in configs if c["gid"] != first[0]["gid"])
+
+
+def test_out_of_memory_outside_torchs_allocator_counts_as_out_of_memory():
+    from fernas.search.trial import is_device_oom
+
+    assert is_device_oom("CUDA error: out of memory")
+    assert is_device_oom("cuBLAS error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate(handle)")
+    assert not is_device_oom("CUDA error: an illegal memory access was encountered")

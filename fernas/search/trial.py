@@ -149,6 +149,8 @@ def _train_trial(doc: dict, data, budget: TrialBudget, report, gid: str, dog) ->
         if state["reporting"]:
             raise  # the caller's control flow (Tune stopping the trial), not the genome's fault
         msg = str(exc).splitlines()[0] if str(exc) else ""
+        if is_device_oom(msg):  # out of memory outside torch's allocator (cuBLAS, cuDNN, CUDA itself)
+            return _failed(outcome(), f"out of memory: {msg}")
         failed = _failed(outcome(), f"{type(exc).__name__}: {msg}")
         if is_cuda_context_error(exc):
             failed["cuda_context_lost"] = True  # the process must end: every later kernel would fail
@@ -175,6 +177,15 @@ def _device(budget: TrialBudget):
     return trial_device(budget.gpus, ids, torch.cuda.is_available())
 
 
+DEVICE_OOM = ("cuda error: out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed")
+
+
+def is_device_oom(message: str) -> bool:
+    """An out-of-memory error raised outside torch's caching allocator (not torch.OutOfMemoryError)."""
+    text = message.lower()
+    return any(e in text for e in DEVICE_OOM)
+
+
 def trial_gpus(share: float, alone: bool) -> float:
     """A trial's GPU request: its share, or a whole GPU for the retry of an out-of-memory trial
     (a trial on CPU stays on CPU)."""
@@ -182,9 +193,11 @@ def trial_gpus(share: float, alone: bool) -> float:
 
 
 def shared_oom(outcome: dict, share: float, alone: bool) -> bool:
-    """An out-of-memory failure of a trial that shared its device: maybe its neighbours' memory,
-    so it is retried once alone on a GPU before it counts as the genome's (`oom` in trials.csv).
-    On CPU (share 0) torch does not raise out-of-memory; only the test hook does."""
+    """An out-of-memory failure of a trial that shared its device, retried once alone on a whole
+    GPU before it counts as the genome's (`oom` in trials.csv).  Under its share's memory cap
+    (`fernas.device.cap_gpu_memory`) this mostly means the genome needs more than a share; a
+    neighbour's cuBLAS or cuDNN workspace can also take what it needed.  On CPU (share 0)
+    torch does not raise out-of-memory; only the test hook does."""
     return (outcome.get("status") == "failed" and str(outcome.get("error") or "").startswith("out of memory")
             and share < 1 and not alone)
 
@@ -200,11 +213,11 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
 
     import ray
 
+    alone = bool(config.get("alone"))  # an out-of-memory retry: its resource request is a whole GPU
     # The Ray node the trial ran on (its id's first 12 hex digits; `ray list nodes` shows them whole)
     base = {"gid": config["gid"], "generation": config["generation"], "budget": config["budget"],
-            "node": ray.get_runtime_context().get_node_id()[:12]}
+            "node": ray.get_runtime_context().get_node_id()[:12], "gpus": trial_gpus(budget.gpus, alone)}
     start = int(config.get("resume_from", 0))
-    alone = bool(config.get("alone"))  # an out-of-memory retry: its resource request is a whole GPU
     mine = replace(budget, epochs=config["budget"], checkpoint=config.get("checkpoint"), resume=start > 0,
                    resume_from=start, seed=budget.seed + 1000 * config.get("seed", 0), alone=alone,
                    gpus=trial_gpus(budget.gpus, alone))

@@ -34,8 +34,8 @@ from fernas.search.cluster import keep_idle_actors
 from fernas.search.trial import TrialBudget, run_trial, shared_oom, trial_gpus
 
 # What the run keeps of a trial's last report (the rest is Tune's bookkeeping).
-OUTCOME_KEYS = ("status", "error", *FIELDS, "val_loss", "train_seconds", "epoch", "device", "node", "images",
-                "compute")
+OUTCOME_KEYS = ("status", "error", *FIELDS, "val_loss", "train_seconds", "epoch", "device", "node", "gpus",
+                "images", "compute")
 ERROR_WAIT_S = 2.0  # how long an errored trial waits for its reason before a generic one
 
 
@@ -118,7 +118,10 @@ class GenerationalSearcher(Searcher):
                        log_dir=self.run.trial_dirs.get(trial_id, ""))
         if shared_oom(outcome, self.gpus_per_trial, ran_out_of_memory(self.run.ev.cache, cand)):
             # recorded (its compute was spent) but not the genome's outcome: the same trial again, alone
-            outcome["error"] = f"{outcome['error']} (beside other trials: retried alone on a GPU)"[:500]
+            where = " on a whole GPU" if self.gpus_per_trial > 0 else ""
+            outcome["error"] = f"{outcome['error']} (sharing its device: retried alone{where})"[:500]
+            if cand.resume_from:  # the retry continues the checkpoint of its finished epochs and counts them
+                outcome.update(images=0, compute=0)
             self.run.record(replace(cand, kind="oom"), outcome)
             self.run.console.trial_finished(self._name(cand, trial_id), outcome, False)
             self.queue.appendleft(cand)
