@@ -349,9 +349,10 @@ def parse_args(argv):
     return ap.parse_args(argv)
 
 
-def earlier_seeds(out_json: Path, settings: dict, seeds: list[int]) -> tuple[list[dict], dict]:
+def earlier_seeds(out_json: Path, settings: dict, seeds: list[int], versions: dict) -> tuple[list[dict], dict]:
     """For --add: the per-seed records of the result file's earlier run (seeds not rerun), and
-    that file.  Refused when it was measured with other settings: the seeds would not compare."""
+    that file.  Refused when it was measured with other settings or another torch, Ray or DEAP
+    (`versions`): the seeds would not compare."""
     if not out_json.is_file():
         return [], {}
     old = json.loads(out_json.read_text())
@@ -363,6 +364,9 @@ def earlier_seeds(out_json: Path, settings: dict, seeds: list[int]) -> tuple[lis
         return bool(settings.get(k) or before.get(k))
 
     differ = sorted(k for k in settings.keys() | before.keys() if k not in ("seeds", "no_vgg", "add") and differs(k))
+    there = old.get("versions", {})
+    differ += [f"{k} {there.get(k)} there, {versions.get(k)} here" for k in ("torch", "ray", "deap")
+               if there.get(k) != versions.get(k)]
     if differ:
         raise SystemExit(f"{out_json}: measured with other settings ({', '.join(differ)}); "
                          "run without --add (or with the same settings)")
@@ -414,16 +418,18 @@ def main(argv=None) -> int:
         raise SystemExit(f"no seed design under --max-mmacs {a.max_mmacs}")
     seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
     settings = {k: v for k, v in vars(a).items() if k not in ("reuse", "add")}
-    per_seed, old = earlier_seeds(out_json, settings, seeds) if a.add else ([], {})
+    vers = versions("torch", "ray", "deap", "numpy")
+    per_seed, old = earlier_seeds(out_json, settings, seeds, vers) if a.add else ([], {})
     t0 = time.perf_counter()
     date = datetime.datetime.now().isoformat(timespec="seconds")
     result = {"benchmark": "equal_compute", "date": date,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-              "versions": versions("torch", "ray", "deap", "numpy"),
+              "versions": vers,
               "settings": {**settings, "seeds": ",".join(str(r["seed"]) for r in per_seed) or a.seeds},
+              # each invocation; the top-level wall_seconds is the last one's
               "runs": [*old.get("runs", [{"date": old["date"], "seeds": old["settings"]["seeds"]}] if old else []),
-                       {"date": date, "seeds": a.seeds}],
+                       {"date": date, "seeds": a.seeds, "versions": vers}],
               "arms": {arm: " ".join(arm_flags(a, arm)[0]) for arm in SEARCH_ARMS},
               "protocol": __doc__.split("\n\n")[1:4]}
     result["references"] = {**old.get("references", {}), **reference_decodes(a, designs, work)}

@@ -99,12 +99,16 @@ def test_add_keeps_earlier_seeds_of_the_same_settings_and_refuses_other_settings
     ec = load("equal_compute")
     settings = {"seeds": "0,1", "data": "demo:1400,560,280", "pop": 6, "no_vgg": False}
     out = tmp_path / "equal_compute.json"
-    assert ec.earlier_seeds(out, settings, [2]) == ([], {})
-    out.write_text(json.dumps({"date": "d0", "settings": settings, "per_seed": [{"seed": 0}, {"seed": 1}]}))
-    kept, old = ec.earlier_seeds(out, {**settings, "seeds": "1,2", "no_vgg": True}, [1, 2])
+    vers = {"torch": "2.14.1", "ray": "2.60.0", "deap": "1.4", "numpy": "2.3"}
+    assert ec.earlier_seeds(out, settings, [2], vers) == ([], {})
+    out.write_text(json.dumps({"date": "d0", "settings": settings, "versions": vers,
+                               "per_seed": [{"seed": 0}, {"seed": 1}]}))
+    kept, old = ec.earlier_seeds(out, {**settings, "seeds": "1,2", "no_vgg": True}, [1, 2], {**vers, "numpy": "2.4"})
     assert [r["seed"] for r in kept] == [0] and old["date"] == "d0"
     with pytest.raises(SystemExit, match="other settings \\(pop\\)"):
-        ec.earlier_seeds(out, {**settings, "pop": 8}, [2])
-    assert ec.earlier_seeds(out, {**settings, "gpu": False}, [2])[0]  # an option added since, off
+        ec.earlier_seeds(out, {**settings, "pop": 8}, [2], vers)
+    assert ec.earlier_seeds(out, {**settings, "gpu": False}, [2], vers)[0]  # an option added since, off
     with pytest.raises(SystemExit, match=r"other settings \(gpu\)"):
-        ec.earlier_seeds(out, {**settings, "gpu": True}, [2])
+        ec.earlier_seeds(out, {**settings, "gpu": True}, [2], vers)
+    with pytest.raises(SystemExit, match="torch 2.14.1 there, 2.15.0 here"):
+        ec.earlier_seeds(out, settings, [2], {**vers, "torch": "2.15.0"})
