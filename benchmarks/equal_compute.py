@@ -30,6 +30,9 @@ written as each seed ends, so a stopped benchmark keeps what it finished).
 
     .venv/bin/python benchmarks/equal_compute.py --seeds 0,1,2,3,4
     .venv/bin/python benchmarks/equal_compute.py --seeds 3,4 --add --no-vgg   # more seeds, same file
+    # the same, and the earlier seeds' seeds arm and decodes trained again by this code
+    # (cheap; their search runs are kept), so every decode figure comes from one trainer:
+    .venv/bin/python benchmarks/equal_compute.py --seeds 3,4 --add --remeasure --reuse
     .venv/bin/python benchmarks/equal_compute.py --data demo:2000,560,280 --data-seed 1 --tag data1
 """
 
@@ -235,11 +238,27 @@ def seed_record(a, seed: int, runs: dict, seeds: dict, budget: float) -> dict:
                     "kinds": {k: sum(t.get("kind") == k for t in trials) for k in ("first", "promotion", "rerank")}}
         if arm in ("ga-mf", "random-sh"):
             rec[arm]["rank_correlation"] = promoted_correlation(trials, a.min_budget, a.max_budget)
-    s = seeds
-    rec["seeds"] = {"compute": s["total_compute"], "designs": s["designs"], "curve": s["curve"],
-                    "train_seconds": sum(d["train_seconds"] for d in s["designs"]),
-                    "pick_gid": None, "pick_name": s["best"]["genome"],
-                    "test_acc_tencrop_whole_budget": s["best"]["test_acc_tencrop"]}
+    rec["seeds"] = seeds_record(seeds)
+    return rec
+
+
+def seeds_record(s: dict) -> dict:
+    return {"compute": s["total_compute"], "designs": s["designs"], "curve": s["curve"],
+            "train_seconds": sum(d["train_seconds"] for d in s["designs"]),
+            "pick_gid": None, "pick_name": s["best"]["genome"],
+            "test_acc_tencrop_whole_budget": s["best"]["test_acc_tencrop"]}
+
+
+def remeasured(a, rec: dict, designs: dict, work: Path) -> dict:
+    """An earlier seed's record (--add) with its seeds arm trained and every pick decode-trained
+    again by this code, so the figures compared across seeds come from one trainer; its search
+    runs (the expensive part) are kept as measured then."""
+    from fernas.search.trial import trainer_version
+
+    rec = {**rec, "seeds": seeds_record(seeds_arm(a, rec["seed"], rec["budget_compute"], designs, work))}
+    decode_picks(a, rec, designs, work)
+    rec["remeasured"] = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "trainer": trainer_version(),
+                         "what": "seeds arm and decodes; the search runs are those of the first measurement"}
     return rec
 
 
@@ -346,6 +365,8 @@ def parse_args(argv):
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs and decodes in the work directory")
     ap.add_argument("--add", action="store_true",
                     help="add these seeds to the result file's earlier seeds (same settings; a seed given is rerun)")
+    ap.add_argument("--remeasure", action="store_true",
+                    help="with --add: train the earlier seeds' seeds arm and decode their picks again with this code")
     return ap.parse_args(argv)
 
 
@@ -363,7 +384,7 @@ def earlier_seeds(out_json: Path, settings: dict, seeds: list[int], versions: di
             return settings[k] != before[k]
         return bool(settings.get(k) or before.get(k))
 
-    differ = sorted(k for k in settings.keys() | before.keys() if k not in ("seeds", "no_vgg", "add") and differs(k))
+    differ = sorted(k for k in settings.keys() | before.keys() if k not in ("seeds", "no_vgg", "add", "remeasure") and differs(k))
     there = old.get("versions", {})
     differ += [f"{k} {there.get(k)} there, {versions.get(k)} here" for k in ("torch", "ray", "deap")
                if there.get(k) != versions.get(k)]
@@ -417,7 +438,7 @@ def main(argv=None) -> int:
     if not designs:
         raise SystemExit(f"no seed design under --max-mmacs {a.max_mmacs}")
     seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
-    settings = {k: v for k, v in vars(a).items() if k not in ("reuse", "add")}
+    settings = {k: v for k, v in vars(a).items() if k not in ("reuse", "add", "remeasure")}
     vers = versions("torch", "ray", "deap", "numpy")
     per_seed, old = earlier_seeds(out_json, settings, seeds, vers) if a.add else ([], {})
     t0 = time.perf_counter()
@@ -433,6 +454,10 @@ def main(argv=None) -> int:
               "arms": {arm: " ".join(arm_flags(a, arm)[0]) for arm in SEARCH_ARMS},
               "protocol": __doc__.split("\n\n")[1:4]}
     result["references"] = {**old.get("references", {}), **reference_decodes(a, designs, work)}
+    if a.remeasure:
+        for rec in per_seed:
+            print(f"seed {rec['seed']} (earlier): seeds arm and decodes again", flush=True)
+        per_seed = [remeasured(a, rec, designs, work) for rec in per_seed]
     for seed in seeds:
         print(f"seed {seed}", flush=True)
         runs = {"ga-mf": run_search(a, "ga-mf", seed, work / f"ga-mf-seed{seed}")}
