@@ -21,7 +21,10 @@ C / n_designs of compute.
 Best-so-far is the best validation accuracy at MAX epochs (trials that reached it) against
 cumulative compute; a run's pick is its best.json when used whole.  Every pick (and every
 seed design, and the VGG seed as the reference of the tenth-of-its-cost target) is trained by
-the same `fernas decode --train` protocol with one fixed seed and tested with ten crops.
+the same `fernas decode --train` protocol with one fixed seed and tested with ten crops; the
+first seed design is also decoded with seeds 0-2 (`decode_noise`): how far one decode moves
+with its seed alone (on CPU the thread count and the CPU's kernels move it as well, so compare
+decodes measured on one machine: --remeasure).
 Also: Spearman rank correlation between the MIN and MAX budgets over the genomes the
 successive-halving runs promoted (survivors only: see budget_correlation.py for all genomes).
 
@@ -160,11 +163,11 @@ def promoted_correlation(trials: list[dict], lo: int, hi: int) -> dict:
     return {"n": len(pairs), "spearman": None if rho is None or math.isnan(rho) else round(rho, 3)}
 
 
-def decode(a, name: str, doc: dict, work: Path) -> dict:
-    """`fernas decode --train` with the fixed protocol (cached by genome: one training per genome)."""
+def decode(a, name: str, doc: dict, work: Path, seed: int = 0) -> dict:
+    """`fernas decode --train` with the fixed protocol (cached by genome and seed)."""
     from fernas import genome as G
 
-    d = work / "decode" / G.genome_id(doc)
+    d = work / "decode" / (G.genome_id(doc) + (f"-seed{seed}" if seed else ""))
     metrics = d / "run" / "metrics.json"
     if not metrics.is_file():
         shutil.rmtree(d, ignore_errors=True)
@@ -173,7 +176,7 @@ def decode(a, name: str, doc: dict, work: Path) -> dict:
         print(f"  decode --train {name} ...", flush=True)
         run_cmd([sys.executable, "-m", "fernas", "decode", str(d / "genome.json"), "--train", "--data", a.data,
                  "--data-seed", str(a.data_seed), "--epochs", str(a.decode_epochs), "--fine-tune-epochs",
-                 str(a.decode_fine_tune), "--train-crops", "1", "--seed", "0", "--out", str(d / "run")],
+                 str(a.decode_fine_tune), "--train-crops", "1", "--seed", str(seed), "--out", str(d / "run")],
                 d / "decode.log")
     m = json.loads(metrics.read_text())
     return {"genome": name, "test_acc_tencrop": round(m["test_accuracy_tencrop"], 4), "macs": m["macs"],
@@ -399,6 +402,10 @@ def reference_decodes(a, designs: dict, work: Path) -> dict:
 
     refs = {"seed_designs_decode": {n: decode(a, n, G.load_genome(p), work)["test_acc_tencrop"]
                                     for n, (p, _) in designs.items()}}
+    # How far one decode of one genome moves with its seed alone: the resolution of the comparison
+    name, (path, _) = next(iter(designs.items()))
+    accs = [decode(a, name, G.load_genome(path), work, seed=k)["test_acc_tencrop"] for k in range(3)]
+    refs["decode_noise"] = {"genome": name, "seeds": [0, 1, 2], "test_acc_tencrop": accs, **mean_std(accs)}
     return refs
 
 
@@ -407,6 +414,15 @@ def vgg_decode(a, work: Path) -> float:
     from fernas import genome as G
 
     return decode(a, "vgg_khaireddin", G.load_genome(ROOT / "genomes" / "vgg_khaireddin.json"), work)["test_acc_tencrop"]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (a decode's result depends on the kernels it runs, and so on it)."""
+    try:
+        return next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
 
 
 def designs_under_cap(max_mmacs: float) -> dict:
@@ -444,7 +460,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     date = datetime.datetime.now().isoformat(timespec="seconds")
     result = {"benchmark": "equal_compute", "date": date,
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "cpu": cpu_model(),
                           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
               "versions": vers,
               "settings": {**settings, "seeds": ",".join(str(r["seed"]) for r in per_seed) or a.seeds},
