@@ -8,6 +8,8 @@ The one place that decides what a trial is worth:
 * `outcome_fields(history, costs)` -- what a trial reports about itself after each epoch,
   with its training compute (images processed x multiply-adds per image).
 * `promoted(results, n)` -- which genomes of a rung continue to the next budget.
+* `chance_level(class_counts)`, `at_chance(outcomes, level)` -- whether trials have left chance
+  (a rung of chance-level trials ranks on ties: its budget is too small for the data).
 * `fitness_of(entry, objectives)` -- the DEAP fitness tuple of a genome: the largest budget it
   reached first, then its accuracy there (the accuracy objective is `level + accuracy`, a
   number that orders exactly so); a genome whose first trial did not end `ok` (or `stopped`
@@ -45,6 +47,19 @@ def outcome_fields(history: list[dict], costs: dict) -> dict:
             "val_loss": last.get("val_loss"), "train_loss": last.get("train_loss"), "lr": last.get("lr"),
             "train_seconds": sum(float(r["seconds"]) for r in history),
             "images": images, "compute": images * int(costs.get("macs") or 0)}
+
+
+def chance_level(class_counts: list[int]) -> float:
+    """The validation accuracy below which a network has shown nothing: the share of the largest
+    class (what predicting one class scores) plus one binomial standard error of it."""
+    n = max(1, sum(class_counts))
+    p = max(class_counts, default=0) / n
+    return p + math.sqrt(p * (1 - p) / n)
+
+
+def at_chance(outcomes: list[dict], level: float) -> int:
+    """How many of these trained outcomes scored at or below `level` (`chance_level`)."""
+    return sum(1 for o in outcomes if is_ok(o) and o.get("val_acc") is not None and float(o["val_acc"]) <= level)
 
 
 def is_ok(outcome: dict) -> bool:
