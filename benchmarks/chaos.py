@@ -111,7 +111,7 @@ def run_with_kills(args: list[str], out: Path, kills: int, rng: random.Random, t
 def compare(killed: Path, calm: Path) -> dict:
     """What the killed run kept against the uninterrupted one."""
     a, b = trials(killed), trials(calm)
-    key = lambda r: (r["gid"], r["budget"], r["kind"], r["seed"])  # noqa: E731
+    key = lambda r: (r["gid"], r["budget"], r["kind"], r.get("seed"))  # noqa: E731
     keys_a = [key(r) for r in a]
     hof = lambda out: sorted(p.name for p in (out / "hall_of_fame").glob("*.json"))  # noqa: E731
     best = lambda out: json.loads((out / "best.json").read_text())["evolve"]["gid"]  # noqa: E731

@@ -36,7 +36,7 @@ written as each seed ends, so a stopped benchmark keeps what it finished).
     # the same, and the earlier seeds' seeds arm and decodes trained again by this code
     # (cheap; their search runs are kept), so every decode figure comes from one trainer:
     .venv/bin/python benchmarks/equal_compute.py --seeds 3,4 --add --remeasure --reuse
-    .venv/bin/python benchmarks/equal_compute.py --data demo:2000,560,280 --data-seed 1 --tag data1
+    .venv/bin/python benchmarks/equal_compute.py --data demo:1000,560,280 --data-seed 1 --tag data1
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def decode(a, name: str, doc: dict, work: Path, seed: int = 0) -> dict:
 
     d = work / "decode" / (G.genome_id(doc) + (f"-seed{seed}" if seed else ""))
     metrics = d / "run" / "metrics.json"
-    if not metrics.is_file():
+    if not fresh(a, metrics):
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
         G.save_genome({**doc, "name": name}, d / "genome.json")
@@ -183,6 +183,12 @@ def decode(a, name: str, doc: dict, work: Path, seed: int = 0) -> dict:
             "params": m["params"]}
 
 
+def fresh(a, path: Path) -> bool:
+    """A finished training to reuse: any, or with --remeasure only one of this invocation (one
+    machine and trainer for every figure)."""
+    return path.is_file() and (not a.remeasure or path.stat().st_mtime >= a.started)
+
+
 def seeds_arm(a, seed: int, budget: float, designs: dict, work: Path) -> dict:
     """Each seed design under the cap trained with budget / n_designs of compute (`fernas train`)."""
     from fernas.data import parse_demo_spec
@@ -192,7 +198,7 @@ def seeds_arm(a, seed: int, budget: float, designs: dict, work: Path) -> dict:
     for name, (path, macs) in designs.items():
         epochs = max(1, int(budget / len(designs) / (n_train * macs)))
         out = work / f"seeds-seed{seed}" / name
-        if a.reuse and (out / "metrics.json").is_file() and len(_history(out)) == epochs:
+        if a.reuse and fresh(a, out / "metrics.json") and len(_history(out)) == epochs:
             print(f"  seeds       reusing {out}", flush=True)
             wall = None
         else:
@@ -296,6 +302,8 @@ def summarize(per_seed: list[dict], references: dict) -> dict:
         return {arm: mean_std([f(rec, arm) for rec in per_seed]) for arm in ARMS}
 
     s = {"final_best_val_acc_at_max_budget": over(lambda rec, arm: final_best(rec[arm])),
+         "seeds_test_acc_tencrop_whole_budget": mean_std([rec["seeds"]["test_acc_tencrop_whole_budget"]
+                                                          for rec in per_seed]),
          "decode_test_acc_tencrop": over(lambda rec, arm: rec[arm].get("decode", {}).get("test_acc_tencrop")),
          "compute_vs_budget": over(lambda rec, arm: rec[arm]["compute"] / rec["budget_compute"]),
          "train_seconds": over(lambda rec, arm: rec[arm].get("train_seconds")),
@@ -439,6 +447,9 @@ def designs_under_cap(max_mmacs: float) -> dict:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
+    if a.remeasure and not a.add:
+        raise SystemExit("--remeasure re-measures the earlier seeds of --add: give both")
+    a.started = time.time()
     import torch
 
     from fernas.runinfo import versions
@@ -454,7 +465,7 @@ def main(argv=None) -> int:
     if not designs:
         raise SystemExit(f"no seed design under --max-mmacs {a.max_mmacs}")
     seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
-    settings = {k: v for k, v in vars(a).items() if k not in ("reuse", "add", "remeasure")}
+    settings = {k: v for k, v in vars(a).items() if k not in ("reuse", "add", "remeasure", "started")}
     vers = versions("torch", "ray", "deap", "numpy")
     per_seed, old = earlier_seeds(out_json, settings, seeds, vers) if a.add else ([], {})
     t0 = time.perf_counter()
@@ -494,6 +505,7 @@ def main(argv=None) -> int:
              f"budgets {a.min_budget}->{a.max_budget}, {len(per_seed)} seed(s)")
     if not a.no_vgg:  # last: the most expensive training, and only a reference
         result["references"]["vgg_decode"] = vgg_decode(a, work)
+        result["runs"][-1]["wall_seconds"] = round(time.perf_counter() - t0, 1)
         result.update(summary=summarize(per_seed, result["references"]), wall_seconds=round(time.perf_counter() - t0, 1))
         atomic_write_json(out_json, result)
     print(json.dumps(result["summary"], indent=1))

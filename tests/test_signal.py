@@ -36,3 +36,16 @@ def test_a_generation_mostly_at_chance_is_reported_once_with_what_to_change():
     assert line.startswith("gen   1: 3 of 4 new genomes ended at chance after 2 epoch(s)") and "--min-budget" in line
     assert run_with([0.143, 0.25, 0.26, 0.31]) == ""  # most learnt something: nothing to say
     assert "--epochs-per-trial" in run_with([0.1, 0.1, 0.1], budgets=(4,))
+
+
+def test_trials_asha_stopped_or_that_failed_are_not_counted():
+    ev = Evolution(GAConfig(pop=4, generations=2, seed=0, min_budget=4, max_budget=4))
+    for i in range(3):
+        ev.record(Candidate(f"s{i}", [i], {}, 0, budget=4), {"status": "stopped", "val_acc": 0.14, "epoch": 1})
+    ev.record(Candidate("f", [9], {}, 0, budget=4), {"status": "failed", "val_acc": 0.0})
+    ev.record(Candidate("ok", [8], {}, 0, budget=4), {"status": "ok", "val_acc": 0.4})
+    out = io.StringIO()
+    run = EvolveRun.__new__(EvolveRun)
+    run.console, run.chance = EvolveConsole(stream=out, quiet=True, progress_stream=io.StringIO()), 0.185
+    run._check_signal(ev, 0)
+    assert out.getvalue() == ""

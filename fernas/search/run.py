@@ -118,8 +118,10 @@ class EvolveRun:
         (promotions, selection) is then mostly ties, and the smallest budget too small."""
         from fernas.fitness import at_chance
 
+        # trained to the end of the budget (not stopped early by ASHA, not failed or refused)
         first = [t for e in ev.cache.values() if e.get("generation") == gen for t in e.get("trials", [])
-                 if t.get("kind") == "first" and t.get("budget") == ev.cfg.rungs[0] and not t.get("from_run")]
+                 if t.get("kind") == "first" and t.get("budget") == ev.cfg.rungs[0] and t.get("status") == "ok"
+                 and not t.get("from_run")]
         n = at_chance(first, self.chance)
         if self.chance and first and 2 * n > len(first):
             self.console.no_signal(gen, n, len(first), ev.cfg.rungs[0], self.chance, len(ev.cfg.rungs) > 1)
