@@ -23,7 +23,7 @@ from typing import Any
 from fernas import genome as G
 from fernas.errors import RunDirError
 from fernas.evolve import Candidate, Evolution
-from fernas.fitness import chance_level
+from fernas.fitness import at_chance, chance_level
 from fernas.io import run_dir_lock
 from fernas.runinfo import versions
 from fernas.search import cluster, rundir
@@ -112,12 +112,9 @@ class EvolveRun:
         self.rundir.write_all(ev)
         self.rundir.write_scalars(rec, total_compute(ev))
 
-
     def _check_signal(self, ev: Evolution, gen: int) -> None:
         """Say so when most of a generation's first trainings ended at chance: their ranking
         (promotions, selection) is then mostly ties, and the smallest budget too small."""
-        from fernas.fitness import at_chance
-
         # trained to the end of the budget (not stopped early by ASHA, not failed or refused)
         first = [t for e in ev.cache.values() if e.get("generation") == gen for t in e.get("trials", [])
                  if t.get("kind") == "first" and t.get("budget") == ev.cfg.rungs[0] and t.get("status") == "ok"
@@ -191,7 +188,8 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         ev.meta.setdefault("slots", {})[str(attempt)] = slots  # for the utilisation (run_analysis)
         rdir = rundir.RunDir(out, {G.genome_id(d): d["name"] for d in seed_docs},
                              {"budgets": list(opts.ga.rungs), "data": opts.data})
-        rdir.write_config(_config(opts, data_info, resources, attempt, stored, data))
+        chance = chance_level(data.val.class_counts(data.num_classes))
+        rdir.write_config(_config(opts, data_info, resources, attempt, stored, len(data.val), chance))
         ev.save()
         storage = opts.storage or str(out / "ray")
         if "://" not in storage:
@@ -199,7 +197,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         exp_name = f"{out.name}-{attempt}"
         console.starting(out, ev.cfg, opts, resources, f"{storage.rstrip('/')}/{exp_name}")
         run = EvolveRun(opts, ev, rdir, len(data.train), console)
-        run.chance = chance_level(data.val.class_counts(data.num_classes))
+        run.chance = chance
         if gpt == 0 and ray_info.get("memory"):  # CPU trials: their tensors live in host memory
             run.trial_memory = ray_info["memory"] / max(1, slots)
         if ev.done:
@@ -264,16 +262,15 @@ def total_compute(ev: Evolution) -> int:
 
 
 def _config(opts: EvolveOptions, data_info: dict, resources: dict, attempt: int, stored: dict | None,
-            data) -> dict:
+            n_val: int, chance: float) -> dict:
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
-    n_val = len(data.val)
     # The noise of one fitness value: the binomial standard error of an accuracy near 50% on
     # this many validation images (differences smaller than about twice it are mostly luck).
     fitness = {"rule": "validation accuracy at the end of the budget (centre crop); larger budget first",
                "budgets": list(opts.ga.rungs), "eta": opts.ga.eta, "val_images": n_val,
                "standard_error_at_50pct": round((0.25 / max(1, n_val)) ** 0.5, 4),
                # at or below it a trial learnt nothing: the largest class's share plus one standard error
-               "chance_level": round(chance_level(data.val.class_counts(data.num_classes)), 4)}
+               "chance_level": round(chance, 4)}
     from fernas.search.trial import TRIAL_VERSION
 
     return {"command": "fernas evolve", "argv": sys.argv[1:], "options": _jsonable(asdict(opts)),

@@ -214,13 +214,14 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
     import ray
 
     alone = bool(config.get("alone"))  # an out-of-memory retry: its resource request is a whole GPU
+    gpus = trial_gpus(budget.gpus, alone)
     # The Ray node the trial ran on (its id's first 12 hex digits; `ray list nodes` shows them whole)
     base = {"gid": config["gid"], "generation": config["generation"], "budget": config["budget"],
-            "node": ray.get_runtime_context().get_node_id()[:12], "gpus": trial_gpus(budget.gpus, alone)}
+            "node": ray.get_runtime_context().get_node_id()[:12], "gpus": gpus}
     start = int(config.get("resume_from", 0))
     mine = replace(budget, epochs=config["budget"], checkpoint=config.get("checkpoint"), resume=start > 0,
                    resume_from=start, seed=budget.seed + 1000 * config.get("seed", 0), alone=alone,
-                   gpus=trial_gpus(budget.gpus, alone))
+                   gpus=gpus)
     if budget.markers and budget.timeout is not None:  # only a watchdog writes one
         os.makedirs(budget.markers, exist_ok=True)
         mine.marker = os.path.join(budget.markers, f"{config['gid']}-b{config['budget']}-s{config.get('seed', 0)}")
