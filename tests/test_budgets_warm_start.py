@@ -38,13 +38,13 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
               "--epochs-per-trial", "1", "--max-steps-per-epoch", "1", "--rerank-top", "1", "--rerank-seeds", "1",
               "--no-dashboard"]
     a = tmp_path / "A"
-    run_a = [*common, "--out", str(a), "--generations", "3", "--space", str(space)]
+    run_a = [*common, "--out", str(a), "--generations", "8", "--space", str(space)]  # far more than 4 s of work, also on an idle machine
 
     # a time budget stops the search in mid-run: running trials finish, nothing is started after it
-    res = evolve(*run_a, "--time-budget", "8s")
-    assert "left out: outside the search space" in res.stdout and "stopped, --time-budget 0m08s spent" in res.stdout
+    res = evolve(*run_a, "--time-budget", "4s")
+    assert "left out: outside the search space" in res.stdout and "stopped, --time-budget 0m04s spent" in res.stdout
     timed = read_trials(a)
-    assert len(timed) < 12 and (a / "best.json").is_file() == bool(timed)
+    assert len(timed) < 12 and (a / "best.json").is_file() == bool(timed), len(timed)
     assert json.loads((a / "config.json").read_text())["options"]["ga"]["space"]["train.lr"] == [3]
 
     # a spent budget starts nothing on a resume that does not raise it
