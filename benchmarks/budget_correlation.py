@@ -10,7 +10,11 @@ accuracy at every budget in two ways:
   of each budget -- exactly what fernas' promotions see (a promotion continues this curve);
 * "restart": a separate training per budget whose schedule ends with that budget.
 
-It reports Spearman's rank correlation between each small budget and the largest, for both.
+It reports Spearman's rank correlation between each small budget and the largest, for both, and
+(`predictors`, span mode) how well three rankings at a small budget predict the accuracy at the
+largest: the accuracy alone, the validation loss alone, and the accuracy with ties broken by
+the loss (what `fitness.promoted` and the GA's selection use).  Accuracies of networks still
+at chance tie; their losses do not.
 Output: benchmarks/results/budget_correlation.json (with the machine and the settings).
 """
 
@@ -56,6 +60,33 @@ def spearman(a: list[float], b: list[float]) -> float | None:
     return None if va == 0 or vb == 0 else round(cov / (va * vb) ** 0.5, 4)
 
 
+def lexicographic_score(acc: list[float], loss: list[float]) -> list[float]:
+    """One number per genome that orders as (accuracy, then lower loss): its rank in that order."""
+    order = sorted(range(len(acc)), key=lambda i: (acc[i], -loss[i], i))
+    out = [0.0] * len(acc)
+    for pos, i in enumerate(order):
+        out[i] = float(pos)
+    return out
+
+
+def predictors(rows: list[dict], budgets: list[int], chance: float) -> dict:
+    """Spearman's rho of span-mode rankings at each small budget with the accuracy at the
+    largest: accuracy, negated validation loss, accuracy with ties broken by the loss, and the
+    same with every accuracy at or below the chance level counted as a tie."""
+    top = str(budgets[-1])
+    rows = [r for r in rows if all(r["span_loss"].get(str(b)) is not None for b in budgets[:-1])]
+    final = [r["span"][top] for r in rows]
+    out = {"genomes": len(rows)}
+    for b in map(str, budgets[:-1]):
+        acc = [r["span"][b] for r in rows]
+        loss = [float(r["span_loss"][b]) for r in rows]
+        out[f"{b}_vs_{top}"] = {"accuracy": spearman(acc, final), "loss": spearman([-x for x in loss], final),
+                                "accuracy_then_loss": spearman(lexicographic_score(acc, loss), final),
+                                "above_chance_then_loss": spearman(
+                                    lexicographic_score([max(x, chance) for x in acc], loss), final)}
+    return out
+
+
 def draw_genomes(n: int, seed: int, max_mmacs: float) -> list[dict]:
     from fernas.evolve import Evolution, GAConfig
     from fernas.evolve.operators import vector_id
@@ -78,6 +109,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-mmacs", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-restart", action="store_true",
+                    help="span mode only (one training per genome): large budgets at a fraction of the time")
     ap.add_argument("--gpu", action="store_true",
                     help="for `make bench-gpu`: the trials take the GPU (they do wherever one is), "
                          "results go to budget_correlation-gpu.json")
@@ -87,6 +120,7 @@ def main(argv=None) -> int:
     import torch
 
     from fernas.data import load_dataset
+    from fernas.fitness import chance_level
     from fernas.genome import genome_id
     from fernas.search.trial import TrialBudget, train_trial
 
@@ -94,6 +128,7 @@ def main(argv=None) -> int:
     budgets = [int(b) for b in a.budgets.split(",")]
     top = budgets[-1]
     data = load_dataset(a.data)
+    chance = chance_level(data.val.class_counts(data.num_classes))
     t0 = time.perf_counter()
     rows = []
     for doc in draw_genomes(a.genomes, a.seed, a.max_mmacs):
@@ -102,24 +137,29 @@ def main(argv=None) -> int:
                            report=curve.append)
         row = {"gid": genome_id(doc), "status": span["status"], "macs": span.get("macs"),
                "span": {str(r["epoch"]): r["last_val_acc"] for r in curve},
+               "span_loss": {str(r["epoch"]): r.get("val_loss") for r in curve},
                "restart": {str(top): span["val_acc"]}}
-        for b in budgets[:-1]:  # a schedule that ends with this budget
+        for b in [] if a.no_restart else budgets[:-1]:  # a schedule that ends with this budget
             row["restart"][str(b)] = train_trial(doc, data, TrialBudget(epochs=b, seed=a.seed, threads=a.threads))["val_acc"]
         rows.append(row)
         print(f"{row['gid']}  span {row['span']}  restart {row['restart']}", flush=True)
-    ok = [r for r in rows if r["status"] == "ok" and all(str(b) in r["span"] for b in budgets)]
+    modes = ("span",) if a.no_restart else ("span", "restart")
+    ok = [r for r in rows if r["status"] == "ok" and all(str(b) in r[m] for b in budgets for m in modes)]
     result = {
         "benchmark": "budget_correlation", "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": a.threads},
         "settings": vars(a), "genomes": len(ok),
         "rank_correlation": {mode: {f"{b}_vs_{top}": spearman([r[mode][str(b)] for r in ok], [r[mode][str(top)] for r in ok])
-                                    for b in budgets[:-1]} for mode in ("span", "restart")},
+                                    for b in budgets[:-1]} for mode in modes},
+        "chance_level": round(chance, 4),
+        "predictors": predictors(ok, budgets, chance),
+        "at_or_below_chance_level": {str(b): sum(r["span"][str(b)] <= chance for r in ok) for b in budgets},
         "chance_level_at": {mode: {str(b): sum(abs(r[mode][str(b)] - 1 / 7) < 0.01 for r in ok) for b in budgets}
-                            for mode in ("span", "restart")},
+                            for mode in modes},
         "rows": rows, "wall_seconds": round(time.perf_counter() - t0, 1),
     }
     atomic_write_json(a.out, result)
-    print(json.dumps({k: result[k] for k in ("genomes", "rank_correlation", "chance_level_at", "wall_seconds")}, indent=2))
+    print(json.dumps({k: result[k] for k in ("genomes", "rank_correlation", "predictors", "at_or_below_chance_level", "wall_seconds")}, indent=2))
     return 0
 
 

@@ -263,7 +263,7 @@ def test_checkpoint_reader_api_and_other_versions_refused(tmp_path):
     old = json.loads(ckpt.read_text())
     old["fernas_evolve_checkpoint"] = 2
     ckpt.write_text(json.dumps(old))
-    with pytest.raises(RunDirError, match=r"checkpoint.json: GA checkpoint version 2, this fernas reads version 3"):
+    with pytest.raises(RunDirError, match=r"checkpoint.json: GA checkpoint version 2, this fernas reads version 4"):
         Evolution.load(ckpt)
 
 

@@ -1,15 +1,17 @@
-"""The chance level of a validation split, and the line a run prints when most of a
-generation's first trainings end at it (their ranking is then ties: the budget is too small)."""
+"""The chance level of a validation split: the line a run prints when most of a generation's
+first trainings end at it (the budget is too small), and the order of genomes at or below it
+(their accuracies tie, the validation loss decides) in promotions, selection and the best."""
 
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 
 from fernas.commands.evolve_console import EvolveConsole
 from fernas.evolve import Candidate, Evolution, GAConfig
-from fernas.fitness import at_chance, chance_level
+from fernas.fitness import at_chance, chance_level, fitness_of, promoted, ranking_accuracy
 from fernas.search.run import EvolveRun
 
 
@@ -49,3 +51,48 @@ def test_trials_asha_stopped_or_that_failed_are_not_counted():
     run.console, run.chance = EvolveConsole(stream=out, quiet=True, progress_stream=io.StringIO()), 0.185
     run._check_signal(ev, 0)
     assert out.getvalue() == ""
+
+
+CHANCE = 0.158  # the demo's 560-image validation split: 1/7 + one standard error
+
+
+def ok(acc: float, loss: float, level: int = 0) -> dict:
+    return {"status": "ok", "val_acc": acc, "val_loss": loss, "level": level}
+
+
+def test_accuracies_up_to_the_chance_level_tie_and_the_lower_loss_wins():
+    def f(entry, chance=CHANCE):
+        return fitness_of(entry, ("accuracy",), chance)
+
+    assert f(ok(0.143, 1.90)) > f(ok(0.150, 1.95))  # both at chance: the loss decides
+    assert f(ok(0.150, 1.90)) < f(ok(0.143, 1.89))
+    assert f(ok(0.20, 3.0)) > f(ok(0.19, 1.0))  # above it: accuracy first, however the losses go
+    assert f(ok(0.16, 9.0)) > f(ok(0.158, 0.1))
+    assert f(ok(0.143, 1.9, level=1)) > f(ok(0.9, 0.1))  # the larger budget first
+    assert f(ok(0.143, 1.9)) > f(ok(0.143, math.nan)) == f(ok(0.143, math.inf))  # no loss: last of its tie
+    assert f(ok(0.150, 1.95), 0.0) > f(ok(0.143, 1.90), 0.0)  # no level: only exact ties go to the loss
+    assert f({"status": "failed", "val_acc": 0.9, "val_loss": 0.1}) < f(ok(0.0, 50.0))
+    # equal accuracies on any split under a million images keep their order
+    assert ranking_accuracy(0.5 + 1e-6, 100.0) > ranking_accuracy(0.5, 0.0)
+
+
+def test_promotions_use_the_same_order():
+    rung = [("a", ok(0.150, 1.95)), ("b", ok(0.143, 1.90)), ("c", ok(0.30, 2.5)), ("d", {"status": "failed"}),
+            ("e", ok(0.143, 1.90))]
+    assert promoted(rung, 3, CHANCE) == ["c", "b", "e"]  # b and e tie on everything: the id decides
+    assert promoted(rung, 2, 0.0) == ["c", "a"]
+
+
+def test_the_ga_selects_among_chance_level_genomes_by_loss():
+    """A generation that learnt nothing but in its losses: the hall of fame's order, the elites
+    and the logbook's best follow the loss, not the noise in the accuracy."""
+    def evaluate(batch):
+        return [ok(0.143 + 0.002 * (int(c.gid[:4], 16) % 7), 1.5 + (int(c.gid[4:8], 16) % 1000) / 1000) for c in batch]
+
+    ev = Evolution(GAConfig(pop=8, generations=2, seed=3, min_budget=2, max_budget=2, rerank_top=0,
+                            chance_level=CHANCE)).run(evaluate)
+    trained = [e for e in ev.cache.values() if e.get("generation") == 0]
+    lowest = min(trained, key=lambda e: e["val_loss"])
+    assert ev.by_fitness()[0].gid == min(ev.cache.values(), key=lambda e: e["val_loss"])["gid"]
+    assert lowest["gid"] in {ind.gid for ind in ev.population}  # an elite of generation 0 lives on
+    assert ev.logbook[0]["best"] == lowest["val_acc"] != max(e["val_acc"] for e in trained)

@@ -56,7 +56,8 @@ class EvolveConsole:
                  f"elapsed {fmt_duration(elapsed)}  ETA {fmt_duration(eta)}")
 
     def no_signal(self, gen: int, n: int, of: int, budget: int, level: float, halving: bool) -> None:
-        then = "promotions and selection ranked mostly ties" if halving else "selection ranked mostly ties"
+        then = ("promotions and selection ranked them by validation loss alone" if halving
+                else "selection ranked them by validation loss alone")
         self.say(f"gen {gen + 1:>3}: {n} of {of} new genomes ended at chance after {budget} epoch(s) (validation "
                  f"accuracy <= {level:.3f}, the largest class's share + 1 s.e.): {then}; a larger "
                  f"{'--min-budget' if halving else '--epochs-per-trial'} or more training images would carry signal")

@@ -16,7 +16,7 @@ from pathlib import Path
 from fernas.errors import RunDirError
 from fernas.io import read_versioned_json
 
-CHECKPOINT_VERSION = 3
+CHECKPOINT_VERSION = 4  # 4: accuracies up to the chance level tie, the loss orders them
 VERSION_KEY = "fernas_evolve_checkpoint"
 
 

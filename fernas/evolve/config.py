@@ -65,6 +65,9 @@ class GAConfig:
     # Evolution ends after this many generations without a better best (0 = only --generations);
     # re-ranking then runs as at a normal end.  A run resumed with a larger patience goes on.
     patience: int = 0
+    # The validation split's chance level (fitness.chance_level, set by the run from its data):
+    # accuracies at or below it tie and the validation loss orders them (fitness.ranking_accuracy).
+    chance_level: float = 0.0
 
     def __post_init__(self) -> None:
         from fernas.objectives import parse_objectives

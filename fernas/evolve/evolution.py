@@ -122,7 +122,7 @@ class Evolution:
         if todo:
             yield from bracket(self, list(todo.values()))
         for ind in need:
-            ind.fitness.values = fitness_of(self.cache[ind.gid], self.cfg.objectives)
+            ind.fitness.values = fitness_of(self.cache[ind.gid], self.cfg.objectives, self.cfg.chance_level)
         mine = [self.cache[gid] for gid in seen if self.cache[gid].get("generation") == self.gen]
         skipped = sum(1 for e in mine if e.get("status") == "skipped")  # refused untrained (too large)
         failures = sum(1 for e in mine if not is_ok(e)) - skipped
@@ -292,7 +292,7 @@ class Evolution:
         """`hall_of_fame()` with the genomes the generation in flight has trained so far (a run a
         budget stopped mid-generation); for the output files: the GA's own hall of fame takes
         a generation's genomes at its end."""
-        partial = [self._ind(e["vector"], fitness_of(e, self.cfg.objectives), gid) for gid, e in self.cache.items()
+        partial = [self._ind(e["vector"], fitness_of(e, self.cfg.objectives, self.cfg.chance_level), gid) for gid, e in self.cache.items()
                    if e.get("generation") == self.gen and is_ok(e)]
         if not partial:
             return self.hall_of_fame()

@@ -54,7 +54,7 @@ def bracket(ev, cands: list[Candidate]) -> Generator[list[Candidate], None, None
         if level:
             prev = rungs[level - 1]
             keep = set(promoted([(c.gid, trial_at(ev.cache, c.gid, prev) or {}) for c in members],
-                                n_promoted(members, ev.cfg.eta)))
+                                n_promoted(members, ev.cfg.eta), ev.cfg.chance_level))
             members = [promote(c, rungs) for c in members if c.gid in keep]
         ev.rung = members
         batch = [c for c in members if trial_at(ev.cache, c.gid, budget) is None]
@@ -74,7 +74,7 @@ def certain_promotions(ev) -> list[Candidate]:
     results = [(c.gid, trial_at(ev.cache, c.gid, c.budget)) for c in members]
     waiting = sum(r is None for _, r in results)
     done = [(gid, r) for gid, r in results if r is not None]
-    sure = set(promoted(done, max(0, n_promoted(members, ev.cfg.eta) - waiting)))
+    sure = set(promoted(done, max(0, n_promoted(members, ev.cfg.eta) - waiting), ev.cfg.chance_level))
     return [promote(c, ev.cfg.rungs) for c in members
             if c.gid in sure and trial_at(ev.cache, c.gid, ev.cfg.rungs[c.level + 1]) is None]
 

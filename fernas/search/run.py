@@ -180,7 +180,9 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
                 console.say(f"warning: Ray sees {ray_info['gpus']:g} GPU(s) but torch cannot use them "
                             f"(torch.cuda.is_available() is False): {cuda_unusable_reason()}", err=True)
         out.mkdir(parents=True, exist_ok=True)
+        chance = chance_level(data.val.class_counts(data.num_classes))
         if ev is None:
+            opts.ga.chance_level = chance  # a resume keeps the level its checkpoint decided with
             ev = Evolution(opts.ga, seed_docs=seed_docs, checkpoint_path=out / "checkpoint.json")
             ev.cache.update(warm[1])
         ev.meta["attempts"] = attempt = int(ev.meta.get("attempts", 0)) + 1
@@ -188,7 +190,6 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         ev.meta.setdefault("slots", {})[str(attempt)] = slots  # for the utilisation (run_analysis)
         rdir = rundir.RunDir(out, {G.genome_id(d): d["name"] for d in seed_docs},
                              {"budgets": list(opts.ga.rungs), "data": opts.data})
-        chance = chance_level(data.val.class_counts(data.num_classes))
         rdir.write_config(_config(opts, data_info, resources, attempt, stored, len(data.val), chance))
         ev.save()
         storage = opts.storage or str(out / "ray")
@@ -266,7 +267,8 @@ def _config(opts: EvolveOptions, data_info: dict, resources: dict, attempt: int,
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
     # The noise of one fitness value: the binomial standard error of an accuracy near 50% on
     # this many validation images (differences smaller than about twice it are mostly luck).
-    fitness = {"rule": "validation accuracy at the end of the budget (centre crop); larger budget first",
+    fitness = {"rule": "larger budget first, then validation accuracy at the end of the budget (centre crop), "
+                       "accuracies at or below chance_level tied, then the lower validation loss",
                "budgets": list(opts.ga.rungs), "eta": opts.ga.eta, "val_images": n_val,
                "standard_error_at_50pct": round((0.25 / max(1, n_val)) ** 0.5, 4),
                # at or below it a trial learnt nothing: the largest class's share plus one standard error
