@@ -16,7 +16,10 @@ The one place that decides what a trial is worth:
   accuracy ranks genomes like their 16-epoch accuracy with Spearman 0.44, this ordering 0.78.
 * `chance_level(class_counts)`, `at_chance(outcomes, level)` -- whether trials have left chance
   (a rung of chance-level trials ranks on ties: its budget is too small for the data).
-* `fitness_of(entry, objectives)` -- the DEAP fitness tuple of a genome: the largest budget it
+* `reranked_accuracy(entry, max_level)`, `reranked_score(entry, max_level, chance)` -- a
+  re-ranked genome's mean accuracy at the largest budget, and the mean `ranking_accuracy`
+  that orders re-ranked genomes (best.json, the hall of fame's files).
+* `fitness_of(entry, objectives, chance)` -- the DEAP fitness tuple of a genome: the largest budget it
   reached first, then its `ranking_accuracy` there (the accuracy objective is
   `level + ranking_accuracy`, a number that orders exactly so); a genome whose first trial did not end `ok` (or `stopped`
   early by ASHA, whose accuracy still counts) gets every objective's penalty.
@@ -90,18 +93,30 @@ def promoted(results: list[tuple[str, dict]], n: int, chance: float = 0.0) -> li
     """The ids of the `n` best (id, trial outcome) pairs of a rung: trained (`ok`/`stopped`)
     ones only, by `ranking_accuracy` at the rung's budget, then by genome id (never by timing)."""
     ok = [(gid, r) for gid, r in results if is_ok(r) and r.get("val_acc") is not None]
-    ok.sort(key=lambda p: (-max(float(p[1]["val_acc"]), chance), _loss(p[1]), p[0]))
+    ok.sort(key=lambda p: (-ranking_accuracy(p[1]["val_acc"], _loss(p[1]), chance), p[0]))
     return [gid for gid, _ in ok[:n]]
 
 
-def reranked_accuracy(entry: dict, max_level: int) -> float | None:
-    """Mean accuracy at the largest budget over the genome's trainings there (its own and its
-    re-ranking seeds'); None when it was not re-ranked."""
-    reruns = [float(t["val_acc"]) for t in entry.get("trials", []) if t.get("kind") == "rerank" and is_ok(t)]
+def _at_largest_budget(entry: dict, max_level: int) -> list[dict]:
+    """The genome's trainings at the largest budget (its own and its re-ranking seeds'); none
+    when it was not re-ranked."""
+    reruns = [t for t in entry.get("trials", []) if t.get("kind") == "rerank" and is_ok(t)]
     if not reruns:
-        return None
-    own = [float(entry["val_acc"])] if is_ok(entry) and int(entry.get("level") or 0) == max_level else []
-    return sum(own + reruns) / len(own + reruns)
+        return []
+    return ([entry] if is_ok(entry) and int(entry.get("level") or 0) == max_level else []) + reruns
+
+
+def reranked_accuracy(entry: dict, max_level: int) -> float | None:
+    """Mean accuracy at the largest budget over the genome's trainings there; None when it was
+    not re-ranked."""
+    runs = _at_largest_budget(entry, max_level)
+    return sum(float(t["val_acc"]) for t in runs) / len(runs) if runs else None
+
+
+def reranked_score(entry: dict, max_level: int, chance: float = 0.0) -> float | None:
+    """The mean `ranking_accuracy` of those trainings: what orders re-ranked genomes."""
+    runs = _at_largest_budget(entry, max_level)
+    return (sum(ranking_accuracy(t["val_acc"], _loss(t), chance) for t in runs) / len(runs)) if runs else None
 
 
 def fitness_of(entry: dict, objectives: Iterable[str], chance: float = 0.0) -> tuple[float, ...]:

@@ -183,7 +183,7 @@ def atomic_write_csv(path: str | os.PathLike, fieldnames: list[str], rows: list[
     atomic_write_text(path, buf.getvalue())
 
 
-def read_versioned_json(path: str | os.PathLike, key: str, version: int, what: str) -> dict:
+def read_versioned_json(path: str | os.PathLike, key: str, version: int | tuple[int, ...], what: str) -> dict:
     """A JSON object fernas wrote, holding `key: version` (files from before versions were
     written count as version 1).  A missing file raises
     FileNotFoundError (callers say what its absence means); a corrupt one or one of another
@@ -198,7 +198,9 @@ def read_versioned_json(path: str | os.PathLike, key: str, version: int, what: s
     except (OSError, ValueError) as exc:
         raise RunDirError(f"{path}: corrupt {what} ({type(exc).__name__}: {exc}); cannot resume") from None
     found = obj.get(key, 1) if isinstance(obj, dict) else None
-    if found != version:
-        raise OtherVersionError(f"{path}: {what} version {found!r}, this fernas reads version {version}; "
+    readable = version if isinstance(version, tuple) else (version,)
+    if found not in readable:
+        raise OtherVersionError(f"{path}: {what} version {found!r}, this fernas reads version "
+                                f"{' or '.join(map(str, readable))}; "
                           "start a new run (runs of other versions are not resumed)")
     return obj

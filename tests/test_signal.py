@@ -5,6 +5,7 @@ first trainings end at it (the budget is too small), and the order of genomes at
 from __future__ import annotations
 
 import io
+import json
 import math
 
 import pytest
@@ -96,3 +97,37 @@ def test_the_ga_selects_among_chance_level_genomes_by_loss():
     assert ev.by_fitness()[0].gid == min(ev.cache.values(), key=lambda e: e["val_loss"])["gid"]
     assert lowest["gid"] in {ind.gid for ind in ev.population}  # an elite of generation 0 lives on
     assert ev.logbook[0]["best"] == lowest["val_acc"] != max(e["val_acc"] for e in trained)
+
+
+def test_re_ranked_genomes_are_ordered_by_the_same_rule():
+    """best.json and the hall of fame's files put re-ranked genomes first, by the mean ranking
+    over their largest-budget trainings: at chance that is the mean loss, not the id."""
+    def evaluate(batch):
+        return [ok(0.143, 1.5 + (int(c.gid[4:8], 16) % 1000) / 1000 + 0.01 * c.seed) for c in batch]
+
+    ev = Evolution(GAConfig(pop=6, generations=1, seed=5, min_budget=2, max_budget=2, rerank_top=3, rerank_seeds=1,
+                            chance_level=CHANCE)).run(evaluate)
+    reranked = [e for e in ev.cache.values() if any(t["kind"] == "rerank" for t in e["trials"])]
+    assert len(reranked) == 3
+
+    def mean_loss(e):
+        return sum(t["val_loss"] for t in e["trials"]) / len(e["trials"])
+    assert [ind.gid for ind in ev.hall_of_fame()[:3]] == [e["gid"] for e in sorted(reranked, key=mean_loss)]
+    assert ev.best().gid == min(reranked, key=mean_loss)["gid"]
+    best = [r["best_fitness"] for r in ev.logbook]
+    assert best == sorted(best)  # the elite keeps the fittest: what patience compares never falls
+
+
+def test_outcomes_of_a_version_3_run_are_read_but_it_is_not_resumed(tmp_path):
+    from fernas.errors import RunDirError
+    from fernas.evolve import read_outcomes
+
+    ckpt = tmp_path / "checkpoint.json"
+    ev = Evolution(GAConfig(pop=4, generations=1, seed=1, max_budget=1, rerank_top=0), checkpoint_path=ckpt)
+    ev.run(lambda b: [ok(0.3, 1.0) for _ in b])
+    state = json.loads(ckpt.read_text())
+    state["fernas_evolve_checkpoint"] = 3  # same cache layout, older ranking rule
+    ckpt.write_text(json.dumps(state))
+    assert set(read_outcomes(ckpt)) == set(ev.cache)  # a warm start may reuse its trials
+    with pytest.raises(RunDirError, match="version 3, this fernas reads version 4;"):
+        Evolution.load(ckpt)

@@ -17,6 +17,9 @@ from fernas.errors import RunDirError
 from fernas.io import read_versioned_json
 
 CHECKPOINT_VERSION = 4  # 4: accuracies up to the chance level tie, the loss orders them
+# Versions whose fitness cache (the outcomes a warm start or an analysis reads) has today's
+# layout; a resume needs CHECKPOINT_VERSION itself (its decisions depend on the ranking rule).
+OUTCOMES_READABLE = (3, 4)
 VERSION_KEY = "fernas_evolve_checkpoint"
 
 
@@ -24,12 +27,13 @@ def pack(ind) -> dict:
     return {"vector": list(ind), "gid": ind.gid, "fitness": list(ind.fitness.values) if ind.fitness.valid else None}
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint's dict; RunDirError (one line) when missing, corrupt or of another version."""
+def read_checkpoint(path: str | Path, readable: tuple[int, ...] = (CHECKPOINT_VERSION,)) -> dict:
+    """The checkpoint's dict; RunDirError (one line) when missing, corrupt or of a version not in
+    `readable`."""
     path = Path(path)
     if not path.is_file():
         raise RunDirError(f"{path}: no GA checkpoint here (nothing to resume)")
-    return read_versioned_json(path, VERSION_KEY, CHECKPOINT_VERSION, "GA checkpoint")
+    return read_versioned_json(path, VERSION_KEY, readable, "GA checkpoint")
 
 
 def read_outcomes(path: str | Path) -> dict[str, dict]:
@@ -39,7 +43,7 @@ def read_outcomes(path: str | Path) -> dict[str, dict]:
     (`val_acc`, `params`, `macs`, `latency_ms`), `generation`, `vector`, `train_seconds`,
     `wall_seconds`, `finished_at`, `error` and where the trial logged.
     """
-    return dict(read_checkpoint(path)["cache"])
+    return dict(read_checkpoint(path, OUTCOMES_READABLE)["cache"])
 
 
 def is_done(path: str | Path) -> bool:

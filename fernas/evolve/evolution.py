@@ -41,11 +41,11 @@ from fernas.evolve.operators import individual_class, make_hall_of_fame, make_no
 from fernas.evolve.rng import get_rng_states, seeded_rng_states, set_rng_states
 from fernas.evolve.sampling import initial_population, sample_fresh
 from fernas.evolve.fidelity import bracket, certain_promotions, rerank
-from fernas.fitness import fitness_of, is_ok, reranked_accuracy
+from fernas.fitness import fitness_of, is_ok, reranked_score
 from fernas.io import atomic_write_text, keep_previous, previous_path
 
 LOG_HEADER = ["gen", "evals", "cache_hits", "failures", "skipped", "penalised", "trials", "compute", "min", "mean",
-              "max", "std", "best"]
+              "max", "std", "best", "best_fitness"]
 
 
 class Evolution:
@@ -156,9 +156,12 @@ class Evolution:
                   "std": float(acc.std())} if len(acc)  # None when nothing trained (strict JSON: no NaN)
                  else dict.fromkeys(("min", "mean", "max", "std")))
         fittest = self.by_fitness()  # not the re-ranked order: a reopened or warm-started run must see progress
+        # "best": the fittest genome's accuracy; below the chance level a lower-loss genome is the
+        # fitter, so it can fall where best_fitness (what patience compares) rises
         best = self.cache.get(fittest[0].gid, {}).get("val_acc") if fittest else None
         rec = {"gen": self.gen, **counts, "penalised": len(self.population) - len(ok), **stats,
-               "best": None if best is None else float(best)}
+               "best": None if best is None else float(best),
+               "best_fitness": float(fittest[0].fitness.values[0]) if fittest else None}
         self.logbook.record(**rec)
         return rec
 
@@ -186,7 +189,7 @@ class Evolution:
     def stalled(self) -> bool:
         """No better best in the last `patience` generations (0: never)."""
         p = self.cfg.patience
-        bests = [-1.0 if r["best"] is None else float(r["best"]) for r in self.logbook]
+        bests = [-1.0 if r["best_fitness"] is None else float(r["best_fitness"]) for r in self.logbook]
         return bool(p) and len(bests) > p and bests[-1] <= bests[-1 - p]
 
     def reopen(self) -> bool:
@@ -304,7 +307,7 @@ class Evolution:
         top = len(self.cfg.rungs) - 1
 
         def key(ind):
-            mean = reranked_accuracy(self.cache.get(ind.gid, {}), top)
+            mean = reranked_score(self.cache.get(ind.gid, {}), top, self.cfg.chance_level)
             return (0, -mean, ind.gid) if mean is not None else (1, -ind.fitness.values[0], ind.gid)
         return sorted(hof, key=key)
 

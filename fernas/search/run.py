@@ -182,9 +182,11 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         out.mkdir(parents=True, exist_ok=True)
         chance = chance_level(data.val.class_counts(data.num_classes))
         if ev is None:
-            opts.ga.chance_level = chance  # a resume keeps the level its checkpoint decided with
+            opts.ga.chance_level = chance
             ev = Evolution(opts.ga, seed_docs=seed_docs, checkpoint_path=out / "checkpoint.json")
             ev.cache.update(warm[1])
+        else:
+            chance = ev.cfg.chance_level  # a resume keeps (and reports) the level its checkpoint decided with
         ev.meta["attempts"] = attempt = int(ev.meta.get("attempts", 0)) + 1
         resources = {**ray_info, "cpus_per_trial": cpt, "gpus_per_trial": gpt, "concurrent_trials": slots}
         ev.meta.setdefault("slots", {})[str(attempt)] = slots  # for the utilisation (run_analysis)

@@ -198,7 +198,7 @@ class RunDir:
         def col(key):  # None (nothing trained that generation) -> a gap
             return [math.nan if r.get(key) is None else r[key] for r in recs]
 
-        ax.plot(gens, col("best"), "o-", label="best so far")
+        ax.plot(gens, col("best"), "o-", label="best so far (the fittest genome)")
         ax.plot(gens, col("max"), "^--", label="best of generation")
         ax.plot(gens, col("mean"), "s-", label="mean of generation (trained genomes)")
         ax.set_xlabel("generation")
