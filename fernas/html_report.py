@@ -23,8 +23,9 @@ from fernas.errors import RunDirError
 from fernas.io import atomic_write_text
 
 REPORT_NAME = "report.html"
-TRIAL_COLUMNS = ("trial", "generation", "gid", "kind", "budget", "status", "val_acc", "params", "macs",
+TRIAL_COLUMNS = ("trial", "generation", "gid", "kind", "budget", "status", "val_acc", "val_loss", "params", "macs",
                  "compute", "train_seconds", "device", "node", "error")
+TEXT_COLUMNS = ("gid", "kind", "status", "device", "node", "error")  # sorted as text, shown as they are
 
 STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;color:#222;
@@ -165,10 +166,10 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
     secs.append(section("hall-of-fame", "Hall of fame", _hall_of_fame(hof, classes)))
     secs.append(section("effects", "What the accuracy goes with", _effects(A.effects(trials, max_budget),
                                                                              len(A.fitness_trials(trials, max_budget)))))
-    rows = [[fmt(t.get(c)) if c not in ("gid", "kind", "status", "device", "node", "error") else (t.get(c) or "")
-             for c in TRIAL_COLUMNS] for t in trials]
+    rows = [[fmt(t.get(c)) if c not in TEXT_COLUMNS else (t.get(c) or "") for c in TRIAL_COLUMNS] for t in trials]
+    text_cols = tuple(i for i, c in enumerate(TRIAL_COLUMNS) if c in TEXT_COLUMNS)
     secs.append(section("trials", f"Trials ({len(trials)})", "<p class=note>Click a column to sort.</p><div class=scroll>"
-                        + table(TRIAL_COLUMNS, rows, sortable=True, text_cols=(2, 3, 5, 11, 12, 13)) + "</div>"))
+                        + table(TRIAL_COLUMNS, rows, sortable=True, text_cols=text_cols) + "</div>"))
     return page(f"fernas evolve run {run.name}", secs)
 
 
