@@ -295,7 +295,8 @@ class Evolution:
         """`hall_of_fame()` with the genomes the generation in flight has trained so far (a run a
         budget stopped mid-generation); for the output files: the GA's own hall of fame takes
         a generation's genomes at its end."""
-        partial = [self._ind(e["vector"], fitness_of(e, self.cfg.objectives, self.cfg.chance_level), gid) for gid, e in self.cache.items()
+        fit = lambda e: fitness_of(e, self.cfg.objectives, self.cfg.chance_level)  # noqa: E731
+        partial = [self._ind(e["vector"], fit(e), gid) for gid, e in self.cache.items()
                    if e.get("generation") == self.gen and is_ok(e)]
         if not partial:
             return self.hall_of_fame()
