@@ -75,11 +75,22 @@ def _evolve_row(run: Path, cfg: dict) -> dict:
 
     accs = [float(t["val_acc"]) for t in trials if is_fitness_trial(t, int(ga.get("max_budget") or 0))]
     state = "finished" if ck.get("done") else ("stopped" if ck else "incomplete")
+    picked = _picked(run, ck)
     return {"kind": "evolve", "state": state, "progress": f"gen {ck.get('generation', 0)}/{ga.get('generations', '?')}",
-            "trials": len(trials), "best": max(accs) if accs else None,
+            "trials": len(trials), "best": picked.get("val_acc"), "best_gid": picked.get("gid"),
+            "best_trial": max(accs) if accs else None,
             "compute": sum(int(t.get("compute") or 0) for t in trials),
             "started": cfg.get("first_started"), "seconds": (ck.get("meta") or {}).get("search_seconds"),
             "utilisation": utilisation(trials, (ck.get("meta") or {}).get("slots") or {})}
+
+
+def _picked(run: Path, ck: dict) -> dict:
+    """The `evolve` block of the genome the run returns (best.json: the fitness rule's and the
+    re-ranking's choice, which need not hold the highest accuracy of any trial); {} before the
+    first generation has one."""
+    doc = _json(run / "best.json")
+    ev = doc.get("evolve") if isinstance(doc, dict) else None
+    return ev if isinstance(ev, dict) and ev.get("gid") in (ck.get("cache") or {}) else {}
 
 
 def _train_row(run: Path, cfg: dict) -> dict:

@@ -40,6 +40,13 @@ def test_runs_lists_evolve_and_training_runs(tmp_path):
     row = describe(root / "search")
     n_trials = sum(len(e["trials"]) for e in ev.cache.values())
     assert (row["kind"], row["state"], row["progress"], row["trials"]) == ("evolve", "finished", "gen 2/2", n_trials)
+    # "best" is the returned genome's (best.json), best_trial the highest fitness trial's
+    picked = json.loads((root / "search" / "best.json").read_text())["evolve"]
+    assert (row["best_gid"], row["best"]) == (picked["gid"], picked["val_acc"]) == (ev.hall_of_fame()[0].gid,
+                                                                                    ev.cache[picked["gid"]]["val_acc"])
+    top = ev.cfg.rungs[-1]
+    assert row["best_trial"] == max(t["val_acc"] for e in ev.cache.values() for t in e["trials"]
+                                    if t.get("kind") != "rerank" and t.get("budget") == top and t["status"] == "ok")
     with lock_run_dir(root / "search"):  # a fernas process holds it
         assert describe(root / "search")["state"] == "running"
     train = describe(root / "trained")
