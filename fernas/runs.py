@@ -109,10 +109,11 @@ def _train_row(run: Path, cfg: dict) -> dict:
 
 
 def list_runs(root: Path) -> list[dict]:
-    """Every run directory at most two levels below `root` (a `fernas train` of several
-    genomes keeps one per genome), oldest first."""
+    """Every run directory at most three levels below `root`, oldest first: a `fernas train` of
+    several genomes keeps one per genome, and `make demo` puts those under runs/demo-*/trained/."""
     rows = []
-    for d in sorted({p.parent for pattern in ("*/config.json", "*/*/config.json") for p in root.glob(pattern)}):
+    patterns = ("*/config.json", "*/*/config.json", "*/*/*/config.json")
+    for d in sorted({p.parent for pattern in patterns for p in root.glob(pattern)}):
         row = describe(d)
         if row:
             rows.append(row)

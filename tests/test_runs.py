@@ -4,6 +4,7 @@ GA and the run-directory writer (stand-in fitness, no Ray), and a real `fernas t
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict
 
 import fernas
@@ -52,8 +53,10 @@ def test_runs_lists_evolve_and_training_runs(tmp_path):
     train = describe(root / "trained")
     assert (train["kind"], train["state"], train["progress"]) == ("train", "finished", "epoch 1/1")
 
+    shutil.copytree(root / "trained", root / "demo" / "trained" / "tiny")  # make demo's layout
     rc, out, _ = cli("runs", root)
     assert rc == 0 and "search" in out and "trained" in out and "finished" in out
+    assert "demo/trained/tiny" in out
     rc, out, _ = cli("runs", root, "--json")
     assert {json.loads(line)["kind"] for line in out.splitlines()} == {"evolve", "train"}
     rc, _, err = cli("runs", tmp_path / "nowhere")
