@@ -14,8 +14,9 @@ image, the `compute` column of trials.csv) with the seconds beside it:
 Equal compute: ga-mf runs first; its total C (every trial: first trainings, promotions,
 re-ranking) is the budget.  random-sh has the same structure (same generations, budgets and
 re-ranking) and is used whole; its own total is reported beside C.  ga-single and random-asha
-run more generations than C needs and are cut at C in the order their trials finished; their
-pick is then the best accuracy at MAX epochs within C.  The seeds arm trains each design
+are given more generations than C needs and `--max-compute C` (no trial starts once C is
+spent), then cut at C in the order their trials finished; their pick is then the best
+accuracy at MAX epochs within C.  The seeds arm trains each design
 C / n_designs of compute.
 
 Best-so-far is the best validation accuracy at MAX epochs (trials that reached it) against
@@ -78,12 +79,15 @@ def arm_flags(a, arm: str) -> tuple[list[str], int]:
             "random-asha": (["--strategy", "random", *single, "--asha"], 2 * a.generations + 1)}[arm]
 
 
-def run_search(a, arm: str, seed: int, out: Path) -> dict:
+def run_search(a, arm: str, seed: int, out: Path, compute: float | None = None) -> dict:
+    """Run (or with --reuse, reuse) one search arm; `compute`: C, where the arm is cut at C."""
     flags, gens = arm_flags(a, arm)
+    if compute is not None:
+        flags = [*flags, "--max-compute", f"{compute:.6e}"]
     cmd = [sys.executable, "-m", "fernas", "evolve", "--data", a.data, "--data-seed", str(a.data_seed),
            "--out", str(out), "--pop", str(a.pop), "--generations", str(gens), "--max-mmacs", str(a.max_mmacs),
            "--seed", str(seed), "--no-dashboard", "--cpus-per-trial", "1", *flags]
-    if a.reuse and (out / "best.json").is_file() and _finished(out):
+    if a.reuse and (out / "best.json").is_file() and _finished(out, compute):
         print(f"  {arm:11s} reusing {out}", flush=True)
         wall = None
     else:
@@ -93,10 +97,12 @@ def run_search(a, arm: str, seed: int, out: Path) -> dict:
     return {"out": out, "wall_s": wall, **read_trials(out)}
 
 
-def _finished(out: Path) -> bool:
+def _finished(out: Path, compute: float | None = None) -> bool:
+    """A run that ended, or (an arm cut at C) one that has spent C."""
     from fernas.evolve import is_done
     try:
-        return is_done(out / "checkpoint.json")
+        spent = sum(float(t.get("compute") or 0) for t in read_trials(out)["trials"])
+        return is_done(out / "checkpoint.json") or (compute is not None and spent >= compute)
     except Exception:  # another version, corrupt: run it again
         return False
 
@@ -478,7 +484,8 @@ def main(argv=None) -> int:
               # each invocation; the top-level wall_seconds is the last one's
               "runs": [*old.get("runs", [{"date": old["date"], "seeds": old["settings"]["seeds"]}] if old else []),
                        {"date": date, "seeds": a.seeds, "versions": vers}],
-              "arms": {arm: " ".join(arm_flags(a, arm)[0]) for arm in SEARCH_ARMS},
+              "arms": {arm: " ".join(arm_flags(a, arm)[0])
+                       + ("" if arm in ("ga-mf", "random-sh") else " --max-compute C") for arm in SEARCH_ARMS},
               "protocol": __doc__.split("\n\n")[1:4]}
     result["references"] = {**old.get("references", {}), **reference_decodes(a, designs, work)}
     if a.remeasure:
@@ -490,7 +497,7 @@ def main(argv=None) -> int:
         runs = {"ga-mf": run_search(a, "ga-mf", seed, work / f"ga-mf-seed{seed}")}
         budget = sum(float(t.get("compute") or 0) for t in runs["ga-mf"]["trials"])
         for arm in SEARCH_ARMS[1:]:
-            runs[arm] = run_search(a, arm, seed, work / f"{arm}-seed{seed}")
+            runs[arm] = run_search(a, arm, seed, work / f"{arm}-seed{seed}", None if arm == "random-sh" else budget)
         rec = seed_record(a, seed, runs, seeds_arm(a, seed, budget, designs, work), budget)
         decode_picks(a, rec, designs, work)
         per_seed = sorted([*per_seed, rec], key=lambda r: r["seed"])

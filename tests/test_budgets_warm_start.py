@@ -58,15 +58,29 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     first = read_trials(a)
     assert len(first) == n and first[:len(timed)] == timed and (a / "best.json").is_file()
 
+    # a compute budget just above what was spent: the trials started while it was not yet spent
+    # finish (at most one per slot), then nothing more starts
+    spent = sum(float(r["compute"]) for r in first)
+    res = evolve(*run_a, "--resume", "--max-trials", "100", "--max-compute", f"{spent + 1:.6e}")
+    assert "stopped, --max-compute" in res.stdout, res.stdout
+    after = read_trials(a)
+    assert after[:n] == first and 1 <= len(after) - n <= (os.cpu_count() or 1)
+    assert sum(float(r["compute"]) for r in after) >= spent + 1
+    res = evolve(*run_a, "--resume", "--max-trials", "100")  # the stored compute budget is spent
+    assert "stopped, --max-compute" in res.stdout and read_trials(a) == after
+    assert main(["evolve", *run_a, "--resume", "--max-compute", "0"]) == 2
+    assert "--max-compute 0.0: expected images x multiply-adds above 0" in capsys.readouterr().err
+    n = len(after)
+
     # another space is refused on resume (one line, exit 2)
     other = tmp_path / "other.yaml"
     other.write_text("train: {optimizer: sgd}\n")
     assert main(["evolve", *run_a[:-1], str(other), "--resume"]) == 2
     assert "not the search space of the run" in capsys.readouterr().err
 
-    res = evolve(*run_a, "--resume", "--max-trials", "100", "--time-budget", "1h")
+    res = evolve(*run_a, "--resume", "--max-trials", "100", "--time-budget", "1h", "--max-compute", "1e30")
     rows = read_trials(a)
-    assert rows[:n] == first and "best genome" in res.stdout  # nothing trained again; the run ends
+    assert rows[:n] == after and "best genome" in res.stdout  # nothing trained again; the run ends
     events = list((a / "tensorboard").glob("events.out.tfevents.*"))  # run-level scalars per generation
     assert events and any(b"search/best_val_acc" in e.read_bytes() for e in events)
     assert all(Path(r["log_dir"]).name.startswith(f"gen{r['generation']}_{r['gid']}_b1") for r in rows)

@@ -136,6 +136,10 @@ def _add_trial_flags(p, o, d) -> None:
     g.add_argument("--time-budget", default=None, metavar="DURATION",
                    help="start no trial after this much search time (e.g. 90m, 2h, 1h30m, 1d; summed over "
                         "attempts, the time a killed run was down not counted)")
+    g.add_argument("--max-compute", type=float, default=None, metavar="C",
+                   help="start no trial once the completed trials have trained this much compute (images "
+                        "processed x multiply-adds per image, trials.csv's `compute`, e.g. 2e12; over all "
+                        "attempts); running ones finish, so the total ends somewhat above C")
     g.add_argument("--patience", type=int, default=None, metavar="G",
                    help="end the evolution after G generations without a better best; re-ranking then "
                         "runs as at the last generation")
@@ -192,7 +196,8 @@ def _rerank(args: argparse.Namespace) -> dict:
 
 
 def _budget_stops(args: argparse.Namespace) -> dict:
-    """--max-trials, --time-budget, --patience (None where not given: on --resume the run's stay)."""
+    """--max-trials, --time-budget, --max-compute, --patience (None where not given: on --resume
+    the run's stay)."""
     from fernas.runinfo import parse_duration
 
     _check(args.max_trials is None or args.max_trials >= 1, f"--max-trials {args.max_trials}: need at least 1")
@@ -205,7 +210,10 @@ def _budget_stops(args: argparse.Namespace) -> dict:
             raise UserError(f"--time-budget {args.time_budget!r}: expected a duration such as 90m, 2h, 1h30m, "
                             "1d or seconds") from None
         _check(seconds > 0, f"--time-budget {args.time_budget}: expected more than 0")
-    return {"max_trials": args.max_trials, "time_budget": seconds, "patience": args.patience}
+    _check(args.max_compute is None or args.max_compute > 0,
+           f"--max-compute {args.max_compute}: expected images x multiply-adds above 0, e.g. 2e12")
+    return {"max_trials": args.max_trials, "time_budget": seconds, "max_compute": args.max_compute,
+            "patience": args.patience}
 
 
 def _trial_timeout(text: str) -> float | None:

@@ -10,7 +10,7 @@ from fernas.evolve import GAConfig
 # line, every other setting from the run's config.json (so the run decides as it began).
 SYSTEM_SETTINGS = ("address", "storage", "gpus_per_trial", "cpus_per_trial", "max_concurrent", "dashboard",
                    "verbose", "trial_timeout")
-BUDGET_SETTINGS = ("max_trials", "time_budget", "patience")
+BUDGET_SETTINGS = ("max_trials", "time_budget", "max_compute", "patience")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class EvolveOptions:
     # new command line gives replace the stored ones (a larger budget continues a stopped run).
     max_trials: int | None = None  # trials started, every kind, over all attempts
     time_budget: float | None = None  # seconds of search, summed over attempts
+    max_compute: float | None = None  # training compute (images x multiply-adds) of trials completed
     patience: int | None = None  # the command line's --patience (the GA keeps it in ga.patience)
 
     @classmethod

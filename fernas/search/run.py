@@ -62,6 +62,8 @@ class EvolveRun:
         elif o.time_budget and self.search_seconds() >= o.time_budget:
             from fernas.runinfo import fmt_duration
             self.stop_reason = ("time_budget", f"{fmt_duration(o.time_budget)} spent")
+        elif o.max_compute and total_compute(self.ev) >= o.max_compute:
+            self.stop_reason = ("max_compute", f"{o.max_compute:.3g} images x multiply-adds spent")
         return self.stop_reason
 
     def checkpoint_path(self, cand: Candidate) -> str | None:
