@@ -83,7 +83,7 @@ def run_search(a, arm: str, seed: int, out: Path, compute: float | None = None) 
     """Run (or with --reuse, reuse) one search arm; `compute`: C, where the arm is cut at C."""
     flags, gens = arm_flags(a, arm)
     if compute is not None:
-        flags = [*flags, "--max-compute", f"{compute:.6e}"]
+        flags = [*flags, "--max-compute", repr(float(compute))]  # exact: _finished compares with it
     cmd = [sys.executable, "-m", "fernas", "evolve", "--data", a.data, "--data-seed", str(a.data_seed),
            "--out", str(out), "--pop", str(a.pop), "--generations", str(gens), "--max-mmacs", str(a.max_mmacs),
            "--seed", str(seed), "--no-dashboard", "--cpus-per-trial", "1", *flags]

@@ -151,7 +151,7 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
     classes = len(cfg.get("data", {}).get("classes") or []) or 7
     secs = [section("summary", "Summary", key_values([
         ("state", row["state"]), ("progress", row["progress"]), ("trials", row["trials"]),
-        ("best genome", hof[0]["evolve"]["gid"] if hof else "-"), ("its validation accuracy", fmt(row["best"])),
+        ("best genome", row.get("best_gid") or "-"), ("its validation accuracy", fmt(row["best"])),
         ("highest validation accuracy of any trial", fmt(row.get("best_trial"))),
         ("training compute (images x multiply-adds)", fmt(row["compute"])),
         ("search time (s)", fmt(row["seconds"], 1)), ("trial slots busy / training", _use(row.get("utilisation"))),

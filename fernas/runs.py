@@ -73,12 +73,15 @@ def _evolve_row(run: Path, cfg: dict) -> dict:
     trials = [t for e in ck.get("cache", {}).values() for t in e.get("trials", []) if not t.get("from_run")]
     from fernas.run_analysis import is_fitness_trial, utilisation
 
-    accs = [float(t["val_acc"]) for t in trials if is_fitness_trial(t, int(ga.get("max_budget") or 0))]
+    # a warm start's trials count too: its genomes are in the run's population and hall of fame
+    accs = [float(t["val_acc"]) for e in ck.get("cache", {}).values() for t in e.get("trials", [])
+            if is_fitness_trial(t, int(ga.get("max_budget") or 0))]
     state = "finished" if ck.get("done") else ("stopped" if ck else "incomplete")
     picked = _picked(run, ck)
+    best_trial = max(accs) if accs else None
     return {"kind": "evolve", "state": state, "progress": f"gen {ck.get('generation', 0)}/{ga.get('generations', '?')}",
-            "trials": len(trials), "best": picked.get("val_acc"), "best_gid": picked.get("gid"),
-            "best_trial": max(accs) if accs else None,
+            "trials": len(trials), "best": picked.get("val_acc", best_trial), "best_gid": picked.get("gid"),
+            "best_trial": best_trial,
             "compute": sum(int(t.get("compute") or 0) for t in trials),
             "started": cfg.get("first_started"), "seconds": (ck.get("meta") or {}).get("search_seconds"),
             "utilisation": utilisation(trials, (ck.get("meta") or {}).get("slots") or {})}
@@ -87,7 +90,7 @@ def _evolve_row(run: Path, cfg: dict) -> dict:
 def _picked(run: Path, ck: dict) -> dict:
     """The `evolve` block of the genome the run returns (best.json: the fitness rule's and the
     re-ranking's choice, which need not hold the highest accuracy of any trial); {} before the
-    first generation has one."""
+    first generation has one (the row then shows the highest trial's accuracy)."""
     doc = _json(run / "best.json")
     ev = doc.get("evolve") if isinstance(doc, dict) else None
     return ev if isinstance(ev, dict) and ev.get("gid") in (ck.get("cache") or {}) else {}

@@ -61,7 +61,7 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     # a compute budget just above what was spent: the trials started while it was not yet spent
     # finish (at most one per slot), then nothing more starts
     spent = sum(float(r["compute"]) for r in first)
-    res = evolve(*run_a, "--resume", "--max-trials", "100", "--max-compute", f"{spent + 1:.6e}")
+    res = evolve(*run_a, "--resume", "--max-trials", "100", "--max-compute", str(int(spent) + 1))
     assert "stopped, --max-compute" in res.stdout, res.stdout
     after = read_trials(a)
     assert after[:n] == first and 1 <= len(after) - n <= (os.cpu_count() or 1)

@@ -46,8 +46,17 @@ def test_runs_lists_evolve_and_training_runs(tmp_path):
     assert (row["best_gid"], row["best"]) == (picked["gid"], picked["val_acc"]) == (ev.hall_of_fame()[0].gid,
                                                                                     ev.cache[picked["gid"]]["val_acc"])
     top = ev.cfg.rungs[-1]
-    assert row["best_trial"] == max(t["val_acc"] for e in ev.cache.values() for t in e["trials"]
-                                    if t.get("kind") != "rerank" and t.get("budget") == top and t["status"] == "ok")
+    highest = max(t["val_acc"] for e in ev.cache.values() for t in e["trials"]
+                  if t.get("kind") != "rerank" and t.get("budget") == top and t["status"] == "ok")
+    assert row["best_trial"] == highest
+    # a pick that is not the highest trial (re-ranking chose another genome): "best" follows it
+    other = min((e for e in ev.cache.values() if e.get("status") == "ok"), key=lambda e: e["val_acc"])
+    doc = json.loads((root / "search" / "best.json").read_text())
+    doc["evolve"].update(gid=other["gid"], val_acc=other["val_acc"])
+    (root / "search" / "best.json").write_text(json.dumps(doc))
+    row = describe(root / "search")
+    assert (row["best_gid"], row["best"], row["best_trial"]) == (other["gid"], other["val_acc"], highest)
+    assert row["best"] < highest
     with lock_run_dir(root / "search"):  # a fernas process holds it
         assert describe(root / "search")["state"] == "running"
     train = describe(root / "trained")

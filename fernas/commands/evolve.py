@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 import time
 from pathlib import Path
 
@@ -210,7 +211,7 @@ def _budget_stops(args: argparse.Namespace) -> dict:
             raise UserError(f"--time-budget {args.time_budget!r}: expected a duration such as 90m, 2h, 1h30m, "
                             "1d or seconds") from None
         _check(seconds > 0, f"--time-budget {args.time_budget}: expected more than 0")
-    _check(args.max_compute is None or args.max_compute > 0,
+    _check(args.max_compute is None or (math.isfinite(args.max_compute) and args.max_compute > 0),
            f"--max-compute {args.max_compute}: expected images x multiply-adds above 0, e.g. 2e12")
     return {"max_trials": args.max_trials, "time_budget": seconds, "max_compute": args.max_compute,
             "patience": args.patience}

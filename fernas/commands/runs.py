@@ -3,8 +3,9 @@
 One line per run: kind, state (running: its lock is held; finished; stopped: resumable;
 incomplete), progress, trials, best accuracy, compute and time; `--json` for scripts.
 "best" of a search is the validation accuracy of the genome it returns (best.json, chosen by the
-fitness rule and the re-ranking; `best_trial` in --json is the highest of any trial at the largest
-budget, which can be another genome's); of a training run, its ten-crop test accuracy.
+fitness rule and the re-ranking; before the first generation ends, the highest trial's);
+`best_trial` in --json is the highest of any trial at the largest budget, which can be another
+genome's; of a training run, "best" is its ten-crop test accuracy.
 """
 
 from __future__ import annotations
