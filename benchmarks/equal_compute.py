@@ -65,6 +65,7 @@ from fernas.io import atomic_write_json  # noqa: E402
 
 ARMS = ("ga-mf", "ga-single", "random-sh", "random-asha", "seeds")
 SEARCH_ARMS = ARMS[:4]
+HALVING_ARMS = ("ga-mf", "random-sh")  # successive halving and re-ranking: used whole; the other searches are cut at C
 COLORS = {"ga-mf": "C3", "ga-single": "C1", "random-sh": "C0", "random-asha": "C2", "seeds": "0.3"}
 
 
@@ -101,8 +102,8 @@ def _finished(out: Path, compute: float | None = None) -> bool:
     """A run that ended, or (an arm cut at C) one that has spent C."""
     from fernas.evolve import is_done
     try:
-        spent = sum(float(t.get("compute") or 0) for t in read_trials(out)["trials"])
-        return is_done(out / "checkpoint.json") or (compute is not None and spent >= compute)
+        return is_done(out / "checkpoint.json") or (compute is not None
+                                                     and spent_compute(read_trials(out)["trials"]) >= compute)
     except Exception:  # another version, corrupt: run it again
         return False
 
@@ -116,6 +117,11 @@ def read_trials(out: Path) -> dict:
     trials.sort(key=lambda t: t.get("finished_at") or 0.0)
     best = json.loads((out / "best.json").read_text()) if (out / "best.json").is_file() else None
     return {"trials": trials, "best_gid": best["evolve"]["gid"] if best else None}
+
+
+def spent_compute(trials: list[dict]) -> float:
+    """Training compute of these trials (images x multiply-adds, trials.csv's `compute`)."""
+    return sum(float(t.get("compute") or 0) for t in trials)
 
 
 def at_max(t: dict, max_budget: int) -> bool:
@@ -241,17 +247,17 @@ def seed_record(a, seed: int, runs: dict, seeds: dict, budget: float) -> dict:
     """One seed's figures per arm: compute, seconds, curve, pick (decode-trained later)."""
     rec = {"seed": seed, "budget_compute": budget}
     for arm, run in runs.items():
-        whole = arm in ("ga-mf", "random-sh")
+        whole = arm in HALVING_ARMS
         trials = run["trials"] if whole else cut(run["trials"], budget)
         gid, vector = pick(run, trials, whole, a.max_budget)
         rec[arm] = {"trials": len(trials), "trials_run": len(run["trials"]),
-                    "compute": sum(float(t.get("compute") or 0) for t in trials),
+                    "compute": spent_compute(trials),
                     "train_seconds": round(sum(float(t.get("train_seconds") or 0) for t in trials), 1),
                     "wall_s": None if run["wall_s"] is None else round(run["wall_s"], 1),
                     "curve": [(c, None if b is None else round(b, 4)) for c, b in curve(trials, a.max_budget)],
                     "pick_gid": gid, "pick_vector": vector,
                     "kinds": {k: sum(t.get("kind") == k for t in trials) for k in ("first", "promotion", "rerank")}}
-        if arm in ("ga-mf", "random-sh"):
+        if whole:
             rec[arm]["rank_correlation"] = promoted_correlation(trials, a.min_budget, a.max_budget)
     rec["seeds"] = seeds_record(seeds)
     return rec
@@ -314,7 +320,7 @@ def summarize(per_seed: list[dict], references: dict) -> dict:
          "compute_vs_budget": over(lambda rec, arm: rec[arm]["compute"] / rec["budget_compute"]),
          "train_seconds": over(lambda rec, arm: rec[arm].get("train_seconds")),
          "rank_correlation": {arm: mean_std([rec[arm]["rank_correlation"]["spearman"] for rec in per_seed])
-                              for arm in ("ga-mf", "random-sh")}}
+                              for arm in HALVING_ARMS}}
     reach = {}
     for base in ("random-sh", "random-asha"):
         fr = [compute_to_reach(rec["ga-mf"], final_best(rec[base])) for rec in per_seed]
@@ -484,8 +490,8 @@ def main(argv=None) -> int:
               # each invocation; the top-level wall_seconds is the last one's
               "runs": [*old.get("runs", [{"date": old["date"], "seeds": old["settings"]["seeds"]}] if old else []),
                        {"date": date, "seeds": a.seeds, "versions": vers}],
-              "arms": {arm: " ".join(arm_flags(a, arm)[0])
-                       + ("" if arm in ("ga-mf", "random-sh") else " --max-compute C") for arm in SEARCH_ARMS},
+              "arms": {arm: " ".join(arm_flags(a, arm)[0]) + ("" if arm in HALVING_ARMS else " --max-compute C")
+                       for arm in SEARCH_ARMS},
               "protocol": __doc__.split("\n\n")[1:4]}
     result["references"] = {**old.get("references", {}), **reference_decodes(a, designs, work)}
     if a.remeasure:
@@ -495,9 +501,9 @@ def main(argv=None) -> int:
     for seed in seeds:
         print(f"seed {seed}", flush=True)
         runs = {"ga-mf": run_search(a, "ga-mf", seed, work / f"ga-mf-seed{seed}")}
-        budget = sum(float(t.get("compute") or 0) for t in runs["ga-mf"]["trials"])
+        budget = spent_compute(runs["ga-mf"]["trials"])
         for arm in SEARCH_ARMS[1:]:
-            runs[arm] = run_search(a, arm, seed, work / f"{arm}-seed{seed}", None if arm == "random-sh" else budget)
+            runs[arm] = run_search(a, arm, seed, work / f"{arm}-seed{seed}", None if arm in HALVING_ARMS else budget)
         rec = seed_record(a, seed, runs, seeds_arm(a, seed, budget, designs, work), budget)
         decode_picks(a, rec, designs, work)
         per_seed = sorted([*per_seed, rec], key=lambda r: r["seed"])
