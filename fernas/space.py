@@ -22,6 +22,10 @@ File (YAML, or JSON with a .json name); a gene left out keeps every value::
 Per gene one of `fixed: V`, `choices: [V, ...]` or `min:`/`max:` (ordered genes); a bare
 value means `fixed`, a bare list `choices`.  Errors name the file, the field and what was
 expected (`SpaceError`, exit 2).
+
+One prior sits on top of the per-gene values: a learning rate belongs to its optimizer's
+range (`genome.LR_RANGES`).  Fresh draws take it from there and the GA's offspring are moved
+into it (`fit_lr`); seed designs and samples of 001/004 keep their published rates.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ def _genes() -> list[Gene]:
 
 GENES = _genes()
 BY_FIELD = {g.field: g for g in GENES}
+OPTIMIZER, LR = BY_FIELD["train.optimizer"].index, BY_FIELD["train.lr"].index
 
 
 @dataclass(frozen=True)
@@ -113,8 +118,28 @@ class Space:
         return all(vec[i] in self.allowed[i] for i in self.active_genes(vec))
 
     def random_vector(self, rng: random.Random) -> list[int]:
-        """Each gene uniform among its allowed values (the full space: `genome.random_vector`)."""
-        return [a[rng.randint(0, len(a) - 1)] for a in self.allowed]
+        """Each gene uniform among its allowed values, the learning rate among those inside the
+        drawn optimizer's range (`lr_window`); one draw per gene, in vector order."""
+        vec: list[int] = []
+        for i, a in enumerate(self.allowed):
+            pool = self.lr_window(vec[OPTIMIZER]) if i == LR else a  # the optimizer comes first
+            vec.append(pool[rng.randint(0, len(pool) - 1)])
+        return vec
+
+    def lr_window(self, optimizer_raw: int) -> tuple[int, ...]:
+        """The allowed learning rates (raw values) inside the optimizer's `genome.LR_RANGES`;
+        every allowed one when the space leaves none there (a narrowing the user asked for wins)."""
+        lo, hi = G.LR_RANGES[G.OPTIMIZERS[optimizer_raw]]
+        inside = tuple(v for v in self.allowed[LR] if lo <= G.LRS[v] <= hi)
+        return inside or self.allowed[LR]
+
+    def fit_lr(self, vec: list) -> list:
+        """Move the learning rate (in place) to the nearest one inside the optimizer's range, so
+        a child that took its optimizer from one parent and its rate from the other still trains."""
+        window = self.lr_window(vec[OPTIMIZER])
+        if vec[LR] not in window:
+            vec[LR] = min(window, key=lambda v: (abs(v - vec[LR]), v))
+        return vec
 
     def project(self, vec: list[int], rng: random.Random) -> list[int]:
         """Every gene outside the space moved inside: to the nearest allowed value of an ordered

@@ -24,6 +24,7 @@ import pytest
 
 from fernas import genome as G
 from fernas.cli import main
+from fernas.search.rundir import CONFIG_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -114,7 +115,7 @@ def test_resume_without_or_with_corrupt_checkpoint(capsys, tmp_path):
     code, err = run_cli(capsys, "--out", str(out), "--resume")
     assert code == 2 and "no such run directory" in err
     out.mkdir()
-    (out / "config.json").write_text(json.dumps({"fernas_evolve_run": 3, "options": {"ga": {}}, "first_started": "", "resumes": 0}))
+    (out / "config.json").write_text(json.dumps({"fernas_evolve_run": CONFIG_VERSION, "options": {"ga": {}}, "first_started": "", "resumes": 0}))
     code, err = run_cli(capsys, "--out", str(out), "--resume")
     assert code == 2 and "checkpoint.json" in err
     (out / "checkpoint.json").write_text("{not json")

@@ -12,7 +12,7 @@ import yaml
 from fernas import genome as G
 from fernas.cli import main
 from fernas.evolve import Evolution, GAConfig
-from fernas.space import GENES, Space, load_space, parse_space
+from fernas.space import GENES, LR, OPTIMIZER as OPT, Space, load_space, parse_space
 
 from test_evolve import fake_outcome, seed_docs
 
@@ -64,6 +64,37 @@ def test_a_narrowed_width_range_holds_through_creep_and_crossover(tmp_path):
     for doc in asked:
         assert 1 <= len(doc["stages"]) <= 3 and doc["stages"][0]["kernel"] == 5
         assert all(32 <= st["width"] <= 96 for st in doc["stages"]), doc["stages"]
+
+
+def in_range(doc: dict) -> bool:
+    lo, hi = G.LR_RANGES[doc["train"]["optimizer"]]
+    return lo <= doc["train"]["lr"] <= hi
+
+
+def test_fresh_genomes_and_offspring_train_within_their_optimizers_learning_rates():
+    import random
+    from fernas.evolve.operators import make_toolbox
+
+    rng = random.Random(0)
+    docs = [G.from_vector(Space.full().random_vector(rng)) for _ in range(400)]
+    assert all(in_range(d) for d in docs)
+    assert {d["train"]["optimizer"] for d in docs} == set(G.OPTIMIZERS)
+    assert {d["train"]["lr"] for d in docs if d["train"]["optimizer"] == "adadelta"} == {0.1, 0.2, 0.5, 1.0}
+    # two parents whose pairs only make sense together: a cut between the genes mixes them
+    adam, sgd = [G.to_vector(G.from_vector(Space.full().random_vector(rng))) for _ in range(2)]
+    adam[OPT], adam[LR], sgd[OPT], sgd[LR] = G.OPTIMIZERS.index("adam"), 0, G.OPTIMIZERS.index("sgd"), 9
+    tb = make_toolbox(GAConfig(indpb=0.5))
+    random.seed(3)
+    children = [c for _ in range(200) for c in tb.mate(list(adam), list(sgd))]
+    children += [tb.mutate(list(adam))[0] for _ in range(200)]
+    assert all(in_range(G.from_vector(c)) for c in children)
+    assert {(c[OPT], c[LR]) for c in children} > {(adam[OPT], 0), (sgd[OPT], 9)}  # they do mix
+
+
+def test_a_learning_rate_the_space_fixes_outside_the_range_is_kept(tmp_path):
+    space = load_space(write(tmp_path, "train: {optimizer: {fixed: adadelta}, lr: {fixed: 0.0001}}\n"))
+    _, asked = search(space, pop=6, generations=3, seed=4, indpb=0.5)
+    assert len(asked) > 10 and {(d["train"]["optimizer"], d["train"]["lr"]) for d in asked} == {("adadelta", 1e-4)}
 
 
 def test_the_full_space_decides_as_before(tmp_path):

@@ -20,7 +20,8 @@ def register(sub) -> None:
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     r.add_argument("--seed", type=int, default=None, help="random seed (default: fresh randomness)")
     r.add_argument("--space", choices=("uniform", "sarmah", "vulpe"), default="uniform",
-                   help="uniform over all genes, or the random-search space of seed 001 (sarmah) or 004 (vulpe)")
+                   help="uniform over all genes (the learning rate within its optimizer's range, as the GA "
+                        "draws), or the random-search space of seed 001 (sarmah) or 004 (vulpe)")
     r.add_argument("--out", default=None, help="write to this file instead of stdout (refuses to overwrite)")
     r.set_defaults(func=run_random)
     c = gsub.add_parser("check", help="validate genome files; prints id and vector",
@@ -31,7 +32,11 @@ def register(sub) -> None:
 
 def run_random(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
-    doc = g.random_genome(rng) if args.space == "uniform" else g.sample_random_search_space(rng, args.space)
+    if args.space == "uniform":
+        from fernas.space import Space
+        doc = g.from_vector(Space.full().random_vector(rng))
+    else:
+        doc = g.sample_random_search_space(rng, args.space)
     if args.out:
         from pathlib import Path
         if Path(args.out).exists():

@@ -2,7 +2,7 @@
 
 Two-point crossover and the mutations keep every vector inside the run's search space
 (`fernas.space`; by default every value in `GENE_BOUNDS`), and every such vector decodes to a
-valid genome.  All randomness comes from python's `random`,
+valid genome; each child's learning rate is then moved into its optimizer's range.  All randomness comes from python's `random`,
 which the GA swaps to its own state around each step (see `fernas.evolve.evolution`).
 """
 
@@ -42,10 +42,13 @@ def vector_id(vec: list[int]) -> tuple[str, dict | None]:
 
 
 def make_toolbox(cfg: GAConfig) -> base.Toolbox:
-    allowed = Space.from_config(cfg.space).allowed  # per gene; the full space: every value in GENE_BOUNDS
+    space = Space.from_config(cfg.space)
+    mutation = mut_creep if cfg.mutation == "creep" else mut_uniform
     tb = base.Toolbox()
-    tb.register("mate", tools.cxTwoPoint)  # per-gene constraints: a child of two members is a member
-    tb.register("mutate", mut_creep if cfg.mutation == "creep" else mut_uniform, allowed=allowed, indpb=cfg.indpb)
+    # Per-gene constraints: a child of two members is a member.  Then every child's learning
+    # rate is moved into its optimizer's range (a cut between the two genes mixes them).
+    tb.register("mate", lambda a, b: tuple(space.fit_lr(c) for c in tools.cxTwoPoint(a, b)))
+    tb.register("mutate", lambda ind: (space.fit_lr(mutation(ind, space.allowed, cfg.indpb)[0]),))
     if cfg.multi:
         tb.register("select", sel_crowded_tournament)
     else:
