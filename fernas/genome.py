@@ -62,7 +62,7 @@ LRS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1, 2e-1, 5e-1, 1
 # at 2e-4, Adagrad at 1e-4) or diverges (Adam at 0.1), and spends its compute at chance.
 LR_RANGES = {"sgd": (5e-3, 1e-1), "nesterov": (5e-3, 1e-1), "asgd": (5e-3, 1e-1),
              "adam": (1e-4, 5e-3), "amsgrad": (1e-4, 5e-3), "adamw": (1e-4, 5e-3),
-             "adagrad": (5e-3, 1e-1), "adadelta": (1e-1, 1.0)}
+             "adagrad": (5e-3, 1e-1), "adadelta": (2e-1, 1.0)}
 WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 5e-4, 1e-3)
 SCHEDULERS = ("constant", "plateau", "cosine", "cosine_wr", "onecycle", "step")
 BATCH_SIZES = (32, 64, 96, 128, 192, 256)
