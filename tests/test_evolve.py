@@ -12,7 +12,7 @@ import pytest
 
 from fernas import genome as G
 from fernas.errors import RunDirError
-from fernas.evolve import Evolution, GAConfig, is_done, read_outcomes
+from fernas.evolve import CHECKPOINT_VERSION, Evolution, GAConfig, is_done, read_outcomes
 from fernas.evolve.fidelity import trial_at
 from fernas.fitness import fitness_of
 from fernas.model import estimate_macs
@@ -261,9 +261,11 @@ def test_checkpoint_reader_api_and_other_versions_refused(tmp_path):
     assert list(outcomes) == list(ev.cache) and is_done(ckpt)
     assert all({"status", "generation", "vector", "gid"} <= set(e) for e in outcomes.values())
     old = json.loads(ckpt.read_text())
-    old["fernas_evolve_checkpoint"] = 2
+    old["fernas_evolve_checkpoint"] = CHECKPOINT_VERSION - 1  # its cache is readable, its decisions are not ours
     ckpt.write_text(json.dumps(old))
-    with pytest.raises(RunDirError, match=r"checkpoint.json: GA checkpoint version 2, this fernas reads version 4"):
+    assert list(read_outcomes(ckpt)) == list(ev.cache)
+    with pytest.raises(RunDirError, match=rf"checkpoint.json: GA checkpoint version {CHECKPOINT_VERSION - 1}, "
+                                          rf"this fernas reads version {CHECKPOINT_VERSION}"):
         Evolution.load(ckpt)
 
 
