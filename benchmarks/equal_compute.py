@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from budget_correlation import spearman  # noqa: E402
 from search_quality import first_reach, fmt, mean_std, run_cmd  # noqa: E402
 
-from fernas.fitness import is_ok  # noqa: E402
+from fernas.fitness import at_chance, is_ok  # noqa: E402
 from fernas.io import atomic_write_json  # noqa: E402
 
 ARMS = ("ga-mf", "ga-single", "random-sh", "random-asha", "seeds")
@@ -116,7 +116,8 @@ def read_trials(out: Path) -> dict:
     trials = [{**t, "gid": e["gid"], "vector": e["vector"]} for e in cache.values() for t in e.get("trials", [])]
     trials.sort(key=lambda t: t.get("finished_at") or 0.0)
     best = json.loads((out / "best.json").read_text()) if (out / "best.json").is_file() else None
-    return {"trials": trials, "best_gid": best["evolve"]["gid"] if best else None}
+    chance = json.loads((out / "config.json").read_text())["fitness"]["chance_level"]
+    return {"trials": trials, "best_gid": best["evolve"]["gid"] if best else None, "chance": chance}
 
 
 def spent_compute(trials: list[dict]) -> float:
@@ -256,11 +257,19 @@ def seed_record(a, seed: int, runs: dict, seeds: dict, budget: float) -> dict:
                     "wall_s": None if run["wall_s"] is None else round(run["wall_s"], 1),
                     "curve": [(c, None if b is None else round(b, 4)) for c, b in curve(trials, a.max_budget)],
                     "pick_gid": gid, "pick_vector": vector,
-                    "kinds": {k: sum(t.get("kind") == k for t in trials) for k in ("first", "promotion", "rerank")}}
+                    "kinds": {k: sum(t.get("kind") == k for t in trials) for k in ("first", "promotion", "rerank")},
+                    "first_at_chance": first_at_chance(trials, run["chance"])}
         if whole:
             rec[arm]["rank_correlation"] = promoted_correlation(trials, a.min_budget, a.max_budget)
     rec["seeds"] = seeds_record(seeds)
     return rec
+
+
+def first_at_chance(trials: list[dict], chance: float) -> dict:
+    """How many first trainings (the smallest budget) ended at or below the run's chance level:
+    trials that spent compute and told the search nothing by their accuracy."""
+    first = [t for t in trials if t.get("kind") == "first" and is_ok(t)]
+    return {"n": at_chance(first, chance), "of": len(first), "chance_level": chance}
 
 
 def seeds_record(s: dict) -> dict:
@@ -308,6 +317,14 @@ def decode_picks(a, rec: dict, designs: dict, work: Path) -> None:
             r["decode"] = decode(a, f"{arm}-seed{rec['seed']}-{r['pick_gid']}", G.from_vector(r["pick_vector"]), work)
 
 
+def at_chance_total(per_seed: list[dict], arm: str) -> dict | None:
+    """First trainings at chance over all seeds (None when a seed's record predates the count)."""
+    counts = [rec[arm].get("first_at_chance") for rec in per_seed]
+    if not counts or None in counts:
+        return None
+    return {"n": sum(c["n"] for c in counts), "of": sum(c["of"] for c in counts)}
+
+
 def summarize(per_seed: list[dict], references: dict) -> dict:
     """Means over seeds and the issue's targets, stated with what was measured."""
     def over(f):
@@ -320,7 +337,8 @@ def summarize(per_seed: list[dict], references: dict) -> dict:
          "compute_vs_budget": over(lambda rec, arm: rec[arm]["compute"] / rec["budget_compute"]),
          "train_seconds": over(lambda rec, arm: rec[arm].get("train_seconds")),
          "rank_correlation": {arm: mean_std([rec[arm]["rank_correlation"]["spearman"] for rec in per_seed])
-                              for arm in HALVING_ARMS}}
+                              for arm in HALVING_ARMS},
+         "first_trainings_at_chance": {arm: at_chance_total(per_seed, arm) for arm in ARMS if arm != "seeds"}}
     reach = {}
     for base in ("random-sh", "random-asha"):
         fr = [compute_to_reach(rec["ga-mf"], final_best(rec[base])) for rec in per_seed]

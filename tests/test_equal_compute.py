@@ -67,6 +67,15 @@ def test_compute_to_reach_and_final_best():
     assert ec.compute_to_reach(rec, 0.35) == 30 and ec.compute_to_reach(rec, 0.9) is None
 
 
+def test_first_trainings_at_chance_are_counted_per_arm_and_over_seeds():
+    ec = load("equal_compute")
+    got = ec.first_at_chance(TRIALS + [trial("e", "first", 2, None, 1, status="failed")], 0.25)
+    assert got == {"n": 1, "of": 4, "chance_level": 0.25}  # a (0.20); b, c, d above; e failed: not counted
+    recs = [{"ga-mf": {"first_at_chance": got}}, {"ga-mf": {"first_at_chance": {"n": 3, "of": 5}}}]
+    assert ec.at_chance_total(recs, "ga-mf") == {"n": 4, "of": 9}
+    assert ec.at_chance_total(recs + [{"ga-mf": {}}], "ga-mf") is None  # an older record without the count
+
+
 def test_cost_model_ranks_predictors_on_measured_trials(tmp_path):
     """Trials whose time follows activations, not multiply-adds: the JSON says so."""
     from fernas import genome as G
