@@ -413,8 +413,8 @@ def parse_args(argv):
 
 def earlier_seeds(out_json: Path, settings: dict, seeds: list[int], versions: dict) -> tuple[list[dict], dict]:
     """For --add: the per-seed records of the result file's earlier run (seeds not rerun), and
-    that file.  Refused when it was measured with other settings or another torch, Ray or DEAP
-    (`versions`): the seeds would not compare."""
+    that file.  Refused when it was measured with other settings, another torch, Ray or DEAP, or
+    another GA (`versions`' ga_checkpoint): the seeds would not compare."""
     if not out_json.is_file():
         return [], {}
     old = json.loads(out_json.read_text())
@@ -427,7 +427,7 @@ def earlier_seeds(out_json: Path, settings: dict, seeds: list[int], versions: di
 
     differ = sorted(k for k in settings.keys() | before.keys() if k not in ("seeds", "no_vgg", "add", "remeasure") and differs(k))
     there = old.get("versions", {})
-    differ += [f"{k} {there.get(k)} there, {versions.get(k)} here" for k in ("torch", "ray", "deap")
+    differ += [f"{k} {there.get(k)} there, {versions.get(k)} here" for k in ("torch", "ray", "deap", "ga_checkpoint")
                if there.get(k) != versions.get(k)]
     if differ:
         raise SystemExit(f"{out_json}: measured with other settings ({', '.join(differ)}); "
@@ -496,7 +496,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"no seed design under --max-mmacs {a.max_mmacs}")
     seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
     settings = {k: v for k, v in vars(a).items() if k not in ("reuse", "add", "remeasure", "started")}
-    vers = versions("torch", "ray", "deap", "numpy")
+    from fernas.evolve import CHECKPOINT_VERSION
+    # the GA checkpoint version changes with the GA's draws and ranking: seeds of two GAs do not mix
+    vers = {**versions("torch", "ray", "deap", "numpy"), "ga_checkpoint": CHECKPOINT_VERSION}
     per_seed, old = earlier_seeds(out_json, settings, seeds, vers) if a.add else ([], {})
     t0 = time.perf_counter()
     date = datetime.datetime.now().isoformat(timespec="seconds")

@@ -55,11 +55,12 @@ REDUCES = ("flatten", "avg")  # flatten the 40x40-resolution map (VGG) or global
 FC_WIDTHS = (64, 128, 256, 512, 1024, 2048, 4096)
 OPTIMIZERS = ("sgd", "nesterov", "asgd", "adam", "amsgrad", "adadelta", "adagrad", "adamw")
 LRS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1, 2e-1, 5e-1, 1.0)  # 1-2-5 log grid
-# The learning rates at which each optimizer trains at all: about a decade around torch's
-# default (SGD family 0.01, Adam family 1e-3, Adagrad 0.01, Adadelta 1.0).  Fresh genomes draw
-# their lr inside their optimizer's range and the GA's offspring are moved into it
-# (fernas.space.Space.fit_lr): outside it a trial learns nothing in a short budget (Adadelta
-# at 2e-4, Adagrad at 1e-4) or diverges (Adam at 0.1), and spends its compute at chance.
+# The learning rates at which each optimizer trains at all: about a decade around the rates it
+# is usually run at (SGD family 0.01-0.1 as the VGG seed; torch's defaults: Adam family 1e-3,
+# Adagrad 0.01, Adadelta 1.0).  Fresh genomes draw their lr inside their optimizer's range and
+# a GA child outside it redraws it inside (fernas.space.Space.fit_lr): outside it a short
+# trial learns nothing (Adadelta at 2e-4 or 0.1, Adagrad at 1e-4 stayed at chance for 16
+# epochs) and spends its compute at chance.
 LR_RANGES = {"sgd": (5e-3, 1e-1), "nesterov": (5e-3, 1e-1), "asgd": (5e-3, 1e-1),
              "adam": (1e-4, 5e-3), "amsgrad": (1e-4, 5e-3), "adamw": (1e-4, 5e-3),
              "adagrad": (5e-3, 1e-1), "adadelta": (2e-1, 1.0)}

@@ -24,8 +24,9 @@ value means `fixed`, a bare list `choices`.  Errors name the file, the field and
 expected (`SpaceError`, exit 2).
 
 One prior sits on top of the per-gene values: a learning rate belongs to its optimizer's
-range (`genome.LR_RANGES`).  Fresh draws take it from there and the GA's offspring are moved
-into it (`fit_lr`); seed designs and samples of 001/004 keep their published rates.
+range (`genome.LR_RANGES`).  Fresh draws take it from there and a GA child whose rate is
+outside redraws it inside (`fit_lr`); seed designs and samples of 001/004 keep their
+published rates.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def _genes() -> list[Gene]:
 GENES = _genes()
 BY_FIELD = {g.field: g for g in GENES}
 OPTIMIZER, LR = BY_FIELD["train.optimizer"].index, BY_FIELD["train.lr"].index
+# random_vector draws the optimizer before the rate; every optimizer needs a range.
+assert OPTIMIZER < LR and set(G.LR_RANGES) == set(G.OPTIMIZERS)
 
 
 @dataclass(frozen=True)
@@ -133,12 +136,13 @@ class Space:
         inside = tuple(v for v in self.allowed[LR] if lo <= G.LRS[v] <= hi)
         return inside or self.allowed[LR]
 
-    def fit_lr(self, vec: list) -> list:
-        """Move the learning rate (in place) to the nearest one inside the optimizer's range, so
-        a child that took its optimizer from one parent and its rate from the other still trains."""
+    def fit_lr(self, vec: list, rng) -> list:
+        """Redraw (in place, uniform) a learning rate outside the optimizer's range from inside it,
+        so a child that took its optimizer from one parent and its rate from the other still
+        trains.  Uniform, not the nearest value: snapping would pile children on the range's edges."""
         window = self.lr_window(vec[OPTIMIZER])
         if vec[LR] not in window:
-            vec[LR] = min(window, key=lambda v: (abs(v - vec[LR]), v))
+            vec[LR] = window[rng.randint(0, len(window) - 1)]
         return vec
 
     def project(self, vec: list[int], rng: random.Random) -> list[int]:

@@ -108,7 +108,7 @@ def test_add_keeps_earlier_seeds_of_the_same_settings_and_refuses_other_settings
     ec = load("equal_compute")
     settings = {"seeds": "0,1", "data": "demo:1400,560,280", "pop": 6, "no_vgg": False}
     out = tmp_path / "equal_compute.json"
-    vers = {"torch": "2.14.1", "ray": "2.60.0", "deap": "1.4", "numpy": "2.3"}
+    vers = {"torch": "2.14.1", "ray": "2.60.0", "deap": "1.4", "numpy": "2.3", "ga_checkpoint": 5}
     assert ec.earlier_seeds(out, settings, [2], vers) == ([], {})
     out.write_text(json.dumps({"date": "d0", "settings": settings, "versions": vers,
                                "per_seed": [{"seed": 0}, {"seed": 1}]}))
@@ -121,3 +121,5 @@ def test_add_keeps_earlier_seeds_of_the_same_settings_and_refuses_other_settings
         ec.earlier_seeds(out, {**settings, "gpu": True}, [2], vers)
     with pytest.raises(SystemExit, match="torch 2.14.1 there, 2.15.0 here"):
         ec.earlier_seeds(out, settings, [2], {**vers, "torch": "2.15.0"})
+    with pytest.raises(SystemExit, match="ga_checkpoint 5 there, 6 here"):
+        ec.earlier_seeds(out, settings, [2], {**vers, "ga_checkpoint": 6})

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from fernas.commands.evolve_console import EvolveConsole
-from fernas.evolve import Candidate, Evolution, GAConfig
+from fernas.evolve import CHECKPOINT_VERSION, Candidate, Evolution, GAConfig
 from fernas.fitness import at_chance, chance_level, fitness_of, promoted, ranking_accuracy
 from fernas.search.run import EvolveRun
 
@@ -126,8 +126,9 @@ def test_outcomes_of_a_version_3_run_are_read_but_it_is_not_resumed(tmp_path):
     ev = Evolution(GAConfig(pop=4, generations=1, seed=1, max_budget=1, rerank_top=0), checkpoint_path=ckpt)
     ev.run(lambda b: [ok(0.3, 1.0) for _ in b])
     state = json.loads(ckpt.read_text())
-    state["fernas_evolve_checkpoint"] = 3  # same cache layout, older ranking rule
-    ckpt.write_text(json.dumps(state))
-    assert set(read_outcomes(ckpt)) == set(ev.cache)  # a warm start may reuse its trials
-    with pytest.raises(RunDirError, match="version 3, this fernas reads version 4;"):
-        Evolution.load(ckpt)
+    for older in (3, 4):  # same cache layout; an older ranking rule (3) or older draws (4)
+        state["fernas_evolve_checkpoint"] = older
+        ckpt.write_text(json.dumps(state))
+        assert set(read_outcomes(ckpt)) == set(ev.cache)  # a warm start may reuse its trials
+        with pytest.raises(RunDirError, match=f"version {older}, this fernas reads version {CHECKPOINT_VERSION};"):
+            Evolution.load(ckpt)

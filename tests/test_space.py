@@ -71,7 +71,7 @@ def in_range(doc: dict) -> bool:
     return lo <= doc["train"]["lr"] <= hi
 
 
-def test_fresh_genomes_and_offspring_train_within_their_optimizers_learning_rates():
+def test_fresh_genomes_and_offspring_train_within_their_optimizers_learning_rates(capsys):
     import random
     from fernas.evolve.operators import make_toolbox
 
@@ -80,15 +80,37 @@ def test_fresh_genomes_and_offspring_train_within_their_optimizers_learning_rate
     assert all(in_range(d) for d in docs)
     assert {d["train"]["optimizer"] for d in docs} == set(G.OPTIMIZERS)
     assert {d["train"]["lr"] for d in docs if d["train"]["optimizer"] == "adadelta"} == {0.2, 0.5, 1.0}
-    # two parents whose pairs only make sense together: a cut between the genes mixes them
-    adam, sgd = [G.to_vector(G.from_vector(Space.full().random_vector(rng))) for _ in range(2)]
+    for seed in range(5):  # the command draws as the GA does
+        assert main(["genome", "random", "--seed", str(seed)]) == 0
+        assert in_range(json.loads(capsys.readouterr().out))
+    # Two parents that differ in the learning-rate pair only: crossover alone (no mutation)
+    # cuts between the genes in some children, and those get a rate inside the range, not
+    # the other parent's (uniform: not piled on the range's edge).
+    adam = G.to_vector(G.from_vector(Space.full().random_vector(rng)))
+    sgd = list(adam)
     adam[OPT], adam[LR], sgd[OPT], sgd[LR] = G.OPTIMIZERS.index("adam"), 0, G.OPTIMIZERS.index("sgd"), 9
-    tb = make_toolbox(GAConfig(indpb=0.5))
+    tb = make_toolbox(GAConfig())
     random.seed(3)
-    children = [c for _ in range(200) for c in tb.mate(list(adam), list(sgd))]
-    children += [tb.mutate(list(adam))[0] for _ in range(200)]
+    children = [c for _ in range(300) for c in tb.mate(list(adam), list(sgd))]
     assert all(in_range(G.from_vector(c)) for c in children)
-    assert {(c[OPT], c[LR]) for c in children} > {(adam[OPT], 0), (sgd[OPT], 9)}  # they do mix
+    mixed = [G.LRS[c[LR]] for c in children if (c[OPT], c[LR]) not in {(adam[OPT], 0), (sgd[OPT], 9)}]
+    assert len(mixed) > 10 and len(set(mixed)) >= 4
+    mutated = [tb.mutate(list(adam))[0] for _ in range(300)]
+    assert all(in_range(G.from_vector(c)) for c in mutated)
+
+
+def test_a_partly_narrowed_rate_keeps_what_each_optimizer_can_use():
+    import random
+    from fernas.evolve.operators import make_toolbox
+
+    space = parse_space({"train": {"lr": {"choices": [1e-4, 0.5]}}}, "test")
+    tb = make_toolbox(GAConfig(space=space.to_config(), indpb=0.5))
+    random.seed(1)
+    start = Space.full().project(G.to_vector(G.from_vector(space.random_vector(random.Random(2)))), random)
+    kids = [G.from_vector(tb.mutate(list(start))[0])["train"] for _ in range(300)]
+    by_opt = {o: {k["lr"] for k in kids if k["optimizer"] == o} for o in G.OPTIMIZERS}
+    assert by_opt["adam"] == {1e-4} and by_opt["adadelta"] == {0.5}
+    assert by_opt["sgd"] <= {1e-4, 0.5} and by_opt["sgd"]  # neither is SGD's: the space's choice stands
 
 
 def test_a_learning_rate_the_space_fixes_outside_the_range_is_kept(tmp_path):

@@ -84,7 +84,8 @@ def _add_search_flags(p, d) -> None:
                    help="per-gene probability that a mutated child's gene changes (see --mutation-operator)")
     g.add_argument("--mutation-operator", choices=("uniform", "creep"), default=d.mutation,
                    help="uniform: a mutated gene is redrawn uniformly; creep: half the time a step to a "
-                        "neighbouring value (the next width, learning rate, batch size ...) instead")
+                        "neighbouring value (the next width, learning rate, batch size ...) instead; "
+                        "either way a learning rate outside its optimizer's range is redrawn inside it")
     g.add_argument("--novel-offspring", action=argparse.BooleanOptionalAction, default=d.novel_offspring,
                    help="mutate every child that would train nothing new (a copy of a parent, a genome seen "
                         "before) until it is new and under --max-mmacs, so every child trains (pop - elite new "

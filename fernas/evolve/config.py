@@ -38,7 +38,8 @@ class GAConfig:
     # on CPUs) are refused like those above max_mmacs.  0 = no such cap.
     max_cost: float = 0.0
     # "uniform": a mutated gene is redrawn uniformly among its allowed values (mut_uniform; in the
-    # full space the draws of DEAP's mutUniformInt).
+    # full space the draws of DEAP's mutUniformInt), then a learning rate outside its
+    # optimizer's range is redrawn inside it (Space.fit_lr, after every operator).
     # "creep": half the time a step to a neighbouring value instead (genes index ordered tables:
     # widths, learning rates, batch sizes ...), a local move around good genomes.
     mutation: str = "creep"

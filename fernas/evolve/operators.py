@@ -2,7 +2,7 @@
 
 Two-point crossover and the mutations keep every vector inside the run's search space
 (`fernas.space`; by default every value in `GENE_BOUNDS`), and every such vector decodes to a
-valid genome; each child's learning rate is then moved into its optimizer's range.  All randomness comes from python's `random`,
+valid genome; a child's learning rate outside its optimizer's range is then redrawn inside it.  All randomness comes from python's `random`,
 which the GA swaps to its own state around each step (see `fernas.evolve.evolution`).
 """
 
@@ -45,10 +45,11 @@ def make_toolbox(cfg: GAConfig) -> base.Toolbox:
     space = Space.from_config(cfg.space)
     mutation = mut_creep if cfg.mutation == "creep" else mut_uniform
     tb = base.Toolbox()
-    # Per-gene constraints: a child of two members is a member.  Then every child's learning
-    # rate is moved into its optimizer's range (a cut between the two genes mixes them).
-    tb.register("mate", lambda a, b: tuple(space.fit_lr(c) for c in tools.cxTwoPoint(a, b)))
-    tb.register("mutate", lambda ind: (space.fit_lr(mutation(ind, space.allowed, cfg.indpb)[0]),))
+    # Per-gene constraints: a child of two members is a member.  Then a child's learning rate
+    # outside its optimizer's range is redrawn inside (a cut between the two genes, or a new
+    # optimizer, mixes pairs that do not train); `random` is the GA's own state here.
+    tb.register("mate", lambda a, b: tuple(space.fit_lr(c, random) for c in tools.cxTwoPoint(a, b)))
+    tb.register("mutate", lambda ind: (space.fit_lr(mutation(ind, space.allowed, cfg.indpb)[0], random),))
     if cfg.multi:
         tb.register("select", sel_crowded_tournament)
     else:

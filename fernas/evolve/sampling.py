@@ -2,7 +2,8 @@
 
 Everything drawn here is inside the run's search space (`GAConfig.space`, fernas.space):
 seed designs outside it are left out, samples are projected into it, uniform draws are
-uniform among its values.
+uniform among its values (the learning rate among those in its optimizer's range:
+`Space.random_vector`).
 
 The initial distribution: the seed designs, then a `search_space_share` of samples from the
 random-search spaces of seeds 001/004 (alternating), then uniform random vectors.  With a

@@ -31,7 +31,7 @@ from fernas.io import (LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_wr
                        previous_path, read_versioned_json)
 from fernas.objectives import FIELDS, OBJECTIVES
 
-CONFIG_VERSION = 4  # 4: --max-compute among the stored options; the GA draws changed (checkpoint 5)
+CONFIG_VERSION = 3
 VERSION_KEY = "fernas_evolve_run"
 TRIAL_COLUMNS = ["trial", "generation", "gid", "kind", "budget", "seed", "status", *FIELDS, "val_loss", "compute",
                  "train_seconds", "wall_seconds", "overhead_seconds", "epochs", "device", "node", "error", "trial_id", "log_dir", "genome"]
