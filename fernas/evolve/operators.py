@@ -2,8 +2,9 @@
 
 Two-point crossover and the mutations keep every vector inside the run's search space
 (`fernas.space`; by default every value in `GENE_BOUNDS`), and every such vector decodes to a
-valid genome; a child's learning rate outside its optimizer's range is then redrawn inside it.  All randomness comes from python's `random`,
-which the GA swaps to its own state around each step (see `fernas.evolve.evolution`).
+valid genome; a child's learning rate outside its optimizer's range is then redrawn inside
+it.  All randomness comes from python's `random`, which the GA swaps to its own state around
+each step (see `fernas.evolve.evolution`).
 """
 
 from __future__ import annotations
