@@ -74,9 +74,10 @@ def arm_flags(a, arm: str) -> tuple[list[str], int]:
     mf = ["--min-budget", str(a.min_budget), "--max-budget", str(a.max_budget), "--eta", str(a.eta),
           "--rerank-top", str(a.rerank_top), "--rerank-seeds", str(a.rerank_seeds)]
     single = ["--epochs-per-trial", str(a.max_budget), "--rerank-top", "0"]
-    return {"ga-mf": (["--strategy", "ga", *mf], a.generations),
+    ga = ["--strategy", "ga"] + ([] if a.immigrants is None else ["--immigrants", repr(a.immigrants)])
+    return {"ga-mf": ([*ga, *mf], a.generations),
             "random-sh": (["--strategy", "random", *mf], a.generations),
-            "ga-single": (["--strategy", "ga", *single], a.generations + 1),
+            "ga-single": ([*ga, *single], a.generations + 1),
             "random-asha": (["--strategy", "random", *single, "--asha"], 2 * a.generations + 1)}[arm]
 
 
@@ -397,6 +398,8 @@ def parse_args(argv):
     ap.add_argument("--eta", type=int, default=2)
     ap.add_argument("--rerank-top", type=int, default=2)
     ap.add_argument("--rerank-seeds", type=int, default=1)
+    ap.add_argument("--immigrants", type=float, default=None,
+                    help="the GA arms' --immigrants (default: fernas evolve's own)")
     ap.add_argument("--max-mmacs", type=float, default=35.0, help="default: a tenth of the VGG seed's")
     ap.add_argument("--decode-epochs", type=int, default=6)
     ap.add_argument("--decode-fine-tune", type=int, default=1)

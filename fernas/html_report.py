@@ -23,9 +23,9 @@ from fernas.errors import RunDirError
 from fernas.io import atomic_write_text
 
 REPORT_NAME = "report.html"
-TRIAL_COLUMNS = ("trial", "generation", "gid", "kind", "budget", "status", "val_acc", "val_loss", "params", "macs",
+TRIAL_COLUMNS = ("trial", "generation", "gid", "origin", "kind", "budget", "status", "val_acc", "val_loss", "params", "macs",
                  "compute", "train_seconds", "device", "node", "error")
-TEXT_COLUMNS = ("gid", "kind", "status", "device", "node", "error")  # sorted as text, shown as they are
+TEXT_COLUMNS = ("gid", "origin", "kind", "status", "device", "node", "error")  # sorted as text, shown as they are
 
 STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;color:#222;

@@ -231,6 +231,30 @@ def test_novel_offspring_trains_pop_minus_elite_new_genomes_each_generation(tmp_
     assert snapshot(resumed) == snapshot(ev)
 
 
+@pytest.mark.parametrize("objectives", [("accuracy",), ("accuracy", "params")])
+def test_immigrants_fill_their_share_of_each_generation_with_fresh_draws(objectives):
+    fresh = {"space-001", "space-004", "uniform"}
+
+    def origins(ev, gen):
+        return sorted(e["origin"] for e in ev.cache.values() if e["generation"] == gen)
+
+    slots = 6 if len(objectives) == 1 else 8  # pop - elite; NSGA-II breeds pop children
+    for share, n_fresh in ((0.5, slots // 2), (0.0, 0), (1.0, slots)):
+        ev, trained = run_full(None, pop=8, generations=4, seed=7, elite=2, immigrants=share, max_mmacs=60,
+                               objectives=objectives)
+        assert len(trained) == len(set(trained))
+        assert {"seed"} <= set(origins(ev, 0)) <= fresh | {"seed"}
+        for gen in (1, 2, 3):
+            got = origins(ev, gen)
+            assert len(got) == slots and sum(o in fresh for o in got) == n_fresh, (share, gen, got)
+            assert got.count("child") == slots - n_fresh
+    assert run_full(None, pop=8, generations=3, seed=7, immigrants=0.5)[0].cache != \
+        run_full(None, pop=8, generations=3, seed=7, immigrants=0.0)[0].cache
+    assert GAConfig(strategy="random", immigrants=0.5).n_immigrants(6) == 0
+    with pytest.raises(ValueError, match="immigrants"):
+        GAConfig(immigrants=1.5)
+
+
 def test_novel_offspring_stay_under_the_cost_cap():
     ev, _ = run_full(None, pop=8, generations=5, seed=4, max_mmacs=30, novel_offspring=True, mutation="creep")
     assert all(estimate_macs(G.from_vector(e["vector"])) <= 30e6 for e in ev.cache.values())

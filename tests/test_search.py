@@ -63,6 +63,7 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     (["--address", "127.0.0.1:9"], "cannot connect to 127.0.0.1:9"),
     (["--gpus-per-trial", "64"], "--gpus-per-trial 64"),
     (["--resume"], "--resume needs --out"),
+    (["--immigrants", "1.5"], "--immigrants 1.5"),
 ])
 def test_bad_flags_one_line_exit_2(capsys, tmp_path, argv, expect):
     code, err = run_cli(capsys, "--out", str(tmp_path / "run"), *argv) if "--resume" not in argv \
@@ -84,6 +85,7 @@ def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path)
     assert parse().ga.novel_offspring and parse().ga.mutation == "creep" and parse().ga.max_mmacs == 3000
     textbook = parse("--no-novel-offspring", "--mutation-operator", "uniform", "--max-mmacs", "60").ga
     assert (textbook.novel_offspring, textbook.mutation, textbook.max_mmacs) == (False, "uniform", 60)
+    assert parse().ga.immigrants == 0.5 and parse("--immigrants", "0").ga.immigrants == 0
     # a stored run resumes with its own search settings and this command line's machine settings
     stored = json.loads(json.dumps(asdict(parse("--pop", "5", "--objectives", "accuracy,latency"))))
     now = parse("--pop", "9", "--cpus-per-trial", "2")
@@ -264,6 +266,8 @@ def test_random_strategy_end_to_end_and_resume(tmp_path):
     assert len(gids) == len(set(gids)) == 8  # 4 per generation, all new
     assert {G.genome_id(tiny_genome(16)), G.genome_id(tiny_genome(24))} <= {r["gid"] for r in rows
                                                                            if r["generation"] == "0"}
+    assert {r["origin"] for r in rows if r["generation"] == "0"} >= {"seed"}
+    assert {r["origin"] for r in rows if r["generation"] == "1"} <= {"space-001", "space-004", "uniform"}
     with (out / "logbook.csv").open() as fh:
         log = list(csv.DictReader(fh))
     assert [int(r["gen"]) for r in log] == [0, 1] and sum(int(r["evals"]) for r in log) == 8

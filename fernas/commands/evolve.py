@@ -91,6 +91,10 @@ def _add_search_flags(p, d) -> None:
                         "before) until it is new and under --max-mmacs, so every child trains (pop - elite new "
                         "genomes a generation; pop with two objectives): local search around the selected "
                         "parents instead of idle slots")
+    g.add_argument("--immigrants", type=float, default=d.immigrants, metavar="SHARE",
+                   help="share of each generation's new genomes drawn fresh from the initial distribution "
+                        "(never-seen, under the cost caps) instead of bred: exploration that children of a "
+                        "weak generation lack; 0 = children only")
     g.add_argument("--tournament", type=int, default=d.tournsize, metavar="K",
                    help="tournament size (single objective)")
     g.add_argument("--elite", type=int, default=d.elite, metavar="N",
@@ -263,7 +267,7 @@ def options_from_args(args: argparse.Namespace):
     except ValueError as exc:
         raise UserError(f"--objectives: {exc}") from None
     for flag, v in (("--crossover", args.crossover), ("--mutation", args.mutation),
-                    ("--gene-mutation", args.gene_mutation)):
+                    ("--gene-mutation", args.gene_mutation), ("--immigrants", args.immigrants)):
         _check(0.0 <= v <= 1.0, f"{flag} {v:g}: expected a probability in [0, 1]")
     _check(args.tournament >= 1, f"--tournament {args.tournament}: need at least 1")
     _check(0 <= args.elite < args.pop, f"--elite {args.elite}: expected 0 to pop-1 ({args.pop - 1})")
@@ -292,7 +296,7 @@ def options_from_args(args: argparse.Namespace):
                   hof_size=args.hall_of_fame, objectives=objectives, seed=args.seed,
                   strategy=args.strategy, max_mmacs=args.max_mmacs, max_cost=args.max_cost,
                   mutation=args.mutation_operator,
-                  novel_offspring=args.novel_offspring, **budgets, **_rerank(args),
+                  novel_offspring=args.novel_offspring, immigrants=args.immigrants, **budgets, **_rerank(args),
                   space=_space(args), patience=args.patience or 0)
     if args.space or ga.max_cost:
         check_space(ga, args.space or "the full search space")

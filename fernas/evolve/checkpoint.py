@@ -16,10 +16,10 @@ from pathlib import Path
 from fernas.errors import RunDirError
 from fernas.io import read_versioned_json
 
-CHECKPOINT_VERSION = 5  # 5: learning rates drawn inside their optimizer's range (LR_RANGES)
+CHECKPOINT_VERSION = 6  # 6: immigrants in every GA generation; each genome's origin
 # Versions whose fitness cache (the outcomes a warm start or an analysis reads) has today's
 # layout; a resume needs CHECKPOINT_VERSION itself (its decisions depend on the ranking rule).
-OUTCOMES_READABLE = (3, 4, 5)
+OUTCOMES_READABLE = (3, 4, 5, 6)
 VERSION_KEY = "fernas_evolve_checkpoint"
 
 

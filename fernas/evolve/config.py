@@ -48,6 +48,11 @@ class GAConfig:
     # populations converge to copies of the best; this turns those slots into local search
     # around the parents instead of idle generations (measured in the README's search results).
     novel_offspring: bool = True
+    # Random immigrants (Grefenstette 1992): this share of each generation's non-elite slots
+    # (of the offspring, with two objectives) goes to never-seen genomes drawn from the initial
+    # distribution instead of children.  Measured at equal compute on the demo data (README):
+    # children of a generation 0 that is half at chance trail fresh draws.  0 = children only.
+    immigrants: float = 0.5
     # Successive halving inside each generation (Hyperband's inner loop): every new genome trains
     # `min_budget` epochs, the best 1/eta of each rung continue from their checkpoint to the next
     # budget (min_budget x eta^k, the last one max_budget).  Many cheap trials, the promising ones
@@ -78,9 +83,15 @@ class GAConfig:
             raise ValueError(f"unknown mutation {self.mutation!r} (expected uniform or creep)")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r} (expected {' or '.join(STRATEGIES)})")
+        if not 0 <= self.immigrants <= 1:
+            raise ValueError(f"immigrants {self.immigrants:g}: expected a share from 0 to 1")
         if not 1 <= self.min_budget <= self.max_budget or self.eta < 1:
             raise ValueError(f"budgets: need 1 <= min_budget ({self.min_budget}) <= max_budget "
                              f"({self.max_budget}) and eta ({self.eta}) >= 1")
+
+    def n_immigrants(self, slots: int) -> int:
+        """How many of a generation's `slots` new genomes are immigrants (none under random search)."""
+        return 0 if self.strategy == "random" else min(slots, round(slots * self.immigrants))
 
     @property
     def rungs(self) -> tuple[int, ...]:
@@ -129,6 +140,9 @@ class Candidate:
     budget: int = 0  # train to this epoch of the max_budget-long schedule
     level: int = 0  # index of the budget among GAConfig.rungs
     resume_from: int = 0  # continue from the checkpoint at this epoch (0: train from scratch)
+    # where the genome came from: seed (a seed design), space-001 / space-004 (a sample of their
+    # random-search spaces), uniform (a uniform draw), child (crossover and mutation)
+    origin: str = ""
     kind: str = "first"  # first training | promotion (a larger budget) | rerank (another seed)
     # (trials.csv also shows `oom`: a trial out of memory beside others, retried alone)
     seed: int = 0  # added to the run's seed (x 1000): re-ranking trains with other seeds

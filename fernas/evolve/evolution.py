@@ -8,6 +8,7 @@ tests, the Ray Tune searcher of `fernas.search`) records one outcome per candida
 - One objective: tournament selection plus `elite` unchanged copies of the best, and a
   `HallOfFame`.  Two objectives: NSGA-II (crowded binary tournament for parents,
   `selNSGA2(pop + offspring)` for survivors, elitist by construction) and a `ParetoFront`.
+  Either way an `immigrants` share of the new genomes are fresh draws, not children.
 - Random search (`strategy="random"`): every later generation is `pop` fresh never-seen
   genomes from the initial distribution, through the same cache, checkpoint and outputs.
 - Successive halving inside each generation (`GAConfig.rungs`): the generation's new genomes
@@ -46,6 +47,11 @@ from fernas.io import atomic_write_text, keep_previous, previous_path
 
 LOG_HEADER = ["gen", "evals", "cache_hits", "failures", "skipped", "penalised", "trials", "compute", "min", "mean",
               "max", "std", "best", "best_fitness"]
+
+
+def origin(ind) -> str:
+    """Where an individual came from (`Candidate.origin`); empty for one loaded from a checkpoint."""
+    return getattr(ind, "origin", "")
 
 
 class Evolution:
@@ -107,7 +113,7 @@ class Evolution:
             entry = self.cache.get(ind.gid)
             if entry is None:
                 evals += 1
-                cand = Candidate(ind.gid, list(ind), doc, self.gen, budget=self.cfg.rungs[0])
+                cand = Candidate(ind.gid, list(ind), doc, self.gen, budget=self.cfg.rungs[0], origin=origin(ind))
                 if doc is None:  # cannot happen with GENE_BOUNDS; penalised rather than fatal
                     self.record(cand, {"status": "failed", "error": "vector does not decode"})
                 else:
@@ -116,7 +122,8 @@ class Evolution:
                 # trained in this generation before a resume: still this generation's evaluation,
                 # and still in its bracket (which runs only the trials it lacks)
                 evals += 1
-                todo[ind.gid] = Candidate(ind.gid, list(ind), doc, self.gen, budget=self.cfg.rungs[0])
+                todo[ind.gid] = Candidate(ind.gid, list(ind), doc, self.gen, budget=self.cfg.rungs[0],
+                                          origin=origin(ind))
             else:
                 hits += 1
         if todo:
@@ -137,7 +144,7 @@ class Evolution:
         of each later one that trained (a failed promotion leaves it where it stood), and of the
         retry of a trial that ran out of memory beside others (kind `oom`, never the genome's)."""
         entry = self.cache.get(cand.gid) or {"gid": cand.gid, "generation": cand.generation,
-                                              "vector": cand.vector, "trials": []}
+                                              "vector": cand.vector, "origin": cand.origin, "trials": []}
         trial = {**outcome, "budget": cand.budget, "level": cand.level, "kind": cand.kind, "seed": cand.seed}
         only_oom_before = all(t.get("kind") == "oom" for t in entry["trials"])
         entry["trials"].append(trial)
@@ -209,23 +216,33 @@ class Evolution:
             counts = yield from self._evaluate(offspring)
             self.population = offspring
         elif cfg.multi:
-            parents = tb.select(self.population, len(self.population))
-            offspring = algorithms.varAnd(parents, tb, cfg.cxpb, cfg.mutpb)
-            if cfg.novel_offspring:
-                make_novel(offspring, self.population, self._seen_before(), tb.mutate, self._fits)
+            n_imm = cfg.n_immigrants(len(self.population))
+            parents = tb.select(self.population, len(self.population) - n_imm)
+            offspring = self._children(parents, n_imm, self.population, self._seen_before())
             counts = yield from self._evaluate(offspring)
             self.population = tools.selNSGA2(self.population + offspring, cfg.pop)
         else:
             n_elite = min(cfg.elite, len(self.population))
             elites = [tb.clone(ind) for ind in tools.selBest(self.population, n_elite)]
-            parents = tb.select(self.population, len(self.population) - n_elite)
-            offspring = algorithms.varAnd(parents, tb, cfg.cxpb, cfg.mutpb)
-            if cfg.novel_offspring:
-                seen = self._seen_before() | {ind.gid for ind in elites}
-                make_novel(offspring, elites, seen, tb.mutate, self._fits)
+            n_imm = cfg.n_immigrants(len(self.population) - n_elite)
+            parents = tb.select(self.population, len(self.population) - n_elite - n_imm)
+            offspring = self._children(parents, n_imm, elites, self._seen_before() | {ind.gid for ind in elites})
             counts = yield from self._evaluate(offspring)
             self.population = elites + offspring
         return counts
+
+    def _children(self, parents: list, n_immigrants: int, keep: list, seen: set) -> list:
+        """Children of `parents` (crossover, mutation; made novel when configured), then
+        `n_immigrants` never-seen draws from the initial distribution.  `keep`: the kept best,
+        where make_novel restarts a child that drifted; `seen`: ids not to repeat."""
+        cfg, tb = self.cfg, self.toolbox
+        offspring = algorithms.varAnd(parents, tb, cfg.cxpb, cfg.mutpb)
+        for child in offspring:
+            child.origin = "child"
+        if cfg.novel_offspring:
+            make_novel(offspring, keep, seen, tb.mutate, self._fits)
+        seen = seen | {vector_id(child)[0] for child in offspring}
+        return offspring + sample_fresh(cfg, n_immigrants, seen, self._ind)
 
     def _end_generation(self, counts: dict) -> None:
         rec = self._log(counts)

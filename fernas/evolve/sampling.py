@@ -45,32 +45,36 @@ def initial_population(cfg: GAConfig, seed_docs: list[dict], make_ind: Callable)
         ind = make_ind(vec)
         if ind.gid not in seen and len(pop) < cfg.pop:
             seen.add(ind.gid)
+            ind.origin = "seed"
             pop.append(ind)
     return pop + sample_fresh(cfg, cfg.pop - len(pop), seen, make_ind)
 
 
 def sample_fresh(cfg: GAConfig, n: int, seen: set, make_ind: Callable) -> list:
-    """`n` never-seen genomes from the initial distribution (adds their ids to `seen`)."""
+    """`n` never-seen genomes from the initial distribution (adds their ids to `seen`), each
+    with its `origin`: space-001, space-004 or uniform."""
     out: list = []
 
-    def add(vec) -> None:
+    def add(vec, origin: str) -> None:
         ind = make_ind(vec)
         if ind.gid not in seen and len(out) < n and cfg.refusal(vector_id(ind)[1]) is None:
             seen.add(ind.gid)
+            ind.origin = origin
             out.append(ind)
 
     space = Space.from_config(cfg.space)
     target = max(0, round(n * cfg.search_space_share))
-    spaces = ("sarmah", "vulpe")
+    spaces = (("sarmah", "space-001"), ("vulpe", "space-004"))
     for tries in range(50 * max(n, 1)):
         if len(out) >= min(target, n):
             break
-        add(space.project(G.to_vector(G.sample_random_search_space(random, spaces[tries % 2])), random))
+        name, origin = spaces[tries % 2]
+        add(space.project(G.to_vector(G.sample_random_search_space(random, name)), random), origin)
     # Under a small cap the search spaces of 001/004 (wide convs) may have nothing: uniform fills up.
     for _ in range(2000 * max(n, 1)):
         if len(out) >= n:
             break
-        add(space.random_vector(random))
+        add(space.random_vector(random), "uniform")
     return out
 
 

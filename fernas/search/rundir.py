@@ -33,7 +33,7 @@ from fernas.objectives import FIELDS, OBJECTIVES
 
 CONFIG_VERSION = 3
 VERSION_KEY = "fernas_evolve_run"
-TRIAL_COLUMNS = ["trial", "generation", "gid", "kind", "budget", "seed", "status", *FIELDS, "val_loss", "compute",
+TRIAL_COLUMNS = ["trial", "generation", "gid", "origin", "kind", "budget", "seed", "status", *FIELDS, "val_loss", "compute",
                  "train_seconds", "wall_seconds", "overhead_seconds", "epochs", "device", "node", "error", "trial_id", "log_dir", "genome"]
 
 
@@ -211,7 +211,7 @@ class RunDir:
 def _trial_row(i: int, t: dict, e: dict) -> dict:
     """A row of trials.csv (but the genome column): trial `t` of the genome whose cache entry is `e`."""
     wall, train = t.get("wall_seconds"), t.get("train_seconds")
-    return {"trial": i, "generation": e.get("generation"), "gid": e["gid"],
+    return {"trial": i, "generation": e.get("generation"), "gid": e["gid"], "origin": e.get("origin", ""),
             **{k: t.get(k) for k in ("kind", "budget", "seed", "status", *FIELDS, "val_loss", "compute", "train_seconds",
                                      "wall_seconds", "device", "node")},
             "overhead_seconds": (wall - train) if (wall is not None and train is not None and is_ok(t)) else None,
