@@ -114,7 +114,8 @@ def read_trials(out: Path) -> dict:
     from fernas.evolve import read_outcomes
 
     cache = read_outcomes(out / "checkpoint.json")
-    trials = [{**t, "gid": e["gid"], "vector": e["vector"]} for e in cache.values() for t in e.get("trials", [])]
+    trials = [{**t, "gid": e["gid"], "vector": e["vector"], "origin": e.get("origin", "")}
+              for e in cache.values() for t in e.get("trials", [])]
     trials.sort(key=lambda t: t.get("finished_at") or 0.0)
     best = json.loads((out / "best.json").read_text()) if (out / "best.json").is_file() else None
     chance = json.loads((out / "config.json").read_text())["fitness"]["chance_level"]
@@ -258,6 +259,8 @@ def seed_record(a, seed: int, runs: dict, seeds: dict, budget: float) -> dict:
                     "wall_s": None if run["wall_s"] is None else round(run["wall_s"], 1),
                     "curve": [(c, None if b is None else round(b, 4)) for c, b in curve(trials, a.max_budget)],
                     "pick_gid": gid, "pick_vector": vector,
+                    "pick_origin": next((t["origin"] for t in trials if t["gid"] == gid), None),
+                    "origins": origins(trials, run["chance"]),
                     "kinds": {k: sum(t.get("kind") == k for t in trials) for k in ("first", "promotion", "rerank")},
                     "first_at_chance": first_at_chance(trials, run["chance"])}
         if whole:
@@ -271,6 +274,15 @@ def first_at_chance(trials: list[dict], chance: float) -> dict:
     trials that spent compute and told the search nothing by their accuracy."""
     first = [t for t in trials if t.get("kind") == "first" and is_ok(t)]
     return {"n": at_chance(first, chance), "of": len(first), "chance_level": chance}
+
+
+def origins(trials: list[dict], chance: float) -> dict:
+    """First trainings by where their genome came from (fernas' `origin`: seed, space-001,
+    space-004, uniform, child; empty in runs older than the field): how many, how many at chance."""
+    first = [t for t in trials if t.get("kind") == "first" and is_ok(t)]
+    names = sorted({t["origin"] for t in first})
+    return {o: {"n": sum(t["origin"] == o for t in first),
+                "at_chance": at_chance([t for t in first if t["origin"] == o], chance)} for o in names}
 
 
 def seeds_record(s: dict) -> dict:
@@ -326,6 +338,16 @@ def at_chance_total(per_seed: list[dict], arm: str) -> dict | None:
     return {"n": sum(c["n"] for c in counts), "of": sum(c["of"] for c in counts)}
 
 
+def origins_total(per_seed: list[dict], arm: str) -> dict:
+    """`origins` summed over seeds (records older than the field count nothing)."""
+    total: dict = {}
+    for rec in per_seed:
+        for o, c in rec[arm].get("origins", {}).items():
+            t = total.setdefault(o, {"n": 0, "at_chance": 0})
+            t["n"], t["at_chance"] = t["n"] + c["n"], t["at_chance"] + c["at_chance"]
+    return total
+
+
 def summarize(per_seed: list[dict], references: dict) -> dict:
     """Means over seeds and the issue's targets, stated with what was measured."""
     def over(f):
@@ -339,7 +361,9 @@ def summarize(per_seed: list[dict], references: dict) -> dict:
          "train_seconds": over(lambda rec, arm: rec[arm].get("train_seconds")),
          "rank_correlation": {arm: mean_std([rec[arm]["rank_correlation"]["spearman"] for rec in per_seed])
                               for arm in HALVING_ARMS},
-         "first_trainings_at_chance": {arm: at_chance_total(per_seed, arm) for arm in ARMS if arm != "seeds"}}
+         "first_trainings_at_chance": {arm: at_chance_total(per_seed, arm) for arm in ARMS if arm != "seeds"},
+         "first_trainings_by_origin": {arm: origins_total(per_seed, arm) for arm in SEARCH_ARMS},
+         "pick_origin_per_seed": {arm: [rec[arm].get("pick_origin") for rec in per_seed] for arm in SEARCH_ARMS}}
     reach = {}
     for base in ("random-sh", "random-asha"):
         fr = [compute_to_reach(rec["ga-mf"], final_best(rec[base])) for rec in per_seed]

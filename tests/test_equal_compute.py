@@ -76,6 +76,18 @@ def test_first_trainings_at_chance_are_counted_per_arm_and_over_seeds():
     assert ec.at_chance_total(recs + [{"ga-mf": {}}], "ga-mf") is None  # an older record without the count
 
 
+def test_first_trainings_are_counted_by_origin_and_over_seeds():
+    ec = load("equal_compute")
+    rows = [{**trial(g, "first", 2, acc, 1), "origin": o} for g, acc, o in
+            (("a", 0.10, "child"), ("b", 0.40, "child"), ("c", 0.12, "uniform"), ("d", 0.5, "space-004"))]
+    rows += [{**trial("b", "promotion", 4, 0.45, 1), "origin": "child"}]
+    got = ec.origins(rows, 0.2)
+    assert got == {"child": {"n": 2, "at_chance": 1}, "space-004": {"n": 1, "at_chance": 0},
+                   "uniform": {"n": 1, "at_chance": 1}}
+    recs = [{"ga-mf": {"origins": got}}, {"ga-mf": {"origins": {"child": {"n": 3, "at_chance": 3}}}}, {"ga-mf": {}}]
+    assert ec.origins_total(recs, "ga-mf")["child"] == {"n": 5, "at_chance": 4}
+
+
 def test_cost_model_ranks_predictors_on_measured_trials(tmp_path):
     """Trials whose time follows activations, not multiply-adds: the JSON says so."""
     from fernas import genome as G
