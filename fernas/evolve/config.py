@@ -140,8 +140,9 @@ class Candidate:
     budget: int = 0  # train to this epoch of the max_budget-long schedule
     level: int = 0  # index of the budget among GAConfig.rungs
     resume_from: int = 0  # continue from the checkpoint at this epoch (0: train from scratch)
-    # where the genome came from: seed (a seed design), space-001 / space-004 (a sample of their
-    # random-search spaces), uniform (a uniform draw), child (crossover and mutation)
+    # where the genome came from: seed (a seed design, or a warm start's hall of fame),
+    # space-001 / space-004 (a sample of their random-search spaces), uniform (a uniform draw),
+    # child (crossover and mutation)
     origin: str = ""
     kind: str = "first"  # first training | promotion (a larger budget) | rerank (another seed)
     # (trials.csv also shows `oom`: a trial out of memory beside others, retried alone)
