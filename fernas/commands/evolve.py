@@ -92,7 +92,7 @@ def _add_search_flags(p, d) -> None:
                         "genomes a generation; pop with two objectives): local search around the selected "
                         "parents instead of idle slots")
     g.add_argument("--immigrants", type=float, default=d.immigrants, metavar="SHARE",
-                   help="share of each generation's new genomes drawn fresh from the initial distribution "
+                   help="share of each generation's new genomes drawn uniformly from the search space "
                         "(never-seen, under the cost caps) instead of bred: exploration that children of a "
                         "weak generation lack; 0 = children only")
     g.add_argument("--tournament", type=int, default=d.tournsize, metavar="K",

@@ -49,9 +49,9 @@ class GAConfig:
     # around the parents instead of idle generations (measured in the README's search results).
     novel_offspring: bool = True
     # Random immigrants (Grefenstette 1992): this share of each generation's non-elite slots
-    # (of the offspring, with two objectives) goes to never-seen genomes drawn from the initial
-    # distribution instead of children.  Measured at equal compute on the demo data (README):
-    # children of a generation 0 that is half at chance trail fresh draws.  0 = children only.
+    # (of the offspring, with two objectives) goes to never-seen genomes drawn uniformly from
+    # the search space instead of children (equal_compute lr48 on the demo data: children of a
+    # generation 0 that is half at chance trailed random search's fresh draws).  0 = children only.
     immigrants: float = 0.5
     # Successive halving inside each generation (Hyperband's inner loop): every new genome trains
     # `min_budget` epochs, the best 1/eta of each rung continue from their checkpoint to the next

@@ -8,7 +8,7 @@ tests, the Ray Tune searcher of `fernas.search`) records one outcome per candida
 - One objective: tournament selection plus `elite` unchanged copies of the best, and a
   `HallOfFame`.  Two objectives: NSGA-II (crowded binary tournament for parents,
   `selNSGA2(pop + offspring)` for survivors, elitist by construction) and a `ParetoFront`.
-  Either way an `immigrants` share of the new genomes are fresh draws, not children.
+  Either way an `immigrants` share of the new genomes are fresh uniform draws, not children.
 - Random search (`strategy="random"`): every later generation is `pop` fresh never-seen
   genomes from the initial distribution, through the same cache, checkpoint and outputs.
 - Successive halving inside each generation (`GAConfig.rungs`): the generation's new genomes
@@ -233,8 +233,10 @@ class Evolution:
 
     def _children(self, parents: list, n_immigrants: int, keep: list, seen: set) -> list:
         """Children of `parents` (crossover, mutation; made novel when configured), then
-        `n_immigrants` never-seen draws from the initial distribution.  `keep`: the kept best,
-        where make_novel restarts a child that drifted; `seen`: ids not to repeat."""
+        `n_immigrants` never-seen uniform draws from the search space (the seeds' spaces had
+        their share in generation 0; on the demo data 13 of 15 samples of seed 004's stayed
+        at chance after 4 epochs).  `keep`: the kept best, where make_novel restarts a child
+        that drifted; `seen`: ids not to repeat."""
         cfg, tb = self.cfg, self.toolbox
         offspring = algorithms.varAnd(parents, tb, cfg.cxpb, cfg.mutpb)
         for child in offspring:
@@ -242,7 +244,7 @@ class Evolution:
         if cfg.novel_offspring:
             make_novel(offspring, keep, seen, tb.mutate, self._fits)
         seen = seen | {vector_id(child)[0] for child in offspring}
-        return offspring + sample_fresh(cfg, n_immigrants, seen, self._ind)
+        return offspring + sample_fresh(cfg, n_immigrants, seen, self._ind, share=0.0)
 
     def _end_generation(self, counts: dict) -> None:
         rec = self._log(counts)

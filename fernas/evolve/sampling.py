@@ -50,9 +50,10 @@ def initial_population(cfg: GAConfig, seed_docs: list[dict], make_ind: Callable)
     return pop + sample_fresh(cfg, cfg.pop - len(pop), seen, make_ind)
 
 
-def sample_fresh(cfg: GAConfig, n: int, seen: set, make_ind: Callable) -> list:
+def sample_fresh(cfg: GAConfig, n: int, seen: set, make_ind: Callable, share: float | None = None) -> list:
     """`n` never-seen genomes from the initial distribution (adds their ids to `seen`), each
-    with its `origin`: space-001, space-004 or uniform."""
+    with its `origin`: space-001, space-004 or uniform.  `share`: of samples of the 001/004
+    spaces (default `cfg.search_space_share`; 0: uniform draws only)."""
     out: list = []
 
     def add(vec, origin: str) -> None:
@@ -63,7 +64,7 @@ def sample_fresh(cfg: GAConfig, n: int, seen: set, make_ind: Callable) -> list:
             out.append(ind)
 
     space = Space.from_config(cfg.space)
-    target = max(0, round(n * cfg.search_space_share))
+    target = max(0, round(n * (cfg.search_space_share if share is None else share)))
     spaces = (("sarmah", "space-001"), ("vulpe", "space-004"))
     for tries in range(50 * max(n, 1)):
         if len(out) >= min(target, n):
