@@ -523,7 +523,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"no seed design under --max-mmacs {a.max_mmacs}")
     seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
     settings = {k: v for k, v in vars(a).items() if k not in ("reuse", "add", "remeasure", "started")}
-    from fernas.evolve import CHECKPOINT_VERSION
+    from fernas.evolve import CHECKPOINT_VERSION, GAConfig
+    if a.immigrants is None:  # the share the GA arms ran with, even when it was fernas' default
+        settings["immigrants"] = GAConfig().immigrants
     # the GA checkpoint version changes with the GA's draws and ranking: seeds of two GAs do not mix
     vers = {**versions("torch", "ray", "deap", "numpy"), "ga_checkpoint": CHECKPOINT_VERSION}
     per_seed, old = earlier_seeds(out_json, settings, seeds, vers) if a.add else ([], {})

@@ -23,8 +23,8 @@ from fernas.errors import RunDirError
 from fernas.io import atomic_write_text
 
 REPORT_NAME = "report.html"
-TRIAL_COLUMNS = ("trial", "generation", "gid", "origin", "kind", "budget", "status", "val_acc", "val_loss", "params", "macs",
-                 "compute", "train_seconds", "device", "node", "error")
+TRIAL_COLUMNS = ("trial", "generation", "gid", "origin", "kind", "budget", "status", "val_acc", "val_loss",
+                 "params", "macs", "compute", "train_seconds", "device", "node", "error")
 TEXT_COLUMNS = ("gid", "origin", "kind", "status", "device", "node", "error")  # sorted as text, shown as they are
 
 STYLE = """

@@ -49,7 +49,8 @@ def run_full(tmp_path: Path | None, **cfg) -> tuple[Evolution, list[str]]:
 
 def snapshot(ev: Evolution) -> dict:
     return {"pop": [list(i) for i in ev.population], "log": list(ev.logbook),
-            "hof": [i.gid for i in ev.hall_of_fame()], "cache": list(ev.cache)}
+            "hof": [i.gid for i in ev.hall_of_fame()], "cache": list(ev.cache),
+            "origins": {gid: e.get("origin") for gid, e in ev.cache.items()}}
 
 
 @pytest.mark.parametrize("objectives", [("accuracy",), ("accuracy", "params")])
@@ -248,11 +249,20 @@ def test_immigrants_fill_their_share_of_each_generation_with_fresh_draws(objecti
             got = origins(ev, gen)
             assert len(got) == slots and sum(o in fresh for o in got) == n_fresh, (share, gen, got)
             assert got.count("child") == slots - n_fresh
-    assert run_full(None, pop=8, generations=3, seed=7, immigrants=0.5)[0].cache != \
-        run_full(None, pop=8, generations=3, seed=7, immigrants=0.0)[0].cache
-    assert GAConfig(strategy="random", immigrants=0.5).n_immigrants(6) == 0
+    assert [GAConfig(immigrants=0.5).n_immigrants(s) for s in (3, 4, 5)] == [2, 2, 3]
     with pytest.raises(ValueError, match="immigrants"):
         GAConfig(immigrants=1.5)
+
+
+def test_a_space_too_small_for_the_immigrants_keeps_the_population_size():
+    from fernas.space import GENES
+
+    vec = G.to_vector(seed_docs()[0])
+    space = {g.field: [v] for g, v in zip(GENES, vec)}  # one genome at every learning rate: a handful
+    space["train.lr"] = list(range(len(G.LRS)))
+    ev, trained = run_full(None, pop=6, generations=3, seed=1, elite=1, immigrants=1.0, space=space, max_mmacs=0)
+    assert len(trained) == len(set(trained)) < 11  # all that the space holds, each once
+    assert len(ev.population) == 6 and len(ev.logbook) == 3
 
 
 def test_novel_offspring_stay_under_the_cost_cap():

@@ -126,7 +126,7 @@ def test_outcomes_of_a_version_3_run_are_read_but_it_is_not_resumed(tmp_path):
     ev = Evolution(GAConfig(pop=4, generations=1, seed=1, max_budget=1, rerank_top=0), checkpoint_path=ckpt)
     ev.run(lambda b: [ok(0.3, 1.0) for _ in b])
     state = json.loads(ckpt.read_text())
-    for older in (3, 4):  # same cache layout; an older ranking rule (3) or older draws (4)
+    for older in (3, 4, 5):  # same cache layout; an older ranking rule (3) or older draws (4, 5)
         state["fernas_evolve_checkpoint"] = older
         ckpt.write_text(json.dumps(state))
         assert set(read_outcomes(ckpt)) == set(ev.cache)  # a warm start may reuse its trials

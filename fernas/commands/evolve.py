@@ -94,7 +94,7 @@ def _add_search_flags(p, d) -> None:
     g.add_argument("--immigrants", type=float, default=d.immigrants, metavar="SHARE",
                    help="share of each generation's new genomes drawn uniformly from the search space "
                         "(never-seen, under the cost caps) instead of bred: exploration that children of a "
-                        "weak generation lack; 0 = children only")
+                        "weak generation lack; 0 = children only (unused by --strategy random)")
     g.add_argument("--tournament", type=int, default=d.tournsize, metavar="K",
                    help="tournament size (single objective)")
     g.add_argument("--elite", type=int, default=d.elite, metavar="N",

@@ -24,7 +24,8 @@ VERSION_KEY = "fernas_evolve_checkpoint"
 
 
 def pack(ind) -> dict:
-    return {"vector": list(ind), "gid": ind.gid, "fitness": list(ind.fitness.values) if ind.fitness.valid else None}
+    return {"vector": list(ind), "gid": ind.gid, "origin": getattr(ind, "origin", ""),
+            "fitness": list(ind.fitness.values) if ind.fitness.valid else None}
 
 
 def read_checkpoint(path: str | Path, readable: tuple[int, ...] = (CHECKPOINT_VERSION,)) -> dict:

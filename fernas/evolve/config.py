@@ -50,8 +50,8 @@ class GAConfig:
     novel_offspring: bool = True
     # Random immigrants (Grefenstette 1992): this share of each generation's non-elite slots
     # (of the offspring, with two objectives) goes to never-seen genomes drawn uniformly from
-    # the search space instead of children (equal_compute lr48 on the demo data: children of a
-    # generation 0 that is half at chance trailed random search's fresh draws).  0 = children only.
+    # the search space instead of children: exploration that children of a weak generation lack
+    # (measured at equal compute in the README).  Unused by random search.  0 = children only.
     immigrants: float = 0.5
     # Successive halving inside each generation (Hyperband's inner loop): every new genome trains
     # `min_budget` epochs, the best 1/eta of each rung continue from their checkpoint to the next
@@ -90,8 +90,8 @@ class GAConfig:
                              f"({self.max_budget}) and eta ({self.eta}) >= 1")
 
     def n_immigrants(self, slots: int) -> int:
-        """How many of a generation's `slots` new genomes are immigrants (none under random search)."""
-        return 0 if self.strategy == "random" else min(slots, round(slots * self.immigrants))
+        """How many of a generation's `slots` new genomes are immigrants (halves round up)."""
+        return int(slots * self.immigrants + 0.5)
 
     @property
     def rungs(self) -> tuple[int, ...]:

@@ -28,6 +28,7 @@ numbers (Ray, the trainer) cannot perturb it.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Generator
@@ -47,11 +48,6 @@ from fernas.io import atomic_write_text, keep_previous, previous_path
 
 LOG_HEADER = ["gen", "evals", "cache_hits", "failures", "skipped", "penalised", "trials", "compute", "min", "mean",
               "max", "std", "best", "best_fitness"]
-
-
-def origin(ind) -> str:
-    """Where an individual came from (`Candidate.origin`); empty for one loaded from a checkpoint."""
-    return getattr(ind, "origin", "")
 
 
 class Evolution:
@@ -81,9 +77,9 @@ class Evolution:
         self.pending: list[Candidate] = []
         self.rung: list[Candidate] = []  # the members of the successive-halving rung in flight
 
-    def _ind(self, vec: list[int], values: tuple | None = None, gid: str | None = None):
+    def _ind(self, vec: list[int], values: tuple | None = None, gid: str | None = None, origin: str = ""):
         ind = self.Ind(int(v) for v in vec)
-        ind.gid = gid or vector_id(ind)[0]
+        ind.gid, ind.origin = gid or vector_id(ind)[0], origin
         if values is not None:
             ind.fitness.values = tuple(values)
         return ind
@@ -113,7 +109,7 @@ class Evolution:
             entry = self.cache.get(ind.gid)
             if entry is None:
                 evals += 1
-                cand = Candidate(ind.gid, list(ind), doc, self.gen, budget=self.cfg.rungs[0], origin=origin(ind))
+                cand = Candidate(ind.gid, list(ind), doc, self.gen, budget=self.cfg.rungs[0], origin=ind.origin)
                 if doc is None:  # cannot happen with GENE_BOUNDS; penalised rather than fatal
                     self.record(cand, {"status": "failed", "error": "vector does not decode"})
                 else:
@@ -123,7 +119,7 @@ class Evolution:
                 # and still in its bracket (which runs only the trials it lacks)
                 evals += 1
                 todo[ind.gid] = Candidate(ind.gid, list(ind), doc, self.gen, budget=self.cfg.rungs[0],
-                                          origin=origin(ind))
+                                          origin=ind.origin)
             else:
                 hits += 1
         if todo:
@@ -234,17 +230,22 @@ class Evolution:
     def _children(self, parents: list, n_immigrants: int, keep: list, seen: set) -> list:
         """Children of `parents` (crossover, mutation; made novel when configured), then
         `n_immigrants` never-seen uniform draws from the search space (the seeds' spaces had
-        their share in generation 0; on the demo data 13 of 15 samples of seed 004's stayed
-        at chance after 4 epochs).  `keep`: the kept best, where make_novel restarts a child
-        that drifted; `seen`: ids not to repeat."""
+        their share in generation 0).  `keep`: the kept best, where make_novel restarts a
+        child that drifted; `seen`: ids not to repeat.  A space too small for the immigrants
+        gets mutated copies of the kept best instead, so the population keeps its size."""
         cfg, tb = self.cfg, self.toolbox
         offspring = algorithms.varAnd(parents, tb, cfg.cxpb, cfg.mutpb)
         for child in offspring:
             child.origin = "child"
         if cfg.novel_offspring:
             make_novel(offspring, keep, seen, tb.mutate, self._fits)
-        seen = seen | {vector_id(child)[0] for child in offspring}
-        return offspring + sample_fresh(cfg, n_immigrants, seen, self._ind, share=0.0)
+        seen = seen | {vector_id(child)[0] for child in offspring}  # ids are stale without make_novel
+        fresh = sample_fresh(cfg, n_immigrants, seen, self._ind, share=0.0)
+        fill = [tb.clone(random.choice(keep or self.population)) for _ in range(n_immigrants - len(fresh))]
+        for child in fill:
+            child.origin = "child"
+        make_novel(fill, keep, seen, tb.mutate, self._fits)
+        return offspring + fresh + fill
 
     def _end_generation(self, counts: dict) -> None:
         rec = self._log(counts)
@@ -381,9 +382,9 @@ class Evolution:
         try:
             ev = cls(GAConfig(**st["config"]), checkpoint_path=path, **kwargs)
             ev.gen, ev.done, ev.cache = int(st["generation"]), bool(st["done"]), dict(st["cache"])
-            ev.population = [ev._ind(p["vector"], p["fitness"], p["gid"]) for p in st["population"]]
+            ev.population = [ev._ind(p["vector"], p["fitness"], p["gid"], p["origin"]) for p in st["population"]]
             for p in st["hall_of_fame"]:
-                ev.hof.insert(ev._ind(p["vector"], p["fitness"], p["gid"]))
+                ev.hof.insert(ev._ind(p["vector"], p["fitness"], p["gid"], p["origin"]))
             for rec in st["logbook"]:
                 ev.logbook.record(**rec)
             saved = get_rng_states()

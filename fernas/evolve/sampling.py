@@ -9,7 +9,8 @@ The initial distribution: the seed designs, then a `search_space_share` of sampl
 random-search spaces of seeds 001/004 (alternating), then uniform random vectors.  With a
 cost cap every fresh draw is under it (seed designs above it are left out), so no trial slot
 of generation 0 goes to a genome the driver would refuse.  Random search draws its later
-generations from the same distribution (seed designs aside).
+generations from the same distribution (seed designs aside); the GA's immigrants are uniform
+draws only (`sample_fresh(..., share=0.0)`).
 """
 
 from __future__ import annotations
