@@ -85,7 +85,7 @@ def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path)
     assert parse().ga.novel_offspring and parse().ga.mutation == "creep" and parse().ga.max_mmacs == 3000
     textbook = parse("--no-novel-offspring", "--mutation-operator", "uniform", "--max-mmacs", "60").ga
     assert (textbook.novel_offspring, textbook.mutation, textbook.max_mmacs) == (False, "uniform", 60)
-    assert parse().ga.immigrants == 0.5 and parse("--immigrants", "0").ga.immigrants == 0
+    assert parse().ga.immigrants == 0 and parse("--immigrants", "0.5").ga.immigrants == 0.5
     # a stored run resumes with its own search settings and this command line's machine settings
     stored = json.loads(json.dumps(asdict(parse("--pop", "5", "--objectives", "accuracy,latency"))))
     now = parse("--pop", "9", "--cpus-per-trial", "2")
