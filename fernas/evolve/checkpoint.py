@@ -16,7 +16,7 @@ from pathlib import Path
 from fernas.errors import RunDirError
 from fernas.io import read_versioned_json
 
-CHECKPOINT_VERSION = 6  # 6: immigrants in every GA generation; each genome's origin
+CHECKPOINT_VERSION = 6  # 6: GAConfig.immigrants; each genome's origin
 # Versions whose fitness cache (the outcomes a warm start or an analysis reads) has today's
 # layout; a resume needs CHECKPOINT_VERSION itself (its decisions depend on the ranking rule).
 OUTCOMES_READABLE = (3, 4, 5, 6)
@@ -24,7 +24,7 @@ VERSION_KEY = "fernas_evolve_checkpoint"
 
 
 def pack(ind) -> dict:
-    return {"vector": list(ind), "gid": ind.gid, "origin": getattr(ind, "origin", ""),
+    return {"vector": list(ind), "gid": ind.gid, "origin": ind.origin,
             "fitness": list(ind.fitness.values) if ind.fitness.valid else None}
 
 

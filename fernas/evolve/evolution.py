@@ -235,16 +235,14 @@ class Evolution:
         gets mutated copies of the kept best instead, so the population keeps its size."""
         cfg, tb = self.cfg, self.toolbox
         offspring = algorithms.varAnd(parents, tb, cfg.cxpb, cfg.mutpb)
-        for child in offspring:
-            child.origin = "child"
         if cfg.novel_offspring:
             make_novel(offspring, keep, seen, tb.mutate, self._fits)
         seen = seen | {vector_id(child)[0] for child in offspring}  # ids are stale without make_novel
         fresh = sample_fresh(cfg, n_immigrants, seen, self._ind, share=0.0)
         fill = [tb.clone(random.choice(keep or self.population)) for _ in range(n_immigrants - len(fresh))]
-        for child in fill:
-            child.origin = "child"
         make_novel(fill, keep, seen, tb.mutate, self._fits)
+        for child in offspring + fill:
+            child.origin = "child"
         return offspring + fresh + fill
 
     def _end_generation(self, counts: dict) -> None:

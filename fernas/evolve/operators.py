@@ -29,7 +29,7 @@ def individual_class(objectives: tuple[str, ...]):
     if not hasattr(creator, fit):
         creator.create(fit, base.Fitness, weights=weights(objectives))
     if not hasattr(creator, ind):
-        creator.create(ind, list, fitness=getattr(creator, fit), gid=None)
+        creator.create(ind, list, fitness=getattr(creator, fit), gid=None, origin="")  # origin: Candidate.origin
     return getattr(creator, ind)
 
 
