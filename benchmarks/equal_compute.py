@@ -182,7 +182,9 @@ def decode(a, name: str, doc: dict, work: Path, seed: int = 0) -> dict:
     """`fernas decode --train` with the fixed protocol (cached by genome and seed)."""
     from fernas import genome as G
 
-    d = work / "decode" / (G.genome_id(doc) + (f"-seed{seed}" if seed else ""))
+    # keyed by the protocol as well: a --reuse with other --decode-epochs must not read old decodes
+    protocol = f"-e{a.decode_epochs}+{a.decode_fine_tune}"
+    d = work / "decode" / (G.genome_id(doc) + protocol + (f"-seed{seed}" if seed else ""))
     metrics = d / "run" / "metrics.json"
     if not fresh(a, metrics):
         shutil.rmtree(d, ignore_errors=True)
