@@ -143,9 +143,20 @@ def main(argv=None) -> int:
             row["restart"][str(b)] = train_trial(doc, data, TrialBudget(epochs=b, seed=a.seed, threads=a.threads))["val_acc"]
         rows.append(row)
         print(f"{row['gid']}  span {row['span']}  restart {row['restart']}", flush=True)
+        # written after every genome: a stopped run keeps what it finished
+        result = summarize(a, rows, budgets, chance, time.perf_counter() - t0)
+        atomic_write_json(a.out, result)
+    if rows:
+        print(json.dumps({k: result[k] for k in ("genomes", "rank_correlation", "predictors", "at_or_below_chance_level",
+                                                 "wall_seconds")}, indent=2))
+    return 0
+
+
+def summarize(a, rows: list[dict], budgets: list[int], chance: float, wall: float) -> dict:
+    top = budgets[-1]
     modes = ("span",) if a.no_restart else ("span", "restart")
     ok = [r for r in rows if r["status"] == "ok" and all(str(b) in r[m] for b in budgets for m in modes)]
-    result = {
+    return {
         "benchmark": "budget_correlation", "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": a.threads},
         "settings": vars(a), "genomes": len(ok),
@@ -156,11 +167,8 @@ def main(argv=None) -> int:
         "at_or_below_chance_level": {str(b): sum(r["span"][str(b)] <= chance for r in ok) for b in budgets},
         "chance_level_at": {mode: {str(b): sum(abs(r[mode][str(b)] - 1 / 7) < 0.01 for r in ok) for b in budgets}
                             for mode in modes},
-        "rows": rows, "wall_seconds": round(time.perf_counter() - t0, 1),
+        "rows": rows, "genomes_drawn": a.genomes, "wall_seconds": round(wall, 1),
     }
-    atomic_write_json(a.out, result)
-    print(json.dumps({k: result[k] for k in ("genomes", "rank_correlation", "predictors", "at_or_below_chance_level", "wall_seconds")}, indent=2))
-    return 0
 
 
 if __name__ == "__main__":
