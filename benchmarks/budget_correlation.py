@@ -51,9 +51,12 @@ def ranks(xs: list[float]) -> list[float]:
 
 
 def spearman(a: list[float], b: list[float]) -> float | None:
-    """Spearman's rho: the Pearson correlation of the average ranks (None if a side is constant)."""
-    ra, rb = ranks(a), ranks(b)
+    """Spearman's rho: the Pearson correlation of the average ranks (None if a side is constant
+    or there are fewer than two pairs)."""
     n = len(a)
+    if n < 2:
+        return None
+    ra, rb = ranks(a), ranks(b)
     ma, mb = sum(ra) / n, sum(rb) / n
     cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
     va, vb = sum((x - ma) ** 2 for x in ra), sum((y - mb) ** 2 for y in rb)
@@ -167,7 +170,8 @@ def summarize(a, rows: list[dict], budgets: list[int], chance: float, wall: floa
         "at_or_below_chance_level": {str(b): sum(r["span"][str(b)] <= chance for r in ok) for b in budgets},
         "chance_level_at": {mode: {str(b): sum(abs(r[mode][str(b)] - 1 / 7) < 0.01 for r in ok) for b in budgets}
                             for mode in modes},
-        "rows": rows, "genomes_drawn": a.genomes, "wall_seconds": round(wall, 1),
+        # false while the run goes on, and in the file of a stopped one
+        "complete": len(rows) == a.genomes, "rows": rows, "wall_seconds": round(wall, 1),
     }
 
 
