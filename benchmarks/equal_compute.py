@@ -179,10 +179,10 @@ def promoted_correlation(trials: list[dict], lo: int, hi: int) -> dict:
 
 
 def decode(a, name: str, doc: dict, work: Path, seed: int = 0) -> dict:
-    """`fernas decode --train` with the fixed protocol (cached by genome and seed)."""
+    """`fernas decode --train` with the fixed protocol, cached by genome, protocol and seed (a
+    --reuse with other --decode-epochs trains again instead of reading old decodes)."""
     from fernas import genome as G
 
-    # keyed by the protocol as well: a --reuse with other --decode-epochs must not read old decodes
     protocol = f"-e{a.decode_epochs}+{a.decode_fine_tune}"
     d = work / "decode" / (G.genome_id(doc) + protocol + (f"-seed{seed}" if seed else ""))
     metrics = d / "run" / "metrics.json"
