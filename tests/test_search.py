@@ -231,6 +231,11 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     assert best["evolve"]["gid"] == best_by_the_rule([r for r in own if int(r["budget"]) == top], chance)["gid"]
     hof = sorted((out / "hall_of_fame").glob("*.json"))
     assert hof and all(G.load_genome(p) for p in hof)
+    # the seed designs that trained (the two others failed by injection), kept to compare with
+    kept = {p.stem: G.load_genome(p) for p in (out / "seed_designs").glob("*.json")}
+    assert set(kept) == {docs[0]["name"], docs[1]["name"]}
+    assert all(d["evolve"]["gid"] == G.genome_id(d) and d["evolve"]["val_acc"] is not None for d in kept.values())
+    assert "seed designs trained: 2 in" in res.stdout
     for name in ("config.json", "checkpoint.json", "pareto.csv", "pareto.png", "progress.png"):
         assert (out / name).stat().st_size > 0, name
     from fernas.evolve import is_done, read_outcomes

@@ -7,6 +7,7 @@ wording users read lives here, next to the command's flags.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 class EvolveConsole:
@@ -124,3 +125,44 @@ class EvolveConsole:
         self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
         self.say(f"report: {out}/report.html (open it in a browser)")
         self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: fernas decode {out}/best.json --train")
+        self._seed_designs(out, best.gid if best is not None else None)
+
+    def _seed_designs(self, out, best_gid: str | None) -> None:
+        """The best seed design the run trained, and how to train the best beside the seed designs:
+        short trials favour networks that learn fast, so the search's best is worth checking
+        against them at the length it will be trained (README, "Results at equal compute")."""
+        from fernas.genome import load_genome
+
+        files = sorted(Path(out, "seed_designs").glob("*.json"))
+        docs = [load_genome(p) for p in files]
+        if not docs:
+            return
+        top = max(docs, key=lambda d: tuple(d["evolve"]["fitness"]))
+        ev = top["evolve"]
+        self.say(f"seed designs trained: {len(docs)} in {out}/seed_designs/; the best, {top['name']}: validation "
+                 f"accuracy {ev.get('val_acc') or 0:.4f} after {ev.get('budget')} epoch(s)"
+                 + ("; it is the best genome: no new genome beat it" if ev.get("gid") == best_gid else ""))
+        if not any(d["evolve"].get("gid") == best_gid for d in docs):
+            self.say("compare them at the length you will train (short trials favour fast learners): "
+                     f"fernas train {out}/best.json {out}/seed_designs/*.json{_data_flags(out)} "
+                     "--epochs 48 --fine-tune-epochs 2")
+
+
+def _data_flags(out) -> str:
+    """The run's data flags (config.json), to train on the same data: ' --data SOURCE ...'."""
+    import shlex
+
+    from fernas.errors import OtherVersionError, RunDirError
+    from fernas.search.rundir import read_config
+
+    try:
+        opts = read_config(Path(out))["options"]
+    except (RunDirError, OtherVersionError):  # a hint only: without the config, the user adds --data
+        return " --data ..."
+    extra = opts.get("data_args") or {}
+    flags = f" --data {shlex.quote(str(opts.get('data')))}"
+    if extra.get("labels"):
+        flags += f" --labels {shlex.quote(str(extra['labels']))}"
+    if extra.get("skip_bad"):
+        flags += " --skip-bad"
+    return flags + (f" --data-seed {extra['data_seed']}" if extra.get("data_seed") else "")

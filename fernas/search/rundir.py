@@ -5,6 +5,8 @@
     trials.csv        one row per trial (first training, promotion) or refused genome (TRIAL_COLUMNS)
     logbook.csv       one row per generation (the GA's logbook, plus the time it ended)
     hall_of_fame/     NN_<gid>.json: the best genomes, as files `fernas decode --train` takes
+    seed_designs/     <name>.json: the seed designs the run trained, with what they reached (to train
+                      the best beside them: `fernas train OUT/best.json OUT/seed_designs/*.json`)
     best.json         the best genome
     pareto.csv/.png   accuracy against the cost objective (parameters with one objective)
     progress.png      best so far, best and mean of each generation
@@ -20,13 +22,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
 
 from fernas import genome as G
 from fernas.errors import OtherVersionError, RunDirError, RunExistsError
-from fernas.fitness import is_ok
+from fernas.fitness import fitness_of, is_ok
 from fernas.io import (LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_write_text, keep_previous,
                        previous_path, read_versioned_json)
 from fernas.objectives import FIELDS, OBJECTIVES
@@ -103,6 +106,7 @@ class RunDir:
         self.write_trials(ev)
         self.write_logbook(ev)
         self.write_hall_of_fame(ev)
+        self.write_seed_designs(ev)
         self.write_pareto(ev)
         self.write_progress_plot(ev)
 
@@ -145,12 +149,17 @@ class RunDir:
         atomic_write_csv(self.out / "logbook.csv", [*ev.logbook.header, "time"],
                          [{**rec, "time": when(rec["gen"])} for rec in ev.logbook], digits=None)
 
-    def genome_file(self, ev, ind, rank: int) -> dict:
-        e = ev.cache.get(ind.gid, {})
-        doc = G.from_vector(list(ind), name=self.seed_names.get(ind.gid) or f"evolved-{ind.gid}")
+    def genome_file(self, ev, ind, rank: int | None) -> dict:
+        return self.genome_doc(ev, ind.gid, list(ind), list(ind.fitness.values), rank)
+
+    def genome_doc(self, ev, gid: str, vector: list[int], fitness: list[float], rank: int | None) -> dict:
+        """The genome file of one trained genome: its network and recipe, and in `evolve` what the
+        search measured (`rank`: its place in the hall of fame, None outside it)."""
+        e = ev.cache.get(gid, {})
+        doc = G.from_vector(vector, name=self.seed_names.get(gid) or f"evolved-{gid}")
         doc["evolve"] = {  # metrics of the search (the genome validator keeps this key)
-            "run": self.out.name, "rank": rank, "gid": ind.gid, "generation": e.get("generation"),
-            "objectives": list(ev.cfg.objectives), "fitness": list(ind.fitness.values),
+            "run": self.out.name, "rank": rank, "gid": gid, "generation": e.get("generation"),
+            "objectives": list(ev.cfg.objectives), "fitness": fitness,
             **{f: e.get(f) for f in FIELDS}, "budget": e.get("budget"),
             "train_seconds": sum(float(t.get("train_seconds") or 0) for t in e.get("trials", [])), **self.trial_info}
         return G.validate(doc)
@@ -168,6 +177,21 @@ class RunDir:
                 p.unlink(missing_ok=True)
         if ranked:
             atomic_write_text(self.out / "best.json", G.dumps(self.genome_file(ev, ranked[0], 1)))
+
+    def write_seed_designs(self, ev) -> None:
+        """OUT/seed_designs/<name>.json: the seed designs the run trained (the evolve block says
+        what they reached).  A short search favours networks that learn fast; trained longer a
+        seed design may end above the best (README), so the run keeps them at hand to compare."""
+        seeds = [e for e in ev.cache.values() if e.get("origin") == "seed" and is_ok(e) and e.get("vector")]
+        if not seeds:
+            return
+        out = self.out / "seed_designs"
+        out.mkdir(exist_ok=True)
+        for e in seeds:
+            fitness = list(fitness_of(e, ev.cfg.objectives, ev.cfg.chance_level))
+            doc = self.genome_doc(ev, e["gid"], e["vector"], fitness, rank=None)
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", doc["name"])[:80] or e["gid"]
+            atomic_write_text(out / f"{safe}.json", G.dumps(doc))
 
     def write_pareto(self, ev) -> None:
         """Accuracy against the run's cost objective over every trained genome; the front marked."""
