@@ -65,3 +65,19 @@ def test_a_promotion_continues_from_the_checkpoint_as_one_longer_trial(data, tmp
     again = train_trial(doc, data, TrialBudget(epochs=3, checkpoint=ck, resume=True, resume_from=1, **base))
     for k in ("epoch", "val_acc", "train_loss", "images", "compute"):
         assert again[k] == promoted[k], k
+
+
+def test_the_score_ray_tunes_asha_ranks_ties_at_chance_by_the_loss():
+    from fernas.fitness import ranking_accuracy
+    from fernas.search.trial import with_rank_score
+
+    chance = 0.16
+    at_chance_low_loss = with_rank_score({"status": "ok", "last_val_acc": 0.15, "val_loss": 1.80}, chance)
+    at_chance_high_loss = with_rank_score({"status": "ok", "last_val_acc": 0.14, "val_loss": 1.95}, chance)
+    learning = with_rank_score({"status": "ok", "last_val_acc": 0.30, "val_loss": 2.50}, chance)
+    # raw accuracy would stop the first one before the second; the promotions' rule does not
+    assert learning["rank_score"] > at_chance_low_loss["rank_score"] > at_chance_high_loss["rank_score"]
+    assert at_chance_low_loss["rank_score"] == ranking_accuracy(0.15, 1.80, chance)
+    for failed in ({"status": "failed", "last_val_acc": 0.0, "val_loss": None},
+                   {"status": "ok", "last_val_acc": 0.2, "val_loss": float("nan")}):
+        assert with_rank_score(failed, chance)["rank_score"] == 0.0  # ASHA cannot compare a None

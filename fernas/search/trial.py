@@ -12,13 +12,14 @@ GA penalises; an exception raised by `report` itself (Tune stopping the trial) p
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
 from dataclasses import dataclass, replace
 
 from fernas.dataset import CROP_SIZE
-from fernas.fitness import outcome_fields
+from fernas.fitness import outcome_fields, ranking_accuracy
 from fernas.objectives import COSTS
 from fernas.search.watchdog import TrialTimeout
 
@@ -55,6 +56,7 @@ class TrialBudget:
     markers: str | None = None  # folder (run storage) where a watchdog leaves why it ended a stuck worker
     marker: str | None = None  # this trial's file in it (set per trial by `run_trial`)
     alone: bool = False  # the retry of an out-of-memory trial, given a whole GPU (`shared_oom`)
+    chance: float = 0.0  # the validation split's chance level: `rank_score` ties accuracies up to it
 
 
 def build_trial_model(doc: dict, seed: int, num_classes: int, device="cpu"):
@@ -203,8 +205,19 @@ def shared_oom(outcome: dict, share: float, alone: bool) -> bool:
 
 
 def _failed(outcome: dict, reason: str) -> dict:
-    # last_val_acc too: ASHA ranks trials on it and cannot compare a None
     return {**outcome, "status": "failed", "error": reason[:500], "val_acc": 0.0, "last_val_acc": 0.0}
+
+
+def with_rank_score(o: dict, chance: float) -> dict:
+    """A report to Tune with `rank_score`: the last epoch's accuracy with every accuracy up to
+    the chance level tied and the validation loss deciding (`fitness.ranking_accuracy`, the
+    rule of fernas' own promotions).  Ray Tune's ASHA stops trials on it: on raw accuracy the
+    many trials still at chance after the first epochs tie and ASHA's cut among them is
+    arbitrary.  A failure (or a trial with no epoch) scores 0: ASHA cannot compare a None."""
+    acc, loss = o.get("last_val_acc"), o.get("val_loss")
+    if o.get("status") != "ok" or acc is None or loss is None or not math.isfinite(float(loss)):
+        return {**o, "rank_score": 0.0}
+    return {**o, "rank_score": ranking_accuracy(float(acc), float(loss), chance)}
 
 
 def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> None:
@@ -229,7 +242,7 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
 
     stuck = stuck_reason(mine.marker)
     if stuck:  # Tune's retry of a trial whose worker the watchdog ended: do not hang a second time
-        tune.report({**base, **_failed({"val_acc": 0.0}, stuck)})
+        tune.report({**base, **with_rank_score(_failed({"val_acc": 0.0}, stuck), 0.0)})
         return
     from fernas.device import release_cuda_memory
 
@@ -237,7 +250,7 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
 
     def report(o: dict) -> None:
         reported.append(1)
-        tune.report({**base, **o})
+        tune.report({**base, **with_rank_score(o, mine.chance)})
 
     final = train_trial(config["genome"], data, mine, report=report, gid=config["gid"])
     lost = final.pop("cuda_context_lost", False)
@@ -249,4 +262,4 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
         print(f"fernas: CUDA context lost ({final['error']}); ending this worker", file=sys.stderr, flush=True)
         os._exit(3)
     if final["status"] != "ok" or not reported:  # a failure, or a trial with no epoch left to train
-        tune.report({**base, **final})
+        tune.report({**base, **with_rank_score(final, mine.chance)})

@@ -240,12 +240,13 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
     ga = opts.ga
     budget = TrialBudget(epochs=ga.max_budget, schedule_epochs=ga.max_budget, max_steps_per_epoch=opts.max_steps_per_epoch,
                          seed=ga.seed, threads=max(1, int(cpt)), gpus=gpt, timeout=opts.trial_timeout,
-                         markers=str((run.out / "stuck").resolve()))  # OUT: every node's storage
+                         markers=str((run.out / "stuck").resolve()),  # OUT: every node's storage
+                         chance=run.chance)
     trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, budget=budget),
                                     lambda config: trial_resources(cpt, gpt, bool(config.get("alone"))))
     scheduler = None
     if opts.asha and len(ga.rungs) == 1 and ga.max_budget > 1:  # Ray Tune's own early stopping, one budget
-        scheduler = ASHAScheduler(metric="last_val_acc", mode="max", time_attr="training_iteration",
+        scheduler = ASHAScheduler(metric="rank_score", mode="max", time_attr="training_iteration",
                                   max_t=ga.max_budget, grace_period=1, reduction_factor=2)
     tuner = tune.Tuner(
         trainable,
