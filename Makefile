@@ -25,10 +25,13 @@ DEMO_STAMP := $(shell date +%Y%m%d-%H%M%S)
 DEMO_DIR ?= runs/demo-$(DEMO_STAMP)
 DEMO_DATA ?= demo:1400,560,280
 DEMO_MMACS ?= 60
+# the seed designs the search trained (evolve/seed_designs), less the best genome if it is one of them
+DEMO_SEEDS = $$($(PY) -c "import glob, json; best = json.load(open('$(DEMO_DIR)/evolve/best.json'))['evolve']['gid']; \
+	print(' '.join(p for p in sorted(glob.glob('$(DEMO_DIR)/evolve/seed_designs/*.json')) if json.load(open(p))['evolve']['gid'] != best))")
 demo: $(STAMP)
 	$(PY) -m fernas evolve --data $(DEMO_DATA) --pop 8 --generations 3 --min-budget 2 --max-budget 4 --eta 2 \
 	    --rerank-top 2 --rerank-seeds 1 --max-mmacs $(DEMO_MMACS) --out $(DEMO_DIR)/evolve
-	$(PY) -m fernas train $(DEMO_DIR)/evolve/best.json $(DEMO_DIR)/evolve/seed_designs/*.json --data $(DEMO_DATA) --epochs 8 \
+	$(PY) -m fernas train $(DEMO_DIR)/evolve/best.json $(DEMO_SEEDS) --data $(DEMO_DATA) --epochs 8 \
 	    --fine-tune-epochs 2 --train-crops 1 --out $(DEMO_DIR)/trained
 	@echo
 	@echo "demo done: search in $(DEMO_DIR)/evolve (trials.csv, logbook.csv, progress.png, pareto.png, hall_of_fame/),"

@@ -482,3 +482,39 @@ def test_certain_promotions_are_only_those_no_running_trial_can_displace():
     assert [c.gid for c in certain_promotions(ev)] == ["g1"]  # g0's promotion has run
     ev.rung = [replace(c, level=1, budget=2) for c in ev.rung]  # the last rung: nothing further
     assert certain_promotions(ev) == []
+
+
+def test_the_seed_designs_are_kept_beside_the_best_and_named_at_the_end(tmp_path):
+    import io
+
+    from fernas.commands.evolve_console import EvolveConsole
+    from fernas.fitness import is_ok
+    from fernas.search.rundir import RunDir
+
+    ev, _ = run_full(None, pop=6, generations=1, seed=3, rerank_top=0)
+    seeds = [gid for gid, e in ev.cache.items() if e.get("origin") == "seed" and is_ok(e)]
+    assert len(seeds) >= 3
+    designs, warm = set(seeds[:2]), seeds[2]  # the third stands for a warm start's genome: a seed, not a design
+    names = {seeds[0]: "same", seeds[1]: "same", warm: "evolved-x"}  # two designs of one name
+    (tmp_path / "seed_designs").mkdir()
+    (tmp_path / "seed_designs" / "stale.json").write_text("{}")
+    RunDir(tmp_path, names, {}, designs).write_seed_designs(ev)
+    files = {p.name: G.load_genome(p) for p in (tmp_path / "seed_designs").glob("*.json")}
+    assert set(files) == {"same.json", f"same_{seeds[1]}.json"}  # neither overwrites the other; stale removed
+    assert {d["evolve"]["gid"] for d in files.values()} == designs
+    assert all(d["evolve"]["rank"] is None and d["evolve"]["val_acc"] == ev.cache[d["evolve"]["gid"]]["val_acc"]
+               for d in files.values())
+
+    (tmp_path / "config.json").write_text(json.dumps({"options": {
+        "data": "fer2013.csv", "data_args": {"labels": "votes new.csv", "skip_bad": True, "data_seed": 2}}}))
+    printed = io.StringIO()
+    EvolveConsole(stream=printed, quiet=True)._seed_designs(tmp_path, best_gid="another")
+    first, hint = printed.getvalue().splitlines()
+    top = max(designs, key=lambda gid: fitness_of(ev.cache[gid], ev.cfg.objectives)[0])
+    assert first.startswith("seed designs trained: 2 in ") and f"{ev.cache[top]['val_acc']:.4f}" in first
+    assert hint.endswith(f"fernas train {tmp_path}/best.json {tmp_path}/seed_designs/*.json --data fer2013.csv "
+                         "--labels 'votes new.csv' --skip-bad --data-seed 2 --epochs 48 --fine-tune-epochs 2 "
+                         "--train-crops 1")
+    printed = io.StringIO()  # the best genome is a seed design: said, and nothing to compare
+    EvolveConsole(stream=printed, quiet=True)._seed_designs(tmp_path, best_gid=seeds[1])
+    assert printed.getvalue().count("\n") == 1 and "it is the best genome: no new genome beat it" in printed.getvalue()

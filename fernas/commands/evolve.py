@@ -131,9 +131,9 @@ def _add_trial_flags(p, o, d) -> None:
     g.add_argument("--max-steps-per-epoch", type=int, default=0, metavar="N",
                    help="cap on optimizer steps per trial epoch (0: whole epochs); for quick runs")
     g.add_argument("--asha", action="store_true",
-                   help="Ray Tune's ASHA stops hopeless trials between epochs (on validation accuracy, "
-                        "accuracies at chance tied and ordered by the validation loss, as fernas' own "
-                        "promotions rank; needs one budget: --epochs-per-trial 2 or more)")
+                   help="Ray Tune's ASHA stops hopeless trials between epochs (ranked as fernas' promotions "
+                        "rank: validation accuracy, ties up to the chance level broken by the validation "
+                        "loss; needs one budget: --epochs-per-trial 2 or more)")
 
     g = p.add_argument_group("Budgets (end the search at its next safe point, outputs written; a --resume "
                              "with a larger one goes on)")

@@ -6,6 +6,8 @@ wording users read lives here, next to the command's flags.
 
 from __future__ import annotations
 
+import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -128,39 +130,48 @@ class EvolveConsole:
         self._seed_designs(out, best.gid if best is not None else None)
 
     def _seed_designs(self, out, best_gid: str | None) -> None:
-        """The best seed design the run trained, and how to train the best beside the seed designs:
+        """The best seed design of the run, and how to train the best beside the seed designs:
         short trials favour networks that learn fast, so the search's best is worth checking
-        against them at the length it will be trained (README, "Results at equal compute")."""
-        from fernas.genome import load_genome
-
-        files = sorted(Path(out, "seed_designs").glob("*.json"))
-        docs = [load_genome(p) for p in files]
-        if not docs:
+        against them at the length it will be trained (README, "Searchers at equal compute")."""
+        evolved = [d["evolve"] for d in _seed_design_docs(out)]
+        if not evolved:
             return
-        top = max(docs, key=lambda d: tuple(d["evolve"]["fitness"]))
-        ev = top["evolve"]
-        self.say(f"seed designs trained: {len(docs)} in {out}/seed_designs/; the best, {top['name']}: validation "
-                 f"accuracy {ev.get('val_acc') or 0:.4f} after {ev.get('budget')} epoch(s)"
-                 + ("; it is the best genome: no new genome beat it" if ev.get("gid") == best_gid else ""))
-        if not any(d["evolve"].get("gid") == best_gid for d in docs):
+        mine = [e for e in evolved if e.get("gid") == best_gid]  # the best genome may be a seed design
+        top = mine[0] if mine else max(evolved, key=lambda e: (e.get("fitness") or [0.0])[0])
+        where = shlex.quote(str(out))
+        self.say(f"seed designs trained: {len(evolved)} in {where}/seed_designs/; the best, {top['name']}: validation "
+                 f"accuracy {top.get('val_acc') or 0:.4f} after {top.get('budget')} epoch(s)"
+                 + ("; it is the best genome: no new genome beat it" if mine else ""))
+        if not mine:
             self.say("compare them at the length you will train (short trials favour fast learners): "
-                     f"fernas train {out}/best.json {out}/seed_designs/*.json{_data_flags(out)} "
-                     "--epochs 48 --fine-tune-epochs 2")
+                     f"fernas train {where}/best.json {where}/seed_designs/*.json{_data_flags(out)} "
+                     "--epochs 48 --fine-tune-epochs 2 --train-crops 1")
+
+
+def _seed_design_docs(out) -> list[dict]:
+    """The genome files in OUT/seed_designs (rundir.RunDir.write_seed_designs), their names in
+    `evolve`; a file that does not read is left out (the run's outputs are written already)."""
+    from fernas.errors import UserError
+    from fernas.genome import load_genome
+
+    docs = []
+    for p in sorted(Path(out, "seed_designs").glob("*.json")):
+        try:
+            doc = load_genome(p)
+            docs.append({**doc, "evolve": {**doc["evolve"], "name": doc["name"]}})
+        except (UserError, KeyError, TypeError):
+            continue
+    return docs
 
 
 def _data_flags(out) -> str:
     """The run's data flags (config.json), to train on the same data: ' --data SOURCE ...'."""
-    import shlex
-
-    from fernas.errors import OtherVersionError, RunDirError
-    from fernas.search.rundir import read_config
-
     try:
-        opts = read_config(Path(out))["options"]
-    except (RunDirError, OtherVersionError):  # a hint only: without the config, the user adds --data
+        opts = json.loads(Path(out, "config.json").read_text())["options"]
+        extra = opts.get("data_args") or {}
+        flags = f" --data {shlex.quote(str(opts['data']))}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # a hint only: the user adds --data
         return " --data ..."
-    extra = opts.get("data_args") or {}
-    flags = f" --data {shlex.quote(str(opts.get('data')))}"
     if extra.get("labels"):
         flags += f" --labels {shlex.quote(str(extra['labels']))}"
     if extra.get("skip_bad"):

@@ -167,6 +167,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
     data = load_data(opts)  # DataError before Ray starts
     data_info = {"source": data.source, "classes": list(data.classes), "n_train": len(data.train),
                  "n_val": len(data.val), "n_test": len(data.test), "info": data.info}
+    designs = {G.genome_id(d) for d in seed_docs}  # the --seed-genomes files, not a warm start's genomes
     warm = _warm_start(opts, data_info, console) if ev is None and opts.warm_start else ([], {})
     seed_docs = warm[0] + seed_docs  # the earlier run's hall of fame first
     ray_info = cluster.connect_ray(opts)
@@ -193,7 +194,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         resources = {**ray_info, "cpus_per_trial": cpt, "gpus_per_trial": gpt, "concurrent_trials": slots}
         ev.meta.setdefault("slots", {})[str(attempt)] = slots  # for the utilisation (run_analysis)
         rdir = rundir.RunDir(out, {G.genome_id(d): d["name"] for d in seed_docs},
-                             {"budgets": list(opts.ga.rungs), "data": opts.data})
+                             {"budgets": list(opts.ga.rungs), "data": opts.data}, designs)
         rdir.write_config(_config(opts, data_info, resources, attempt, stored, len(data.val), chance))
         ev.save()
         storage = opts.storage or str(out / "ray")

@@ -89,10 +89,11 @@ def prepare(out: Path, resume: bool) -> dict | None:
 class RunDir:
     """Writes the files of one run directory from the GA's state."""
 
-    def __init__(self, out: Path, seed_names: dict[str, str], trial_info: dict):
+    def __init__(self, out: Path, seed_names: dict[str, str], trial_info: dict, designs: set[str] = frozenset()):
         self.out = out
         self.checkpoint = out / "checkpoint.json"
         self.seed_names = seed_names  # genome id -> name of a seed file, to keep the names readable
+        self.designs = designs  # ids of the --seed-genomes files (a warm start's genomes are seeds, not designs)
         self.trial_info = trial_info  # what every hall-of-fame file says about the trials
         self._genome_text: dict[str, str] = {}  # gid -> its active content as JSON (trials.csv is rewritten per trial)
 
@@ -179,19 +180,26 @@ class RunDir:
             atomic_write_text(self.out / "best.json", G.dumps(self.genome_file(ev, ranked[0], 1)))
 
     def write_seed_designs(self, ev) -> None:
-        """OUT/seed_designs/<name>.json: the seed designs the run trained (the evolve block says
-        what they reached).  A short search favours networks that learn fast; trained longer a
-        seed design may end above the best (README), so the run keeps them at hand to compare."""
-        seeds = [e for e in ev.cache.values() if e.get("origin") == "seed" and is_ok(e) and e.get("vector")]
+        """OUT/seed_designs/<name>.json: the seed designs (--seed-genomes) the run has results for
+        (trained here, or reused by a warm start), the evolve block saying what they reached.  A
+        short search favours networks that learn fast; trained longer a seed design may end
+        above the best (README), so the run keeps them at hand to compare."""
+        seeds = [e for gid, e in ev.cache.items() if gid in self.designs and is_ok(e) and e.get("vector")]
         if not seeds:
             return
         out = self.out / "seed_designs"
         out.mkdir(exist_ok=True)
+        wanted: dict[str, dict] = {}
         for e in seeds:
             fitness = list(fitness_of(e, ev.cfg.objectives, ev.cfg.chance_level))
             doc = self.genome_doc(ev, e["gid"], e["vector"], fitness, rank=None)
-            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", doc["name"])[:80] or e["gid"]
-            atomic_write_text(out / f"{safe}.json", G.dumps(doc))
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", doc["name"])[:80].lstrip(".") or e["gid"]
+            wanted[f"{name}_{e['gid']}.json" if f"{name}.json" in wanted else f"{name}.json"] = doc
+        for name, doc in wanted.items():
+            atomic_write_text(out / name, G.dumps(doc))
+        for p in out.glob("*.json"):
+            if p.name not in wanted:
+                p.unlink(missing_ok=True)
 
     def write_pareto(self, ev) -> None:
         """Accuracy against the run's cost objective over every trained genome; the front marked."""

@@ -215,7 +215,7 @@ def with_rank_score(o: dict, chance: float) -> dict:
     many trials still at chance after the first epochs tie and ASHA's cut among them is
     arbitrary.  A failure (or a trial with no epoch) scores 0: ASHA cannot compare a None."""
     acc, loss = o.get("last_val_acc"), o.get("val_loss")
-    if o.get("status") != "ok" or acc is None or loss is None or not math.isfinite(float(loss)):
+    if o.get("status") != "ok" or acc is None or loss is None or not math.isfinite(float(acc) + float(loss)):
         return {**o, "rank_score": 0.0}
     return {**o, "rank_score": ranking_accuracy(float(acc), float(loss), chance)}
 
