@@ -2,7 +2,7 @@
 
 An evolve run's page: what ran and how far, the resolved configuration, progress, Pareto
 and best-so-far-against-compute plots, the hall of fame with each genome's layer table and
-recipe, how the validation accuracy varies with each property of the genomes
+recipe, the seed designs the run trained (to compare the best with), how the validation accuracy varies with each property of the genomes
 (`fernas.run_analysis`), and every trial in a table sorted by a click on a column.  A
 training run's page: its test figures, curves, confusion matrix, per-class F1, saliency
 maps, the network and the history.  `write_report(run_dir)` picks the page by the run's
@@ -165,6 +165,8 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
                         + image(A.plot_best_vs_compute(points) if points else None, "best so far against compute")
                         + "</div>"))
     secs.append(section("hall-of-fame", "Hall of fame", _hall_of_fame(hof, classes)))
+    seeds = [load_genome(p) for p in sorted((run / "seed_designs").glob("*.json"))]
+    secs.append(section("seed-designs", "Seed designs", _seed_designs(run, seeds, classes)))
     secs.append(section("effects", "What the accuracy goes with", _effects(A.effects(trials, max_budget),
                                                                              len(A.fitness_trials(trials, max_budget)))))
     rows = [[fmt(t.get(c)) if c not in TEXT_COLUMNS else (t.get(c) or "") for c in TRIAL_COLUMNS] for t in trials]
@@ -188,9 +190,19 @@ def _hall_of_fame(hof: list[dict], classes: int) -> str:
                      fmt(e.get("params")), fmt(e.get("macs")), e.get("generation")))
     head = table(("rank", "genome id", "name", "val acc", "budget", "params", "MACs", "generation"), rows,
                  text_cols=(1, 2))
-    blocks = "".join(f"<details><summary>{esc(d['evolve'].get('rank'))}. {esc(d.get('name'))}: layers and "
+    blocks = "".join(f"<details><summary>{esc(d['evolve'].get('rank') or '-')}. {esc(d.get('name'))}: layers and "
                      f"recipe</summary>{genome_block(d, classes)}</details>" for d in hof)
     return head + blocks
+
+
+def _seed_designs(run: Path, seeds: list[dict], classes: int) -> str:
+    """The --seed-genomes designs the run has results for, as the hall of fame lists genomes."""
+    if not seeds:
+        return "<p class=note>No seed design trained (none given, or none under the caps).</p>"
+    note = ("<p class=note>Short trials favour networks that learn fast: train the best beside these "
+            f"at the length you will train the one you keep: <code>fernas train {esc(run)}/best.json "
+            f"{esc(run)}/seed_designs/*.json --data ... --epochs 48</code></p>")
+    return note + _hall_of_fame(seeds, classes)
 
 
 def _effects(effs: list[dict], n: int) -> str:

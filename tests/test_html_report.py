@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import browser  # noqa: E402
 
+from fernas import genome as G  # noqa: E402
 from fernas.html_report import TRIAL_COLUMNS  # noqa: E402
 
 SHOTS = ROOT / "build" / "screenshots"
@@ -45,8 +46,11 @@ def test_evolve_report_content(search):
     out, ev = search
     text = (out / "report.html").read_text()
     assert "http://" not in text and "https://" not in text  # self-contained: opens without a network
-    for anchor in ("summary", "plots", "hall-of-fame", "effects", "trials"):
+    for anchor in ("summary", "plots", "hall-of-fame", "seed-designs", "effects", "trials"):
         assert f"id='{anchor}'" in text, anchor
+    seeds = text[text.index("id='seed-designs'"):text.index("id='effects'")]
+    kept = sorted((out / "seed_designs").glob("*.json"))
+    assert kept and all(G.load_genome(p)["evolve"]["gid"] in seeds for p in kept)
     assert text.count("data:image/png;base64,") >= 4  # progress, Pareto, best vs compute, effects
     best = ev.hall_of_fame()[0]
     assert best.gid in text and f"{ev.cache[best.gid]['val_acc']:.4f}" in text

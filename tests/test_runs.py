@@ -8,6 +8,7 @@ import shutil
 from dataclasses import asdict
 
 import fernas
+from fernas import genome as G
 from fernas.evolve import Evolution, GAConfig
 from fernas.io import lock_run_dir
 from fernas.runs import describe
@@ -22,7 +23,8 @@ def evolve_run(out, **cfg) -> Evolution:
     ga = GAConfig(max_mmacs=0, **cfg)
     ev = Evolution(ga, seed_docs=seed_docs(), checkpoint_path=out / "checkpoint.json")
     ev.run(lambda batch: [{**fake_outcome(c), "finished_at": 1.0} for c in batch])
-    rdir = RunDir(out, {}, {})
+    designs = {G.genome_id(d): d["name"] for d in seed_docs()}
+    rdir = RunDir(out, designs, {}, set(designs))
     rdir.write_config({"options": {"ga": json.loads(json.dumps(asdict(ga)))}, "first_started": "2026-12-02T10:00:00",
                        "resumes": 0})
     rdir.write_all(ev)
