@@ -190,7 +190,8 @@ def _hall_of_fame(hof: list[dict], classes: int) -> str:
                      fmt(e.get("params")), fmt(e.get("macs")), e.get("generation")))
     head = table(("rank", "genome id", "name", "val acc", "budget", "params", "MACs", "generation"), rows,
                  text_cols=(1, 2))
-    blocks = "".join(f"<details><summary>{esc(d['evolve'].get('rank') or '-')}. {esc(d.get('name'))}: layers and "
+    rank = lambda d: f"{d['evolve']['rank']}. " if d["evolve"].get("rank") is not None else ""  # noqa: E731
+    blocks = "".join(f"<details><summary>{esc(rank(d))}{esc(d.get('name'))}: layers and "
                      f"recipe</summary>{genome_block(d, classes)}</details>" for d in hof)
     return head + blocks
 
