@@ -48,6 +48,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -178,13 +179,18 @@ def promoted_correlation(trials: list[dict], lo: int, hi: int) -> dict:
     return {"n": len(pairs), "spearman": None if rho is None or math.isnan(rho) else round(rho, 3)}
 
 
+def decode_key(a, gid: str, seed: int) -> str:
+    """The cache directory name of one decode: genome, protocol, data and seed, so a --reuse with
+    other --decode-epochs, --data or --data-seed trains again instead of reading old decodes."""
+    data = re.sub(r"[^A-Za-z0-9]+", "_", a.data).strip("_")
+    return f"{gid}-e{a.decode_epochs}+{a.decode_fine_tune}-{data}-d{a.data_seed}" + (f"-seed{seed}" if seed else "")
+
+
 def decode(a, name: str, doc: dict, work: Path, seed: int = 0) -> dict:
-    """`fernas decode --train` with the fixed protocol, cached by genome, protocol and seed (a
-    --reuse with other --decode-epochs trains again instead of reading old decodes)."""
+    """`fernas decode --train` with the fixed protocol, cached by `decode_key`."""
     from fernas import genome as G
 
-    protocol = f"-e{a.decode_epochs}+{a.decode_fine_tune}"
-    d = work / "decode" / (G.genome_id(doc) + protocol + (f"-seed{seed}" if seed else ""))
+    d = work / "decode" / decode_key(a, G.genome_id(doc), seed)
     metrics = d / "run" / "metrics.json"
     if not fresh(a, metrics):
         shutil.rmtree(d, ignore_errors=True)
