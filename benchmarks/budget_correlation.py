@@ -90,18 +90,25 @@ def predictors(rows: list[dict], budgets: list[int], chance: float) -> dict:
     return out
 
 
-def draw_genomes(n: int, seed: int, max_mmacs: float) -> list[dict]:
+def draw_genomes(n: int, seed: int, max_mmacs: float, schedulers: tuple[str, ...] = ()) -> list[dict]:
+    """N genomes as the GA's initial population draws them; with `schedulers`, the first N of a
+    larger draw whose learning-rate scheduler is one of those."""
     from fernas.evolve import Evolution, GAConfig
     from fernas.evolve.operators import vector_id
     from fernas.evolve.rng import get_rng_states, set_rng_states
     from fernas.evolve.sampling import initial_population
 
-    ev = Evolution(GAConfig(pop=n, seed=seed, max_mmacs=max_mmacs))
-    saved = get_rng_states()
-    set_rng_states(ev.rng)
-    pop = initial_population(ev.cfg, [], ev._ind)
-    set_rng_states(saved)
-    return [vector_id(ind)[1] for ind in pop]
+    pop_size = n
+    while True:
+        ev = Evolution(GAConfig(pop=pop_size, seed=seed, max_mmacs=max_mmacs))
+        saved = get_rng_states()
+        set_rng_states(ev.rng)
+        docs = [vector_id(ind)[1] for ind in initial_population(ev.cfg, [], ev._ind)]
+        set_rng_states(saved)
+        kept = [d for d in docs if not schedulers or d["train"]["scheduler"] in schedulers]
+        if len(kept) >= n or pop_size >= 64 * n:
+            return kept[:n]
+        pop_size *= 2
 
 
 def main(argv=None) -> int:
@@ -112,6 +119,10 @@ def main(argv=None) -> int:
     ap.add_argument("--max-mmacs", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--schedulers", default="",
+                    help="comma-separated: only genomes with one of these learning-rate schedulers. The span "
+                         "and restart modes differ only where the curve depends on its length: cosine and "
+                         "onecycle at any budget, step from 20 epochs on")
     ap.add_argument("--no-restart", action="store_true",
                     help="span mode only (one training per genome): large budgets at a fraction of the time")
     ap.add_argument("--gpu", action="store_true",
@@ -119,12 +130,17 @@ def main(argv=None) -> int:
                          "results go to budget_correlation-gpu.json")
     ap.add_argument("--out", default=None, help="default benchmarks/results/budget_correlation[-gpu].json")
     a = ap.parse_args(argv)
+    from fernas.genome import SCHEDULERS, genome_id
+
+    schedulers = tuple(x for x in a.schedulers.split(",") if x)
+    unknown = set(schedulers) - set(SCHEDULERS)
+    if unknown:
+        ap.error(f"--schedulers: unknown {', '.join(sorted(unknown))} (expected some of {', '.join(SCHEDULERS)})")
     a.out = a.out or str(ROOT / "benchmarks" / "results" / f"budget_correlation{'-gpu' if a.gpu else ''}.json")
     import torch
 
     from fernas.data import load_dataset
     from fernas.fitness import chance_level
-    from fernas.genome import genome_id
     from fernas.search.trial import TrialBudget, train_trial
 
     torch.set_num_threads(a.threads)
@@ -134,7 +150,7 @@ def main(argv=None) -> int:
     chance = chance_level(data.val.class_counts(data.num_classes))
     t0 = time.perf_counter()
     rows = []
-    for doc in draw_genomes(a.genomes, a.seed, a.max_mmacs):
+    for doc in draw_genomes(a.genomes, a.seed, a.max_mmacs, schedulers):
         curve: list[dict] = []
         span = train_trial(doc, data, TrialBudget(epochs=top, schedule_epochs=top, seed=a.seed, threads=a.threads),
                            report=curve.append)

@@ -30,3 +30,13 @@ def test_a_tiny_run_writes_the_correlations(tmp_path):
     assert res["genomes"] == 3 and set(res["rank_correlation"]) == {"span", "restart"}
     for row in res["rows"]:  # the span run read at budget 2 is the restart run's budget 2: one training
         assert row["span"]["2"] == row["restart"]["2"] and set(row["span"]) == {"1", "2"}
+
+
+def test_draws_can_be_limited_to_schedules_whose_curve_depends_on_their_length():
+    docs = bc.draw_genomes(4, 0, 35.0, ("cosine", "onecycle", "step"))
+    assert len(docs) == 4 and {d["train"]["scheduler"] for d in docs} <= {"cosine", "onecycle", "step"}
+    assert docs == bc.draw_genomes(4, 0, 35.0, ("cosine", "onecycle", "step"))  # deterministic
+    assert bc.draw_genomes(3, 0, 35.0) == bc.draw_genomes(3, 0, 35.0)[:3]
+    with pytest.raises(SystemExit) as e:
+        bc.main(["--schedulers", "cosine,warp"])
+    assert e.value.code == 2
