@@ -36,7 +36,7 @@ def test_draws_can_be_limited_to_schedules_whose_curve_depends_on_their_length()
     docs = bc.draw_genomes(4, 0, 35.0, ("cosine", "onecycle", "step"))
     assert len(docs) == 4 and {d["train"]["scheduler"] for d in docs} <= {"cosine", "onecycle", "step"}
     assert docs == bc.draw_genomes(4, 0, 35.0, ("cosine", "onecycle", "step"))  # deterministic
-    assert bc.draw_genomes(3, 0, 35.0) == bc.draw_genomes(3, 0, 35.0)[:3]
+    assert len(bc.draw_genomes(3, 0, 35.0)) == 3  # no filter: the GA's draw as it is
     with pytest.raises(SystemExit) as e:
         bc.main(["--schedulers", "cosine,warp"])
     assert e.value.code == 2
