@@ -14,7 +14,9 @@ It reports Spearman's rank correlation between each small budget and the largest
 (`predictors`, span mode) how well three rankings at a small budget predict the accuracy at the
 largest: the accuracy alone, the validation loss alone, and the accuracy with ties broken by
 the loss (what `fitness.promoted` and the GA's selection use).  Accuracies of networks still
-at chance tie; their losses do not.
+at chance tie; their losses do not.  `*_last_two`: the same on the mean of the budget's last two
+epochs (would scoring that beat scoring the last?).  `--resummarize FILE` recomputes these from
+an earlier file's rows.
 Output: benchmarks/results/budget_correlation.json (with the machine and the settings).
 """
 
@@ -72,22 +74,52 @@ def lexicographic_score(acc: list[float], loss: list[float]) -> list[float]:
     return out
 
 
+def last_epochs_mean(row: dict, key: str, budget: int, k: int = 2) -> float:
+    """The mean of a span-mode record (`span` or `span_loss`) over the budget's last k epochs."""
+    epochs = range(max(1, budget - k + 1), budget + 1)
+    return sum(float(row[key][str(e)]) for e in epochs) / len(epochs)
+
+
 def predictors(rows: list[dict], budgets: list[int], chance: float) -> dict:
     """Spearman's rho of span-mode rankings at each small budget with the accuracy at the
     largest: accuracy, negated validation loss, accuracy with ties broken by the loss, and the
-    same with every accuracy at or below the chance level counted as a tie."""
+    same with every accuracy at or below the chance level counted as a tie; then the first and
+    the last of these on the mean of the budget's last two epochs instead of its last."""
     top = str(budgets[-1])
-    rows = [r for r in rows if all(r["span_loss"].get(str(b)) is not None for b in budgets[:-1])]
+    rows = [r for r in rows if all(r.get("span_loss", {}).get(str(e)) is not None for e in range(1, budgets[-2] + 1))]
     final = [r["span"][top] for r in rows]
     out = {"genomes": len(rows)}
-    for b in map(str, budgets[:-1]):
-        acc = [r["span"][b] for r in rows]
-        loss = [float(r["span_loss"][b]) for r in rows]
+    for b in budgets[:-1]:
+        acc = [r["span"][str(b)] for r in rows]
+        loss = [float(r["span_loss"][str(b)]) for r in rows]
+        acc2 = [last_epochs_mean(r, "span", b) for r in rows]
+        loss2 = [last_epochs_mean(r, "span_loss", b) for r in rows]
         out[f"{b}_vs_{top}"] = {"accuracy": spearman(acc, final), "loss": spearman([-x for x in loss], final),
                                 "accuracy_then_loss": spearman(lexicographic_score(acc, loss), final),
                                 "above_chance_then_loss": spearman(
-                                    lexicographic_score([max(x, chance) for x in acc], loss), final)}
+                                    lexicographic_score([max(x, chance) for x in acc], loss), final),
+                                "accuracy_last_two": spearman(acc2, final),
+                                "above_chance_then_loss_last_two": spearman(
+                                    lexicographic_score([max(x, chance) for x in acc2], loss2), final)}
     return out
+
+
+def resummarize(ap: argparse.ArgumentParser, path: str) -> int:
+    """Recompute the `predictors` of an earlier result file from its rows, in place."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        ap.error(f"--resummarize {path}: not a readable JSON file ({exc})")
+    if not isinstance(doc, dict) or not {"settings", "rows", "chance_level", "predictors"} <= set(doc):
+        ap.error(f"--resummarize {path}: not a result of this benchmark with per-epoch losses (no "
+                 "settings, rows, chance_level or predictors); run it again")
+    budgets = [int(b) for b in doc["settings"]["budgets"].split(",")]
+    modes = ("span",) if doc["settings"].get("no_restart") else ("span", "restart")
+    ok = [r for r in doc["rows"] if r["status"] == "ok" and all(str(b) in r[m] for b in budgets for m in modes)]
+    doc["predictors"] = predictors(ok, budgets, doc["chance_level"])
+    atomic_write_json(path, doc)
+    print(json.dumps(doc["predictors"], indent=2))
+    return 0
 
 
 def draw_genomes(n: int, seed: int, max_mmacs: float, schedulers: tuple[str, ...] = ()) -> list[dict]:
@@ -122,14 +154,19 @@ def main(argv=None) -> int:
     ap.add_argument("--schedulers", default="",
                     help="comma-separated: only genomes with one of these learning-rate schedulers. The span "
                          "and restart modes differ only where the curve depends on its length: cosine and "
-                         "onecycle at any budget, step from 20 epochs on")
+                         "onecycle at any budget, step where the largest budget is 20 epochs or more, "
+                         "cosine_wr where it is 60 or more")
     ap.add_argument("--no-restart", action="store_true",
                     help="span mode only (one training per genome): large budgets at a fraction of the time")
     ap.add_argument("--gpu", action="store_true",
                     help="for `make bench-gpu`: the trials take the GPU (they do wherever one is), "
                          "results go to budget_correlation-gpu.json")
     ap.add_argument("--out", default=None, help="default benchmarks/results/budget_correlation[-gpu].json")
+    ap.add_argument("--resummarize", metavar="FILE",
+                    help="train nothing: recompute the predictors of an earlier result file from its rows")
     a = ap.parse_args(argv)
+    if a.resummarize:
+        return resummarize(ap, a.resummarize)
     from fernas.genome import SCHEDULERS, genome_id
 
     schedulers = tuple(x for x in a.schedulers.split(",") if x)
@@ -150,7 +187,11 @@ def main(argv=None) -> int:
     chance = chance_level(data.val.class_counts(data.num_classes))
     t0 = time.perf_counter()
     rows = []
-    for doc in draw_genomes(a.genomes, a.seed, a.max_mmacs, schedulers):
+    docs = draw_genomes(a.genomes, a.seed, a.max_mmacs, schedulers)
+    if len(docs) < a.genomes:  # the draw gave up (64 x N genomes drawn): too few with these schedulers
+        ap.error(f"--schedulers {a.schedulers}: only {len(docs)} of {a.genomes} genomes drawn under "
+                 f"--max-mmacs {a.max_mmacs:g}; ask for fewer genomes or more schedulers")
+    for doc in docs:
         curve: list[dict] = []
         span = train_trial(doc, data, TrialBudget(epochs=top, schedule_epochs=top, seed=a.seed, threads=a.threads),
                            report=curve.append)

@@ -16,9 +16,10 @@ The one place that decides what a trial is worth:
   accuracy ranks genomes like their 16-epoch accuracy with Spearman 0.44, this ordering 0.78;
   against 48 epochs (budget_correlation_48.json, 18 genomes under a 35 M cap) 0.22 and 0.04 at
   4 epochs, 0.83 and 0.82 at 16: 4 epochs say little about 48 there.  Scoring the mean of
-  the last 2-4 epochs instead of the last lifts the plain accuracy's correlations a little but
-  not this ordering's (at 4 of 16 epochs 0.58 for the last two against 0.78; recomputed from
-  those files' per-epoch rows), so the last epoch stays.
+  the last two epochs instead of the last (the files' `*_last_two` predictors): the plain
+  accuracy's correlations rise (4 of 48: 0.44 against 0.22), this ordering's fall at 4 epochs
+  (0.58 against 0.78 of 16; -0.08 against 0.04 of 48) and rise a little at 8 and 16 (0.52
+  against 0.43, 0.84 against 0.82 of 48).  Mixed on 16-18 genomes: the last epoch stays.
 * `chance_level(class_counts)`, `at_chance(outcomes, level)` -- whether trials have left chance
   (a rung of chance-level trials ranks on ties: its budget is too small for the data).
 * `reranked_accuracy(entry, max_level)`, `reranked_score(entry, max_level, chance)` -- a
@@ -83,7 +84,8 @@ def is_ok(outcome: dict) -> bool:
     return outcome.get("status") in OK_STATUSES
 
 
-def _loss(outcome: dict) -> float:
+def validation_loss(outcome: dict) -> float:
+    """The outcome's validation loss; infinite when missing or not finite (it then breaks no tie)."""
     v = outcome.get("val_loss")
     return float(v) if v is not None and math.isfinite(float(v)) else math.inf
 
@@ -98,7 +100,7 @@ def promoted(results: list[tuple[str, dict]], n: int, chance: float = 0.0) -> li
     """The ids of the `n` best (id, trial outcome) pairs of a rung: trained (`ok`/`stopped`)
     ones only, by `ranking_accuracy` at the rung's budget, then by genome id (never by timing)."""
     ok = [(gid, r) for gid, r in results if is_ok(r) and r.get("val_acc") is not None]
-    ok.sort(key=lambda p: (-ranking_accuracy(p[1]["val_acc"], _loss(p[1]), chance), p[0]))
+    ok.sort(key=lambda p: (-ranking_accuracy(p[1]["val_acc"], validation_loss(p[1]), chance), p[0]))
     return [gid for gid, _ in ok[:n]]
 
 
@@ -121,7 +123,7 @@ def reranked_accuracy(entry: dict, max_level: int) -> float | None:
 def reranked_score(entry: dict, max_level: int, chance: float = 0.0) -> float | None:
     """The mean `ranking_accuracy` of those trainings: what orders re-ranked genomes."""
     runs = _at_largest_budget(entry, max_level)
-    return (sum(ranking_accuracy(t["val_acc"], _loss(t), chance) for t in runs) / len(runs)) if runs else None
+    return (sum(ranking_accuracy(t["val_acc"], validation_loss(t), chance) for t in runs) / len(runs)) if runs else None
 
 
 def fitness_of(entry: dict, objectives: Iterable[str], chance: float = 0.0) -> tuple[float, ...]:
@@ -136,6 +138,6 @@ def fitness_of(entry: dict, objectives: Iterable[str], chance: float = 0.0) -> t
             v = obj.penalty
         elif obj is OBJECTIVES["accuracy"]:
             # the larger budget first, then accuracy there, ties by the loss
-            v = int(entry.get("level") or 0) + ranking_accuracy(float(v), _loss(entry), chance)
+            v = int(entry.get("level") or 0) + ranking_accuracy(float(v), validation_loss(entry), chance)
         values.append(float(v))
     return tuple(values)

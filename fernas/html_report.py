@@ -190,7 +190,7 @@ def _hall_of_fame(hof: list[dict], classes: int) -> str:
                      fmt(e.get("params")), fmt(e.get("macs")), e.get("generation")))
     head = table(("rank", "genome id", "name", "val acc", "budget", "params", "MACs", "generation"), rows,
                  text_cols=(1, 2))
-    rank = lambda d: f"{d['evolve']['rank']}. " if d["evolve"].get("rank") is not None else ""  # noqa: E731
+    rank = lambda d: f"{d['evolve']['rank']}. " if d.get("evolve", {}).get("rank") is not None else ""  # noqa: E731
     blocks = "".join(f"<details><summary>{esc(rank(d))}{esc(d.get('name'))}: layers and "
                      f"recipe</summary>{genome_block(d, classes)}</details>" for d in hof)
     return head + blocks
@@ -202,7 +202,7 @@ def _seed_designs(run: Path, seeds: list[dict], classes: int) -> str:
         return "<p class=note>No seed design trained (none given, or none under the caps).</p>"
     note = ("<p class=note>Short trials favour networks that learn fast: train the best beside these "
             f"at the length you will train the one you keep: <code>fernas train {esc(run)}/best.json "
-            f"{esc(run)}/seed_designs/*.json --data ... --epochs 48</code></p>")
+            f"{esc(run)}/seed_designs/*.json --data ... --epochs 48 --fine-tune-epochs 2 --train-crops 1</code></p>")
     return note + _hall_of_fame(seeds, classes)
 
 

@@ -30,6 +30,23 @@ def test_a_tiny_run_writes_the_correlations(tmp_path):
     assert res["genomes"] == 3 and set(res["rank_correlation"]) == {"span", "restart"}
     for row in res["rows"]:  # the span run read at budget 2 is the restart run's budget 2: one training
         assert row["span"]["2"] == row["restart"]["2"] and set(row["span"]) == {"1", "2"}
+    p = res["predictors"]["1_vs_2"]  # one epoch: its last two are its last
+    assert p["accuracy_last_two"] == p["accuracy"] and p["above_chance_then_loss_last_two"] == p["above_chance_then_loss"]
+    out.write_text(json.dumps({**res, "predictors": {}}))
+    assert bc.main(["--resummarize", str(out)]) == 0
+    assert json.loads(out.read_text()) == res  # the rows hold all the predictors need
+
+
+def test_the_mean_of_the_last_two_epochs_is_a_predictor_of_its_own():
+    # epoch 2 ranks the genomes against epoch 3, the mean of epochs 1-2 with it
+    first, second = [0.1, 0.3, 0.5, 0.7], [0.5, 0.4, 0.3, 0.2]
+    rows = [{"span": {"1": a, "2": b, "3": (a + b) / 2}, "span_loss": {"1": 1.0, "2": 2.0 - i / 10, "3": 1.0}}
+            for i, (a, b) in enumerate(zip(first, second))]
+    p = bc.predictors(rows, [2, 3], chance=0.0)["2_vs_3"]
+    assert p["accuracy"] == -1.0 and p["accuracy_last_two"] == 1.0
+    assert p["above_chance_then_loss_last_two"] == 1.0
+    p = bc.predictors(rows, [2, 3], chance=0.6)["2_vs_3"]  # all tied at chance: the loss decides alone
+    assert p["above_chance_then_loss_last_two"] == p["loss"] == 1.0
 
 
 def test_draws_can_be_limited_to_schedules_whose_curve_depends_on_their_length():

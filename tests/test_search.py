@@ -283,10 +283,18 @@ def test_random_strategy_end_to_end_and_resume(tmp_path):
     assert best["evolve"]["gid"] == best_by_the_rule(ok, cfg["options"]["ga"]["chance_level"])["gid"]
     for name in ("hall_of_fame", "pareto.csv", "progress.png", "checkpoint.json"):
         assert (out / name).exists(), name
-    # resume keeps the stored strategy (a GA flag on the command line does not switch it)
+    kept = sorted(p.name for p in (out / "seed_designs").glob("*.json"))
+    assert len(kept) == 2
+    # resume keeps the stored strategy (a GA flag on the command line does not switch it), and its
+    # seed designs under another --seed-genomes
     args[args.index("random")] = "ga"
+    others = tmp_path / "others"
+    others.mkdir()
+    G.save_genome(tiny_genome(32), others / "other.json")
+    args[args.index(str(seeds / "*.json"))] = str(others / "*.json")
     res = subprocess.run([PY, "-m", "fernas", *args, "--resume"], env=env, cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "already complete" in res.stdout and "random search" in res.stdout
     assert read_trials(out) == rows
+    assert sorted(p.name for p in (out / "seed_designs").glob("*.json")) == kept

@@ -79,5 +79,10 @@ def test_the_score_ray_tunes_asha_ranks_ties_at_chance_by_the_loss():
     assert learning["rank_score"] > at_chance_low_loss["rank_score"] > at_chance_high_loss["rank_score"]
     assert at_chance_low_loss["rank_score"] == ranking_accuracy(0.15, 1.80, chance)
     for failed in ({"status": "failed", "last_val_acc": 0.0, "val_loss": None},
-                   {"status": "ok", "last_val_acc": 0.2, "val_loss": float("nan")}):
+                   {"status": "ok", "last_val_acc": None, "val_loss": 1.9}):
         assert with_rank_score(failed, chance)["rank_score"] == 0.0  # ASHA cannot compare a None
+    # a loss that is not finite breaks no tie (as in the promotions) but keeps the accuracy
+    diverged = with_rank_score({"status": "ok", "last_val_acc": 0.30, "val_loss": float("nan")}, chance)
+    assert diverged["rank_score"] == 0.30
+    assert at_chance_high_loss["rank_score"] > with_rank_score(
+        {"status": "ok", "last_val_acc": 0.14, "val_loss": float("inf")}, chance)["rank_score"] >= chance

@@ -167,7 +167,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
     data = load_data(opts)  # DataError before Ray starts
     data_info = {"source": data.source, "classes": list(data.classes), "n_train": len(data.train),
                  "n_val": len(data.val), "n_test": len(data.test), "info": data.info}
-    designs = {G.genome_id(d) for d in seed_docs}  # the --seed-genomes files, not a warm start's genomes
+    designs = {G.genome_id(d): d["name"] for d in seed_docs}  # --seed-genomes files, not a warm start's genomes
     warm = _warm_start(opts, data_info, console) if ev is None and opts.warm_start else ([], {})
     seed_docs = warm[0] + seed_docs  # the earlier run's hall of fame first
     ray_info = cluster.connect_ray(opts)
@@ -191,10 +191,14 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         else:
             chance = ev.cfg.chance_level  # a resume keeps (and reports) the level its checkpoint decided with
         ev.meta["attempts"] = attempt = int(ev.meta.get("attempts", 0)) + 1
+        # the seeds the run started with (names, and which are designs): a resume keeps them
+        # whatever --seed-genomes says now, and a warm start's names though it reads no run again
+        seeds = ev.meta.setdefault("seeds", {"designs": designs,
+                                             "names": {G.genome_id(d): d["name"] for d in seed_docs}})
         resources = {**ray_info, "cpus_per_trial": cpt, "gpus_per_trial": gpt, "concurrent_trials": slots}
         ev.meta.setdefault("slots", {})[str(attempt)] = slots  # for the utilisation (run_analysis)
-        rdir = rundir.RunDir(out, {G.genome_id(d): d["name"] for d in seed_docs},
-                             {"budgets": list(opts.ga.rungs), "data": opts.data}, designs)
+        rdir = rundir.RunDir(out, seeds["names"], {"budgets": list(opts.ga.rungs), "data": opts.data},
+                             set(seeds["designs"]))
         rdir.write_config(_config(opts, data_info, resources, attempt, stored, len(data.val), chance))
         ev.save()
         storage = opts.storage or str(out / "ray")

@@ -185,19 +185,18 @@ class RunDir:
         short search favours networks that learn fast; trained longer a seed design may end
         above the best (README), so the run keeps them at hand to compare."""
         seeds = [e for gid, e in ev.cache.items() if gid in self.designs and is_ok(e) and e.get("vector")]
-        if not seeds:
-            return
         out = self.out / "seed_designs"
-        out.mkdir(exist_ok=True)
         wanted: dict[str, dict] = {}
         for e in seeds:
             fitness = list(fitness_of(e, ev.cfg.objectives, ev.cfg.chance_level))
             doc = self.genome_doc(ev, e["gid"], e["vector"], fitness, rank=None)
             name = re.sub(r"[^A-Za-z0-9_.-]", "_", doc["name"])[:80].lstrip(".") or e["gid"]
             wanted[f"{name}_{e['gid']}.json" if f"{name}.json" in wanted else f"{name}.json"] = doc
+        if wanted:
+            out.mkdir(exist_ok=True)
         for name, doc in wanted.items():
             atomic_write_text(out / name, G.dumps(doc))
-        for p in out.glob("*.json"):
+        for p in out.glob("*.json"):  # none when the folder is absent
             if p.name not in wanted:
                 p.unlink(missing_ok=True)
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, replace
 
 from fernas.dataset import CROP_SIZE
-from fernas.fitness import outcome_fields, ranking_accuracy
+from fernas.fitness import outcome_fields, ranking_accuracy, validation_loss
 from fernas.objectives import COSTS
 from fernas.search.watchdog import TrialTimeout
 
@@ -213,11 +213,12 @@ def with_rank_score(o: dict, chance: float) -> dict:
     the chance level tied and the validation loss deciding (`fitness.ranking_accuracy`, the
     rule of fernas' own promotions).  Ray Tune's ASHA stops trials on it: on raw accuracy the
     many trials still at chance after the first epochs tie and ASHA's cut among them is
-    arbitrary.  A failure (or a trial with no epoch) scores 0: ASHA cannot compare a None."""
-    acc, loss = o.get("last_val_acc"), o.get("val_loss")
-    if o.get("status") != "ok" or acc is None or loss is None or not math.isfinite(float(acc) + float(loss)):
+    arbitrary.  A failure (or a trial with no epoch) scores 0: ASHA cannot compare a None.  A loss
+    that is not finite breaks no tie, as in fernas' promotions (`fitness.validation_loss`)."""
+    acc = o.get("last_val_acc")
+    if o.get("status") != "ok" or acc is None or not math.isfinite(float(acc)):
         return {**o, "rank_score": 0.0}
-    return {**o, "rank_score": ranking_accuracy(float(acc), float(loss), chance)}
+    return {**o, "rank_score": ranking_accuracy(float(acc), validation_loss(o), chance)}
 
 
 def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> None:
