@@ -86,7 +86,8 @@ def predictors(rows: list[dict], budgets: list[int], chance: float) -> dict:
     same with every accuracy at or below the chance level counted as a tie; then the first and
     the last of these on the mean of the budget's last two epochs instead of its last."""
     top = str(budgets[-1])
-    rows = [r for r in rows if all(r.get("span_loss", {}).get(str(e)) is not None for e in range(1, budgets[-2] + 1))]
+    small = budgets[-2] if len(budgets) > 1 else 0  # the largest small budget: every epoch up to it is read
+    rows = [r for r in rows if all(r.get("span_loss", {}).get(str(e)) is not None for e in range(1, small + 1))]
     final = [r["span"][top] for r in rows]
     out = {"genomes": len(rows)}
     for b in budgets[:-1]:
@@ -183,14 +184,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     budgets = [int(b) for b in a.budgets.split(",")]
     top = budgets[-1]
+    docs = draw_genomes(a.genomes, a.seed, a.max_mmacs, schedulers)
+    if len(docs) < a.genomes:  # the draw gave up (64 x N genomes drawn): too few with these schedulers
+        ap.error(f"only {len(docs)} of {a.genomes} genomes drawn under --max-mmacs {a.max_mmacs:g}"
+                 + (f" with --schedulers {a.schedulers}" if schedulers else "")
+                 + "; ask for fewer genomes" + (" or more schedulers" if schedulers else ""))
     data = load_dataset(a.data)
     chance = chance_level(data.val.class_counts(data.num_classes))
     t0 = time.perf_counter()
     rows = []
-    docs = draw_genomes(a.genomes, a.seed, a.max_mmacs, schedulers)
-    if len(docs) < a.genomes:  # the draw gave up (64 x N genomes drawn): too few with these schedulers
-        ap.error(f"--schedulers {a.schedulers}: only {len(docs)} of {a.genomes} genomes drawn under "
-                 f"--max-mmacs {a.max_mmacs:g}; ask for fewer genomes or more schedulers")
     for doc in docs:
         curve: list[dict] = []
         span = train_trial(doc, data, TrialBudget(epochs=top, schedule_epochs=top, seed=a.seed, threads=a.threads),
@@ -222,7 +224,7 @@ def summarize(a, rows: list[dict], budgets: list[int], chance: float, wall: floa
         "settings": vars(a), "genomes": len(ok),
         "rank_correlation": {mode: {f"{b}_vs_{top}": spearman([r[mode][str(b)] for r in ok], [r[mode][str(top)] for r in ok])
                                     for b in budgets[:-1]} for mode in modes},
-        "chance_level": round(chance, 4),
+        "chance_level": chance,  # exact: --resummarize ties accuracies at it as the run did
         "predictors": predictors(ok, budgets, chance),
         "at_or_below_chance_level": {str(b): sum(r["span"][str(b)] <= chance for r in ok) for b in budgets},
         "chance_level_at": {mode: {str(b): sum(abs(r[mode][str(b)] - 1 / 7) < 0.01 for r in ok) for b in budgets}

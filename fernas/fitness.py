@@ -17,7 +17,9 @@ The one place that decides what a trial is worth:
   against 48 epochs (budget_correlation_48.json, 18 genomes under a 35 M cap) 0.22 and 0.04 at
   4 epochs, 0.83 and 0.82 at 16: 4 epochs say little about 48 there.  Scoring the mean of
   the last two epochs instead of the last (the files' `*_last_two` predictors): the plain
-  accuracy's correlations rise (4 of 48: 0.44 against 0.22), this ordering's fall at 4 epochs
+  accuracy's correlations rise in these two files (4 of 48: 0.44 against 0.22; over
+  cosine/onecycle genomes, budget_correlation_sched8.json, they fall at 4 of 8: 0.20 against
+  0.45), this ordering's fall at 4 epochs
   (0.58 against 0.78 of 16; -0.08 against 0.04 of 48) and rise a little at 8 and 16 (0.52
   against 0.43, 0.84 against 0.82 of 48).  Mixed on 16-18 genomes: the last epoch stays.
 * `chance_level(class_counts)`, `at_chance(outcomes, level)` -- whether trials have left chance

@@ -40,13 +40,22 @@ def test_a_tiny_run_writes_the_correlations(tmp_path):
 def test_the_mean_of_the_last_two_epochs_is_a_predictor_of_its_own():
     # epoch 2 ranks the genomes against epoch 3, the mean of epochs 1-2 with it
     first, second = [0.1, 0.3, 0.5, 0.7], [0.5, 0.4, 0.3, 0.2]
-    rows = [{"span": {"1": a, "2": b, "3": (a + b) / 2}, "span_loss": {"1": 1.0, "2": 2.0 - i / 10, "3": 1.0}}
+    rows = [{"span": {"1": a, "2": b, "3": (a + b) / 2}, "span_loss": {"1": 1.0 + i / 5, "2": 2.0 - i / 10, "3": 1.0}}
             for i, (a, b) in enumerate(zip(first, second))]
     p = bc.predictors(rows, [2, 3], chance=0.0)["2_vs_3"]
     assert p["accuracy"] == -1.0 and p["accuracy_last_two"] == 1.0
     assert p["above_chance_then_loss_last_two"] == 1.0
     p = bc.predictors(rows, [2, 3], chance=0.6)["2_vs_3"]  # all tied at chance: the loss decides alone
-    assert p["above_chance_then_loss_last_two"] == p["loss"] == 1.0
+    assert p["loss"] == 1.0  # the last epoch's loss falls with i; the mean of the last two rises
+    assert p["above_chance_then_loss_last_two"] == -1.0
+
+
+def test_a_draw_short_of_genomes_is_refused_before_any_training(monkeypatch, capsys):
+    monkeypatch.setattr(bc, "draw_genomes", lambda n, *a: [{}] * (n - 1))
+    monkeypatch.setattr(bc, "ROOT", Path("/nonexistent"))  # nothing may be written
+    with pytest.raises(SystemExit) as e:
+        bc.main(["--genomes", "5", "--schedulers", "cosine_wr", "--data", "demo:140,70,70"])
+    assert e.value.code == 2 and "only 4 of 5 genomes drawn" in capsys.readouterr().err
 
 
 def test_draws_can_be_limited_to_schedules_whose_curve_depends_on_their_length():
