@@ -105,6 +105,15 @@ def predictors(rows: list[dict], budgets: list[int], chance: float) -> dict:
     return out
 
 
+def measured_modes(no_restart: bool) -> tuple[str, ...]:
+    return ("span",) if no_restart else ("span", "restart")
+
+
+def complete_rows(rows: list[dict], budgets: list[int], modes: tuple[str, ...]) -> list[dict]:
+    """The trained rows with an accuracy at every budget in every mode."""
+    return [r for r in rows if r["status"] == "ok" and all(str(b) in r[m] for b in budgets for m in modes)]
+
+
 def resummarize(ap: argparse.ArgumentParser, path: str) -> int:
     """Recompute the `predictors` of an earlier result file from its rows, in place."""
     try:
@@ -115,8 +124,7 @@ def resummarize(ap: argparse.ArgumentParser, path: str) -> int:
         ap.error(f"--resummarize {path}: not a result of this benchmark with per-epoch losses (no "
                  "settings, rows, chance_level or predictors); run it again")
     budgets = [int(b) for b in doc["settings"]["budgets"].split(",")]
-    modes = ("span",) if doc["settings"].get("no_restart") else ("span", "restart")
-    ok = [r for r in doc["rows"] if r["status"] == "ok" and all(str(b) in r[m] for b in budgets for m in modes)]
+    ok = complete_rows(doc["rows"], budgets, measured_modes(doc["settings"].get("no_restart")))
     doc["predictors"] = predictors(ok, budgets, doc["chance_level"])
     atomic_write_json(path, doc)
     print(json.dumps(doc["predictors"], indent=2))
@@ -216,8 +224,8 @@ def main(argv=None) -> int:
 
 def summarize(a, rows: list[dict], budgets: list[int], chance: float, wall: float) -> dict:
     top = budgets[-1]
-    modes = ("span",) if a.no_restart else ("span", "restart")
-    ok = [r for r in rows if r["status"] == "ok" and all(str(b) in r[m] for b in budgets for m in modes)]
+    modes = measured_modes(a.no_restart)
+    ok = complete_rows(rows, budgets, modes)
     return {
         "benchmark": "budget_correlation", "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": a.threads},
