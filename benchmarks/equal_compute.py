@@ -76,10 +76,11 @@ def arm_flags(a, arm: str) -> tuple[list[str], int]:
           "--rerank-top", str(a.rerank_top), "--rerank-seeds", str(a.rerank_seeds)]
     single = ["--epochs-per-trial", str(a.max_budget), "--rerank-top", "0"]
     ga = ["--strategy", "ga"] + ([] if a.immigrants is None else ["--immigrants", repr(a.immigrants)])
+    asha_grace = [] if a.asha_grace is None else ["--asha-grace", str(a.asha_grace)]
     return {"ga-mf": ([*ga, *mf], a.generations),
             "random-sh": (["--strategy", "random", *mf], a.generations),
             "ga-single": ([*ga, *single], a.generations + 1),
-            "random-asha": (["--strategy", "random", *single, "--asha"], 2 * a.generations + 1)}[arm]
+            "random-asha": (["--strategy", "random", *single, "--asha", *asha_grace], 2 * a.generations + 1)}[arm]
 
 
 def run_search(a, arm: str, seed: int, out: Path, compute: float | None = None) -> dict:
@@ -432,6 +433,8 @@ def parse_args(argv):
     ap.add_argument("--rerank-seeds", type=int, default=1)
     ap.add_argument("--immigrants", type=float, default=None,
                     help="the GA arms' --immigrants (default: fernas evolve's own)")
+    ap.add_argument("--asha-grace", type=int, default=None,
+                    help="random-asha's --asha-grace (default: fernas evolve's own, half of --max-budget)")
     ap.add_argument("--max-mmacs", type=float, default=35.0, help="default: a tenth of the VGG seed's")
     ap.add_argument("--decode-epochs", type=int, default=6)
     ap.add_argument("--decode-fine-tune", type=int, default=1)
@@ -534,6 +537,8 @@ def main(argv=None) -> int:
     from fernas.evolve import CHECKPOINT_VERSION, GAConfig
     if a.immigrants is None:  # the share the GA arms ran with, even when it was fernas' default
         settings["immigrants"] = GAConfig().immigrants
+    if a.asha_grace is None:  # the grace random-asha ran with: fernas evolve's default (files before it: Ray's 1)
+        settings["asha_grace"] = max(1, a.max_budget // 2)
     # the GA checkpoint version changes with the GA's draws and ranking: seeds of two GAs do not mix
     vers = {**versions("torch", "ray", "deap", "numpy"), "ga_checkpoint": CHECKPOINT_VERSION}
     per_seed, old = earlier_seeds(out_json, settings, seeds, vers) if a.add else ([], {})

@@ -147,3 +147,15 @@ def test_a_decode_is_cached_by_genome_protocol_data_and_seed():
     assert ec.decode_key(a, "abc", 2) == key + "-seed2"
     others = [dict(decode_epochs=6), dict(data="demo:1000,560,280"), dict(data_seed=1)]
     assert all(ec.decode_key(SimpleNamespace(**{**vars(a), **o}), "abc", 0) != key for o in others)
+
+
+def test_the_asha_arm_gets_the_grace_period_given_and_only_it():
+    from types import SimpleNamespace
+
+    ec = load("equal_compute")
+    a = SimpleNamespace(min_budget=4, max_budget=8, eta=2, rerank_top=2, rerank_seeds=1, immigrants=None,
+                        generations=3, asha_grace=2)
+    flags, gens = ec.arm_flags(a, "random-asha")
+    assert flags[-3:] == ["--asha", "--asha-grace", "2"] and gens == 7
+    assert "--asha-grace" not in ec.arm_flags(SimpleNamespace(**{**vars(a), "asha_grace": None}), "random-asha")[0]
+    assert all("--asha-grace" not in ec.arm_flags(a, arm)[0] for arm in ("ga-mf", "ga-single", "random-sh"))

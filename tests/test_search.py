@@ -64,6 +64,8 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     (["--gpus-per-trial", "64"], "--gpus-per-trial 64"),
     (["--resume"], "--resume needs --out"),
     (["--immigrants", "1.5"], "--immigrants 1.5"),
+    (["--asha-grace", "2", "--epochs-per-trial", "8"], "--asha-grace 2: only with --asha"),
+    (["--asha", "--asha-grace", "8", "--epochs-per-trial", "8"], "--asha-grace 8: expected 1 to 7"),
 ])
 def test_bad_flags_one_line_exit_2(capsys, tmp_path, argv, expect):
     code, err = run_cli(capsys, "--out", str(tmp_path / "run"), *argv) if "--resume" not in argv \
@@ -86,6 +88,10 @@ def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path)
     textbook = parse("--no-novel-offspring", "--mutation-operator", "uniform", "--max-mmacs", "60").ga
     assert (textbook.novel_offspring, textbook.mutation, textbook.max_mmacs) == (False, "uniform", 60)
     assert parse().ga.immigrants == 0 and parse("--immigrants", "0.5").ga.immigrants == 0.5
+    # ASHA's grace period: half the one budget unless given; 0 without ASHA
+    asha8 = ("--asha", "--epochs-per-trial", "8")
+    assert parse(*asha8).asha_grace == 4 and parse(*asha8, "--asha-grace", "2").asha_grace == 2
+    assert parse("--asha", "--epochs-per-trial", "3").asha_grace == 1 and parse().asha_grace == 0
     # a stored run resumes with its own search settings and this command line's machine settings
     stored = json.loads(json.dumps(asdict(parse("--pop", "5", "--objectives", "accuracy,latency"))))
     now = parse("--pop", "9", "--cpus-per-trial", "2")
@@ -265,7 +271,7 @@ def test_random_strategy_end_to_end_and_resume(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert "random search" in res.stdout
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["options"]["ga"]["strategy"] == "random"
+    assert cfg["options"]["ga"]["strategy"] == "random" and cfg["options"]["asha_grace"] == 1
     rows = read_trials(out)
     gids = [r["gid"] for r in rows]
     assert len(gids) == len(set(gids)) == 8  # 4 per generation, all new

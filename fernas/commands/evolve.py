@@ -138,6 +138,10 @@ def _add_trial_flags(p, o, d) -> None:
                    help="Ray Tune's ASHA stops hopeless trials between epochs (ranked as fernas' promotions "
                         "rank: validation accuracy, ties up to the chance level broken by the validation "
                         "loss; needs one budget: --epochs-per-trial 2 or more)")
+    g.add_argument("--asha-grace", type=int, default=None, metavar="E",
+                   help="epochs every trial trains before ASHA's first cut (then at 2E, 4E, ... below "
+                        "--epochs-per-trial; default half of it: on the demo data the ranking after 1 "
+                        "epoch is noise, Spearman 0.26 against 16 epochs, 0.44 after 4, 0.83 after 8)")
 
     g = p.add_argument_group("Budgets (end the search at its next safe point, outputs written; a --resume "
                              "with a larger one goes on)")
@@ -294,6 +298,7 @@ def options_from_args(args: argparse.Namespace):
         _check(args.out != DEFAULT_OUT, "--resume needs --out DIR (the run to continue)")
     _check(not args.asha or (args.epochs_per_trial or 0) >= 2,
            "--asha needs one budget of 2 or more epochs (--epochs-per-trial N): it stops trials between epochs")
+    asha_grace = _asha_grace(args)
     out = args.out.replace("DATE-TIME", time.strftime("%Y%m%d-%H%M%S")) if args.out == DEFAULT_OUT else args.out
     budget_stops = _budget_stops(args)
     ga = GAConfig(pop=args.pop, generations=args.generations, cxpb=args.crossover, mutpb=args.mutation,
@@ -311,8 +316,21 @@ def options_from_args(args: argparse.Namespace):
         out=out, ga=ga, data=args.data, data_args=data_args, max_steps_per_epoch=args.max_steps_per_epoch,
         seed_genomes=[], gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
         max_concurrent=args.max_concurrent, address=args.address, storage=args.storage, resume=args.resume,
-        dashboard=not args.no_dashboard, asha=args.asha, verbose=args.verbose,
+        dashboard=not args.no_dashboard, asha=args.asha, asha_grace=asha_grace, verbose=args.verbose,
         trial_timeout=_trial_timeout(args.trial_timeout))
+
+
+def _asha_grace(args) -> int:
+    """ASHA's grace period in epochs (0 without --asha): the flag's, or half of the one budget."""
+    _check(args.asha or args.asha_grace is None, f"--asha-grace {args.asha_grace}: only with --asha")
+    if not args.asha:
+        return 0
+    if args.asha_grace is None:
+        return max(1, args.epochs_per_trial // 2)
+    _check(1 <= args.asha_grace < args.epochs_per_trial,
+           f"--asha-grace {args.asha_grace}: expected 1 to {args.epochs_per_trial - 1} "
+           f"(below --epochs-per-trial {args.epochs_per_trial}, or ASHA never cuts)")
+    return args.asha_grace
 
 
 def packaged_seed_files() -> list[str]:

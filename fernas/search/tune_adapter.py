@@ -247,7 +247,7 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
     scheduler = None
     if opts.asha and len(ga.rungs) == 1 and ga.max_budget > 1:  # Ray Tune's own early stopping, one budget
         scheduler = ASHAScheduler(metric="rank_score", mode="max", time_attr="training_iteration",
-                                  max_t=ga.max_budget, grace_period=1, reduction_factor=2)
+                                  max_t=ga.max_budget, grace_period=opts.asha_grace, reduction_factor=2)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
