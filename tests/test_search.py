@@ -82,6 +82,7 @@ def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path)
     from fernas.commands.evolve import options_from_args
     from fernas.evolve import GAConfig
     from fernas.search import EvolveOptions
+    from fernas.search.tune_adapter import asha_scheduler
 
     parse = lambda *a: options_from_args(build_parser().parse_args(["evolve", "--out", str(tmp_path), *a]))  # noqa: E731
     assert parse().ga.novel_offspring and parse().ga.mutation == "creep" and parse().ga.max_mmacs == 3000
@@ -92,12 +93,21 @@ def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path)
     asha8 = ("--asha", "--epochs-per-trial", "8")
     assert parse(*asha8).asha_grace == 4 and parse(*asha8, "--asha-grace", "2").asha_grace == 2
     assert parse("--asha", "--epochs-per-trial", "3").asha_grace == 1 and parse().asha_grace == 0
+    # ...and it is where Ray's scheduler cuts: rungs at the grace and its doublings up to the budget
+    milestones = lambda o: sorted(float(m) for m in re.findall(r"Iter ([0-9.]+)", asha_scheduler(o).debug_string()))  # noqa: E731
+    assert milestones(parse(*asha8)) == [4, 8] and milestones(parse(*asha8, "--asha-grace", "2")) == [2, 4, 8]
+    assert asha_scheduler(parse("--epochs-per-trial", "8")) is None
     # a stored run resumes with its own search settings and this command line's machine settings
     stored = json.loads(json.dumps(asdict(parse("--pop", "5", "--objectives", "accuracy,latency"))))
     now = parse("--pop", "9", "--cpus-per-trial", "2")
     opts = EvolveOptions.from_stored(stored, now)
     assert isinstance(opts.ga, GAConfig) and opts.ga.pop == 5 and opts.ga.objectives == ("accuracy", "latency")
     assert opts.cpus_per_trial == 2 and opts.resume
+    # ASHA's grace is the stored run's; a run stored before the setting existed ran with Ray's 1
+    stored = json.loads(json.dumps(asdict(parse(*asha8, "--asha-grace", "2"))))
+    assert EvolveOptions.from_stored(stored, parse(*asha8)).asha_grace == 2
+    del stored["asha_grace"]
+    assert EvolveOptions.from_stored(stored, parse(*asha8)).asha_grace == 1
 
 
 def test_run_directories_of_another_version_are_refused(capsys, tmp_path):

@@ -230,6 +230,16 @@ def trial_resources(cpt: float, gpt: float, alone: bool):
     return resource_dict_to_pg_factory({"cpu": cpt, "gpu": trial_gpus(gpt, alone)})
 
 
+def asha_scheduler(opts) -> ASHAScheduler | None:
+    """Ray Tune's ASHA for `--asha` (one budget of 2+ epochs): rungs at the grace period and its
+    doublings below the budget, cutting on `rank_score`; None without it."""
+    ga = opts.ga
+    if not (opts.asha and len(ga.rungs) == 1 and ga.max_budget > 1):
+        return None
+    return ASHAScheduler(metric="rank_score", mode="max", time_attr="training_iteration",
+                         max_t=ga.max_budget, grace_period=opts.asha_grace, reduction_factor=2)
+
+
 def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: str) -> None:
     """One Tuner for the run (or the rest of it): trials until the GA is done."""
     opts = run.opts
@@ -244,10 +254,7 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
                          chance=run.chance)
     trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, budget=budget),
                                     lambda config: trial_resources(cpt, gpt, bool(config.get("alone"))))
-    scheduler = None
-    if opts.asha and len(ga.rungs) == 1 and ga.max_budget > 1:  # Ray Tune's own early stopping, one budget
-        scheduler = ASHAScheduler(metric="rank_score", mode="max", time_attr="training_iteration",
-                                  max_t=ga.max_budget, grace_period=opts.asha_grace, reduction_factor=2)
+    scheduler = asha_scheduler(opts)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,

@@ -32,10 +32,10 @@ def _differences(stored: dict, opts, data_info: dict) -> list[str]:
     ga = o.get("ga", {})
     there = {"data": (o.get("data"), o.get("data_args"), _data_sizes(stored.get("data", {}))),
              "budgets": (ga.get("min_budget"), ga.get("max_budget"), ga.get("eta"), o.get("max_steps_per_epoch")),
-             "ASHA": (bool(o.get("asha")), o.get("asha_grace", 1) if o.get("asha") else None), "seed": ga.get("seed")}
+             "ASHA": bool(o.get("asha")), "seed": ga.get("seed")}
     here = {"data": (opts.data, opts.data_args, _data_sizes(data_info)),
             "budgets": (opts.ga.min_budget, opts.ga.max_budget, opts.ga.eta, opts.max_steps_per_epoch),
-            "ASHA": (bool(opts.asha), opts.asha_grace if opts.asha else None), "seed": opts.ga.seed}
+            "ASHA": bool(opts.asha), "seed": opts.ga.seed}
     return [f"{k} ({_show(there[k])} there, {_show(here[k])} here)" for k in here if there[k] != here[k]]
 
 
