@@ -538,7 +538,8 @@ def main(argv=None) -> int:
     if a.immigrants is None:  # the share the GA arms ran with, even when it was fernas' default
         settings["immigrants"] = GAConfig().immigrants
     if a.asha_grace is None:  # the grace random-asha ran with: fernas evolve's default (files before it: Ray's 1)
-        settings["asha_grace"] = max(1, a.max_budget // 2)
+        from fernas.commands.evolve import default_asha_grace
+        settings["asha_grace"] = default_asha_grace(a.max_budget)
     # the GA checkpoint version changes with the GA's draws and ranking: seeds of two GAs do not mix
     vers = {**versions("torch", "ray", "deap", "numpy"), "ga_checkpoint": CHECKPOINT_VERSION}
     per_seed, old = earlier_seeds(out_json, settings, seeds, vers) if a.add else ([], {})

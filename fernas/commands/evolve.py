@@ -320,13 +320,18 @@ def options_from_args(args: argparse.Namespace):
         trial_timeout=_trial_timeout(args.trial_timeout))
 
 
+def default_asha_grace(epochs: int) -> int:
+    """Half the one budget: an earlier cut ranks trials still at chance (--asha-grace's help)."""
+    return max(1, epochs // 2)
+
+
 def _asha_grace(args) -> int:
     """ASHA's grace period in epochs (0 without --asha): the flag's, or half of the one budget."""
     _check(args.asha or args.asha_grace is None, f"--asha-grace {args.asha_grace}: only with --asha")
     if not args.asha:
         return 0
     if args.asha_grace is None:
-        return max(1, args.epochs_per_trial // 2)
+        return default_asha_grace(args.epochs_per_trial)
     _check(1 <= args.asha_grace < args.epochs_per_trial,
            f"--asha-grace {args.asha_grace}: expected 1 to {args.epochs_per_trial - 1} "
            f"(below --epochs-per-trial {args.epochs_per_trial}, or ASHA never cuts)")
