@@ -13,11 +13,11 @@ image, the `compute` column of trials.csv) with the seconds beside it:
 
 Equal compute: ga-mf runs first; its total C (every trial: first trainings, promotions,
 re-ranking) is the budget.  random-sh has the same structure (same generations, budgets and
-re-ranking) and is used whole; its own total is reported beside C.  ga-single and random-asha
-are given more generations than C needs and `--max-compute C` (no trial starts once C is
-spent), then cut at C in the order their trials finished; their pick is then the best
-accuracy at MAX epochs within C.  The seeds arm trains each design
-C / n_designs of compute.
+re-ranking) and `--max-compute C`: used whole when it spent at most C, else cut at C like the
+others.  ga-single and random-asha are given more generations than C needs and `--max-compute
+C` (no trial starts once C is spent), then cut at C in the order their trials finished.  The
+pick of an arm cut at C is the best accuracy at MAX epochs within C.  The seeds arm trains
+each design C / n_designs of compute.
 
 Best-so-far is the best validation accuracy at MAX epochs (trials that reached it) against
 cumulative compute; a run's pick is its best.json when used whole.  Every pick (and every
@@ -66,7 +66,7 @@ from fernas.io import atomic_write_json  # noqa: E402
 
 ARMS = ("ga-mf", "ga-single", "random-sh", "random-asha", "seeds")
 SEARCH_ARMS = ARMS[:4]
-HALVING_ARMS = ("ga-mf", "random-sh")  # successive halving and re-ranking: used whole; the other searches are cut at C
+HALVING_ARMS = ("ga-mf", "random-sh")  # successive halving and re-ranking: used whole within C
 COLORS = {"ga-mf": "C3", "ga-single": "C1", "random-sh": "C0", "random-asha": "C2", "seeds": "0.3"}
 
 
@@ -155,6 +155,13 @@ def cut(trials: list[dict], budget: float) -> list[dict]:
             break
         kept.append(t)
     return kept
+
+
+def used_whole(arm: str, run: dict, budget: float) -> bool:
+    """A halving arm within C is used whole (its pick: best.json, after re-ranking); one that
+    spent more (random search's generations train more new genomes than the GA's, whose elites
+    train no more) is cut at C like the others, so no arm is judged on more than C."""
+    return arm in HALVING_ARMS and spent_compute(run["trials"]) <= budget * 1.0001
 
 
 def pick(run: dict, trials: list[dict], whole: bool, max_budget: int) -> tuple[str | None, list[int] | None]:
@@ -259,7 +266,7 @@ def seed_record(a, seed: int, runs: dict, seeds: dict, budget: float) -> dict:
     """One seed's figures per arm: compute, seconds, curve, pick (decode-trained later)."""
     rec = {"seed": seed, "budget_compute": budget}
     for arm, run in runs.items():
-        whole = arm in HALVING_ARMS
+        whole = used_whole(arm, run, budget)
         trials = run["trials"] if whole else cut(run["trials"], budget)
         gid, vector = pick(run, trials, whole, a.max_budget)
         rec[arm] = {"trials": len(trials), "trials_run": len(run["trials"]),
@@ -271,8 +278,8 @@ def seed_record(a, seed: int, runs: dict, seeds: dict, budget: float) -> dict:
                     "pick_origin": next((t["origin"] for t in trials if t["gid"] == gid), None),
                     "origins": origins(trials, run["chance"]),
                     "kinds": {k: sum(t.get("kind") == k for t in trials) for k in ("first", "promotion", "rerank")},
-                    "first_at_chance": first_at_chance(trials, run["chance"])}
-        if whole:
+                    "first_at_chance": first_at_chance(trials, run["chance"]), "used_whole": whole}
+        if arm in HALVING_ARMS:
             rec[arm]["rank_correlation"] = promoted_correlation(trials, a.min_budget, a.max_budget)
     rec["seeds"] = seeds_record(seeds)
     return rec
@@ -540,6 +547,7 @@ def main(argv=None) -> int:
     if a.asha_grace is None:  # the grace random-asha ran with: fernas evolve's default (files before it: Ray's 1)
         from fernas.commands.evolve import default_asha_grace
         settings["asha_grace"] = default_asha_grace(a.max_budget)
+    settings["over_budget"] = "cut at C"  # files before it used random-sh whole beyond C: not to be mixed
     # the GA checkpoint version changes with the GA's draws and ranking: seeds of two GAs do not mix
     vers = {**versions("torch", "ray", "deap", "numpy"), "ga_checkpoint": CHECKPOINT_VERSION}
     per_seed, old = earlier_seeds(out_json, settings, seeds, vers) if a.add else ([], {})
@@ -553,7 +561,7 @@ def main(argv=None) -> int:
               # each invocation; the top-level wall_seconds is the last one's
               "runs": [*old.get("runs", [{"date": old["date"], "seeds": old["settings"]["seeds"]}] if old else []),
                        {"date": date, "seeds": a.seeds, "versions": vers}],
-              "arms": {arm: " ".join(arm_flags(a, arm)[0]) + ("" if arm in HALVING_ARMS else " --max-compute C")
+              "arms": {arm: " ".join(arm_flags(a, arm)[0]) + ("" if arm == "ga-mf" else " --max-compute C")
                        for arm in SEARCH_ARMS},
               "protocol": __doc__.split("\n\n")[1:4]}
     result["references"] = {**old.get("references", {}), **reference_decodes(a, designs, work)}
@@ -566,7 +574,7 @@ def main(argv=None) -> int:
         runs = {"ga-mf": run_search(a, "ga-mf", seed, work / f"ga-mf-seed{seed}")}
         budget = spent_compute(runs["ga-mf"]["trials"])
         for arm in SEARCH_ARMS[1:]:
-            runs[arm] = run_search(a, arm, seed, work / f"{arm}-seed{seed}", None if arm in HALVING_ARMS else budget)
+            runs[arm] = run_search(a, arm, seed, work / f"{arm}-seed{seed}", budget)
         rec = seed_record(a, seed, runs, seeds_arm(a, seed, budget, designs, work), budget)
         decode_picks(a, rec, designs, work)
         per_seed = sorted([*per_seed, rec], key=lambda r: r["seed"])

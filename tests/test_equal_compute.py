@@ -52,6 +52,14 @@ def test_pick_uses_best_json_when_whole_else_the_best_at_max_within_budget():
     assert ec.pick(run, TRIALS[:2], False, 4) == (None, None)
 
 
+def test_a_halving_arm_is_used_whole_only_within_the_budget():
+    ec = load("equal_compute")
+    run = {"trials": TRIALS, "best_gid": "b"}  # 80 of compute in all
+    assert ec.used_whole("random-sh", run, 80) and ec.used_whole("ga-mf", run, 80)
+    assert not ec.used_whole("random-sh", run, 79)  # beyond C: cut like the others, no best.json
+    assert not ec.used_whole("ga-single", run, 80)  # the single-budget arms are always cut
+
+
 def test_rank_correlation_of_promoted_genomes():
     ec = load("equal_compute")
     rows = [trial(g, "first", 2, a2, 1) for g, a2 in zip("pqrs", (0.1, 0.2, 0.3, 0.4))]
