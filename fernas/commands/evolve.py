@@ -36,7 +36,9 @@ def register(sub) -> None:
     g.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help="run directory (never overwritten without --resume)")
     _add_search_flags(p, GAConfig())
-    _add_trial_flags(p, EvolveOptions(out=""), GAConfig())
+    _add_trial_flags(p, GAConfig())
+    _add_budget_flags(p)
+    _add_system_flags(p, EvolveOptions(out=""))
     p.set_defaults(func=run)
 
 
@@ -105,7 +107,7 @@ def _add_search_flags(p, d) -> None:
     g.add_argument("--seed", type=int, default=d.seed, help="seed of the GA and of every trial's training")
 
 
-def _add_trial_flags(p, o, d) -> None:
+def _add_trial_flags(p, d) -> None:
     g = p.add_argument_group("Trials (budgets in epochs of the fast trainer, one crop per image)")
     g.add_argument("--min-budget", type=int, default=d.min_budget, metavar="E",
                    help="epochs every new genome trains first (measured on the 1,400-image demo data under a "
@@ -143,6 +145,8 @@ def _add_trial_flags(p, o, d) -> None:
                         "--epochs-per-trial; default half of it: on the demo data the ranking after 1 "
                         "epoch is noise, Spearman 0.26 against 16 epochs, 0.44 after 4, 0.83 after 8)")
 
+
+def _add_budget_flags(p) -> None:
     g = p.add_argument_group("Budgets (end the search at its next safe point, outputs written; a --resume "
                              "with a larger one goes on)")
     g.add_argument("--max-trials", type=int, default=None, metavar="N",
@@ -159,6 +163,8 @@ def _add_trial_flags(p, o, d) -> None:
                    help="end the evolution after G generations without a better best; re-ranking then "
                         "runs as at the last generation")
 
+
+def _add_system_flags(p, o) -> None:
     g = p.add_argument_group("Ray / System")
     g.add_argument("--gpus-per-trial", default="auto", metavar="G",
                    help="GPU share of a trial; auto = 0.25 (four trials per card) when the cluster has GPUs, "
