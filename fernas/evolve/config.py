@@ -51,7 +51,8 @@ class GAConfig:
     # Random immigrants (Grefenstette 1992): this share of each generation's non-elite slots
     # (of the offspring, with two objectives) goes to never-seen genomes drawn uniformly from
     # the search space instead of children: exploration that children of a weak generation lack
-    # (README: +0.07 at budgets 4->8, worse at the demo's 2->4).  Unused by random search.  0 = children only.
+    # (docs/search_experiments.md: +0.07 at budgets 4->8, worse at the demo's 2->4).  Unused by
+    # random search.  0 = children only.
     immigrants: float = 0.0
     # Successive halving inside each generation (Hyperband's inner loop): every new genome trains
     # `min_budget` epochs, the best 1/eta of each rung continue from their checkpoint to the next
