@@ -167,3 +167,27 @@ def test_the_asha_arm_gets_the_grace_period_given_and_only_it():
     assert flags[-3:] == ["--asha", "--asha-grace", "2"] and gens == 7
     assert "--asha-grace" not in ec.arm_flags(SimpleNamespace(**{**vars(a), "asha_grace": None}), "random-asha")[0]
     assert all("--asha-grace" not in ec.arm_flags(a, arm)[0] for arm in ("ga-mf", "ga-single", "random-sh"))
+
+
+def test_decode_picks_trains_each_distinct_pick_once_and_reads_cached_decodes(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from fernas import genome as G
+
+    ec, dp = load("equal_compute"), load("decode_picks")
+    monkeypatch.setattr(dp.ec, "run_cmd", lambda *a, **k: pytest.fail("a cached decode was trained again"))
+    docs = [G.load_genome(ROOT / "genomes" / f"{n}.json") for n in ("daocong_mobilenetv2", "vgg_khaireddin")]
+    gids = [G.genome_id(d) for d in docs]
+    vecs = [G.to_vector(d) for d in docs]
+    arm = {a: {"pick_gid": gids[0], "pick_vector": vecs[0], "decode": {"test_acc_tencrop": 0.3}}
+           for a in ("ga-mf", "ga-single", "random-sh")}
+    arm["random-asha"] = {"pick_gid": gids[1], "pick_vector": vecs[1], "decode": {"test_acc_tencrop": 0.6}}
+    result = {"per_seed": [{"seed": 4, **arm}, {"seed": 5, **arm}]}
+    a = SimpleNamespace(data="demo:1400,560,280", data_seed=0, decode_epochs=48, decode_fine_tune=2, remeasure=False)
+    for gid, acc in zip(gids, (0.9, 0.95)):  # decodes already trained: nothing runs
+        run = tmp_path / "decode" / ec.decode_key(a, gid, 0) / "run"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"test_accuracy_tencrop": acc, "macs": 1, "params": 2}))
+    rows = dp.pick_rows(a, result, [4], tmp_path)
+    assert [(r["seed"], r["gid"], r["arms"], r["short"], r["long"]) for r in rows] == [
+        (4, gids[0], ["ga-mf", "ga-single", "random-sh"], 0.3, 0.9), (4, gids[1], ["random-asha"], 0.6, 0.95)]
