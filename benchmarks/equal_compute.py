@@ -27,7 +27,8 @@ first seed design is also decoded with seeds 0-2 (`decode_noise`): how far one d
 with its seed alone (on CPU the thread count and the CPU's kernels move it as well, so compare
 decodes measured on one machine: --remeasure).
 Also: Spearman rank correlation between the MIN and MAX budgets over the genomes the
-successive-halving runs promoted (survivors only: see budget_correlation.py for all genomes).
+successive-halving runs promoted (survivors only: see budget_correlation.py for all genomes;
+within C for a run cut at C).
 
 Writes benchmarks/results/equal_compute.json and best_vs_compute.png (per-seed results are
 written as each seed ends, so a stopped benchmark keeps what it finished).
@@ -113,7 +114,7 @@ def _finished(out: Path, compute: float | None = None) -> bool:
 
 def read_trials(out: Path) -> dict:
     """Every trial of a run in the order it finished, with its genome's vector."""
-    from fernas.evolve import read_outcomes
+    from fernas.evolve import is_done, read_outcomes
 
     cache = read_outcomes(out / "checkpoint.json")
     trials = [{**t, "gid": e["gid"], "vector": e["vector"], "origin": e.get("origin", "")}
@@ -121,7 +122,8 @@ def read_trials(out: Path) -> dict:
     trials.sort(key=lambda t: t.get("finished_at") or 0.0)
     best = json.loads((out / "best.json").read_text()) if (out / "best.json").is_file() else None
     chance = json.loads((out / "config.json").read_text())["fitness"]["chance_level"]
-    return {"trials": trials, "best_gid": best["evolve"]["gid"] if best else None, "chance": chance}
+    return {"trials": trials, "best_gid": best["evolve"]["gid"] if best else None, "chance": chance,
+            "done": is_done(out / "checkpoint.json")}
 
 
 def spent_compute(trials: list[dict]) -> float:
@@ -160,8 +162,9 @@ def cut(trials: list[dict], budget: float) -> list[dict]:
 def used_whole(arm: str, run: dict, budget: float) -> bool:
     """A halving arm within C is used whole (its pick: best.json, after re-ranking); one that
     spent more (random search's generations train more new genomes than the GA's, whose elites
-    train no more) is cut at C like the others, so no arm is judged on more than C."""
-    return arm in HALVING_ARMS and spent_compute(run["trials"]) <= budget * 1.0001
+    train no more) is cut at C like the others, so no arm is judged on more than C.  A run that
+    `--max-compute` stopped before its end (no re-ranking) is cut too."""
+    return arm in HALVING_ARMS and run["done"] and spent_compute(run["trials"]) <= budget * 1.0001
 
 
 def pick(run: dict, trials: list[dict], whole: bool, max_budget: int) -> tuple[str | None, list[int] | None]:

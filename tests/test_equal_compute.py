@@ -54,10 +54,27 @@ def test_pick_uses_best_json_when_whole_else_the_best_at_max_within_budget():
 
 def test_a_halving_arm_is_used_whole_only_within_the_budget():
     ec = load("equal_compute")
-    run = {"trials": TRIALS, "best_gid": "b"}  # 80 of compute in all
+    run = {"trials": TRIALS, "best_gid": "b", "done": True}  # 80 of compute in all
     assert ec.used_whole("random-sh", run, 80) and ec.used_whole("ga-mf", run, 80)
     assert not ec.used_whole("random-sh", run, 79)  # beyond C: cut like the others, no best.json
     assert not ec.used_whole("ga-single", run, 80)  # the single-budget arms are always cut
+    assert not ec.used_whole("random-sh", {**run, "done": False}, 80)  # stopped by --max-compute
+
+
+def test_a_seed_record_cuts_a_halving_arm_that_spent_more_than_the_budget():
+    from types import SimpleNamespace
+
+    ec = load("equal_compute")
+    a = SimpleNamespace(min_budget=2, max_budget=4)
+    run = {"trials": [{**t, "origin": "uniform"} for t in TRIALS], "best_gid": "b", "done": True, "chance": 0.15,
+           "wall_s": None}
+    seeds = {"total_compute": 1, "designs": [], "curve": [], "best": {"genome": "x", "test_acc_tencrop": 0.5}}
+    within = ec.seed_record(a, 0, {"random-sh": run}, seeds, 80)["random-sh"]
+    assert within["used_whole"] and within["pick_gid"] == "b" and within["trials"] == 6
+    over = ec.seed_record(a, 0, {"random-sh": run}, seeds, 40)["random-sh"]
+    assert not over["used_whole"] and over["pick_gid"] == "b" and over["trials"] == 4 and over["compute"] == 40
+    assert ec.seed_record(a, 0, {"random-sh": run}, seeds, 60)["random-sh"]["pick_gid"] == "d"  # not best.json
+    assert over["rank_correlation"]["n"] == 1  # b, the one genome promoted within C
 
 
 def test_rank_correlation_of_promoted_genomes():
@@ -169,12 +186,12 @@ def test_the_asha_arm_gets_the_grace_period_given_and_only_it():
     assert all("--asha-grace" not in ec.arm_flags(a, arm)[0] for arm in ("ga-mf", "ga-single", "random-sh"))
 
 
-def test_decode_picks_trains_each_distinct_pick_once_and_reads_cached_decodes(tmp_path, monkeypatch):
+def test_long_decodes_list_each_distinct_pick_once_read_from_the_decode_cache(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from fernas import genome as G
 
-    ec, dp = load("equal_compute"), load("decode_picks")
+    ec, dp = load("equal_compute"), load("long_decodes")
     monkeypatch.setattr(dp.ec, "run_cmd", lambda *a, **k: pytest.fail("a cached decode was trained again"))
     docs = [G.load_genome(ROOT / "genomes" / f"{n}.json") for n in ("daocong_mobilenetv2", "vgg_khaireddin")]
     gids = [G.genome_id(d) for d in docs]
@@ -191,3 +208,7 @@ def test_decode_picks_trains_each_distinct_pick_once_and_reads_cached_decodes(tm
     rows = dp.pick_rows(a, result, [4], tmp_path)
     assert [(r["seed"], r["gid"], r["arms"], r["short"], r["long"]) for r in rows] == [
         (4, gids[0], ["ga-mf", "ga-single", "random-sh"], 0.3, 0.9), (4, gids[1], ["random-asha"], 0.6, 0.95)]
+    assert dp.still_picked(rows, result) == rows
+    result["per_seed"][0]["random-asha"] = {"pick_gid": None, "pick_vector": None}  # regenerated: no pick
+    assert dp.still_picked(rows, result) == rows[:1]
+    assert dp.pick_rows(a, result, [4], tmp_path) == rows[:1]

@@ -6,14 +6,19 @@ This trains each distinct pick of the chosen seeds of a result file again with a
 (`fernas decode --train`, one crop, seed 0, the file's data), without running the searches
 again: the genomes are the file's `pick_vector`s.  Decodes are cached in the file's work
 directory by genome, protocol, data and seed (`equal_compute.decode_key`), so a stopped run
-goes on where it stopped and a second file with more seeds reuses the first's trainings.
+goes on where it stopped and a later invocation for more seeds reuses the earlier trainings
+(`equal_compute.py` without `--reuse` deletes that directory, these decodes included).  An
+arm without a pick (nothing reached the largest budget within C) is listed in `no_pick`.
 
-    .venv/bin/python benchmarks/decode_picks.py --tag ashag4 --seeds 3,4 --epochs 48 --fine-tune 2
-    # the seed designs under the file's cap too (the comparison's reference):
-    .venv/bin/python benchmarks/decode_picks.py --tag ashag4 --seeds 0,1,2,3,4 --designs
+    .venv/bin/python benchmarks/long_decodes.py --tag data1g4 --seeds 0,1 --epochs 48 --fine-tune 2
+    # the seed designs of the file's comparison too (its reference):
+    .venv/bin/python benchmarks/long_decodes.py --tag data1g4 --seeds 0,1 --designs
 
-Writes benchmarks/results/equal_compute_TAG_long.json (seeds and rows of an earlier file of the
-same protocol are kept: --seeds adds).
+Writes benchmarks/results/long_decodes_TAG.json.  Rows of an earlier invocation for other
+seeds are kept while the result file still has the same picks for them and the protocol is the
+same; `machine` is this invocation's (decodes move with the CPU and thread count: run every seed
+on one machine to compare them).  Of files measured before `used_whole` (no `over_budget` in
+their settings, e.g. ashag4) random-sh's picks may come from more than C.
 """
 
 from __future__ import annotations
@@ -45,6 +50,15 @@ def parse_args(argv):
     return ap.parse_args(argv)
 
 
+def picks_of(rec: dict) -> dict[str, list[str]]:
+    """A seed's distinct picks: {gid: the arms that picked it} (arms without a pick left out)."""
+    picks: dict[str, list[str]] = {}
+    for arm in ec.SEARCH_ARMS:
+        if rec[arm].get("pick_vector"):
+            picks.setdefault(rec[arm]["pick_gid"], []).append(arm)
+    return picks
+
+
 def pick_rows(a, result: dict, seeds: list[int], work: Path) -> list[dict]:
     """One row per (seed, distinct pick): the arms that picked it, its short and long test accuracy."""
     from fernas import genome as G
@@ -53,17 +67,20 @@ def pick_rows(a, result: dict, seeds: list[int], work: Path) -> list[dict]:
     for rec in result["per_seed"]:
         if rec["seed"] not in seeds:
             continue
-        picks: dict[str, list[str]] = {}
-        for arm in ec.SEARCH_ARMS:
-            if rec[arm].get("pick_vector"):
-                picks.setdefault(rec[arm]["pick_gid"], []).append(arm)
-        for gid, arms in picks.items():
+        for gid, arms in picks_of(rec).items():
             r = rec[arms[0]]
             print(f"seed {rec['seed']}: {gid} ({', '.join(arms)})", flush=True)
             long = ec.decode(a, f"seed{rec['seed']}-{gid}", G.from_vector(r["pick_vector"]), work)
             rows.append({"seed": rec["seed"], "gid": gid, "arms": arms, "macs": long["macs"],
                          "short": r.get("decode", {}).get("test_acc_tencrop"), "long": long["test_acc_tencrop"]})
     return rows
+
+
+def still_picked(rows: list[dict], result: dict) -> list[dict]:
+    """Earlier rows whose (seed, genome, arms) the result file still has: a regenerated file's
+    new picks are not mixed with the old ones' decodes."""
+    now = {rec["seed"]: picks_of(rec) for rec in result["per_seed"]}
+    return [r for r in rows if now.get(r["seed"], {}).get(r["gid"]) == r["arms"]]
 
 
 def main(argv=None) -> int:
@@ -75,10 +92,13 @@ def main(argv=None) -> int:
     result = json.loads(source.read_text())
     st = result["settings"]
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    unknown = sorted(set(seeds) - {rec["seed"] for rec in result["per_seed"]})
+    if unknown:
+        raise SystemExit(f"{source}: no seed {', '.join(map(str, unknown))} there (--seeds)")
     a = SimpleNamespace(data=st["data"], data_seed=st["data_seed"], decode_epochs=args.epochs,
                         decode_fine_tune=args.fine_tune, remeasure=False)
     work = ROOT / "benchmarks" / "results" / "tmp" / f"equal_compute{suffix}"
-    out = ROOT / "benchmarks" / "results" / f"equal_compute{suffix}_long.json"
+    out = ROOT / "benchmarks" / "results" / f"long_decodes{suffix}.json"
     protocol = {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune, "train_crops": 1, "seed": 0,
                 "data": st["data"], "data_seed": st["data_seed"],
                 "short": {"epochs": st["decode_epochs"], "fine_tune_epochs": st["decode_fine_tune"]}}
@@ -87,16 +107,18 @@ def main(argv=None) -> int:
         raise SystemExit(f"{out}: measured with another protocol ({old.get('protocol')}); move it away first")
     t0 = time.perf_counter()
     rows = pick_rows(a, result, seeds, work)
-    kept = [r for r in old.get("rows", []) if r["seed"] not in seeds]
+    kept = still_picked([r for r in old.get("rows", []) if r["seed"] not in seeds], result)
     designs = dict(old.get("designs", {}))
-    if args.designs:
+    if args.designs:  # the designs the comparison decoded, not today's genomes/ folder
         from fernas import genome as G
-        for name, (path, _) in ec.designs_under_cap(st["max_mmacs"]).items():
-            designs[name] = ec.decode(a, name, G.load_genome(path), work)["test_acc_tencrop"]
-    doc = {"benchmark": "decode_picks", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        for name in result["references"]["seed_designs_decode"]:
+            designs[name] = ec.decode(a, name, G.load_genome(ROOT / "genomes" / f"{name}.json"), work)["test_acc_tencrop"]
+    no_pick = [{"seed": rec["seed"], "arm": arm} for rec in result["per_seed"] for arm in ec.SEARCH_ARMS
+               if not rec[arm].get("pick_vector")]
+    doc = {"benchmark": "long_decodes", "date": datetime.datetime.now().isoformat(timespec="seconds"),
            "source": str(source.relative_to(ROOT)), "machine": {"cpu": ec.cpu_model()}, "protocol": protocol,
            "rows": sorted(kept + rows, key=lambda r: (r["seed"], r["gid"])), "designs": designs,
-           "wall_seconds": round(time.perf_counter() - t0, 1)}
+           "no_pick": no_pick, "wall_seconds": round(time.perf_counter() - t0, 1)}
     atomic_write_json(out, doc)
     for r in doc["rows"]:
         print(f"seed {r['seed']}  {r['gid']}  {'+'.join(r['arms']):32s} short {r['short']}  long {r['long']}")
