@@ -190,6 +190,11 @@ def promoted_correlation(trials: list[dict], lo: int, hi: int) -> dict:
     return {"n": len(pairs), "spearman": None if rho is None or math.isnan(rho) else round(rho, 3)}
 
 
+# The decode protocol's fixed parts: one random crop per training image, and the seed of every
+# pick's decode (other seeds only for `decode_noise`).
+DECODE_TRAIN_CROPS, DECODE_SEED = 1, 0
+
+
 def decode_key(a, gid: str, seed: int) -> str:
     """The cache directory name of one decode: genome, protocol, data and seed, so a --reuse with
     other --decode-epochs, --data or --data-seed trains again instead of reading old decodes."""
@@ -197,7 +202,7 @@ def decode_key(a, gid: str, seed: int) -> str:
     return f"{gid}-e{a.decode_epochs}+{a.decode_fine_tune}-{data}-d{a.data_seed}" + (f"-seed{seed}" if seed else "")
 
 
-def decode(a, name: str, doc: dict, work: Path, seed: int = 0) -> dict:
+def decode(a, name: str, doc: dict, work: Path, seed: int = DECODE_SEED) -> dict:
     """`fernas decode --train` with the fixed protocol, cached by `decode_key`."""
     from fernas import genome as G
 
@@ -210,7 +215,8 @@ def decode(a, name: str, doc: dict, work: Path, seed: int = 0) -> dict:
         print(f"  decode --train {name} ...", flush=True)
         run_cmd([sys.executable, "-m", "fernas", "decode", str(d / "genome.json"), "--train", "--data", a.data,
                  "--data-seed", str(a.data_seed), "--epochs", str(a.decode_epochs), "--fine-tune-epochs",
-                 str(a.decode_fine_tune), "--train-crops", "1", "--seed", str(seed), "--out", str(d / "run")],
+                 str(a.decode_fine_tune), "--train-crops", str(DECODE_TRAIN_CROPS), "--seed", str(seed),
+                 "--out", str(d / "run")],
                 d / "decode.log")
     m = json.loads(metrics.read_text())
     return {"genome": name, "test_acc_tencrop": round(m["test_accuracy_tencrop"], 4), "macs": m["macs"],

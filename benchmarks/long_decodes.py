@@ -99,7 +99,8 @@ def main(argv=None) -> int:
                         decode_fine_tune=args.fine_tune, remeasure=False)
     work = ROOT / "benchmarks" / "results" / "tmp" / f"equal_compute{suffix}"
     out = ROOT / "benchmarks" / "results" / f"long_decodes{suffix}.json"
-    protocol = {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune, "train_crops": 1, "seed": 0,
+    protocol = {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune, "train_crops": ec.DECODE_TRAIN_CROPS,
+                "seed": ec.DECODE_SEED,
                 "data": st["data"], "data_seed": st["data_seed"],
                 "short": {"epochs": st["decode_epochs"], "fine_tune_epochs": st["decode_fine_tune"]}}
     old = json.loads(out.read_text()) if out.is_file() else {}
