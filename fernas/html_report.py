@@ -169,6 +169,10 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
     secs.append(section("seed-designs", "Seed designs", _seed_designs(run, seeds, classes)))
     secs.append(section("effects", "What the accuracy goes with", _effects(A.effects(trials, max_budget),
                                                                              len(A.fitness_trials(trials, max_budget)))))
+    fitness = cfg.get("fitness", {})
+    if fitness.get("budgets") and fitness.get("chance_level"):
+        secs.append(section("chance", "First trainings that ended at chance", _chance(A.chance_by_property(
+            trials, int(fitness["budgets"][0]), float(fitness["chance_level"])))))
     rows = [[fmt(t.get(c)) if c not in TEXT_COLUMNS else (t.get(c) or "") for c in TRIAL_COLUMNS] for t in trials]
     text_cols = tuple(i for i, c in enumerate(TRIAL_COLUMNS) if c in TEXT_COLUMNS)
     secs.append(section("trials", f"Trials ({len(trials)})", "<p class=note>Click a column to sort.</p><div class=scroll>"
@@ -221,6 +225,24 @@ def _effects(effs: list[dict], n: int) -> str:
         rows.append((e["property"], f"{e['omega2']:.2f}", e["values"], f"{best[0]} ({best[1][0]:.4f}, n={best[1][1]})"))
     return (note + table(("property", "ω²", "groups", "best group (mean val acc, trials)"), rows, text_cols=(0, 3))
             + image(A.plot_effects(effs), "accuracy by property"))
+
+
+def _chance(c: dict) -> str:
+    """`run_analysis.chance_by_property` as a summary line and a table of shares per value."""
+    if not c["trainings"]:
+        return "<p class=note>No first training has run its whole smallest budget yet.</p>"
+    share = c["compute_at_chance"] / c["compute"] if c["compute"] else 0.0
+    note = (f"<p class=note>{c['at_chance']} of {c['trainings']} first trainings ended at or below chance "
+            f"(validation accuracy &le; {c['chance_level']:.3f}, the largest class's share + 1 s.e.) after "
+            f"{c['budget']} epoch(s): {share:.0%} of their compute told the search nothing (their ranking is by "
+            "validation loss alone). Below, the share at chance per value of each property, largest ω² first: "
+            "values that are always at chance are candidates to leave out of the search space "
+            "(<code>--space</code>) or signs that the smallest budget is too short for them.</p>")
+    if not c["properties"]:
+        return note + f"<p class=note>Too few trainings for the table ({c['trainings']}).</p>"
+    rows = [(e["property"], f"{e['omega2']:.2f}",
+             " · ".join(f"{v} {round(m * n)}/{n}" for v, (m, n) in e["means"].items())) for e in c["properties"]]
+    return note + table(("property", "ω²", "at chance / trainings, per value"), rows, text_cols=(0, 2))
 
 
 # -- a training run

@@ -122,20 +122,45 @@ def omega2(groups: dict) -> float:
     return max(0.0, (between - (k - 1) * ms_within) / (total + ms_within)) if total > 0 else 0.0
 
 
+def _by_property(trials: list[dict], values: list[float]) -> list[dict]:
+    """Per property of the trials' genomes: omega^2 of `values` grouped by it, the number of
+    groups and (mean value, trials) per group, largest effect first."""
+    props = [properties(json.loads(r["genome"])) for r in trials]
+    out = []
+    for name in props[0]:
+        groups = _groups([p[name] for p in props], values)
+        out.append({"property": name, "omega2": omega2(groups), "values": len(groups),
+                    "means": {str(k): (sum(g) / len(g), len(g)) for k, g in groups.items()}})
+    return sorted(out, key=lambda e: (-e["omega2"] if e["values"] > 1 else 1.0, e["property"]))
+
+
 def effects(rows: list[dict], max_budget: int) -> list[dict]:
     """Per property: omega^2, the number of distinct values and the mean accuracy per value,
     largest effect first; [] with fewer than MIN_TRIALS fitness trials."""
     fit = [r for r in fitness_trials(rows, max_budget) if r.get("genome")]
     if len(fit) < MIN_TRIALS:
         return []
-    props = [properties(json.loads(r["genome"])) for r in fit]
-    accs = [float(r["val_acc"]) for r in fit]
-    out = []
-    for name in props[0]:
-        groups = _groups([p[name] for p in props], accs)
-        out.append({"property": name, "omega2": omega2(groups), "values": len(groups),
-                    "means": {str(k): (sum(g) / len(g), len(g)) for k, g in groups.items()}})
-    return sorted(out, key=lambda e: (-e["omega2"] if e["values"] > 1 else 1.0, e["property"]))
+    return _by_property(fit, [float(r["val_acc"]) for r in fit])
+
+
+def first_trainings(rows: list[dict], min_budget: int) -> list[dict]:
+    """New genomes' first trainings that ran the whole smallest budget (not cut by ASHA, not
+    failed), with their genome."""
+    return [r for r in rows if r.get("kind") == "first" and r.get("status") == "ok" and r.get("genome")
+            and int(float(r.get("budget") or 0)) == min_budget and r.get("val_acc") not in (None, "")]
+
+
+def chance_by_property(rows: list[dict], min_budget: int, chance: float) -> dict:
+    """Compute that told the search nothing: the first trainings that ended at or below `chance`
+    (the run's chance_level) after the smallest budget, their share of those trainings' compute,
+    and per property the share at chance per value (`_by_property` of a 0/1 flag), largest
+    omega^2 first ("properties": [] with fewer than MIN_TRIALS trainings)."""
+    first = first_trainings(rows, min_budget)
+    flags = [1.0 if float(r["val_acc"]) <= chance else 0.0 for r in first]
+    compute = [float(r.get("compute") or 0) for r in first]
+    return {"budget": min_budget, "chance_level": chance, "trainings": len(first), "at_chance": int(sum(flags)),
+            "compute": sum(compute), "compute_at_chance": sum(c for c, f in zip(compute, flags) if f),
+            "properties": _by_property(first, flags) if len(first) >= MIN_TRIALS else []}
 
 
 def plot_best_vs_compute(points: list[tuple[float, float]], title: str = "") -> bytes:

@@ -37,6 +37,12 @@ def trial_rows(dom: str) -> list[list[str]]:
 def search(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "search"
     ev = evolve_run(out, pop=8, generations=3, rerank_top=0, min_budget=1, max_budget=1)
+    # what a real run's config says of its fitness: a chance level in the middle of the accuracies
+    cfg = json.loads((out / "config.json").read_text())
+    accs = sorted(float(r["val_acc"]) for r in csv.DictReader((out / "trials.csv").open())
+                  if r["kind"] == "first" and r["status"] == "ok")
+    cfg["fitness"] = {"budgets": [1], "chance_level": accs[len(accs) // 2]}
+    (out / "config.json").write_text(json.dumps(cfg))
     rc, stdout, err = cli("report", out)
     assert rc == 0 and "report.html" in stdout, err
     return out, ev
@@ -46,7 +52,7 @@ def test_evolve_report_content(search):
     out, ev = search
     text = (out / "report.html").read_text()
     assert "http://" not in text and "https://" not in text  # self-contained: opens without a network
-    for anchor in ("summary", "plots", "hall-of-fame", "seed-designs", "effects", "trials"):
+    for anchor in ("summary", "plots", "hall-of-fame", "seed-designs", "effects", "chance", "trials"):
         assert f"id='{anchor}'" in text, anchor
     seeds = text[text.index("id='seed-designs'"):text.index("id='effects'")]
     kept = sorted((out / "seed_designs").glob("*.json"))
@@ -55,6 +61,12 @@ def test_evolve_report_content(search):
     best = ev.hall_of_fame()[0]
     assert best.gid in text and f"{ev.cache[best.gid]['val_acc']:.4f}" in text
     assert "ω²" in text and "not causes" in text
+    level = json.loads((out / "config.json").read_text())["fitness"]["chance_level"]
+    first = [r for r in csv.DictReader((out / "trials.csv").open()) if r["kind"] == "first" and r["status"] == "ok"]
+    n = sum(float(r["val_acc"]) <= level for r in first)
+    chance = text[text.index("id='chance'"):text.index("id='trials'")]
+    assert 0 < n < len(first) and f"{n} of {len(first)} first trainings ended at or below chance" in chance
+    assert "optimizer" in chance and "at chance / trainings, per value" in chance
 
 
 @needs_chromium

@@ -1,11 +1,13 @@
 """fernas.run_analysis on hand-made trial records: slot utilisation over attempts, best-so-far
-against compute."""
+against compute, the first trainings at chance by property."""
 
 from __future__ import annotations
 
 import pytest
 
-from fernas.run_analysis import best_so_far, utilisation
+import json
+
+from fernas.run_analysis import best_so_far, chance_by_property, utilisation
 
 
 def trial(attempt, start, end, train, **kw):
@@ -34,3 +36,25 @@ def test_best_so_far_counts_every_trials_compute():
             {"status": "ok", "kind": "promotion", "budget": "4", "val_acc": "0.6", "compute": "20"},
             {"status": "ok", "kind": "rerank", "budget": "4", "val_acc": "0.9", "compute": "20"}]
     assert best_so_far(rows, 4) == [(30.0, 0.4), (35.0, 0.4), (55.0, 0.6), (75.0, 0.6)]  # re-ranking: no fitness
+
+
+def first(optimizer, acc, budget=2, kind="first", status="ok", compute=10):
+    doc = {"stages": [{"block": "conv", "repeats": 1, "width": 32, "kernel": 3, "dropout": 0.0, "pool": "max"}],
+           "head": {"reduce": "avg", "fc": []},
+           "train": {"optimizer": optimizer, "lr": 0.01, "weight_decay": 0.0, "scheduler": "constant", "batch_size": 64}}
+    return {"kind": kind, "status": status, "budget": str(budget), "val_acc": str(acc), "compute": str(compute),
+            "genome": json.dumps(doc)}
+
+
+def test_chance_by_property_counts_first_trainings_of_the_smallest_budget():
+    rows = [first("adam", 0.14), first("adam", 0.15), first("adam", 0.16, compute=30),  # at or below 0.16
+            first("sgd", 0.5), first("sgd", 0.6), first("sgd", 0.15),
+            first("adam", 0.1, budget=4, kind="promotion"), first("adam", 0.1, status="stopped"),  # not counted
+            first("adam", 0.1, kind="rerank"), first("sgd", 0.1, budget=4)]
+    c = chance_by_property(rows, 2, 0.16)
+    assert (c["trainings"], c["at_chance"]) == (6, 4)
+    assert (c["compute"], c["compute_at_chance"]) == (80.0, 60.0)
+    by = {e["property"]: e for e in c["properties"]}
+    assert by["optimizer"]["means"] == {"adam": (1.0, 3), "sgd": (pytest.approx(1 / 3), 3)}
+    assert c["properties"][0]["property"] == "optimizer"  # the only property that varies
+    assert chance_by_property(rows[:3], 2, 0.16)["properties"] == []  # too few for the table
