@@ -1,0 +1,43 @@
+"""benchmarks/chance_rates.py on hand-written run directories: a training shared by two runs
+counts once, runs of other data are skipped, the JSON holds the pooled table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import chance_rates  # noqa: E402
+
+from test_run_analysis import first  # noqa: E402
+
+
+def write_run(path: Path, rows: list[dict], data: str = "demo:1400,560,280") -> Path:
+    path.mkdir(parents=True)
+    cfg = {"options": {"data": data, "data_args": {"data_seed": 0}}, "fitness": {"budgets": [2, 4], "chance_level": 0.16}}
+    (path / "config.json").write_text(json.dumps(cfg))
+    with (path / "trials.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["gid", "seed", *rows[0]])
+        w.writeheader()
+        for i, r in enumerate(rows):
+            w.writerow({"gid": r.pop("gid", f"g{i}"), "seed": "0", **r})
+    return path
+
+
+def test_pools_distinct_trainings_of_matching_runs(tmp_path):
+    shared = {**first("adam", 0.15), "gid": "same"}
+    a = write_run(tmp_path / "a", [dict(shared), first("sgd", 0.5), first("sgd", 0.4)])
+    b = write_run(tmp_path / "b", [dict(shared), {**first("adam", 0.12), "gid": "other"},
+                                   {**first("sgd", 0.3), "gid": "third"}, {**first("sgd", 0.6), "gid": "fourth"}])
+    c = write_run(tmp_path / "c", [first("adam", 0.1)], data="demo:1000,560,280")
+    out = tmp_path / "chance.json"
+    assert chance_rates.main([str(a), str(b), str(c), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    # a's g1/g2 and b's third/fourth are distinct genomes; "same" counts once
+    assert (doc["trainings"], doc["at_chance"], doc["budget"]) == (6, 2, 2)
+    assert doc["skipped"] == [str(c)] and doc["runs"] == [str(a), str(b)]
+    optimizer = next(e for e in doc["properties"] if e["property"] == "optimizer")
+    assert optimizer["means"] == {"adam": [1.0, 2], "sgd": [0.0, 4]}
