@@ -1,5 +1,6 @@
-"""benchmarks/chance_rates.py on hand-written run directories: a training shared by two runs
-counts once, runs of other data are skipped, the JSON holds the pooled table."""
+"""benchmarks/chance_rates.py on hand-written run directories (a training shared by two runs
+counts once, runs of other data are skipped, the JSON holds the pooled table) and
+batch_steps.summary on hand-made rows."""
 
 from __future__ import annotations
 
@@ -41,3 +42,20 @@ def test_pools_distinct_trainings_of_matching_runs(tmp_path):
     assert doc["skipped"] == [str(c)] and doc["runs"] == [str(a), str(b)]
     optimizer = next(e for e in doc["properties"] if e["property"] == "optimizer")
     assert optimizer["means"] == {"adam": [1.0, 2], "sgd": [0.0, 4]}
+
+
+def test_batch_steps_summary_counts_chance_and_ranks_by_fernas_rule():
+    import batch_steps
+
+    def row(own, small, long, own_loss=1.9, small_loss=1.9):
+        return {"own": {"val_acc": own, "val_loss": own_loss, "train_seconds": 1.0},
+                "small": {"val_acc": small, "val_loss": small_loss, "train_seconds": 2.0}, "long": long}
+
+    rows = [row(0.15, 0.30, 0.5), row(0.15, 0.40, 0.7, own_loss=1.5), row(0.20, 0.50, 0.9),
+            row(0.15, 0.20, None)]  # no long accuracy: left out
+    s = batch_steps.summary(rows, chance=0.16, top="48")
+    assert s["genomes"] == 3
+    assert s["own"]["at_or_below_chance"] == 2 and s["small"]["at_or_below_chance"] == 0
+    # own: the two at chance tie on accuracy and the lower loss ranks higher -> the long order
+    assert s["own"]["spearman_vs_48"] == 1.0 and s["small"]["spearman_vs_48"] == 1.0
+    assert (s["own"]["train_seconds"], s["small"]["train_seconds"]) == (3.0, 6.0)
