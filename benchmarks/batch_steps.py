@@ -38,7 +38,8 @@ from fernas.io import atomic_write_json  # noqa: E402
 
 def summary(rows: list[dict], chance: float, top: str) -> dict:
     """At-chance counts of both batch sizes and Spearman of their rankings with the long accuracy."""
-    rows = [r for r in rows if r.get("long") is not None]
+    # trained at both sizes and long (a failed training is no accuracy, as `fitness.at_chance` counts)
+    rows = [r for r in rows if r.get("long") is not None and r["own"]["status"] == r["small"]["status"] == "ok"]
     out = {"genomes": len(rows)}
     for k in ("own", "small"):
         acc = [r[k]["val_acc"] for r in rows]
@@ -77,7 +78,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(st["threads"])
     data = load_dataset(st["data"])
     chance = chance_level(data.val.class_counts(data.num_classes))
-    docs = [d for d in bc.draw_genomes(st["genomes"], st["seed"], st["max_mmacs"]) if genome_id(d) in long_acc]
+    schedulers = tuple(x for x in st.get("schedulers", "").split(",") if x)  # the reference's draw exactly
+    docs = [d for d in bc.draw_genomes(st["genomes"], st["seed"], st["max_mmacs"], schedulers)
+            if genome_id(d) in long_acc]
     restart = {r["gid"]: r.get("restart", {}).get(str(a.epochs)) for r in ref["rows"]}
     rows, t0 = [], time.perf_counter()
     for doc in docs:

@@ -9,14 +9,16 @@ of two arms of `equal_compute.py`, counts once) and writes the same table for al
     .venv/bin/python benchmarks/chance_rates.py benchmarks/results/tmp/equal_compute_*/*-seed*
     .venv/bin/python benchmarks/chance_rates.py runs/a runs/b --budget 4 --out /tmp/chance.json
 
-Runs on other data than the first run's, or whose smallest budget is not `--budget` (default:
-the first run's), are skipped and listed.  Writes benchmarks/results/chance_rates.json.
+Runs unlike the first (other data or data seed, largest budget, step cap or trainer version), or
+whose smallest budget is not `--budget` (default: the first run's), are skipped and listed, as
+are arguments that are no run directory.  Writes benchmarks/results/chance_rates.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -29,27 +31,30 @@ from fernas.run_analysis import chance_by_property, first_trainings  # noqa: E40
 
 
 def run_key(cfg: dict) -> tuple:
-    """What must match for two runs' trainings to pool: data, data seed, smallest budget."""
-    data = cfg["options"]["data"], cfg["options"]["data_args"].get("data_seed")
-    return data, cfg["fitness"]["budgets"][0]
+    """What must match for two runs' first trainings to be the same kind of training, apart from
+    the smallest budget: data and its seed, the largest budget (a schedule spans it), the step
+    cap and the trainer's version."""
+    o = cfg["options"]
+    return (o["data"], o["data_args"].get("data_seed"), cfg["fitness"]["budgets"][-1], o.get("max_steps_per_epoch"),
+            cfg.get("trial_version"))
 
 
-def pooled(runs: list[Path], budget: int | None) -> tuple[list[dict], dict, list[str]]:
-    """The distinct first trainings of the runs that match the first one, its config, the skipped."""
-    rows, seen, skipped, first_cfg = [], set(), [], None
-    for run in runs:
-        cfg = json.loads((run / "config.json").read_text())
-        if first_cfg is None:
-            first_cfg = cfg
-            budget = budget or cfg["fitness"]["budgets"][0]
-        if run_key(cfg) != (run_key(first_cfg)[0], budget):
-            skipped.append(str(run))
-            continue
-        for r in first_trainings(list(csv.DictReader((run / "trials.csv").open())), budget):
+def pooled(runs: list[Path], budget: int | None) -> tuple[list[dict], dict, int, list[str]]:
+    """The distinct first trainings (genome and seed) of the runs like the first one at its
+    smallest budget (or `budget`): rows, the first run's config, the budget, the runs skipped.
+    A training that ran its budget in one run and was stopped by ASHA in another counts as run."""
+    cfgs = [json.loads((run / "config.json").read_text()) for run in runs]
+    budget = budget or cfgs[0]["fitness"]["budgets"][0]
+    kept = [(run, cfg) for run, cfg in zip(runs, cfgs)
+            if run_key(cfg) == run_key(cfgs[0]) and cfg["fitness"]["budgets"][0] == budget]
+    trials = [list(csv.DictReader((run / "trials.csv").open())) for run, _ in kept]
+    rows, seen = [], set()
+    for status in ("ok", "stopped"):
+        for r in (r for t in trials for r in first_trainings(t, budget, status)):
             if (r["gid"], r["seed"]) not in seen:
                 seen.add((r["gid"], r["seed"]))
                 rows.append(r)
-    return rows, first_cfg, skipped
+    return rows, cfgs[0], budget, [_shown(run) for run in runs if all(run != k for k, _ in kept)]
 
 
 def _shown(run: Path) -> str:
@@ -66,22 +71,29 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=int, help="the smallest budget to pool (default: the first run's)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "chance_rates.json")
     a = p.parse_args(argv)
-    runs = [r for r in a.runs if (r / "trials.csv").is_file() and (r / "config.json").is_file()]
+    given = list(dict.fromkeys(r.resolve() for r in a.runs))  # each run once
+    runs = [r for r in given if (r / "trials.csv").is_file() and (r / "config.json").is_file()]
+    not_runs = [_shown(r) for r in given if r not in runs]
     if not runs:
         raise SystemExit("no evolve run directory among the arguments (trials.csv and config.json)")
-    rows, cfg, skipped = pooled(runs, a.budget)
-    budget = a.budget or cfg["fitness"]["budgets"][0]
-    c = chance_by_property(rows, budget, cfg["fitness"]["chance_level"])
-    atomic_write_json(a.out, {"benchmark": "chance_rates", "data": cfg["options"]["data"],
+    rows, cfg, budget, skipped = pooled(runs, a.budget)
+    level = cfg["options"].get("ga", {}).get("chance_level") or cfg["fitness"]["chance_level"]  # unrounded
+    c = chance_by_property(rows, budget, level)
+    when = datetime.datetime.now().isoformat(timespec="seconds")
+    atomic_write_json(a.out, {"benchmark": "chance_rates", "date": when,
+                              "argv": sys.argv[1:] if argv is None else list(argv), "data": cfg["options"]["data"],
                               "data_seed": cfg["options"]["data_args"].get("data_seed"),
-                              "runs": [_shown(r) for r in runs if str(r) not in skipped],
-                              "skipped": [_shown(Path(r)) for r in skipped], **c})
+                              "runs": [_shown(r) for r in runs if _shown(r) not in skipped], "skipped": skipped,
+                              "not_runs": not_runs, **c})
     print(f"{c['at_chance']} of {c['trainings']} first trainings at or below {c['chance_level']:.3f} "
           f"after {budget} epoch(s), {c['compute_at_chance'] / max(c['compute'], 1):.0%} of their compute")
+    if c["stopped"]:
+        print(f"  and {c['stopped']} stopped by ASHA before the budget's end, {c['stopped_at_chance']} of them at chance")
     for e in c["properties"]:
         shares = "  ".join(f"{v} {round(m * n)}/{n}" for v, (m, n) in e["means"].items())
         print(f"  {e['property']:26s} {e['omega2']:.2f}  {shares}")
-    print(f"wrote {a.out}" + (f" (skipped {len(skipped)} runs of other data or budgets)" if skipped else ""))
+    print(f"wrote {a.out}" + (f" (skipped {len(skipped)} runs of other data or budgets)" if skipped else "")
+          + (f"; not run directories: {', '.join(not_runs)}" if not_runs else ""))
     return 0
 
 

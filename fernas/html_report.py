@@ -2,8 +2,10 @@
 
 An evolve run's page: what ran and how far, the resolved configuration, progress, Pareto
 and best-so-far-against-compute plots, the hall of fame with each genome's layer table and
-recipe, the seed designs the run trained (to compare the best with), how the validation accuracy varies with each property of the genomes
-(`fernas.run_analysis`), and every trial in a table sorted by a click on a column.  A
+recipe, the seed designs the run trained (to compare the best with), how the validation
+accuracy varies with each property of the genomes and which properties go with first trainings
+that ended at chance (`fernas.run_analysis`), and every trial in a table sorted by a click on a
+column.  A
 training run's page: its test figures, curves, confusion matrix, per-class F1, saliency
 maps, the network and the history.  `write_report(run_dir)` picks the page by the run's
 config.json and writes `RUN/report.html` atomically.
@@ -169,10 +171,12 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
     secs.append(section("seed-designs", "Seed designs", _seed_designs(run, seeds, classes)))
     secs.append(section("effects", "What the accuracy goes with", _effects(A.effects(trials, max_budget),
                                                                              len(A.fitness_trials(trials, max_budget)))))
-    fitness = cfg.get("fitness", {})
-    if fitness.get("budgets") and fitness.get("chance_level"):
-        secs.append(section("chance", "First trainings that ended at chance", _chance(A.chance_by_property(
-            trials, int(fitness["budgets"][0]), float(fitness["chance_level"])))))
+    # the level the run decided with (config's fitness section rounds it); a run without one has no table
+    chance = ga.get("chance_level") or cfg.get("fitness", {}).get("chance_level")
+    budgets = cfg.get("fitness", {}).get("budgets")
+    if budgets and chance:
+        secs.append(section("chance", "First trainings that ended at chance",
+                            _chance(A.chance_by_property(trials, int(budgets[0]), float(chance)))))
     rows = [[fmt(t.get(c)) if c not in TEXT_COLUMNS else (t.get(c) or "") for c in TRIAL_COLUMNS] for t in trials]
     text_cols = tuple(i for i, c in enumerate(TRIAL_COLUMNS) if c in TEXT_COLUMNS)
     secs.append(section("trials", f"Trials ({len(trials)})", "<p class=note>Click a column to sort.</p><div class=scroll>"
@@ -229,20 +233,27 @@ def _effects(effs: list[dict], n: int) -> str:
 
 def _chance(c: dict) -> str:
     """`run_analysis.chance_by_property` as a summary line and a table of shares per value."""
+    from fernas import run_analysis as A
+
+    stopped = (f" Ray Tune's ASHA stopped {c['stopped']} more before the budget's end ({c['stopped_at_chance']} "
+               f"of them at chance then), not counted here." if c["stopped"] else "")
     if not c["trainings"]:
-        return "<p class=note>No first training has run its whole smallest budget yet.</p>"
-    share = c["compute_at_chance"] / c["compute"] if c["compute"] else 0.0
+        return f"<p class=note>No first training has run its whole smallest budget yet.{stopped}</p>"
+    share = (f" The ones at chance took {c['compute_at_chance'] / c['compute']:.0%} of these trainings' compute."
+             if c["compute"] else "")
     note = (f"<p class=note>{c['at_chance']} of {c['trainings']} first trainings ended at or below chance "
-            f"(validation accuracy &le; {c['chance_level']:.3f}, the largest class's share + 1 s.e.) after "
-            f"{c['budget']} epoch(s): {share:.0%} of their compute told the search nothing (their ranking is by "
-            "validation loss alone). Below, the share at chance per value of each property, largest ω² first: "
-            "values that are always at chance are candidates to leave out of the search space "
-            "(<code>--space</code>) or signs that the smallest budget is too short for them.</p>")
+            f"(validation accuracy &le; {c['chance_level']:.4f}, the largest class's share + 1 s.e.) after "
+            f"{c['budget']} epoch(s): among themselves they were ranked by validation loss only.{share}{stopped} "
+            "Below, per value of each property, how many of its trainings ended at chance, largest ω² first. "
+            "Like the table above these are associations in what the run trained, not causes (properties "
+            "come together: a seed design's recipe fixes several); a value at chance in many trainings is a "
+            "candidate to leave out of the search space (<code>--space</code>), or a sign that the smallest "
+            "budget is too short for it.</p>")
     if not c["properties"]:
-        return note + f"<p class=note>Too few trainings for the table ({c['trainings']}).</p>"
+        return note + f"<p class=note>Too few trainings for the table ({c['trainings']}; at least {A.MIN_TRIALS}).</p>"
     rows = [(e["property"], f"{e['omega2']:.2f}",
-             " · ".join(f"{v} {round(m * n)}/{n}" for v, (m, n) in e["means"].items())) for e in c["properties"]]
-    return note + table(("property", "ω²", "at chance / trainings, per value"), rows, text_cols=(0, 2))
+             " · ".join(f"{v}: {round(m * n)} of {n}" for v, (m, n) in e["means"].items())) for e in c["properties"]]
+    return note + table(("property", "ω²", "at chance, per value"), rows, text_cols=(0, 2))
 
 
 # -- a training run

@@ -1,5 +1,6 @@
-"""What a search's trials say, for the run report: best-so-far against compute, and how the
-validation accuracy varies with each property of the network and recipe.
+"""What a search's trials say, for the run report: best-so-far against compute, how the
+validation accuracy varies with each property of the network and recipe, and which properties
+go with first trainings that ended at chance (compute that taught the search little).
 
 Trials come as `trials.csv` rows (dicts of strings).  Only completed trials at the run's
 largest budget count as fitness (`fitness_trials`): a lower budget's accuracy measures a
@@ -143,23 +144,28 @@ def effects(rows: list[dict], max_budget: int) -> list[dict]:
     return _by_property(fit, [float(r["val_acc"]) for r in fit])
 
 
-def first_trainings(rows: list[dict], min_budget: int) -> list[dict]:
-    """New genomes' first trainings that ran the whole smallest budget (not cut by ASHA, not
-    failed), with their genome."""
-    return [r for r in rows if r.get("kind") == "first" and r.get("status") == "ok" and r.get("genome")
+def first_trainings(rows: list[dict], min_budget: int, status: str = "ok") -> list[dict]:
+    """New genomes' first trainings at the smallest budget with their genome: those that ran it
+    whole ("ok"), or those Ray Tune's ASHA stopped before its end ("stopped")."""
+    return [r for r in rows if r.get("kind") == "first" and r.get("status") == status and r.get("genome")
             and int(float(r.get("budget") or 0)) == min_budget and r.get("val_acc") not in (None, "")]
 
 
 def chance_by_property(rows: list[dict], min_budget: int, chance: float) -> dict:
-    """Compute that told the search nothing: the first trainings that ended at or below `chance`
-    (the run's chance_level) after the smallest budget, their share of those trainings' compute,
-    and per property the share at chance per value (`_by_property` of a 0/1 flag), largest
-    omega^2 first ("properties": [] with fewer than MIN_TRIALS trainings)."""
+    """Compute that taught the search little: the first trainings that ended at or below `chance`
+    (the run's chance level, as `fitness.at_chance` counts) after the smallest budget, the share
+    of those trainings' compute they took, and per property the share at chance per value
+    (`_by_property` of a 0/1 flag), largest omega^2 first ("properties": [] with fewer than
+    MIN_TRIALS trainings).  Trainings ASHA stopped early are counted apart (`stopped`): they did
+    not run the budget, so their accuracy is not the budget's."""
     first = first_trainings(rows, min_budget)
     flags = [1.0 if float(r["val_acc"]) <= chance else 0.0 for r in first]
     compute = [float(r.get("compute") or 0) for r in first]
+    stopped = first_trainings(rows, min_budget, "stopped")
     return {"budget": min_budget, "chance_level": chance, "trainings": len(first), "at_chance": int(sum(flags)),
             "compute": sum(compute), "compute_at_chance": sum(c for c, f in zip(compute, flags) if f),
+            "stopped": len(stopped), "stopped_at_chance": sum(float(r["val_acc"]) <= chance for r in stopped),
+            "compute_stopped": sum(float(r.get("compute") or 0) for r in stopped),
             "properties": _by_property(first, flags) if len(first) >= MIN_TRIALS else []}
 
 

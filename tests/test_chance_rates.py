@@ -18,13 +18,14 @@ from test_run_analysis import first  # noqa: E402
 
 def write_run(path: Path, rows: list[dict], data: str = "demo:1400,560,280") -> Path:
     path.mkdir(parents=True)
-    cfg = {"options": {"data": data, "data_args": {"data_seed": 0}}, "fitness": {"budgets": [2, 4], "chance_level": 0.16}}
+    cfg = {"options": {"data": data, "data_args": {"data_seed": 0}},
+           "fitness": {"budgets": [2, 4], "chance_level": 0.16}}
     (path / "config.json").write_text(json.dumps(cfg))
     with (path / "trials.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["gid", "seed", *rows[0]])
         w.writeheader()
         for i, r in enumerate(rows):
-            w.writerow({"gid": r.pop("gid", f"g{i}"), "seed": "0", **r})
+            w.writerow({"gid": r.pop("gid", f"g{i}"), "seed": r.pop("seed", "0"), **r})
     return path
 
 
@@ -34,25 +35,35 @@ def test_pools_distinct_trainings_of_matching_runs(tmp_path):
     b = write_run(tmp_path / "b", [dict(shared), {**first("adam", 0.12), "gid": "other"},
                                    {**first("sgd", 0.3), "gid": "third"}, {**first("sgd", 0.6), "gid": "fourth"}])
     c = write_run(tmp_path / "c", [first("adam", 0.1)], data="demo:1000,560,280")
+    d = write_run(tmp_path / "d", [{**first("adam", 0.1), "gid": "same", "seed": "1"}])
     out = tmp_path / "chance.json"
-    assert chance_rates.main([str(a), str(b), str(c), "--out", str(out)]) == 0
+    args = [str(a), str(b), str(c), str(d), str(a), str(tmp_path / "typo"), "--out", str(out)]
+    assert chance_rates.main(args) == 0
     doc = json.loads(out.read_text())
-    # a's g1/g2 and b's third/fourth are distinct genomes; "same" counts once
-    assert (doc["trainings"], doc["at_chance"], doc["budget"]) == (6, 2, 2)
-    assert doc["skipped"] == [str(c)] and doc["runs"] == [str(a), str(b)]
+    # a's g1/g2, b's other/third/fourth are distinct; "same" with seed 0 counts once, with seed 1 (d) too
+    assert (doc["trainings"], doc["at_chance"], doc["budget"]) == (7, 3, 2)
+    assert doc["skipped"] == [str(c)] and doc["runs"] == [str(a), str(b), str(d)]  # a given twice: once
+    assert doc["not_runs"] == [str(tmp_path / "typo")] and doc["argv"] == args
     optimizer = next(e for e in doc["properties"] if e["property"] == "optimizer")
-    assert optimizer["means"] == {"adam": [1.0, 2], "sgd": [0.0, 4]}
+    assert optimizer["means"] == {"adam": [1.0, 3], "sgd": [0.0, 4]}
+    # --budget 4: every run's smallest budget is 2, so none is pooled
+    assert chance_rates.main([str(a), "--budget", "4", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["skipped"] == [str(a)]
 
 
 def test_batch_steps_summary_counts_chance_and_ranks_by_fernas_rule():
     import batch_steps
 
     def row(own, small, long, own_loss=1.9, small_loss=1.9):
-        return {"own": {"val_acc": own, "val_loss": own_loss, "train_seconds": 1.0},
-                "small": {"val_acc": small, "val_loss": small_loss, "train_seconds": 2.0}, "long": long}
+        return {"own": {"status": "ok", "val_acc": own, "val_loss": own_loss, "train_seconds": 1.0},
+                "small": {"status": "ok", "val_acc": small, "val_loss": small_loss, "train_seconds": 2.0},
+                "long": long}
+
+    failed = row(0.0, 0.3, 0.8)
+    failed["own"]["status"] = "failed"
 
     rows = [row(0.15, 0.30, 0.5), row(0.15, 0.40, 0.7, own_loss=1.5), row(0.20, 0.50, 0.9),
-            row(0.15, 0.20, None)]  # no long accuracy: left out
+            row(0.15, 0.20, None), failed]  # no long accuracy, a failed training: left out
     s = batch_steps.summary(rows, chance=0.16, top="48")
     assert s["genomes"] == 3
     assert s["own"]["at_or_below_chance"] == 2 and s["small"]["at_or_below_chance"] == 0

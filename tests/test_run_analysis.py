@@ -3,9 +3,9 @@ against compute, the first trainings at chance by property."""
 
 from __future__ import annotations
 
-import pytest
-
 import json
+
+import pytest
 
 from fernas.run_analysis import best_so_far, chance_by_property, utilisation
 
@@ -41,7 +41,8 @@ def test_best_so_far_counts_every_trials_compute():
 def first(optimizer, acc, budget=2, kind="first", status="ok", compute=10):
     doc = {"stages": [{"block": "conv", "repeats": 1, "width": 32, "kernel": 3, "dropout": 0.0, "pool": "max"}],
            "head": {"reduce": "avg", "fc": []},
-           "train": {"optimizer": optimizer, "lr": 0.01, "weight_decay": 0.0, "scheduler": "constant", "batch_size": 64}}
+           "train": {"optimizer": optimizer, "lr": 0.01, "weight_decay": 0.0, "scheduler": "constant",
+                     "batch_size": 64}}
     return {"kind": kind, "status": status, "budget": str(budget), "val_acc": str(acc), "compute": str(compute),
             "genome": json.dumps(doc)}
 
@@ -49,11 +50,13 @@ def first(optimizer, acc, budget=2, kind="first", status="ok", compute=10):
 def test_chance_by_property_counts_first_trainings_of_the_smallest_budget():
     rows = [first("adam", 0.14), first("adam", 0.15), first("adam", 0.16, compute=30),  # at or below 0.16
             first("sgd", 0.5), first("sgd", 0.6), first("sgd", 0.15),
-            first("adam", 0.1, budget=4, kind="promotion"), first("adam", 0.1, status="stopped"),  # not counted
-            first("adam", 0.1, kind="rerank"), first("sgd", 0.1, budget=4)]
+            first("adam", 0.1, budget=4, kind="promotion"), first("adam", 0.1, kind="rerank"),  # not first
+            first("sgd", 0.1, budget=4), first("adam", 0.1, status="failed"),  # another budget, failed
+            first("adam", 0.1, status="stopped", compute=5), first("sgd", 0.3, status="stopped")]  # ASHA: apart
     c = chance_by_property(rows, 2, 0.16)
     assert (c["trainings"], c["at_chance"]) == (6, 4)
     assert (c["compute"], c["compute_at_chance"]) == (80.0, 60.0)
+    assert (c["stopped"], c["stopped_at_chance"], c["compute_stopped"]) == (2, 1, 15.0)
     by = {e["property"]: e for e in c["properties"]}
     assert by["optimizer"]["means"] == {"adam": (1.0, 3), "sgd": (pytest.approx(1 / 3), 3)}
     assert c["properties"][0]["property"] == "optimizer"  # the only property that varies
