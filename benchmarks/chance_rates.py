@@ -39,22 +39,23 @@ def run_key(cfg: dict) -> tuple:
             cfg.get("trial_version"))
 
 
-def pooled(runs: list[Path], budget: int | None) -> tuple[list[dict], dict, int, list[str]]:
+def pooled(runs: list[Path], budget: int | None) -> tuple[list[dict], dict, int, list[Path], list[Path]]:
     """The distinct first trainings (genome and seed) of the runs like the first one at its
-    smallest budget (or `budget`): rows, the first run's config, the budget, the runs skipped.
-    A training that ran its budget in one run and was stopped by ASHA in another counts as run."""
+    smallest budget (or `budget`): rows, the first run's config, the budget, the runs pooled and
+    the runs skipped.  A training that ran its budget in one run and was stopped by ASHA in
+    another counts as run."""
     cfgs = [json.loads((run / "config.json").read_text()) for run in runs]
     budget = budget or cfgs[0]["fitness"]["budgets"][0]
-    kept = [(run, cfg) for run, cfg in zip(runs, cfgs)
-            if run_key(cfg) == run_key(cfgs[0]) and cfg["fitness"]["budgets"][0] == budget]
-    trials = [list(csv.DictReader((run / "trials.csv").open())) for run, _ in kept]
+    like = [run_key(cfg) == run_key(cfgs[0]) and cfg["fitness"]["budgets"][0] == budget for cfg in cfgs]
+    kept = [run for run, ok in zip(runs, like) if ok]
+    trials = [list(csv.DictReader((run / "trials.csv").open())) for run in kept]
     rows, seen = [], set()
     for status in ("ok", "stopped"):
         for r in (r for t in trials for r in first_trainings(t, budget, status)):
             if (r["gid"], r["seed"]) not in seen:
                 seen.add((r["gid"], r["seed"]))
                 rows.append(r)
-    return rows, cfgs[0], budget, [_shown(run) for run in runs if all(run != k for k, _ in kept)]
+    return rows, cfgs[0], budget, kept, [run for run, ok in zip(runs, like) if not ok]
 
 
 def _shown(run: Path) -> str:
@@ -76,14 +77,14 @@ def main(argv=None) -> int:
     not_runs = [_shown(r) for r in given if r not in runs]
     if not runs:
         raise SystemExit("no evolve run directory among the arguments (trials.csv and config.json)")
-    rows, cfg, budget, skipped = pooled(runs, a.budget)
+    rows, cfg, budget, kept, skipped = pooled(runs, a.budget)
     level = cfg["options"].get("ga", {}).get("chance_level") or cfg["fitness"]["chance_level"]  # unrounded
     c = chance_by_property(rows, budget, level)
     when = datetime.datetime.now().isoformat(timespec="seconds")
     atomic_write_json(a.out, {"benchmark": "chance_rates", "date": when,
                               "argv": sys.argv[1:] if argv is None else list(argv), "data": cfg["options"]["data"],
                               "data_seed": cfg["options"]["data_args"].get("data_seed"),
-                              "runs": [_shown(r) for r in runs if _shown(r) not in skipped], "skipped": skipped,
+                              "runs": [_shown(r) for r in kept], "skipped": [_shown(r) for r in skipped],
                               "not_runs": not_runs, **c})
     print(f"{c['at_chance']} of {c['trainings']} first trainings at or below {c['chance_level']:.3f} "
           f"after {budget} epoch(s), {c['compute_at_chance'] / max(c['compute'], 1):.0%} of their compute")

@@ -5,9 +5,8 @@ and best-so-far-against-compute plots, the hall of fame with each genome's layer
 recipe, the seed designs the run trained (to compare the best with), how the validation
 accuracy varies with each property of the genomes and which properties go with first trainings
 that ended at chance (`fernas.run_analysis`), and every trial in a table sorted by a click on a
-column.  A
-training run's page: its test figures, curves, confusion matrix, per-class F1, saliency
-maps, the network and the history.  `write_report(run_dir)` picks the page by the run's
+column.  A training run's page: its test figures, curves, confusion matrix, per-class F1,
+saliency maps, the network and the history.  `write_report(run_dir)` picks the page by the run's
 config.json and writes `RUN/report.html` atomically.
 """
 
