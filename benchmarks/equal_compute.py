@@ -78,10 +78,14 @@ def arm_flags(a, arm: str) -> tuple[list[str], int]:
     single = ["--epochs-per-trial", str(a.max_budget), "--rerank-top", "0"]
     ga = ["--strategy", "ga"] + ([] if a.immigrants is None else ["--immigrants", repr(a.immigrants)])
     asha_grace = [] if a.asha_grace is None else ["--asha-grace", str(a.asha_grace)]
-    return {"ga-mf": ([*ga, *mf], a.generations),
-            "random-sh": (["--strategy", "random", *mf], a.generations),
-            "ga-single": ([*ga, *single], a.generations + 1),
-            "random-asha": (["--strategy", "random", *single, "--asha", *asha_grace], 2 * a.generations + 1)}[arm]
+    recipe = ([] if a.trial_batch is None else ["--trial-batch", str(a.trial_batch)]) + \
+        ([] if a.trial_augment is None else ["--trial-augment", a.trial_augment])
+    flags, gens = {"ga-mf": ([*ga, *mf], a.generations),
+                   "random-sh": (["--strategy", "random", *mf], a.generations),
+                   "ga-single": ([*ga, *single], a.generations + 1),
+                   "random-asha": (["--strategy", "random", *single, "--asha", *asha_grace],
+                                   2 * a.generations + 1)}[arm]
+    return [*flags, *recipe], gens
 
 
 def run_search(a, arm: str, seed: int, out: Path, compute: float | None = None) -> dict:
@@ -451,6 +455,10 @@ def parse_args(argv):
                     help="the GA arms' --immigrants (default: fernas evolve's own)")
     ap.add_argument("--asha-grace", type=int, default=None,
                     help="random-asha's --asha-grace (default: fernas evolve's own, half of --max-budget)")
+    ap.add_argument("--trial-batch", type=int, default=None,
+                    help="the search arms' --trial-batch (default: fernas evolve's own)")
+    ap.add_argument("--trial-augment", default=None,
+                    help="the search arms' --trial-augment (default: fernas evolve's own)")
     ap.add_argument("--max-mmacs", type=float, default=35.0, help="default: a tenth of the VGG seed's")
     ap.add_argument("--decode-epochs", type=int, default=6)
     ap.add_argument("--decode-fine-tune", type=int, default=1)
@@ -556,6 +564,11 @@ def main(argv=None) -> int:
     if a.asha_grace is None:  # the grace random-asha ran with: fernas evolve's default (files before it: Ray's 1)
         from fernas.commands.evolve import default_asha_grace
         settings["asha_grace"] = default_asha_grace(a.max_budget)
+    from fernas.commands.evolve import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH
+    if a.trial_batch is None:  # the trial recipe the searches ran with (files before it: 0, vgg)
+        settings["trial_batch"] = DEFAULT_TRIAL_BATCH
+    if a.trial_augment is None:
+        settings["trial_augment"] = DEFAULT_TRIAL_AUGMENT
     settings["over_budget"] = "cut at C"  # files before it used random-sh whole beyond C: not to be mixed
     # the GA checkpoint version changes with the GA's draws and ranking: seeds of two GAs do not mix
     vers = {**versions("torch", "ray", "deap", "numpy"), "ga_checkpoint": CHECKPOINT_VERSION}

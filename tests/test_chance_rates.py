@@ -1,6 +1,6 @@
 """benchmarks/chance_rates.py on hand-written run directories (a training shared by two runs
 counts once, runs of other data are skipped, the JSON holds the pooled table) and
-batch_steps.summary on hand-made rows."""
+trial_variants.summary on hand-made rows."""
 
 from __future__ import annotations
 
@@ -51,12 +51,12 @@ def test_pools_distinct_trainings_of_matching_runs(tmp_path):
     assert json.loads(out.read_text())["skipped"] == [str(a)]
 
 
-def test_batch_steps_summary_counts_chance_and_ranks_by_fernas_rule():
-    import batch_steps
+def test_trial_variants_summary_counts_chance_and_ranks_by_fernas_rule():
+    import trial_variants
 
-    def row(own, small, long, own_loss=1.9, small_loss=1.9):
+    def row(own, variant, long, own_loss=1.9, variant_loss=1.9):
         return {"own": {"status": "ok", "val_acc": own, "val_loss": own_loss, "train_seconds": 1.0},
-                "small": {"status": "ok", "val_acc": small, "val_loss": small_loss, "train_seconds": 2.0},
+                "variant": {"status": "ok", "val_acc": variant, "val_loss": variant_loss, "train_seconds": 2.0},
                 "long": long}
 
     failed = row(0.0, 0.3, 0.8)
@@ -64,9 +64,9 @@ def test_batch_steps_summary_counts_chance_and_ranks_by_fernas_rule():
 
     rows = [row(0.15, 0.30, 0.5), row(0.15, 0.40, 0.7, own_loss=1.5), row(0.20, 0.50, 0.9),
             row(0.15, 0.20, None), failed]  # no long accuracy, a failed training: left out
-    s = batch_steps.summary(rows, chance=0.16, top="48")
+    s = trial_variants.summary(rows, chance=0.16, top="48")
     assert s["genomes"] == 3
-    assert s["own"]["at_or_below_chance"] == 2 and s["small"]["at_or_below_chance"] == 0
+    assert s["own"]["at_or_below_chance"] == 2 and s["variant"]["at_or_below_chance"] == 0
     # own: the two at chance tie on accuracy and the lower loss ranks higher -> the long order
-    assert s["own"]["spearman_vs_48"] == 1.0 and s["small"]["spearman_vs_48"] == 1.0
-    assert (s["own"]["train_seconds"], s["small"]["train_seconds"]) == (3.0, 6.0)
+    assert s["own"]["spearman_vs_48"] == 1.0 and s["variant"]["spearman_vs_48"] == 1.0
+    assert (s["own"]["train_seconds"], s["variant"]["train_seconds"]) == (3.0, 6.0)

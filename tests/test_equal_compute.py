@@ -174,16 +174,21 @@ def test_a_decode_is_cached_by_genome_protocol_data_and_seed():
     assert all(ec.decode_key(SimpleNamespace(**{**vars(a), **o}), "abc", 0) != key for o in others)
 
 
-def test_the_asha_arm_gets_the_grace_period_given_and_only_it():
+def test_the_asha_arm_gets_the_grace_period_given_and_only_it_every_arm_the_trial_recipe():
     from types import SimpleNamespace
 
     ec = load("equal_compute")
     a = SimpleNamespace(min_budget=4, max_budget=8, eta=2, rerank_top=2, rerank_seeds=1, immigrants=None,
-                        generations=3, asha_grace=2)
+                        generations=3, asha_grace=2, trial_batch=None, trial_augment=None)
     flags, gens = ec.arm_flags(a, "random-asha")
     assert flags[-3:] == ["--asha", "--asha-grace", "2"] and gens == 7
     assert "--asha-grace" not in ec.arm_flags(SimpleNamespace(**{**vars(a), "asha_grace": None}), "random-asha")[0]
     assert all("--asha-grace" not in ec.arm_flags(a, arm)[0] for arm in ("ga-mf", "ga-single", "random-sh"))
+    # the same trial recipe for every search arm; none given: fernas evolve's own
+    proxy = SimpleNamespace(**{**vars(a), "trial_batch": 0, "trial_augment": "vgg"})
+    assert all(ec.arm_flags(proxy, arm)[0][-4:] == ["--trial-batch", "0", "--trial-augment", "vgg"]
+               for arm in ec.SEARCH_ARMS)
+    assert all("--trial-batch" not in ec.arm_flags(a, arm)[0] for arm in ec.SEARCH_ARMS)
 
 
 def test_long_decodes_list_each_distinct_pick_once_read_from_the_decode_cache(tmp_path, monkeypatch):

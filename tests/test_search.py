@@ -66,6 +66,7 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     (["--immigrants", "1.5"], "--immigrants 1.5"),
     (["--asha-grace", "2", "--epochs-per-trial", "8"], "--asha-grace 2: only with --asha"),
     (["--asha", "--asha-grace", "8", "--epochs-per-trial", "8"], "--asha-grace 8: expected 1 to 7"),
+    (["--trial-batch", "-1"], "--trial-batch -1: expected 0"),
 ])
 def test_bad_flags_one_line_exit_2(capsys, tmp_path, argv, expect):
     code, err = run_cli(capsys, "--out", str(tmp_path / "run"), *argv) if "--resume" not in argv \
@@ -108,6 +109,13 @@ def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path)
     assert EvolveOptions.from_stored(stored, parse(*asha8)).asha_grace == 2
     del stored["asha_grace"]
     assert EvolveOptions.from_stored(stored, parse(*asha8)).asha_grace == 1
+    # the trial recipe: batch 32 without augmentation unless given; a run stored before it had
+    # trained each genome at its own batch with the VGG paper's augmentation, and resumes so
+    assert (parse().trial_batch, parse().trial_augment) == (32, "none")
+    assert (parse("--trial-batch", "0", "--trial-augment", "mild").trial_batch, "mild") == (0, "mild")
+    del stored["trial_batch"], stored["trial_augment"]
+    old = EvolveOptions.from_stored(stored, parse())
+    assert (old.trial_batch, old.trial_augment) == (0, "vgg")
 
 
 def test_run_directories_of_another_version_are_refused(capsys, tmp_path):

@@ -36,8 +36,9 @@ class EvolveConsole:
         strategy = "random search, " if ga.strategy == "random" else ""
         budgets = (f"{ga.rungs[0]} epoch(s) per trial" if len(ga.rungs) == 1 else
                    f"budgets {','.join(map(str, ga.rungs))} epochs, eta {ga.eta}")
+        recipe = f"batch {opts.trial_batch or 'own'}, augmentation {opts.trial_augment}"
         self.say(f"fernas evolve: {out}  ({strategy}pop {ga.pop}, {ga.generations} generations, objectives "
-                 f"{','.join(ga.objectives)}, {budgets})")
+                 f"{','.join(ga.objectives)}, {budgets}; trials at {recipe})")
         where = "local instance" if res["started_local"] else "cluster " + res["address"]
         self.say(f"Ray: {where}, {res['cpus']:g} CPU(s), {res['gpus']:g} GPU(s); {res['concurrent_trials']} "
                  f"trial(s) at a time, {res['cpus_per_trial']:g} CPU + {res['gpus_per_trial']:g} GPU each")

@@ -30,6 +30,9 @@ class EvolveOptions:
     dashboard: bool = True
     asha: bool = False  # Ray Tune's ASHA stops hopeless trials between epochs
     asha_grace: int = 1  # epochs before ASHA's first cut (a run stored without it ran with Ray's default, 1)
+    # The trial recipe (`TrialBudget.batch`, `.augment`); a run stored without it ran with these.
+    trial_batch: int = 0  # 0 = each genome's own batch size
+    trial_augment: str = "vgg"
     verbose: bool = False
     max_failures: int = 1  # Tune's retries of a trial whose worker died
     trial_timeout: float | None = 0.0  # seconds an epoch may take; 0 = from the trial's speed; None = off

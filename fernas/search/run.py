@@ -77,7 +77,7 @@ class EvolveRun:
 
         p = plan(cand.doc)
         macs = p.macs
-        bs = cand.doc["train"]["batch_size"]
+        bs = self.opts.trial_batch or cand.doc["train"]["batch_size"]
         steps = max(1, self.n_train // bs)
         if self.opts.max_steps_per_epoch:
             steps = min(steps, self.opts.max_steps_per_epoch)
@@ -279,6 +279,7 @@ def _config(opts: EvolveOptions, data_info: dict, resources: dict, attempt: int,
     fitness = {"rule": "larger budget first, then validation accuracy at the end of the budget (centre crop), "
                        "accuracies at or below chance_level tied, then the lower validation loss",
                "budgets": list(opts.ga.rungs), "eta": opts.ga.eta, "val_images": n_val,
+               "trial_recipe": {"batch": opts.trial_batch or "the genome's", "augment": opts.trial_augment},
                "standard_error_at_50pct": round((0.25 / max(1, n_val)) ** 0.5, 4),
                # at or below it a trial learnt nothing: the largest class's share plus one standard error
                "chance_level": round(chance, 4)}

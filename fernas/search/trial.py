@@ -57,6 +57,19 @@ class TrialBudget:
     marker: str | None = None  # this trial's file in it (set per trial by `run_trial`)
     alone: bool = False  # the retry of an out-of-memory trial, given a whole GPU (`shared_oom`)
     chance: float = 0.0  # the validation split's chance level: `rank_score` ties accuracies up to it
+    # The trial recipe: how a fitness training differs from the genome's own recipe.  Short
+    # trainings at the genome's batch with the VGG paper's augmentation mostly end at chance on
+    # the demo data and rank genomes poorly for a long training; at batch 32 without
+    # augmentation they rank them far better (benchmarks/trial_variants.py).
+    batch: int = 0  # every trial trains at this batch size; 0 = the genome's own
+    augment: str = "vgg"  # the trainer's augmentation preset (`fernas.augment.PRESETS`)
+
+
+def trial_doc(doc: dict, batch: int) -> dict:
+    """The genome as its trials train it: its own recipe, with the trial batch size if one is set."""
+    if not batch or doc["train"]["batch_size"] == batch:
+        return doc
+    return {**doc, "train": {**doc["train"], "batch_size": batch}}
 
 
 def build_trial_model(doc: dict, seed: int, num_classes: int, device="cpu"):
@@ -128,13 +141,15 @@ def _train_trial(doc: dict, data, budget: TrialBudget, report, gid: str, dog) ->
         state["device"] = str(device)
         cap_gpu_memory(budget.gpus, device)
         _fault(gid, budget.alone)
+        doc = trial_doc(doc, budget.batch)
         summary = summarize(doc, input_size=CROP_SIZE, num_classes=data.num_classes)
         costs.update(params=summary["params"], macs=summary["macs"])  # known before the build: a failed build reports them
         model = build_trial_model(doc, budget.seed, data.num_classes, device)
         for obj in COSTS:  # the weights do not change any cost
             costs[obj.field] = obj.measure(model, summary, device)
         cfg = TrainConfig(epochs=max(budget.schedule_epochs, budget.epochs), stop_after_epoch=budget.epochs,
-                          device=device, seed=budget.seed, max_steps_per_epoch=budget.max_steps_per_epoch or None)
+                          device=device, seed=budget.seed, max_steps_per_epoch=budget.max_steps_per_epoch or None,
+                          augment=budget.augment)
         res = train_genome(doc, data, cfg, model=model, on_epoch=on_epoch, checkpoint_path=budget.checkpoint,
                            resume=budget.resume)
         # The trial's epochs from the trainer's own history: a trial killed after its last

@@ -251,7 +251,7 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
     budget = TrialBudget(epochs=ga.max_budget, schedule_epochs=ga.max_budget, max_steps_per_epoch=opts.max_steps_per_epoch,
                          seed=ga.seed, threads=max(1, int(cpt)), gpus=gpt, timeout=opts.trial_timeout,
                          markers=str((run.out / "stuck").resolve()),  # OUT: every node's storage
-                         chance=run.chance)
+                         chance=run.chance, batch=opts.trial_batch, augment=opts.trial_augment)
     trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, budget=budget),
                                     lambda config: trial_resources(cpt, gpt, bool(config.get("alone"))))
     scheduler = asha_scheduler(opts)

@@ -3,7 +3,7 @@
 `fernas evolve --warm-start RUN_DIR` puts the earlier run's hall of fame at the head of the
 initial population and copies its trained genomes into the new fitness cache, so nothing it
 trained is trained again.  That is sound only when a trial of the same genome would score
-the same: the same data, budgets (and steps per epoch), ASHA or not, and seed, or the warm
+the same: the same data, budgets (and steps per epoch), ASHA or not, trial recipe and seed, or the warm
 start is refused with the reason; and only trials measured by this trainer (`trainer_version`,
 kept in every trial: TRIAL_VERSION and the torch version) that ran to the end of their budget
 are reused.
@@ -32,11 +32,16 @@ def _differences(stored: dict, opts, data_info: dict) -> list[str]:
     ga = o.get("ga", {})
     there = {"data": (o.get("data"), o.get("data_args"), _data_sizes(stored.get("data", {}))),
              "budgets": (ga.get("min_budget"), ga.get("max_budget"), ga.get("eta"), o.get("max_steps_per_epoch")),
-             "ASHA": bool(o.get("asha")), "seed": ga.get("seed")}
+             "ASHA": bool(o.get("asha")), "seed": ga.get("seed"),
+             "trial recipe": _recipe(o.get("trial_batch", 0), o.get("trial_augment", "vgg"))}
     here = {"data": (opts.data, opts.data_args, _data_sizes(data_info)),
             "budgets": (opts.ga.min_budget, opts.ga.max_budget, opts.ga.eta, opts.max_steps_per_epoch),
-            "ASHA": bool(opts.asha), "seed": opts.ga.seed}
+            "ASHA": bool(opts.asha), "seed": opts.ga.seed, "trial recipe": _recipe(opts.trial_batch, opts.trial_augment)}
     return [f"{k} ({_show(there[k])} there, {_show(here[k])} here)" for k in here if there[k] != here[k]]
+
+
+def _recipe(batch: int, augment: str) -> str:
+    return f"batch {batch or 'own'} / {augment}"
 
 
 def _data_sizes(info: dict) -> tuple:
