@@ -13,6 +13,7 @@ import pytest
 from fernas.commands.evolve_console import EvolveConsole
 from fernas.evolve import CHECKPOINT_VERSION, Candidate, Evolution, GAConfig
 from fernas.fitness import at_chance, chance_level, fitness_of, promoted, ranking_accuracy
+from fernas.search import EvolveOptions
 from fernas.search.run import EvolveRun
 
 
@@ -23,13 +24,14 @@ def test_chance_level_is_the_largest_class_share_plus_one_standard_error():
     assert at_chance(ok + [{"status": "failed", "val_acc": 0.0}], 0.2) == 2
 
 
-def run_with(outcomes: list[float], budgets=(2, 4)) -> str:
+def run_with(outcomes: list[float], budgets=(2, 4), augment="none") -> str:
     ev = Evolution(GAConfig(pop=4, generations=2, seed=0, min_budget=budgets[0], max_budget=budgets[-1]))
     for i, acc in enumerate(outcomes):
         ev.record(Candidate(f"g{i}", [i], {}, 0, budget=budgets[0]), {"status": "ok", "val_acc": acc})
     out = io.StringIO()
     run = EvolveRun.__new__(EvolveRun)  # only what the check reads
     run.console, run.chance = EvolveConsole(stream=out, quiet=True, progress_stream=io.StringIO()), 0.185
+    run.opts = EvolveOptions(out="unused", trial_augment=augment)
     run._check_signal(ev, 0)
     return out.getvalue()
 
@@ -39,6 +41,8 @@ def test_a_generation_mostly_at_chance_is_reported_once_with_what_to_change():
     assert line.startswith("gen   1: 3 of 4 new genomes ended at chance after 2 epoch(s)") and "--min-budget" in line
     assert run_with([0.143, 0.25, 0.26, 0.31]) == ""  # most learnt something: nothing to say
     assert "--epochs-per-trial" in run_with([0.1, 0.1, 0.1], budgets=(4,))
+    # a run that trains with augmentation is pointed at the default trial recipe too
+    assert "--trial-augment" not in line and "--trial-augment none" in run_with([0.1] * 3, augment="vgg")
 
 
 def test_trials_asha_stopped_or_that_failed_are_not_counted():

@@ -59,11 +59,14 @@ class EvolveConsole:
                  + f"trials {rec['trials']:>3}  compute {compute:.3g} img*MAC  "
                  f"elapsed {fmt_duration(elapsed)}  ETA {fmt_duration(eta)}")
 
-    def no_signal(self, gen: int, n: int, of: int, budget: int, level: float, halving: bool) -> None:
+    def no_signal(self, gen: int, n: int, of: int, budget: int, level: float, halving: bool,
+                  recipe_hint: bool = False) -> None:
+        """`recipe_hint`: the run trains with augmentation, which the default trial recipe leaves out."""
         then = ("promotions and selection ranked them by validation loss alone" if halving
                 else "selection ranked them by validation loss alone")
+        recipe = "the trial recipe --trial-batch 32 --trial-augment none, " if recipe_hint else ""
         self.say(f"gen {gen + 1:>3}: {n} of {of} new genomes ended at chance after {budget} epoch(s) (validation "
-                 f"accuracy <= {level:.3f}, the largest class's share + 1 s.e.): {then}; a larger "
+                 f"accuracy <= {level:.3f}, the largest class's share + 1 s.e.): {then}; {recipe}a larger "
                  f"{'--min-budget' if halving else '--epochs-per-trial'} or more training images would carry signal")
 
     def trials_queued(self, gen: int, n: int, best: float | None) -> None:

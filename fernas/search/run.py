@@ -123,7 +123,8 @@ class EvolveRun:
                  and not t.get("from_run")]
         n = at_chance(first, self.chance)
         if self.chance and first and 2 * n > len(first):
-            self.console.no_signal(gen, n, len(first), ev.cfg.rungs[0], self.chance, len(ev.cfg.rungs) > 1)
+            self.console.no_signal(gen, n, len(first), ev.cfg.rungs[0], self.chance, len(ev.cfg.rungs) > 1,
+                                   recipe_hint=self.opts.trial_augment != "none")
 
 
 def run_evolve(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], console) -> Path:
