@@ -158,6 +158,7 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
         ("search time (s)", fmt(row["seconds"], 1)), ("trial slots busy / training", _use(row.get("utilisation"))),
         ("started", row["started"]),
         ("budgets (epochs)", ", ".join(map(str, cfg.get("fitness", {}).get("budgets", [])))),
+        ("trial recipe", _recipe(cfg.get("options", {}))),
         ("data", cfg.get("data", {}).get("source")), ("command", "fernas " + " ".join(cfg.get("argv", [])))])
         + config_block(cfg))]
     points = A.best_so_far(trials, max_budget)
@@ -185,6 +186,12 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
 
 def _use(u: dict | None) -> str:
     return f"{u['busy']:.0%} / {u['training']:.0%} of the slots' time" if u else "-"
+
+
+def _recipe(opts: dict) -> str:
+    """How the fitness trainings were trained (a run stored before the setting: the genome's own)."""
+    batch = opts.get("trial_batch") or "each genome's own"
+    return f"batch {batch}, augmentation {opts.get('trial_augment', 'vgg')}"
 
 
 def _hall_of_fame(hof: list[dict], classes: int) -> str:

@@ -44,6 +44,7 @@ def search(tmp_path_factory):
                   if r["kind"] == "first" and r["status"] == "ok")
     cut = next(i for i in range(len(accs) // 2, len(accs)) if accs[i] < accs[i + 1])  # between two values
     cfg["fitness"] = {"budgets": [1], "chance_level": accs[cut]}
+    cfg["options"].update(trial_batch=32, trial_augment="none")  # the trial recipe it says it trained with
     (out / "config.json").write_text(json.dumps(cfg))
     rc, stdout, err = cli("report", out)
     assert rc == 0 and "report.html" in stdout, err
@@ -63,6 +64,8 @@ def test_evolve_report_content(search):
     best = ev.hall_of_fame()[0]
     assert best.gid in text and f"{ev.cache[best.gid]['val_acc']:.4f}" in text
     assert "ω²" in text and "not causes" in text
+    summary = text[text.index("id='summary'"):text.index("id='plots'")]
+    assert "trial recipe" in summary and "batch 32, augmentation none" in summary
     level = json.loads((out / "config.json").read_text())["fitness"]["chance_level"]
     first = [r for r in csv.DictReader((out / "trials.csv").open()) if r["kind"] == "first" and r["status"] == "ok"]
     n = sum(float(r["val_acc"]) <= level for r in first)
