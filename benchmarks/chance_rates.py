@@ -33,10 +33,10 @@ from fernas.run_analysis import chance_by_property, first_trainings  # noqa: E40
 def run_key(cfg: dict) -> tuple:
     """What must match for two runs' first trainings to be the same kind of training, apart from
     the smallest budget: data and its seed, the largest budget (a schedule spans it), the step
-    cap and the trainer's version."""
+    cap, the trial recipe and the trainer's version."""
     o = cfg["options"]
     return (o["data"], o["data_args"].get("data_seed"), cfg["fitness"]["budgets"][-1], o.get("max_steps_per_epoch"),
-            cfg.get("trial_version"))
+            o.get("trial_batch", 0), o.get("trial_augment", "vgg"), cfg.get("trial_version"))
 
 
 def pooled(runs: list[Path], budget: int | None) -> tuple[list[dict], dict, int, list[Path], list[Path]]:

@@ -96,7 +96,7 @@ def run_search(a, arm: str, seed: int, out: Path, compute: float | None = None) 
     cmd = [sys.executable, "-m", "fernas", "evolve", "--data", a.data, "--data-seed", str(a.data_seed),
            "--out", str(out), "--pop", str(a.pop), "--generations", str(gens), "--max-mmacs", str(a.max_mmacs),
            "--seed", str(seed), "--no-dashboard", "--cpus-per-trial", "1", *flags]
-    if a.reuse and (out / "best.json").is_file() and _finished(out, compute):
+    if a.reuse and (out / "best.json").is_file() and _finished(out, compute) and _same_command(out, cmd):
         print(f"  {arm:11s} reusing {out}", flush=True)
         wall = None
     else:
@@ -113,6 +113,14 @@ def _finished(out: Path, compute: float | None = None) -> bool:
         return is_done(out / "checkpoint.json") or (compute is not None
                                                      and spent_compute(read_trials(out)["trials"]) >= compute)
     except Exception:  # another version, corrupt: run it again
+        return False
+
+
+def _same_command(out: Path, cmd: list[str]) -> bool:
+    """The run was started by this very command line (same flags: trial recipe, budgets, C)."""
+    try:
+        return json.loads((out / "config.json").read_text()).get("argv") == cmd[3:]
+    except (OSError, ValueError):
         return False
 
 
@@ -457,7 +465,7 @@ def parse_args(argv):
                     help="random-asha's --asha-grace (default: fernas evolve's own, half of --max-budget)")
     ap.add_argument("--trial-batch", type=int, default=None,
                     help="the search arms' --trial-batch (default: fernas evolve's own)")
-    ap.add_argument("--trial-augment", default=None,
+    ap.add_argument("--trial-augment", default=None, choices=("vgg", "mild", "none"),
                     help="the search arms' --trial-augment (default: fernas evolve's own)")
     ap.add_argument("--max-mmacs", type=float, default=35.0, help="default: a tenth of the VGG seed's")
     ap.add_argument("--decode-epochs", type=int, default=6)
@@ -564,7 +572,7 @@ def main(argv=None) -> int:
     if a.asha_grace is None:  # the grace random-asha ran with: fernas evolve's default (files before it: Ray's 1)
         from fernas.commands.evolve import default_asha_grace
         settings["asha_grace"] = default_asha_grace(a.max_budget)
-    from fernas.commands.evolve import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH
+    from fernas.search.options import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH
     if a.trial_batch is None:  # the trial recipe the searches ran with (files before it: 0, vgg)
         settings["trial_batch"] = DEFAULT_TRIAL_BATCH
     if a.trial_augment is None:

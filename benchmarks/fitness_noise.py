@@ -57,7 +57,9 @@ def best_of_run(run: Path) -> dict | None:
     best = max(ok, key=lambda e: float(e["val_acc"]))
     return {"run": run.name, "gid": best["gid"], "vector": best["vector"], "stored_val_acc": float(best["val_acc"]),
             "seed": int(opts["ga"]["seed"]), "data": opts["data"], "epochs": int(opts["ga"]["max_budget"]),
-            "steps": int(opts.get("max_steps_per_epoch") or 0), "trained_in_run": len(ok)}
+            "steps": int(opts.get("max_steps_per_epoch") or 0), "trained_in_run": len(ok),
+            # the run's trial recipe (a run stored before it: each genome's own batch, VGG augmentation)
+            "trial_batch": int(opts.get("trial_batch", 0)), "trial_augment": opts.get("trial_augment", "vgg")}
 
 
 def main(argv=None) -> int:
@@ -92,11 +94,12 @@ def main(argv=None) -> int:
         if p["data"] not in data_cache:
             data_cache[p["data"]] = load_dataset(p["data"])
         doc = G.from_vector(p["vector"])
-        key = (p["gid"], p["seed"], p["data"], p["epochs"], p["steps"])
+        key = (p["gid"], p["seed"], p["data"], p["epochs"], p["steps"], p["trial_batch"], p["trial_augment"])
         accs = done.get(key, [])
         for k in range(len(accs), a.repeats + 1):  # k = 0: the run's own seed (reproduces the stored fitness)
             seed = p["seed"] + 1000 * k
-            budget = TrialBudget(epochs=p["epochs"], max_steps_per_epoch=p["steps"], seed=seed, device=device)
+            budget = TrialBudget(epochs=p["epochs"], max_steps_per_epoch=p["steps"], seed=seed, device=device,
+                                 batch=p["trial_batch"], augment=p["trial_augment"])
             accs.append(round(float(train_trial(doc, data_cache[p["data"]], budget)["val_acc"]), 4))  # as a trial
         done[key] = accs
         p["same_seed_val_acc"] = accs[0]

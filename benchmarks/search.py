@@ -131,7 +131,8 @@ def main() -> None:
     # default --max-mmacs (3000) would train: the cost mix of a real run, not just this run's cheap one.
     proposed = [r for r in rows if r["macs"] and float(r["macs"]) <= 3000e6 and r["genome"]]
     macs = [float(r["macs"]) for r in proposed]
-    bs = [json.loads(r["genome"])["train"]["batch_size"] for r in proposed]
+    # the batch the trials train at: the run's trial recipe, else each genome's own
+    bs = [cfg["options"].get("trial_batch") or json.loads(r["genome"])["train"]["batch_size"] for r in proposed]
     # fernas evolve's default budgets: epochs and trials per new genome under successive halving
     ga = GAConfig()
     rungs = ga.rungs

@@ -126,9 +126,11 @@ def _reusable(out: Path, cmd: list[str]) -> bool:
     if not done or cfg.get("argv") != cmd[3:]:
         return False
     # the same flags can mean another GA when defaults changed since (e.g. novel offspring)
-    now = options_from_args(build_parser().parse_args(cmd[3:])).ga
+    now = options_from_args(build_parser().parse_args(cmd[3:]))
+    recipe = (cfg["options"].get("trial_batch", 0), cfg["options"].get("trial_augment", "vgg"))
     stored = {k: v for k, v in cfg["options"].get("ga", {}).items() if k != "chance_level"}  # set from the data
-    return stored == {k: v for k, v in json.loads(json.dumps(asdict(now))).items() if k != "chance_level"}
+    return recipe == (now.trial_batch, now.trial_augment) and \
+        stored == {k: v for k, v in json.loads(json.dumps(asdict(now.ga))).items() if k != "chance_level"}
 
 
 def _read_run(out: Path, wall: float | None) -> dict:

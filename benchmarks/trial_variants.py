@@ -55,10 +55,13 @@ def summary(rows: list[dict], chance: float, top: str) -> dict:
     return out
 
 
-def train(doc: dict, data, epochs: int, seed: int, threads: int, chance: float, augment: str = "vgg") -> dict:
+def train(doc: dict, data, epochs: int, seed: int, threads: int, chance: float, batch: int = 0,
+          augment: str = "vgg") -> dict:
+    """One trial as fernas evolve trains it, with the trial recipe (batch, augment)."""
     from fernas.search.trial import TrialBudget, train_trial
 
-    o = train_trial(doc, data, TrialBudget(epochs=epochs, seed=seed, threads=threads, chance=chance, augment=augment))
+    o = train_trial(doc, data, TrialBudget(epochs=epochs, seed=seed, threads=threads, chance=chance, batch=batch,
+                                           augment=augment))
     return {k: o.get(k) for k in ("status", "val_acc", "val_loss", "train_seconds", "compute")}
 
 
@@ -77,7 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("--long", required=True, help="a budget_correlation.py result: its draw and long accuracies")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch", type=int, default=32, help="the variant's batch size (0: the genome's own)")
-    ap.add_argument("--augment", default="vgg", help="the variant's augmentation preset (vgg, mild, none)")
+    ap.add_argument("--augment", default="vgg", choices=("vgg", "mild", "none"),
+                    help="the variant's augmentation preset")
     ap.add_argument("--own-from", help="an earlier output of this script: its search-like trainings")
     ap.add_argument("--out", help="default benchmarks/results/trial_variants_bBATCH_AUGMENT.json")
     a = ap.parse_args(argv)
@@ -105,9 +109,8 @@ def main(argv=None) -> int:
         gid, batch = genome_id(doc), doc["train"]["batch_size"]
         own = known_own.get(gid) or train(doc, data, a.epochs, st["seed"], st["threads"], chance)
         variant_batch = a.batch or batch
-        variant_doc = {**doc, "train": {**doc["train"], "batch_size": variant_batch}}
         unchanged = variant_batch == batch and a.augment == "vgg"
-        variant = own if unchanged else train(variant_doc, data, a.epochs, st["seed"], st["threads"], chance,
+        variant = own if unchanged else train(doc, data, a.epochs, st["seed"], st["threads"], chance, a.batch,
                                               a.augment)
         # the same training as the reference's restart at this budget, when the trainer is unchanged
         rows.append({"gid": gid, "batch": batch, "optimizer": doc["train"]["optimizer"], "own": own,

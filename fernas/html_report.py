@@ -22,6 +22,7 @@ from pathlib import Path
 from fernas import __version__
 from fernas.errors import RunDirError
 from fernas.io import atomic_write_text
+from fernas.search.options import STORED_TRIAL_RECIPE, recipe_text
 
 REPORT_NAME = "report.html"
 TRIAL_COLUMNS = ("trial", "generation", "gid", "origin", "kind", "budget", "status", "val_acc", "val_loss",
@@ -158,7 +159,8 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
         ("search time (s)", fmt(row["seconds"], 1)), ("trial slots busy / training", _use(row.get("utilisation"))),
         ("started", row["started"]),
         ("budgets (epochs)", ", ".join(map(str, cfg.get("fitness", {}).get("budgets", [])))),
-        ("trial recipe", _recipe(cfg.get("options", {}))),
+        ("trial recipe", recipe_text(*(cfg.get("options", {}).get(k, v) for k, v in
+                                       zip(("trial_batch", "trial_augment"), STORED_TRIAL_RECIPE)))),
         ("data", cfg.get("data", {}).get("source")), ("command", "fernas " + " ".join(cfg.get("argv", [])))])
         + config_block(cfg))]
     points = A.best_so_far(trials, max_budget)
@@ -186,12 +188,6 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
 
 def _use(u: dict | None) -> str:
     return f"{u['busy']:.0%} / {u['training']:.0%} of the slots' time" if u else "-"
-
-
-def _recipe(opts: dict) -> str:
-    """How the fitness trainings were trained (a run stored before the setting: the genome's own)."""
-    batch = opts.get("trial_batch") or "each genome's own"
-    return f"batch {batch}, augmentation {opts.get('trial_augment', 'vgg')}"
 
 
 def _hall_of_fame(hof: list[dict], classes: int) -> str:

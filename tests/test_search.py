@@ -67,6 +67,7 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     (["--asha-grace", "2", "--epochs-per-trial", "8"], "--asha-grace 2: only with --asha"),
     (["--asha", "--asha-grace", "8", "--epochs-per-trial", "8"], "--asha-grace 8: expected 1 to 7"),
     (["--trial-batch", "-1"], "--trial-batch -1: expected 0"),
+    (["--trial-batch", "1"], "--trial-batch 1: expected 0 (each genome's own) or a batch size of 2 or more"),
 ])
 def test_bad_flags_one_line_exit_2(capsys, tmp_path, argv, expect):
     code, err = run_cli(capsys, "--out", str(tmp_path / "run"), *argv) if "--resume" not in argv \
@@ -112,7 +113,10 @@ def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path)
     # the trial recipe: batch 32 without augmentation unless given; a run stored before it had
     # trained each genome at its own batch with the VGG paper's augmentation, and resumes so
     assert (parse().trial_batch, parse().trial_augment) == (32, "none")
-    assert (parse("--trial-batch", "0", "--trial-augment", "mild").trial_batch, "mild") == (0, "mild")
+    given = parse("--trial-batch", "0", "--trial-augment", "mild")
+    assert (given.trial_batch, given.trial_augment) == (0, "mild")
+    kept = EvolveOptions.from_stored(json.loads(json.dumps(asdict(given))), parse())  # the stored recipe wins
+    assert (kept.trial_batch, kept.trial_augment) == (0, "mild")
     del stored["trial_batch"], stored["trial_augment"]
     old = EvolveOptions.from_stored(stored, parse())
     assert (old.trial_batch, old.trial_augment) == (0, "vgg")
@@ -238,6 +242,10 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     assert by_gid[exit_gid]["status"] == "failed" and "worker failed" in by_gid[exit_gid]["error"]
     ok = [r for r in rows if r["status"] == "ok"]
     assert ok and all(float(r["params"]) > 0 and float(r["macs"]) > 0 and float(r["latency_ms"]) > 0 for r in ok)
+    # the default trial recipe: every training at batch 32 (2 steps an epoch), whatever the genome's batch
+    assert any(json.loads(r["genome"])["train"]["batch_size"] != 32 for r in ok)
+    epochs = {"first": 1, "promotion": 1, "rerank": 2}
+    assert all(float(r["compute"]) == epochs[r["kind"]] * 2 * 32 * float(r["macs"]) for r in ok)
 
     with (out / "logbook.csv").open() as fh:
         log = list(csv.DictReader(fh))
@@ -249,7 +257,7 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     best = G.load_genome(out / "best.json")
     own = [r for r in ok if r["kind"] != "rerank"]
     top = max(int(r["budget"]) for r in own)
-    assert best["evolve"]["budget"] == top
+    assert best["evolve"]["budget"] == top and best["evolve"]["trial_recipe"] == "batch 32, augmentation none"
     assert best["evolve"]["gid"] == reranked[0]["gid"]  # the re-ranked genome leads
     chance = json.loads((out / "config.json").read_text())["options"]["ga"]["chance_level"]
     assert best["evolve"]["gid"] == best_by_the_rule([r for r in own if int(r["budget"]) == top], chance)["gid"]

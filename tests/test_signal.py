@@ -31,7 +31,7 @@ def run_with(outcomes: list[float], budgets=(2, 4), augment="none") -> str:
     out = io.StringIO()
     run = EvolveRun.__new__(EvolveRun)  # only what the check reads
     run.console, run.chance = EvolveConsole(stream=out, quiet=True, progress_stream=io.StringIO()), 0.185
-    run.opts = EvolveOptions(out="unused", trial_augment=augment)
+    run.opts = EvolveOptions(out="unused", trial_batch=32, trial_augment=augment)
     run._check_signal(ev, 0)
     return out.getvalue()
 
@@ -42,7 +42,8 @@ def test_a_generation_mostly_at_chance_is_reported_once_with_what_to_change():
     assert run_with([0.143, 0.25, 0.26, 0.31]) == ""  # most learnt something: nothing to say
     assert "--epochs-per-trial" in run_with([0.1, 0.1, 0.1], budgets=(4,))
     # a run that trains with augmentation is pointed at the default trial recipe too
-    assert "--trial-augment" not in line and "--trial-augment none" in run_with([0.1] * 3, augment="vgg")
+    assert "--trial-" not in line
+    assert "the trial recipe --trial-augment none, a larger" in run_with([0.1] * 3, augment="vgg")
 
 
 def test_trials_asha_stopped_or_that_failed_are_not_counted():

@@ -31,16 +31,14 @@ def test_a_trial_reports_every_epoch_and_scores_by_the_fitness_rule(data):
 
 def test_the_trial_recipe_trains_the_genome_at_the_trial_batch_with_the_trial_augmentation(data):
     from fernas.augment import STRENGTHS
-    from fernas.commands.evolve import STRENGTHS as CLI_STRENGTHS
-    from fernas.search.trial import trial_doc
+    from fernas.commands.evolve_flags import STRENGTHS as CLI_STRENGTHS
 
     assert CLI_STRENGTHS == STRENGTHS  # --trial-augment's choices, kept without importing torch
     doc = tiny_genome(16)  # batch 32
     big = {**doc, "train": {**doc["train"], "batch_size": 64}}
-    assert trial_doc(big, 0) is big and trial_doc(big, 32) == doc and big["train"]["batch_size"] == 64
     budget = TrialBudget(epochs=1, max_steps_per_epoch=2, seed=3)
     proxy = train_trial(big, data, TrialBudget(**{**vars(budget), "batch": 32, "augment": "none"}))
-    assert proxy["images"] == 2 * 32  # steps x the trial batch, not the genome's
+    assert proxy["images"] == 2 * 32 and big["train"]["batch_size"] == 64  # steps x the trial batch
     same = train_trial(doc, data, TrialBudget(**{**vars(budget), "augment": "none"}))
     assert proxy["val_acc"] == same["val_acc"] and proxy["val_loss"] == same["val_loss"]
     augmented = train_trial(doc, data, budget)

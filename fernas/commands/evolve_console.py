@@ -11,6 +11,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from fernas.search.options import recipe_text
+
 
 class EvolveConsole:
     """What `fernas evolve` prints while a run goes on: one line per event on stdout, and the
@@ -36,7 +38,7 @@ class EvolveConsole:
         strategy = "random search, " if ga.strategy == "random" else ""
         budgets = (f"{ga.rungs[0]} epoch(s) per trial" if len(ga.rungs) == 1 else
                    f"budgets {','.join(map(str, ga.rungs))} epochs, eta {ga.eta}")
-        recipe = f"batch {opts.trial_batch or 'own'}, augmentation {opts.trial_augment}"
+        recipe = recipe_text(opts.trial_batch, opts.trial_augment)
         self.say(f"fernas evolve: {out}  ({strategy}pop {ga.pop}, {ga.generations} generations, objectives "
                  f"{','.join(ga.objectives)}, {budgets}; trials at {recipe})")
         where = "local instance" if res["started_local"] else "cluster " + res["address"]
@@ -60,11 +62,11 @@ class EvolveConsole:
                  f"elapsed {fmt_duration(elapsed)}  ETA {fmt_duration(eta)}")
 
     def no_signal(self, gen: int, n: int, of: int, budget: int, level: float, halving: bool,
-                  recipe_hint: bool = False) -> None:
-        """`recipe_hint`: the run trains with augmentation, which the default trial recipe leaves out."""
+                  recipe_hint: str = "") -> None:
+        """`recipe_hint`: the trial-recipe flags to suggest (where the run's differ from the default)."""
         then = ("promotions and selection ranked them by validation loss alone" if halving
                 else "selection ranked them by validation loss alone")
-        recipe = "the trial recipe --trial-batch 32 --trial-augment none, " if recipe_hint else ""
+        recipe = f"the trial recipe {recipe_hint}, " if recipe_hint else ""
         self.say(f"gen {gen + 1:>3}: {n} of {of} new genomes ended at chance after {budget} epoch(s) (validation "
                  f"accuracy <= {level:.3f}, the largest class's share + 1 s.e.): {then}; {recipe}a larger "
                  f"{'--min-budget' if halving else '--epochs-per-trial'} or more training images would carry signal")

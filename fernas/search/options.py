@@ -11,6 +11,16 @@ from fernas.evolve import GAConfig
 SYSTEM_SETTINGS = ("address", "storage", "gpus_per_trial", "cpus_per_trial", "max_concurrent", "dashboard",
                    "verbose", "trial_timeout")
 BUDGET_SETTINGS = ("max_trials", "time_budget", "max_compute", "patience")
+# The trial recipe of a new run (`fernas evolve --trial-batch/--trial-augment`): every fitness
+# training at batch 32 without augmentation (benchmarks/trial_variants.py measured why).  A run
+# stored without it trained each genome's own batch with the VGG paper's augmentation.
+DEFAULT_TRIAL_BATCH, DEFAULT_TRIAL_AUGMENT = 32, "none"
+STORED_TRIAL_RECIPE = (0, "vgg")
+
+
+def recipe_text(batch: int, augment: str) -> str:
+    """A trial recipe in words (console, report, warm-start refusals)."""
+    return f"batch {batch or 'own'}, augmentation {augment}"
 
 
 @dataclass

@@ -27,7 +27,7 @@ from fernas.fitness import at_chance, chance_level
 from fernas.io import run_dir_lock
 from fernas.runinfo import versions
 from fernas.search import cluster, rundir
-from fernas.search.options import EvolveOptions
+from fernas.search.options import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH, EvolveOptions, recipe_text
 
 
 class EvolveRun:
@@ -124,7 +124,15 @@ class EvolveRun:
         n = at_chance(first, self.chance)
         if self.chance and first and 2 * n > len(first):
             self.console.no_signal(gen, n, len(first), ev.cfg.rungs[0], self.chance, len(ev.cfg.rungs) > 1,
-                                   recipe_hint=self.opts.trial_augment != "none")
+                                   recipe_hint=recipe_hint(self.opts))
+
+
+def recipe_hint(opts: EvolveOptions) -> str:
+    """The --trial-batch/--trial-augment flags of the default trial recipe that the run lacks."""
+    flags = [f"--trial-batch {DEFAULT_TRIAL_BATCH}"] if opts.trial_batch != DEFAULT_TRIAL_BATCH else []
+    if opts.trial_augment != DEFAULT_TRIAL_AUGMENT:
+        flags.append(f"--trial-augment {DEFAULT_TRIAL_AUGMENT}")
+    return " ".join(flags)
 
 
 def run_evolve(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], console) -> Path:
@@ -198,8 +206,9 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
                                              "names": {G.genome_id(d): d["name"] for d in seed_docs}})
         resources = {**ray_info, "cpus_per_trial": cpt, "gpus_per_trial": gpt, "concurrent_trials": slots}
         ev.meta.setdefault("slots", {})[str(attempt)] = slots  # for the utilisation (run_analysis)
-        rdir = rundir.RunDir(out, seeds["names"], {"budgets": list(opts.ga.rungs), "data": opts.data},
-                             set(seeds["designs"]))
+        trial_info = {"budgets": list(opts.ga.rungs), "data": opts.data,
+                      "trial_recipe": recipe_text(opts.trial_batch, opts.trial_augment)}
+        rdir = rundir.RunDir(out, seeds["names"], trial_info, set(seeds["designs"]))
         rdir.write_config(_config(opts, data_info, resources, attempt, stored, len(data.val), chance))
         ev.save()
         storage = opts.storage or str(out / "ray")
@@ -280,7 +289,7 @@ def _config(opts: EvolveOptions, data_info: dict, resources: dict, attempt: int,
     fitness = {"rule": "larger budget first, then validation accuracy at the end of the budget (centre crop), "
                        "accuracies at or below chance_level tied, then the lower validation loss",
                "budgets": list(opts.ga.rungs), "eta": opts.ga.eta, "val_images": n_val,
-               "trial_recipe": {"batch": opts.trial_batch or "the genome's", "augment": opts.trial_augment},
+               "trial_recipe": recipe_text(opts.trial_batch, opts.trial_augment),
                "standard_error_at_50pct": round((0.25 / max(1, n_val)) ** 0.5, 4),
                # at or below it a trial learnt nothing: the largest class's share plus one standard error
                "chance_level": round(chance, 4)}

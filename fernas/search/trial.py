@@ -65,13 +65,6 @@ class TrialBudget:
     augment: str = "vgg"  # the trainer's augmentation preset (`fernas.augment.PRESETS`)
 
 
-def trial_doc(doc: dict, batch: int) -> dict:
-    """The genome as its trials train it: its own recipe, with the trial batch size if one is set."""
-    if not batch or doc["train"]["batch_size"] == batch:
-        return doc
-    return {**doc, "train": {**doc["train"], "batch_size": batch}}
-
-
 def build_trial_model(doc: dict, seed: int, num_classes: int, device="cpu"):
     """A trial's model, initialised from `seed`.  `train_genome` then re-seeds for training, so a
     trial's fitness is reproduced by exactly `build_trial_model` + `train_genome(..., model=...)`
@@ -141,7 +134,6 @@ def _train_trial(doc: dict, data, budget: TrialBudget, report, gid: str, dog) ->
         state["device"] = str(device)
         cap_gpu_memory(budget.gpus, device)
         _fault(gid, budget.alone)
-        doc = trial_doc(doc, budget.batch)
         summary = summarize(doc, input_size=CROP_SIZE, num_classes=data.num_classes)
         costs.update(params=summary["params"], macs=summary["macs"])  # known before the build: a failed build reports them
         model = build_trial_model(doc, budget.seed, data.num_classes, device)
@@ -149,7 +141,7 @@ def _train_trial(doc: dict, data, budget: TrialBudget, report, gid: str, dog) ->
             costs[obj.field] = obj.measure(model, summary, device)
         cfg = TrainConfig(epochs=max(budget.schedule_epochs, budget.epochs), stop_after_epoch=budget.epochs,
                           device=device, seed=budget.seed, max_steps_per_epoch=budget.max_steps_per_epoch or None,
-                          augment=budget.augment)
+                          augment=budget.augment, batch_size=budget.batch or None)
         res = train_genome(doc, data, cfg, model=model, on_epoch=on_epoch, checkpoint_path=budget.checkpoint,
                            resume=budget.resume)
         # The trial's epochs from the trainer's own history: a trial killed after its last

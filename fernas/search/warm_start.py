@@ -22,6 +22,7 @@ from fernas import genome as G
 from fernas.errors import RunDirError
 from fernas.evolve import GAConfig, read_outcomes
 from fernas.search import rundir
+from fernas.search.options import STORED_TRIAL_RECIPE, recipe_text
 from fernas.search.trial import trainer_version
 from fernas.space import Space
 
@@ -33,15 +34,12 @@ def _differences(stored: dict, opts, data_info: dict) -> list[str]:
     there = {"data": (o.get("data"), o.get("data_args"), _data_sizes(stored.get("data", {}))),
              "budgets": (ga.get("min_budget"), ga.get("max_budget"), ga.get("eta"), o.get("max_steps_per_epoch")),
              "ASHA": bool(o.get("asha")), "seed": ga.get("seed"),
-             "trial recipe": _recipe(o.get("trial_batch", 0), o.get("trial_augment", "vgg"))}
+             "trial recipe": recipe_text(o.get("trial_batch", STORED_TRIAL_RECIPE[0]),
+                                         o.get("trial_augment", STORED_TRIAL_RECIPE[1]))}
     here = {"data": (opts.data, opts.data_args, _data_sizes(data_info)),
             "budgets": (opts.ga.min_budget, opts.ga.max_budget, opts.ga.eta, opts.max_steps_per_epoch),
-            "ASHA": bool(opts.asha), "seed": opts.ga.seed, "trial recipe": _recipe(opts.trial_batch, opts.trial_augment)}
+            "ASHA": bool(opts.asha), "seed": opts.ga.seed, "trial recipe": recipe_text(opts.trial_batch, opts.trial_augment)}
     return [f"{k} ({_show(there[k])} there, {_show(here[k])} here)" for k in here if there[k] != here[k]]
-
-
-def _recipe(batch: int, augment: str) -> str:
-    return f"batch {batch or 'own'} / {augment}"
 
 
 def _data_sizes(info: dict) -> tuple:
