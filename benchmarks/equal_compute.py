@@ -117,9 +117,13 @@ def _finished(out: Path, compute: float | None = None) -> bool:
 
 
 def _same_command(out: Path, cmd: list[str]) -> bool:
-    """The run was started by this very command line (same flags: trial recipe, budgets, C)."""
+    """The run was started by this command line (same flags: trial recipe, budgets, C), wherever
+    its directory was then (a work directory copied to another tag is reused)."""
+    def flags(argv: list[str]) -> list[str]:
+        i = argv.index("--out") if "--out" in argv else len(argv)
+        return argv[:i] + argv[i + 2:]
     try:
-        return json.loads((out / "config.json").read_text()).get("argv") == cmd[3:]
+        return flags(json.loads((out / "config.json").read_text()).get("argv") or []) == flags(cmd[3:])
     except (OSError, ValueError):
         return False
 

@@ -217,3 +217,17 @@ def test_long_decodes_list_each_distinct_pick_once_read_from_the_decode_cache(tm
     result["per_seed"][0]["random-asha"] = {"pick_gid": None, "pick_vector": None}  # regenerated: no pick
     assert dp.still_picked(rows, result) == rows[:1]
     assert dp.pick_rows(a, result, [4], tmp_path) == rows[:1]
+
+
+def test_reuse_takes_only_a_run_of_the_same_command_wherever_its_directory_was(tmp_path):
+    ec = load("equal_compute")
+    cmd = ["python", "-m", "fernas", "evolve", "--data", "demo", "--out", "/old/tag/ga-mf-seed0", "--seed", "0",
+           "--trial-batch", "32", "--trial-augment", "none"]
+    run = tmp_path / "ga-mf-seed0"
+    run.mkdir()
+    assert not ec._same_command(run, cmd)  # no config: never reused
+    (run / "config.json").write_text(json.dumps({"argv": cmd[3:]}))
+    moved = [*cmd[:7], str(run), *cmd[8:]]  # the work directory copied to another tag
+    assert ec._same_command(run, cmd) and ec._same_command(run, moved)
+    old_recipe = [*cmd[:-4], "--trial-batch", "0", "--trial-augment", "vgg"]
+    assert not ec._same_command(run, old_recipe)
