@@ -7,7 +7,9 @@ the cost cap), this trains each with the real trial function and records the val
 accuracy at every budget in two ways:
 
 * "span": one training whose learning-rate schedule spans the largest budget, read at the end
-  of each budget -- exactly what fernas' promotions see (a promotion continues this curve);
+  of each budget -- what fernas' promotions see (a promotion continues this curve), with each
+  genome's own batch size and the VGG paper's augmentation (the trial recipe before
+  2026-12-05; `trial_variants.py` compares the present one against these files);
 * "restart": a separate training per budget whose schedule ends with that budget.
 
 It reports Spearman's rank correlation between each small budget and the largest, for both, and

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fernas.io import atomic_write_json  # noqa: E402
-from fernas.run_analysis import chance_by_property, first_trainings  # noqa: E402
+from fernas.run_analysis import chance_by_property, first_trainings, untrained_properties  # noqa: E402
 
 
 def run_key(cfg: dict) -> tuple:
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         raise SystemExit("no evolve run directory among the arguments (trials.csv and config.json)")
     rows, cfg, budget, kept, skipped = pooled(runs, a.budget)
     level = cfg["options"].get("ga", {}).get("chance_level") or cfg["fitness"]["chance_level"]  # unrounded
-    c = chance_by_property(rows, budget, level)
+    c = chance_by_property(rows, budget, level, untrained_properties(cfg["options"]))
     when = datetime.datetime.now().isoformat(timespec="seconds")
     atomic_write_json(a.out, {"benchmark": "chance_rates", "date": when,
                               "argv": sys.argv[1:] if argv is None else list(argv), "data": cfg["options"]["data"],

@@ -171,14 +171,15 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
     secs.append(section("hall-of-fame", "Hall of fame", _hall_of_fame(hof, classes)))
     seeds = [load_genome(p) for p in sorted((run / "seed_designs").glob("*.json"))]
     secs.append(section("seed-designs", "Seed designs", _seed_designs(run, seeds, classes)))
-    secs.append(section("effects", "What the accuracy goes with", _effects(A.effects(trials, max_budget),
+    fixed = A.untrained_properties(cfg.get("options", {}))
+    secs.append(section("effects", "What the accuracy goes with", _effects(A.effects(trials, max_budget, fixed),
                                                                              len(A.fitness_trials(trials, max_budget)))))
     # the level the run decided with (config's fitness section rounds it); a run without one has no table
     chance = ga.get("chance_level") or cfg.get("fitness", {}).get("chance_level")
     budgets = cfg.get("fitness", {}).get("budgets")
     if budgets and chance:
         secs.append(section("chance", "First trainings that ended at chance",
-                            _chance(A.chance_by_property(trials, int(budgets[0]), float(chance)))))
+                            _chance(A.chance_by_property(trials, int(budgets[0]), float(chance), fixed))))
     rows = [[fmt(t.get(c)) if c not in TEXT_COLUMNS else (t.get(c) or "") for c in TRIAL_COLUMNS] for t in trials]
     text_cols = tuple(i for i, c in enumerate(TRIAL_COLUMNS) if c in TEXT_COLUMNS)
     secs.append(section("trials", f"Trials ({len(trials)})", "<p class=note>Click a column to sort.</p><div class=scroll>"

@@ -123,25 +123,31 @@ def omega2(groups: dict) -> float:
     return max(0.0, (between - (k - 1) * ms_within) / (total + ms_within)) if total > 0 else 0.0
 
 
-def _by_property(trials: list[dict], values: list[float]) -> list[dict]:
+def _by_property(trials: list[dict], values: list[float], fixed: tuple = ()) -> list[dict]:
     """Per property of the trials' genomes: omega^2 of `values` grouped by it, the number of
-    groups and (mean value, trials) per group, largest effect first."""
+    groups and (mean value, trials) per group, largest effect first.  `fixed`: properties the
+    trainings did not use (a run's trial batch replaces every genome's "batch size")."""
     props = [properties(json.loads(r["genome"])) for r in trials]
     out = []
-    for name in props[0]:
+    for name in (n for n in props[0] if n not in fixed):
         groups = _groups([p[name] for p in props], values)
         out.append({"property": name, "omega2": omega2(groups), "values": len(groups),
                     "means": {str(k): (sum(g) / len(g), len(g)) for k, g in groups.items()}})
     return sorted(out, key=lambda e: (-e["omega2"] if e["values"] > 1 else 1.0, e["property"]))
 
 
-def effects(rows: list[dict], max_budget: int) -> list[dict]:
+def effects(rows: list[dict], max_budget: int, fixed: tuple = ()) -> list[dict]:
     """Per property: omega^2, the number of distinct values and the mean accuracy per value,
     largest effect first; [] with fewer than MIN_TRIALS fitness trials."""
     fit = [r for r in fitness_trials(rows, max_budget) if r.get("genome")]
     if len(fit) < MIN_TRIALS:
         return []
-    return _by_property(fit, [float(r["val_acc"]) for r in fit])
+    return _by_property(fit, [float(r["val_acc"]) for r in fit], fixed)
+
+
+def untrained_properties(options: dict) -> tuple:
+    """Genome properties a run's trials did not train with: the batch size under a trial batch."""
+    return ("batch size",) if options.get("trial_batch") else ()
 
 
 def first_trainings(rows: list[dict], min_budget: int, status: str = "ok") -> list[dict]:
@@ -151,7 +157,7 @@ def first_trainings(rows: list[dict], min_budget: int, status: str = "ok") -> li
             and int(float(r.get("budget") or 0)) == min_budget and r.get("val_acc") not in (None, "")]
 
 
-def chance_by_property(rows: list[dict], min_budget: int, chance: float) -> dict:
+def chance_by_property(rows: list[dict], min_budget: int, chance: float, fixed: tuple = ()) -> dict:
     """Compute that taught the search little: the first trainings that ended at or below `chance`
     (the run's chance level, as `fitness.at_chance` counts) after the smallest budget, the share
     of those trainings' compute they took, and per property the share at chance per value
@@ -166,7 +172,7 @@ def chance_by_property(rows: list[dict], min_budget: int, chance: float) -> dict
             "compute": sum(compute), "compute_at_chance": sum(c for c, f in zip(compute, flags) if f),
             "stopped": len(stopped), "stopped_at_chance": sum(float(r["val_acc"]) <= chance for r in stopped),
             "compute_stopped": sum(float(r.get("compute") or 0) for r in stopped),
-            "properties": _by_property(first, flags) if len(first) >= MIN_TRIALS else []}
+            "properties": _by_property(first, flags, fixed) if len(first) >= MIN_TRIALS else []}
 
 
 def plot_best_vs_compute(points: list[tuple[float, float]], title: str = "") -> bytes:

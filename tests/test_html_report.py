@@ -66,6 +66,8 @@ def test_evolve_report_content(search):
     assert "ω²" in text and "not causes" in text
     summary = text[text.index("id='summary'"):text.index("id='plots'")]
     assert "trial recipe" in summary and "batch 32, augmentation none" in summary
+    effects = text[text.index("id='effects'"):text.index("id='trials'")]  # no batch size under a trial batch
+    assert "optimizer" in effects and "batch size" not in effects
     level = json.loads((out / "config.json").read_text())["fitness"]["chance_level"]
     first = [r for r in csv.DictReader((out / "trials.csv").open()) if r["kind"] == "first" and r["status"] == "ok"]
     n = sum(float(r["val_acc"]) <= level for r in first)

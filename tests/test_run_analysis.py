@@ -61,3 +61,13 @@ def test_chance_by_property_counts_first_trainings_of_the_smallest_budget():
     assert by["optimizer"]["means"] == {"adam": (1.0, 3), "sgd": (pytest.approx(1 / 3), 3)}
     assert c["properties"][0]["property"] == "optimizer"  # the only property that varies
     assert chance_by_property(rows[:3], 2, 0.16)["properties"] == []  # too few for the table
+
+
+def test_a_run_with_a_trial_batch_has_no_batch_size_effect():
+    from fernas.run_analysis import untrained_properties
+
+    rows = [first("adam", 0.14), first("adam", 0.15), first("sgd", 0.5), first("sgd", 0.6)] * 2
+    assert "batch size" in {e["property"] for e in chance_by_property(rows, 2, 0.16)["properties"]}
+    fixed = untrained_properties({"trial_batch": 32, "trial_augment": "none"})
+    assert fixed == ("batch size",) and untrained_properties({}) == () and untrained_properties({"trial_batch": 0}) == ()
+    assert "batch size" not in {e["property"] for e in chance_by_property(rows, 2, 0.16, fixed)["properties"]}

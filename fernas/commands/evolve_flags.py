@@ -28,8 +28,8 @@ def add_search_flags(p, d) -> None:
                         "are left out; the run keeps it (--resume refuses another)")
     g.add_argument("--warm-start", default=None, metavar="RUN_DIR",
                    help="start from a finished or stopped run: its hall of fame joins the initial population "
-                        "and its trained genomes are not trained again (needs the same data, budgets, seed "
-                        "and trainer; refused with the reason otherwise)")
+                        "and its trained genomes are not trained again (needs the same data, budgets, trial "
+                        "recipe, seed and trainer; refused with the reason otherwise)")
     g.add_argument("--max-mmacs", type=float, default=d.max_mmacs, metavar="M",
                    help="genomes above this many million multiply-adds per 40x40 image get the penalty "
                         "without training; the initial population and random search sample below it (seed "
@@ -83,16 +83,17 @@ def add_search_flags(p, d) -> None:
 def add_trial_flags(p, d) -> None:
     g = p.add_argument_group("Trials (budgets in epochs of the fast trainer, one crop per image)")
     g.add_argument("--min-budget", type=int, default=d.min_budget, metavar="E",
-                   help="epochs every new genome trains first (measured on the 1,400-image demo data under a "
-                        "60 M multiply-add cap: after 1-2 epochs nothing ranks genomes as 16 epochs do, after 4 "
-                        "the validation loss does, Spearman 0.78; against 48 epochs under a 35 M cap nothing at 4 does, "
-                        "0.04, at 16 it does, 0.82; one FER2013 epoch has 20 times the steps)")
+                   help="epochs every new genome trains first (measured on the 1,400-image demo data, each "
+                        "genome's own recipe, 60 M multiply-add cap: after 1-2 epochs nothing ranks genomes as 16 "
+                        "epochs do, after 4 the validation loss does, Spearman 0.78; against 48 epochs under a 35 M "
+                        "cap nothing at 4 does, 0.04, at 16 it does, 0.82; 4 epochs of the default trial recipe "
+                        "rank as 48 do at 0.79-0.86, see --trial-batch; one FER2013 epoch has 20 times the steps)")
     g.add_argument("--max-budget", type=int, default=d.max_budget, metavar="E",
                    help="epochs the best genomes of a generation reach; learning-rate schedules span this "
-                        "many epochs, so a promoted genome continues the curve it was on. On the demo data the "
-                        "order of genomes after 4-8 epochs predicts their order after 48 weakly, after 16 "
-                        "well (README, 'Does a short budget predict the long one?'): bring it towards the "
-                        "length the kept network will train when compute allows")
+                        "many epochs, so a promoted genome continues the curve it was on. On the demo data, "
+                        "trained with their own recipe, the order of genomes after 4-8 epochs predicts their "
+                        "order after 48 weakly, after 16 well (README, 'Does a short budget predict the long "
+                        "one?'): bring it towards the length the kept network will train when compute allows")
     g.add_argument("--eta", type=int, default=d.eta, metavar="K",
                    help="successive halving in each generation: the best 1/K of the genomes at a budget "
                         "continue (from their checkpoint) to K times the budget, up to --max-budget; selection "
@@ -125,8 +126,9 @@ def add_trial_flags(p, d) -> None:
                         "loss; needs one budget: --epochs-per-trial 2 or more)")
     g.add_argument("--asha-grace", type=int, default=None, metavar="E",
                    help="epochs every trial trains before ASHA's first cut (then at 2E, 4E, ... below "
-                        "--epochs-per-trial; default half of it: on the demo data the ranking after 1 "
-                        "epoch is noise, Spearman 0.26 against 16 epochs, 0.44 after 4, 0.83 after 8)")
+                        "--epochs-per-trial; default half of it: on the demo data, each genome's own recipe, the "
+                        "ranking after 1 epoch is noise, Spearman 0.26 against 16 epochs, 0.44 after 4, 0.83 "
+                        "after 8)")
 
 
 def add_budget_flags(p) -> None:
