@@ -106,4 +106,4 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     # ...and so with another trial recipe (batch size or augmentation of the fitness trainings)
     code = main(["evolve", *common, "--out", str(tmp_path / "D"), "--trial-augment", "vgg", "--warm-start", str(a)])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "trial recipe (batch 32 / none there, batch 32 / vgg here)" in err and not (tmp_path / "D").exists()
+    assert code == 2 and "trial recipe (batch 32, augmentation none there, batch 32, augmentation vgg here)" in err and not (tmp_path / "D").exists()
