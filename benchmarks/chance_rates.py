@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from fernas.io import atomic_write_json  # noqa: E402
 from fernas.run_analysis import chance_by_property, first_trainings, untrained_properties  # noqa: E402
+from fernas.search.options import stored_recipe  # noqa: E402
 
 
 def run_key(cfg: dict) -> tuple:
@@ -36,7 +37,7 @@ def run_key(cfg: dict) -> tuple:
     cap, the trial recipe and the trainer's version."""
     o = cfg["options"]
     return (o["data"], o["data_args"].get("data_seed"), cfg["fitness"]["budgets"][-1], o.get("max_steps_per_epoch"),
-            o.get("trial_batch", 0), o.get("trial_augment", "vgg"), cfg.get("trial_version"))
+            *stored_recipe(o), cfg.get("trial_version"))
 
 
 def pooled(runs: list[Path], budget: int | None) -> tuple[list[dict], dict, int, list[Path], list[Path]]:

@@ -43,6 +43,7 @@ def best_of_run(run: Path) -> dict | None:
     from fernas.errors import RunDirError
     from fernas.evolve import is_done, read_outcomes
     from fernas.fitness import is_ok
+    from fernas.search.options import stored_recipe
 
     try:
         if not is_done(run / "checkpoint.json"):
@@ -59,7 +60,7 @@ def best_of_run(run: Path) -> dict | None:
             "seed": int(opts["ga"]["seed"]), "data": opts["data"], "epochs": int(opts["ga"]["max_budget"]),
             "steps": int(opts.get("max_steps_per_epoch") or 0), "trained_in_run": len(ok),
             # the run's trial recipe (a run stored before it: each genome's own batch, VGG augmentation)
-            "trial_batch": int(opts.get("trial_batch", 0)), "trial_augment": opts.get("trial_augment", "vgg")}
+            **dict(zip(("trial_batch", "trial_augment"), stored_recipe(opts)))}
 
 
 def main(argv=None) -> int:

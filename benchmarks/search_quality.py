@@ -117,6 +117,7 @@ def _reusable(out: Path, cmd: list[str]) -> bool:
     from fernas.commands.evolve import options_from_args
     from fernas.errors import RunDirError
     from fernas.evolve import is_done
+    from fernas.search.options import stored_recipe
 
     try:
         cfg = json.loads((out / "config.json").read_text())
@@ -127,7 +128,7 @@ def _reusable(out: Path, cmd: list[str]) -> bool:
         return False
     # the same flags can mean another GA when defaults changed since (e.g. novel offspring)
     now = options_from_args(build_parser().parse_args(cmd[3:]))
-    recipe = (cfg["options"].get("trial_batch", 0), cfg["options"].get("trial_augment", "vgg"))
+    recipe = stored_recipe(cfg["options"])
     stored = {k: v for k, v in cfg["options"].get("ga", {}).items() if k != "chance_level"}  # set from the data
     return recipe == (now.trial_batch, now.trial_augment) and \
         stored == {k: v for k, v in json.loads(json.dumps(asdict(now.ga))).items() if k != "chance_level"}

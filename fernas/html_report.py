@@ -22,7 +22,7 @@ from pathlib import Path
 from fernas import __version__
 from fernas.errors import RunDirError
 from fernas.io import atomic_write_text
-from fernas.search.options import STORED_TRIAL_RECIPE, recipe_text
+from fernas.search.options import recipe_text, stored_recipe
 
 REPORT_NAME = "report.html"
 TRIAL_COLUMNS = ("trial", "generation", "gid", "origin", "kind", "budget", "status", "val_acc", "val_loss",
@@ -159,8 +159,7 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
         ("search time (s)", fmt(row["seconds"], 1)), ("trial slots busy / training", _use(row.get("utilisation"))),
         ("started", row["started"]),
         ("budgets (epochs)", ", ".join(map(str, cfg.get("fitness", {}).get("budgets", [])))),
-        ("trial recipe", recipe_text(*(cfg.get("options", {}).get(k, v) for k, v in
-                                       zip(("trial_batch", "trial_augment"), STORED_TRIAL_RECIPE)))),
+        ("trial recipe", recipe_text(*stored_recipe(cfg.get("options", {})))),
         ("data", cfg.get("data", {}).get("source")), ("command", "fernas " + " ".join(cfg.get("argv", [])))])
         + config_block(cfg))]
     points = A.best_so_far(trials, max_budget)

@@ -18,6 +18,12 @@ DEFAULT_TRIAL_BATCH, DEFAULT_TRIAL_AUGMENT = 32, "none"
 STORED_TRIAL_RECIPE = (0, "vgg")
 
 
+def stored_recipe(options: dict) -> tuple[int, str]:
+    """(trial batch, augmentation) of a run's stored options (config.json "options")."""
+    return (int(options.get("trial_batch", STORED_TRIAL_RECIPE[0])),
+            options.get("trial_augment", STORED_TRIAL_RECIPE[1]))
+
+
 def recipe_text(batch: int, augment: str) -> str:
     """A trial recipe in words (console, report, warm-start refusals)."""
     return f"batch {batch or 'own'}, augmentation {augment}"

@@ -3,8 +3,8 @@
 `fernas evolve --warm-start RUN_DIR` puts the earlier run's hall of fame at the head of the
 initial population and copies its trained genomes into the new fitness cache, so nothing it
 trained is trained again.  That is sound only when a trial of the same genome would score
-the same: the same data, budgets (and steps per epoch), ASHA or not, trial recipe and seed, or the warm
-start is refused with the reason; and only trials measured by this trainer (`trainer_version`,
+the same: the same data, budgets (and steps per epoch), ASHA or not, trial recipe and seed,
+or the warm start is refused with the reason; and only trials measured by this trainer (`trainer_version`,
 kept in every trial: TRIAL_VERSION and the torch version) that ran to the end of their budget
 are reused.
 
@@ -22,7 +22,7 @@ from fernas import genome as G
 from fernas.errors import RunDirError
 from fernas.evolve import GAConfig, read_outcomes
 from fernas.search import rundir
-from fernas.search.options import STORED_TRIAL_RECIPE, recipe_text
+from fernas.search.options import recipe_text, stored_recipe
 from fernas.search.trial import trainer_version
 from fernas.space import Space
 
@@ -34,8 +34,7 @@ def _differences(stored: dict, opts, data_info: dict) -> list[str]:
     there = {"data": (o.get("data"), o.get("data_args"), _data_sizes(stored.get("data", {}))),
              "budgets": (ga.get("min_budget"), ga.get("max_budget"), ga.get("eta"), o.get("max_steps_per_epoch")),
              "ASHA": bool(o.get("asha")), "seed": ga.get("seed"),
-             "trial recipe": recipe_text(o.get("trial_batch", STORED_TRIAL_RECIPE[0]),
-                                         o.get("trial_augment", STORED_TRIAL_RECIPE[1]))}
+             "trial recipe": recipe_text(*stored_recipe(o))}
     here = {"data": (opts.data, opts.data_args, _data_sizes(data_info)),
             "budgets": (opts.ga.min_budget, opts.ga.max_budget, opts.ga.eta, opts.max_steps_per_epoch),
             "ASHA": bool(opts.asha), "seed": opts.ga.seed, "trial recipe": recipe_text(opts.trial_batch, opts.trial_augment)}
