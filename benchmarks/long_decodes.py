@@ -83,6 +83,24 @@ def still_picked(rows: list[dict], result: dict) -> list[dict]:
     return [r for r in rows if now.get(r["seed"], {}).get(r["gid"]) == r["arms"]]
 
 
+def summary(rows: list[dict], designs: dict) -> dict:
+    """Each arm's long test accuracy over the seeds (mean, std, n); ga-mf against each other arm
+    seed by seed (the difference, and on how many seeds it is ahead, level or behind); and
+    against the best seed design (its single decode)."""
+    by_arm = {arm: {r["seed"]: r["long"] for r in rows if arm in r["arms"]} for arm in ec.SEARCH_ARMS}
+    out = {"long_test_acc": {arm: ec.mean_std(list(v.values())) for arm, v in by_arm.items()}, "ga_mf_minus": {}}
+    mf = by_arm["ga-mf"]
+    for arm in ec.SEARCH_ARMS[1:]:
+        diffs = [mf[s] - by_arm[arm][s] for s in sorted(mf.keys() & by_arm[arm].keys())]
+        out["ga_mf_minus"][arm] = {**ec.mean_std(diffs), "ahead": sum(d > 0 for d in diffs),
+                                   "level": sum(d == 0 for d in diffs), "behind": sum(d < 0 for d in diffs)}
+    if designs:
+        best = max(designs.values())
+        out["best_design"] = best
+        out["above_best_design"] = {arm: sum(v > best for v in by_arm[arm].values()) for arm in ec.SEARCH_ARMS}
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     suffix = f"_{args.tag}" if args.tag else ""
@@ -119,10 +137,14 @@ def main(argv=None) -> int:
     doc = {"benchmark": "long_decodes", "date": datetime.datetime.now().isoformat(timespec="seconds"),
            "source": str(source.relative_to(ROOT)), "machine": {"cpu": ec.cpu_model()}, "protocol": protocol,
            "rows": sorted(kept + rows, key=lambda r: (r["seed"], r["gid"])), "designs": designs,
-           "no_pick": no_pick, "wall_seconds": round(time.perf_counter() - t0, 1)}
+           "no_pick": no_pick}
+    doc["summary"] = summary(doc["rows"], designs)
+    doc["wall_seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(out, doc)
     for r in doc["rows"]:
         print(f"seed {r['seed']}  {r['gid']}  {'+'.join(r['arms']):32s} short {r['short']}  long {r['long']}")
+    for arm, st in doc["summary"]["long_test_acc"].items():
+        print(f"{arm:12s} long test accuracy {st['mean']} +- {st['std']} over {st['n']} seeds")
     print(f"wrote {out}")
     return 0
 

@@ -219,6 +219,21 @@ def test_long_decodes_list_each_distinct_pick_once_read_from_the_decode_cache(tm
     assert dp.pick_rows(a, result, [4], tmp_path) == rows[:1]
 
 
+def test_long_decodes_summary_pairs_ga_mf_with_each_arm_seed_by_seed():
+    dp = load("long_decodes")
+    rows = [{"seed": 0, "arms": ["ga-mf", "ga-single"], "long": 0.8}, {"seed": 0, "arms": ["random-sh"], "long": 0.9},
+            {"seed": 0, "arms": ["random-asha"], "long": 0.7},
+            {"seed": 1, "arms": ["ga-mf"], "long": 0.95}, {"seed": 1, "arms": ["ga-single", "random-sh"], "long": 0.85}]
+    s = dp.summary(rows, {"a": 0.82, "b": 0.6})
+    assert s["long_test_acc"]["ga-mf"]["mean"] == 0.875 and s["long_test_acc"]["random-asha"]["n"] == 1
+    vs_sh = s["ga_mf_minus"]["random-sh"]
+    assert (vs_sh["mean"], vs_sh["ahead"], vs_sh["behind"], vs_sh["level"]) == (0.0, 1, 1, 0)
+    assert s["ga_mf_minus"]["ga-single"]["ahead"] == 1 and s["ga_mf_minus"]["ga-single"]["level"] == 1
+    assert s["ga_mf_minus"]["random-asha"]["n"] == 1  # seed 1 has no random-asha pick: not paired
+    assert s["best_design"] == 0.82 and s["above_best_design"] == {
+        "ga-mf": 1, "ga-single": 1, "random-sh": 2, "random-asha": 0}
+
+
 def test_reuse_takes_only_a_run_of_the_same_command_wherever_its_directory_was(tmp_path):
     ec = load("equal_compute")
     cmd = ["python", "-m", "fernas", "evolve", "--data", "demo", "--out", "/old/tag/ga-mf-seed0", "--seed", "0",
