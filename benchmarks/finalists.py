@@ -1,0 +1,161 @@
+"""The finalists of equal-compute searches trained with the decode protocol: would another
+re-ranking have picked a better network?
+
+A run's pick comes from its last decision: the `--rerank-top` best genomes trained again at the
+largest budget with the trial recipe (batch 32, no augmentation by default), `best.json` the
+best mean.  The network a user keeps is trained far longer with its own recipe (`fernas decode
+--train`, 48+2 epochs).  This trains the `--top` best genomes of each run (its `hall_of_fame/`
+order) with that protocol and compares three ways of choosing among them with the best of them
+(the finalists' ceiling):
+
+* `run`: the run's own pick (hall of fame rank 1);
+* `trial`: the best accuracy of a trial-recipe training at the largest budget (first training
+  or promotion; finalists that never reached that budget rank after those that did);
+* `own@N` for each N of `--at`: the decode's own validation accuracy after its N-th epoch,
+  i.e. what a re-ranking that trained the first N epochs of the decode protocol would have
+  seen (a decode continued from it would cost nothing more).
+
+The runs are those `benchmarks/equal_compute.py --tag TAG` left in its work directory
+(`benchmarks/results/tmp/equal_compute_TAG/ARM-seedS`); the decodes are cached there as
+`long_decodes.py`'s are (same key), so the picks already trained 48+2 are read, not trained.
+
+    .venv/bin/python benchmarks/finalists.py --tag proxy --seeds 2,3,4 --arms ga-mf,random-sh --top 4
+
+Writes benchmarks/results/finalists_TAG.json.  The test split is the equal-compute file's (280
+demo images: one accuracy's standard error is about 1.8 points at 0.9), and each decode is one
+training seed: differences of a point or two between finalists are noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import equal_compute as ec  # noqa: E402
+from budget_correlation import spearman  # noqa: E402
+
+from fernas.io import atomic_write_json  # noqa: E402
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tag", default="proxy", help="the equal_compute result file's tag (equal_compute_TAG.json)")
+    ap.add_argument("--seeds", default="2,3,4", help="the seeds whose runs are still in the work directory")
+    ap.add_argument("--arms", default="ga-mf,random-sh", help="the search arms whose runs to read")
+    ap.add_argument("--top", type=int, default=4, help="finalists per run (hall of fame order)")
+    ap.add_argument("--at", default="8,16,24", help="decode epochs whose validation accuracy is a re-ranking signal")
+    ap.add_argument("--epochs", type=int, default=48)
+    ap.add_argument("--fine-tune", type=int, default=2)
+    return ap.parse_args(argv)
+
+
+def finalists(run: Path, top: int) -> list[dict]:
+    """The run's `top` best genomes, best first: rank, id, genome document."""
+    files = sorted((run / "hall_of_fame").glob("*.json"))[:top]
+    docs = [json.loads(p.read_text()) for p in files]
+    return [{"rank": i + 1, "gid": d["evolve"]["gid"], "doc": d} for i, d in enumerate(docs)]
+
+
+def trial_accuracy(run: Path, gid: str, max_budget: int) -> float | None:
+    """The genome's best trial-recipe accuracy at the largest budget (first training or
+    promotion; re-ranking seeds left out: only the run's finalists have them); None when it never
+    reached that budget."""
+    with open(run / "trials.csv", newline="") as f:
+        accs = [float(r["val_acc"]) for r in csv.DictReader(f)
+                if r["gid"] == gid and r["kind"] in ("first", "promotion") and r["status"] == "ok"
+                and r["val_acc"] and int(r["budget"]) == max_budget]
+    return max(accs) if accs else None
+
+
+def own_validation(decode_run: Path, epochs: list[int]) -> dict[str, float]:
+    """The decode's validation accuracy after each of `epochs` (its training phase)."""
+    with open(decode_run / "history.csv", newline="") as f:
+        train = [float(r["val_acc"]) for r in csv.DictReader(f) if r["phase"] == "train"]
+    return {f"own@{n}": round(train[n - 1], 4) for n in epochs if n <= len(train)}
+
+
+def chosen(rows: list[dict], signal: str) -> dict:
+    """The finalist a signal picks (highest value; missing values last, then hall of fame rank)."""
+    return min(rows, key=lambda r: (r[signal] is None, -(r[signal] or 0.0), r["rank"]))
+
+
+def run_summary(rows: list[dict], signals: list[str]) -> dict:
+    """One run: the test accuracy of each signal's choice, the ceiling, and each signal's Spearman
+    with the test accuracy over the finalists."""
+    test = [r["test"] for r in rows]
+    out = {"ceiling": max(test), "picks": {}, "spearman": {}}
+    for s in signals:
+        out["picks"][s] = {"gid": chosen(rows, s)["gid"], "test": chosen(rows, s)["test"]}
+        pairs = [(r[s], r["test"]) for r in rows if r[s] is not None]
+        out["spearman"][s] = spearman([p[0] for p in pairs], [p[1] for p in pairs])
+    return out
+
+
+def summary(runs: dict[str, dict], signals: list[str]) -> dict:
+    """Over runs: each signal's mean test accuracy of its choice, how often it chose the
+    ceiling, and its mean Spearman."""
+    out = {"runs": len(runs), "ceiling_mean": round(statistics.mean(r["ceiling"] for r in runs.values()), 4)}
+    for s in signals:
+        tests = [r["picks"][s]["test"] for r in runs.values()]
+        rhos = [r["spearman"][s] for r in runs.values() if r["spearman"][s] is not None]
+        out[s] = {"pick_test_mean": round(statistics.mean(tests), 4),
+                  "chose_ceiling": sum(r["picks"][s]["test"] == r["ceiling"] for r in runs.values()),
+                  "spearman_mean": round(statistics.mean(rhos), 3) if rhos else None}
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    suffix = f"_{args.tag}" if args.tag else ""
+    result = json.loads((ROOT / "benchmarks" / "results" / f"equal_compute{suffix}.json").read_text())
+    st = result["settings"]
+    work = ROOT / "benchmarks" / "results" / "tmp" / f"equal_compute{suffix}"
+    a = SimpleNamespace(data=st["data"], data_seed=st["data_seed"], decode_epochs=args.epochs,
+                        decode_fine_tune=args.fine_tune, remeasure=False)
+    at = [int(n) for n in args.at.split(",")]
+    signals = ["run", "trial", *(f"own@{n}" for n in at)]
+    t0 = time.perf_counter()
+    rows, runs = [], {}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for arm in args.arms.split(","):
+            run = work / f"{arm}-seed{seed}"
+            if not (run / "hall_of_fame").is_dir():
+                raise SystemExit(f"{run}: no such run (equal_compute.py --tag {args.tag} left none for this seed)")
+            mine = []
+            for f in finalists(run, args.top):
+                print(f"{arm} seed {seed}: finalist {f['rank']} {f['gid']}", flush=True)
+                d = ec.decode(a, f"{arm}-seed{seed}-{f['gid']}", f["doc"], work)
+                dec = work / "decode" / ec.decode_key(a, f["gid"], ec.DECODE_SEED) / "run"
+                mine.append({"seed": seed, "arm": arm, "rank": f["rank"], "gid": f["gid"], "run": -f["rank"],
+                             "trial": trial_accuracy(run, f["gid"], st["max_budget"]),
+                             **own_validation(dec, at), "test": d["test_acc_tencrop"], "macs": d["macs"]})
+            runs[f"{arm}-seed{seed}"] = run_summary(mine, signals)
+            rows += mine
+    doc = {"benchmark": "finalists", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+           "source": f"benchmarks/results/equal_compute{suffix}.json", "machine": {"cpu": ec.cpu_model()},
+           "settings": vars(args), "protocol": {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune,
+                                                "train_crops": ec.DECODE_TRAIN_CROPS, "seed": ec.DECODE_SEED},
+           "rows": rows, "runs": runs, "summary": summary(runs, signals),
+           "wall_seconds": round(time.perf_counter() - t0, 1)}
+    out = ROOT / "benchmarks" / "results" / f"finalists{suffix}.json"
+    atomic_write_json(out, doc)
+    for name, r in runs.items():
+        print(f"{name:18s} ceiling {r['ceiling']:.3f}  " + "  ".join(f"{s} {p['test']:.3f}" for s, p in r["picks"].items()))
+    print(json.dumps(doc["summary"], indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
