@@ -246,3 +246,30 @@ def test_reuse_takes_only_a_run_of_the_same_command_wherever_its_directory_was(t
     assert ec._same_command(run, cmd) and ec._same_command(run, moved)
     old_recipe = [*cmd[:-4], "--trial-batch", "0", "--trial-augment", "vgg"]
     assert not ec._same_command(run, old_recipe)
+
+
+def test_finalists_compare_each_signals_choice_with_the_best_finalist(tmp_path):
+    fl = load("finalists")
+    run = tmp_path / "ga-mf-seed0"
+    run.mkdir()
+    with open(run / "trials.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["gid", "kind", "budget", "status", "val_acc"])
+        w.writeheader()
+        w.writerows([{"gid": "a", "kind": "first", "budget": 4, "status": "ok", "val_acc": 0.7},
+                     {"gid": "a", "kind": "promotion", "budget": 8, "status": "ok", "val_acc": 0.8},
+                     {"gid": "a", "kind": "rerank", "budget": 8, "status": "ok", "val_acc": 0.9},
+                     {"gid": "b", "kind": "first", "budget": 4, "status": "ok", "val_acc": 0.75}])
+    assert fl.trial_accuracy(run, "a", 8) == 0.8  # a re-ranking seed is not the genome's own trial
+    assert fl.trial_accuracy(run, "b", 8) is None
+    (tmp_path / "history.csv").write_text("phase,epoch,val_acc\ntrain,1,0.2\ntrain,2,0.4\nfinetune,1,0.9\n")
+    assert fl.own_validation(tmp_path, [1, 2, 3]) == {"own@1": 0.2, "own@2": 0.4}
+    rows = [{"gid": "a", "rank": 1, "run": -1, "trial": 0.8, "own@2": 0.3, "test": 0.85},
+            {"gid": "b", "rank": 2, "run": -2, "trial": None, "own@2": 0.5, "test": 0.90},
+            {"gid": "c", "rank": 3, "run": -3, "trial": 0.7, "own@2": 0.4, "test": 0.88}]
+    r = fl.run_summary(rows, ["run", "trial", "own@2"])
+    assert r["ceiling"] == 0.90
+    assert {s: p["gid"] for s, p in r["picks"].items()} == {"run": "a", "trial": "a", "own@2": "b"}
+    assert r["spearman"]["own@2"] == 1.0 and r["spearman"]["run"] == -0.5
+    s = fl.summary({"x": r, "y": r}, ["run", "own@2"])
+    assert s["ceiling_mean"] == 0.9 and s["own@2"] == {"pick_test_mean": 0.9, "chose_ceiling": 2, "spearman_mean": 1.0}
+    assert s["run"]["chose_ceiling"] == 0
