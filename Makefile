@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch/torchvision pinned to the releases this workplace serves; any >=2.2 works elsewhere.
+	# torch/torchvision pinned to the releases this workplace serves; pyproject.toml's torch>=2.5 works elsewhere.
 	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1" || $(PY) -m pip install --quiet torch torchvision
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)

@@ -245,7 +245,7 @@ def main(argv=None) -> int:
     ap.add_argument("--gpu", "--large", dest="large", action="store_true",
                     help="larger settings for a GPU machine (FER2013-sized demo data, pop 20 x 10 generations, "
                          "5 seeds); results go to search_quality-gpu.json / best_vs_trials-gpu.png")
-    ap.add_argument("--seeds", default=None, help="comma-separated GA seeds (small: 0,1,2)")
+    ap.add_argument("--seeds", default=None, help="comma-separated GA seeds (default 0,1,2,3,4)")
     ap.add_argument("--data", default=None, help="demo data of the trials and the decode training")
     ap.add_argument("--pop", type=int, default=None)
     ap.add_argument("--generations", type=int, default=None)
