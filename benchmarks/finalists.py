@@ -21,9 +21,12 @@ The runs are those `benchmarks/equal_compute.py --tag TAG` left in its work dire
 
     .venv/bin/python benchmarks/finalists.py --tag proxy --seeds 2,3,4 --arms ga-mf,random-sh --top 4
 
-Writes benchmarks/results/finalists_TAG.json.  The test split is the equal-compute file's (280
-demo images: one accuracy's standard error is about 1.8 points at 0.9), and each decode is one
-training seed: differences of a point or two between finalists are noise.
+Writes benchmarks/results/finalists_TAG.json.  The equal-compute file's test split (280 demo
+images) gives one accuracy a standard error of about 1.8 points at 0.9, the size of the
+differences between finalists; so each trained network is also tested (`fernas evaluate`,
+ten-crop) on a test split `--big-test` times as large (`big_test`; on the demo data, whose splits
+are drawn from streams of their own, the training and validation images stay the same).  Each
+decode is still one training seed.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def parse_args(argv):
     ap.add_argument("--arms", default="ga-mf,random-sh", help="the search arms whose runs to read")
     ap.add_argument("--top", type=int, default=4, help="finalists per run (hall of fame order)")
     ap.add_argument("--at", default="8,16,24", help="decode epochs whose validation accuracy is a re-ranking signal")
+    ap.add_argument("--big-test", type=int, default=10, help="test split this many times as large (demo data; 0: none)")
     ap.add_argument("--epochs", type=int, default=48)
     ap.add_argument("--fine-tune", type=int, default=2)
     return ap.parse_args(argv)
@@ -85,19 +89,41 @@ def own_validation(decode_run: Path, epochs: list[int]) -> dict[str, float]:
     return {f"own@{n}": round(train[n - 1], 4) for n in epochs if n <= len(train)}
 
 
+def larger_test(data: str, factor: int) -> str | None:
+    """The demo spec with a test split `factor` times as large (None: not demo data, or factor 0)."""
+    kind, _, sizes = data.partition(":")
+    parts = sizes.split(",")
+    if kind != "demo" or len(parts) != 3 or factor <= 0:
+        return None
+    return f"demo:{parts[0]},{parts[1]},{int(parts[2]) * factor}"
+
+
+def evaluate_on(decode_run: Path, data: str, data_seed: int) -> float:
+    """Ten-crop test accuracy of a decode's model on other data, cached beside the decode."""
+    d = decode_run.parent / f"eval-{data.replace(':', '_').replace(',', '_')}-d{data_seed}"
+    metrics = d / "metrics.json"
+    if not metrics.is_file():
+        d.mkdir(parents=True, exist_ok=True)
+        ec.run_cmd([sys.executable, "-m", "fernas", "evaluate", str(decode_run / "model.pt"), "--data", data,
+                    "--data-seed", str(data_seed), "--out", str(d / "run")], d / "evaluate.log")
+        m = json.loads((d / "run" / "metrics.json").read_text())
+        atomic_write_json(metrics, {"test_accuracy_tencrop": m["test_accuracy_tencrop"], "n": m["n"]})
+    return round(json.loads(metrics.read_text())["test_accuracy_tencrop"], 4)
+
+
 def chosen(rows: list[dict], signal: str) -> dict:
     """The finalist a signal picks (highest value; missing values last, then hall of fame rank)."""
     return min(rows, key=lambda r: (r[signal] is None, -(r[signal] or 0.0), r["rank"]))
 
 
-def run_summary(rows: list[dict], signals: list[str]) -> dict:
-    """One run: the test accuracy of each signal's choice, the ceiling, and each signal's Spearman
-    with the test accuracy over the finalists."""
-    test = [r["test"] for r in rows]
+def run_summary(rows: list[dict], signals: list[str], truth: str = "test") -> dict:
+    """One run: the `truth` (test accuracy) of each signal's choice, the ceiling, and each
+    signal's Spearman with the truth over the finalists."""
+    test = [r[truth] for r in rows]
     out = {"ceiling": max(test), "picks": {}, "spearman": {}}
     for s in signals:
-        out["picks"][s] = {"gid": chosen(rows, s)["gid"], "test": chosen(rows, s)["test"]}
-        pairs = [(r[s], r["test"]) for r in rows if r[s] is not None]
+        out["picks"][s] = {"gid": chosen(rows, s)["gid"], "test": chosen(rows, s)[truth]}
+        pairs = [(r[s], r[truth]) for r in rows if r[s] is not None]
         out["spearman"][s] = spearman([p[0] for p in pairs], [p[1] for p in pairs])
     return out
 
@@ -125,6 +151,8 @@ def main(argv=None) -> int:
                         decode_fine_tune=args.fine_tune, remeasure=False)
     at = [int(n) for n in args.at.split(",")]
     signals = ["run", "trial", *(f"own@{n}" for n in at)]
+    big = larger_test(st["data"], args.big_test)
+    truths = ["test", "test_big"] if big else ["test"]
     t0 = time.perf_counter()
     rows, runs = [], {}
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -140,18 +168,23 @@ def main(argv=None) -> int:
                 mine.append({"seed": seed, "arm": arm, "rank": f["rank"], "gid": f["gid"], "run": -f["rank"],
                              "trial": trial_accuracy(run, f["gid"], st["max_budget"]),
                              **own_validation(dec, at), "test": d["test_acc_tencrop"], "macs": d["macs"]})
-            runs[f"{arm}-seed{seed}"] = run_summary(mine, signals)
+                if big:
+                    mine[-1]["test_big"] = evaluate_on(dec, big, st["data_seed"])
+            runs[f"{arm}-seed{seed}"] = {t: run_summary(mine, signals, t) for t in truths}
             rows += mine
     doc = {"benchmark": "finalists", "date": datetime.datetime.now().isoformat(timespec="seconds"),
            "source": f"benchmarks/results/equal_compute{suffix}.json", "machine": {"cpu": ec.cpu_model()},
            "settings": vars(args), "protocol": {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune,
                                                 "train_crops": ec.DECODE_TRAIN_CROPS, "seed": ec.DECODE_SEED},
-           "rows": rows, "runs": runs, "summary": summary(runs, signals),
+           "big_test": big, "rows": rows, "runs": runs,
+           "summary": {t: summary({k: v[t] for k, v in runs.items()}, signals) for t in truths},
            "wall_seconds": round(time.perf_counter() - t0, 1)}
     out = ROOT / "benchmarks" / "results" / f"finalists{suffix}.json"
     atomic_write_json(out, doc)
-    for name, r in runs.items():
-        print(f"{name:18s} ceiling {r['ceiling']:.3f}  " + "  ".join(f"{s} {p['test']:.3f}" for s, p in r["picks"].items()))
+    for name, by_truth in runs.items():
+        for t, r in by_truth.items():
+            print(f"{name:18s} {t:8s} ceiling {r['ceiling']:.3f}  "
+                  + "  ".join(f"{s} {p['test']:.3f}" for s, p in r["picks"].items()))
     print(json.dumps(doc["summary"], indent=1))
     print(f"wrote {out}")
     return 0

@@ -268,6 +268,11 @@ def test_finalists_compare_each_signals_choice_with_the_best_finalist(tmp_path):
             {"gid": "c", "rank": 3, "run": -3, "trial": 0.7, "own@2": 0.4, "test": 0.88}]
     r = fl.run_summary(rows, ["run", "trial", "own@2"])
     assert r["ceiling"] == 0.90
+    for row, big in zip(rows, (0.87, 0.80, 0.86)):
+        row["test_big"] = big
+    assert fl.run_summary(rows, ["own@2"], "test_big")["picks"]["own@2"] == {"gid": "b", "test": 0.80}
+    assert fl.larger_test("demo:1400,560,280", 10) == "demo:1400,560,2800"
+    assert fl.larger_test("fer2013.csv", 10) is None and fl.larger_test("demo:1400,560,280", 0) is None
     assert {s: p["gid"] for s, p in r["picks"].items()} == {"run": "a", "trial": "a", "own@2": "b"}
     assert r["spearman"]["own@2"] == 1.0 and r["spearman"]["run"] == -0.5
     s = fl.summary({"x": r, "y": r}, ["run", "own@2"])
