@@ -218,11 +218,16 @@ def decode_key(a, gid: str, seed: int) -> str:
     return f"{gid}-e{a.decode_epochs}+{a.decode_fine_tune}-{data}-d{a.data_seed}" + (f"-seed{seed}" if seed else "")
 
 
+def decode_run(a, gid: str, work: Path, seed: int = DECODE_SEED) -> Path:
+    """The run directory of a cached decode (model.pt, metrics.json, history.csv)."""
+    return work / "decode" / decode_key(a, gid, seed) / "run"
+
+
 def decode(a, name: str, doc: dict, work: Path, seed: int = DECODE_SEED) -> dict:
     """`fernas decode --train` with the fixed protocol, cached by `decode_key`."""
     from fernas import genome as G
 
-    d = work / "decode" / decode_key(a, G.genome_id(doc), seed)
+    d = decode_run(a, G.genome_id(doc), work, seed).parent
     metrics = d / "run" / "metrics.json"
     if not fresh(a, metrics):
         shutil.rmtree(d, ignore_errors=True)
@@ -237,6 +242,28 @@ def decode(a, name: str, doc: dict, work: Path, seed: int = DECODE_SEED) -> dict
     m = json.loads(metrics.read_text())
     return {"genome": name, "test_acc_tencrop": round(m["test_accuracy_tencrop"], 4), "macs": m["macs"],
             "params": m["params"]}
+
+
+def larger_test(data: str, factor: int) -> str | None:
+    """The demo spec with a test split `factor` times as large (None: not demo data, or factor 0)."""
+    kind, _, sizes = data.partition(":")
+    parts = sizes.split(",")
+    if kind != "demo" or len(parts) != 3 or factor <= 0:
+        return None
+    return f"demo:{parts[0]},{parts[1]},{int(parts[2]) * factor}"
+
+
+def evaluate_on(decode_run: Path, data: str, data_seed: int) -> float:
+    """Ten-crop test accuracy of a decode's model on other data, cached beside the decode."""
+    d = decode_run.parent / f"eval-{data.replace(':', '_').replace(',', '_')}-d{data_seed}"
+    metrics = d / "metrics.json"
+    if not metrics.is_file():
+        d.mkdir(parents=True, exist_ok=True)
+        run_cmd([sys.executable, "-m", "fernas", "evaluate", str(decode_run / "model.pt"), "--data", data,
+                 "--data-seed", str(data_seed), "--out", str(d / "run")], d / "evaluate.log")
+        m = json.loads((d / "run" / "metrics.json").read_text())
+        atomic_write_json(metrics, {"test_accuracy_tencrop": m["test_accuracy_tencrop"], "n": m["n"]})
+    return round(json.loads(metrics.read_text())["test_accuracy_tencrop"], 4)
 
 
 def fresh(a, path: Path) -> bool:

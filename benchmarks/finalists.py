@@ -24,9 +24,9 @@ The runs are those `benchmarks/equal_compute.py --tag TAG` left in its work dire
 Writes benchmarks/results/finalists_TAG.json.  The equal-compute file's test split (280 demo
 images) gives one accuracy a standard error of about 1.8 points at 0.9, the size of the
 differences between finalists; so each trained network is also tested (`fernas evaluate`,
-ten-crop) on a test split `--big-test` times as large (`big_test`; on the demo data, whose splits
-are drawn from streams of their own, the training and validation images stay the same).  Each
-decode is still one training seed.
+ten-crop) on a test split `--big-test` times as large (`equal_compute.evaluate_on`; on the
+demo data, whose splits are drawn from streams of their own, the training and validation
+images stay the same).  Each decode is still one training seed.
 """
 
 from __future__ import annotations
@@ -89,28 +89,6 @@ def own_validation(decode_run: Path, epochs: list[int]) -> dict[str, float]:
     return {f"own@{n}": round(train[n - 1], 4) for n in epochs if n <= len(train)}
 
 
-def larger_test(data: str, factor: int) -> str | None:
-    """The demo spec with a test split `factor` times as large (None: not demo data, or factor 0)."""
-    kind, _, sizes = data.partition(":")
-    parts = sizes.split(",")
-    if kind != "demo" or len(parts) != 3 or factor <= 0:
-        return None
-    return f"demo:{parts[0]},{parts[1]},{int(parts[2]) * factor}"
-
-
-def evaluate_on(decode_run: Path, data: str, data_seed: int) -> float:
-    """Ten-crop test accuracy of a decode's model on other data, cached beside the decode."""
-    d = decode_run.parent / f"eval-{data.replace(':', '_').replace(',', '_')}-d{data_seed}"
-    metrics = d / "metrics.json"
-    if not metrics.is_file():
-        d.mkdir(parents=True, exist_ok=True)
-        ec.run_cmd([sys.executable, "-m", "fernas", "evaluate", str(decode_run / "model.pt"), "--data", data,
-                    "--data-seed", str(data_seed), "--out", str(d / "run")], d / "evaluate.log")
-        m = json.loads((d / "run" / "metrics.json").read_text())
-        atomic_write_json(metrics, {"test_accuracy_tencrop": m["test_accuracy_tencrop"], "n": m["n"]})
-    return round(json.loads(metrics.read_text())["test_accuracy_tencrop"], 4)
-
-
 def chosen(rows: list[dict], signal: str) -> dict:
     """The finalist a signal picks (highest value; missing values last, then hall of fame rank)."""
     return min(rows, key=lambda r: (r[signal] is None, -(r[signal] or 0.0), r["rank"]))
@@ -151,7 +129,7 @@ def main(argv=None) -> int:
                         decode_fine_tune=args.fine_tune, remeasure=False)
     at = [int(n) for n in args.at.split(",")]
     signals = ["run", "trial", *(f"own@{n}" for n in at)]
-    big = larger_test(st["data"], args.big_test)
+    big = ec.larger_test(st["data"], args.big_test)
     truths = ["test", "test_big"] if big else ["test"]
     t0 = time.perf_counter()
     rows, runs = [], {}
@@ -164,12 +142,12 @@ def main(argv=None) -> int:
             for f in finalists(run, args.top):
                 print(f"{arm} seed {seed}: finalist {f['rank']} {f['gid']}", flush=True)
                 d = ec.decode(a, f"{arm}-seed{seed}-{f['gid']}", f["doc"], work)
-                dec = work / "decode" / ec.decode_key(a, f["gid"], ec.DECODE_SEED) / "run"
+                dec = ec.decode_run(a, f["gid"], work)
                 mine.append({"seed": seed, "arm": arm, "rank": f["rank"], "gid": f["gid"], "run": -f["rank"],
                              "trial": trial_accuracy(run, f["gid"], st["max_budget"]),
                              **own_validation(dec, at), "test": d["test_acc_tencrop"], "macs": d["macs"]})
                 if big:
-                    mine[-1]["test_big"] = evaluate_on(dec, big, st["data_seed"])
+                    mine[-1]["test_big"] = ec.evaluate_on(dec, big, st["data_seed"])
             runs[f"{arm}-seed{seed}"] = {t: run_summary(mine, signals, t) for t in truths}
             rows += mine
     doc = {"benchmark": "finalists", "date": datetime.datetime.now().isoformat(timespec="seconds"),

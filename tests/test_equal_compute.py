@@ -217,6 +217,11 @@ def test_long_decodes_list_each_distinct_pick_once_read_from_the_decode_cache(tm
     result["per_seed"][0]["random-asha"] = {"pick_gid": None, "pick_vector": None}  # regenerated: no pick
     assert dp.still_picked(rows, result) == rows[:1]
     assert dp.pick_rows(a, result, [4], tmp_path) == rows[:1]
+    big = ec.larger_test(a.data, 10)  # the same decode tested on 2,800 images: read from its cache
+    ev = ec.decode_run(a, gids[0], tmp_path).parent / "eval-demo_1400_560_2800-d0"
+    ev.mkdir()
+    (ev / "metrics.json").write_text(json.dumps({"test_accuracy_tencrop": 0.877, "n": 2800}))
+    assert dp.pick_rows(a, result, [4], tmp_path, big)[0]["long_big"] == 0.877
 
 
 def test_long_decodes_summary_pairs_ga_mf_with_each_arm_seed_by_seed():
@@ -232,6 +237,10 @@ def test_long_decodes_summary_pairs_ga_mf_with_each_arm_seed_by_seed():
     assert s["ga_mf_minus"]["random-asha"]["n"] == 1  # seed 1 has no random-asha pick: not paired
     assert s["best_design"] == 0.82 and s["above_best_design"] == {
         "ga-mf": 1, "ga-single": 1, "random-sh": 2, "random-asha": 0}
+    rows[0]["long_big"] = 0.79  # the larger test: rows without it are left out
+    big = dp.summary(rows, {"a": 0.8}, "long_big")
+    assert big["long_test_acc"]["ga-mf"] == {"mean": 0.79, "std": 0.0, "min": 0.79, "max": 0.79, "n": 1}
+    assert big["above_best_design"]["ga-single"] == 0 and big["long_test_acc"]["random-sh"]["n"] == 0
 
 
 def test_reuse_takes_only_a_run_of_the_same_command_wherever_its_directory_was(tmp_path):
@@ -271,8 +280,8 @@ def test_finalists_compare_each_signals_choice_with_the_best_finalist(tmp_path):
     for row, big in zip(rows, (0.87, 0.80, 0.86)):
         row["test_big"] = big
     assert fl.run_summary(rows, ["own@2"], "test_big")["picks"]["own@2"] == {"gid": "b", "test": 0.80}
-    assert fl.larger_test("demo:1400,560,280", 10) == "demo:1400,560,2800"
-    assert fl.larger_test("fer2013.csv", 10) is None and fl.larger_test("demo:1400,560,280", 0) is None
+    assert fl.ec.larger_test("demo:1400,560,280", 10) == "demo:1400,560,2800"
+    assert fl.ec.larger_test("fer2013.csv", 10) is None and fl.ec.larger_test("demo:1400,560,280", 0) is None
     assert {s: p["gid"] for s, p in r["picks"].items()} == {"run": "a", "trial": "a", "own@2": "b"}
     assert r["spearman"]["own@2"] == 1.0 and r["spearman"]["run"] == -0.5
     s = fl.summary({"x": r, "y": r}, ["run", "own@2"])
