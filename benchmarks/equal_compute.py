@@ -253,13 +253,14 @@ def larger_test(data: str, factor: int) -> str | None:
     return f"demo:{parts[0]},{parts[1]},{int(parts[2]) * factor}"
 
 
-def evaluate_on(decode_run: Path, data: str, data_seed: int) -> float:
-    """Ten-crop test accuracy of a decode's model on other data, cached beside the decode."""
-    d = decode_run.parent / f"eval-{data.replace(':', '_').replace(',', '_')}-d{data_seed}"
+def evaluate_on(trained: Path, data: str, data_seed: int) -> float:
+    """Ten-crop test accuracy on other data of the model a `fernas decode --train`/`fernas train`
+    run directory holds, cached inside it (a decode trained again loses it with the rest)."""
+    d = trained / f"eval-{data.replace(':', '_').replace(',', '_')}-d{data_seed}"
     metrics = d / "metrics.json"
     if not metrics.is_file():
         d.mkdir(parents=True, exist_ok=True)
-        run_cmd([sys.executable, "-m", "fernas", "evaluate", str(decode_run / "model.pt"), "--data", data,
+        run_cmd([sys.executable, "-m", "fernas", "evaluate", str(trained / "model.pt"), "--data", data,
                  "--data-seed", str(data_seed), "--out", str(d / "run")], d / "evaluate.log")
         m = json.loads((d / "run" / "metrics.json").read_text())
         atomic_write_json(metrics, {"test_accuracy_tencrop": m["test_accuracy_tencrop"], "n": m["n"]})

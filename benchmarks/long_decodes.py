@@ -20,7 +20,8 @@ same; `machine` is this invocation's (decodes move with the CPU and thread count
 on one machine to compare them).  On demo data each trained network is also tested on a test
 split `--big-test` times as large (`long_big`, `designs_big`, `summary_big`; the file's 280 test
 images give one accuracy a standard error of about 1.8 points at 0.9, the size of the
-differences between picks).  Of files measured before `used_whole` (no `over_budget` in
+differences between picks), and so is the seeds arm's training of each seed where the work
+directory still holds it (`seeds_arm_big`: seed -> design -> accuracy).  Of files measured before `used_whole` (no `over_budget` in
 their settings, e.g. ashag4) random-sh's picks may come from more than C.
 """
 
@@ -144,12 +145,17 @@ def main(argv=None) -> int:
             designs[name] = ec.decode(a, name, doc, work)["test_acc_tencrop"]
             if big:
                 designs_big[name] = ec.evaluate_on(ec.decode_run(a, G.genome_id(doc), work), big, a.data_seed)
+    # the seeds arm's trainings (each design with all of C), where the work directory still has them
+    seeds_big = {str(s): {m.parent.name: ec.evaluate_on(m.parent, big, a.data_seed)
+                          for m in sorted((work / f"seeds-seed{s}").glob("*/model.pt"))}
+                 for s in seeds if big and (work / f"seeds-seed{s}").is_dir()}
     no_pick = [{"seed": rec["seed"], "arm": arm} for rec in result["per_seed"] for arm in ec.SEARCH_ARMS
                if not rec[arm].get("pick_vector")]
     doc = {"benchmark": "long_decodes", "date": datetime.datetime.now().isoformat(timespec="seconds"),
            "source": str(source.relative_to(ROOT)), "machine": {"cpu": ec.cpu_model()}, "protocol": protocol,
            "rows": sorted(kept + rows, key=lambda r: (r["seed"], r["gid"])), "designs": designs,
-           "no_pick": no_pick, "big_test": big, "designs_big": designs_big}
+           "no_pick": no_pick, "big_test": big, "designs_big": designs_big,
+           "seeds_arm_big": {**old.get("seeds_arm_big", {}), **seeds_big}}
     doc["summary"] = summary(doc["rows"], designs)
     if big:
         doc["summary_big"] = summary(doc["rows"], designs_big, "long_big")

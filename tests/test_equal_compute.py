@@ -218,7 +218,7 @@ def test_long_decodes_list_each_distinct_pick_once_read_from_the_decode_cache(tm
     assert dp.still_picked(rows, result) == rows[:1]
     assert dp.pick_rows(a, result, [4], tmp_path) == rows[:1]
     big = ec.larger_test(a.data, 10)  # the same decode tested on 2,800 images: read from its cache
-    ev = ec.decode_run(a, gids[0], tmp_path).parent / "eval-demo_1400_560_2800-d0"
+    ev = ec.decode_run(a, gids[0], tmp_path) / "eval-demo_1400_560_2800-d0"
     ev.mkdir()
     (ev / "metrics.json").write_text(json.dumps({"test_accuracy_tencrop": 0.877, "n": 2800}))
     assert dp.pick_rows(a, result, [4], tmp_path, big)[0]["long_big"] == 0.877
