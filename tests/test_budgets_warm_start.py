@@ -107,3 +107,7 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     code = main(["evolve", *common, "--out", str(tmp_path / "D"), "--trial-augment", "vgg", "--warm-start", str(a)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "trial recipe (batch 32, augmentation none there, batch 32, augmentation vgg here)" in err and not (tmp_path / "D").exists()
+    # ...and with another re-ranking recipe (its re-ranking trials would be averaged with other ones)
+    code = main(["evolve", *common, "--out", str(tmp_path / "E"), "--rerank-recipe", "trial", "--warm-start", str(a)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "re-ranking ((own, 48) there, (trial, 48) here)" in err and not (tmp_path / "E").exists()

@@ -349,21 +349,30 @@ def test_eta_1_is_one_trial_per_genome_at_the_single_budget():
         GAConfig(min_budget=5, max_budget=4)
 
 
-def test_reranking_retrains_the_top_genomes_with_other_seeds_and_orders_by_the_mean(tmp_path):
+@pytest.mark.parametrize("recipe", ["trial", "own"])
+def test_reranking_retrains_the_top_genomes_with_other_seeds_and_orders_by_the_mean(tmp_path, recipe):
+    """The mean counts the genome's own trial at the largest budget only when the re-ranking
+    trains the same (trial) recipe."""
     batches = []
 
     def evaluate(batch):
         batches.append(batch)
         return [fake_outcome(c) for c in batch]
 
-    ev = Evolution(GAConfig(pop=8, generations=2, seed=4, rerank_top=3, rerank_seeds=2), seed_docs=seed_docs(),
-                   checkpoint_path=tmp_path / "checkpoint.json").run(evaluate)
+    ev = Evolution(GAConfig(pop=8, generations=2, seed=4, rerank_top=3, rerank_seeds=2, rerank_recipe=recipe),
+                   seed_docs=seed_docs(), checkpoint_path=tmp_path / "checkpoint.json").run(evaluate)
     last = batches[-1]
     assert {c.kind for c in last} == {"rerank"} and len(last) == 6 and {c.seed for c in last} == {1, 2}
     assert all(c.budget == 4 for c in last)
     from fernas.fitness import reranked_accuracy
 
-    means = {c.gid: reranked_accuracy(ev.cache[c.gid], 2) for c in last}
+    means = {c.gid: reranked_accuracy(ev.cache[c.gid], 2, with_own=recipe == "trial") for c in last}
+    reruns = {g: [t["val_acc"] for t in ev.cache[g]["trials"] if t["kind"] == "rerank"] for g in means}
+    with_own = {g: (sum(v) + ev.cache[g]["val_acc"]) / (len(v) + 1) for g, v in reruns.items()}
+    if recipe == "own":
+        assert means == {g: sum(v) / len(v) for g, v in reruns.items()} and means != with_own
+    else:
+        assert means == with_own
     ranked = ev.hall_of_fame()
     assert [i.gid for i in ranked[:3]] == sorted(means, key=lambda g: (-means[g], g))  # by the mean
     assert ev.best().gid == ranked[0].gid and ev.done
@@ -520,3 +529,19 @@ def test_the_seed_designs_are_kept_beside_the_best_and_named_at_the_end(tmp_path
     assert printed.getvalue().count("\n") == 1 and "it is the best genome: no new genome beat it" in printed.getvalue()
     RunDir(tmp_path, names, {}, set()).write_seed_designs(ev)  # no design any more: no stale file stays
     assert list((tmp_path / "seed_designs").glob("*.json")) == []
+
+
+def test_an_own_recipe_reranking_trial_trains_the_genomes_batch_with_the_decode_augmentation():
+    from fernas.evolve.config import Candidate
+    from fernas.search.trial import TrialBudget, with_recipe
+    from fernas.search.tune_adapter import own_recipe
+
+    ga = GAConfig(max_budget=8, rerank_recipe="own", rerank_schedule=48)
+    cand = Candidate("g", [0], None, 0, budget=8, kind="rerank", seed=1)
+    config = own_recipe(cand, ga)
+    assert config == {"recipe": "own", "schedule_epochs": 48}
+    trial = TrialBudget(epochs=8, schedule_epochs=8, batch=32, augment="none")
+    assert with_recipe(trial, config) == TrialBudget(epochs=8, schedule_epochs=48, batch=0, augment="vgg")
+    assert with_recipe(trial, {}) == trial  # every other trial keeps the run's trial recipe
+    assert own_recipe(Candidate("g", [0], None, 0, budget=8, kind="first"), ga) == {}
+    assert own_recipe(cand, GAConfig(max_budget=8, rerank_recipe="trial")) == {}

@@ -245,7 +245,12 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     # the default trial recipe: every training at batch 32 (2 steps an epoch), whatever the genome's batch
     assert any(json.loads(r["genome"])["train"]["batch_size"] != 32 for r in ok)
     epochs = {"first": 1, "promotion": 1, "rerank": 2}
-    assert all(float(r["compute"]) == epochs[r["kind"]] * 2 * 32 * float(r["macs"]) for r in ok)
+    assert all(float(r["compute"]) == epochs[r["kind"]] * 2 * 32 * float(r["macs"]) for r in ok if r["kind"] != "rerank")
+    # the re-ranking (--rerank-recipe own, the default) trains the genome's own batch size: 2 epochs of
+    # at most 2 steps of it on the 140 training images (the remainder dropped)
+    for r in reranked:
+        bs = json.loads(r["genome"])["train"]["batch_size"]
+        assert float(r["compute"]) == 2 * max(1, min(2, 140 // bs)) * min(bs, 140) * float(r["macs"]), (bs, r)
 
     with (out / "logbook.csv").open() as fh:
         log = list(csv.DictReader(fh))

@@ -61,7 +61,9 @@ def _budgets(args: argparse.Namespace) -> dict:
 def _rerank(args: argparse.Namespace) -> dict:
     _check(args.rerank_top >= 0, f"--rerank-top {args.rerank_top}: expected >= 0")
     _check(args.rerank_seeds >= 0, f"--rerank-seeds {args.rerank_seeds}: expected >= 0")
-    return {"rerank_top": args.rerank_top, "rerank_seeds": args.rerank_seeds}
+    _check(args.rerank_schedule >= 1, f"--rerank-schedule {args.rerank_schedule}: expected >= 1")
+    return {"rerank_top": args.rerank_top, "rerank_seeds": args.rerank_seeds, "rerank_recipe": args.rerank_recipe,
+            "rerank_schedule": args.rerank_schedule}
 
 
 def _budget_stops(args: argparse.Namespace) -> dict:

@@ -66,6 +66,15 @@ class GAConfig:
     # (one short training is partly luck).  0 = no re-ranking.
     rerank_top: int = 3
     rerank_seeds: int = 2
+    # What the re-ranking trainings train: "trial", the trial recipe of every other trial (the
+    # mean then includes the genome's own trial at max_budget), or "own", the first max_budget
+    # epochs of the decode protocol: the genome's own batch size and the VGG paper's
+    # augmentation, its schedule spanning `rerank_schedule` epochs (the length the kept network
+    # trains; the mean is over these trainings alone).  "own" sees what the trial recipe hides (a
+    # genome that learns only without augmentation; benchmarks/finalists.py).  Stored runs
+    # without the field re-rank as they did: "trial".
+    rerank_recipe: str = "trial"
+    rerank_schedule: int = 48
     # The search space (fernas.space.Space.to_config: {gene field: [raw values]} of the narrowed
     # genes; None = every value of every gene).  Fixed for the whole run: --resume refuses another.
     space: dict | None = None

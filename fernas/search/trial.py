@@ -228,6 +228,18 @@ def with_rank_score(o: dict, chance: float) -> dict:
     return {**o, "rank_score": ranking_accuracy(float(acc), validation_loss(o), chance)}
 
 
+def with_recipe(budget: TrialBudget, config: dict) -> TrialBudget:
+    """The trial's budget under its recipe: a re-ranking trial with `recipe` "own" trains the
+    genome's own batch size with the decode protocol's augmentation, its schedule spanning
+    `schedule_epochs` (`tune_adapter.own_recipe`); every other trial keeps the run's trial recipe."""
+    if config.get("recipe") != "own":
+        return budget
+    from fernas.fulltrain import ProtocolConfig
+
+    return replace(budget, batch=0, augment=ProtocolConfig.augment,
+                   schedule_epochs=max(int(config["schedule_epochs"]), budget.epochs))
+
+
 def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> None:
     """Ray Tune function trainable: `train_trial` with every outcome reported to Tune."""
     from ray import tune
@@ -243,6 +255,7 @@ def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> Non
     mine = replace(budget, epochs=config["budget"], checkpoint=config.get("checkpoint"), resume=start > 0,
                    resume_from=start, seed=budget.seed + 1000 * config.get("seed", 0), alone=alone,
                    gpus=gpus)
+    mine = with_recipe(mine, config)
     if budget.markers and budget.timeout is not None:  # only a watchdog writes one
         os.makedirs(budget.markers, exist_ok=True)
         mine.marker = os.path.join(budget.markers, f"{config['gid']}-b{config['budget']}-s{config.get('seed', 0)}")

@@ -76,7 +76,7 @@ class GenerationalSearcher(Searcher):
             self.run.console.trial_started()
             return {"genome": cand.doc, "gid": cand.gid, "generation": cand.generation, "budget": cand.budget,
                     "resume_from": cand.resume_from, "seed": cand.seed, "checkpoint": self.run.checkpoint_path(cand),
-                    "alone": alone}
+                    "alone": alone, **own_recipe(cand, self.run.ev.cfg)}
         if self.queue:
             return None
         return Searcher.FINISHED if self.finished else None
@@ -228,6 +228,14 @@ def trial_resources(cpt: float, gpt: float, alone: bool):
     from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
 
     return resource_dict_to_pg_factory({"cpu": cpt, "gpu": trial_gpus(gpt, alone)})
+
+
+def own_recipe(cand, ga) -> dict:
+    """The settings that make a re-ranking trial train the genome's own recipe
+    (`GAConfig.rerank_recipe` "own"; `trial.with_recipe` applies them); none for other trials."""
+    if cand.kind == "rerank" and ga.rerank_recipe == "own":
+        return {"recipe": "own", "schedule_epochs": ga.rerank_schedule}
+    return {}
 
 
 def asha_scheduler(opts) -> ASHAScheduler | None:

@@ -3,7 +3,7 @@
 `fernas evolve --warm-start RUN_DIR` puts the earlier run's hall of fame at the head of the
 initial population and copies its trained genomes into the new fitness cache, so nothing it
 trained is trained again.  That is sound only when a trial of the same genome would score
-the same: the same data, budgets (and steps per epoch), ASHA or not, trial recipe and seed,
+the same: the same data, budgets (and steps per epoch), ASHA or not, trial and re-ranking recipe and seed,
 or the warm start is refused with the reason; and only trials measured by this trainer (`trainer_version`,
 kept in every trial: TRIAL_VERSION and the torch version) that ran to the end of their budget
 are reused.
@@ -34,10 +34,12 @@ def _differences(stored: dict, opts, data_info: dict) -> list[str]:
     there = {"data": (o.get("data"), o.get("data_args"), _data_sizes(stored.get("data", {}))),
              "budgets": (ga.get("min_budget"), ga.get("max_budget"), ga.get("eta"), o.get("max_steps_per_epoch")),
              "ASHA": bool(o.get("asha")), "seed": ga.get("seed"),
-             "trial recipe": recipe_text(*stored_recipe(o))}
+             "trial recipe": recipe_text(*stored_recipe(o)),
+             "re-ranking": (ga.get("rerank_recipe", "trial"), ga.get("rerank_schedule", 48))}
     here = {"data": (opts.data, opts.data_args, _data_sizes(data_info)),
             "budgets": (opts.ga.min_budget, opts.ga.max_budget, opts.ga.eta, opts.max_steps_per_epoch),
-            "ASHA": bool(opts.asha), "seed": opts.ga.seed, "trial recipe": recipe_text(opts.trial_batch, opts.trial_augment)}
+            "ASHA": bool(opts.asha), "seed": opts.ga.seed, "trial recipe": recipe_text(opts.trial_batch, opts.trial_augment),
+            "re-ranking": (opts.ga.rerank_recipe, opts.ga.rerank_schedule)}
     return [f"{k} ({_show(there[k])} there, {_show(here[k])} here)" for k in here if there[k] != here[k]]
 
 
