@@ -122,10 +122,15 @@ def _same_command(out: Path, cmd: list[str]) -> bool:
     def flags(argv: list[str]) -> list[str]:
         i = argv.index("--out") if "--out" in argv else len(argv)
         return argv[:i] + argv[i + 2:]
+    def rerank_recipe(argv: list[str]) -> str:  # fernas evolve's default since --rerank-recipe: own
+        return argv[argv.index("--rerank-recipe") + 1] if "--rerank-recipe" in argv else "own"
     try:
-        return flags(json.loads((out / "config.json").read_text()).get("argv") or []) == flags(cmd[3:])
+        cfg = json.loads((out / "config.json").read_text())
     except (OSError, ValueError):
         return False
+    # a run stored before --rerank-recipe re-ranked with the trial recipe under the same argv
+    stored = (cfg.get("options", {}).get("ga") or {}).get("rerank_recipe", "trial")
+    return flags(cfg.get("argv") or []) == flags(cmd[3:]) and stored == rerank_recipe(cmd)
 
 
 def read_trials(out: Path) -> dict:

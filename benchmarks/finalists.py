@@ -2,8 +2,8 @@
 re-ranking have picked a better network?
 
 A run's pick comes from its last decision: the `--rerank-top` best genomes trained again at the
-largest budget with the trial recipe (batch 32, no augmentation by default), `best.json` the
-best mean.  The network a user keeps is trained far longer with its own recipe (`fernas decode
+largest budget, `best.json` the best mean; the proxy runs this was written for re-ranked with
+the trial recipe (batch 32, no augmentation; `--rerank-recipe trial`, the default then).  The network a user keeps is trained far longer with its own recipe (`fernas decode
 --train`, 48+2 epochs).  This trains the `--top` best genomes of each run (its `hall_of_fame/`
 order) with that protocol and compares three ways of choosing among them with the best of them
 (the finalists' ceiling):
@@ -91,7 +91,7 @@ def own_validation(decode_run: Path, epochs: list[int]) -> dict[str, float]:
 
 def chosen(rows: list[dict], signal: str) -> dict:
     """The finalist a signal picks (highest value; missing values last, then hall of fame rank)."""
-    return min(rows, key=lambda r: (r[signal] is None, -(r[signal] or 0.0), r["rank"]))
+    return min(rows, key=lambda r: (r.get(signal) is None, -(r.get(signal) or 0.0), r["rank"]))
 
 
 def run_summary(rows: list[dict], signals: list[str], truth: str = "test") -> dict:
@@ -101,7 +101,7 @@ def run_summary(rows: list[dict], signals: list[str], truth: str = "test") -> di
     out = {"ceiling": max(test), "picks": {}, "spearman": {}}
     for s in signals:
         out["picks"][s] = {"gid": chosen(rows, s)["gid"], "test": chosen(rows, s)[truth]}
-        pairs = [(r[s], r[truth]) for r in rows if r[s] is not None]
+        pairs = [(r[s], r[truth]) for r in rows if r.get(s) is not None]
         out["spearman"][s] = spearman([p[0] for p in pairs], [p[1] for p in pairs])
     return out
 

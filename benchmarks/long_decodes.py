@@ -135,6 +135,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"{out}: measured with another protocol ({old.get('protocol')}); move it away first")
     t0 = time.perf_counter()
     big = ec.larger_test(st["data"], args.big_test)
+    if old.get("big_test") and big and old["big_test"] != big:
+        raise SystemExit(f"{out}: its larger test split is {old['big_test']}, not {big}; move it away first")
     rows = pick_rows(a, result, seeds, work, big)
     kept = still_picked([r for r in old.get("rows", []) if r["seed"] not in seeds], result)
     designs, designs_big = dict(old.get("designs", {})), dict(old.get("designs_big", {}))

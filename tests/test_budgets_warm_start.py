@@ -110,4 +110,4 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     # ...and with another re-ranking recipe (its re-ranking trials would be averaged with other ones)
     code = main(["evolve", *common, "--out", str(tmp_path / "E"), "--rerank-recipe", "trial", "--warm-start", str(a)])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "re-ranking ((own, 48) there, (trial, 48) here)" in err and not (tmp_path / "E").exists()
+    assert code == 2 and "re-ranking (own recipe, schedule of 48 epochs there, trial recipe here)" in err and not (tmp_path / "E").exists()

@@ -545,3 +545,22 @@ def test_an_own_recipe_reranking_trial_trains_the_genomes_batch_with_the_decode_
     assert with_recipe(trial, {}) == trial  # every other trial keeps the run's trial recipe
     assert own_recipe(Candidate("g", [0], None, 0, budget=8, kind="first"), ga) == {}
     assert own_recipe(cand, GAConfig(max_budget=8, rerank_recipe="trial")) == {}
+
+
+def test_an_own_recipe_reranking_orders_by_its_own_trainings_alone():
+    """Two re-ranked genomes whose order flips when the trial-recipe accuracy is averaged in."""
+    from types import SimpleNamespace
+
+    def entry(own_acc, reruns):
+        trials = [{"kind": "rerank", "status": "ok", "val_acc": a, "val_loss": 1.0, "seed": i + 1}
+                  for i, a in enumerate(reruns)]
+        return {"status": "ok", "level": 1, "val_acc": own_acc, "val_loss": 1.0, "trials": trials}
+
+    cache = {"fast": entry(0.9, [0.30]), "slow": entry(0.5, [0.50])}  # fast: 0.60 with its trial, 0.30 without
+    inds = [SimpleNamespace(gid=g, fitness=SimpleNamespace(values=(1.0,))) for g in ("fast", "slow")]
+    order = {}
+    for recipe in ("trial", "own"):
+        ev = Evolution(GAConfig(min_budget=2, max_budget=4, eta=2, rerank_recipe=recipe))
+        ev.cache = cache
+        order[recipe] = [i.gid for i in ev._ranked(inds)]
+    assert order == {"trial": ["fast", "slow"], "own": ["slow", "fast"]}

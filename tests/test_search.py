@@ -99,6 +99,20 @@ def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path)
     milestones = lambda o: sorted(float(m) for m in re.findall(r"Iter ([0-9.]+)", asha_scheduler(o).debug_string()))  # noqa: E731
     assert milestones(parse(*asha8)) == [4, 8] and milestones(parse(*asha8, "--asha-grace", "2")) == [2, 4, 8]
     assert asha_scheduler(parse("--epochs-per-trial", "8")) is None
+    # an own-recipe re-ranking trial trains its whole budget and stays out of the rungs
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+    asha = asha_scheduler(parse(*asha8))
+    trials = [SimpleNamespace(trial_id=t, config=c) for t, c in
+              (("a", {}), ("b", {}), ("c", {}), ("own", {"recipe": "own"}), ("d", {}))]
+    for t in trials:
+        asha.on_trial_add(None, t)
+    cut = {t.trial_id: asha.on_trial_result(None, t, {"training_iteration": 4, "rank_score": score})
+           for t, score in zip(trials, (0.9, 0.8, 0.7, 0.1, 0.1))}
+    assert cut["own"] == TrialScheduler.CONTINUE and cut["d"] == TrialScheduler.STOP
+    asha.on_trial_complete(None, trials[3], {"training_iteration": 8, "rank_score": 0.1})
+    assert "own" not in asha._trial_info
     # a stored run resumes with its own search settings and this command line's machine settings
     stored = json.loads(json.dumps(asdict(parse("--pop", "5", "--objectives", "accuracy,latency"))))
     now = parse("--pop", "9", "--cpus-per-trial", "2")

@@ -61,9 +61,13 @@ def _budgets(args: argparse.Namespace) -> dict:
 def _rerank(args: argparse.Namespace) -> dict:
     _check(args.rerank_top >= 0, f"--rerank-top {args.rerank_top}: expected >= 0")
     _check(args.rerank_seeds >= 0, f"--rerank-seeds {args.rerank_seeds}: expected >= 0")
-    _check(args.rerank_schedule >= 1, f"--rerank-schedule {args.rerank_schedule}: expected >= 1")
+    from fernas.evolve import GAConfig
+
+    top = args.epochs_per_trial or args.max_budget
+    schedule = args.rerank_schedule or max(GAConfig.rerank_schedule, top)
+    _check(schedule >= top, f"--rerank-schedule {schedule}: expected at least the largest budget ({top} epochs)")
     return {"rerank_top": args.rerank_top, "rerank_seeds": args.rerank_seeds, "rerank_recipe": args.rerank_recipe,
-            "rerank_schedule": args.rerank_schedule}
+            "rerank_schedule": schedule}
 
 
 def _budget_stops(args: argparse.Namespace) -> dict:

@@ -106,16 +106,17 @@ def add_trial_flags(p, d) -> None:
     g.add_argument("--rerank-seeds", type=int, default=d.rerank_seeds, metavar="S",
                    help="other seeds per re-ranked genome")
     g.add_argument("--rerank-recipe", choices=("own", "trial"), default="own",
-                   help="how the re-ranking trains: own = the first --max-budget epochs of the decode protocol "
-                        "(the genome's own batch size and the VGG paper's augmentation, the learning-rate schedule "
-                        "spanning --rerank-schedule epochs; best.json then comes from the recipe the kept network "
-                        "trains with, and a genome that learns only without augmentation drops out; trained 48+2, "
-                        "the best of the 4 finalists of 6 demo runs was its choice in 5 at --max-budget 8 and 3 at "
-                        "4, the trial recipe's in 1-2: benchmarks/finalists.py); trial = the trial recipe of every other trial (--trial-batch, "
+                   help="how the re-ranking trains: own = the first --max-budget epochs of the genome's own recipe "
+                        "as `fernas decode --train --epochs N --train-crops 1` trains it (its own batch size, the "
+                        "VGG paper's augmentation, the schedule spanning N = --rerank-schedule epochs), so best.json "
+                        "is chosen by the recipe the kept network trains with and a genome that learns only "
+                        "without augmentation drops out (trained 48+2, the best of the 4 finalists of 6 demo runs "
+                        "was its choice in 5 at --max-budget 8 and 3 at 4, the trial recipe's in 1-2: "
+                        "benchmarks/finalists.py); trial = the trial recipe of every other trial (--trial-batch, "
                         "--trial-augment)")
-    g.add_argument("--rerank-schedule", type=int, default=d.rerank_schedule, metavar="N",
+    g.add_argument("--rerank-schedule", type=int, default=None, metavar="N",
                    help="with --rerank-recipe own: the length of the schedule the re-ranking trains the start of "
-                        "(the epochs you will train the kept network)")
+                        "(the epochs you will train the kept network; none given: 48, or the largest budget when that is longer)")
     g.add_argument("--epochs-per-trial", type=int, default=None, metavar="N",
                    help="one budget: every genome trains N epochs (= --min-budget N --max-budget N --eta 1; "
                         "overrides them)")

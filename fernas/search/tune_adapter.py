@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from fernas.evolve import Candidate
@@ -127,7 +127,8 @@ class GenerationalSearcher(Searcher):
             self.queue.appendleft(cand)
             return
         self.run.record(cand, outcome)
-        self.run.console.trial_finished(self._name(cand, trial_id), outcome, cand.budget == self.run.ev.cfg.max_budget)
+        at_max = cand.budget == self.run.ev.cfg.max_budget and not own_recipe(cand, self.run.ev.cfg)
+        self.run.console.trial_finished(self._name(cand, trial_id), outcome, at_max)  # best: trial recipe only
         if not self.live and not self.queue and not self.finished:
             self._load(self.run.ev.next_batch())
         elif not self.queue:
@@ -238,13 +239,31 @@ def own_recipe(cand, ga) -> dict:
     return {}
 
 
+class SearchASHA(ASHAScheduler):
+    """Ray Tune's ASHA for the search's trials; a re-ranking trial of the genome's own recipe
+    trains its whole budget and stays out of the rungs: they hold trial-recipe results, and an
+    own-recipe training (augmented, slower to leave chance) would be cut by a comparison of
+    two recipes."""
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if trial.config.get("recipe") == "own":
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        if trial.config.get("recipe") == "own":
+            self._trial_info.pop(trial.trial_id, None)
+            return
+        super().on_trial_complete(tune_controller, trial, result)
+
+
 def asha_scheduler(opts) -> ASHAScheduler | None:
     """Ray Tune's ASHA for `--asha` (one budget of 2+ epochs): rungs at the grace period and its
     doublings below the budget, cutting on `rank_score`; None without it."""
     ga = opts.ga
     if not (opts.asha and len(ga.rungs) == 1 and ga.max_budget > 1):
         return None
-    return ASHAScheduler(metric="rank_score", mode="max", time_attr="training_iteration",
+    return SearchASHA(metric="rank_score", mode="max", time_attr="training_iteration",
                          max_t=ga.max_budget, grace_period=opts.asha_grace, reduction_factor=2)
 
 
