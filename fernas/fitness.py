@@ -24,9 +24,9 @@ The one place that decides what a trial is worth:
   against 0.43, 0.84 against 0.82 of 48).  Mixed on 16-18 genomes: the last epoch stays.
 * `chance_level(class_counts)`, `at_chance(outcomes, level)` -- whether trials have left chance
   (a rung of chance-level trials ranks on ties: its budget is too small for the data).
-* `reranked_accuracy(entry, max_level)`, `reranked_score(entry, max_level, chance)` -- a
-  re-ranked genome's mean accuracy at the largest budget, and the mean `ranking_accuracy`
-  that orders re-ranked genomes (best.json, the hall of fame's files); its own trial there
+* `reranked_trainings(entry, max_level)`, `reranked_accuracy(...)`, `reranked_score(..., chance)` --
+  a re-ranked genome's trainings at the largest budget, their mean accuracy, and the mean
+  `ranking_accuracy` that orders re-ranked genomes (best.json, the hall of fame's files); its own trial there
   counts only when the re-ranking trains the same recipe (`with_own`).
 * `fitness_of(entry, objectives, chance)` -- the DEAP fitness tuple of a genome: the largest budget it
   reached first, then its `ranking_accuracy` there (the accuracy objective is
@@ -107,7 +107,7 @@ def promoted(results: list[tuple[str, dict]], n: int, chance: float = 0.0) -> li
     return [gid for gid, _ in ok[:n]]
 
 
-def _at_largest_budget(entry: dict, max_level: int, with_own: bool = True) -> list[dict]:
+def reranked_trainings(entry: dict, max_level: int, with_own: bool = True) -> list[dict]:
     """The genome's trainings at the largest budget: its re-ranking trainings, and with
     `with_own` its own trial there (when the re-ranking trains the same recipe); none when it
     was not re-ranked."""
@@ -121,13 +121,13 @@ def _at_largest_budget(entry: dict, max_level: int, with_own: bool = True) -> li
 def reranked_accuracy(entry: dict, max_level: int, with_own: bool = True) -> float | None:
     """Mean accuracy at the largest budget over the genome's trainings there; None when it was
     not re-ranked."""
-    runs = _at_largest_budget(entry, max_level, with_own)
+    runs = reranked_trainings(entry, max_level, with_own)
     return sum(float(t["val_acc"]) for t in runs) / len(runs) if runs else None
 
 
 def reranked_score(entry: dict, max_level: int, chance: float = 0.0, with_own: bool = True) -> float | None:
     """The mean `ranking_accuracy` of those trainings: what orders re-ranked genomes."""
-    runs = _at_largest_budget(entry, max_level, with_own)
+    runs = reranked_trainings(entry, max_level, with_own)
     return (sum(ranking_accuracy(t["val_acc"], validation_loss(t), chance) for t in runs) / len(runs)) if runs else None
 
 

@@ -277,6 +277,9 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     own = [r for r in ok if r["kind"] != "rerank"]
     top = max(int(r["budget"]) for r in own)
     assert best["evolve"]["budget"] == top and best["evolve"]["trial_recipe"] == "batch 32, augmentation none"
+    # ...and what ordered it: the one own-recipe re-ranking training (its own trial's is val_acc)
+    assert best["evolve"]["rerank"] == {"recipe": "own", "trainings": 1,
+                                        "mean_val_acc": round(float(reranked[0]["val_acc"]), 4)}
     assert best["evolve"]["gid"] == reranked[0]["gid"]  # the re-ranked genome leads
     chance = json.loads((out / "config.json").read_text())["options"]["ga"]["chance_level"]
     assert best["evolve"]["gid"] == best_by_the_rule([r for r in own if int(r["budget"]) == top], chance)["gid"]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from fernas import genome as G
 from fernas.errors import OtherVersionError, RunDirError, RunExistsError
-from fernas.fitness import fitness_of, is_ok
+from fernas.fitness import fitness_of, is_ok, reranked_trainings
 from fernas.io import (LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_write_text, keep_previous,
                        previous_path, read_versioned_json)
 from fernas.objectives import FIELDS, OBJECTIVES
@@ -84,6 +84,17 @@ def prepare(out: Path, resume: bool) -> dict | None:
     if out.exists() and (not out.is_dir() or any(p.name != LOCK_NAME for p in out.iterdir())):
         raise RunExistsError(out, "already exists and is not empty")
     return None
+
+
+def reranking(cfg, entry: dict) -> dict:
+    """{"rerank": ...} for a re-ranked genome: the recipe of its re-ranking trainings, their count
+    and the mean validation accuracy that orders best.json and the hall of fame (`val_acc` is its
+    own trial's, at the trial recipe); {} for the others."""
+    runs = reranked_trainings(entry, len(cfg.rungs) - 1, with_own=cfg.rerank_recipe != "own")
+    if not runs:
+        return {}
+    mean = sum(float(t["val_acc"]) for t in runs) / len(runs)
+    return {"rerank": {"recipe": cfg.rerank_recipe, "trainings": len(runs), "mean_val_acc": round(mean, 4)}}
 
 
 class RunDir:
@@ -162,7 +173,8 @@ class RunDir:
             "run": self.out.name, "rank": rank, "gid": gid, "generation": e.get("generation"),
             "objectives": list(ev.cfg.objectives), "fitness": fitness,
             **{f: e.get(f) for f in FIELDS}, "budget": e.get("budget"),
-            "train_seconds": sum(float(t.get("train_seconds") or 0) for t in e.get("trials", [])), **self.trial_info}
+            "train_seconds": sum(float(t.get("train_seconds") or 0) for t in e.get("trials", [])), **self.trial_info,
+            **reranking(ev.cfg, e)}
         return G.validate(doc)
 
     def write_hall_of_fame(self, ev) -> None:
