@@ -75,6 +75,12 @@ class GAConfig:
     # without the field re-rank as they did: "trial".
     rerank_recipe: str = "trial"
     rerank_schedule: int = 48
+
+    @property
+    def rerank_with_own(self) -> bool:
+        """Whether a re-ranked genome's mean counts its own trial at max_budget: only when the
+        re-ranking trains the same (trial) recipe (`fitness.reranked_trainings`)."""
+        return self.rerank_recipe != "own"
     # The search space (fernas.space.Space.to_config: {gene field: [raw values]} of the narrowed
     # genes; None = every value of every gene).  Fixed for the whole run: --resume refuses another.
     space: dict | None = None

@@ -326,8 +326,7 @@ class Evolution:
         top = len(self.cfg.rungs) - 1
 
         def key(ind):
-            mean = reranked_score(self.cache.get(ind.gid, {}), top, self.cfg.chance_level,
-                                  with_own=self.cfg.rerank_recipe != "own")  # one recipe per mean
+            mean = reranked_score(self.cache.get(ind.gid, {}), top, self.cfg.chance_level, self.cfg.rerank_with_own)
             return (0, -mean, ind.gid) if mean is not None else (1, -ind.fitness.values[0], ind.gid)
         return sorted(hof, key=key)
 

@@ -77,8 +77,8 @@ class EvolveRun:
 
         p = plan(cand.doc)
         macs = p.macs
-        own = cand.kind == "rerank" and self.ev.cfg.rerank_recipe == "own"  # trains the genome's own batch
-        bs = cand.doc["train"]["batch_size"] if own else (self.opts.trial_batch or cand.doc["train"]["batch_size"])
+        own = cand.kind == "rerank" and not self.ev.cfg.rerank_with_own  # trains the genome's own batch
+        bs = (0 if own else self.opts.trial_batch) or cand.doc["train"]["batch_size"]
         steps = max(1, self.n_train // bs)
         if self.opts.max_steps_per_epoch:
             steps = min(steps, self.opts.max_steps_per_epoch)

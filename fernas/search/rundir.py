@@ -29,7 +29,7 @@ from pathlib import Path
 
 from fernas import genome as G
 from fernas.errors import OtherVersionError, RunDirError, RunExistsError
-from fernas.fitness import fitness_of, is_ok, reranked_trainings
+from fernas.fitness import fitness_of, is_ok, reranked_accuracy, reranked_trainings
 from fernas.io import (LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_write_text, keep_previous,
                        previous_path, read_versioned_json)
 from fernas.objectives import FIELDS, OBJECTIVES
@@ -90,10 +90,11 @@ def reranking(cfg, entry: dict) -> dict:
     """{"rerank": ...} for a re-ranked genome: the recipe of its re-ranking trainings, their count
     and the mean validation accuracy that orders best.json and the hall of fame (`val_acc` is its
     own trial's, at the trial recipe); {} for the others."""
-    runs = reranked_trainings(entry, len(cfg.rungs) - 1, with_own=cfg.rerank_recipe != "own")
+    top = len(cfg.rungs) - 1
+    runs = reranked_trainings(entry, top, cfg.rerank_with_own)
     if not runs:
         return {}
-    mean = sum(float(t["val_acc"]) for t in runs) / len(runs)
+    mean = reranked_accuracy(entry, top, cfg.rerank_with_own)
     return {"rerank": {"recipe": cfg.rerank_recipe, "trainings": len(runs), "mean_val_acc": round(mean, 4)}}
 
 

@@ -236,8 +236,7 @@ def with_recipe(budget: TrialBudget, config: dict) -> TrialBudget:
         return budget
     from fernas.fulltrain import ProtocolConfig
 
-    return replace(budget, batch=0, augment=ProtocolConfig.augment,
-                   schedule_epochs=max(int(config["schedule_epochs"]), budget.epochs))
+    return replace(budget, batch=0, augment=ProtocolConfig.augment, schedule_epochs=int(config["schedule_epochs"]))
 
 
 def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> None:

@@ -35,7 +35,7 @@ def _differences(stored: dict, opts, data_info: dict) -> list[str]:
              "budgets": (ga.get("min_budget"), ga.get("max_budget"), ga.get("eta"), o.get("max_steps_per_epoch")),
              "ASHA": bool(o.get("asha")), "seed": ga.get("seed"),
              "trial recipe": recipe_text(*stored_recipe(o)),
-             "re-ranking": _reranking(ga.get("rerank_recipe", "trial"), ga.get("rerank_schedule", 48))}
+             "re-ranking": _reranking(ga.get("rerank_recipe", "trial"), ga.get("rerank_schedule"))}
     here = {"data": (opts.data, opts.data_args, _data_sizes(data_info)),
             "budgets": (opts.ga.min_budget, opts.ga.max_budget, opts.ga.eta, opts.max_steps_per_epoch),
             "ASHA": bool(opts.asha), "seed": opts.ga.seed, "trial recipe": recipe_text(opts.trial_batch, opts.trial_augment),
