@@ -122,15 +122,19 @@ def _same_command(out: Path, cmd: list[str]) -> bool:
     def flags(argv: list[str]) -> list[str]:
         i = argv.index("--out") if "--out" in argv else len(argv)
         return argv[:i] + argv[i + 2:]
-    def rerank_recipe(argv: list[str]) -> str:  # fernas evolve's default since --rerank-recipe: own
-        return argv[argv.index("--rerank-recipe") + 1] if "--rerank-recipe" in argv else "own"
+    from fernas.cli import build_parser
+    from fernas.commands.evolve import rerank_settings
+
     try:
         cfg = json.loads((out / "config.json").read_text())
     except (OSError, ValueError):
         return False
-    # a run stored before --rerank-recipe re-ranked with the trial recipe under the same argv
-    stored = (cfg.get("options", {}).get("ga") or {}).get("rerank_recipe", "trial")
-    return flags(cfg.get("argv") or []) == flags(cmd[3:]) and stored == rerank_recipe(cmd)
+    # the same argv re-ranks as fernas evolve resolves it today: a run stored before
+    # --rerank-recipe re-ranked with the trial recipe, one before --rerank-budget at max_budget
+    ga = cfg.get("options", {}).get("ga") or {}
+    stored = (ga.get("rerank_recipe", "trial"), ga.get("rerank_budget") or ga.get("max_budget"))
+    want = rerank_settings(build_parser().parse_args(cmd[3:]))
+    return flags(cfg.get("argv") or []) == flags(cmd[3:]) and stored == (want["rerank_recipe"], want["rerank_budget"])
 
 
 def read_trials(out: Path) -> dict:

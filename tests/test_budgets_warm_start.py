@@ -83,7 +83,8 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     assert rows[:n] == after and "best genome" in res.stdout  # nothing trained again; the run ends
     events = list((a / "tensorboard").glob("events.out.tfevents.*"))  # run-level scalars per generation
     assert events and any(b"search/best_val_acc" in e.read_bytes() for e in events)
-    assert all(Path(r["log_dir"]).name.startswith(f"gen{r['generation']}_{r['gid']}_b1") for r in rows)
+    assert all(Path(r["log_dir"]).name.startswith(f"gen{r['generation']}_{r['gid']}_b{r['budget']}") for r in rows)
+    assert {r["budget"] for r in rows if r["kind"] == "rerank"} == {"8"}  # own recipe: 8 epochs unless told
     keys = [(r["gid"], r["kind"], r["budget"]) for r in rows]
     assert len(keys) == len(set(keys)) and {r["kind"] for r in rows} == {"first", "rerank"}
     for r in rows:  # every genome trained lies inside the space
@@ -110,4 +111,7 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     # ...and with another re-ranking recipe (its re-ranking trials would be averaged with other ones)
     code = main(["evolve", *common, "--out", str(tmp_path / "E"), "--rerank-recipe", "trial", "--warm-start", str(a)])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "re-ranking (own recipe, schedule of 48 epochs there, trial recipe here)" in err and not (tmp_path / "E").exists()
+    assert code == 2 and "re-ranking (own recipe, 8 epochs of a schedule of 48 there, trial recipe here)" in err and not (tmp_path / "E").exists()
+    code = main(["evolve", *common, "--out", str(tmp_path / "E"), "--rerank-budget", "4", "--warm-start", str(a)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "own recipe, 4 epochs of a schedule of 48 here" in err and not (tmp_path / "E").exists()

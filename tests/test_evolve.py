@@ -517,15 +517,15 @@ def test_the_seed_designs_are_kept_beside_the_best_and_named_at_the_end(tmp_path
     (tmp_path / "config.json").write_text(json.dumps({"options": {
         "data": "fer2013.csv", "data_args": {"labels": "votes new.csv", "skip_bad": True, "data_seed": 2}}}))
     printed = io.StringIO()
-    EvolveConsole(stream=printed, quiet=True)._seed_designs(tmp_path, best_gid="another")
+    EvolveConsole(stream=printed, quiet=True)._seed_designs(tmp_path, best_gid="another", epochs=64)
     first, hint = printed.getvalue().splitlines()
     top = max(designs, key=lambda gid: fitness_of(ev.cache[gid], ev.cfg.objectives, ev.cfg.chance_level)[0])
     assert first.startswith("seed designs trained: 2 in ") and f"{ev.cache[top]['val_acc']:.4f}" in first
     assert hint.endswith(f"fernas train {tmp_path}/best.json {tmp_path}/seed_designs/*.json --data fer2013.csv "
-                         "--labels 'votes new.csv' --skip-bad --data-seed 2 --epochs 48 --fine-tune-epochs 2 "
+                         "--labels 'votes new.csv' --skip-bad --data-seed 2 --epochs 64 --fine-tune-epochs 2 "
                          "--train-crops 1")
     printed = io.StringIO()  # the best genome is a seed design: said, and nothing to compare
-    EvolveConsole(stream=printed, quiet=True)._seed_designs(tmp_path, best_gid=seeds[1])
+    EvolveConsole(stream=printed, quiet=True)._seed_designs(tmp_path, best_gid=seeds[1], epochs=48)
     assert printed.getvalue().count("\n") == 1 and "it is the best genome: no new genome beat it" in printed.getvalue()
     RunDir(tmp_path, names, {}, set()).write_seed_designs(ev)  # no design any more: no stale file stays
     assert list((tmp_path / "seed_designs").glob("*.json")) == []

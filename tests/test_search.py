@@ -68,6 +68,10 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     (["--asha", "--asha-grace", "8", "--epochs-per-trial", "8"], "--asha-grace 8: expected 1 to 7"),
     (["--trial-batch", "-1"], "--trial-batch -1: expected 0"),
     (["--trial-batch", "1"], "--trial-batch 1: expected 0 (each genome's own) or a batch size of 2 or more"),
+    (["--rerank-budget", "0"], "--rerank-budget 0: expected at least 1 epoch"),
+    (["--rerank-recipe", "trial", "--rerank-budget", "8"], "--rerank-budget 8: with --rerank-recipe trial the "
+                                                           "re-ranking trains the largest budget (4 epochs)"),
+    (["--rerank-budget", "16", "--rerank-schedule", "12"], "--rerank-schedule 12: expected at least the re-ranking's 16"),
 ])
 def test_bad_flags_one_line_exit_2(capsys, tmp_path, argv, expect):
     code, err = run_cli(capsys, "--out", str(tmp_path / "run"), *argv) if "--resume" not in argv \
@@ -91,6 +95,10 @@ def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path)
     textbook = parse("--no-novel-offspring", "--mutation-operator", "uniform", "--max-mmacs", "60").ga
     assert (textbook.novel_offspring, textbook.mutation, textbook.max_mmacs) == (False, "uniform", 60)
     assert parse().ga.immigrants == 0 and parse("--immigrants", "0.5").ga.immigrants == 0.5
+    # the re-ranking's length: own recipe 8 epochs (or the largest budget, when longer), trial the largest budget
+    lengths = lambda *a: (parse(*a).ga.rerank_epochs, parse(*a).ga.rerank_schedule)  # noqa: E731
+    assert lengths() == (8, 48) and lengths("--max-budget", "16") == (16, 48) and lengths("--rerank-budget", "2") == (2, 48)
+    assert lengths("--rerank-recipe", "trial") == (4, 48) and lengths("--rerank-budget", "64") == (64, 64)
     # ASHA's grace period: half the one budget unless given; 0 without ASHA
     asha8 = ("--asha", "--epochs-per-trial", "8")
     assert parse(*asha8).asha_grace == 4 and parse(*asha8, "--asha-grace", "2").asha_grace == 2
@@ -189,7 +197,7 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
                FERNAS_FAULT_INJECT=f"{raise_gid}=raise,{exit_gid}=exit")
     args = ["evolve", "--data", "demo:140,70,70", "--out", str(out), "--seed-genomes", str(seeds / "*.json"), "--pop", "6",
             "--generations", "4", "--min-budget", "1", "--max-budget", "2", "--eta", "2", "--rerank-top", "1", "--rerank-seeds", "1",
-            "--max-steps-per-epoch", "2",
+            "--rerank-budget", "3", "--max-steps-per-epoch", "2",
             "--max-mmacs", "120", "--seed", "1"]
 
     # 1. start with the dashboard; check its API with and without the token while trials run
@@ -246,7 +254,7 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
             assert {k: rows[keys.index(key)][k] for k in ("trial_id", "val_acc")} == \
                    {k: r[k] for k in ("trial_id", "val_acc")}
     reranked = [r for r in rows if r["kind"] == "rerank"]
-    assert len(reranked) == 1 and reranked[0]["budget"] == "2"
+    assert len(reranked) == 1 and reranked[0]["budget"] == "3"  # --rerank-budget, not the largest budget (2)
     promotions = [r for r in rows if r["kind"] == "promotion"]
     assert promotions and all(r["budget"] == "2" and r["epochs"] in ("2", "") for r in promotions)
     assert all(float(r["compute"]) > 0 for r in rows if r["status"] == "ok")
@@ -258,13 +266,13 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     assert ok and all(float(r["params"]) > 0 and float(r["macs"]) > 0 and float(r["latency_ms"]) > 0 for r in ok)
     # the default trial recipe: every training at batch 32 (2 steps an epoch), whatever the genome's batch
     assert any(json.loads(r["genome"])["train"]["batch_size"] != 32 for r in ok)
-    epochs = {"first": 1, "promotion": 1, "rerank": 2}
+    epochs = {"first": 1, "promotion": 1}
     assert all(float(r["compute"]) == epochs[r["kind"]] * 2 * 32 * float(r["macs"]) for r in ok if r["kind"] != "rerank")
-    # the re-ranking (--rerank-recipe own, the default) trains the genome's own batch size: 2 epochs of
+    # the re-ranking (--rerank-recipe own, the default) trains the genome's own batch size: 3 epochs of
     # at most 2 steps of it on the 140 training images (the remainder dropped)
     for r in reranked:
         bs = json.loads(r["genome"])["train"]["batch_size"]
-        assert float(r["compute"]) == 2 * max(1, min(2, 140 // bs)) * min(bs, 140) * float(r["macs"]), (bs, r)
+        assert float(r["compute"]) == 3 * max(1, min(2, 140 // bs)) * min(bs, 140) * float(r["macs"]), (bs, r)
 
     with (out / "logbook.csv").open() as fh:
         log = list(csv.DictReader(fh))
@@ -278,9 +286,10 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     top = max(int(r["budget"]) for r in own)
     assert best["evolve"]["budget"] == top and best["evolve"]["trial_recipe"] == "batch 32, augmentation none"
     # ...and what ordered it: the one own-recipe re-ranking training (its own trial's is val_acc)
-    assert best["evolve"]["rerank"] == {"recipe": "own", "trainings": 1,
+    assert best["evolve"]["rerank"] == {"recipe": "own", "epochs": 3, "trainings": 1,
                                         "mean_val_acc": round(float(reranked[0]["val_acc"]), 4)}
-    assert best["evolve"]["gid"] == reranked[0]["gid"]  # the re-ranked genome leads
+    assert best["evolve"]["gid"] == reranked[0]["gid"]  # the re-ranked genome leads, and the last lines say why
+    assert f"(re-ranked: own recipe, 3 epochs, mean {float(reranked[0]['val_acc']):.4f} over 1 training(s))" in res.stdout
     chance = json.loads((out / "config.json").read_text())["options"]["ga"]["chance_level"]
     assert best["evolve"]["gid"] == best_by_the_rule([r for r in own if int(r["budget"]) == top], chance)["gid"]
     hof = sorted((out / "hall_of_fame").glob("*.json"))

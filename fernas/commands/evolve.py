@@ -58,16 +58,23 @@ def _budgets(args: argparse.Namespace) -> dict:
     return {"min_budget": args.min_budget, "max_budget": args.max_budget, "eta": args.eta}
 
 
-def _rerank(args: argparse.Namespace) -> dict:
+def rerank_settings(args: argparse.Namespace) -> dict:
+    """GAConfig's re-ranking fields from the --rerank-* flags (their defaults resolved)."""
     _check(args.rerank_top >= 0, f"--rerank-top {args.rerank_top}: expected >= 0")
     _check(args.rerank_seeds >= 0, f"--rerank-seeds {args.rerank_seeds}: expected >= 0")
     from fernas.evolve import GAConfig
+    from fernas.evolve.config import OWN_RERANK_EPOCHS
 
     top = args.epochs_per_trial or args.max_budget
-    schedule = args.rerank_schedule or max(GAConfig.rerank_schedule, top)
-    _check(schedule >= top, f"--rerank-schedule {schedule}: expected at least the largest budget ({top} epochs)")
+    own = args.rerank_recipe == "own"
+    epochs = args.rerank_budget if args.rerank_budget is not None else max(OWN_RERANK_EPOCHS, top) if own else top
+    _check(epochs >= 1, f"--rerank-budget {epochs}: expected at least 1 epoch")
+    _check(own or epochs == top, f"--rerank-budget {epochs}: with --rerank-recipe trial the re-ranking trains the "
+                                 f"largest budget ({top} epochs), its mean includes the genome's trial there")
+    schedule = args.rerank_schedule or max(GAConfig.rerank_schedule, epochs)
+    _check(schedule >= epochs, f"--rerank-schedule {schedule}: expected at least the re-ranking's {epochs} epochs")
     return {"rerank_top": args.rerank_top, "rerank_seeds": args.rerank_seeds, "rerank_recipe": args.rerank_recipe,
-            "rerank_schedule": schedule}
+            "rerank_schedule": schedule, "rerank_budget": epochs}
 
 
 def _budget_stops(args: argparse.Namespace) -> dict:
@@ -168,7 +175,7 @@ def options_from_args(args: argparse.Namespace):
                   hof_size=args.hall_of_fame, objectives=objectives, seed=args.seed,
                   strategy=args.strategy, max_mmacs=args.max_mmacs, max_cost=args.max_cost,
                   mutation=args.mutation_operator,
-                  novel_offspring=args.novel_offspring, immigrants=args.immigrants, **budgets, **_rerank(args),
+                  novel_offspring=args.novel_offspring, immigrants=args.immigrants, **budgets, **rerank_settings(args),
                   space=_space(args), patience=args.patience or 0)
     if args.space or ga.max_cost:
         check_space(ga, args.space or "the full search space")

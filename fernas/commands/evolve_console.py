@@ -112,8 +112,13 @@ class EvolveConsole:
         best = ev.best()
         if best is not None:
             e = ev.cache.get(best.gid, {})
+            from fernas.search.rundir import reranking
+
+            rr = reranking(ev.cfg, e).get("rerank")
+            ordered = (f" (re-ranked: {rr['recipe']} recipe, {rr['epochs']} epochs, mean {rr['mean_val_acc']:.4f} "
+                       f"over {rr['trainings']} training(s))") if rr else ""
             self.say(f"best genome {best.gid}: validation accuracy {e.get('val_acc') or 0:.4f} after "
-                     f"{e.get('budget')} epoch(s), {e.get('params') or 0:,} parameters, "
+                     f"{e.get('budget')} epoch(s){ordered}, {e.get('params') or 0:,} parameters, "
                      f"{(e.get('macs') or 0) / 1e6:.1f}M multiply-adds")
         if ev.meta.get("ended_by") == "patience":
             self.say(f"evolution ended after generation {ev.gen}/{ev.cfg.generations}: no better best for "
@@ -133,12 +138,13 @@ class EvolveConsole:
         self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
         self.say(f"report: {out}/report.html (open it in a browser)")
         self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: fernas decode {out}/best.json --train")
-        self._seed_designs(out, best.gid if best is not None else None)
+        self._seed_designs(out, best.gid if best is not None else None, ev.cfg.rerank_schedule)
 
-    def _seed_designs(self, out, best_gid: str | None) -> None:
+    def _seed_designs(self, out, best_gid: str | None, epochs: int) -> None:
         """The best seed design of the run, and how to train the best beside the seed designs:
         short trials favour networks that learn fast, so the search's best is worth checking
-        against them at the length it will be trained (README, "Searchers at equal compute")."""
+        against them at the length it will be trained, `epochs` (the run's --rerank-schedule)
+        (README, "Searchers at equal compute")."""
         evolved = [d["evolve"] for d in _seed_design_docs(out)]
         if not evolved:
             return
@@ -151,7 +157,7 @@ class EvolveConsole:
         if not mine:
             self.say("compare them at the length you will train (short trials favour fast learners): "
                      f"fernas train {where}/best.json {where}/seed_designs/*.json{_data_flags(out)} "
-                     "--epochs 48 --fine-tune-epochs 2 --train-crops 1")
+                     f"--epochs {epochs} --fine-tune-epochs 2 --train-crops 1")
 
 
 def _seed_design_docs(out) -> list[dict]:

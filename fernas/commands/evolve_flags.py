@@ -101,22 +101,26 @@ def add_trial_flags(p, d) -> None:
                         "validation split's chance level tie; the lower validation loss wins). 1 = every genome "
                         "trains --max-budget epochs")
     g.add_argument("--rerank-top", type=int, default=d.rerank_top, metavar="K",
-                   help="at the end, train the K best genomes --max-budget epochs again with other seeds; "
+                   help="at the end, train the K best genomes --rerank-budget epochs again with other seeds; "
                         "best.json and the hall of fame's order come from the mean (0: no re-ranking)")
     g.add_argument("--rerank-seeds", type=int, default=d.rerank_seeds, metavar="S",
                    help="other seeds per re-ranked genome")
     g.add_argument("--rerank-recipe", choices=("own", "trial"), default="own",
-                   help="how the re-ranking trains: own = the first --max-budget epochs of the genome's own recipe "
+                   help="how the re-ranking trains: own = the first --rerank-budget epochs of the genome's own recipe "
                         "as `fernas decode --train --epochs N --train-crops 1` trains it (its own batch size, the "
                         "VGG paper's augmentation, the schedule spanning N = --rerank-schedule epochs), so best.json "
                         "is chosen by the recipe the kept network trains with and a genome that learns only "
                         "without augmentation drops out (trained 48+2, the best of the 4 finalists of 6 demo runs "
-                        "was its choice in 5 at --max-budget 8 and 3 at 4, the trial recipe's in 1-2: "
+                        "was its choice in 5 after 8 epochs, 3 after 4 and 4 after 16, the trial recipe's in 1-2: "
                         "benchmarks/finalists.py); trial = the trial recipe of every other trial (--trial-batch, "
                         "--trial-augment)")
     g.add_argument("--rerank-schedule", type=int, default=None, metavar="N",
                    help="with --rerank-recipe own: the length of the schedule the re-ranking trains the start of "
-                        "(the epochs you will train the kept network; none given: 48, or the largest budget when that is longer)")
+                        "(the epochs you will train the kept network; none given: 48, or --rerank-budget when that is longer)")
+    g.add_argument("--rerank-budget", type=int, default=None, metavar="E",
+                   help="epochs of each re-ranking training (none given: with --rerank-recipe own 8, or the largest "
+                        "budget when that is longer, the length whose validation accuracy chose best above; with "
+                        "trial the largest budget, the only length it takes: its mean includes the genome's trial there)")
     g.add_argument("--epochs-per-trial", type=int, default=None, metavar="N",
                    help="one budget: every genome trains N epochs (= --min-budget N --max-budget N --eta 1; "
                         "overrides them)")

@@ -8,6 +8,13 @@ STRATEGIES = ("ga", "random")
 MUTATIONS = ("uniform", "creep")
 
 
+# Epochs of an own-recipe re-ranking training unless told (`evolve --rerank-budget`): of the
+# four finalists of 6 demo runs, each trained 48+2 by the decode protocol, the validation
+# accuracy after 8 epochs picked the best in 5 runs, after 4 in 3, after 16 in 4
+# (benchmarks/finalists.py, finalists_proxy.json).
+OWN_RERANK_EPOCHS = 8
+
+
 @dataclass
 class GAConfig:
     pop: int = 40
@@ -61,26 +68,33 @@ class GAConfig:
     min_budget: int = 1
     max_budget: int = 4
     eta: int = 2
-    # At the end of the run the `rerank_top` best genomes train max_budget epochs again with
-    # `rerank_seeds` other seeds each; best.json and the hall of fame's order come from the mean
-    # (one short training is partly luck).  0 = no re-ranking.
+    # At the end of the run the `rerank_top` best genomes train `rerank_epochs` epochs again
+    # with `rerank_seeds` other seeds each; best.json and the hall of fame's order come from the
+    # mean (one short training is partly luck).  0 = no re-ranking.
     rerank_top: int = 3
     rerank_seeds: int = 2
-    # What the re-ranking trainings train: "trial", the trial recipe of every other trial (the
-    # mean then includes the genome's own trial at max_budget), or "own", the first max_budget
-    # epochs of the decode protocol: the genome's own batch size and the VGG paper's
-    # augmentation, its schedule spanning `rerank_schedule` epochs (the length the kept network
-    # trains; the mean is over these trainings alone).  "own" sees what the trial recipe hides (a
-    # genome that learns only without augmentation; benchmarks/finalists.py).  Stored runs
-    # without the field re-rank as they did: "trial".
+    # What the re-ranking trainings train: "trial", the trial recipe of every other trial to
+    # max_budget (the mean then includes the genome's own trial there), or "own", the first
+    # `rerank_budget` epochs of the decode protocol: the genome's own batch size and the VGG
+    # paper's augmentation, its schedule spanning `rerank_schedule` epochs (the length the kept
+    # network trains; the mean is over these trainings alone).  "own" sees what the trial recipe
+    # hides (a genome that learns only without augmentation; benchmarks/finalists.py).  Stored
+    # runs without the fields re-rank as they did: "trial", and 0 (= max_budget).
     rerank_recipe: str = "trial"
     rerank_schedule: int = 48
+    rerank_budget: int = 0
 
     @property
     def rerank_with_own(self) -> bool:
         """Whether a re-ranked genome's mean counts its own trial at max_budget: only when the
         re-ranking trains the same (trial) recipe (`fitness.reranked_trainings`)."""
         return self.rerank_recipe != "own"
+
+    @property
+    def rerank_epochs(self) -> int:
+        """Epochs of each re-ranking training: `rerank_budget`, or max_budget when it is 0."""
+        return self.rerank_budget or self.max_budget
+
     # The search space (fernas.space.Space.to_config: {gene field: [raw values]} of the narrowed
     # genes; None = every value of every gene).  Fixed for the whole run: --resume refuses another.
     space: dict | None = None
@@ -104,6 +118,9 @@ class GAConfig:
         if not 1 <= self.min_budget <= self.max_budget or self.eta < 1:
             raise ValueError(f"budgets: need 1 <= min_budget ({self.min_budget}) <= max_budget "
                              f"({self.max_budget}) and eta ({self.eta}) >= 1")
+        if self.rerank_with_own and self.rerank_epochs != self.max_budget:
+            raise ValueError(f"rerank_budget {self.rerank_budget}: a trial-recipe re-ranking trains max_budget "
+                             f"({self.max_budget}) epochs, its mean includes the genome's trial there")
 
     def n_immigrants(self, slots: int) -> int:
         """How many of a generation's `slots` new genomes are immigrants (halves round up)."""

@@ -80,7 +80,7 @@ def certain_promotions(ev) -> list[Candidate]:
 
 
 def rerank(ev) -> Generator[list[Candidate], None, None]:
-    """The best genomes trained again at the largest budget with other seeds (one batch)."""
+    """The best genomes trained again (`GAConfig.rerank_epochs`) with other seeds (one batch)."""
     cfg = ev.cfg
     top = [ind for ind in ev.by_fitness() if is_ok(ev.cache.get(ind.gid, {}))][:cfg.rerank_top]
 
@@ -90,6 +90,6 @@ def rerank(ev) -> Generator[list[Candidate], None, None]:
 
     before = done()
     batch = [Candidate(ind.gid, list(ind), vector_id(ind)[1], ev.cache[ind.gid]["generation"],
-                       budget=cfg.max_budget, level=len(cfg.rungs) - 1, kind="rerank", seed=s)
+                       budget=cfg.rerank_epochs, level=len(cfg.rungs) - 1, kind="rerank", seed=s)
              for s in range(1, cfg.rerank_seeds + 1) for ind in top if (s, ind.gid) not in before]
     yield from _run(ev, batch, lambda c: (c.seed, c.gid) in done())

@@ -87,7 +87,7 @@ def prepare(out: Path, resume: bool) -> dict | None:
 
 
 def reranking(cfg, entry: dict) -> dict:
-    """{"rerank": ...} for a re-ranked genome: the recipe of its re-ranking trainings, their count
+    """{"rerank": ...} for a re-ranked genome: the recipe and length of its re-ranking trainings, their count
     and the mean validation accuracy that orders best.json and the hall of fame (`val_acc` is its
     own trial's, at the trial recipe); {} for the others."""
     top = len(cfg.rungs) - 1
@@ -95,7 +95,8 @@ def reranking(cfg, entry: dict) -> dict:
     if not runs:
         return {}
     mean = reranked_accuracy(entry, top, cfg.rerank_with_own)
-    return {"rerank": {"recipe": cfg.rerank_recipe, "trainings": len(runs), "mean_val_acc": round(mean, 4)}}
+    return {"rerank": {"recipe": cfg.rerank_recipe, "epochs": cfg.rerank_epochs, "trainings": len(runs),
+                       "mean_val_acc": round(mean, 4)}}
 
 
 class RunDir:

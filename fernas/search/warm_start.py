@@ -35,17 +35,19 @@ def _differences(stored: dict, opts, data_info: dict) -> list[str]:
              "budgets": (ga.get("min_budget"), ga.get("max_budget"), ga.get("eta"), o.get("max_steps_per_epoch")),
              "ASHA": bool(o.get("asha")), "seed": ga.get("seed"),
              "trial recipe": recipe_text(*stored_recipe(o)),
-             "re-ranking": _reranking(ga.get("rerank_recipe", "trial"), ga.get("rerank_schedule"))}
+             "re-ranking": _reranking(ga.get("rerank_recipe", "trial"), ga.get("rerank_schedule"),
+                                      ga.get("rerank_budget") or ga.get("max_budget"))}
     here = {"data": (opts.data, opts.data_args, _data_sizes(data_info)),
             "budgets": (opts.ga.min_budget, opts.ga.max_budget, opts.ga.eta, opts.max_steps_per_epoch),
             "ASHA": bool(opts.asha), "seed": opts.ga.seed, "trial recipe": recipe_text(opts.trial_batch, opts.trial_augment),
-            "re-ranking": _reranking(opts.ga.rerank_recipe, opts.ga.rerank_schedule)}
+            "re-ranking": _reranking(opts.ga.rerank_recipe, opts.ga.rerank_schedule, opts.ga.rerank_epochs)}
     return [f"{k} ({_show(there[k])} there, {_show(here[k])} here)" for k in here if there[k] != here[k]]
 
 
-def _reranking(recipe: str, schedule: int) -> str:
-    """How the re-ranking trains, in the terms its scores depend on (the schedule only for own)."""
-    return f"own recipe, schedule of {schedule} epochs" if recipe == "own" else "trial recipe"
+def _reranking(recipe: str, schedule: int, epochs: int) -> str:
+    """How the re-ranking trains, in the terms its scores depend on (the schedule and length only
+    for own: a trial-recipe re-ranking trains the largest budget, compared under "budgets")."""
+    return f"own recipe, {epochs} epochs of a schedule of {schedule}" if recipe == "own" else "trial recipe"
 
 
 def _data_sizes(info: dict) -> tuple:
