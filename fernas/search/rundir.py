@@ -246,6 +246,9 @@ class RunDir:
         ax.plot(gens, col("best"), "o-", label="best so far (the fittest genome)")
         ax.plot(gens, col("max"), "^--", label="best of generation")
         ax.plot(gens, col("mean"), "s-", label="mean of generation (trained genomes)")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # generations are whole numbers
         ax.set_xlabel("generation")
         ax.set_ylabel(OBJECTIVES["accuracy"].label)
         ax.set_title(f"{self.out.name}: progress")
