@@ -98,3 +98,33 @@ def test_a_genome_too_large_for_a_trials_host_memory_is_refused_with_the_figures
     assert memory_refusal(mobile, 64, 4 * gib) is None
     why = memory_refusal(vgg, 256, 0.25 * gib)
     assert why.startswith("too large for host memory: training needs about") and "a trial has about 0.2 GiB" in why
+
+
+def test_a_reranking_at_the_genomes_own_batch_is_checked_against_host_memory(tmp_path):
+    """The trial recipe's batch 32 fits, the genome's own 256 does not: its own-recipe re-ranking
+    is refused (recorded as skipped, with the figures), its trial-recipe one is not."""
+    from types import SimpleNamespace
+
+    from fernas.evolve import Evolution, GAConfig
+    from fernas.evolve.config import Candidate
+    from fernas.genome import load_genome
+    from fernas.model import plan, training_memory_bytes
+    from fernas.search.options import EvolveOptions
+    from fernas.search.run import EvolveRun
+
+    doc = load_genome("genomes/daocong_mobilenetv2.json")
+    doc["train"]["batch_size"] = 256
+    p = plan(doc)
+    allowance = (training_memory_bytes(p, 32) + training_memory_bytes(p, 256)) / 2
+    for recipe, refused in (("own", True), ("trial", False)):
+        ga = GAConfig(max_budget=4, rerank_recipe=recipe)
+        run = EvolveRun(EvolveOptions(out=str(tmp_path), ga=ga, trial_batch=32), Evolution(ga),
+                        SimpleNamespace(out=tmp_path), n_train=1400, console=None)
+        run.trial_memory = allowance
+        recorded = []
+        run.record = lambda cand, outcome: recorded.append((cand.kind, outcome))
+        assert not run.refuse(Candidate("g", [0], doc, 0, budget=4, kind="first"))  # batch 32 fits
+        assert run.refuse(Candidate("g", [0], doc, 0, budget=4, kind="rerank", seed=1)) is refused
+        assert [k for k, _ in recorded] == (["rerank"] if refused else [])
+        if refused:
+            assert recorded[0][1]["status"] == "skipped" and "too large for host memory" in recorded[0][1]["error"]

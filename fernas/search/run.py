@@ -85,7 +85,8 @@ class EvolveRun:
         # the trial's training time, roughly: images x cost per image with activation memory counted
         cand.cost_hint = float(training_cost(p) * steps * bs * (cand.budget - cand.resume_from))
         reason = self.ev.cfg.refusal(cand.doc, plan=p) if cand.kind == "first" else None
-        if reason is None and cand.kind == "first" and self.trial_memory:
+        # a re-ranking at the genome's own batch (up to 8x the trial batch) needs its own memory check
+        if reason is None and (cand.kind == "first" or own) and self.trial_memory:
             reason = memory_refusal(p, bs, self.trial_memory)
         if reason:  # penalised without a trial
             self.record(cand, {"status": "skipped", "error": reason, "val_acc": 0.0, "macs": macs,
