@@ -30,12 +30,14 @@ DEMO_DATA ?= demo:1400,560,2800
 DEMO_BATCH ?= 32
 DEMO_AUGMENT ?= none
 DEMO_MMACS ?= 60
+# the search's seed (the 8+2 trainings that compare its best with the seed designs keep seed 0)
+DEMO_SEED ?= 0
 # the seed designs the search trained (evolve/seed_designs), less the best genome if it is one of them
 DEMO_SEEDS = $$($(PY) -c "import glob, json; best = json.load(open('$(DEMO_DIR)/evolve/best.json'))['evolve']['gid']; \
 	print(' '.join(p for p in sorted(glob.glob('$(DEMO_DIR)/evolve/seed_designs/*.json')) if json.load(open(p))['evolve']['gid'] != best))")
 demo: $(STAMP)
 	$(PY) -m fernas evolve --data $(DEMO_DATA) --pop 8 --generations 5 --min-budget 2 --max-budget 4 --eta 2 \
-	    --trial-batch $(DEMO_BATCH) --trial-augment $(DEMO_AUGMENT) --rerank-top 2 --rerank-seeds 1 --rerank-recipe trial --max-mmacs $(DEMO_MMACS) --out $(DEMO_DIR)/evolve
+	    --trial-batch $(DEMO_BATCH) --trial-augment $(DEMO_AUGMENT) --rerank-top 2 --rerank-seeds 1 --rerank-recipe trial --max-mmacs $(DEMO_MMACS) --seed $(DEMO_SEED) --out $(DEMO_DIR)/evolve
 	$(PY) -m fernas train $(DEMO_DIR)/evolve/best.json $(DEMO_SEEDS) --data $(DEMO_DATA) --epochs 8 \
 	    --fine-tune-epochs 2 --train-crops 1 --batch-size $(DEMO_BATCH) --augment $(DEMO_AUGMENT) --out $(DEMO_DIR)/trained
 	@echo

@@ -131,10 +131,12 @@ def _same_command(out: Path, cmd: list[str]) -> bool:
         return False
     # the same argv re-ranks as fernas evolve resolves it today: a run stored before
     # --rerank-recipe re-ranked with the trial recipe, one before --rerank-budget at max_budget
+    # (a run without re-ranking, --rerank-top 0, is the same whatever they say)
     ga = cfg.get("options", {}).get("ga") or {}
     stored = (ga.get("rerank_recipe", "trial"), ga.get("rerank_budget") or ga.get("max_budget"))
     want = rerank_settings(build_parser().parse_args(cmd[3:]))
-    return flags(cfg.get("argv") or []) == flags(cmd[3:]) and stored == (want["rerank_recipe"], want["rerank_budget"])
+    same_rerank = want["rerank_top"] == 0 or stored == (want["rerank_recipe"], want["rerank_budget"])
+    return flags(cfg.get("argv") or []) == flags(cmd[3:]) and same_rerank
 
 
 def read_trials(out: Path) -> dict:

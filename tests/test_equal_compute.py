@@ -258,6 +258,9 @@ def test_reuse_takes_only_a_run_of_the_same_command_wherever_its_directory_was(t
     del stored["rerank_budget"]  # before --rerank-budget: the re-ranking trained max_budget (4) epochs, now 8
     (run / "config.json").write_text(json.dumps({"argv": cmd[3:], "options": {"ga": stored}}))
     assert not ec._same_command(run, cmd)
+    no_rerank = [*cmd, "--rerank-top", "0"]  # ...which does not matter to a run without re-ranking
+    (run / "config.json").write_text(json.dumps({"argv": no_rerank[3:], "options": {"ga": stored}}))
+    assert ec._same_command(run, no_rerank)
     (run / "config.json").write_text(json.dumps({"argv": cmd[3:]}))  # before the flag: re-ranked by the trial recipe
     assert not ec._same_command(run, cmd) and ec._same_command(run, [*cmd, "--rerank-recipe", "trial"]) is False
     old_recipe = [*cmd[:-4], "--trial-batch", "0", "--trial-augment", "vgg"]

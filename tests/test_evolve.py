@@ -564,3 +564,23 @@ def test_an_own_recipe_reranking_orders_by_its_own_trainings_alone():
         ev.cache = cache
         order[recipe] = [i.gid for i in ev._ranked(inds)]
     assert order == {"trial": ["fast", "slow"], "own": ["slow", "fast"]}
+
+
+def test_the_best_genomes_line_says_what_re_ranked_it_or_why_nothing_did():
+    from fernas.commands.evolve_console import _reranking_note
+
+    cfg = GAConfig(max_budget=4, rerank_recipe="own", rerank_budget=8)
+    refused = {"kind": "rerank", "status": "skipped", "error": "too large for host memory: training needs about 9 GiB"}
+    entry = {"status": "ok", "level": 1, "val_acc": 0.5, "trials": [refused]}
+    assert _reranking_note(cfg, entry) == " (not re-ranked: too large for host memory: training needs about 9 GiB)"
+    entry["trials"].append({"kind": "rerank", "status": "ok", "val_acc": 0.4, "val_loss": 1.0, "seed": 2})
+    assert _reranking_note(cfg, entry) == " (re-ranked: own recipe, 8 epochs, mean 0.4000 over 1 training(s))"
+    assert _reranking_note(cfg, {"status": "ok", "trials": []}) == ""
+
+
+@pytest.mark.parametrize("fields", [dict(rerank_budget=-1), dict(rerank_recipe="own", rerank_budget=64),
+                                    dict(rerank_recipe="trial", rerank_budget=8)])
+def test_a_re_ranking_that_cannot_train_as_configured_is_refused(fields):
+    with pytest.raises(ValueError, match="rerank"):
+        GAConfig(max_budget=4, **fields)  # (own: a schedule of 48 shorter than 64 epochs; trial: 8 is not max_budget)
+    assert GAConfig(max_budget=4, rerank_recipe="own", rerank_budget=48).rerank_epochs == 48

@@ -112,13 +112,8 @@ class EvolveConsole:
         best = ev.best()
         if best is not None:
             e = ev.cache.get(best.gid, {})
-            from fernas.search.rundir import reranking
-
-            rr = reranking(ev.cfg, e).get("rerank")
-            ordered = (f" (re-ranked: {rr['recipe']} recipe, {rr['epochs']} epochs, mean {rr['mean_val_acc']:.4f} "
-                       f"over {rr['trainings']} training(s))") if rr else ""
             self.say(f"best genome {best.gid}: validation accuracy {e.get('val_acc') or 0:.4f} after "
-                     f"{e.get('budget')} epoch(s){ordered}, {e.get('params') or 0:,} parameters, "
+                     f"{e.get('budget')} epoch(s){_reranking_note(ev.cfg, e)}, {e.get('params') or 0:,} parameters, "
                      f"{(e.get('macs') or 0) / 1e6:.1f}M multiply-adds")
         if ev.meta.get("ended_by") == "patience":
             self.say(f"evolution ended after generation {ev.gen}/{ev.cfg.generations}: no better best for "
@@ -158,6 +153,19 @@ class EvolveConsole:
             self.say("compare them at the length you will train (short trials favour fast learners): "
                      f"fernas train {where}/best.json {where}/seed_designs/*.json{_data_flags(out)} "
                      f"--epochs {epochs} --fine-tune-epochs 2 --train-crops 1")
+
+
+def _reranking_note(cfg, entry: dict) -> str:
+    """What ordered the best genome, for its line: its re-ranking (recipe, length, mean), or why
+    it has none although it was chosen for one (a training refused, e.g. over host memory)."""
+    from fernas.search.rundir import reranking
+
+    rr = reranking(cfg, entry).get("rerank")
+    if rr:
+        return (f" (re-ranked: {rr['recipe']} recipe, {rr['epochs']} epochs, mean {rr['mean_val_acc']:.4f} "
+                f"over {rr['trainings']} training(s))")
+    why = [t["error"] for t in entry.get("trials", []) if t.get("kind") == "rerank" and t.get("error")]
+    return f" (not re-ranked: {why[0]})" if why else ""
 
 
 def _seed_design_docs(out) -> list[dict]:

@@ -118,6 +118,9 @@ class GAConfig:
         if not 1 <= self.min_budget <= self.max_budget or self.eta < 1:
             raise ValueError(f"budgets: need 1 <= min_budget ({self.min_budget}) <= max_budget "
                              f"({self.max_budget}) and eta ({self.eta}) >= 1")
+        if self.rerank_budget < 0 or (not self.rerank_with_own and self.rerank_schedule < self.rerank_epochs):
+            raise ValueError(f"re-ranking: rerank_budget {self.rerank_budget} must be 0 (max_budget) or more, "
+                             f"and rerank_schedule {self.rerank_schedule} at least its epochs")
         if self.rerank_with_own and self.rerank_epochs != self.max_budget:
             raise ValueError(f"rerank_budget {self.rerank_budget}: a trial-recipe re-ranking trains max_budget "
                              f"({self.max_budget}) epochs, its mean includes the genome's trial there")
@@ -170,7 +173,7 @@ class Candidate:
     vector: list[int]
     doc: dict | None
     generation: int
-    budget: int = 0  # train to this epoch of the max_budget-long schedule
+    budget: int = 0  # train to this epoch of the max_budget-long schedule (own-recipe re-ranking: rerank_schedule)
     level: int = 0  # index of the budget among GAConfig.rungs
     resume_from: int = 0  # continue from the checkpoint at this epoch (0: train from scratch)
     # where the genome came from: seed (a seed design, or a warm start's hall of fame),

@@ -78,7 +78,8 @@ class EvolveRun:
         p = plan(cand.doc)
         macs = p.macs
         own = cand.kind == "rerank" and not self.ev.cfg.rerank_with_own  # trains the genome's own batch
-        bs = (0 if own else self.opts.trial_batch) or cand.doc["train"]["batch_size"]
+        # the trainer takes at most the training set in a batch
+        bs = min((0 if own else self.opts.trial_batch) or cand.doc["train"]["batch_size"], max(1, self.n_train))
         steps = max(1, self.n_train // bs)
         if self.opts.max_steps_per_epoch:
             steps = min(steps, self.opts.max_steps_per_epoch)

@@ -78,7 +78,8 @@ def _reusable(entry: dict, ga: GAConfig) -> bool:
     trials = entry.get("trials", [])
     if entry.get("status") != "ok" or not entry.get("vector") or not trials:
         return False  # failed, refused, or stopped early by ASHA (its accuracy is of a shorter training)
-    if any(t.get("trainer") != trainer_version() or t.get("status") not in ("ok", "failed") for t in trials):
+    if any(t.get("trainer") != trainer_version() or t.get("status") not in ("ok", "failed") for t in trials
+           if not (t.get("kind") == "rerank" and t.get("status") == "skipped")):  # a re-ranking too large to train
         return False
     doc = G.from_vector(entry["vector"])
     return ga.refusal(doc, entry.get("macs")) is None and Space.from_config(ga.space).admits(entry["vector"])
