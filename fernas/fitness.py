@@ -26,7 +26,7 @@ The one place that decides what a trial is worth:
   (a rung of chance-level trials ranks on ties: its budget is too small for the data).
 * `reranked_trainings(entry, max_level)`, `reranked_accuracy(...)`, `reranked_score(..., chance)` --
   a re-ranked genome's re-ranking trainings (and its own trial at the largest budget when they
-  train its recipe), their mean accuracy, and the mean
+  train the trial recipe), their mean accuracy, and the mean
   `ranking_accuracy` that orders re-ranked genomes (best.json, the hall of fame's files); its own trial there
   counts only when the re-ranking trains the same recipe (`with_own`).
 * `fitness_of(entry, objectives, chance)` -- the DEAP fitness tuple of a genome: the largest budget it
@@ -110,8 +110,8 @@ def promoted(results: list[tuple[str, dict]], n: int, chance: float = 0.0) -> li
 
 def reranked_trainings(entry: dict, max_level: int, with_own: bool = True) -> list[dict]:
     """The trainings that order a re-ranked genome: its re-ranking trainings, and with
-    `with_own` its own trial at the largest budget (when the re-ranking trains that recipe to
-    that budget); none when it was not re-ranked."""
+    `with_own` its own trial at the largest budget (when the re-ranking trains the trial recipe
+    to that budget); none when it was not re-ranked."""
     reruns = [t for t in entry.get("trials", []) if t.get("kind") == "rerank" and is_ok(t)]
     if not reruns:
         return []
