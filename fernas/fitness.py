@@ -25,10 +25,10 @@ The one place that decides what a trial is worth:
 * `chance_level(class_counts)`, `at_chance(outcomes, level)` -- whether trials have left chance
   (a rung of chance-level trials ranks on ties: its budget is too small for the data).
 * `reranked_trainings(entry, max_level)`, `reranked_accuracy(...)`, `reranked_score(..., chance)` --
-  a re-ranked genome's re-ranking trainings (and its own trial at the largest budget when they
-  train the trial recipe), their mean accuracy, and the mean
-  `ranking_accuracy` that orders re-ranked genomes (best.json, the hall of fame's files); its own trial there
-  counts only when the re-ranking trains the same recipe (`with_own`).
+  a re-ranked genome's re-ranking trainings, their mean accuracy, and the mean
+  `ranking_accuracy` that orders re-ranked genomes (best.json, the hall of fame's files); its
+  own trial at the largest budget counts only when the re-ranking trains the same (trial)
+  recipe (`with_own`).
 * `fitness_of(entry, objectives, chance)` -- the DEAP fitness tuple of a genome: the largest budget it
   reached first, then its `ranking_accuracy` there (the accuracy objective is
   `level + ranking_accuracy`, a number that orders exactly so); a genome whose first trial did not end `ok` (or `stopped`

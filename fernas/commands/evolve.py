@@ -67,7 +67,9 @@ def rerank_settings(args: argparse.Namespace) -> dict:
 
     top = args.epochs_per_trial or args.max_budget
     own = args.rerank_recipe == "own"
-    epochs = args.rerank_budget if args.rerank_budget is not None else max(OWN_RERANK_EPOCHS, top) if own else top
+    epochs = args.rerank_budget
+    if epochs is None:  # own: the measured length, or the largest budget when longer; trial: the largest budget
+        epochs = max(OWN_RERANK_EPOCHS, top) if own else top
     _check(epochs >= 1, f"--rerank-budget {epochs}: expected at least 1 epoch")
     _check(own or epochs == top, f"--rerank-budget {epochs}: with --rerank-recipe trial the re-ranking trains the "
                                  f"largest budget ({top} epochs), its mean includes the genome's trial there")

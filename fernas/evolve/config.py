@@ -90,6 +90,10 @@ class GAConfig:
         re-ranking trains the same (trial) recipe (`fitness.reranked_trainings`)."""
         return self.rerank_recipe != "own"
 
+    def trains_own_recipe(self, cand: "Candidate") -> bool:
+        """Whether the trial trains the genome's own recipe: an own-recipe re-ranking trial."""
+        return cand.kind == "rerank" and self.rerank_recipe == "own"
+
     @property
     def rerank_epochs(self) -> int:
         """Epochs of each re-ranking training: `rerank_budget`, or max_budget when it is 0."""
@@ -118,9 +122,11 @@ class GAConfig:
         if not 1 <= self.min_budget <= self.max_budget or self.eta < 1:
             raise ValueError(f"budgets: need 1 <= min_budget ({self.min_budget}) <= max_budget "
                              f"({self.max_budget}) and eta ({self.eta}) >= 1")
-        if self.rerank_budget < 0 or (not self.rerank_with_own and self.rerank_schedule < self.rerank_epochs):
-            raise ValueError(f"re-ranking: rerank_budget {self.rerank_budget} must be 0 (max_budget) or more, "
-                             f"and rerank_schedule {self.rerank_schedule} at least its epochs")
+        if self.rerank_budget < 0:
+            raise ValueError(f"rerank_budget {self.rerank_budget}: expected 0 (max_budget) or more epochs")
+        if self.rerank_recipe == "own" and self.rerank_schedule < self.rerank_epochs:
+            raise ValueError(f"rerank_schedule {self.rerank_schedule}: shorter than the re-ranking's "
+                             f"{self.rerank_epochs} epochs")
         if self.rerank_with_own and self.rerank_epochs != self.max_budget:
             raise ValueError(f"rerank_budget {self.rerank_budget}: a trial-recipe re-ranking trains max_budget "
                              f"({self.max_budget}) epochs, its mean includes the genome's trial there")

@@ -77,7 +77,7 @@ class EvolveRun:
 
         p = plan(cand.doc)
         macs = p.macs
-        own = cand.kind == "rerank" and not self.ev.cfg.rerank_with_own  # trains the genome's own batch
+        own = self.ev.cfg.trains_own_recipe(cand)  # trains the genome's own batch
         # the trainer takes at most the training set in a batch
         bs = min((0 if own else self.opts.trial_batch) or cand.doc["train"]["batch_size"], max(1, self.n_train))
         steps = max(1, self.n_train // bs)

@@ -234,7 +234,7 @@ def trial_resources(cpt: float, gpt: float, alone: bool):
 def own_recipe(cand, ga) -> dict:
     """The settings that make a re-ranking trial train the genome's own recipe
     (`GAConfig.rerank_recipe` "own"; `trial.with_recipe` applies them); none for other trials."""
-    if cand.kind == "rerank" and ga.rerank_recipe == "own":
+    if ga.trains_own_recipe(cand):
         return {"recipe": "own", "schedule_epochs": ga.rerank_schedule}
     return {}
 
