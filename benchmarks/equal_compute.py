@@ -12,12 +12,13 @@ image, the `compute` column of trials.csv) with the seconds beside it:
                  between them (what a user does who does not search)
 
 Equal compute: ga-mf runs first; its total C (every trial: first trainings, promotions,
-re-ranking) is the budget.  random-sh has the same structure (same generations, budgets and
-re-ranking) and `--max-compute C`: used whole when it spent at most C, else cut at C like the
-others.  ga-single and random-asha are given more generations than C needs and `--max-compute
-C` (no trial starts once C is spent), then cut at C in the order their trials finished.  The
-pick of an arm cut at C is the best accuracy at MAX epochs within C.  The seeds arm trains
-each design C / n_designs of compute.
+re-ranking) is the budget, S the part its search spent (C less its re-ranking).  random-sh has
+the same budgets and re-ranking, more generations than S needs and `--max-compute S`: its
+search ends once it has spent S (the trials running then finish), its own re-ranking follows,
+and it is used whole (its pick: best.json), its total reported beside C.  ga-single and
+random-asha (no re-ranking) are given more generations than C needs and `--max-compute C`,
+then cut at C in the order their trials finished.  The pick of an arm cut at C is the best
+accuracy at MAX epochs within C.  The seeds arm trains each design C / n_designs of compute.
 
 Best-so-far is the best validation accuracy at MAX epochs (trials that reached it) against
 cumulative compute; a run's pick is its best.json when used whole.  Every pick (and every
@@ -81,7 +82,7 @@ def arm_flags(a, arm: str) -> tuple[list[str], int]:
     recipe = ([] if a.trial_batch is None else ["--trial-batch", str(a.trial_batch)]) + \
         ([] if a.trial_augment is None else ["--trial-augment", a.trial_augment])
     flags, gens = {"ga-mf": ([*ga, *mf], a.generations),
-                   "random-sh": (["--strategy", "random", *mf], a.generations),
+                   "random-sh": (["--strategy", "random", *mf], 2 * a.generations + 1),
                    "ga-single": ([*ga, *single], a.generations + 1),
                    "random-asha": (["--strategy", "random", *single, "--asha", *asha_grace],
                                    2 * a.generations + 1)}[arm]
@@ -89,14 +90,15 @@ def arm_flags(a, arm: str) -> tuple[list[str], int]:
 
 
 def run_search(a, arm: str, seed: int, out: Path, compute: float | None = None) -> dict:
-    """Run (or with --reuse, reuse) one search arm; `compute`: C, where the arm is cut at C."""
+    """Run (or with --reuse, reuse) one search arm; `compute`: its --max-compute (S or C)."""
     flags, gens = arm_flags(a, arm)
     if compute is not None:
-        flags = [*flags, "--max-compute", repr(float(compute))]  # exact: _finished compares with it
+        flags = [*flags, "--max-compute", repr(float(compute))]  # exact: _same_command compares it
     cmd = [sys.executable, "-m", "fernas", "evolve", "--data", a.data, "--data-seed", str(a.data_seed),
            "--out", str(out), "--pop", str(a.pop), "--generations", str(gens), "--max-mmacs", str(a.max_mmacs),
            "--seed", str(seed), "--no-dashboard", "--cpus-per-trial", "1", *flags]
-    if a.reuse and (out / "best.json").is_file() and _finished(out, compute) and _same_command(out, cmd):
+    cut_at = None if arm in HALVING_ARMS else compute
+    if a.reuse and (out / "best.json").is_file() and _finished(out, cut_at) and _same_command(out, cmd):
         print(f"  {arm:11s} reusing {out}", flush=True)
         wall = None
     else:
@@ -106,12 +108,13 @@ def run_search(a, arm: str, seed: int, out: Path, compute: float | None = None) 
     return {"out": out, "wall_s": wall, **read_trials(out)}
 
 
-def _finished(out: Path, compute: float | None = None) -> bool:
-    """A run that ended, or (an arm cut at C) one that has spent C."""
+def _finished(out: Path, cut_at: float | None = None) -> bool:
+    """A run that ended, or (an arm cut at C: `cut_at`) one that has spent C, which is all of it
+    that counts."""
     from fernas.evolve import is_done
     try:
-        return is_done(out / "checkpoint.json") or (compute is not None
-                                                     and spent_compute(read_trials(out)["trials"]) >= compute)
+        return is_done(out / "checkpoint.json") or (cut_at is not None
+                                                     and spent_compute(read_trials(out)["trials"]) >= cut_at)
     except Exception:  # another version, corrupt: run it again
         return False
 
@@ -153,9 +156,10 @@ def read_trials(out: Path) -> dict:
             "done": is_done(out / "checkpoint.json")}
 
 
-def spent_compute(trials: list[dict]) -> float:
-    """Training compute of these trials (images x multiply-adds, trials.csv's `compute`)."""
-    return sum(float(t.get("compute") or 0) for t in trials)
+def spent_compute(trials: list[dict], search_only: bool = False) -> float:
+    """Training compute of these trials (images x multiply-adds, trials.csv's `compute`);
+    `search_only`: without the re-ranking trials."""
+    return sum(float(t.get("compute") or 0) for t in trials if not (search_only and t.get("kind") == "rerank"))
 
 
 def at_max(t: dict, max_budget: int) -> bool:
@@ -186,12 +190,10 @@ def cut(trials: list[dict], budget: float) -> list[dict]:
     return kept
 
 
-def used_whole(arm: str, run: dict, budget: float) -> bool:
-    """A halving arm within C is used whole (its pick: best.json, after re-ranking); one that
-    spent more (random search's generations train more new genomes than the GA's, whose elites
-    train no more) is cut at C like the others, so no arm is judged on more than C.  A run that
-    `--max-compute` stopped before its end (no re-ranking) is cut too."""
-    return arm in HALVING_ARMS and run["done"] and spent_compute(run["trials"]) <= budget * 1.0001
+def used_whole(arm: str, run: dict) -> bool:
+    """A halving arm is used whole (its pick: best.json, after its re-ranking): ga-mf defines C,
+    random-sh's search ended at ga-mf's search compute S (`--max-compute S`)."""
+    return arm in HALVING_ARMS and run["done"]
 
 
 def pick(run: dict, trials: list[dict], whole: bool, max_budget: int) -> tuple[str | None, list[int] | None]:
@@ -330,11 +332,12 @@ def seed_record(a, seed: int, runs: dict, seeds: dict, budget: float) -> dict:
     """One seed's figures per arm: compute, seconds, curve, pick (decode-trained later)."""
     rec = {"seed": seed, "budget_compute": budget}
     for arm, run in runs.items():
-        whole = used_whole(arm, run, budget)
+        whole = used_whole(arm, run)
         trials = run["trials"] if whole else cut(run["trials"], budget)
         gid, vector = pick(run, trials, whole, a.max_budget)
         rec[arm] = {"trials": len(trials), "trials_run": len(run["trials"]),
                     "compute": spent_compute(trials),
+                    "search_compute": spent_compute(trials, search_only=True),
                     "train_seconds": round(sum(float(t.get("train_seconds") or 0) for t in trials), 1),
                     "wall_s": None if run["wall_s"] is None else round(run["wall_s"], 1),
                     "curve": [(c, None if b is None else round(b, 4)) for c, b in curve(trials, a.max_budget)],
@@ -620,7 +623,9 @@ def main(argv=None) -> int:
         settings["trial_batch"] = DEFAULT_TRIAL_BATCH
     if a.trial_augment is None:
         settings["trial_augment"] = DEFAULT_TRIAL_AUGMENT
-    settings["over_budget"] = "cut at C"  # files before it used random-sh whole beyond C: not to be mixed
+    # random-sh: its search ends at ga-mf's search compute S, then its own re-ranking (files
+    # before it cut random-sh at C, often before its re-ranking): not to be mixed
+    settings["over_budget"] = "random-sh searches S, then re-ranks; the others cut at C"
     # the GA checkpoint version changes with the GA's draws and ranking: seeds of two GAs do not mix
     vers = {**versions("torch", "ray", "deap", "numpy"), "ga_checkpoint": CHECKPOINT_VERSION}
     per_seed, old = earlier_seeds(out_json, settings, seeds, vers) if a.add else ([], {})
@@ -634,8 +639,8 @@ def main(argv=None) -> int:
               # each invocation; the top-level wall_seconds is the last one's
               "runs": [*old.get("runs", [{"date": old["date"], "seeds": old["settings"]["seeds"]}] if old else []),
                        {"date": date, "seeds": a.seeds, "versions": vers}],
-              "arms": {arm: " ".join(arm_flags(a, arm)[0]) + ("" if arm == "ga-mf" else " --max-compute C")
-                       for arm in SEARCH_ARMS},
+              "arms": {arm: " ".join(arm_flags(a, arm)[0]) + {"ga-mf": "", "random-sh": " --max-compute S"}.get(
+                  arm, " --max-compute C") for arm in SEARCH_ARMS},
               "protocol": __doc__.split("\n\n")[1:4]}
     result["references"] = {**old.get("references", {}), **reference_decodes(a, designs, work)}
     if a.remeasure:
@@ -646,8 +651,9 @@ def main(argv=None) -> int:
         print(f"seed {seed}", flush=True)
         runs = {"ga-mf": run_search(a, "ga-mf", seed, work / f"ga-mf-seed{seed}")}
         budget = spent_compute(runs["ga-mf"]["trials"])
+        search = spent_compute(runs["ga-mf"]["trials"], search_only=True)
         for arm in SEARCH_ARMS[1:]:
-            runs[arm] = run_search(a, arm, seed, work / f"{arm}-seed{seed}", budget)
+            runs[arm] = run_search(a, arm, seed, work / f"{arm}-seed{seed}", search if arm == "random-sh" else budget)
         rec = seed_record(a, seed, runs, seeds_arm(a, seed, budget, designs, work), budget)
         decode_picks(a, rec, designs, work)
         per_seed = sorted([*per_seed, rec], key=lambda r: r["seed"])

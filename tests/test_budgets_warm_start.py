@@ -40,34 +40,40 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     a = tmp_path / "A"
     run_a = [*common, "--out", str(a), "--generations", "8", "--space", str(space)]  # far more than 4 s of work, also on an idle machine
 
-    # a time budget stops the search in mid-run: running trials finish, nothing is started after it
+    # a time budget ends the search in mid-run: running trials finish, no search trial starts
+    # after it; the best genome found is re-ranked and the run ends
     res = evolve(*run_a, "--time-budget", "4s")
-    assert "left out: outside the search space" in res.stdout and "stopped, --time-budget 0m04s spent" in res.stdout
+    assert "left out: outside the search space" in res.stdout and "search ended in generation" in res.stdout
+    assert "--time-budget 0m04s spent" in res.stdout and "best genome" in res.stdout, res.stdout
     timed = read_trials(a)
-    assert len(timed) < 12 and (a / "best.json").is_file() == bool(timed), len(timed)
+    search = [r for r in timed if r["kind"] != "rerank"]
+    assert len(search) < 12 and [r["kind"] for r in timed[len(search):]] == ["rerank"], timed
+    assert json.loads((a / "checkpoint.json").read_text())["done"] is True
     assert json.loads((a / "config.json").read_text())["options"]["ga"]["space"]["train.lr"] == [3]
 
     # a spent budget starts nothing on a resume that does not raise it
     res = evolve(*run_a, "--resume")
-    assert "stopped, --time-budget" in res.stdout and read_trials(a) == timed
+    assert "already complete: --time-budget 0m04s spent" in res.stdout and read_trials(a) == timed
 
-    # a trial budget: exactly that many trials over all attempts (the time budget raised)
-    n = len(timed) + 2
+    # a trial budget counts the search's trials over all attempts (the time budget raised): the
+    # search goes on from the generation it ended in
+    n = len(search) + 2
     res = evolve(*run_a, "--resume", "--time-budget", "1h", "--max-trials", str(n))
-    assert f"stopped, --max-trials {n} reached" in res.stdout
+    assert "the search goes on" in res.stdout and f"--max-trials {n} reached" in res.stdout, res.stdout
     first = read_trials(a)
-    assert len(first) == n and first[:len(timed)] == timed and (a / "best.json").is_file()
+    assert first[:len(timed)] == timed and len([r for r in first if r["kind"] != "rerank"]) == n
 
-    # a compute budget just above what was spent: the trials started while it was not yet spent
-    # finish (at most one per slot), then nothing more starts
-    spent = sum(float(r["compute"]) for r in first)
+    # a compute budget just above what the search spent: the trials started while it was not yet
+    # spent finish (at most one per slot), then the re-ranking (its compute not counted)
+    spent = sum(float(r["compute"]) for r in first if r["kind"] != "rerank")
     res = evolve(*run_a, "--resume", "--max-trials", "100", "--max-compute", str(int(spent) + 1))
-    assert "stopped, --max-compute" in res.stdout, res.stdout
+    assert "--max-compute" in res.stdout and "of them re-ranking" in res.stdout, res.stdout
     after = read_trials(a)
-    assert after[:n] == first and 1 <= len(after) - n <= (os.cpu_count() or 1)
-    assert sum(float(r["compute"]) for r in after) >= spent + 1
+    new = [r for r in after[len(first):] if r["kind"] != "rerank"]
+    assert after[:len(first)] == first and 1 <= len(new) <= (os.cpu_count() or 1)
+    assert spent + sum(float(r["compute"]) for r in new) >= spent + 1
     res = evolve(*run_a, "--resume", "--max-trials", "100")  # the stored compute budget is spent
-    assert "stopped, --max-compute" in res.stdout and read_trials(a) == after
+    assert "already complete: --max-compute" in res.stdout and read_trials(a) == after
     assert main(["evolve", *run_a, "--resume", "--max-compute", "0"]) == 2
     assert "--max-compute 0.0: expected images x multiply-adds above 0" in capsys.readouterr().err
     n = len(after)
@@ -85,7 +91,7 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     assert events and any(b"search/best_val_acc" in e.read_bytes() for e in events)
     assert all(Path(r["log_dir"]).name.startswith(f"gen{r['generation']}_{r['gid']}_b{r['budget']}") for r in rows)
     assert {r["budget"] for r in rows if r["kind"] == "rerank"} == {"8"}  # own recipe: 8 epochs unless told
-    keys = [(r["gid"], r["kind"], r["budget"]) for r in rows]
+    keys = [(r["gid"], r["kind"], r["budget"], r["seed"]) for r in rows]
     assert len(keys) == len(set(keys)) and {r["kind"] for r in rows} == {"first", "rerank"}
     for r in rows:  # every genome trained lies inside the space
         doc = json.loads(r["genome"])

@@ -52,16 +52,15 @@ def test_pick_uses_best_json_when_whole_else_the_best_at_max_within_budget():
     assert ec.pick(run, TRIALS[:2], False, 4) == (None, None)
 
 
-def test_a_halving_arm_is_used_whole_only_within_the_budget():
+def test_a_halving_arm_is_used_whole_after_its_own_re_ranking():
     ec = load("equal_compute")
-    run = {"trials": TRIALS, "best_gid": "b", "done": True}  # 80 of compute in all
-    assert ec.used_whole("random-sh", run, 80) and ec.used_whole("ga-mf", run, 80)
-    assert not ec.used_whole("random-sh", run, 79)  # beyond C: cut like the others, no best.json
-    assert not ec.used_whole("ga-single", run, 80)  # the single-budget arms are always cut
-    assert not ec.used_whole("random-sh", {**run, "done": False}, 80)  # stopped by --max-compute
+    run = {"trials": TRIALS, "best_gid": "b", "done": True}
+    assert ec.used_whole("random-sh", run) and ec.used_whole("ga-mf", run)
+    assert not ec.used_whole("ga-single", run)  # the single-budget arms are always cut at C
+    assert not ec.used_whole("random-sh", {**run, "done": False})  # a run that did not end
 
 
-def test_a_seed_record_cuts_a_halving_arm_that_spent_more_than_the_budget():
+def test_a_seed_record_uses_a_halving_arm_whole_and_cuts_the_others_at_the_budget():
     from types import SimpleNamespace
 
     ec = load("equal_compute")
@@ -69,12 +68,13 @@ def test_a_seed_record_cuts_a_halving_arm_that_spent_more_than_the_budget():
     run = {"trials": [{**t, "origin": "uniform"} for t in TRIALS], "best_gid": "b", "done": True, "chance": 0.15,
            "wall_s": None}
     seeds = {"total_compute": 1, "designs": [], "curve": [], "best": {"genome": "x", "test_acc_tencrop": 0.5}}
-    within = ec.seed_record(a, 0, {"random-sh": run}, seeds, 80)["random-sh"]
-    assert within["used_whole"] and within["pick_gid"] == "b" and within["trials"] == 6
-    over = ec.seed_record(a, 0, {"random-sh": run}, seeds, 40)["random-sh"]
-    assert not over["used_whole"] and over["pick_gid"] == "b" and over["trials"] == 4 and over["compute"] == 40
-    assert ec.seed_record(a, 0, {"random-sh": run}, seeds, 60)["random-sh"]["pick_gid"] == "d"  # not best.json
-    assert over["rank_correlation"]["n"] == 1  # b, the one genome promoted within C
+    whole = ec.seed_record(a, 0, {"random-sh": run}, seeds, 40)["random-sh"]
+    assert whole["used_whole"] and whole["pick_gid"] == "b" and whole["trials"] == 6
+    assert whole["compute"] == 80 and whole["search_compute"] == 60  # the re-ranking's 20 apart
+    cut = ec.seed_record(a, 0, {"ga-single": run}, seeds, 40)["ga-single"]
+    assert not cut["used_whole"] and cut["pick_gid"] == "b" and cut["trials"] == 4 and cut["compute"] == 40
+    assert ec.seed_record(a, 0, {"ga-single": run}, seeds, 60)["ga-single"]["pick_gid"] == "d"  # not best.json
+    assert ec.spent_compute(TRIALS, search_only=True) == 60
 
 
 def test_rank_correlation_of_promoted_genomes():

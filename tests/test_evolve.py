@@ -152,6 +152,72 @@ def test_killed_run_resumes_with_same_decisions_and_no_retraining(tmp_path, kill
     assert json.loads(ckpt.read_text())["done"] is True
 
 
+def drive_to_a_budget(ev: Evolution, end_after: int, kill_after: int | None = None) -> list[tuple]:
+    """Drive `ev` as the Tune searcher does when a budget is spent after `end_after` trials, in
+    mid-batch: the next two candidates were running (they finish and are recorded), the rest of
+    the batch never starts; then the re-ranking.  `kill_after`: trials after the end, then a kill."""
+    done: list[tuple] = []
+    ended_at = None
+    batch = ev.next_batch()
+    while batch is not None:
+        todo = list(batch)
+        while todo:
+            if len(done) == end_after and ended_at is None:
+                ev.end_search(("max_compute", "1e9 images x multiply-adds spent"), todo[:2])
+                ended_at, todo = len(done), todo[:2]
+            if kill_after is not None and ended_at is not None and len(done) - ended_at == kill_after:
+                raise KeyboardInterrupt  # stands in for SIGKILL: only the files survive
+            cand = todo.pop(0)
+            done.append((cand.gid, cand.budget, cand.kind, cand.seed))
+            ev.record(cand, fake_outcome(cand))
+        batch = ev.next_batch()
+    return done
+
+
+@pytest.mark.parametrize("kill_after", [None, 0, 1, 2, 3])
+def test_a_budget_ends_the_search_then_its_best_are_re_ranked_and_a_kill_changes_nothing(tmp_path, kill_after):
+    cfg = GAConfig(pop=8, generations=5, seed=2, min_budget=1, max_budget=2, rerank_top=2, rerank_seeds=1)
+    ref = Evolution(cfg, seed_docs=seed_docs(), checkpoint_path=tmp_path / "ref.json")
+    ref_trials = drive_to_a_budget(ref, end_after=13)
+    assert ref.done and ref.meta["ended_by"] == "max_compute" and ref.gen < cfg.generations
+    reranked = [t for t in ref_trials if t[2] == "rerank"]
+    assert len(reranked) == 2 and ref_trials[-2:] == reranked  # the re-ranking follows the end
+    # the genomes the unfinished generation trained (in flight at the end too) are in the hall of fame
+    partial = {gid for gid, e in ref.cache.items() if e["generation"] == ref.gen}
+    assert partial & {i.gid for i in ref.hall_of_fame()}
+    assert [i.gid for i in ref.hall_of_fame()] == [i.gid for i in ref.hall_of_fame_so_far()]
+    assert {t[0] for t in reranked} == {i.gid for i in ref.by_fitness()[:2]}
+    if kill_after is None:
+        return
+    ckpt = tmp_path / "checkpoint.json"
+    ev = Evolution(cfg, seed_docs=seed_docs(), checkpoint_path=ckpt)
+    with pytest.raises(KeyboardInterrupt):
+        drive_to_a_budget(ev, end_after=13, kill_after=kill_after)
+    before = [(gid, t["budget"], t["kind"], t["seed"]) for gid, e in ev.cache.items() for t in e["trials"]]
+    resumed = Evolution.load(ckpt, seed_docs=seed_docs())
+    assert resumed.search_ended and not resumed.done
+    more: list[tuple] = []
+    resumed.run(lambda b: (more.extend((c.gid, c.budget, c.kind, c.seed) for c in b), [fake_outcome(c) for c in b])[1])
+    assert not set(before) & set(more) and sorted(before + more) == sorted(ref_trials)
+    assert snapshot(resumed) == snapshot(ref) and resumed.done
+
+
+def test_a_search_a_budget_ended_goes_on_when_reopened_and_decides_as_if_never_ended(tmp_path):
+    cfg = dict(pop=8, generations=4, seed=3, min_budget=1, max_budget=2, rerank_top=1, rerank_seeds=1)
+    ref, _ = run_full(None, **cfg)
+    ckpt = tmp_path / "checkpoint.json"
+    first = drive_to_a_budget(Evolution(GAConfig(**cfg), seed_docs=seed_docs(), checkpoint_path=ckpt), 9)
+    ev = Evolution.load(ckpt, seed_docs=seed_docs())
+    assert ev.done and ev.reopen_search() and not ev.done and not ev.search_ended
+    more: list[tuple] = []
+    ev.run(lambda b: (more.extend((c.gid, c.budget, c.kind, c.seed) for c in b), [fake_outcome(c) for c in b])[1])
+    assert not set(first) & set(more), "a completed trial was trained again"
+    assert ev.done and ev.meta["ended_by"] == "generations"
+    assert [list(i) for i in ev.population] == [list(i) for i in ref.population] and list(ev.logbook) == list(ref.logbook)
+    search = lambda e: [t for t in e.cache.values() for t in t["trials"] if t["kind"] != "rerank"]  # noqa: E731
+    assert len(search(ev)) == len(search(ref))
+
+
 def test_random_strategy_same_generation_0_then_fresh_samples():
     """--strategy random: the GA's generation 0, then `pop` never-seen genomes per generation."""
     ga, _ = run_full(None, pop=8, generations=4, seed=3)

@@ -90,19 +90,22 @@ class EvolveConsole:
     def reopened(self, ev) -> None:
         self.say(f"evolution goes on: --patience {ev.cfg.patience} allows more generations")
 
-    def budget_spent(self, out, ev, reason: tuple[str, str]) -> None:
-        from fernas.runinfo import fmt_duration
-        from fernas.search.run import trial_count
+    def search_ended(self, ev, running: int) -> None:
+        end = ev.meta["search_end"]
+        then = f"the {running} trial(s) running finish, then " if running else ""
+        rerank = "the re-ranking" if ev.cfg.rerank_top else "the outputs"
+        self.say(f"search ended in generation {end['generation'] + 1}/{ev.cfg.generations}: "
+                 f"{_budget_flag(ev.meta['ended_by'])} {end['why']}; {then}{rerank}")
 
-        flag = "--" + reason[0].replace("_", "-")
-        self.say(f"fernas evolve: stopped, {flag} {reason[1]}: {trial_count(ev)} trials, "
-                 f"{fmt_duration(float(ev.meta.get('search_seconds', 0)))} of search, generation "
-                 f"{ev.gen + 1}/{ev.cfg.generations}; outputs written (best.json and hall_of_fame/ from every genome "
-                 "trained so far)")
-        self.say(f"continue with a larger budget:  fernas evolve --out {out} --resume {flag} ...")
+    def search_reopened(self, ev) -> None:
+        self.say(f"the search goes on: the budget that ended it is raised (generation {ev.gen + 1}/"
+                 f"{ev.cfg.generations} replays from its start; nothing trained is trained again)")
 
-    def already_complete(self) -> None:
-        self.say("the run is already complete")
+    def already_complete(self, ev) -> None:
+        end = ev.meta.get("search_end")
+        self.say("the run is already complete" if end is None else
+                 f"the run is already complete: {_budget_flag(ev.meta['ended_by'])} {end['why']} "
+                 "(raise it to go on searching)")
 
     def stopped(self, out, ev) -> None:
         self.say(f"fernas evolve: stopped at generation {ev.gen + 1}/{ev.cfg.generations}; nothing done is "
@@ -118,12 +121,18 @@ class EvolveConsole:
         if ev.meta.get("ended_by") == "patience":
             self.say(f"evolution ended after generation {ev.gen}/{ev.cfg.generations}: no better best for "
                      f"{ev.cfg.patience} generations (--patience)")
-        from fernas.search.run import total_compute
+        if ev.search_ended:
+            end, flag = ev.meta["search_end"], _budget_flag(ev.meta["ended_by"])
+            self.say(f"the search ended in generation {end['generation'] + 1}/{ev.cfg.generations}: {flag} "
+                     f"{end['why']}; go on with a larger budget:  fernas evolve --out {shlex.quote(str(out))} "
+                     f"--resume {flag} ...")
+        from fernas.search.run import run_trials, total_compute
 
-        trials = [t for e in ev.cache.values() for t in e.get("trials", []) if not t.get("from_run")]
+        trials = run_trials(ev)
         seconds = sum(float(t.get("train_seconds") or 0) for t in trials)
-        self.say(f"training compute: {len(trials)} trials, {total_compute(ev):.3g} images x multiply-adds, "
-                 f"{seconds:.0f} s of training")
+        rerank = total_compute(ev) - total_compute(ev, search_only=True)
+        self.say(f"training compute: {len(trials)} trials, {total_compute(ev):.3g} images x multiply-adds"
+                 + (f" ({rerank:.3g} of them re-ranking)" if rerank else "") + f", {seconds:.0f} s of training")
         from fernas.run_analysis import utilisation
 
         use = utilisation(trials, ev.meta.get("slots") or {})
@@ -153,6 +162,11 @@ class EvolveConsole:
             self.say("compare them at the length you will train (short trials favour fast learners): "
                      f"fernas train {where}/best.json {where}/seed_designs/*.json{_data_flags(out)} "
                      f"--epochs {epochs} --fine-tune-epochs 2 --train-crops 1")
+
+
+def _budget_flag(setting: str) -> str:
+    """The flag of a budget setting: max_compute -> --max-compute."""
+    return "--" + setting.replace("_", "-")
 
 
 def _reranking_note(cfg, entry: dict) -> str:

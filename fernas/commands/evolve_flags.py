@@ -148,18 +148,19 @@ def add_trial_flags(p, d) -> None:
 
 
 def add_budget_flags(p) -> None:
-    g = p.add_argument_group("Budgets (end the search at its next safe point, outputs written; a --resume "
-                             "with a larger one goes on)")
+    g = p.add_argument_group("Budgets (end the search: no trial of it starts, those running finish, then the "
+                             "re-ranking runs (on top of the budget) and the outputs are written; a --resume "
+                             "with a larger budget goes on searching)")
     g.add_argument("--max-trials", type=int, default=None, metavar="N",
-                   help="start no trial after N (every kind, over all attempts of the run); running ones "
-                        "finish")
+                   help="end the search after N trials (first trainings and promotions, over all attempts "
+                        "of the run)")
     g.add_argument("--time-budget", default=None, metavar="DURATION",
-                   help="start no trial after this much search time (e.g. 90m, 2h, 1h30m, 1d; summed over "
+                   help="end the search after this much time (e.g. 90m, 2h, 1h30m, 1d; summed over "
                         "attempts, the time a killed run was down not counted)")
     g.add_argument("--max-compute", type=float, default=None, metavar="C",
-                   help="start no trial once the completed trials have trained this much compute (images "
+                   help="end the search once its completed trials have trained this much compute (images "
                         "processed x multiply-adds per image, trials.csv's `compute`, e.g. 2e12; over all "
-                        "attempts); running ones finish, so the total ends somewhat above C")
+                        "attempts); running ones finish, so the search ends somewhat above C")
     g.add_argument("--patience", type=int, default=None, metavar="G",
                    help="end the evolution after G generations without a better best; re-ranking then "
                         "runs as at the last generation")

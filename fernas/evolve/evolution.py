@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Generator
 
@@ -42,7 +42,7 @@ from fernas.evolve.config import Candidate, GAConfig
 from fernas.evolve.operators import individual_class, make_hall_of_fame, make_novel, make_toolbox, vector_id
 from fernas.evolve.rng import get_rng_states, seeded_rng_states, set_rng_states
 from fernas.evolve.sampling import initial_population, sample_fresh
-from fernas.evolve.fidelity import bracket, certain_promotions, rerank
+from fernas.evolve.fidelity import bracket, certain_promotions, rerank, run_batch, trial_at
 from fernas.fitness import fitness_of, is_ok, reranked_score
 from fernas.io import atomic_write_text, keep_previous, previous_path
 
@@ -129,7 +129,8 @@ class Evolution:
         mine = [self.cache[gid] for gid in seen if self.cache[gid].get("generation") == self.gen]
         skipped = sum(1 for e in mine if e.get("status") == "skipped")  # refused untrained (too large)
         failures = sum(1 for e in mine if not is_ok(e)) - skipped
-        trials = [t for e in mine for t in e.get("trials", [])]
+        # the generation's search trials (a re-ranking after a budget ended the search is not one)
+        trials = [t for e in mine for t in e.get("trials", []) if t.get("kind") != "rerank"]
         return {"evals": evals, "cache_hits": hits, "failures": failures, "skipped": skipped,
                 "trials": len(trials), "compute": sum(int(t.get("compute") or 0) for t in trials)}
 
@@ -170,6 +171,15 @@ class Evolution:
 
     # -- the generation loop (DEAP's canonical shape)
     def steps(self) -> Generator[list[Candidate], None, None]:
+        if self.search_ended:
+            yield from self._after_search_end()
+        else:
+            yield from self._search()
+        yield from rerank(self)
+        self.done = True
+        self.save()
+
+    def _search(self) -> Generator[list[Candidate], None, None]:
         if self.gen == 0:
             if not self.population:
                 self.population = initial_population(self.cfg, self.seed_docs, self._ind)
@@ -185,9 +195,47 @@ class Evolution:
             self.hof.update(self.population)
             self._end_generation(counts)
         self.meta["ended_by"] = "generations" if self.gen >= self.cfg.generations else "patience"
-        yield from rerank(self)
-        self.done = True
+
+    @property
+    def search_ended(self) -> bool:
+        """A budget ended the search (`end_search`); the re-ranking may still be running."""
+        return self.meta.get("search_end") is not None
+
+    def end_search(self, budget: tuple[str, str], in_flight: list[Candidate]) -> None:
+        """A budget (setting, what happened) ended the search in mid-generation: the driver starts
+        no further trial of it.  `in_flight`, its trials running, finish; then the genomes the
+        unfinished generation trained join the hall of fame, the best are re-ranked and the run
+        ends.  Stored at once, so a run killed meanwhile resumes to the same re-ranking."""
+        if self.search_ended:
+            return
+        self.meta["ended_by"] = budget[0]
+        self.meta["search_end"] = {"generation": self.gen, "why": budget[1],
+                                   "in_flight": [asdict(replace(c, cost_hint=0.0)) for c in in_flight]}
+        if self._gen_obj is not None:
+            self._gen_obj.close()  # the generation's remaining batches are never run
+        self._gen_obj, self.pending, self.rung = None, [], []
         self.save()
+
+    def reopen_search(self) -> bool:
+        """Let a search a budget ended go on (the driver found the budget raised): the unfinished
+        generation replays from its boundary, its trained genomes from the cache, and re-ranking
+        runs again at the new end for the top genomes not re-ranked yet.  True if so."""
+        if not self.search_ended:
+            return False
+        del self.meta["search_end"]
+        self.meta.pop("ended_by", None)
+        self.done, self._gen_obj = False, None
+        self.save()
+        return True
+
+    def _after_search_end(self) -> Generator[list[Candidate], None, None]:
+        """The trials in flight when the search ended (those a kill lost run again); the unfinished
+        generation's trained genomes rank from then on (`_standing`)."""
+        def recorded(c: Candidate) -> bool:
+            return trial_at(self.cache, c.gid, c.budget) is not None
+
+        left = [c for c in (Candidate(**d) for d in self.meta["search_end"]["in_flight"]) if not recorded(c)]
+        yield from run_batch(self, left, recorded)
 
     def stalled(self) -> bool:
         """No better best in the last `patience` generations (0: never)."""
@@ -302,25 +350,35 @@ class Evolution:
         """Hall of fame by accuracy, best first (the Pareto front, for two objectives): the
         re-ranked genomes first, by their mean over seeds; the rest by fitness.  Ties go by
         genome id: the order in which tied genomes entered depends on timing and resumes."""
-        return self._ranked(self.hof)
+        return self._ranked(self._standing())
 
     def by_fitness(self) -> list:
         """The hall of fame by fitness alone (ties by genome id): what the logbook's best,
         patience and the choice of genomes to re-rank go by."""
-        return sorted(self.hof, key=lambda ind: (-ind.fitness.values[0], ind.gid))
+        return sorted(self._standing(), key=lambda ind: (-ind.fitness.values[0], ind.gid))
 
     def hall_of_fame_so_far(self) -> list:
-        """`hall_of_fame()` with the genomes the generation in flight has trained so far (a run a
-        budget stopped mid-generation); for the output files: the GA's own hall of fame takes
-        a generation's genomes at its end."""
-        fit = lambda e: fitness_of(e, self.cfg.objectives, self.cfg.chance_level)  # noqa: E731
-        partial = [self._ind(e["vector"], fit(e), gid) for gid, e in self.cache.items()
-                   if e.get("generation") == self.gen and is_ok(e)]
+        """`hall_of_fame()` with the genomes the generation in flight has trained so far (a run
+        stopped mid-generation); for the output files: the GA's own hall of fame takes a
+        generation's genomes at its end."""
+        return self._ranked(self._standing(with_unfinished=True))
+
+    def _standing(self, with_unfinished: bool = False):
+        """The hall of fame; with the unfinished generation's trained genomes where a budget ended
+        the search (or asked).  Kept out of `self.hof`: a reopened search replays the generation,
+        whose genomes may then reach larger budgets."""
+        partial = self._trained_this_generation() if with_unfinished or self.search_ended else []
         if not partial:
-            return self.hall_of_fame()
+            return self.hof
         hof = make_hall_of_fame(self.cfg)
         hof.update(list(self.hof) + partial)
-        return self._ranked(hof)
+        return hof
+
+    def _trained_this_generation(self) -> list:
+        """Individuals of the genomes the generation in flight has trained, with their fitness."""
+        fit = lambda e: fitness_of(e, self.cfg.objectives, self.cfg.chance_level)  # noqa: E731
+        return [self._ind(e["vector"], fit(e), gid) for gid, e in self.cache.items()
+                if e.get("generation") == self.gen and is_ok(e)]
 
     def _ranked(self, hof) -> list:
         top = len(self.cfg.rungs) - 1

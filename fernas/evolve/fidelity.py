@@ -23,7 +23,7 @@ def trial_at(cache: dict, gid: str, budget: int) -> dict | None:
                  if t.get("budget") == budget and t.get("kind") in ("first", "promotion")), None)
 
 
-def _run(ev, batch: list[Candidate], ran) -> Generator[list[Candidate], None, None]:
+def run_batch(ev, batch: list[Candidate], ran) -> Generator[list[Candidate], None, None]:
     """Yield `batch` to the driver (when not empty) and check every trial came back (`ran(c)`)."""
     if not batch:
         return
@@ -58,7 +58,7 @@ def bracket(ev, cands: list[Candidate]) -> Generator[list[Candidate], None, None
             members = [promote(c, rungs) for c in members if c.gid in keep]
         ev.rung = members
         batch = [c for c in members if trial_at(ev.cache, c.gid, budget) is None]
-        yield from _run(ev, batch, lambda c: trial_at(ev.cache, c.gid, c.budget) is not None)
+        yield from run_batch(ev, batch, lambda c: trial_at(ev.cache, c.gid, c.budget) is not None)
     ev.rung = []
 
 
@@ -92,4 +92,4 @@ def rerank(ev) -> Generator[list[Candidate], None, None]:
     batch = [Candidate(ind.gid, list(ind), vector_id(ind)[1], ev.cache[ind.gid]["generation"],
                        budget=cfg.rerank_epochs, level=len(cfg.rungs) - 1, kind="rerank", seed=s)
              for s in range(1, cfg.rerank_seeds + 1) for ind in top if (s, ind.gid) not in before]
-    yield from _run(ev, batch, lambda c: (c.seed, c.gid) in done())
+    yield from run_batch(ev, batch, lambda c: (c.seed, c.gid) in done())

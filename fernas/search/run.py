@@ -57,12 +57,12 @@ class EvolveRun:
         """(setting, what happened) when a budget is spent and no further trial may start, else
         None.  `live`: trials running."""
         o = self.opts
-        if o.max_trials and trial_count(self.ev) + live >= o.max_trials:
+        if o.max_trials and trial_count(self.ev, search_only=True) + live >= o.max_trials:
             self.stop_reason = ("max_trials", f"{o.max_trials} reached")
         elif o.time_budget and self.search_seconds() >= o.time_budget:
             from fernas.runinfo import fmt_duration
             self.stop_reason = ("time_budget", f"{fmt_duration(o.time_budget)} spent")
-        elif o.max_compute and total_compute(self.ev) >= o.max_compute:
+        elif o.max_compute and total_compute(self.ev, search_only=True) >= o.max_compute:
             self.stop_reason = ("max_compute", f"{o.max_compute:.3g} images x multiply-adds spent")
         return self.stop_reason
 
@@ -223,15 +223,17 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         run.chance = chance
         if gpt == 0 and ray_info.get("memory"):  # CPU trials: their tensors live in host memory
             run.trial_memory = ray_info["memory"] / max(1, slots)
+        if ev.search_ended and not run.out_of_budget(live=0) and ev.reopen_search():
+            console.search_reopened(ev)  # a budget ended the search; this attempt raised it
         if ev.done:
-            console.already_complete()
-        elif run.out_of_budget(live=0):
-            pass  # a budget spent before this attempt (resumed without a larger one): nothing to start
+            console.already_complete(ev)
         else:
             from fernas.search.tune_adapter import fit
 
+            if run.out_of_budget(live=0):  # spent before this attempt: the search is over, not its re-ranking
+                ev.end_search(run.stop_reason, [])
             fit(run, data, cpt, gpt, slots, storage, exp_name)
-            if not ev.done and (not run.stop_reason or run.unfinished_trials):  # Ctrl-C, a failed driver loop
+            if not ev.done:  # Ctrl-C, a failed driver loop
                 console.stopped(out, ev)
                 raise KeyboardInterrupt
         ev.meta["search_seconds"] = run.search_seconds()
@@ -241,10 +243,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         from fernas.io import best_effort
 
         best_effort(str(out / "report.html"), f"fernas report {out} writes it", write_report, out, own_lock=True)
-        if run.stop_reason and not ev.done:
-            console.budget_spent(out, ev, run.stop_reason)
-        else:
-            console.finished(out, ev)
+        console.finished(out, ev)
         return out
     finally:
         if ray_info["started_local"] or ray.is_initialized():
@@ -271,17 +270,21 @@ def memory_refusal(p, batch: int, allowance: float) -> str | None:
             f"{allowance / 2**30:.1f} GiB (Ray's memory of the cluster / trials at once)")
 
 
-def trial_count(ev: Evolution) -> int:
-    """Trials this run has completed (every kind; not genomes refused untrained, not the trials
-    a warm start brought in)."""
-    return sum(1 for e in ev.cache.values() for t in e.get("trials", [])
-               if not t.get("from_run") and t.get("status") != "skipped")
+def run_trials(ev: Evolution, search_only: bool = False) -> list[dict]:
+    """The trials this run trained (not those a warm start brought in); `search_only`: not the
+    re-ranking's (the budgets count the search)."""
+    return [t for e in ev.cache.values() for t in e.get("trials", [])
+            if not t.get("from_run") and not (search_only and t.get("kind") == "rerank")]
 
 
-def total_compute(ev: Evolution) -> int:
-    """Training compute of every trial of the run so far (images processed x multiply-adds)."""
-    return sum(int(t.get("compute") or 0) for e in ev.cache.values() for t in e.get("trials", [])
-               if not t.get("from_run"))
+def trial_count(ev: Evolution, search_only: bool = False) -> int:
+    """Trials this run has completed (not genomes refused untrained)."""
+    return sum(1 for t in run_trials(ev, search_only) if t.get("status") != "skipped")
+
+
+def total_compute(ev: Evolution, search_only: bool = False) -> int:
+    """Training compute of the run's trials so far (images processed x multiply-adds)."""
+    return sum(int(t.get("compute") or 0) for t in run_trials(ev, search_only))
 
 
 def _config(opts: EvolveOptions, data_info: dict, resources: dict, attempt: int, stored: dict | None,

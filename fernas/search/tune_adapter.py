@@ -65,8 +65,8 @@ class GenerationalSearcher(Searcher):
 
     def suggest(self, trial_id: str):
         self._flush_errors()
-        if self.queue and self.run.out_of_budget(len(self.live)):
-            return Searcher.FINISHED  # trials running finish and are recorded; no new one starts
+        if self.queue and not self.run.ev.search_ended and self.run.out_of_budget(len(self.live)):
+            self._end_search()
         if self.queue and not self.waiting_alone:  # a retry alone waits for its card to empty
             cand = self.queue.popleft()
             self.live[trial_id] = (cand, time.perf_counter())
@@ -80,6 +80,16 @@ class GenerationalSearcher(Searcher):
         if self.queue:
             return None
         return Searcher.FINISHED if self.finished else None
+
+    def _end_search(self) -> None:
+        """A budget is spent: no further trial of the search starts; those running finish and are
+        recorded, then the re-ranking runs (the GA's next batch once they are in)."""
+        ev = self.run.ev
+        ev.end_search(self.run.stop_reason, [c for c, _ in self.live.values()])
+        self.queue.clear()
+        self.run.console.search_ended(ev, len(self.live))
+        if not self.live:
+            self._load(ev.next_batch())
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.live:
