@@ -195,7 +195,7 @@ def test_a_budget_ends_the_search_then_its_best_are_re_ranked_and_a_kill_changes
         drive_to_a_budget(ev, end_after=13, kill_after=kill_after)
     before = [(gid, t["budget"], t["kind"], t["seed"]) for gid, e in ev.cache.items() for t in e["trials"]]
     resumed = Evolution.load(ckpt, seed_docs=seed_docs())
-    assert resumed.search_ended and not resumed.done
+    assert resumed.ended_by_budget and not resumed.done
     more: list[tuple] = []
     resumed.run(lambda b: (more.extend((c.gid, c.budget, c.kind, c.seed) for c in b), [fake_outcome(c) for c in b])[1])
     assert not set(before) & set(more) and sorted(before + more) == sorted(ref_trials)
@@ -208,7 +208,7 @@ def test_a_search_a_budget_ended_goes_on_when_reopened_and_decides_as_if_never_e
     ckpt = tmp_path / "checkpoint.json"
     first = drive_to_a_budget(Evolution(GAConfig(**cfg), seed_docs=seed_docs(), checkpoint_path=ckpt), 9)
     ev = Evolution.load(ckpt, seed_docs=seed_docs())
-    assert ev.done and ev.reopen_search() and not ev.done and not ev.search_ended
+    assert ev.done and ev.reopen_search() and not ev.done and not ev.ended_by_budget
     more: list[tuple] = []
     ev.run(lambda b: (more.extend((c.gid, c.budget, c.kind, c.seed) for c in b), [fake_outcome(c) for c in b])[1])
     assert not set(first) & set(more), "a completed trial was trained again"

@@ -121,7 +121,7 @@ class EvolveConsole:
         if ev.meta.get("ended_by") == "patience":
             self.say(f"evolution ended after generation {ev.gen}/{ev.cfg.generations}: no better best for "
                      f"{ev.cfg.patience} generations (--patience)")
-        if ev.search_ended:
+        if ev.ended_by_budget:
             end, flag = ev.meta["search_end"], _budget_flag(ev.meta["ended_by"])
             self.say(f"the search ended in generation {end['generation'] + 1}/{ev.cfg.generations}: {flag} "
                      f"{end['why']}; go on with a larger budget:  fernas evolve --out {shlex.quote(str(out))} "

@@ -15,6 +15,8 @@ tests, the Ray Tune searcher of `fernas.search`) records one outcome per candida
   train the first budget, the best 1/eta of each rung (`fitness.promoted`) continue to the
   next budget from their checkpoints.  A genome's fitness is the largest budget it reached,
   then its accuracy there.  One batch is yielded per rung.
+- The search ends after its generations, by `patience`, or in mid-generation by a budget
+  (`budget_end`); the re-ranking of the best (`fidelity.rerank`) follows either way.
 
 Fitness cache: outcomes are keyed by genome id, so a genome is trained once per run.  The
 cache is persisted after every completed trial, the rest of the state at every generation
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Generator
 
@@ -42,15 +44,17 @@ from fernas.evolve.config import Candidate, GAConfig
 from fernas.evolve.operators import individual_class, make_hall_of_fame, make_novel, make_toolbox, vector_id
 from fernas.evolve.rng import get_rng_states, seeded_rng_states, set_rng_states
 from fernas.evolve.sampling import initial_population, sample_fresh
-from fernas.evolve.fidelity import bracket, certain_promotions, rerank, run_batch, trial_at
-from fernas.fitness import fitness_of, is_ok, reranked_score
+from fernas.evolve.standing import Standing
+from fernas.evolve.budget_end import BudgetEnd
+from fernas.evolve.fidelity import bracket, certain_promotions, rerank
+from fernas.fitness import fitness_of, is_ok
 from fernas.io import atomic_write_text, keep_previous, previous_path
 
 LOG_HEADER = ["gen", "evals", "cache_hits", "failures", "skipped", "penalised", "trials", "compute", "min", "mean",
               "max", "std", "best", "best_fitness"]
 
 
-class Evolution:
+class Evolution(BudgetEnd, Standing):
     """GA state plus the generation loop; see the module docstring for the protocol."""
 
     def __init__(self, cfg: GAConfig, seed_docs: list[dict] | None = None,
@@ -171,7 +175,7 @@ class Evolution:
 
     # -- the generation loop (DEAP's canonical shape)
     def steps(self) -> Generator[list[Candidate], None, None]:
-        if self.search_ended:
+        if self.ended_by_budget:
             yield from self._after_search_end()
         else:
             yield from self._search()
@@ -196,47 +200,6 @@ class Evolution:
             self._end_generation(counts)
         self.meta["ended_by"] = "generations" if self.gen >= self.cfg.generations else "patience"
 
-    @property
-    def search_ended(self) -> bool:
-        """A budget ended the search (`end_search`); the re-ranking may still be running."""
-        return self.meta.get("search_end") is not None
-
-    def end_search(self, budget: tuple[str, str], in_flight: list[Candidate]) -> None:
-        """A budget (setting, what happened) ended the search in mid-generation: the driver starts
-        no further trial of it.  `in_flight`, its trials running, finish; then the genomes the
-        unfinished generation trained join the hall of fame, the best are re-ranked and the run
-        ends.  Stored at once, so a run killed meanwhile resumes to the same re-ranking."""
-        if self.search_ended:
-            return
-        self.meta["ended_by"] = budget[0]
-        self.meta["search_end"] = {"generation": self.gen, "why": budget[1],
-                                   "in_flight": [asdict(replace(c, cost_hint=0.0)) for c in in_flight]}
-        if self._gen_obj is not None:
-            self._gen_obj.close()  # the generation's remaining batches are never run
-        self._gen_obj, self.pending, self.rung = None, [], []
-        self.save()
-
-    def reopen_search(self) -> bool:
-        """Let a search a budget ended go on (the driver found the budget raised): the unfinished
-        generation replays from its boundary, its trained genomes from the cache, and re-ranking
-        runs again at the new end for the top genomes not re-ranked yet.  True if so."""
-        if not self.search_ended:
-            return False
-        del self.meta["search_end"]
-        self.meta.pop("ended_by", None)
-        self.done, self._gen_obj = False, None
-        self.save()
-        return True
-
-    def _after_search_end(self) -> Generator[list[Candidate], None, None]:
-        """The trials in flight when the search ended (those a kill lost run again); the unfinished
-        generation's trained genomes rank from then on (`_standing`)."""
-        def recorded(c: Candidate) -> bool:
-            return trial_at(self.cache, c.gid, c.budget) is not None
-
-        left = [c for c in (Candidate(**d) for d in self.meta["search_end"]["in_flight"]) if not recorded(c)]
-        yield from run_batch(self, left, recorded)
-
     def stalled(self) -> bool:
         """No better best in the last `patience` generations (0: never)."""
         p = self.cfg.patience
@@ -250,6 +213,7 @@ class Evolution:
                 and self.gen < self.cfg.generations):
             return False
         self.done, self._gen_obj = False, None
+        del self.meta["ended_by"]  # set again at the new end
         return True
 
     def _next_generation(self) -> Generator[list[Candidate], None, dict]:
@@ -332,61 +296,6 @@ class Evolution:
                 self.record(cand, outcome)
             batch = self.next_batch()
         return self
-
-    # -- results
-    def best_accuracy(self) -> float | None:
-        """The validation accuracy of the fittest genome so far, None before the first (its
-        fitness value adds the genome's rung, to rank larger budgets first)."""
-        ranked = self.by_fitness()
-        acc = self.cache.get(ranked[0].gid, {}).get("val_acc") if ranked else None
-        return None if acc is None else float(acc)
-
-    def best(self):
-        """The individual with the highest accuracy ever seen (hall of fame / Pareto front)."""
-        ranked = self.hall_of_fame()
-        return ranked[0] if ranked else None
-
-    def hall_of_fame(self) -> list:
-        """Hall of fame by accuracy, best first (the Pareto front, for two objectives): the
-        re-ranked genomes first, by their mean over seeds; the rest by fitness.  Ties go by
-        genome id: the order in which tied genomes entered depends on timing and resumes."""
-        return self._ranked(self._standing())
-
-    def by_fitness(self) -> list:
-        """The hall of fame by fitness alone (ties by genome id): what the logbook's best,
-        patience and the choice of genomes to re-rank go by."""
-        return sorted(self._standing(), key=lambda ind: (-ind.fitness.values[0], ind.gid))
-
-    def hall_of_fame_so_far(self) -> list:
-        """`hall_of_fame()` with the genomes the generation in flight has trained so far (a run
-        stopped mid-generation); for the output files: the GA's own hall of fame takes a
-        generation's genomes at its end."""
-        return self._ranked(self._standing(with_unfinished=True))
-
-    def _standing(self, with_unfinished: bool = False):
-        """The hall of fame; with the unfinished generation's trained genomes where a budget ended
-        the search (or asked).  Kept out of `self.hof`: a reopened search replays the generation,
-        whose genomes may then reach larger budgets."""
-        partial = self._trained_this_generation() if with_unfinished or self.search_ended else []
-        if not partial:
-            return self.hof
-        hof = make_hall_of_fame(self.cfg)
-        hof.update(list(self.hof) + partial)
-        return hof
-
-    def _trained_this_generation(self) -> list:
-        """Individuals of the genomes the generation in flight has trained, with their fitness."""
-        fit = lambda e: fitness_of(e, self.cfg.objectives, self.cfg.chance_level)  # noqa: E731
-        return [self._ind(e["vector"], fit(e), gid) for gid, e in self.cache.items()
-                if e.get("generation") == self.gen and is_ok(e)]
-
-    def _ranked(self, hof) -> list:
-        top = len(self.cfg.rungs) - 1
-
-        def key(ind):
-            mean = reranked_score(self.cache.get(ind.gid, {}), top, self.cfg.chance_level, self.cfg.rerank_with_own)
-            return (0, -mean, ind.gid) if mean is not None else (1, -ind.fitness.values[0], ind.gid)
-        return sorted(hof, key=key)
 
     # -- checkpoint: a plain dict, written atomically
     def state_dict(self) -> dict:

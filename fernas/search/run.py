@@ -223,7 +223,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         run.chance = chance
         if gpt == 0 and ray_info.get("memory"):  # CPU trials: their tensors live in host memory
             run.trial_memory = ray_info["memory"] / max(1, slots)
-        if ev.search_ended and not run.out_of_budget(live=0) and ev.reopen_search():
+        if ev.ended_by_budget and not run.out_of_budget(live=0) and ev.reopen_search():
             console.search_reopened(ev)  # a budget ended the search; this attempt raised it
         if ev.done:
             console.already_complete(ev)

@@ -65,7 +65,7 @@ class GenerationalSearcher(Searcher):
 
     def suggest(self, trial_id: str):
         self._flush_errors()
-        if self.queue and not self.run.ev.search_ended and self.run.out_of_budget(len(self.live)):
+        if self.queue and not self.run.ev.search_over and self.run.out_of_budget(len(self.live)):
             self._end_search()
         if self.queue and not self.waiting_alone:  # a retry alone waits for its card to empty
             cand = self.queue.popleft()

@@ -1,0 +1,67 @@
+"""A search that a budget (`fernas evolve --max-trials/--time-budget/--max-compute`) ended in
+mid-generation: its trials in flight finish, the unfinished generation's trained genomes rank
+beside the hall of fame (`standing.Standing._standing`), the best are re-ranked and the run
+ends.  A resume with a larger budget reopens the search: the generation replays from its
+boundary like any resume.
+
+A mixin of `fernas.evolve.evolution.Evolution`; its state lives in the checkpoint's `meta`
+("ended_by", and "search_end": the generation, the budget's words, the trials in flight).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from typing import Generator
+
+from fernas.evolve.config import Candidate
+from fernas.evolve.fidelity import run_batch, trial_at
+
+
+class BudgetEnd:
+    """Ending the search on a budget, and going on (mixed into `Evolution`)."""
+
+    @property
+    def search_over(self) -> bool:
+        """The search has ended (its generations, patience or a budget); the re-ranking may not."""
+        return "ended_by" in self.meta
+
+    @property
+    def ended_by_budget(self) -> bool:
+        """A budget ended the search (`end_search`)."""
+        return self.meta.get("search_end") is not None
+
+    def end_search(self, budget: tuple[str, str], in_flight: list[Candidate]) -> None:
+        """A budget (setting, what happened) ended the search in mid-generation: the driver starts
+        no further trial of it.  `in_flight`, its trials running, finish; then the genomes the
+        unfinished generation trained rank beside the hall of fame, the best are re-ranked and the
+        run ends.  Stored at once, so a run killed meanwhile resumes to the same re-ranking."""
+        if self.search_over:
+            return
+        self.meta["ended_by"] = budget[0]
+        self.meta["search_end"] = {"generation": self.gen, "why": budget[1],
+                                   "in_flight": [asdict(replace(c, cost_hint=0.0)) for c in in_flight]}
+        if self._gen_obj is not None:
+            self._gen_obj.close()  # the generation's remaining batches are never run
+        self._gen_obj, self.pending, self.rung = None, [], []
+        self.save()
+
+    def reopen_search(self) -> bool:
+        """Let a search a budget ended go on (the driver found the budget raised): the unfinished
+        generation replays from its boundary, its trained genomes from the cache, and re-ranking
+        runs again at the new end for the top genomes not re-ranked yet.  True if so."""
+        if not self.ended_by_budget:
+            return False
+        del self.meta["search_end"]
+        self.meta.pop("ended_by", None)
+        self.done, self._gen_obj = False, None
+        self.save()
+        return True
+
+    def _after_search_end(self) -> Generator[list[Candidate], None, None]:
+        """The trials in flight when the search ended (those a kill lost run again); the unfinished
+        generation's trained genomes rank from then on (`_standing`)."""
+        def recorded(c: Candidate) -> bool:
+            return trial_at(self.cache, c.gid, c.budget) is not None
+
+        left = [c for c in (Candidate(**d) for d in self.meta["search_end"]["in_flight"]) if not recorded(c)]
+        yield from run_batch(self, left, recorded)

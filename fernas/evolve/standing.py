@@ -1,0 +1,69 @@
+"""Where the genomes of a run stand: the fittest so far, the hall of fame (the re-ranked
+genomes first, by their mean), and the fitness order that selection and the re-ranking go by.
+
+A mixin of `fernas.evolve.evolution.Evolution`: it reads the GA's `hof`, `cache`, `cfg`, `gen`
+and `ended_by_budget`, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from fernas.evolve.operators import make_hall_of_fame
+from fernas.fitness import fitness_of, is_ok, reranked_score
+
+
+class Standing:
+    """The run's rankings (mixed into `Evolution`)."""
+
+    def best_accuracy(self) -> float | None:
+        """The validation accuracy of the fittest genome so far, None before the first (its
+        fitness value adds the genome's rung, to rank larger budgets first)."""
+        ranked = self.by_fitness()
+        acc = self.cache.get(ranked[0].gid, {}).get("val_acc") if ranked else None
+        return None if acc is None else float(acc)
+
+    def best(self):
+        """The individual with the highest accuracy ever seen (hall of fame / Pareto front)."""
+        ranked = self.hall_of_fame()
+        return ranked[0] if ranked else None
+
+    def hall_of_fame(self) -> list:
+        """Hall of fame by accuracy, best first (the Pareto front, for two objectives): the
+        re-ranked genomes first, by their mean over seeds; the rest by fitness.  Ties go by
+        genome id: the order in which tied genomes entered depends on timing and resumes."""
+        return self._ranked(self._standing())
+
+    def by_fitness(self) -> list:
+        """The hall of fame by fitness alone (ties by genome id): what the logbook's best,
+        patience and the choice of genomes to re-rank go by."""
+        return sorted(self._standing(), key=lambda ind: (-ind.fitness.values[0], ind.gid))
+
+    def hall_of_fame_so_far(self) -> list:
+        """`hall_of_fame()` with the genomes the generation in flight has trained so far (a run
+        stopped mid-generation); for the output files: the GA's own hall of fame takes a
+        generation's genomes at its end."""
+        return self._ranked(self._standing(with_unfinished=True))
+
+    def _standing(self, with_unfinished: bool = False):
+        """The hall of fame; with the unfinished generation's trained genomes where a budget ended
+        the search (or asked).  Kept out of `self.hof`: a reopened search replays the generation,
+        whose genomes may then reach larger budgets."""
+        partial = self._trained_this_generation() if with_unfinished or self.ended_by_budget else []
+        if not partial:
+            return self.hof
+        hof = make_hall_of_fame(self.cfg)
+        hof.update(list(self.hof) + partial)
+        return hof
+
+    def _trained_this_generation(self) -> list:
+        """Individuals of the genomes the generation in flight has trained, with their fitness."""
+        fit = lambda e: fitness_of(e, self.cfg.objectives, self.cfg.chance_level)  # noqa: E731
+        return [self._ind(e["vector"], fit(e), gid) for gid, e in self.cache.items()
+                if e.get("generation") == self.gen and is_ok(e)]
+
+    def _ranked(self, hof) -> list:
+        top = len(self.cfg.rungs) - 1
+
+        def key(ind):
+            mean = reranked_score(self.cache.get(ind.gid, {}), top, self.cfg.chance_level, self.cfg.rerank_with_own)
+            return (0, -mean, ind.gid) if mean is not None else (1, -ind.fitness.values[0], ind.gid)
+        return sorted(hof, key=key)
