@@ -148,9 +148,8 @@ def add_trial_flags(p, d) -> None:
 
 
 def add_budget_flags(p) -> None:
-    g = p.add_argument_group("Budgets (end the search: no trial of it starts, those running finish, then the "
-                             "re-ranking runs (on top of the budget) and the outputs are written; a --resume "
-                             "with a larger budget goes on searching)")
+    g = p.add_argument_group("Budgets (each ends the search: running trials finish, the re-ranking follows, "
+                             "not counted; a --resume with a larger one goes on)")
     g.add_argument("--max-trials", type=int, default=None, metavar="N",
                    help="end the search after N trials (first trainings and promotions, over all attempts "
                         "of the run)")
