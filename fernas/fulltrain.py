@@ -290,6 +290,10 @@ def run_protocol(doc: dict, data: Dataset, cfg: ProtocolConfig, run_dir, *, resu
     print(f"  {name}: ten-crop test accuracy {metrics['test_accuracy_tencrop']:.4f} "
           f"(single crop {metrics['test_accuracy_single']:.4f}, macro F1 {metrics['macro_f1']:.4f}) "
           f"-> {run_dir}", flush=True)
+    if cfg.augment == "none" and cfg.train_crops == 1:  # augment.augment_batch: the exact centre crop
+        print(f"  {name}: trained on the centre crop alone (--augment none, one crop per image): nine of the ten "
+              "test crops are shifted or mirrored views it never saw; its single-crop accuracy is the one "
+              "to compare", flush=True)
     return metrics
 
 
