@@ -163,7 +163,7 @@ def drive_to_a_budget(ev: Evolution, end_after: int, kill_after: int | None = No
         todo = list(batch)
         while todo:
             if len(done) == end_after and ended_at is None:
-                ev.end_search(("max_compute", "1e9 images x multiply-adds spent"), todo[:2])
+                ev.end_search(("max_compute", "1e9 images x multiply-adds spent", 1e9), todo[:2])
                 ended_at, todo = len(done), todo[:2]
             if kill_after is not None and ended_at is not None and len(done) - ended_at == kill_after:
                 raise KeyboardInterrupt  # stands in for SIGKILL: only the files survive
@@ -202,13 +202,34 @@ def test_a_budget_ends_the_search_then_its_best_are_re_ranked_and_a_kill_changes
     assert snapshot(resumed) == snapshot(ref) and resumed.done
 
 
+def test_a_budget_that_ends_generation_0_of_a_warm_start_ranks_the_genomes_it_brought():
+    cfg = GAConfig(pop=6, generations=3, seed=1, min_budget=1, max_budget=2, rerank_top=2, rerank_seeds=1)
+    earlier = Evolution(cfg, seed_docs=seed_docs())
+    earlier.run(lambda b: [fake_outcome(c) for c in b])
+    # the earlier run's hall of fame at the head of generation 0, its outcomes in the cache
+    warm = [ind for ind in earlier.hall_of_fame()[:2]]
+    docs = [{**G.from_vector(list(ind)), "name": f"warm{i}"} for i, ind in enumerate(warm)]
+    ev = Evolution(cfg, seed_docs=docs + seed_docs())
+    ev.cache.update({ind.gid: {**earlier.cache[ind.gid], "generation": -1} for ind in warm})
+    batch = ev.next_batch()
+    assert not {c.gid for c in batch} & {ind.gid for ind in warm}  # cache hits: not trained again
+    ev.end_search(("max_trials", "0 reached", 0), [])  # before any trial of generation 0
+    assert ev.next_batch() is None and ev.done  # re-ranked in the earlier run already: nothing to train
+    assert [i.gid for i in ev.hall_of_fame()] == [ind.gid for ind in warm]
+
+
 def test_a_search_a_budget_ended_goes_on_when_reopened_and_decides_as_if_never_ended(tmp_path):
     cfg = dict(pop=8, generations=4, seed=3, min_budget=1, max_budget=2, rerank_top=1, rerank_seeds=1)
     ref, _ = run_full(None, **cfg)
     ckpt = tmp_path / "checkpoint.json"
     first = drive_to_a_budget(Evolution(GAConfig(**cfg), seed_docs=seed_docs(), checkpoint_path=ckpt), 9)
     ev = Evolution.load(ckpt, seed_docs=seed_docs())
-    assert ev.done and ev.reopen_search() and not ev.done and not ev.ended_by_budget
+    assert ev.done and ev.ended_by_budget
+    # only the budget that ended it, raised, reopens the search (another budget does not)
+    assert not ev.budget_raised({"max_compute": 1e9, "max_trials": 500}) and ev.budget_raised({"max_compute": 2e9})
+    assert ev.budget_raised({"max_compute": None})  # none any more
+    ev.reopen_search()
+    assert not ev.done and not ev.ended_by_budget and not ev.search_over
     more: list[tuple] = []
     ev.run(lambda b: (more.extend((c.gid, c.budget, c.kind, c.seed) for c in b), [fake_outcome(c) for c in b])[1])
     assert not set(first) & set(more), "a completed trial was trained again"

@@ -151,7 +151,7 @@ def add_budget_flags(p) -> None:
     g = p.add_argument_group("Budgets (each ends the search: running trials finish, the re-ranking follows, "
                              "not counted; a --resume with a larger one goes on)")
     g.add_argument("--max-trials", type=int, default=None, metavar="N",
-                   help="end the search after N trials (first trainings and promotions, over all attempts "
+                   help="end the search after N of its trials (not the re-ranking's; over all attempts "
                         "of the run)")
     g.add_argument("--time-budget", default=None, metavar="DURATION",
                    help="end the search after this much time (e.g. 90m, 2h, 1h30m, 1d; summed over "

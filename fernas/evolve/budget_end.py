@@ -30,32 +30,39 @@ class BudgetEnd:
         """A budget ended the search (`end_search`)."""
         return self.meta.get("search_end") is not None
 
-    def end_search(self, budget: tuple[str, str], in_flight: list[Candidate]) -> None:
-        """A budget (setting, what happened) ended the search in mid-generation: the driver starts
-        no further trial of it.  `in_flight`, its trials running, finish; then the genomes the
-        unfinished generation trained rank beside the hall of fame, the best are re-ranked and the
-        run ends.  Stored at once, so a run killed meanwhile resumes to the same re-ranking."""
+    def end_search(self, budget: tuple[str, str, float], in_flight: list[Candidate]) -> None:
+        """A budget (setting, what happened, its limit) ended the search in mid-generation: the
+        driver starts no further trial of it.  `in_flight`, its trials running (or waiting to
+        retry), finish; then the genomes the unfinished generation trained rank beside the hall
+        of fame, the best are re-ranked and the run ends.  Stored at once, so a run killed
+        meanwhile resumes to the same re-ranking."""
         if self.search_over:
             return
         self.meta["ended_by"] = budget[0]
-        self.meta["search_end"] = {"generation": self.gen, "why": budget[1],
+        self.meta["search_end"] = {"generation": self.gen, "why": budget[1], "limit": budget[2],
                                    "in_flight": [asdict(replace(c, cost_hint=0.0)) for c in in_flight]}
         if self._gen_obj is not None:
             self._gen_obj.close()  # the generation's remaining batches are never run
         self._gen_obj, self.pending, self.rung = None, [], []
         self.save()
 
-    def reopen_search(self) -> bool:
-        """Let a search a budget ended go on (the driver found the budget raised): the unfinished
-        generation replays from its boundary, its trained genomes from the cache, and re-ranking
-        runs again at the new end for the top genomes not re-ranked yet.  True if so."""
+    def budget_raised(self, limits: dict) -> bool:
+        """The budget that ended the search is above its limit then (`limits`: setting -> the
+        value this attempt runs with; None or 0: no such budget)."""
         if not self.ended_by_budget:
             return False
+        now, then = limits.get(self.meta["ended_by"]), self.meta["search_end"]["limit"]
+        return not now or now > then
+
+    def reopen_search(self) -> None:
+        """Let a search a budget ended go on (its budget raised): the unfinished generation
+        replays from its boundary, its trained genomes from the cache, and re-ranking runs again
+        at the new end for the top genomes not re-ranked yet."""
         del self.meta["search_end"]
         self.meta.pop("ended_by", None)
         self.done, self._gen_obj = False, None
+        self.rng = self.boundary_rng  # the replay draws as the generation did
         self.save()
-        return True
 
     def _after_search_end(self) -> Generator[list[Candidate], None, None]:
         """The trials in flight when the search ended (those a kill lost run again); the unfinished
@@ -63,5 +70,7 @@ class BudgetEnd:
         def recorded(c: Candidate) -> bool:
             return trial_at(self.cache, c.gid, c.budget) is not None
 
-        left = [c for c in (Candidate(**d) for d in self.meta["search_end"]["in_flight"]) if not recorded(c)]
+        fields = Candidate.__dataclass_fields__
+        stored = [Candidate(**{k: v for k, v in d.items() if k in fields}) for d in self.meta["search_end"]["in_flight"]]
+        left = [c for c in stored if not recorded(c)]
         yield from run_batch(self, left, recorded)

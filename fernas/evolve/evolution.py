@@ -138,8 +138,9 @@ class Evolution(BudgetEnd, Standing):
         return {"evals": evals, "cache_hits": hits, "failures": failures, "skipped": skipped,
                 "trials": len(trials), "compute": sum(int(t.get("compute") or 0) for t in trials)}
 
-    def record(self, cand: Candidate, outcome: dict) -> None:
-        """Store one trial's outcome in the cache and persist it (called per completed trial).
+    def record(self, cand: Candidate, outcome: dict, save: bool = True) -> None:
+        """Store one trial's outcome in the cache and persist it (called per completed trial;
+        `save=False`: the caller saves, with what else that write must hold).
 
         The genome's entry lists its trials; its own fields are those of its first trial, then
         of each later one that trained (a failed promotion leaves it where it stood), and of the
@@ -152,7 +153,8 @@ class Evolution(BudgetEnd, Standing):
         if only_oom_before or (is_ok(trial) and cand.kind != "rerank"):
             entry.update(trial)
         self.cache[cand.gid] = entry
-        self.save()
+        if save:
+            self.save()
 
     def _log(self, counts: dict) -> dict:
         # Statistics of the trained members only: a penalised genome (failed, refused over the cost
@@ -199,6 +201,7 @@ class Evolution(BudgetEnd, Standing):
             self.hof.update(self.population)
             self._end_generation(counts)
         self.meta["ended_by"] = "generations" if self.gen >= self.cfg.generations else "patience"
+        self.save()  # from now on no budget ends the search (`search_over`), after a kill too
 
     def stalled(self) -> bool:
         """No better best in the last `patience` generations (0: never)."""

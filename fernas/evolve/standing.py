@@ -55,10 +55,14 @@ class Standing:
         return hof
 
     def _trained_this_generation(self) -> list:
-        """Individuals of the genomes the generation in flight has trained, with their fitness."""
+        """Individuals of the genomes the generation in flight has trained, and of its population
+        with outcomes (in generation 0 a warm start's genomes, not yet in the hall of fame), with
+        their fitness."""
         fit = lambda e: fitness_of(e, self.cfg.objectives, self.cfg.chance_level)  # noqa: E731
-        return [self._ind(e["vector"], fit(e), gid) for gid, e in self.cache.items()
-                if e.get("generation") == self.gen and is_ok(e)]
+        gids = {gid for gid, e in self.cache.items() if e.get("generation") == self.gen}
+        gids |= {ind.gid for ind in self.population}
+        return [self._ind(self.cache[gid]["vector"], fit(self.cache[gid]), gid) for gid in sorted(gids)
+                if is_ok(self.cache.get(gid, {}))]
 
     def _ranked(self, hof) -> list:
         top = len(self.cfg.rungs) - 1

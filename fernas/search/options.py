@@ -54,11 +54,12 @@ class EvolveOptions:
     trial_timeout: float | None = 0.0  # seconds an epoch may take; 0 = from the trial's speed; None = off
     space_file: str | None = None  # where the space (ga.space) was read from, for the record
     warm_start: str | None = None  # the run whose hall of fame and fitness cache this one started from
-    # Budgets that end a search at its next safe point (None/0: none).  On --resume the ones the
-    # new command line gives replace the stored ones (a larger budget continues a stopped run).
-    max_trials: int | None = None  # trials started, every kind, over all attempts
+    # Budgets that end the search (None/0: none; the re-ranking follows, not counted).  On
+    # --resume the ones the new command line gives replace the stored ones (a larger budget
+    # reopens a search it ended).
+    max_trials: int | None = None  # the search's trials started, over all attempts
     time_budget: float | None = None  # seconds of search, summed over attempts
-    max_compute: float | None = None  # training compute (images x multiply-adds) of trials completed
+    max_compute: float | None = None  # training compute (images x multiply-adds) of the search's completed trials
     patience: int | None = None  # the command line's --patience (the GA keeps it in ga.patience)
 
     @classmethod

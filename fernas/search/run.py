@@ -46,25 +46,28 @@ class EvolveRun:
         ev.on_generation = self.on_generation
         self.seconds_before = float(ev.meta.get("search_seconds", 0.0))  # earlier attempts' search time
         self.stop_reason: tuple[str, str] | None = None  # (setting, what happened): the budget that stopped the run
-        self.unfinished_trials = 0  # trials without an outcome when Tune returned (set by tune_adapter.fit)
         self.trial_memory = 0.0  # host memory a CPU trial may take (bytes; 0: not checked), set by run_evolve
         self.chance = 0.0  # validation accuracy at or below which a trial learnt nothing (fitness.chance_level)
 
     def search_seconds(self) -> float:
         return self.seconds_before + time.time() - self.t0
 
-    def out_of_budget(self, live: int) -> tuple[str, str] | None:
-        """(setting, what happened) when a budget is spent and no further trial may start, else
-        None.  `live`: trials running."""
+    def out_of_budget(self, live: int) -> tuple[str, str, float] | None:
+        """(setting, what happened, its limit) when a budget is spent and no further trial of the
+        search may start, else None.  `live`: trials running."""
         o = self.opts
         if o.max_trials and trial_count(self.ev, search_only=True) + live >= o.max_trials:
-            self.stop_reason = ("max_trials", f"{o.max_trials} reached")
+            self.stop_reason = ("max_trials", f"{o.max_trials} reached", o.max_trials)
         elif o.time_budget and self.search_seconds() >= o.time_budget:
             from fernas.runinfo import fmt_duration
-            self.stop_reason = ("time_budget", f"{fmt_duration(o.time_budget)} spent")
+            self.stop_reason = ("time_budget", f"{fmt_duration(o.time_budget)} spent", o.time_budget)
         elif o.max_compute and total_compute(self.ev, search_only=True) >= o.max_compute:
-            self.stop_reason = ("max_compute", f"{o.max_compute:.3g} images x multiply-adds spent")
+            self.stop_reason = ("max_compute", f"{o.max_compute:.3g} images x multiply-adds spent", o.max_compute)
         return self.stop_reason
+
+    def budget_limits(self) -> dict:
+        """This attempt's budgets, setting -> limit (None: none)."""
+        return {k: getattr(self.opts, k) for k in ("max_trials", "time_budget", "max_compute")}
 
     def checkpoint_path(self, cand: Candidate) -> str | None:
         if self.checkpoints is None or cand.kind == "rerank":  # a re-ranking trial is never continued
@@ -94,15 +97,25 @@ class EvolveRun:
                                "wall_seconds": 0.0})
         return reason is not None
 
-    def record(self, cand: Candidate, outcome: dict) -> None:
+    def record(self, cand: Candidate, outcome: dict, running: list[Candidate] | None = None) -> bool:
+        """Record a trial's outcome.  `running` (from the searcher: the trials still running or
+        waiting to retry): when this outcome spends a budget, the search ends with them, in the
+        same checkpoint write as the outcome (a kill finds both or neither).  True if it ended."""
         from fernas.search.trial import trainer_version
 
-        self.ev.meta["search_seconds"] = self.search_seconds()
+        if not self.ev.search_over:  # the time budget counts the search, not the re-ranking
+            self.ev.meta["search_seconds"] = self.search_seconds()
         # the trainer that measured it: a warm start reuses only trials of the trainer it runs
         outcome = {**outcome, "finished_at": time.time(), "attempt": self.ev.meta.get("attempts"),
                    "trainer": trainer_version()}
-        self.ev.record(cand, outcome)  # persisted atomically at once
+        self.ev.record(cand, outcome, save=False)
+        ends = running is not None and not self.ev.search_over and self.out_of_budget(len(running))
+        if ends:
+            self.ev.end_search(self.stop_reason, running)  # persists the outcome with the end
+        else:
+            self.ev.save()
         self.rundir.write_trials(self.ev)
+        return bool(ends)
 
     def on_generation(self, ev: Evolution, rec: dict) -> None:
         elapsed = time.time() - self.t0
@@ -223,8 +236,9 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         run.chance = chance
         if gpt == 0 and ray_info.get("memory"):  # CPU trials: their tensors live in host memory
             run.trial_memory = ray_info["memory"] / max(1, slots)
-        if ev.ended_by_budget and not run.out_of_budget(live=0) and ev.reopen_search():
-            console.search_reopened(ev)  # a budget ended the search; this attempt raised it
+        if ev.budget_raised(run.budget_limits()):  # a budget ended the search; this attempt raised it
+            ev.reopen_search()
+            console.search_reopened(ev)
         if ev.done:
             console.already_complete(ev)
         else:
@@ -236,7 +250,10 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
             if not ev.done:  # Ctrl-C, a failed driver loop
                 console.stopped(out, ev)
                 raise KeyboardInterrupt
-        ev.meta["search_seconds"] = run.search_seconds()
+        if not ev.search_over:
+            ev.meta["search_seconds"] = run.search_seconds()
+        if run.checkpoints is not None:  # the run is done: nothing continues a trainer checkpoint
+            shutil.rmtree(run.checkpoints, ignore_errors=True)
         ev.save()
         rdir.write_all(ev)
         from fernas.html_report import write_report

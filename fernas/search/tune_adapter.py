@@ -66,7 +66,8 @@ class GenerationalSearcher(Searcher):
     def suggest(self, trial_id: str):
         self._flush_errors()
         if self.queue and not self.run.ev.search_over and self.run.out_of_budget(len(self.live)):
-            self._end_search()
+            self.run.ev.end_search(self.run.stop_reason, self._running())
+            self._search_ended()
         if self.queue and not self.waiting_alone:  # a retry alone waits for its card to empty
             cand = self.queue.popleft()
             self.live[trial_id] = (cand, time.perf_counter())
@@ -81,14 +82,20 @@ class GenerationalSearcher(Searcher):
             return None
         return Searcher.FINISHED if self.finished else None
 
-    def _end_search(self) -> None:
-        """A budget is spent: no further trial of the search starts; those running finish and are
-        recorded, then the re-ranking runs (the GA's next batch once they are in)."""
+    def _running(self) -> list[Candidate]:
+        """The search's trials a budget's end lets finish: those running, and out-of-memory
+        retries waiting in the queue (their first try ran within the budget)."""
+        cache = self.run.ev.cache
+        return [c for c, _ in self.live.values()] + [c for c in self.queue if ran_out_of_memory(cache, c)]
+
+    def _search_ended(self) -> None:
+        """A budget ended the search (`Evolution.end_search`): no further trial of it starts; those
+        running and waiting retries finish and are recorded, then the re-ranking runs (the GA's
+        next batch once they are in)."""
         ev = self.run.ev
-        ev.end_search(self.run.stop_reason, [c for c, _ in self.live.values()])
-        self.queue.clear()
-        self.run.console.search_ended(ev, len(self.live))
-        if not self.live:
+        self.queue = deque(c for c in self.queue if ran_out_of_memory(ev.cache, c))
+        self.run.console.search_ended(ev, len(self.live) + len(self.queue))
+        if not self.live and not self.queue:
             self._load(ev.next_batch())
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -136,10 +143,12 @@ class GenerationalSearcher(Searcher):
             self.run.console.trial_finished(self._name(cand, trial_id), outcome, False)
             self.queue.appendleft(cand)
             return
-        self.run.record(cand, outcome)
+        ended = self.run.record(cand, outcome, running=self._running())
         at_max = cand.budget == self.run.ev.cfg.max_budget and not own_recipe(cand, self.run.ev.cfg)
         self.run.console.trial_finished(self._name(cand, trial_id), outcome, at_max)  # best: trial recipe only
-        if not self.live and not self.queue and not self.finished:
+        if ended:
+            self._search_ended()
+        elif not self.live and not self.queue and not self.finished:
             self._load(self.run.ev.next_batch())
         elif not self.queue:
             self._queue_certain()
@@ -309,4 +318,3 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
         if not opts.verbose:
             stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
         tuner.fit()
-    run.unfinished_trials = len(searcher.live)  # > 0: Tune was interrupted, not ended by the searcher
