@@ -24,3 +24,27 @@ def test_five_random_kills_change_nothing(tmp_path):
     got = chaos.compare(tmp_path / "killed", tmp_path / "calm")
     assert got["trained_twice"] == 0 and got["same_trials"], got
     assert got["same_accuracies"] and got["same_best"] and got["same_hall_of_fame"], got
+
+
+def test_kills_around_a_budget_that_ends_the_search_lose_nothing(tmp_path):
+    """`--max-trials` ends the search, then the best genome is re-ranked; SIGKILLs on the way
+    (which trials run when the budget is spent is the timing's, so there is no calm twin to
+    compare with): exactly the budget's search trials, none trained twice, one re-ranking of
+    the genome best.json names, and the run done."""
+    import json
+
+    n = 7
+    args = ["--data", "demo:140,70,70", "--pop", "4", "--generations", "4", "--min-budget", "1", "--max-budget", "2",
+            "--eta", "2", "--max-steps-per-epoch", "1", "--rerank-top", "1", "--rerank-seeds", "1",
+            "--rerank-recipe", "trial", "--max-trials", str(n), "--max-mmacs", "60", "--seed", "5", "--no-dashboard"]
+    out = tmp_path / "killed"
+    got = chaos.run_with_kills(args, out, 3, random.Random(2), max_delay=1.5)
+    assert got["kills"] == 3
+    rows = chaos.trials(out)
+    keys = [(r["gid"], r["budget"], r["kind"], r["seed"]) for r in rows]
+    assert len(keys) == len(set(keys)), "a completed trial was trained again"
+    assert sum(r["kind"] in ("first", "promotion") for r in rows) == n
+    reranked = [r["gid"] for r in rows if r["kind"] == "rerank"]
+    assert reranked == [json.loads((out / "best.json").read_text())["evolve"]["gid"]]
+    state = json.loads((out / "checkpoint.json").read_text())
+    assert state["done"] and state["meta"]["ended_by"] == "max_trials"
