@@ -26,7 +26,8 @@ install: $(STAMP)
 DEMO_STAMP := $(shell date +%Y%m%d-%H%M%S)
 DEMO_DIR ?= runs/demo-$(DEMO_STAMP)
 DEMO_DATA ?= demo:1400,560,2800
-# the trial recipe of the search, and of the training that compares its best with the seed designs
+# the trial recipe of the search (every genome of the run then has this batch size), and the
+# augmentation of the training that compares its best with the seed designs
 DEMO_BATCH ?= 32
 DEMO_AUGMENT ?= none
 DEMO_MMACS ?= 60
@@ -39,7 +40,7 @@ demo: $(STAMP)
 	$(PY) -m fernas evolve --data $(DEMO_DATA) --pop 8 --generations 5 --min-budget 2 --max-budget 4 --eta 2 \
 	    --trial-batch $(DEMO_BATCH) --trial-augment $(DEMO_AUGMENT) --rerank-top 2 --rerank-seeds 1 --rerank-recipe trial --max-mmacs $(DEMO_MMACS) --seed $(DEMO_SEED) --out $(DEMO_DIR)/evolve
 	$(PY) -m fernas train $(DEMO_DIR)/evolve/best.json $(DEMO_SEEDS) --data $(DEMO_DATA) --epochs 8 \
-	    --fine-tune-epochs 2 --train-crops 1 --batch-size $(DEMO_BATCH) --augment $(DEMO_AUGMENT) --out $(DEMO_DIR)/trained
+	    --fine-tune-epochs 2 --train-crops 1 --augment $(DEMO_AUGMENT) --out $(DEMO_DIR)/trained
 	@echo
 	@echo "demo done: search in $(DEMO_DIR)/evolve (trials.csv, logbook.csv, progress.png, pareto.png, hall_of_fame/),"
 	@echo "           the best genome and the seed designs under the cap trained in $(DEMO_DIR)/trained (comparison.csv)"

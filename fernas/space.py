@@ -247,6 +247,24 @@ def parse_space(data: Any, where: str) -> Space:
     return Space(tuple(allowed))
 
 
+def with_batch(space: Space, batch: int, where: str) -> Space:
+    """`space` with the batch size fixed to `batch` (`fernas evolve --trial-batch`: every trial
+    trains at it, so the search measures no other and a genome returns the batch it was
+    measured at).  SpaceError when the space's batch sizes leave it out (`where`: the space)."""
+    gene = BY_FIELD["train.batch_size"]
+    if batch not in G.BATCH_SIZES:
+        raise SpaceError(f"--trial-batch {batch}: expected 0 (each genome's own) or a batch size of the genome: "
+                         f"{', '.join(map(str, G.BATCH_SIZES))}")
+    value = G.BATCH_SIZES.index(batch)
+    if value not in space.allowed[gene.index]:
+        sizes = ", ".join(str(G.BATCH_SIZES[v]) for v in space.allowed[gene.index])
+        raise SpaceError(f"{where}: its batch sizes ({sizes}) leave out --trial-batch {batch}, at which every trial "
+                         f"trains; allow {batch}, or give --trial-batch 0 to train each genome at its own")
+    allowed = list(space.allowed)
+    allowed[gene.index] = (value,)
+    return Space(tuple(allowed))
+
+
 def load_space(path: str | Path) -> Space:
     """Read and check a space file (YAML, or JSON by its name)."""
     p = Path(path)

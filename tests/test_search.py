@@ -67,7 +67,8 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     (["--asha-grace", "2", "--epochs-per-trial", "8"], "--asha-grace 2: only with --asha"),
     (["--asha", "--asha-grace", "8", "--epochs-per-trial", "8"], "--asha-grace 8: expected 1 to 7"),
     (["--trial-batch", "-1"], "--trial-batch -1: expected 0"),
-    (["--trial-batch", "1"], "--trial-batch 1: expected 0 (each genome's own) or a batch size of 2 or more"),
+    (["--trial-batch", "48"], "--trial-batch 48: expected 0 (each genome's own) or a batch size of the genome: "
+                              "32, 64, 96, 128, 192, 256"),
     (["--rerank-budget", "0"], "--rerank-budget 0: expected at least 1 epoch"),
     (["--rerank-recipe", "trial", "--rerank-budget", "8"], "--rerank-budget 8: with --rerank-recipe trial the "
                                                            "re-ranking trains the largest budget (4 epochs)"),
@@ -135,6 +136,9 @@ def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path)
     # the trial recipe: batch 32 without augmentation unless given; a run stored before it had
     # trained each genome at its own batch with the VGG paper's augmentation, and resumes so
     assert (parse().trial_batch, parse().trial_augment) == (32, "none")
+    # ...and the batch size of every genome is the trial batch: the search measures no other
+    assert parse().ga.space == {"train.batch_size": [0]} and parse("--trial-batch", "64").ga.space == {
+        "train.batch_size": [1]} and parse("--trial-batch", "0").ga.space is None
     given = parse("--trial-batch", "0", "--trial-augment", "mild")
     assert (given.trial_batch, given.trial_augment) == (0, "mild")
     kept = EvolveOptions.from_stored(json.loads(json.dumps(asdict(given))), parse())  # the stored recipe wins
@@ -316,7 +320,8 @@ def test_random_strategy_end_to_end_and_resume(tmp_path):
     """`--strategy random` runs the same code path: trials table, logbook, best.json, resume."""
     seeds = tmp_path / "seeds"
     seeds.mkdir()
-    for d in (tiny_genome(16), tiny_genome(24)):
+    big_batch = {**tiny_genome(24), "train": {**tiny_genome(24)["train"], "batch_size": 128}}
+    for d in (tiny_genome(16), big_batch):  # the second searched (and returned) at the trial batch, 32
         G.save_genome(d, seeds / f"{d['name']}.json")
     out = tmp_path / "run"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
@@ -332,6 +337,7 @@ def test_random_strategy_end_to_end_and_resume(tmp_path):
     rows = read_trials(out)
     gids = [r["gid"] for r in rows]
     assert len(gids) == len(set(gids)) == 8  # 4 per generation, all new
+    assert {json.loads(r["genome"])["train"]["batch_size"] for r in rows} == {32}  # the trial batch, fixed
     assert {G.genome_id(tiny_genome(16)), G.genome_id(tiny_genome(24))} <= {r["gid"] for r in rows
                                                                            if r["generation"] == "0"}
     assert {r["origin"] for r in rows if r["generation"] == "0"} >= {"seed"}

@@ -155,6 +155,15 @@ def test_a_space_with_no_genome_under_the_cap_is_refused(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_space_whose_batch_sizes_leave_out_the_trial_batch_is_refused(tmp_path, capsys):
+    path = write(tmp_path, "train: {batch_size: {fixed: 64}}\n")
+    out = tmp_path / "run"
+    assert main(["evolve", "--space", str(path), "--out", str(out)]) == 2  # trials at batch 32
+    err = capsys.readouterr().err.strip()
+    assert f"{path}: its batch sizes (64) leave out --trial-batch 32" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
 def test_patience_ends_evolution_and_a_larger_one_reopens_it(tmp_path):
     flat = lambda batch: [{**fake_outcome(c), "status": "ok", "val_acc": 0.3} for c in batch]  # noqa: E731
     ev = Evolution(GAConfig(pop=6, generations=10, patience=2, rerank_top=1, rerank_seeds=1, max_mmacs=0),

@@ -131,8 +131,8 @@ def add_trial_flags(p, d) -> None:
                         "a small batch makes more optimizer steps: on the demo data 4 epochs at batch 32 "
                         "without augmentation ranked 18 genomes as 48 epochs of their own recipe do with "
                         "Spearman 0.79, at their own batch with the VGG paper's augmentation 0.15 (13 of 18 "
-                        "at chance). The search then does not choose the batch size: decode --train "
-                        "trains the genome's own")
+                        "at chance). The batch size is then not searched: every genome of the run (seed "
+                        "designs too) has batch B, the one its fitness was measured at")
     g.add_argument("--trial-augment", default=DEFAULT_TRIAL_AUGMENT, choices=STRENGTHS,
                    help="augmentation of every fitness training (vgg: the paper's, as decode --train "
                         "trains; mild: seeds 001/004's; none)")

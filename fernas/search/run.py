@@ -192,9 +192,10 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
     data = load_data(opts)  # DataError before Ray starts
     data_info = {"source": data.source, "classes": list(data.classes), "n_train": len(data.train),
                  "n_val": len(data.val), "n_test": len(data.test), "info": data.info}
+    seed_docs = at_batch(seed_docs, opts.trial_batch)
     designs = {G.genome_id(d): d["name"] for d in seed_docs}  # --seed-genomes files, not a warm start's genomes
     warm = _warm_start(opts, data_info, console) if ev is None and opts.warm_start else ([], {})
-    seed_docs = warm[0] + seed_docs  # the earlier run's hall of fame first
+    seed_docs = at_batch(warm[0], opts.trial_batch) + seed_docs  # the earlier run's hall of fame first
     ray_info = cluster.connect_ray(opts)
     import ray
     try:
@@ -273,6 +274,12 @@ def _warm_start(opts: EvolveOptions, data_info: dict, console) -> tuple[list[dic
     hof, reused = load_warm_start(opts.warm_start, opts, data_info)
     console.warm_start(opts.warm_start, len(hof), len(reused))
     return hof, reused
+
+
+def at_batch(docs: list[dict], batch: int) -> list[dict]:
+    """Seed designs (and a warm start's genomes) at the trial batch, which the run's space fixes
+    (`space.with_batch`): the search measures them at it and returns them with it; 0: as they are."""
+    return [{**d, "train": {**d["train"], "batch_size": batch}} for d in docs] if batch else list(docs)
 
 
 def memory_refusal(p, batch: int, allowance: float) -> str | None:
