@@ -623,6 +623,8 @@ def main(argv=None) -> int:
         settings["trial_batch"] = DEFAULT_TRIAL_BATCH
     if a.trial_augment is None:
         settings["trial_augment"] = DEFAULT_TRIAL_AUGMENT
+    # under a trial batch every genome of a run has that batch (files before it left the gene free)
+    settings["batch_gene"] = "the trial batch" if settings["trial_batch"] else "searched"
     # random-sh: its search ends at ga-mf's search compute S, then its own re-ranking (files
     # before it cut random-sh at C, often before its re-ranking): not to be mixed
     settings["over_budget"] = "random-sh searches S, then re-ranks; the others cut at C"
