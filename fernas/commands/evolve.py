@@ -242,8 +242,11 @@ def load_seed_genomes(pattern: str) -> tuple[list[str], list[dict]]:
 def run(args: argparse.Namespace) -> int:
     from fernas.search import run_evolve
 
+    from fernas.search.run import at_batch
+
     opts = options_from_args(args)
     files, docs = load_seed_genomes(args.seed_genomes)
+    docs = at_batch(docs, opts.trial_batch)  # as the run will search them (their batch fixed to the trial's)
     opts.seed_genomes = files
     console = EvolveConsole(quiet=args.quiet)
     if not args.resume:
