@@ -611,6 +611,17 @@ def test_the_seed_designs_are_kept_beside_the_best_and_named_at_the_end(tmp_path
     assert hint.endswith(f"fernas train {tmp_path}/best.json {tmp_path}/seed_designs/*.json --data fer2013.csv "
                          "--labels 'votes new.csv' --skip-bad --data-seed 2 --epochs 64 --fine-tune-epochs 2 "
                          "--train-crops 1")
+    # with the run's --seed-genomes files at hand, the designs' own files (their own batch size:
+    # the run's copies carry its trial batch)
+    own = tmp_path / "designs" / "same design.json"
+    own.parent.mkdir()
+    G.save_genome({**G.from_vector(ev.cache[seeds[0]]["vector"]), "name": "same"}, own)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["options"]["seed_genomes"] = [str(own)]
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    printed = io.StringIO()
+    EvolveConsole(stream=printed, quiet=True)._seed_designs(tmp_path, best_gid="another", epochs=64)
+    assert f"fernas train {tmp_path}/best.json '{own}' --data fer2013.csv" in printed.getvalue().splitlines()[1]
     printed = io.StringIO()  # the best genome is a seed design: said, and nothing to compare
     EvolveConsole(stream=printed, quiet=True)._seed_designs(tmp_path, best_gid=seeds[1], epochs=48)
     assert printed.getvalue().count("\n") == 1 and "it is the best genome: no new genome beat it" in printed.getvalue()

@@ -159,8 +159,10 @@ class EvolveConsole:
                  f"accuracy {top.get('val_acc') or 0:.4f} after {top.get('budget')} epoch(s)"
                  + ("; it is the best genome: no new genome beat it" if mine else ""))
         if not mine:
+            own = _design_files(out, [e["name"] for e in evolved])
+            designs = " ".join(map(shlex.quote, own)) if own else f"{where}/seed_designs/*.json"
             self.say("compare them at the length you will train (short trials favour fast learners): "
-                     f"fernas train {where}/best.json {where}/seed_designs/*.json{_data_flags(out)} "
+                     f"fernas train {where}/best.json {designs}{_data_flags(out)} "
                      f"--epochs {epochs} --fine-tune-epochs 2 --train-crops 1")
 
 
@@ -180,6 +182,26 @@ def _reranking_note(cfg, entry: dict) -> str:
                 f"over {rr['trainings']} training(s))")
     why = [t["error"] for t in entry.get("trials", []) if t.get("kind") == "rerank" and t.get("error")]
     return f" (not re-ranked: {why[0]})" if why else ""
+
+
+def _design_files(out, names: list[str]) -> list[str] | None:
+    """The --seed-genomes files of the seed designs of these names, to train by their own recipe
+    (the run's copies in OUT/seed_designs carry its trial batch); None when one is not found."""
+    from fernas.errors import UserError
+    from fernas.genome import load_genome
+
+    try:
+        files = json.loads(Path(out, "config.json").read_text())["options"]["seed_genomes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    by_name: dict[str, str] = {}
+    for f in files:
+        try:
+            by_name.setdefault(load_genome(f)["name"], f)
+        except (UserError, KeyError, TypeError):
+            continue
+    found = [by_name.get(n) for n in names]
+    return None if None in found else list(dict.fromkeys(found))
 
 
 def _seed_design_docs(out) -> list[dict]:
