@@ -126,7 +126,7 @@ def _same_command(out: Path, cmd: list[str]) -> bool:
         i = argv.index("--out") if "--out" in argv else len(argv)
         return argv[:i] + argv[i + 2:]
     from fernas.cli import build_parser
-    from fernas.commands.evolve import rerank_settings
+    from fernas.commands.evolve import options_from_args, rerank_settings
 
     try:
         cfg = json.loads((out / "config.json").read_text())
@@ -137,9 +137,12 @@ def _same_command(out: Path, cmd: list[str]) -> bool:
     # (a run without re-ranking, --rerank-top 0, is the same whatever they say)
     ga = cfg.get("options", {}).get("ga") or {}
     stored = (ga.get("rerank_recipe", "trial"), ga.get("rerank_budget") or ga.get("max_budget"))
-    want = rerank_settings(build_parser().parse_args(cmd[3:]))
+    args = build_parser().parse_args(cmd[3:])
+    want = rerank_settings(args)
     same_rerank = want["rerank_top"] == 0 or stored == (want["rerank_recipe"], want["rerank_budget"])
-    return flags(cfg.get("argv") or []) == flags(cmd[3:]) and same_rerank
+    # the space as fernas builds it today (a run stored before the batch was fixed searched it)
+    same_space = ga.get("space") == options_from_args(args).ga.space
+    return flags(cfg.get("argv") or []) == flags(cmd[3:]) and same_rerank and same_space
 
 
 def read_trials(out: Path) -> dict:

@@ -250,10 +250,14 @@ def test_reuse_takes_only_a_run_of_the_same_command_wherever_its_directory_was(t
     run = tmp_path / "ga-mf-seed0"
     run.mkdir()
     assert not ec._same_command(run, cmd)  # no config: never reused
-    stored = {"rerank_recipe": "own", "rerank_budget": 8, "max_budget": 4}
+    stored = {"rerank_recipe": "own", "rerank_budget": 8, "max_budget": 4, "space": {"train.batch_size": [0]}}
     (run / "config.json").write_text(json.dumps({"argv": cmd[3:], "options": {"ga": stored}}))
     moved = [*cmd[:7], str(run), *cmd[8:]]  # the work directory copied to another tag
     assert ec._same_command(run, cmd) and ec._same_command(run, moved)
+    # a run stored before the batch was fixed to the trial batch searched it: another search
+    (run / "config.json").write_text(json.dumps({"argv": cmd[3:], "options": {"ga": {**stored, "space": None}}}))
+    assert not ec._same_command(run, cmd)
+    (run / "config.json").write_text(json.dumps({"argv": cmd[3:], "options": {"ga": stored}}))
     assert not ec._same_command(run, [*cmd, "--rerank-recipe", "trial"])
     del stored["rerank_budget"]  # before --rerank-budget: the re-ranking trained max_budget (4) epochs, now 8
     (run / "config.json").write_text(json.dumps({"argv": cmd[3:], "options": {"ga": stored}}))

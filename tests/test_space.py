@@ -164,6 +164,20 @@ def test_a_space_whose_batch_sizes_leave_out_the_trial_batch_is_refused(tmp_path
     assert not out.exists()
 
 
+def test_a_resume_takes_its_space_file_with_or_without_the_batch_the_run_fixed(tmp_path):
+    from fernas.search.run import _same_space
+    from fernas.search.warm_start import _batch_sizes
+    from fernas.space import Space, with_batch
+
+    raw = load_space(write(tmp_path, "stages: {count: {max: 2}}\n")).to_config()
+    fixed = with_batch(Space.from_config(raw), 32, "").to_config()  # what a run with --trial-batch 32 stores
+    assert fixed["train.batch_size"] == [0] and raw.get("train.batch_size") is None
+    assert _same_space(raw, fixed, 32) and _same_space(raw, raw, 32)  # a run stored before the batch was fixed
+    assert not _same_space(raw, fixed, 64) and not _same_space({"stages.count": [1]}, fixed, 32)
+    # a warm start says which batch sizes each run's genomes may have
+    assert _batch_sizes(fixed) == "32" and _batch_sizes(raw) == "searched" and _batch_sizes(None) == "searched"
+
+
 def test_patience_ends_evolution_and_a_larger_one_reopens_it(tmp_path):
     flat = lambda batch: [{**fake_outcome(c), "status": "ok", "val_acc": 0.3} for c in batch]  # noqa: E731
     ev = Evolution(GAConfig(pop=6, generations=10, patience=2, rerank_top=1, rerank_seeds=1, max_mmacs=0),

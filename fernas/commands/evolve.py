@@ -120,7 +120,7 @@ def _space(args: argparse.Namespace) -> dict | None:
     from fernas.space import Space, load_space, with_batch
 
     space = load_space(args.space) if args.space else Space.full()
-    if args.trial_batch:
+    if args.trial_batch and not args.resume:  # a resume keeps the stored run's (run._resolve compares)
         space = with_batch(space, args.trial_batch, args.space or "the full search space")
     return space.to_config()
 
@@ -246,10 +246,10 @@ def run(args: argparse.Namespace) -> int:
 
     opts = options_from_args(args)
     files, docs = load_seed_genomes(args.seed_genomes)
-    docs = at_batch(docs, opts.trial_batch)  # as the run will search them (their batch fixed to the trial's)
     opts.seed_genomes = files
     console = EvolveConsole(quiet=args.quiet)
     if not args.resume:
+        docs = at_batch(docs, opts.trial_batch)  # as the run will search them (their batch fixed to the trial's)
         from fernas.evolve.sampling import admitted_seeds
 
         for doc, reason in admitted_seeds(opts.ga, docs)[1]:

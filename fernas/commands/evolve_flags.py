@@ -25,7 +25,8 @@ def add_search_flags(p, d) -> None:
     g.add_argument("--space", default=None, metavar="FILE",
                    help="search only inside this space file (YAML or JSON; `fernas space show` prints the "
                         "default one to edit): per gene fixed, choices or min/max. Seed designs outside it "
-                        "are left out; the run keeps it (--resume refuses another)")
+                        "are left out; the run keeps it (--resume refuses another). Under a trial batch "
+                        "the batch size is fixed to it as well")
     g.add_argument("--warm-start", default=None, metavar="RUN_DIR",
                    help="start from a finished or stopped run: its hall of fame joins the initial population "
                         "and its trained genomes are not trained again (needs the same data, budgets, trial "

@@ -89,7 +89,7 @@ class EvolveRun:
         # the trial's training time, roughly: images x cost per image with activation memory counted
         cand.cost_hint = float(training_cost(p) * steps * bs * (cand.budget - cand.resume_from))
         reason = self.ev.cfg.refusal(cand.doc, plan=p) if cand.kind == "first" else None
-        # a re-ranking at the genome's own batch (up to 8x the trial batch) needs its own memory check
+        # a re-ranking at the genome's own batch (up to 8x the trial batch where the batch is searched) needs its own check
         if reason is None and (cand.kind == "first" or own) and self.trial_memory:
             reason = memory_refusal(p, bs, self.trial_memory)
         if reason:  # penalised without a trial
@@ -173,7 +173,7 @@ def _resolve(cli_opts: EvolveOptions, stored: dict | None, console) -> tuple[Evo
     ev = Evolution.load(out / "checkpoint.json")  # RunDirError names a corrupt file
     if ev.recovered:
         console.say(f"fernas: warning: {ev.recovered}", err=True)
-    if cli_opts.space_file is not None and cli_opts.ga.space != ev.cfg.space:
+    if cli_opts.space_file is not None and not _same_space(cli_opts.ga.space, ev.cfg.space, opts.trial_batch):
         raise RunDirError(f"{cli_opts.space_file}: not the search space of the run in {out} (see its "
                           "config.json); a run keeps its space: start a new run (it may warm-start from this one)")
     if cli_opts.patience is not None:
@@ -274,6 +274,19 @@ def _warm_start(opts: EvolveOptions, data_info: dict, console) -> tuple[list[dic
     hof, reused = load_warm_start(opts.warm_start, opts, data_info)
     console.warm_start(opts.warm_start, len(hof), len(reused))
     return hof, reused
+
+
+def _same_space(given: dict | None, stored: dict | None, trial_batch: int) -> bool:
+    """The --space file of a resume (`given`, as read) is the stored run's space: as it was, or
+    with the batch fixed to the run's trial batch (`space.with_batch`, runs since it)."""
+    from fernas.space import Space, SpaceError, with_batch
+
+    if given == stored:
+        return True
+    try:
+        return bool(trial_batch) and with_batch(Space.from_config(given), trial_batch, "").to_config() == stored
+    except SpaceError:
+        return False
 
 
 def at_batch(docs: list[dict], batch: int) -> list[dict]:
