@@ -208,6 +208,8 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
 
                 console.say(f"warning: Ray sees {ray_info['gpus']:g} GPU(s) but torch cannot use them "
                             f"(torch.cuda.is_available() is False): {cuda_unusable_reason()}", err=True)
+        from fernas.search.tune_adapter import fit
+
         out.mkdir(parents=True, exist_ok=True)
         chance = chance_level(data.val.class_counts(data.num_classes))
         if ev is None:
@@ -237,20 +239,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         run.chance = chance
         if gpt == 0 and ray_info.get("memory"):  # CPU trials: their tensors live in host memory
             run.trial_memory = ray_info["memory"] / max(1, slots)
-        if ev.budget_raised(run.budget_limits()):  # a budget ended the search; this attempt raised it
-            ev.reopen_search()
-            console.search_reopened(ev)
-        if ev.done:
-            console.already_complete(ev)
-        else:
-            from fernas.search.tune_adapter import fit
-
-            if run.out_of_budget(live=0):  # spent before this attempt: the search is over, not its re-ranking
-                ev.end_search(run.stop_reason, [])
-            fit(run, data, cpt, gpt, slots, storage, exp_name)
-            if not ev.done:  # Ctrl-C, a failed driver loop
-                console.stopped(out, ev)
-                raise KeyboardInterrupt
+        _search(run, lambda: fit(run, data, cpt, gpt, slots, storage, exp_name))
         if not ev.search_over:
             ev.meta["search_seconds"] = run.search_seconds()
         if run.checkpoints is not None:  # the run is done: nothing continues a trainer checkpoint
@@ -266,6 +255,25 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
     finally:
         if ray_info["started_local"] or ray.is_initialized():
             ray.shutdown()
+
+
+def _search(run: EvolveRun, fit) -> None:
+    """This attempt's trials (`fit()`: the Tune run) until the run is done, after reopening a
+    search whose budget was raised or ending one whose budget is spent; KeyboardInterrupt when
+    it stopped before (Ctrl-C, a failed driver loop)."""
+    ev, console = run.ev, run.console
+    if ev.budget_raised(run.budget_limits()):  # a budget ended the search; this attempt raised it
+        ev.reopen_search()
+        console.search_reopened(ev)
+    if ev.done:
+        console.already_complete(ev)
+        return
+    if run.out_of_budget(live=0):  # spent before this attempt: the search is over, not its re-ranking
+        ev.end_search(run.stop_reason, [])
+    fit()
+    if not ev.done:
+        console.stopped(run.out, ev)
+        raise KeyboardInterrupt
 
 
 def _warm_start(opts: EvolveOptions, data_info: dict, console) -> tuple[list[dict], dict]:
