@@ -268,8 +268,9 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     assert by_gid[exit_gid]["status"] == "failed" and "worker failed" in by_gid[exit_gid]["error"]
     ok = [r for r in rows if r["status"] == "ok"]
     assert ok and all(float(r["params"]) > 0 and float(r["macs"]) > 0 and float(r["latency_ms"]) > 0 for r in ok)
-    # the default trial recipe: every training at batch 32 (2 steps an epoch), whatever the genome's batch
-    assert any(json.loads(r["genome"])["train"]["batch_size"] != 32 for r in ok)
+    # the default trial recipe: every training at batch 32 (2 steps an epoch), the batch every genome
+    # of the run has (the run's space fixes it to the trial batch)
+    assert {json.loads(r["genome"])["train"]["batch_size"] for r in ok} == {32}
     epochs = {"first": 1, "promotion": 1}
     assert all(float(r["compute"]) == epochs[r["kind"]] * 2 * 32 * float(r["macs"]) for r in ok if r["kind"] != "rerank")
     # the re-ranking (--rerank-recipe own, the default) trains the genome's own batch size: 3 epochs of
