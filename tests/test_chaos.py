@@ -39,7 +39,8 @@ def test_kills_around_a_budget_that_ends_the_search_lose_nothing(tmp_path):
             "--rerank-recipe", "trial", "--max-trials", str(n), "--max-mmacs", "60", "--seed", "5", "--no-dashboard"]
     out = tmp_path / "killed"
     got = chaos.run_with_kills(args, out, 3, random.Random(2), max_delay=1.5)
-    assert got["kills"] == 3
+    # a short run may end before its third kill (an attempt is killed only after a new trial of it)
+    assert 1 <= got["kills"] <= 3 and got["attempts"] == got["kills"] + 1, got
     rows = chaos.trials(out)
     keys = [(r["gid"], r["budget"], r["kind"], r["seed"]) for r in rows]
     assert len(keys) == len(set(keys)), "a completed trial was trained again"
