@@ -265,6 +265,12 @@ def with_batch(space: Space, batch: int, where: str) -> Space:
     return Space(tuple(allowed))
 
 
+def at_batch(docs: list[dict], batch: int) -> list[dict]:
+    """Genome documents (seed designs, a warm start's genomes) at the batch `with_batch` fixes
+    the space to: the search measures them at it and returns them with it; 0: as they are."""
+    return [{**d, "train": {**d["train"], "batch_size": batch}} for d in docs] if batch else list(docs)
+
+
 def load_space(path: str | Path) -> Space:
     """Read and check a space file (YAML, or JSON by its name)."""
     p = Path(path)

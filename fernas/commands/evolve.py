@@ -241,8 +241,7 @@ def load_seed_genomes(pattern: str) -> tuple[list[str], list[dict]]:
 
 def run(args: argparse.Namespace) -> int:
     from fernas.search import run_evolve
-
-    from fernas.search.run import at_batch
+    from fernas.space import at_batch
 
     opts = options_from_args(args)
     files, docs = load_seed_genomes(args.seed_genomes)

@@ -28,6 +28,7 @@ from fernas.io import run_dir_lock
 from fernas.runinfo import versions
 from fernas.search import cluster, rundir
 from fernas.search.options import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH, EvolveOptions, recipe_text
+from fernas.space import at_batch
 
 
 class EvolveRun:
@@ -89,7 +90,7 @@ class EvolveRun:
         # the trial's training time, roughly: images x cost per image with activation memory counted
         cand.cost_hint = float(training_cost(p) * steps * bs * (cand.budget - cand.resume_from))
         reason = self.ev.cfg.refusal(cand.doc, plan=p) if cand.kind == "first" else None
-        # a re-ranking at the genome's own batch (up to 8x the trial batch where the batch is searched) needs its own check
+        # a re-ranking at the genome's own batch (up to 8x a searched trial batch) needs its own check
         if reason is None and (cand.kind == "first" or own) and self.trial_memory:
             reason = memory_refusal(p, bs, self.trial_memory)
         if reason:  # penalised without a trial
@@ -192,7 +193,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
     data = load_data(opts)  # DataError before Ray starts
     data_info = {"source": data.source, "classes": list(data.classes), "n_train": len(data.train),
                  "n_val": len(data.val), "n_test": len(data.test), "info": data.info}
-    seed_docs = at_batch(seed_docs, opts.trial_batch)
+    seed_docs = at_batch(seed_docs, opts.trial_batch)  # as the run searches them (the stored run's batch on a resume)
     designs = {G.genome_id(d): d["name"] for d in seed_docs}  # --seed-genomes files, not a warm start's genomes
     warm = _warm_start(opts, data_info, console) if ev is None and opts.warm_start else ([], {})
     seed_docs = at_batch(warm[0], opts.trial_batch) + seed_docs  # the earlier run's hall of fame first
@@ -295,12 +296,6 @@ def _same_space(given: dict | None, stored: dict | None, trial_batch: int) -> bo
         return bool(trial_batch) and with_batch(Space.from_config(given), trial_batch, "").to_config() == stored
     except SpaceError:
         return False
-
-
-def at_batch(docs: list[dict], batch: int) -> list[dict]:
-    """Seed designs (and a warm start's genomes) at the trial batch, which the run's space fixes
-    (`space.with_batch`): the search measures them at it and returns them with it; 0: as they are."""
-    return [{**d, "train": {**d["train"], "batch_size": batch}} for d in docs] if batch else list(docs)
 
 
 def memory_refusal(p, batch: int, allowance: float) -> str | None:
