@@ -79,12 +79,16 @@ def _evolve_row(run: Path, cfg: dict) -> dict:
     state = "finished" if ck.get("done") else ("stopped" if ck else "incomplete")
     picked = _picked(run, ck)
     best_trial = max(accs) if accs else None
-    return {"kind": "evolve", "state": state, "progress": f"gen {ck.get('generation', 0)}/{ga.get('generations', '?')}",
+    meta = ck.get("meta") or {}
+    progress = f"gen {ck.get('generation', 0)}/{ga.get('generations', '?')}"
+    if meta.get("search_end") is not None:  # a budget ended the search: name its flag
+        progress += " --" + meta["ended_by"].replace("_", "-")
+    return {"kind": "evolve", "state": state, "progress": progress, "ended_by": meta.get("ended_by"),
             "trials": len(trials), "best": picked.get("val_acc", best_trial), "best_gid": picked.get("gid"),
             "best_trial": best_trial,
             "compute": sum(int(t.get("compute") or 0) for t in trials),
-            "started": cfg.get("first_started"), "seconds": (ck.get("meta") or {}).get("search_seconds"),
-            "utilisation": utilisation(trials, (ck.get("meta") or {}).get("slots") or {})}
+            "started": cfg.get("first_started"), "seconds": meta.get("search_seconds"),
+            "utilisation": utilisation(trials, meta.get("slots") or {})}
 
 
 def _picked(run: Path, ck: dict) -> dict:

@@ -152,6 +152,10 @@ def test_several_genomes_end_with_a_comparison(genome_file, tmp_path):
     assert (tmp_path / "cmp" / "tiny" / "metrics.json").is_file()
     assert (tmp_path / "cmp" / "tiny_avg" / "metrics.json").is_file()
     assert "tiny_avg" in out and "ten-crop" in out
+    # trained on the centre crop alone (FAST: --augment none, one crop): ordered by single crop
+    assert [float(r["test_accuracy_single"]) for r in rows] == sorted(
+        (float(r["test_accuracy_single"]) for r in rows), reverse=True)
+    assert "comparison (best single-crop accuracy first)" in out
 
 
 def test_evaluate_writes_metrics_and_plots(run_dir, tmp_path):

@@ -14,7 +14,7 @@ from fernas.io import lock_run_dir
 from fernas.runs import describe
 from fernas.search.rundir import RunDir
 
-from test_evolve import fake_outcome, seed_docs
+from test_evolve import drive_to_a_budget, fake_outcome, seed_docs
 from test_fulltrain_cli import FAST, TINY, cli
 
 
@@ -88,3 +88,16 @@ def test_a_stopped_evolve_run_is_resumable(tmp_path):
     (out / "checkpoint.json").write_text(json.dumps(ck))
     assert describe(out)["state"] == "stopped"
     assert describe(tmp_path) is None
+
+
+def test_runs_names_the_budget_that_ended_a_search(tmp_path):
+    out = tmp_path / "budget"
+    out.mkdir()
+    ga = GAConfig(pop=8, generations=5, seed=2, min_budget=1, max_budget=2, rerank_top=2, rerank_seeds=1, max_mmacs=0)
+    ev = Evolution(ga, seed_docs=seed_docs(), checkpoint_path=out / "checkpoint.json")
+    drive_to_a_budget(ev, end_after=13)
+    RunDir(out, {}, {}, set()).write_config({"options": {"ga": json.loads(json.dumps(asdict(ga)))}})
+    row = describe(out)
+    assert (row["state"], row["progress"], row["ended_by"]) == ("finished", "gen 1/5 --max-compute", "max_compute")
+    rc, table, _ = cli("runs", tmp_path)
+    assert rc == 0 and "gen 1/5 --max-compute" in table.splitlines()[1]

@@ -1,7 +1,8 @@
 """`fernas runs [DIR]`: the run directories under DIR (default runs/) at a glance.
 
 One line per run: kind, state (running: its lock is held; finished; stopped: resumable;
-incomplete), progress, trials, best accuracy, compute and time; `--json` for scripts.
+incomplete), progress (an evolve run a budget ended: the generation and the budget's flag),
+trials, best accuracy, compute and time; `--json` for scripts.
 "best" of a search is the validation accuracy of the genome it returns (best.json, chosen by the
 fitness rule and the re-ranking; before the first generation ends, the highest trial's);
 `best_trial` in --json is the highest of any trial at the largest budget, which can be another
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no fernas runs under {root}", file=sys.stderr)
         return 0
-    head = f"{'run':44s} {'kind':6s} {'state':10s} {'progress':12s} {'trials':>6s} {'best':>6s} {'compute':>8s} " \
+    head = f"{'run':44s} {'kind':6s} {'state':10s} {'progress':21s} {'trials':>6s} {'best':>6s} {'compute':>8s} " \
            f"{'time':>7s}  started"
     print(head)
     for r in rows:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         compute = "-" if not r["compute"] else f"{r['compute']:.2g}"
         secs = "-" if r["seconds"] is None else fmt_duration(float(r["seconds"]))
         trials = "-" if r["trials"] is None else str(r["trials"])
-        print(f"{_short(r['run'], root):44s} {r['kind']:6s} {r['state']:10s} {r['progress']:12s} {trials:>6s} "
+        print(f"{_short(r['run'], root):44s} {r['kind']:6s} {r['state']:10s} {r['progress']:21s} {trials:>6s} "
               f"{best:>6s} {compute:>8s} {secs:>7s}  {(r['started'] or '-')[:19]}")
     return 0
 
