@@ -594,6 +594,30 @@ def designs_under_cap(max_mmacs: float) -> dict:
     return out
 
 
+def run_settings(a) -> dict:
+    """The settings a result file records: the flags, with fernas evolve's defaults resolved (a
+    default that changes later must not make two files look alike)."""
+    from fernas.commands.evolve import default_asha_grace
+    from fernas.evolve import GAConfig
+    from fernas.search.options import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH
+
+    settings = {k: v for k, v in vars(a).items() if k not in ("reuse", "add", "remeasure", "started")}
+    if a.immigrants is None:  # the share the GA arms ran with, even when it was fernas' default
+        settings["immigrants"] = GAConfig().immigrants
+    if a.asha_grace is None:  # the grace random-asha ran with: fernas evolve's default (files before it: Ray's 1)
+        settings["asha_grace"] = default_asha_grace(a.max_budget)
+    if a.trial_batch is None:  # the trial recipe the searches ran with (files before it: 0, vgg)
+        settings["trial_batch"] = DEFAULT_TRIAL_BATCH
+    if a.trial_augment is None:
+        settings["trial_augment"] = DEFAULT_TRIAL_AUGMENT
+    # under a trial batch every genome of a run has that batch (files before it left the gene free)
+    settings["batch_gene"] = "the trial batch" if settings["trial_batch"] else "searched"
+    # random-sh: its search ends at ga-mf's search compute S, then its own re-ranking (files
+    # before it cut random-sh at C, often before its re-ranking): not to be mixed
+    settings["over_budget"] = "random-sh searches S, then re-ranks; the others cut at C"
+    return settings
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
     if a.remeasure and not a.add:
@@ -614,23 +638,8 @@ def main(argv=None) -> int:
     if not designs:
         raise SystemExit(f"no seed design under --max-mmacs {a.max_mmacs}")
     seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
-    settings = {k: v for k, v in vars(a).items() if k not in ("reuse", "add", "remeasure", "started")}
-    from fernas.evolve import CHECKPOINT_VERSION, GAConfig
-    if a.immigrants is None:  # the share the GA arms ran with, even when it was fernas' default
-        settings["immigrants"] = GAConfig().immigrants
-    if a.asha_grace is None:  # the grace random-asha ran with: fernas evolve's default (files before it: Ray's 1)
-        from fernas.commands.evolve import default_asha_grace
-        settings["asha_grace"] = default_asha_grace(a.max_budget)
-    from fernas.search.options import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH
-    if a.trial_batch is None:  # the trial recipe the searches ran with (files before it: 0, vgg)
-        settings["trial_batch"] = DEFAULT_TRIAL_BATCH
-    if a.trial_augment is None:
-        settings["trial_augment"] = DEFAULT_TRIAL_AUGMENT
-    # under a trial batch every genome of a run has that batch (files before it left the gene free)
-    settings["batch_gene"] = "the trial batch" if settings["trial_batch"] else "searched"
-    # random-sh: its search ends at ga-mf's search compute S, then its own re-ranking (files
-    # before it cut random-sh at C, often before its re-ranking): not to be mixed
-    settings["over_budget"] = "random-sh searches S, then re-ranks; the others cut at C"
+    settings = run_settings(a)
+    from fernas.evolve import CHECKPOINT_VERSION
     # the GA checkpoint version changes with the GA's draws and ranking: seeds of two GAs do not mix
     vers = {**versions("torch", "ray", "deap", "numpy"), "ga_checkpoint": CHECKPOINT_VERSION}
     per_seed, old = earlier_seeds(out_json, settings, seeds, vers) if a.add else ([], {})

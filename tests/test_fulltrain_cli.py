@@ -158,6 +158,20 @@ def test_several_genomes_end_with_a_comparison(genome_file, tmp_path):
     assert "comparison (best single-crop accuracy first)" in out
 
 
+@pytest.mark.parametrize("by_single", [False, True])
+def test_the_comparison_orders_by_the_accuracy_that_compares(tmp_path, by_single, capsys):
+    from fernas.fulltrain import _compare
+
+    # "a" is ahead with ten crops, "b" with one: the order follows the figure that compares
+    results = [(tmp_path / g, {"genome": g, "test_accuracy_tencrop": ten, "test_accuracy_single": one,
+                               "macro_f1": 0.5, "params": 1, "macs": 1}) for g, ten, one in
+               [("a", 0.8, 0.6), ("b", 0.7, 0.9)]]
+    _compare(tmp_path, results, 1.0, by_single)
+    rows = list(csv.DictReader((tmp_path / "comparison.csv").open()))
+    assert [r["genome"] for r in rows] == (["b", "a"] if by_single else ["a", "b"])
+    assert ("best single-crop accuracy first" if by_single else "best ten-crop accuracy first") in capsys.readouterr().out
+
+
 def test_evaluate_writes_metrics_and_plots(run_dir, tmp_path):
     out = tmp_path / "eval"
     rc, stdout, err = cli("evaluate", run_dir / "model.pt", "--data", "demo:280", "--out", out, "--device", "cpu")

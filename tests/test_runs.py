@@ -43,6 +43,7 @@ def test_runs_lists_evolve_and_training_runs(tmp_path):
     row = describe(root / "search")
     n_trials = sum(len(e["trials"]) for e in ev.cache.values())
     assert (row["kind"], row["state"], row["progress"], row["trials"]) == ("evolve", "finished", "gen 2/2", n_trials)
+    assert row["ended_by"] == "generations"
     # "best" is the returned genome's (best.json), best_trial the highest fitness trial's
     picked = json.loads((root / "search" / "best.json").read_text())["evolve"]
     assert (row["best_gid"], row["best"]) == (picked["gid"], picked["val_acc"]) == (ev.hall_of_fame()[0].gid,

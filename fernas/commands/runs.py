@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no fernas runs under {root}", file=sys.stderr)
         return 0
-    head = f"{'run':44s} {'kind':6s} {'state':10s} {'progress':21s} {'trials':>6s} {'best':>6s} {'compute':>8s} " \
+    wide = max(12, *(len(r["progress"]) for r in rows))  # "gen 12/30 --time-budget"
+    head = f"{'run':44s} {'kind':6s} {'state':10s} {'progress':{wide}s} {'trials':>6s} {'best':>6s} {'compute':>8s} " \
            f"{'time':>7s}  started"
     print(head)
     for r in rows:
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         compute = "-" if not r["compute"] else f"{r['compute']:.2g}"
         secs = "-" if r["seconds"] is None else fmt_duration(float(r["seconds"]))
         trials = "-" if r["trials"] is None else str(r["trials"])
-        print(f"{_short(r['run'], root):44s} {r['kind']:6s} {r['state']:10s} {r['progress']:21s} {trials:>6s} "
+        print(f"{_short(r['run'], root):44s} {r['kind']:6s} {r['state']:10s} {r['progress']:{wide}s} {trials:>6s} "
               f"{best:>6s} {compute:>8s} {secs:>7s}  {(r['started'] or '-')[:19]}")
     return 0
 
