@@ -301,3 +301,22 @@ def test_finalists_compare_each_signals_choice_with_the_best_finalist(tmp_path):
     s = fl.summary({"x": r, "y": r}, ["run", "own@2"])
     assert s["ceiling_mean"] == 0.9 and s["own@2"] == {"pick_test_mean": 0.9, "chose_ceiling": 2, "spearman_mean": 1.0}
     assert s["run"]["chose_ceiling"] == 0
+
+
+def test_settings_record_fernas_defaults_and_horizon_refuses_its_own_flags_after_the_separator():
+    from fernas.evolve import GAConfig
+    from fernas.search.options import DEFAULT_TRIAL_BATCH
+
+    ec = load("equal_compute")
+    s = ec.run_settings(ec.parse_args(["--reuse"]))
+    assert (s["immigrants"], s["trial_batch"]) == (GAConfig().immigrants, DEFAULT_TRIAL_BATCH) and "reuse" not in s
+    horizon = load("horizon")
+    h, a = horizon.parse_args(["--seed", "2", "--generations", "5", "--", "--pop", "8", "--min-budget", "4"])
+    assert (h.seed, a.generations, a.pop, a.min_budget, a.reuse) == (2, 5, 8, 4, True)
+    for flag in ("--seed", "--generations", "--tag=x"):
+        with pytest.raises(SystemExit, match=flag.split("=")[0]):
+            horizon.parse_args(["--", flag, "3"])
+    # shares of C, and the best-so-far within a compute
+    assert horizon.share_at(None, 10.0) is None and horizon.share_at(2.5, 10.0) == 0.25
+    assert horizon.best_at([(1.0, None), (2.0, 0.3), (3.0, 0.5)], 2.0) == 0.3
+    assert horizon.said(None) == "never within C"
