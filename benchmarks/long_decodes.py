@@ -14,7 +14,8 @@ arm without a pick (nothing reached the largest budget within C) is listed in `n
     # the seed designs of the file's comparison too (its reference):
     .venv/bin/python benchmarks/long_decodes.py --tag data1g4 --seeds 0,1 --designs
 
-Writes benchmarks/results/long_decodes_TAG.json.  Rows of an earlier invocation for other
+Writes benchmarks/results/long_decodes_TAG.json (with `--batch-size N`, every network trained at
+batch N instead of its genome's: long_decodes_TAG_bN.json, to pair with the file without it).  Rows of an earlier invocation for other
 seeds are kept while the result file still has the same picks for them and the protocol is the
 same; `machine` is this invocation's (decodes move with the CPU and thread count: run every seed
 on one machine to compare them).  On demo data each trained network is also tested on a test
@@ -52,6 +53,8 @@ def parse_args(argv):
     ap.add_argument("--fine-tune", type=int, default=2)
     ap.add_argument("--big-test", type=int, default=10, help="test split this many times as large (demo data; 0: none)")
     ap.add_argument("--designs", action="store_true", help="also the seed designs under the file's cap (decode seed 0)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="train every network at this batch, not its genome's (writes long_decodes_TAG_bN.json)")
     return ap.parse_args(argv)
 
 
@@ -123,11 +126,11 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"{source}: no seed {', '.join(map(str, unknown))} there (--seeds)")
     a = SimpleNamespace(data=st["data"], data_seed=st["data_seed"], decode_epochs=args.epochs,
-                        decode_fine_tune=args.fine_tune, remeasure=False)
+                        decode_fine_tune=args.fine_tune, remeasure=False, decode_batch=args.batch_size)
     work = ROOT / "benchmarks" / "results" / "tmp" / f"equal_compute{suffix}"
-    out = ROOT / "benchmarks" / "results" / f"long_decodes{suffix}.json"
+    out = ROOT / "benchmarks" / "results" / f"long_decodes{suffix}{f'_b{args.batch_size}' if args.batch_size else ''}.json"
     protocol = {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune, "train_crops": ec.DECODE_TRAIN_CROPS,
-                "seed": ec.DECODE_SEED,
+                "seed": ec.DECODE_SEED, **({"batch_size": args.batch_size} if args.batch_size else {}),
                 "data": st["data"], "data_seed": st["data_seed"],
                 "short": {"epochs": st["decode_epochs"], "fine_tune_epochs": st["decode_fine_tune"]}}
     old = json.loads(out.read_text()) if out.is_file() else {}

@@ -162,7 +162,7 @@ def test_add_keeps_earlier_seeds_of_the_same_settings_and_refuses_other_settings
         ec.earlier_seeds(out, settings, [2], {**vers, "ga_checkpoint": 6})
 
 
-def test_a_decode_is_cached_by_genome_protocol_data_and_seed():
+def test_a_decode_is_cached_by_genome_protocol_data_seed_and_batch():
     from types import SimpleNamespace
 
     ec = load("equal_compute")
@@ -170,7 +170,7 @@ def test_a_decode_is_cached_by_genome_protocol_data_and_seed():
     key = ec.decode_key(a, "abc", 0)
     assert key == "abc-e48+2-demo_1400_560_280-d0"
     assert ec.decode_key(a, "abc", 2) == key + "-seed2"
-    others = [dict(decode_epochs=6), dict(data="demo:1000,560,280"), dict(data_seed=1)]
+    others = [dict(decode_epochs=6), dict(data="demo:1000,560,280"), dict(data_seed=1), dict(decode_batch=64)]
     assert all(ec.decode_key(SimpleNamespace(**{**vars(a), **o}), "abc", 0) != key for o in others)
 
 
