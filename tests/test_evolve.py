@@ -664,6 +664,43 @@ def test_an_own_recipe_reranking_orders_by_its_own_trainings_alone():
     assert order == {"trial": ["fast", "slow"], "own": ["slow", "fast"]}
 
 
+@pytest.mark.parametrize("val_images, expected", [(0, ["design", "child", "far"]), (560, ["child", "design", "far"]),
+                                                  (100_000, ["design", "child", "far"])])
+def test_re_ranking_means_within_one_standard_error_tie_and_the_search_fitness_decides(val_images, expected):
+    """equal_compute_fairb seed 1: the seed design re-ranked 0.277, a child 0.271 (standard
+    error of the difference on 560 images: 0.027); the child's search fitness is higher."""
+    from types import SimpleNamespace
+
+    def entry(reruns):
+        trials = [{"kind": "rerank", "status": "ok", "val_acc": a, "val_loss": 1.0, "seed": i + 1}
+                  for i, a in enumerate(reruns)]
+        return {"status": "ok", "level": 1, "val_acc": 0.5, "val_loss": 1.0, "trials": trials}
+
+    ev = Evolution(GAConfig(min_budget=4, max_budget=8, eta=2, rerank_recipe="own", val_images=val_images))
+    ev.cache = {"design": entry([0.277]), "child": entry([0.271]), "far": entry([0.100])}
+    fitness = {"design": 1.770, "child": 1.836, "far": 1.900}  # level + accuracy: "far" is the fittest
+    inds = [SimpleNamespace(gid=g, fitness=SimpleNamespace(values=(f,))) for g, f in fitness.items()]
+    assert [i.gid for i in ev._ranked(inds)] == expected  # "far" is 0.17 below: no tie, whatever its fitness
+    from fernas.commands.evolve_console import _tie_note
+
+    ev.hall_of_fame = lambda: ev._ranked(inds)
+    note = _tie_note(ev, expected[0])
+    assert note == ("" if expected[0] == "design" else
+                    " (tied within one standard error with design's mean 0.2770: the search's accuracy decided)")
+
+
+def test_rerank_order_ties_a_group_then_goes_on_from_the_next_highest():
+    from fernas.fitness import difference_se, rerank_order
+
+    assert difference_se(0.5, (1, 1), 0) == 0.0
+    assert difference_se(0.5, (1, 1), 500) == pytest.approx((0.25 * 2 / 500) ** 0.5)
+    assert difference_se(0.5, (2, 2), 500) < difference_se(0.5, (1, 1), 500)  # more trainings, smaller error
+    # a (0.50) ties b (0.48) on 500 images (se 0.032), not c (0.40); c ties d (0.39)
+    scored = [("a", 0.50, 1, 1.0), ("b", 0.48, 1, 2.0), ("c", 0.40, 1, 1.0), ("d", 0.39, 1, 3.0)]
+    assert rerank_order(scored, 500) == ["b", "a", "d", "c"]
+    assert rerank_order(scored, 0) == ["a", "b", "c", "d"]
+
+
 def test_the_best_genomes_line_says_what_re_ranked_it_or_why_nothing_did():
     from fernas.commands.evolve_console import _reranking_note
 

@@ -116,7 +116,8 @@ class EvolveConsole:
         if best is not None:
             e = ev.cache.get(best.gid, {})
             self.say(f"best genome {best.gid}: validation accuracy {e.get('val_acc') or 0:.4f} after "
-                     f"{e.get('budget')} epoch(s){_reranking_note(ev.cfg, e)}, {e.get('params') or 0:,} parameters, "
+                     f"{e.get('budget')} epoch(s){_reranking_note(ev.cfg, e)}{_tie_note(ev, best.gid)}, "
+                     f"{e.get('params') or 0:,} parameters, "
                      f"{(e.get('macs') or 0) / 1e6:.1f}M multiply-adds")
         if ev.meta.get("ended_by") == "patience":
             self.say(f"evolution ended after generation {ev.gen}/{ev.cfg.generations}: no better best for "
@@ -182,6 +183,20 @@ def _reranking_note(cfg, entry: dict) -> str:
                 f"over {rr['trainings']} training(s))")
     why = [t["error"] for t in entry.get("trials", []) if t.get("kind") == "rerank" and t.get("error")]
     return f" (not re-ranked: {why[0]})" if why else ""
+
+
+def _tie_note(ev, gid: str) -> str:
+    """Why the best genome is first although another re-ranked genome has a higher mean: their
+    means tied within one standard error (fitness.rerank_order), and the search's fitness decided."""
+    from fernas.fitness import reranked_accuracy
+
+    top = len(ev.cfg.rungs) - 1
+    means = {i.gid: reranked_accuracy(ev.cache.get(i.gid, {}), top, ev.cfg.rerank_with_own) for i in ev.hall_of_fame()}
+    higher = max(((m, g) for g, m in means.items() if m is not None), default=None)
+    if higher is None or means.get(gid) is None or higher[0] <= means[gid]:
+        return ""
+    return (f" (tied within one standard error with {higher[1]}'s mean {higher[0]:.4f}: the search's accuracy "
+            "decided)")
 
 
 def _design_files(out, names: list[str]) -> list[str] | None:

@@ -108,6 +108,10 @@ class GAConfig:
     # The validation split's chance level (fitness.chance_level, set by the run from its data):
     # accuracies at or below it tie and the validation loss orders them (fitness.ranking_accuracy).
     chance_level: float = 0.0
+    # The validation split's size (set by the run from its data): re-ranking means closer than one
+    # standard error of their difference tie, and the search's fitness orders them
+    # (fitness.rerank_order); 0: by the mean alone.
+    val_images: int = 0
 
     def __post_init__(self) -> None:
         from fernas.objectives import parse_objectives

@@ -8,7 +8,7 @@ and `ended_by_budget`, and changes nothing.
 from __future__ import annotations
 
 from fernas.evolve.operators import make_hall_of_fame
-from fernas.fitness import fitness_of, is_ok, reranked_score
+from fernas.fitness import fitness_of, is_ok, rerank_order, reranked_score, reranked_trainings
 
 
 class Standing:
@@ -65,9 +65,18 @@ class Standing:
                 if is_ok(self.cache.get(gid, {}))]
 
     def _ranked(self, hof) -> list:
-        top = len(self.cfg.rungs) - 1
-
-        def key(ind):
-            mean = reranked_score(self.cache.get(ind.gid, {}), top, self.cfg.chance_level, self.cfg.rerank_with_own)
-            return (0, -mean, ind.gid) if mean is not None else (1, -ind.fitness.values[0], ind.gid)
-        return sorted(hof, key=key)
+        """The re-ranked genomes first (`fitness.rerank_order`: by their mean, ties within noise by
+        fitness), then the others by fitness."""
+        top, cfg = len(self.cfg.rungs) - 1, self.cfg
+        scored, rest = [], []
+        for ind in hof:
+            entry = self.cache.get(ind.gid, {})
+            mean = reranked_score(entry, top, cfg.chance_level, cfg.rerank_with_own)
+            if mean is None:
+                rest.append(ind)
+            else:
+                n = len(reranked_trainings(entry, top, cfg.rerank_with_own))
+                scored.append((ind.gid, mean, n, ind.fitness.values[0]))
+        by_gid = {ind.gid: ind for ind in hof}
+        return ([by_gid[g] for g in rerank_order(scored, cfg.val_images)]
+                + sorted(rest, key=lambda ind: (-ind.fitness.values[0], ind.gid)))

@@ -214,7 +214,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         out.mkdir(parents=True, exist_ok=True)
         chance = chance_level(data.val.class_counts(data.num_classes))
         if ev is None:
-            opts.ga.chance_level = chance
+            opts.ga.chance_level, opts.ga.val_images = chance, len(data.val)
             ev = Evolution(opts.ga, seed_docs=seed_docs, checkpoint_path=out / "checkpoint.json")
             ev.cache.update(warm[1])
         else:
@@ -338,7 +338,9 @@ def _config(opts: EvolveOptions, data_info: dict, resources: dict, attempt: int,
                "trial_recipe": recipe_text(opts.trial_batch, opts.trial_augment),
                "standard_error_at_50pct": round((0.25 / max(1, n_val)) ** 0.5, 4),
                # at or below it a trial learnt nothing: the largest class's share plus one standard error
-               "chance_level": round(chance, 4)}
+               "chance_level": round(chance, 4),
+               "rerank_order": "by the mean over a genome's re-ranking trainings; means closer than one "
+                               "binomial standard error of their difference tie, and the fitness above orders them"}
     from fernas.search.trial import TRIAL_VERSION
 
     return {"command": "fernas evolve", "argv": sys.argv[1:], "options": _jsonable(asdict(opts)),
