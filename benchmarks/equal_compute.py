@@ -154,9 +154,23 @@ def read_trials(out: Path) -> dict:
               for e in cache.values() for t in e.get("trials", [])]
     trials.sort(key=lambda t: t.get("finished_at") or 0.0)
     best = json.loads((out / "best.json").read_text()) if (out / "best.json").is_file() else None
-    chance = json.loads((out / "config.json").read_text())["fitness"]["chance_level"]
-    return {"trials": trials, "best_gid": best["evolve"]["gid"] if best else None, "chance": chance,
-            "done": is_done(out / "checkpoint.json")}
+    fitness = json.loads((out / "config.json").read_text())["fitness"]
+    done = is_done(out / "checkpoint.json")
+    return {"trials": trials, "best_gid": ranked_best(out, fitness["val_images"]) if done else None,
+            "best_json_gid": best["evolve"]["gid"] if best else None, "chance": fitness["chance_level"],
+            "done": done}
+
+
+def ranked_best(out: Path, val_images: int) -> str | None:
+    """The genome fernas' ranking returns today from a finished run's trials (its hall of fame's
+    first): the same as best.json, unless the run was written before a change of the output
+    order (the re-ranking ties of `fitness.rerank_order`), which changes no trial of the search."""
+    from fernas.evolve import Evolution
+
+    ev = Evolution.load(out / "checkpoint.json")
+    ev.cfg.val_images = ev.cfg.val_images or int(val_images)
+    best = ev.best()
+    return best.gid if best is not None else None
 
 
 def spent_compute(trials: list[dict], search_only: bool = False) -> float:

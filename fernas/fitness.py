@@ -30,11 +30,14 @@ The one place that decides what a trial is worth:
   own trial at the largest budget counts only when the re-ranking trains the same (trial)
   recipe (`with_own`).
 * `rerank_order(scored, n_val)` -- the order of re-ranked genomes (best.json, the hall of fame):
-  by their mean, a difference within one binomial standard error counted as a tie that the
-  search's own fitness breaks.  Measured: the own-recipe re-ranking after 8 epochs scores
-  0.14-0.45 on demo faces; in `equal_compute_fairb.json` (seed 1) it put the seed design (0.277)
-  above a genome scored 0.271 (standard error of the difference 0.027) that tests 10 points
-  higher after 48+2 epochs; on the six proxy runs of `finalists_proxy.json` the rule changes no pick.
+  by their mean; above chance, a difference within one binomial standard error counts as a tie
+  that the search's own fitness breaks; at chance the validation loss still orders.  Measured
+  (docs/search_experiments.md, "Re-ranking ties within noise"): the own-recipe re-ranking after
+  8 epochs scores 0.14-0.45 on demo faces; of ten top-2 decisions whose finalists were all
+  trained 48+2 (four re-rankings of `equal_compute_fairb.json`, six from the own-recipe 8-epoch
+  accuracies of `finalists_proxy.json`) the rule changes one, for 10 points better (fairb seed
+  1: the seed design at 0.277 had been put over a child at 0.271); tying at-chance means too
+  would have changed another for 36 points worse (the loss there told who had started to learn).
 * `fitness_of(entry, objectives, chance)` -- the DEAP fitness tuple of a genome: the largest budget it
   reached first, then its `ranking_accuracy` there (the accuracy objective is
   `level + ranking_accuracy`, a number that orders exactly so); a genome whose first trial did not end `ok` (or `stopped`
@@ -146,19 +149,22 @@ def difference_se(p: float, trainings: tuple[int, int], n_val: int) -> float:
     return math.sqrt(p * (1 - p) * (1 / (n_val * trainings[0]) + 1 / (n_val * trainings[1])))
 
 
-def rerank_order(scored: list[tuple[str, float, int, float]], n_val: int) -> list[str]:
+def rerank_order(scored: list[tuple[str, float, int, float, bool]], n_val: int) -> list[str]:
     """Re-ranked genomes best first, from (gid, mean `reranked_score`, its trainings, search
-    fitness).  A difference within one standard error (`difference_se`) is no evidence: the
-    genomes whose mean is that close to the highest left are tied with it, and tied genomes go by
-    their search fitness (the accuracy the search measured them by, on more trainings), then id;
-    then the next highest left.  `n_val` 0: by the mean alone, ties by id."""
+    fitness, whether its mean accuracy is above the chance level).  A difference within one
+    standard error (`difference_se`) between two means above chance is no evidence: the genomes
+    above chance whose mean is that close to the highest left are tied with it, and tied genomes
+    go by their search fitness (the accuracy the search measured them by), then id.  Means at
+    chance keep the order of their validation loss (`ranking_accuracy`: who has started to
+    learn).  `n_val` 0: by the mean alone, ties by id."""
     left = sorted(scored, key=lambda x: (-x[1], x[0]))
     if n_val <= 0:
         return [x[0] for x in left]
     order: list[str] = []
     while left:
         lead = left[0]
-        tied = [x for x in left if lead[1] - x[1] <= difference_se(lead[1], (lead[2], x[2]), n_val)]
+        tied = [lead] + [x for x in left[1:] if lead[4] and x[4]
+                         and lead[1] - x[1] <= difference_se(lead[1], (lead[2], x[2]), n_val)]
         order += [x[0] for x in sorted(tied, key=lambda x: (-x[3], x[0]))]
         left = [x for x in left if x[0] not in order]
     return order

@@ -677,10 +677,10 @@ def test_re_ranking_means_within_one_standard_error_tie_and_the_search_fitness_d
         return {"status": "ok", "level": 1, "val_acc": 0.5, "val_loss": 1.0, "trials": trials}
 
     ev = Evolution(GAConfig(min_budget=4, max_budget=8, eta=2, rerank_recipe="own", val_images=val_images))
-    ev.cache = {"design": entry([0.277]), "child": entry([0.271]), "far": entry([0.100])}
+    ev.cache = {"design": entry([0.277]), "child": entry([0.271]), "far": entry([0.200])}
     fitness = {"design": 1.770, "child": 1.836, "far": 1.900}  # level + accuracy: "far" is the fittest
     inds = [SimpleNamespace(gid=g, fitness=SimpleNamespace(values=(f,))) for g, f in fitness.items()]
-    assert [i.gid for i in ev._ranked(inds)] == expected  # "far" is 0.17 below: no tie, whatever its fitness
+    assert [i.gid for i in ev._ranked(inds)] == expected  # "far" is 0.077 below: no tie, whatever its fitness
     from fernas.commands.evolve_console import _tie_note
 
     ev.hall_of_fame = lambda: ev._ranked(inds)
@@ -696,9 +696,12 @@ def test_rerank_order_ties_a_group_then_goes_on_from_the_next_highest():
     assert difference_se(0.5, (1, 1), 500) == pytest.approx((0.25 * 2 / 500) ** 0.5)
     assert difference_se(0.5, (2, 2), 500) < difference_se(0.5, (1, 1), 500)  # more trainings, smaller error
     # a (0.50) ties b (0.48) on 500 images (se 0.032), not c (0.40); c ties d (0.39)
-    scored = [("a", 0.50, 1, 1.0), ("b", 0.48, 1, 2.0), ("c", 0.40, 1, 1.0), ("d", 0.39, 1, 3.0)]
+    scored = [("a", 0.50, 1, 1.0, True), ("b", 0.48, 1, 2.0, True), ("c", 0.40, 1, 1.0, True), ("d", 0.39, 1, 3.0, True)]
     assert rerank_order(scored, 500) == ["b", "a", "d", "c"]
     assert rerank_order(scored, 0) == ["a", "b", "c", "d"]
+    # at chance (equal_compute_fairb seed 0, random-sh): the lower loss still orders, whatever the fitness
+    chance = [("learning", 0.1576 + 2e-8, 1, 1.818, False), ("flat", 0.1576 + 1e-8, 1, 1.841, False)]
+    assert rerank_order(chance, 560) == ["learning", "flat"]
 
 
 def test_the_best_genomes_line_says_what_re_ranked_it_or_why_nothing_did():

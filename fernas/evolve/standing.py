@@ -8,7 +8,8 @@ and `ended_by_budget`, and changes nothing.
 from __future__ import annotations
 
 from fernas.evolve.operators import make_hall_of_fame
-from fernas.fitness import fitness_of, is_ok, rerank_order, reranked_score, reranked_trainings
+from fernas.fitness import (fitness_of, is_ok, rerank_order, reranked_accuracy, reranked_score,
+                            reranked_trainings)
 
 
 class Standing:
@@ -65,8 +66,8 @@ class Standing:
                 if is_ok(self.cache.get(gid, {}))]
 
     def _ranked(self, hof) -> list:
-        """The re-ranked genomes first (`fitness.rerank_order`: by their mean, ties within noise by
-        fitness), then the others by fitness."""
+        """The re-ranked genomes first (`fitness.rerank_order`: by their mean, ties within noise
+        above chance by fitness), then the others by fitness."""
         top, cfg = len(self.cfg.rungs) - 1, self.cfg
         scored, rest = [], []
         for ind in hof:
@@ -76,7 +77,8 @@ class Standing:
                 rest.append(ind)
             else:
                 n = len(reranked_trainings(entry, top, cfg.rerank_with_own))
-                scored.append((ind.gid, mean, n, ind.fitness.values[0]))
+                above = reranked_accuracy(entry, top, cfg.rerank_with_own) > cfg.chance_level
+                scored.append((ind.gid, mean, n, ind.fitness.values[0], above))
         by_gid = {ind.gid: ind for ind in hof}
         return ([by_gid[g] for g in rerank_order(scored, cfg.val_images)]
                 + sorted(rest, key=lambda ind: (-ind.fitness.values[0], ind.gid)))
