@@ -487,14 +487,14 @@ def summarize(per_seed: list[dict], references: dict) -> dict:
     return s
 
 
-def plot(per_seed: list[dict], path: Path, title: str) -> None:
+def plot(per_seed: list[dict], path: Path, title: str, arms: tuple[str, ...] = ARMS) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.0, 4.6), dpi=110)
     ax.grid(alpha=0.3)
-    for arm in ARMS:
+    for arm in arms:
         for i, rec in enumerate(per_seed):
             pts = [(c, b) for c, b in rec[arm]["curve"] if b is not None]
             if pts:

@@ -98,29 +98,6 @@ def arm_record(a, run: dict, total: float) -> dict:
             "rank_correlation": ec.promoted_correlation(trials, a.min_budget, a.max_budget)}
 
 
-def plot(rec: dict, path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.0, 4.6), dpi=110)
-    ax.grid(alpha=0.3)
-    for arm in ARMS:
-        pts = [(c, b) for c, b in rec[arm]["curve"] if b is not None]
-        if pts:
-            xs, ys = zip(*pts)
-            ax.step([x / rec["budget_compute"] for x in xs], ys, where="post", color=ec.COLORS[arm], lw=1.4, label=arm)
-    ax.axvline(1.0, color="0.5", ls="--", lw=1, label="C (ga-mf's total)")
-    ax.axvline(0.25, color="0.7", ls=":", lw=1, label="C / 4")
-    ax.set_xlabel("training compute spent / C   (images x multiply-adds)")
-    ax.set_ylabel("best validation accuracy at the largest budget")
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def main(argv=None) -> int:
     h, a = parse_args(argv)
     from fernas import genome as G
@@ -154,8 +131,8 @@ def main(argv=None) -> int:
               "result": rec, "wall_seconds": round(time.perf_counter() - t0, 1),
               "plot": str(out_png.relative_to(ROOT))}
     atomic_write_json(out_json, result)
-    plot(rec, out_png, f"{a.data}, <= {a.max_mmacs:g} MMAC, pop {a.pop}, budgets {a.min_budget}->{a.max_budget}, "
-         f"{h.generations} generations, seed {h.seed}")
+    ec.plot([rec], out_png, f"{a.data}, <= {a.max_mmacs:g} MMAC, pop {a.pop}, budgets {a.min_budget}->{a.max_budget}, "
+         f"{h.generations} generations, seed {h.seed}", arms=ARMS)
     for arm in ARMS:
         r = rec[arm]
         print(f"  {arm:10s} compute {r['compute']:.3g} ({r['compute'] / total:.2f} C)  first at MAX "
