@@ -14,7 +14,8 @@ part S; random-sh searches S, then its own re-ranking), and reports for each:
                       (the earliest point any target on the best-so-far can be met)
     reach_share       the share of C after which ga-mf's best-so-far reached random-sh's final best
     best_at_quarter   each arm's best-so-far at C / 4
-    pick              best.json of each run (after its re-ranking); with --decode both picks
+    pick              each run's pick after its re-ranking (best.json, by today's ranking:
+                      equal_compute.ranked_best); with --decode both picks
                       trained by `fernas decode --train` (--decode-epochs + --decode-fine-tune)
 
     .venv/bin/python benchmarks/horizon.py --seed 0 --generations 6 --decode -- \\
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
