@@ -689,6 +689,27 @@ def test_re_ranking_means_within_one_standard_error_tie_and_the_search_fitness_d
                     " (tied within one standard error with design's mean 0.2770: the search's accuracy decided)")
 
 
+def test_at_chance_the_loss_orders_re_ranked_genomes_and_the_line_claims_no_tie():
+    """equal_compute_fairb seed 0, random-sh: both re-ranking means at chance (0.143 and 0.157 at
+    a chance level of 0.1576); the lower loss had started to learn, the fitter one never did."""
+    from types import SimpleNamespace
+
+    from fernas.commands.evolve_console import _tie_note
+
+    def entry(acc, loss):
+        trial = {"kind": "rerank", "status": "ok", "val_acc": acc, "val_loss": loss, "seed": 1}
+        return {"status": "ok", "level": 1, "val_acc": 0.8, "val_loss": 1.0, "trials": [trial]}
+
+    ev = Evolution(GAConfig(min_budget=4, max_budget=8, eta=2, rerank_recipe="own", val_images=560,
+                            chance_level=0.1576))
+    ev.cache = {"learning": entry(0.143, 1.80), "flat": entry(0.157, 1.95)}
+    inds = [SimpleNamespace(gid=g, fitness=SimpleNamespace(values=(f,))) for g, f in (("learning", 1.818),
+                                                                                      ("flat", 1.841))]
+    assert [i.gid for i in ev._ranked(inds)] == ["learning", "flat"]
+    ev.hall_of_fame = lambda: ev._ranked(inds)
+    assert _tie_note(ev, "learning") == ""
+
+
 def test_rerank_order_ties_a_group_then_goes_on_from_the_next_highest():
     from fernas.fitness import difference_se, rerank_order
 

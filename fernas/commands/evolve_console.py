@@ -188,15 +188,17 @@ def _reranking_note(cfg, entry: dict) -> str:
 def _tie_note(ev, gid: str) -> str:
     """Why the best genome is first although another re-ranked genome has a higher mean: their
     means tied within one standard error (fitness.rerank_order), and the search's fitness decided."""
-    from fernas.fitness import reranked_accuracy
+    from fernas.fitness import reranked_accuracy, reranked_score
 
-    top = len(ev.cfg.rungs) - 1
-    means = {i.gid: reranked_accuracy(ev.cache.get(i.gid, {}), top, ev.cfg.rerank_with_own) for i in ev.hall_of_fame()}
-    higher = max(((m, g) for g, m in means.items() if m is not None), default=None)
-    if higher is None or means.get(gid) is None or higher[0] <= means[gid]:
+    cfg, top = ev.cfg, len(ev.cfg.rungs) - 1
+    # by the score that orders (at chance: the loss), shown as the mean accuracy
+    scores = {i.gid: reranked_score(ev.cache.get(i.gid, {}), top, cfg.chance_level, cfg.rerank_with_own)
+              for i in ev.hall_of_fame()}
+    higher = max(((s, g) for g, s in scores.items() if s is not None), default=None)
+    if higher is None or scores.get(gid) is None or higher[0] <= scores[gid]:
         return ""
-    return (f" (tied within one standard error with {higher[1]}'s mean {higher[0]:.4f}: the search's accuracy "
-            "decided)")
+    mean = reranked_accuracy(ev.cache[higher[1]], top, cfg.rerank_with_own)
+    return f" (tied within one standard error with {higher[1]}'s mean {mean:.4f}: the search's accuracy decided)"
 
 
 def _design_files(out, names: list[str]) -> list[str] | None:

@@ -339,8 +339,9 @@ def _config(opts: EvolveOptions, data_info: dict, resources: dict, attempt: int,
                "standard_error_at_50pct": round((0.25 / max(1, n_val)) ** 0.5, 4),
                # at or below it a trial learnt nothing: the largest class's share plus one standard error
                "chance_level": round(chance, 4),
-               "rerank_order": "by the mean over a genome's re-ranking trainings; means closer than one "
-                               "binomial standard error of their difference tie, and the fitness above orders them"}
+               "rerank_order": "by the mean over a genome's re-ranking trainings" + (
+                   "; two means above chance_level closer than one binomial standard error of their difference "
+                   "tie, and the fitness above orders them" if opts.ga.val_images else "")}
     from fernas.search.trial import TRIAL_VERSION
 
     return {"command": "fernas evolve", "argv": sys.argv[1:], "options": _jsonable(asdict(opts)),
