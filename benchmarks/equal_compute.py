@@ -15,13 +15,14 @@ Equal compute: ga-mf runs first; its total C (every trial: first trainings, prom
 re-ranking) is the budget, S the part its search spent (C less its re-ranking).  random-sh has
 the same budgets and re-ranking, more generations than S needs and `--max-compute S`: its
 search ends once it has spent S (the trials running then finish), its own re-ranking follows,
-and it is used whole (its pick: best.json), its total reported beside C.  ga-single and
+and it is used whole (its pick: best.json, as fernas ranks the run's trials today), its total
+reported beside C.  ga-single and
 random-asha (no re-ranking) are given more generations than C needs and `--max-compute C`,
 then cut at C in the order their trials finished.  The pick of an arm cut at C is the best
 accuracy at MAX epochs within C.  The seeds arm trains each design C / n_designs of compute.
 
 Best-so-far is the best validation accuracy at MAX epochs (trials that reached it) against
-cumulative compute; a run's pick is its best.json when used whole.  Every pick (and every
+cumulative compute; a run's pick is its best.json (`ranked_best`) when used whole.  Every pick (and every
 seed design, and the VGG seed as the reference of the tenth-of-its-cost target) is trained by
 the same `fernas decode --train` protocol with one fixed seed and tested with ten crops; the
 first seed design is also decoded with seeds 0-2 (`decode_noise`): how far one decode moves
@@ -162,9 +163,11 @@ def read_trials(out: Path) -> dict:
 
 
 def ranked_best(out: Path, val_images: int) -> str | None:
-    """The genome fernas' ranking returns today from a finished run's trials (its hall of fame's
-    first): the same as best.json, unless the run was written before a change of the output
-    order (the re-ranking ties of `fitness.rerank_order`), which changes no trial of the search."""
+    """The genome today's ranking code returns from a finished run's trials (its hall of fame's
+    first, with the run's validation size: the ties of `fitness.rerank_order` apply to runs
+    written before them too, which a `fernas evolve --resume` of such a run would not do): the
+    same as best.json unless the run was written before a change of the output order, which
+    changes no trial of the search."""
     from fernas.evolve import Evolution
 
     ev = Evolution.load(out / "checkpoint.json")
@@ -208,13 +211,14 @@ def cut(trials: list[dict], budget: float) -> list[dict]:
 
 
 def used_whole(arm: str, run: dict) -> bool:
-    """A halving arm is used whole (its pick: best.json, after its re-ranking): ga-mf defines C,
+    """A halving arm is used whole (its pick: best.json, `ranked_best`, after its re-ranking): ga-mf defines C,
     random-sh's search ended at ga-mf's search compute S (`--max-compute S`)."""
     return arm in HALVING_ARMS and run["done"]
 
 
 def pick(run: dict, trials: list[dict], whole: bool, max_budget: int) -> tuple[str | None, list[int] | None]:
-    """The genome the arm returns: the run's best.json when used whole, else the best at MAX within C."""
+    """The genome the arm returns: the run's best.json (`ranked_best`) when used whole, else the best
+    at MAX within C."""
     if whole and run["best_gid"]:
         gid = run["best_gid"]
         return gid, next(t["vector"] for t in run["trials"] if t["gid"] == gid)
@@ -361,7 +365,7 @@ def seed_record(a, seed: int, runs: dict, seeds: dict, budget: float) -> dict:
                     "train_seconds": round(sum(float(t.get("train_seconds") or 0) for t in trials), 1),
                     "wall_s": None if run["wall_s"] is None else round(run["wall_s"], 1),
                     "curve": [(c, None if b is None else round(b, 4)) for c, b in curve(trials, a.max_budget)],
-                    "pick_gid": gid, "pick_vector": vector,
+                    "pick_gid": gid, "pick_vector": vector, "best_json_gid": run.get("best_json_gid"),
                     "pick_origin": next((t["origin"] for t in trials if t["gid"] == gid), None),
                     "origins": origins(trials, run["chance"]),
                     "kinds": {k: sum(t.get("kind") == k for t in trials) for k in ("first", "promotion", "rerank")},

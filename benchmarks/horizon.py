@@ -94,6 +94,7 @@ def arm_record(a, run: dict, total: float) -> dict:
             "wall_s": None if run["wall_s"] is None else round(run["wall_s"], 1),
             "first_max_share": share_at(first_max, total), "final_best": ec.final_best({"curve": cur}),
             "best_at_quarter": best_at(cur, total / 4), "curve": cur, "pick_gid": gid, "pick_vector": vector,
+            "best_json_gid": run.get("best_json_gid"),
             "first_at_chance": ec.first_at_chance(trials, run["chance"]),
             "rank_correlation": ec.promoted_correlation(trials, a.min_budget, a.max_budget)}
 

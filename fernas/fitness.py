@@ -151,9 +151,10 @@ def difference_se(p: float, trainings: tuple[int, int], n_val: int) -> float:
 
 def rerank_order(scored: list[tuple[str, float, int, float, bool]], n_val: int) -> list[str]:
     """Re-ranked genomes best first, from (gid, mean `reranked_score`, its trainings, search
-    fitness, whether its mean accuracy is above the chance level).  A difference within one
-    standard error (`difference_se`) between two means above chance is no evidence: the genomes
-    above chance whose mean is that close to the highest left are tied with it, and tied genomes
+    fitness, whether its mean is above the chance level).  A difference within one standard
+    error (`difference_se`) between two means above chance is no evidence: the genomes after the
+    highest left whose means are, one after the other, that close to it are tied with it (up to
+    the first that is not), and tied genomes
     go by their search fitness (the accuracy the search measured them by), then id.  Means at
     chance keep the order of their validation loss (`ranking_accuracy`: who has started to
     learn).  `n_val` 0: by the mean alone, ties by id."""
@@ -162,11 +163,12 @@ def rerank_order(scored: list[tuple[str, float, int, float, bool]], n_val: int) 
         return [x[0] for x in left]
     order: list[str] = []
     while left:
-        lead = left[0]
-        tied = [lead] + [x for x in left[1:] if lead[4] and x[4]
-                         and lead[1] - x[1] <= difference_se(lead[1], (lead[2], x[2]), n_val)]
-        order += [x[0] for x in sorted(tied, key=lambda x: (-x[3], x[0]))]
-        left = [x for x in left if x[0] not in order]
+        lead, n = left[0], 1
+        while n < len(left) and lead[4] and left[n][4] and \
+                lead[1] - left[n][1] <= difference_se(lead[1], (lead[2], left[n][2]), n_val):
+            n += 1  # an unbroken run from the top: none skips a genome with a higher mean
+        order += [x[0] for x in sorted(left[:n], key=lambda x: (-x[3], x[0]))]
+        left = left[n:]
     return order
 
 

@@ -720,6 +720,10 @@ def test_rerank_order_ties_a_group_then_goes_on_from_the_next_highest():
     scored = [("a", 0.50, 1, 1.0, True), ("b", 0.48, 1, 2.0, True), ("c", 0.40, 1, 1.0, True), ("d", 0.39, 1, 3.0, True)]
     assert rerank_order(scored, 500) == ["b", "a", "d", "c"]
     assert rerank_order(scored, 0) == ["a", "b", "c", "d"]
+    # a group is an unbroken run from the top: "c" (one training) would tie "a", "b" (four) does
+    # not, so "c" cannot join a's group over "b"; it ties "b" instead (and is the fitter)
+    uneven = [("a", 0.50, 1, 1.0, True), ("b", 0.472, 4, 2.0, True), ("c", 0.471, 1, 3.0, True)]
+    assert rerank_order(uneven, 500) == ["a", "c", "b"]
     # at chance (equal_compute_fairb seed 0, random-sh): the lower loss still orders, whatever the fitness
     chance = [("learning", 0.1576 + 2e-8, 1, 1.818, False), ("flat", 0.1576 + 1e-8, 1, 1.841, False)]
     assert rerank_order(chance, 560) == ["learning", "flat"]

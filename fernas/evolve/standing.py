@@ -1,5 +1,6 @@
 """Where the genomes of a run stand: the fittest so far, the hall of fame (the re-ranked
-genomes first, by their mean), and the fitness order that selection and the re-ranking go by.
+genomes first, by their mean, ties within noise by fitness: `fitness.rerank_order`), and the
+fitness order that selection and the re-ranking go by.
 
 A mixin of `fernas.evolve.evolution.Evolution`: it reads the GA's `hof`, `cache`, `cfg`, `gen`
 and `ended_by_budget`, and changes nothing.
@@ -8,7 +9,7 @@ and `ended_by_budget`, and changes nothing.
 from __future__ import annotations
 
 from fernas.evolve.operators import make_hall_of_fame
-from fernas.fitness import (fitness_of, is_ok, rerank_order, reranked_accuracy, reranked_score,
+from fernas.fitness import (LOSS_TIE_WEIGHT, fitness_of, is_ok, rerank_order, reranked_score,
                             reranked_trainings)
 
 
@@ -29,8 +30,9 @@ class Standing:
 
     def hall_of_fame(self) -> list:
         """Hall of fame by accuracy, best first (the Pareto front, for two objectives): the
-        re-ranked genomes first, by their mean over seeds; the rest by fitness.  Ties go by
-        genome id: the order in which tied genomes entered depends on timing and resumes."""
+        re-ranked genomes first, by their mean over seeds (means above chance within one standard
+        error tie, and fitness orders them); the rest by fitness.  Remaining ties go by genome
+        id: the order in which tied genomes entered depends on timing and resumes."""
         return self._ranked(self._standing())
 
     def by_fitness(self) -> list:
@@ -77,8 +79,8 @@ class Standing:
                 rest.append(ind)
             else:
                 n = len(reranked_trainings(entry, top, cfg.rerank_with_own))
-                above = reranked_accuracy(entry, top, cfg.rerank_with_own) > cfg.chance_level
-                scored.append((ind.gid, mean, n, ind.fitness.values[0], above))
+                # above chance: some training above it (at chance alone the score is the level + the loss term)
+                scored.append((ind.gid, mean, n, ind.fitness.values[0], mean > cfg.chance_level + LOSS_TIE_WEIGHT))
         by_gid = {ind.gid: ind for ind in hof}
         return ([by_gid[g] for g in rerank_order(scored, cfg.val_images)]
                 + sorted(rest, key=lambda ind: (-ind.fitness.values[0], ind.gid)))
