@@ -12,22 +12,22 @@ image, the `compute` column of trials.csv) with the seconds beside it:
                  between them (what a user does who does not search)
 
 Equal compute: ga-mf runs first; its total C (every trial: first trainings, promotions,
-re-ranking) is the budget, S the part its search spent (C less its re-ranking).  random-sh has
-the same budgets and re-ranking, more generations than S needs and `--max-compute S`: its
-search ends once it has spent S (the trials running then finish), its own re-ranking follows,
-and it is used whole (its pick: best.json, as fernas ranks the run's trials today), its total
-reported beside C.  ga-single and
-random-asha (no re-ranking) are given more generations than C needs and `--max-compute C`,
-then cut at C in the order their trials finished.  The pick of an arm cut at C is the best
-accuracy at MAX epochs within C.  The seeds arm trains each design C / n_designs of compute.
+re-ranking) is the budget, S the part its search spent (C less its re-ranking). random-sh has
+the same budgets and re-ranking, more generations than S needs and `--max-compute S`: its search
+ends once it has spent S (the trials running then finish), its own re-ranking follows, and it is
+used whole (its pick: best.json, as fernas ranks the run's trials today), its total reported
+beside C. ga-single and random-asha (no re-ranking) are given more generations than C needs and
+`--max-compute C`, then cut at C in the order their trials finished. The pick of an arm cut at C
+is the best accuracy at MAX epochs within C. The seeds arm trains each design C / n_designs of
+compute.
 
 Best-so-far is the best validation accuracy at MAX epochs (trials that reached it) against
-cumulative compute; a run's pick is its best.json (`ranked_best`) when used whole.  Every pick (and every
-seed design, and the VGG seed as the reference of the tenth-of-its-cost target) is trained by
-the same `fernas decode --train` protocol with one fixed seed and tested with ten crops; the
-first seed design is also decoded with seeds 0-2 (`decode_noise`): how far one decode moves
-with its seed alone (on CPU the thread count and the CPU's kernels move it as well, so compare
-decodes measured on one machine: --remeasure).
+cumulative compute; a run's pick is its best.json (`ranked_best`) when used whole. Every pick
+(and every seed design, and the VGG seed as the reference of the tenth-of-its-cost target) is
+trained by the same `fernas decode --train` protocol with one fixed seed and tested with ten
+crops; the first seed design is also decoded with seeds 0-2 (`decode_noise`): how far one decode
+moves with its seed alone (on CPU the thread count and the CPU's kernels move it as well, so
+compare decodes measured on one machine: --remeasure).
 Also: Spearman rank correlation between the MIN and MAX budgets over the genomes the
 successive-halving runs promoted (survivors only: see budget_correlation.py for all genomes;
 within C for a run cut at C).
@@ -211,8 +211,8 @@ def cut(trials: list[dict], budget: float) -> list[dict]:
 
 
 def used_whole(arm: str, run: dict) -> bool:
-    """A halving arm is used whole (its pick: best.json, `ranked_best`, after its re-ranking): ga-mf defines C,
-    random-sh's search ended at ga-mf's search compute S (`--max-compute S`)."""
+    """A halving arm is used whole (its pick: best.json, `ranked_best`, after its re-ranking):
+    ga-mf defines C, random-sh's search ended at ga-mf's search compute S (`--max-compute S`)."""
     return arm in HALVING_ARMS and run["done"]
 
 

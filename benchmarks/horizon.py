@@ -63,7 +63,7 @@ def parse_args(argv):
     if given:
         raise SystemExit(f"horizon.py: {', '.join(given)} after `--`: give --seed, --generations, --tag before it")
     a = ec.parse_args([*rest, "--generations", str(h.generations), "--reuse"])
-    a.started, a.remeasure = time.time(), False
+    a.started = time.time()  # equal_compute.fresh reads it
     return h, a
 
 

@@ -15,15 +15,16 @@ arm without a pick (nothing reached the largest budget within C) is listed in `n
     .venv/bin/python benchmarks/long_decodes.py --tag data1g4 --seeds 0,1 --designs
 
 Writes benchmarks/results/long_decodes_TAG.json (with `--batch-size N`, every network trained at
-batch N instead of its genome's: long_decodes_TAG_bN.json, to pair with the file without it).  Rows of an earlier invocation for other
-seeds are kept while the result file still has the same picks for them and the protocol is the
-same; `machine` is this invocation's (decodes move with the CPU and thread count: run every seed
-on one machine to compare them).  On demo data each trained network is also tested on a test
-split `--big-test` times as large (`long_big`, `designs_big`, `summary_big`; the file's 280 test
-images give one accuracy a standard error of about 1.8 points at 0.9, the size of the
-differences between picks), and so is the seeds arm's training of each seed where the work
-directory still holds it (`seeds_arm_big`: seed -> design -> accuracy).  Of files measured before `used_whole` (no `over_budget` in
-their settings, e.g. ashag4) random-sh's picks may come from more than C.
+batch N instead of its genome's: long_decodes_TAG_bN.json, to pair with the file without it).
+Rows of an earlier invocation for other seeds are kept while the result file still has the same
+picks for them and the protocol is the same; `machine` is this invocation's (decodes move with
+the CPU and thread count: run every seed on one machine to compare them). On demo data each
+trained network is also tested on a test split `--big-test` times as large (`long_big`,
+`designs_big`, `summary_big`; the file's 280 test images give one accuracy a standard error of
+about 1.8 points at 0.9, the size of the differences between picks), and so is the seeds arm's
+training of each seed where the work directory still holds it (`seeds_arm_big`: seed -> design
+-> accuracy). Of files measured before `used_whole` (no `over_budget` in their settings, e.g.
+ashag4) random-sh's picks may come from more than C.
 """
 
 from __future__ import annotations

@@ -153,11 +153,10 @@ def rerank_order(scored: list[tuple[str, float, int, float, bool]], n_val: int) 
     """Re-ranked genomes best first, from (gid, mean `reranked_score`, its trainings, search
     fitness, whether its mean is above the chance level).  A difference within one standard
     error (`difference_se`) between two means above chance is no evidence: the genomes after the
-    highest left whose means are, one after the other, that close to it are tied with it (up to
-    the first that is not), and tied genomes
-    go by their search fitness (the accuracy the search measured them by), then id.  Means at
-    chance keep the order of their validation loss (`ranking_accuracy`: who has started to
-    learn).  `n_val` 0: by the mean alone, ties by id."""
+    highest left whose means are, one after the other, that close to it tie with it (up to the
+    first that is not), and tied genomes go by their search fitness (the accuracy the search
+    measured them by), then id.  Means at chance keep the order of their validation loss
+    (`ranking_accuracy`: who has started to learn).  `n_val` 0: by the mean alone, ties by id."""
     left = sorted(scored, key=lambda x: (-x[1], x[0]))
     if n_val <= 0:
         return [x[0] for x in left]
