@@ -257,6 +257,29 @@ def test_resume_takes_the_runs_own_settings(tmp_path, capsys):
     assert "--data" in capsys.readouterr().err
 
 
+def test_resume_refuses_genomes_trained_with_other_settings(tmp_path):
+    """A multi-genome resume whose runs were trained with other settings is refused (one line, which
+    file, which flag): their comparison would put unlike trainings side by side."""
+    import argparse
+
+    from fernas.commands.train import _restore_run_settings
+    from fernas.errors import UserError
+    from fernas.fulltrain import RUN_VERSION
+    from fernas.io import atomic_write_json
+
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run, epochs in zip(runs, (48, 8)):
+        atomic_write_json(run / "config.json", {"fernas_train_run": RUN_VERSION,
+                                                "args": {"data": "demo", "epochs": epochs, "seed": 0}})
+    args = argparse.Namespace(data="demo", epochs=48, seed=0)
+    with pytest.raises(UserError, match=r"b/config.json: trained with --epochs 8, not 48 as .*a/config.json"):
+        _restore_run_settings(args, runs)
+    atomic_write_json(runs[1] / "config.json", {"fernas_train_run": RUN_VERSION,
+                                                "args": {"data": "demo", "epochs": 48, "seed": 0}})
+    _restore_run_settings(args, runs)  # alike: resumed
+    assert args.epochs == 48
+
+
 def test_train_command_writes_what_decode_train_writes(run_dir, genome_file, tmp_path):
     """`fernas train` and `fernas decode --train` run the same code: same files, same numbers."""
     out = tmp_path / "via-train"

@@ -82,21 +82,28 @@ def _jsonable(args: argparse.Namespace) -> dict:
 
 
 def _restore_run_settings(args: argparse.Namespace, dirs) -> None:
-    """On --resume: the run's stored settings replace this command line's (a note says which)."""
+    """On --resume: the run's stored settings replace this command line's (a note says which).
+    Every genome of a multi-genome run must have been trained with the same settings: a finished
+    one with others would enter the comparison as if trained alike, so that is refused."""
     from fernas.fulltrain import stored_settings
 
-    for d in dirs:
-        stored = stored_settings(d)
-        if stored is None:
-            continue
-        changed = [k for k in RESUME_KEYS if k in stored and getattr(args, k, None) != stored[k]]
-        for k in RESUME_KEYS:
-            if k in stored:
-                setattr(args, k, stored[k])
-        if changed:
-            print(f"resuming {d} with its stored settings ({', '.join('--' + k.replace('_', '-') for k in changed)} "
-                  f"from config.json, not from this command line)", file=sys.stderr)
-        return  # one set of settings serves every genome of a multi-genome run
+    runs = [(d, s) for d in dirs if (s := stored_settings(d)) is not None]
+    if not runs:
+        return
+    first, stored = runs[0]
+    for d, other in runs[1:]:
+        differ = [k for k in RESUME_KEYS if k in stored and k in other and stored[k] != other[k]]
+        if differ:
+            k = differ[0]
+            raise UserError(f"{d / 'config.json'}: trained with --{k.replace('_', '-')} {other[k]}, not "
+                            f"{stored[k]} as {first / 'config.json'}; resume these genomes separately")
+    changed = [k for k in RESUME_KEYS if k in stored and getattr(args, k, None) != stored[k]]
+    for k in RESUME_KEYS:
+        if k in stored:
+            setattr(args, k, stored[k])
+    if changed:
+        print(f"resuming {first} with its stored settings ({', '.join('--' + k.replace('_', '-') for k in changed)} "
+              f"from config.json, not from this command line)", file=sys.stderr)
 
 
 def run_training(args: argparse.Namespace, command: str) -> int:
