@@ -267,16 +267,21 @@ def test_resume_refuses_genomes_trained_with_other_settings(tmp_path):
     from fernas.fulltrain import RUN_VERSION
     from fernas.io import atomic_write_json
 
-    runs = [tmp_path / "a", tmp_path / "b"]
-    for run, epochs in zip(runs, (48, 8)):
-        atomic_write_json(run / "config.json", {"fernas_train_run": RUN_VERSION,
-                                                "args": {"data": "demo", "epochs": epochs, "seed": 0}})
-    args = argparse.Namespace(data="demo", epochs=48, seed=0)
-    with pytest.raises(UserError, match=r"b/config.json: trained with --epochs 8, not 48 as .*a/config.json"):
-        _restore_run_settings(args, runs)
-    atomic_write_json(runs[1] / "config.json", {"fernas_train_run": RUN_VERSION,
-                                                "args": {"data": "demo", "epochs": 48, "seed": 0}})
-    _restore_run_settings(args, runs)  # alike: resumed
+    def record(run, **settings):
+        atomic_write_json(run / "config.json", {"fernas_train_run": RUN_VERSION, "args": settings})
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    record(a, data="demo", epochs=48, seed=0)
+    record(b, data="demo", epochs=8, seed=0, merge_val=True)
+    args = argparse.Namespace(data="demo", epochs=300, seed=0, merge_val=False)  # the command line says 300
+    with pytest.raises(UserError, match=r"b/config.json: trained with --epochs 8, not 48 as .*a/config.json "
+                                        r"\(and 1 more\)"):
+        _restore_run_settings(args, [a, b])
+    record(b, data="demo", epochs=48, seed=0, merge_val=True)  # a did not record merge_val: the command line's
+    with pytest.raises(UserError, match=r"--merge-val on, not off as this command line"):
+        _restore_run_settings(args, [a, b])
+    record(b, data="demo", epochs=48, seed=0)
+    _restore_run_settings(args, [a, b, tmp_path / "c"])  # alike (c has no config.json): resumed with a's
     assert args.epochs == 48
 
 

@@ -81,22 +81,36 @@ def _jsonable(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
 
 
+def _shown(value) -> str:
+    """A stored setting as a flag's value reads: None is unset, a switch on or off."""
+    return "unset" if value is None else ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+
+def _refuse_unlike_runs(args: argparse.Namespace, runs: list) -> None:
+    """Every genome of a multi-genome resume must have been trained with the settings the resume
+    uses (the first run's, where it recorded them, else this command line's): a finished one with
+    others would enter the comparison as if trained alike."""
+    (first, stored), later = runs[0], runs[1:]
+    used = {k: stored[k] if k in stored else getattr(args, k, None) for k in RESUME_KEYS}
+    for d, other in later:
+        differ = [k for k in RESUME_KEYS if k in other and other[k] != used[k]]
+        if differ:
+            k, more = differ[0], f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
+            source = first / "config.json" if k in stored else "this command line"
+            raise UserError(f"{d / 'config.json'}: trained with --{k.replace('_', '-')} {_shown(other[k])}, not "
+                            f"{_shown(used[k])} as {source}{more}; resume each genome on its own "
+                            f"(--out DIR/NAME --resume)")
+
+
 def _restore_run_settings(args: argparse.Namespace, dirs) -> None:
-    """On --resume: the run's stored settings replace this command line's (a note says which).
-    Every genome of a multi-genome run must have been trained with the same settings: a finished
-    one with others would enter the comparison as if trained alike, so that is refused."""
+    """On --resume: the run's stored settings replace this command line's (a note says which)."""
     from fernas.fulltrain import stored_settings
 
     runs = [(d, s) for d in dirs if (s := stored_settings(d)) is not None]
     if not runs:
         return
+    _refuse_unlike_runs(args, runs)
     first, stored = runs[0]
-    for d, other in runs[1:]:
-        differ = [k for k in RESUME_KEYS if k in stored and k in other and stored[k] != other[k]]
-        if differ:
-            k = differ[0]
-            raise UserError(f"{d / 'config.json'}: trained with --{k.replace('_', '-')} {other[k]}, not "
-                            f"{stored[k]} as {first / 'config.json'}; resume these genomes separately")
     changed = [k for k in RESUME_KEYS if k in stored and getattr(args, k, None) != stored[k]]
     for k in RESUME_KEYS:
         if k in stored:
