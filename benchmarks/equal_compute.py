@@ -245,11 +245,17 @@ def promoted_correlation(trials: list[dict], lo: int, hi: int) -> dict:
 DECODE_TRAIN_CROPS, DECODE_SEED = 1, 0
 
 
+def decode_batch(a) -> int | None:
+    """The batch every decode trains at instead of its genome's (long_decodes.py --batch-size);
+    None: the genome's own.  Callers' namespaces without the field mean None."""
+    return getattr(a, "decode_batch", None)
+
+
 def decode_key(a, gid: str, seed: int) -> str:
     """The cache directory name of one decode: genome, protocol, data and seed, so a --reuse with
     other --decode-epochs, --data or --data-seed trains again instead of reading old decodes."""
     data = re.sub(r"[^A-Za-z0-9]+", "_", a.data).strip("_")
-    batch = getattr(a, "decode_batch", None)  # long_decodes.py --batch-size: not the genome's own
+    batch = decode_batch(a)
     return (f"{gid}-e{a.decode_epochs}+{a.decode_fine_tune}-{data}-d{a.data_seed}" + (f"-seed{seed}" if seed else "")
             + (f"-b{batch}" if batch else ""))
 
@@ -273,8 +279,7 @@ def decode(a, name: str, doc: dict, work: Path, seed: int = DECODE_SEED) -> dict
         run_cmd([sys.executable, "-m", "fernas", "decode", str(d / "genome.json"), "--train", "--data", a.data,
                  "--data-seed", str(a.data_seed), "--epochs", str(a.decode_epochs), "--fine-tune-epochs",
                  str(a.decode_fine_tune), "--train-crops", str(DECODE_TRAIN_CROPS), "--seed", str(seed),
-                 "--out", str(d / "run"), *(["--batch-size", str(a.decode_batch)] if getattr(a, "decode_batch", None)
-                                             else [])],
+                 "--out", str(d / "run"), *(["--batch-size", str(decode_batch(a))] if decode_batch(a) else [])],
                 d / "decode.log")
     m = json.loads(metrics.read_text())
     return {"genome": name, "test_acc_tencrop": round(m["test_accuracy_tencrop"], 4), "macs": m["macs"],

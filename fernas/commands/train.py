@@ -83,7 +83,11 @@ def _jsonable(args: argparse.Namespace) -> dict:
 
 def _shown(value) -> str:
     """A stored setting as a flag's value reads: None is unset, a switch on or off."""
-    return "unset" if value is None else ("on" if value else "off") if isinstance(value, bool) else str(value)
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
 
 
 def _refuse_unlike_runs(args: argparse.Namespace, runs: list) -> None:
