@@ -15,7 +15,8 @@ arm without a pick (nothing reached the largest budget within C) is listed in `n
     .venv/bin/python benchmarks/long_decodes.py --tag data1g4 --seeds 0,1 --designs
 
 Writes benchmarks/results/long_decodes_TAG.json (with `--batch-size N`, every network trained at
-batch N instead of its genome's: long_decodes_TAG_bN.json, to pair with the file without it).
+batch N instead of its genome's: long_decodes_TAG_bN.json, to pair with the file without it),
+and beside it the same name with `.md`: the table the README shows, one row per arm.
 Rows of an earlier invocation for other seeds are kept while the result file still has the same
 picks for them and the protocol is the same; `machine` is this invocation's (decodes move with
 the CPU and thread count: run every seed on one machine to compare them). On demo data each
@@ -43,7 +44,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import equal_compute as ec  # noqa: E402
 
-from fernas.io import atomic_write_json  # noqa: E402
+from fernas.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 
 def parse_args(argv):
@@ -114,6 +115,43 @@ def summary(rows: list[dict], designs: dict, key: str = "long") -> dict:
     return out
 
 
+def _cell(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def markdown_table(doc: dict, result: dict) -> str:
+    """The README's table: one row per arm, one column per seed; a cell is the pick (where it
+    came from) and its long test accuracy on the file's test split / on the larger one; the last
+    column the mean and standard deviation over seeds on the larger split (on the file's own
+    when there is none).  Then the seeds arm (the design trained with all of C) and the designs'
+    own long decodes."""
+    key = "summary_big" if doc.get("big_test") else "summary"
+    rows = {(r["seed"], r["gid"]): r for r in doc["rows"]}
+    seeds = sorted({r["seed"] for r in doc["rows"]})
+    recs = {rec["seed"]: rec for rec in result["per_seed"] if rec["seed"] in seeds}
+    lines = ["| arm | " + " | ".join(f"seed {s}" for s in seeds) + f" | mean ± sd ({key}) |",
+             "|---" * (len(seeds) + 2) + "|"]
+    for arm in ec.SEARCH_ARMS:
+        cells = []
+        for s in seeds:
+            a = recs[s][arm]
+            r = rows.get((s, a.get("pick_gid")))
+            cells.append("no pick" if r is None else
+                         f"{a['pick_gid']} ({a.get('pick_origin')}) {_cell(r['long'])} / {_cell(r.get('long_big'))}")
+        st = doc[key]["long_test_acc"][arm]
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {_cell(st['mean'])} ± {_cell(st['std'])} |")
+    arm_big = [max(doc["seeds_arm_big"].get(str(s), {}).values(), default=None) for s in seeds]
+    whole = [recs[s]["seeds"].get("test_acc_tencrop_whole_budget") for s in seeds]
+    known = [x for x in (arm_big if doc.get("big_test") else whole) if x is not None]
+    mean = ec.mean_std(known) if known else {"mean": None, "std": None}
+    lines.append("| seeds (the design with all of C) | " + " | ".join(
+        f"{_cell(w)} / {_cell(b)}" for w, b in zip(whole, arm_big)) + f" | {_cell(mean['mean'])} ± {_cell(mean['std'])} |")
+    for name, acc in doc["designs"].items():
+        lines.append(f"| {name}, {doc['protocol']['epochs']}+{doc['protocol']['fine_tune_epochs']} (decode seed 0) | "
+                     + " | " * len(seeds) + f"{_cell(acc)} / {_cell(doc['designs_big'].get(name))} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     suffix = f"_{args.tag}" if args.tag else ""
@@ -167,6 +205,7 @@ def main(argv=None) -> int:
         doc["summary_big"] = summary(doc["rows"], designs_big, "long_big")
     doc["wall_seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(out, doc)
+    atomic_write_text(out.with_suffix(".md"), markdown_table(doc, result))
     for r in doc["rows"]:
         print(f"seed {r['seed']}  {r['gid']}  {'+'.join(r['arms']):32s} short {r['short']}  long {r['long']}"
               + (f"  long on {big} {r.get('long_big')}" if big else ""))
