@@ -119,35 +119,50 @@ def _cell(x) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def _pick_cell(arm_rec: dict, row: dict | None) -> str:
+    if not arm_rec.get("pick_gid"):
+        return "no pick"
+    head = f"{arm_rec['pick_gid']} ({arm_rec.get('pick_origin')})"
+    return f"{head} not decoded" if row is None else f"{head} {_cell(row['long'])} / {_cell(row.get('long_big'))}"
+
+
+def _seeds_row(doc: dict, recs: dict, seeds: list[int]) -> str:
+    """The seeds arm: the design it picked (by validation), on the file's test / the larger one;
+    the mean over the seeds that have the chosen split's figure (how many, when not all)."""
+    picked = [recs[s]["seeds"] for s in seeds]
+    whole = [p.get("test_acc_tencrop_whole_budget") for p in picked]
+    big = [doc["seeds_arm_big"].get(str(s), {}).get(p.get("pick_name")) for s, p in zip(seeds, picked)]
+    known = [x for x in (big if doc.get("big_test") else whole) if x is not None]
+    mean = ec.mean_std(known) if known else {"mean": None, "std": None}
+    n = "" if len(known) == len(seeds) else f" ({len(known)} of {len(seeds)} seeds)"
+    label = "the design" if len(picked[0].get("designs", [])) <= 1 else "the best design by validation"
+    return (f"| seeds ({label}, trained with its share of C) | "
+            + " | ".join(f"{_cell(w)} / {_cell(b)}" for w, b in zip(whole, big))
+            + f" | {_cell(mean['mean'])} ± {_cell(mean['std'])}{n} |")
+
+
 def markdown_table(doc: dict, result: dict) -> str:
     """The README's table: one row per arm, one column per seed; a cell is the pick (where it
     came from) and its long test accuracy on the file's test split / on the larger one; the last
     column the mean and standard deviation over seeds on the larger split (on the file's own
-    when there is none).  Then the seeds arm (the design trained with all of C) and the designs'
+    when there is none).  Then the seeds arm (its pick with its share of C) and the designs'
     own long decodes."""
-    key = "summary_big" if doc.get("big_test") else "summary"
+    big = bool(doc.get("big_test"))
+    key = "summary_big" if big else "summary"
     rows = {(r["seed"], r["gid"]): r for r in doc["rows"]}
-    seeds = sorted({r["seed"] for r in doc["rows"]})
-    recs = {rec["seed"]: rec for rec in result["per_seed"] if rec["seed"] in seeds}
-    lines = ["| arm | " + " | ".join(f"seed {s}" for s in seeds) + f" | mean ± sd ({key}) |",
-             "|---" * (len(seeds) + 2) + "|"]
+    recs = {rec["seed"]: rec for rec in result["per_seed"]}
+    seeds = sorted({r["seed"] for r in doc["rows"]} & recs.keys())
+    protocol = doc["protocol"]
+    batch = f" at batch {protocol['batch_size']}" if protocol.get("batch_size") else ""
+    lines = ["| arm | " + " | ".join(f"seed {s}" for s in seeds)
+             + f" | mean ± sd ({'larger test' if big else 'test'}) |", "|---" * (len(seeds) + 2) + "|"]
     for arm in ec.SEARCH_ARMS:
-        cells = []
-        for s in seeds:
-            a = recs[s][arm]
-            r = rows.get((s, a.get("pick_gid")))
-            cells.append("no pick" if r is None else
-                         f"{a['pick_gid']} ({a.get('pick_origin')}) {_cell(r['long'])} / {_cell(r.get('long_big'))}")
+        cells = [_pick_cell(recs[s][arm], rows.get((s, recs[s][arm].get("pick_gid")))) for s in seeds]
         st = doc[key]["long_test_acc"][arm]
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {_cell(st['mean'])} ± {_cell(st['std'])} |")
-    arm_big = [max(doc["seeds_arm_big"].get(str(s), {}).values(), default=None) for s in seeds]
-    whole = [recs[s]["seeds"].get("test_acc_tencrop_whole_budget") for s in seeds]
-    known = [x for x in (arm_big if doc.get("big_test") else whole) if x is not None]
-    mean = ec.mean_std(known) if known else {"mean": None, "std": None}
-    lines.append("| seeds (the design with all of C) | " + " | ".join(
-        f"{_cell(w)} / {_cell(b)}" for w, b in zip(whole, arm_big)) + f" | {_cell(mean['mean'])} ± {_cell(mean['std'])} |")
+    lines.append(_seeds_row(doc, recs, seeds))
     for name, acc in doc["designs"].items():
-        lines.append(f"| {name}, {doc['protocol']['epochs']}+{doc['protocol']['fine_tune_epochs']} (decode seed 0) | "
+        lines.append(f"| {name}, {protocol['epochs']}+{protocol['fine_tune_epochs']}{batch} (decode seed 0) | "
                      + " | " * len(seeds) + f"{_cell(acc)} / {_cell(doc['designs_big'].get(name))} |")
     return "\n".join(lines) + "\n"
 

@@ -325,19 +325,30 @@ def test_settings_record_fernas_defaults_and_horizon_refuses_its_own_flags_after
 def test_long_decodes_table_has_a_row_per_arm_and_a_column_per_seed():
     dp = load("long_decodes")
     pick = {"pick_gid": "g1", "pick_origin": "child"}
+    seeds_arm = {"test_acc_tencrop_whole_budget": 0.9, "pick_name": "daocong_mobilenetv2",
+                 "designs": [{"genome": "daocong_mobilenetv2"}]}
     rec = {"ga-mf": pick, "ga-single": pick, "random-sh": {"pick_gid": "g2", "pick_origin": "seed"},
-           "random-asha": {"pick_gid": None}, "seeds": {"test_acc_tencrop_whole_budget": 0.9}}
-    result = {"per_seed": [{"seed": 3, **rec}]}
+           "random-asha": {"pick_gid": None}, "seeds": seeds_arm}
+    result = {"per_seed": [{"seed": 3, **rec}, {"seed": 4, **rec, "random-sh": {"pick_gid": "g9", "pick_origin": "uniform"}}]}
     rows = [{"seed": 3, "gid": "g1", "arms": ["ga-mf", "ga-single"], "long": 0.8, "long_big": 0.81},
-            {"seed": 3, "gid": "g2", "arms": ["random-sh"], "long": 0.7, "long_big": 0.72}]
-    doc = {"rows": rows, "big_test": "demo:1400,560,2800", "seeds_arm_big": {"3": {"daocong_mobilenetv2": 0.88}},
+            {"seed": 3, "gid": "g2", "arms": ["random-sh"], "long": 0.7, "long_big": 0.72},
+            {"seed": 4, "gid": "g1", "arms": ["ga-mf", "ga-single"], "long": 0.6, "long_big": 0.61}]
+    doc = {"rows": rows, "big_test": "demo:1400,560,2800",
+           "seeds_arm_big": {"3": {"daocong_mobilenetv2": 0.88, "vgg_khaireddin": 0.95}},
            "designs": {"daocong_mobilenetv2": 0.85}, "designs_big": {"daocong_mobilenetv2": 0.86},
-           "protocol": {"epochs": 48, "fine_tune_epochs": 2}}
+           "protocol": {"epochs": 48, "fine_tune_epochs": 2, "batch_size": 64}}
     doc["summary_big"] = dp.summary(rows, doc["designs_big"], "long_big")
     lines = dp.markdown_table(doc, result).splitlines()
-    assert lines[0] == "| arm | seed 3 | mean ± sd (summary_big) |"
-    assert lines[2] == "| ga-mf | g1 (child) 0.800 / 0.810 | 0.810 ± 0.000 |"
-    assert lines[4] == "| random-sh | g2 (seed) 0.700 / 0.720 | 0.720 ± 0.000 |"
-    assert lines[5] == "| random-asha | no pick | - ± - |"
-    assert lines[6] == "| seeds (the design with all of C) | 0.900 / 0.880 | 0.880 ± 0.000 |"
-    assert lines[7].startswith("| daocong_mobilenetv2, 48+2 (decode seed 0) |") and lines[7].endswith("0.850 / 0.860 |")
+    assert lines[0] == "| arm | seed 3 | seed 4 | mean ± sd (larger test) |"
+    assert lines[2] == "| ga-mf | g1 (child) 0.800 / 0.810 | g1 (child) 0.600 / 0.610 | 0.710 ± 0.141 |"
+    assert lines[4] == "| random-sh | g2 (seed) 0.700 / 0.720 | g9 (uniform) not decoded | 0.720 ± 0.000 |"
+    assert lines[5] == "| random-asha | no pick | no pick | - ± - |"
+    # the design the seeds arm picked, not the best on the test; the mean says it has one seed of two
+    assert lines[6] == ("| seeds (the design, trained with its share of C) | 0.900 / 0.880 | 0.900 / - "
+                        "| 0.880 ± 0.000 (1 of 2 seeds) |")
+    assert lines[7] == "| daocong_mobilenetv2, 48+2 at batch 64 (decode seed 0) |  |  | 0.850 / 0.860 |"
+    del doc["big_test"]  # no larger test: the means are the file's own split's
+    doc["summary"] = dp.summary(rows, doc["designs"])
+    lines = dp.markdown_table(doc, result).splitlines()
+    assert lines[0].endswith("| mean ± sd (test) |") and lines[2].endswith("| 0.700 ± 0.141 |")
+    assert lines[6].endswith("| 0.900 ± 0.000 |")
