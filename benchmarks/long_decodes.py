@@ -15,7 +15,9 @@ arm without a pick (nothing reached the largest budget within C) is listed in `n
     .venv/bin/python benchmarks/long_decodes.py --tag data1g4 --seeds 0,1 --designs
 
 Writes benchmarks/results/long_decodes_TAG.json (with `--batch-size N`, every network trained at
-batch N instead of its genome's: long_decodes_TAG_bN.json, to pair with the file without it),
+batch N instead of its genome's: long_decodes_TAG_bN.json, to pair with the file without it;
+with `--train-seed S`, every network trained with seed S instead of 0: ..._sS.json, a replicate
+that measures how much of the arms' differences is the training draw),
 and beside it the same name with `.md`: the table the README shows, one row per arm.
 Rows of an earlier invocation for other seeds are kept while the result file still has the same
 picks for them and the protocol is the same; `machine` is this invocation's (decodes move with
@@ -57,6 +59,9 @@ def parse_args(argv):
     ap.add_argument("--designs", action="store_true", help="also the seed designs under the file's cap (decode seed 0)")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="train every network at this batch, not its genome's (writes long_decodes_TAG_bN.json)")
+    ap.add_argument("--train-seed", type=int, default=ec.DECODE_SEED,
+                    help="the decodes' training seed (another than 0 writes long_decodes_TAG_sN.json: a replicate "
+                         "that says how much of the table is the training draw)")
     return ap.parse_args(argv)
 
 
@@ -69,9 +74,10 @@ def picks_of(rec: dict) -> dict[str, list[str]]:
     return picks
 
 
-def pick_rows(a, result: dict, seeds: list[int], work: Path, big: str | None = None) -> list[dict]:
+def pick_rows(a, result: dict, seeds: list[int], work: Path, big: str | None = None,
+              train_seed: int = ec.DECODE_SEED) -> list[dict]:
     """One row per (seed, distinct pick): the arms that picked it, its short and long test
-    accuracy (and the long one on the `big` test data, when given)."""
+    accuracy (and the long one on the `big` test data, when given), trained with `train_seed`."""
     from fernas import genome as G
 
     rows = []
@@ -81,11 +87,11 @@ def pick_rows(a, result: dict, seeds: list[int], work: Path, big: str | None = N
         for gid, arms in picks_of(rec).items():
             r = rec[arms[0]]
             print(f"seed {rec['seed']}: {gid} ({', '.join(arms)})", flush=True)
-            long = ec.decode(a, f"seed{rec['seed']}-{gid}", G.from_vector(r["pick_vector"]), work)
+            long = ec.decode(a, f"seed{rec['seed']}-{gid}", G.from_vector(r["pick_vector"]), work, train_seed)
             rows.append({"seed": rec["seed"], "gid": gid, "arms": arms, "macs": long["macs"],
                          "short": r.get("decode", {}).get("test_acc_tencrop"), "long": long["test_acc_tencrop"]})
             if big:
-                rows[-1]["long_big"] = ec.evaluate_on(ec.decode_run(a, gid, work), big, a.data_seed)
+                rows[-1]["long_big"] = ec.evaluate_on(ec.decode_run(a, gid, work, train_seed), big, a.data_seed)
     return rows
 
 
@@ -162,7 +168,7 @@ def markdown_table(doc: dict, result: dict) -> str:
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {_cell(st['mean'])} ± {_cell(st['std'])} |")
     lines.append(_seeds_row(doc, recs, seeds))
     for name, acc in doc["designs"].items():
-        lines.append(f"| {name}, {protocol['epochs']}+{protocol['fine_tune_epochs']}{batch} (decode seed 0) | "
+        lines.append(f"| {name}, {protocol['epochs']}+{protocol['fine_tune_epochs']}{batch} (decode seed {protocol['seed']}) | "
                      + " | " * len(seeds) + f"{_cell(acc)} / {_cell(doc['designs_big'].get(name))} |")
     return "\n".join(lines) + "\n"
 
@@ -182,9 +188,11 @@ def main(argv=None) -> int:
     a = SimpleNamespace(data=st["data"], data_seed=st["data_seed"], decode_epochs=args.epochs,
                         decode_fine_tune=args.fine_tune, remeasure=False, decode_batch=args.batch_size)
     work = ROOT / "benchmarks" / "results" / "tmp" / f"equal_compute{suffix}"
-    out = ROOT / "benchmarks" / "results" / f"long_decodes{suffix}{f'_b{args.batch_size}' if args.batch_size else ''}.json"
+    variant = (f"_b{args.batch_size}" if args.batch_size else "") + \
+        (f"_s{args.train_seed}" if args.train_seed != ec.DECODE_SEED else "")
+    out = ROOT / "benchmarks" / "results" / f"long_decodes{suffix}{variant}.json"
     protocol = {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune, "train_crops": ec.DECODE_TRAIN_CROPS,
-                "seed": ec.DECODE_SEED, **({"batch_size": args.batch_size} if args.batch_size else {}),
+                "seed": args.train_seed, **({"batch_size": args.batch_size} if args.batch_size else {}),
                 "data": st["data"], "data_seed": st["data_seed"],
                 "short": {"epochs": st["decode_epochs"], "fine_tune_epochs": st["decode_fine_tune"]}}
     old = json.loads(out.read_text()) if out.is_file() else {}
@@ -194,16 +202,17 @@ def main(argv=None) -> int:
     big = ec.larger_test(st["data"], args.big_test)
     if old.get("big_test") and big and old["big_test"] != big:
         raise SystemExit(f"{out}: its larger test split is {old['big_test']}, not {big}; move it away first")
-    rows = pick_rows(a, result, seeds, work, big)
+    rows = pick_rows(a, result, seeds, work, big, args.train_seed)
     kept = still_picked([r for r in old.get("rows", []) if r["seed"] not in seeds], result)
     designs, designs_big = dict(old.get("designs", {})), dict(old.get("designs_big", {}))
     if args.designs:  # the designs the comparison decoded, not today's genomes/ folder
         from fernas import genome as G
         for name in result["references"]["seed_designs_decode"]:
             doc = G.load_genome(ROOT / "genomes" / f"{name}.json")
-            designs[name] = ec.decode(a, name, doc, work)["test_acc_tencrop"]
+            designs[name] = ec.decode(a, name, doc, work, args.train_seed)["test_acc_tencrop"]
             if big:
-                designs_big[name] = ec.evaluate_on(ec.decode_run(a, G.genome_id(doc), work), big, a.data_seed)
+                designs_big[name] = ec.evaluate_on(ec.decode_run(a, G.genome_id(doc), work, args.train_seed), big,
+                                                   a.data_seed)
     # the seeds arm's trainings (each design with all of C), where the work directory still has them
     seeds_big = {str(s): {m.parent.name: ec.evaluate_on(m.parent, big, a.data_seed)
                           for m in sorted((work / f"seeds-seed{s}").glob("*/model.pt"))}

@@ -222,6 +222,11 @@ def test_long_decodes_list_each_distinct_pick_once_read_from_the_decode_cache(tm
     ev.mkdir()
     (ev / "metrics.json").write_text(json.dumps({"test_accuracy_tencrop": 0.877, "n": 2800}))
     assert dp.pick_rows(a, result, [4], tmp_path, big)[0]["long_big"] == 0.877
+    # a replicate with another training seed reads (and would train) its own decodes, not seed 0's
+    run = tmp_path / "decode" / ec.decode_key(a, gids[0], 1) / "run"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"test_accuracy_tencrop": 0.5, "macs": 1, "params": 2}))
+    assert [r["long"] for r in dp.pick_rows(a, result, [4], tmp_path, train_seed=1)] == [0.5]
 
 
 def test_long_decodes_summary_pairs_ga_mf_with_each_arm_seed_by_seed():
@@ -336,7 +341,7 @@ def test_long_decodes_table_has_a_row_per_arm_and_a_column_per_seed():
     doc = {"rows": rows, "big_test": "demo:1400,560,2800",
            "seeds_arm_big": {"3": {"daocong_mobilenetv2": 0.88, "vgg_khaireddin": 0.95}},
            "designs": {"daocong_mobilenetv2": 0.85}, "designs_big": {"daocong_mobilenetv2": 0.86},
-           "protocol": {"epochs": 48, "fine_tune_epochs": 2, "batch_size": 64}}
+           "protocol": {"epochs": 48, "fine_tune_epochs": 2, "batch_size": 64, "seed": 1}}
     doc["summary_big"] = dp.summary(rows, doc["designs_big"], "long_big")
     lines = dp.markdown_table(doc, result).splitlines()
     assert lines[0] == "| arm | seed 3 | seed 4 | mean ± sd (larger test) |"
@@ -346,7 +351,7 @@ def test_long_decodes_table_has_a_row_per_arm_and_a_column_per_seed():
     # the design the seeds arm picked, not the best on the test; the mean says it has one seed of two
     assert lines[6] == ("| seeds (the design, trained with its share of C) | 0.900 / 0.880 | 0.900 / - "
                         "| 0.880 ± 0.000 (1 of 2 seeds) |")
-    assert lines[7] == "| daocong_mobilenetv2, 48+2 at batch 64 (decode seed 0) |  |  | 0.850 / 0.860 |"
+    assert lines[7] == "| daocong_mobilenetv2, 48+2 at batch 64 (decode seed 1) |  |  | 0.850 / 0.860 |"
     del doc["big_test"]  # no larger test: the means are the file's own split's
     doc["summary"] = dp.summary(rows, doc["designs"])
     lines = dp.markdown_table(doc, result).splitlines()
