@@ -121,6 +121,25 @@ def summary(rows: list[dict], designs: dict, key: str = "long") -> dict:
     return out
 
 
+def versus_seed0(base: dict, doc: dict) -> dict:
+    """A replicate (`doc`, another training seed) against the seed-0 file of the same picks
+    (`base`): each pick's two accuracies on the larger test split (the file's own without one),
+    their difference (this seed minus seed 0), and every arm's summary with each pick, and each
+    design, scored by the mean of its two trainings."""
+    key = "long_big" if doc.get("big_test") else "long"
+    first = {(r["seed"], r["gid"]): r.get(key) for r in base["rows"]}
+    pairs = [{"seed": r["seed"], "gid": r["gid"], "arms": r["arms"], "seed0": first[(r["seed"], r["gid"])],
+              "this": r[key]} for r in doc["rows"]
+             if first.get((r["seed"], r["gid"])) is not None and r.get(key) is not None]
+    diffs = [p["this"] - p["seed0"] for p in pairs]
+    dkey = "designs_big" if key == "long_big" else "designs"
+    designs = {n: round((a + doc[dkey][n]) / 2, 4) for n, a in base.get(dkey, {}).items() if n in doc.get(dkey, {})}
+    pooled = [{**p, key: round((p["seed0"] + p["this"]) / 2, 4)} for p in pairs]
+    return {"split": key, "pairs": pairs, "difference": ec.mean_std(diffs),
+            "mean_abs_difference": round(sum(map(abs, diffs)) / len(diffs), 4) if diffs else None,
+            "designs_pooled": designs, "pooled": summary(pooled, designs, key)}
+
+
 def _cell(x) -> str:
     return "-" if x is None else f"{x:.3f}"
 
@@ -227,6 +246,11 @@ def main(argv=None) -> int:
     doc["summary"] = summary(doc["rows"], designs)
     if big:
         doc["summary_big"] = summary(doc["rows"], designs_big, "long_big")
+    base = out.with_name(out.name.replace(f"_s{args.train_seed}.json", ".json"))
+    if args.train_seed != ec.DECODE_SEED and base.is_file():
+        first = json.loads(base.read_text())
+        if {**first["protocol"], "seed": args.train_seed} == protocol:
+            doc["versus_seed0"] = versus_seed0(first, doc)
     doc["wall_seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(out, doc)
     atomic_write_text(out.with_suffix(".md"), markdown_table(doc, result))
@@ -237,6 +261,12 @@ def main(argv=None) -> int:
         for arm, st in doc.get(key, {}).get("long_test_acc", {}).items():
             print(f"{arm:12s} long test accuracy{' (larger test)' if key == 'summary_big' else ''} "
                   f"{st['mean']} +- {st['std']} over {st['n']} seeds")
+    if "versus_seed0" in doc:
+        v = doc["versus_seed0"]
+        print(f"against training seed 0 ({v['split']}, {v['difference']['n']} picks): difference "
+              f"{v['difference']['mean']} +- {v['difference']['std']}, mean absolute {v['mean_abs_difference']}")
+        for arm, st in v["pooled"]["long_test_acc"].items():
+            print(f"{arm:12s} mean of the two trainings {st['mean']} +- {st['std']} over {st['n']} seeds")
     print(f"wrote {out}")
     return 0
 
