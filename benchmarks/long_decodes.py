@@ -17,7 +17,9 @@ arm without a pick (nothing reached the largest budget within C) is listed in `n
 Writes benchmarks/results/long_decodes_TAG.json (with `--batch-size N`, every network trained at
 batch N instead of its genome's: long_decodes_TAG_bN.json, to pair with the file without it;
 with `--train-seed S`, every network trained with seed S instead of 0: ..._sS.json, a replicate
-that measures how much of the arms' differences is the training draw),
+that measures how much of the arms' differences is the training draw; with `--suffix NAME`,
+..._NAME.json, e.g. the same trainings on another machine; a file that is such a replicate of
+one without `--train-seed`/`--suffix` pairs each pick with it, `replicate`),
 and beside it the same name with `.md`: the table the README shows, one row per arm.
 Rows of an earlier invocation for other seeds are kept while the result file still has the same
 picks for them and the protocol is the same; `machine` is this invocation's (decodes move with
@@ -56,12 +58,15 @@ def parse_args(argv):
     ap.add_argument("--epochs", type=int, default=48)
     ap.add_argument("--fine-tune", type=int, default=2)
     ap.add_argument("--big-test", type=int, default=10, help="test split this many times as large (demo data; 0: none)")
-    ap.add_argument("--designs", action="store_true", help="also the seed designs under the file's cap (decode seed 0)")
+    ap.add_argument("--designs", action="store_true", help="also the seed designs under the file's cap (with the decodes' training seed)")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="train every network at this batch, not its genome's (writes long_decodes_TAG_bN.json)")
     ap.add_argument("--train-seed", type=int, default=ec.DECODE_SEED,
                     help="the decodes' training seed (another than 0 writes long_decodes_TAG_sN.json: a replicate "
                          "that says how much of the table is the training draw)")
+    ap.add_argument("--suffix", default="",
+                    help="append _SUFFIX to the output's name (e.g. the same decodes on another machine: "
+                         "its work directory must not hold the first machine's)")
     return ap.parse_args(argv)
 
 
@@ -121,20 +126,20 @@ def summary(rows: list[dict], designs: dict, key: str = "long") -> dict:
     return out
 
 
-def versus_seed0(base: dict, doc: dict) -> dict:
-    """A replicate (`doc`, another training seed) against the seed-0 file of the same picks
-    (`base`): each pick's two accuracies on the larger test split (the file's own without one),
-    their difference (this seed minus seed 0), and every arm's summary with each pick, and each
-    design, scored by the mean of its two trainings."""
+def versus_first(base: dict, doc: dict) -> dict:
+    """A replicate (`doc`: another training seed, or another machine) against the first file of
+    the same picks (`base`): each pick's two accuracies on the larger test split (the file's own
+    without one), their difference (this one minus the first), and every arm's summary with
+    each pick, and each design, scored by the mean of its two trainings."""
     key = "long_big" if doc.get("big_test") else "long"
     first = {(r["seed"], r["gid"]): r.get(key) for r in base["rows"]}
-    pairs = [{"seed": r["seed"], "gid": r["gid"], "arms": r["arms"], "seed0": first[(r["seed"], r["gid"])],
+    pairs = [{"seed": r["seed"], "gid": r["gid"], "arms": r["arms"], "first": first[(r["seed"], r["gid"])],
               "this": r[key]} for r in doc["rows"]
              if first.get((r["seed"], r["gid"])) is not None and r.get(key) is not None]
-    diffs = [p["this"] - p["seed0"] for p in pairs]
+    diffs = [p["this"] - p["first"] for p in pairs]
     dkey = "designs_big" if key == "long_big" else "designs"
     designs = {n: round((a + doc[dkey][n]) / 2, 4) for n, a in base.get(dkey, {}).items() if n in doc.get(dkey, {})}
-    pooled = [{**p, key: round((p["seed0"] + p["this"]) / 2, 4)} for p in pairs]
+    pooled = [{**p, key: round((p["first"] + p["this"]) / 2, 4)} for p in pairs]
     return {"split": key, "pairs": pairs, "difference": ec.mean_std(diffs),
             "mean_abs_difference": round(sum(map(abs, diffs)) / len(diffs), 4) if diffs else None,
             "designs_pooled": designs, "pooled": summary(pooled, designs, key)}
@@ -208,7 +213,7 @@ def main(argv=None) -> int:
                         decode_fine_tune=args.fine_tune, remeasure=False, decode_batch=args.batch_size)
     work = ROOT / "benchmarks" / "results" / "tmp" / f"equal_compute{suffix}"
     variant = (f"_b{args.batch_size}" if args.batch_size else "") + \
-        (f"_s{args.train_seed}" if args.train_seed != ec.DECODE_SEED else "")
+        (f"_s{args.train_seed}" if args.train_seed != ec.DECODE_SEED else "") + (f"_{args.suffix}" if args.suffix else "")
     out = ROOT / "benchmarks" / "results" / f"long_decodes{suffix}{variant}.json"
     protocol = {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune, "train_crops": ec.DECODE_TRAIN_CROPS,
                 "seed": args.train_seed, **({"batch_size": args.batch_size} if args.batch_size else {}),
@@ -246,11 +251,11 @@ def main(argv=None) -> int:
     doc["summary"] = summary(doc["rows"], designs)
     if big:
         doc["summary_big"] = summary(doc["rows"], designs_big, "long_big")
-    base = out.with_name(out.name.replace(f"_s{args.train_seed}.json", ".json"))
-    if args.train_seed != ec.DECODE_SEED and base.is_file():
+    base = out.with_name(f"long_decodes{suffix}{f'_b{args.batch_size}' if args.batch_size else ''}.json")
+    if base != out and base.is_file():
         first = json.loads(base.read_text())
         if {**first["protocol"], "seed": args.train_seed} == protocol:
-            doc["versus_seed0"] = versus_seed0(first, doc)
+            doc["replicate"] = {"of": base.name, **versus_first(first, doc)}
     doc["wall_seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(out, doc)
     atomic_write_text(out.with_suffix(".md"), markdown_table(doc, result))
@@ -261,9 +266,9 @@ def main(argv=None) -> int:
         for arm, st in doc.get(key, {}).get("long_test_acc", {}).items():
             print(f"{arm:12s} long test accuracy{' (larger test)' if key == 'summary_big' else ''} "
                   f"{st['mean']} +- {st['std']} over {st['n']} seeds")
-    if "versus_seed0" in doc:
-        v = doc["versus_seed0"]
-        print(f"against training seed 0 ({v['split']}, {v['difference']['n']} picks): difference "
+    if "replicate" in doc:
+        v = doc["replicate"]
+        print(f"against {v['of']} ({v['split']}, {v['difference']['n']} picks): difference "
               f"{v['difference']['mean']} +- {v['difference']['std']}, mean absolute {v['mean_abs_difference']}")
         for arm, st in v["pooled"]["long_test_acc"].items():
             print(f"{arm:12s} mean of the two trainings {st['mean']} +- {st['std']} over {st['n']} seeds")

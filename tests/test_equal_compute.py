@@ -359,7 +359,7 @@ def test_long_decodes_table_has_a_row_per_arm_and_a_column_per_seed():
     assert lines[6].endswith("| 0.900 ± 0.000 |")
 
 
-def test_long_decodes_replicate_pairs_each_pick_with_its_seed_0_training():
+def test_long_decodes_replicate_pairs_each_pick_with_its_first_training():
     dp = load("long_decodes")
     base = {"rows": [{"seed": 0, "gid": "g1", "arms": ["ga-mf"], "long": 0.8, "long_big": 0.80},
                      {"seed": 0, "gid": "g2", "arms": ["ga-single", "random-sh", "random-asha"], "long": 0.7,
@@ -371,9 +371,9 @@ def test_long_decodes_replicate_pairs_each_pick_with_its_seed_0_training():
                     {"seed": 0, "gid": "g2", "arms": ["ga-single", "random-sh", "random-asha"], "long": 0.7,
                      "long_big": 0.74},
                     {"seed": 1, "gid": "g4", "arms": list(dp.ec.SEARCH_ARMS), "long": 0.6, "long_big": 0.6}]}
-    v = dp.versus_seed0(base, doc)
+    v = dp.versus_first(base, doc)
     assert v["split"] == "long_big"  # the larger test split, not the file's own
-    assert [(p["gid"], p["seed0"], p["this"]) for p in v["pairs"]] == [("g1", 0.8, 0.76), ("g2", 0.7, 0.74)]
+    assert [(p["gid"], p["first"], p["this"]) for p in v["pairs"]] == [("g1", 0.8, 0.76), ("g2", 0.7, 0.74)]
     assert v["difference"]["n"] == 2 and v["difference"]["mean"] == 0.0 and v["mean_abs_difference"] == 0.04
     # g4 is another pick than seed 0's g3 (a regenerated file): neither is paired
     assert v["pooled"]["long_test_acc"]["ga-mf"] == {"mean": 0.78, "std": 0.0, "min": 0.78, "max": 0.78, "n": 1}
