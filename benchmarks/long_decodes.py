@@ -3,7 +3,7 @@
 `equal_compute.py` decode-trains every search's pick with one short protocol (6+1 epochs by
 default); short budgets reward networks that learn fast, and a kept network trains far longer.
 This trains each distinct pick of the chosen seeds of a result file again with another protocol
-(`fernas decode --train`, one crop, seed 0, the file's data), without running the searches
+(`fernas decode --train`, one crop, training seed `--train-seed` (0), the file's data), without running the searches
 again: the genomes are the file's `pick_vector`s.  Decodes are cached in the file's work
 directory by genome, protocol, data and seed (`equal_compute.decode_key`), so a stopped run
 goes on where it stopped and a later invocation for more seeds reuses the earlier trainings
@@ -18,8 +18,10 @@ Writes benchmarks/results/long_decodes_TAG.json (with `--batch-size N`, every ne
 batch N instead of its genome's: long_decodes_TAG_bN.json, to pair with the file without it;
 with `--train-seed S`, every network trained with seed S instead of 0: ..._sS.json, a replicate
 that measures how much of the arms' differences is the training draw; with `--suffix NAME`,
-..._NAME.json, e.g. the same trainings on another machine; a file that is such a replicate of
-one without `--train-seed`/`--suffix` pairs each pick with it, `replicate`),
+..._NAME.json, trained again in a work directory of its own (equal_compute_TAG_NAME), e.g. on
+another machine; a file that is such a replicate of the one without `--train-seed`/`--suffix`
+(same protocol but the seed, same test split) pairs each pick with it under `replicate`.  A
+replicate's `short` column and seeds-arm row are still the comparison's own, seed-0 trainings),
 and beside it the same name with `.md`: the table the README shows, one row per arm.
 Rows of an earlier invocation for other seeds are kept while the result file still has the same
 picks for them and the protocol is the same; `machine` is this invocation's (decodes move with
@@ -62,11 +64,11 @@ def parse_args(argv):
     ap.add_argument("--batch-size", type=int, default=None,
                     help="train every network at this batch, not its genome's (writes long_decodes_TAG_bN.json)")
     ap.add_argument("--train-seed", type=int, default=ec.DECODE_SEED,
-                    help="the decodes' training seed (another than 0 writes long_decodes_TAG_sN.json: a replicate "
+                    help="the decodes' training seed (another than 0 adds _sN to the output's name: a replicate "
                          "that says how much of the table is the training draw)")
     ap.add_argument("--suffix", default="",
-                    help="append _SUFFIX to the output's name (e.g. the same decodes on another machine: "
-                         "its work directory must not hold the first machine's)")
+                    help="append _SUFFIX to the output's name and train in a work directory of its own "
+                         "(e.g. the same decodes on another machine)")
     return ap.parse_args(argv)
 
 
@@ -145,6 +147,19 @@ def versus_first(base: dict, doc: dict) -> dict:
             "designs_pooled": designs, "pooled": summary(pooled, designs, key)}
 
 
+def attach_replicate(doc: dict, base: Path, out: Path) -> None:
+    """When `out` replicates `base` (another training seed or machine; the same protocol but the
+    seed, the same test split), pair each pick with its training there (`doc["replicate"]`)."""
+    if base == out or not base.is_file():
+        return
+    first = json.loads(base.read_text())
+    if {**first["protocol"], "seed": doc["protocol"]["seed"]} != doc["protocol"] or \
+            first.get("big_test") != doc.get("big_test"):
+        print(f"{base.name}: another protocol or test split than this file's; no replicate pairing")
+        return
+    doc["replicate"] = {"of": base.name, **versus_first(first, doc)}
+
+
 def _cell(x) -> str:
     return "-" if x is None else f"{x:.3f}"
 
@@ -211,7 +226,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"{source}: no seed {', '.join(map(str, unknown))} there (--seeds)")
     a = SimpleNamespace(data=st["data"], data_seed=st["data_seed"], decode_epochs=args.epochs,
                         decode_fine_tune=args.fine_tune, remeasure=False, decode_batch=args.batch_size)
-    work = ROOT / "benchmarks" / "results" / "tmp" / f"equal_compute{suffix}"
+    work = ROOT / "benchmarks" / "results" / "tmp" / f"equal_compute{suffix}{f'_{args.suffix}' if args.suffix else ''}"
     variant = (f"_b{args.batch_size}" if args.batch_size else "") + \
         (f"_s{args.train_seed}" if args.train_seed != ec.DECODE_SEED else "") + (f"_{args.suffix}" if args.suffix else "")
     out = ROOT / "benchmarks" / "results" / f"long_decodes{suffix}{variant}.json"
@@ -251,11 +266,8 @@ def main(argv=None) -> int:
     doc["summary"] = summary(doc["rows"], designs)
     if big:
         doc["summary_big"] = summary(doc["rows"], designs_big, "long_big")
-    base = out.with_name(f"long_decodes{suffix}{f'_b{args.batch_size}' if args.batch_size else ''}.json")
-    if base != out and base.is_file():
-        first = json.loads(base.read_text())
-        if {**first["protocol"], "seed": args.train_seed} == protocol:
-            doc["replicate"] = {"of": base.name, **versus_first(first, doc)}
+    attach_replicate(doc, out.with_name(f"long_decodes{suffix}{f'_b{args.batch_size}' if args.batch_size else ''}.json"),
+                     out)
     doc["wall_seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(out, doc)
     atomic_write_text(out.with_suffix(".md"), markdown_table(doc, result))

@@ -369,13 +369,53 @@ def test_long_decodes_replicate_pairs_each_pick_with_its_first_training():
     doc = {"big_test": "demo:1400,560,2800", "designs_big": {"d": 0.88},
            "rows": [{"seed": 0, "gid": "g1", "arms": ["ga-mf"], "long": 0.9, "long_big": 0.76},
                     {"seed": 0, "gid": "g2", "arms": ["ga-single", "random-sh", "random-asha"], "long": 0.7,
-                     "long_big": 0.74},
+                     "long_big": 0.76},
                     {"seed": 1, "gid": "g4", "arms": list(dp.ec.SEARCH_ARMS), "long": 0.6, "long_big": 0.6}]}
     v = dp.versus_first(base, doc)
     assert v["split"] == "long_big"  # the larger test split, not the file's own
-    assert [(p["gid"], p["first"], p["this"]) for p in v["pairs"]] == [("g1", 0.8, 0.76), ("g2", 0.7, 0.74)]
-    assert v["difference"]["n"] == 2 and v["difference"]["mean"] == 0.0 and v["mean_abs_difference"] == 0.04
+    assert [(p["gid"], p["first"], p["this"]) for p in v["pairs"]] == [("g1", 0.8, 0.76), ("g2", 0.7, 0.76)]
+    # this one minus the first: -0.04 and +0.06
+    assert v["difference"]["n"] == 2 and v["difference"]["mean"] == 0.01 and v["mean_abs_difference"] == 0.05
     # g4 is another pick than seed 0's g3 (a regenerated file): neither is paired
     assert v["pooled"]["long_test_acc"]["ga-mf"] == {"mean": 0.78, "std": 0.0, "min": 0.78, "max": 0.78, "n": 1}
-    assert v["pooled"]["ga_mf_minus"]["random-sh"]["mean"] == 0.06
+    assert v["pooled"]["ga_mf_minus"]["random-sh"]["mean"] == 0.05
     assert v["designs_pooled"] == {"d": 0.87} and v["pooled"]["best_design"] == 0.87
+    del doc["big_test"]  # no larger test split: the file's own accuracies (+0.1 and 0)
+    v = dp.versus_first(base, doc)
+    assert v["split"] == "long" and v["difference"]["mean"] == 0.05 and v["designs_pooled"] == {}
+
+
+def test_long_decodes_main_pairs_a_replicate_with_the_first_file(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from fernas import genome as G
+
+    ec, dp = load("equal_compute"), load("long_decodes")
+    monkeypatch.setattr(dp, "ROOT", tmp_path)
+    monkeypatch.setattr(dp.ec, "run_cmd", lambda *a, **k: pytest.fail("a decode was trained"))
+    doc = G.load_genome(ROOT / "genomes" / "daocong_mobilenetv2.json")
+    gid = G.genome_id(doc)
+    arm = {"pick_gid": gid, "pick_vector": G.to_vector(doc), "pick_origin": "seed", "decode": {"test_acc_tencrop": 0.3}}
+    seeds_arm = {"test_acc_tencrop_whole_budget": 0.9, "pick_name": "daocong_mobilenetv2",
+                 "designs": [{"genome": "daocong_mobilenetv2"}]}
+    res = tmp_path / "benchmarks" / "results"
+    res.mkdir(parents=True)
+    (res / "equal_compute_t.json").write_text(json.dumps({
+        "settings": {"data": "demo:1400,560,280", "data_seed": 0, "decode_epochs": 6, "decode_fine_tune": 1},
+        "per_seed": [{"seed": 0, **{a: arm for a in ec.SEARCH_ARMS}, "seeds": seeds_arm}]}))
+    a = SimpleNamespace(data="demo:1400,560,280", data_seed=0, decode_epochs=48, decode_fine_tune=2)
+    for seed, acc in ((0, 0.9), (1, 0.85)):  # both trainings cached: nothing runs
+        run = res / "tmp" / "equal_compute_t" / "decode" / ec.decode_key(a, gid, seed) / "run"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"test_accuracy_tencrop": acc, "macs": 1, "params": 2}))
+    flags = ["--tag", "t", "--seeds", "0", "--big-test", "0"]
+    assert dp.main(flags) == 0
+    assert "replicate" not in json.loads((res / "long_decodes_t.json").read_text())
+    assert dp.main([*flags, "--train-seed", "1"]) == 0
+    rep = json.loads((res / "long_decodes_t_s1.json").read_text())["replicate"]
+    assert rep["of"] == "long_decodes_t.json" and rep["split"] == "long"
+    assert [(p["first"], p["this"]) for p in rep["pairs"]] == [(0.9, 0.85)] and rep["difference"]["mean"] == -0.05
+    # another machine's replicate trains in a work directory of its own, not reading the first trainings
+    with pytest.raises(pytest.fail.Exception, match="a decode was trained"):
+        dp.main([*flags, "--suffix", "other"])
+    assert (res / "tmp" / "equal_compute_t_other" / "decode").is_dir()
