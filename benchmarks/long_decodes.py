@@ -227,9 +227,11 @@ def main(argv=None) -> int:
     a = SimpleNamespace(data=st["data"], data_seed=st["data_seed"], decode_epochs=args.epochs,
                         decode_fine_tune=args.fine_tune, remeasure=False, decode_batch=args.batch_size)
     work = ROOT / "benchmarks" / "results" / "tmp" / f"equal_compute{suffix}{f'_{args.suffix}' if args.suffix else ''}"
-    variant = (f"_b{args.batch_size}" if args.batch_size else "") + \
-        (f"_s{args.train_seed}" if args.train_seed != ec.DECODE_SEED else "") + (f"_{args.suffix}" if args.suffix else "")
-    out = ROOT / "benchmarks" / "results" / f"long_decodes{suffix}{variant}.json"
+    # the first training's file, and this one's: a replicate adds the training seed or a suffix
+    first = ROOT / "benchmarks" / "results" / f"long_decodes{suffix}{f'_b{args.batch_size}' if args.batch_size else ''}"
+    replica = (f"_s{args.train_seed}" if args.train_seed != ec.DECODE_SEED else "") + \
+        (f"_{args.suffix}" if args.suffix else "")
+    out = first.with_name(f"{first.name}{replica}.json")
     protocol = {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune, "train_crops": ec.DECODE_TRAIN_CROPS,
                 "seed": args.train_seed, **({"batch_size": args.batch_size} if args.batch_size else {}),
                 "data": st["data"], "data_seed": st["data_seed"],
@@ -266,8 +268,7 @@ def main(argv=None) -> int:
     doc["summary"] = summary(doc["rows"], designs)
     if big:
         doc["summary_big"] = summary(doc["rows"], designs_big, "long_big")
-    attach_replicate(doc, out.with_name(f"long_decodes{suffix}{f'_b{args.batch_size}' if args.batch_size else ''}.json"),
-                     out)
+    attach_replicate(doc, first.with_name(f"{first.name}.json"), out)
     doc["wall_seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(out, doc)
     atomic_write_text(out.with_suffix(".md"), markdown_table(doc, result))
