@@ -599,6 +599,27 @@ def vgg_decode(a, work: Path) -> float:
     return decode(a, "vgg_khaireddin", G.load_genome(ROOT / "genomes" / "vgg_khaireddin.json"), work)["test_acc_tencrop"]
 
 
+def earlier_runs(old: dict) -> list[dict]:
+    """The invocations of an earlier result file, each with its machine where known: a file's
+    top-level `machine` was written by its last invocation, so it is that run's."""
+    if not old:
+        return []
+    runs = [dict(r) for r in old["runs"]] if "runs" in old else [{"date": old["date"],
+                                                                  "seeds": old["settings"]["seeds"]}]
+    if "machine" not in runs[-1] and isinstance(old.get("machine"), dict):
+        runs[-1]["machine"] = old["machine"]
+    return runs
+
+
+def shared_machine(runs: list[dict]) -> dict | str:
+    """The machine every invocation ran on, or "mixed (see runs)" when they differ (decodes and
+    seconds do not carry across CPUs) or an invocation did not record one."""
+    machines = [r.get("machine") for r in runs]
+    if all(m == machines[-1] for m in machines):
+        return machines[-1]
+    return "mixed (see runs)"
+
+
 def cpu_model() -> str:
     """The CPU's model name (a decode's result depends on the kernels it runs, and so on it)."""
     try:
@@ -671,14 +692,14 @@ def main(argv=None) -> int:
     per_seed, old = earlier_seeds(out_json, settings, seeds, vers) if a.add else ([], {})
     t0 = time.perf_counter()
     date = datetime.datetime.now().isoformat(timespec="seconds")
-    result = {"benchmark": "equal_compute", "date": date,
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "cpu": cpu_model(),
-                          "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "cpu": cpu_model(),
+               "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    # each invocation, with its machine; the top-level wall_seconds is the last one's
+    runs = [*earlier_runs(old), {"date": date, "seeds": a.seeds, "versions": vers, "machine": machine}]
+    result = {"benchmark": "equal_compute", "date": date, "machine": shared_machine(runs),
               "versions": vers,
               "settings": {**settings, "seeds": ",".join(str(r["seed"]) for r in per_seed) or a.seeds},
-              # each invocation; the top-level wall_seconds is the last one's
-              "runs": [*old.get("runs", [{"date": old["date"], "seeds": old["settings"]["seeds"]}] if old else []),
-                       {"date": date, "seeds": a.seeds, "versions": vers}],
+              "runs": runs,
               "arms": {arm: " ".join(arm_flags(a, arm)[0]) + {"ga-mf": "", "random-sh": " --max-compute S"}.get(
                   arm, " --max-compute C") for arm in SEARCH_ARMS},
               "protocol": __doc__.split("\n\n")[1:4]}

@@ -162,6 +162,23 @@ def test_add_keeps_earlier_seeds_of_the_same_settings_and_refuses_other_settings
         ec.earlier_seeds(out, settings, [2], {**vers, "ga_checkpoint": 6})
 
 
+def test_each_invocation_keeps_its_machine_and_the_file_says_when_they_differ():
+    ec = load("equal_compute")
+    amd, intel = {"cpus": 2, "cpu": "AMD EPYC"}, {"cpus": 2, "cpu": "Intel Xeon"}
+    assert ec.earlier_runs({}) == []
+    # a file of one invocation without per-run records: its top-level machine is that run's
+    old = {"date": "d0", "settings": {"seeds": "0"}, "machine": amd}
+    runs = ec.earlier_runs(old)
+    assert runs == [{"date": "d0", "seeds": "0", "machine": amd}]
+    assert ec.shared_machine([*runs, {"date": "d1", "machine": amd}]) == amd
+    assert ec.shared_machine([*runs, {"date": "d1", "machine": intel}]) == "mixed (see runs)"
+    # runs recorded before machines were: only the last one's is known, so the file is not one machine's
+    older = {"date": "d1", "machine": amd, "runs": [{"date": "d0", "seeds": "0"}, {"date": "d1", "seeds": "1"}]}
+    runs = ec.earlier_runs(older)
+    assert "machine" not in runs[0] and runs[1]["machine"] == amd
+    assert ec.shared_machine([*runs, {"date": "d2", "machine": amd}]) == "mixed (see runs)"
+
+
 def test_a_decode_is_cached_by_genome_protocol_data_seed_and_batch():
     from types import SimpleNamespace
 
