@@ -65,6 +65,7 @@ from budget_correlation import spearman  # noqa: E402
 from search_quality import first_reach, fmt, mean_std, run_cmd  # noqa: E402
 
 from fernas.fitness import at_chance, is_ok  # noqa: E402
+from fernas.fulltrain import ProtocolConfig  # noqa: E402
 from fernas.io import atomic_write_json  # noqa: E402
 
 ARMS = ("ga-mf", "ga-single", "random-sh", "random-asha", "seeds")
@@ -251,13 +252,24 @@ def decode_batch(a) -> int | None:
     return getattr(a, "decode_batch", None)
 
 
+def decode_warmup(a) -> int:
+    """Epochs of augmentation warm-up of every decode and of the seeds arm (`fernas train
+    --augment-warmup`).  Callers' namespaces without the field mean 0, the protocol before it."""
+    return getattr(a, "decode_warmup", 0)
+
+
+def seeds_dir(work: Path, seed: int, warmup: int) -> Path:
+    """The seeds arm's trainings of one seed (one sub-directory per design)."""
+    return work / (f"seeds-seed{seed}" + (f"-w{warmup}" if warmup else ""))
+
+
 def decode_key(a, gid: str, seed: int) -> str:
     """The cache directory name of one decode: genome, protocol, data and seed, so a --reuse with
     other --decode-epochs, --data or --data-seed trains again instead of reading old decodes."""
     data = re.sub(r"[^A-Za-z0-9]+", "_", a.data).strip("_")
     batch = decode_batch(a)
     return (f"{gid}-e{a.decode_epochs}+{a.decode_fine_tune}-{data}-d{a.data_seed}" + (f"-seed{seed}" if seed else "")
-            + (f"-b{batch}" if batch else ""))
+            + (f"-b{batch}" if batch else "") + (f"-w{decode_warmup(a)}" if decode_warmup(a) else ""))
 
 
 def decode_run(a, gid: str, work: Path, seed: int = DECODE_SEED) -> Path:
@@ -279,7 +291,8 @@ def decode(a, name: str, doc: dict, work: Path, seed: int = DECODE_SEED) -> dict
         run_cmd([sys.executable, "-m", "fernas", "decode", str(d / "genome.json"), "--train", "--data", a.data,
                  "--data-seed", str(a.data_seed), "--epochs", str(a.decode_epochs), "--fine-tune-epochs",
                  str(a.decode_fine_tune), "--train-crops", str(DECODE_TRAIN_CROPS), "--seed", str(seed),
-                 "--out", str(d / "run"), *(["--batch-size", str(decode_batch(a))] if decode_batch(a) else [])],
+                 "--out", str(d / "run"), "--augment-warmup", str(decode_warmup(a)),
+                 *(["--batch-size", str(decode_batch(a))] if decode_batch(a) else [])],
                 d / "decode.log")
     m = json.loads(metrics.read_text())
     return {"genome": name, "test_acc_tencrop": round(m["test_accuracy_tencrop"], 4), "macs": m["macs"],
@@ -323,7 +336,7 @@ def seeds_arm(a, seed: int, budget: float, designs: dict, work: Path) -> dict:
     rows, points, spent = [], [], 0.0
     for name, (path, macs) in designs.items():
         epochs = max(1, int(budget / len(designs) / (n_train * macs)))
-        out = work / f"seeds-seed{seed}" / name
+        out = seeds_dir(work, seed, decode_warmup(a)) / name
         if a.reuse and fresh(a, out / "metrics.json") and len(_history(out)) == epochs:
             print(f"  seeds       reusing {out}", flush=True)
             wall = None
@@ -333,7 +346,8 @@ def seeds_arm(a, seed: int, budget: float, designs: dict, work: Path) -> dict:
             print(f"  seeds       fernas train {name} --epochs {epochs}", flush=True)
             wall = run_cmd([sys.executable, "-m", "fernas", "train", path, "--data", a.data, "--data-seed",
                             str(a.data_seed), "--epochs", str(epochs), "--fine-tune-epochs", "0", "--train-crops",
-                            "1", "--seed", str(seed), "--out", str(out)], out.parent / f"{name}.log")
+                            "1", "--augment-warmup", str(a.decode_warmup), "--seed", str(seed), "--out", str(out)],
+                           out.parent / f"{name}.log")
         m = json.loads((out / "metrics.json").read_text())
         for r in _history(out):
             spent += n_train * macs
@@ -545,6 +559,9 @@ def parse_args(argv):
     ap.add_argument("--max-mmacs", type=float, default=35.0, help="default: a tenth of the VGG seed's")
     ap.add_argument("--decode-epochs", type=int, default=6)
     ap.add_argument("--decode-fine-tune", type=int, default=1)
+    ap.add_argument("--decode-warmup", type=int, default=ProtocolConfig.augment_warmup,
+                    help="epochs of augmentation warm-up of the decodes and the seeds arm (fernas train "
+                         "--augment-warmup; default: fernas' own; 0: the protocol of the files before it)")
     ap.add_argument("--no-vgg", action="store_true", help="skip the decode training of the VGG seed")
     ap.add_argument("--tag", default="", help="suffix of the output files (e.g. data1)")
     ap.add_argument("--gpu", action="store_true", help="for `make bench-gpu`: results go to *-gpu files")

@@ -66,6 +66,10 @@ def parse_args(argv):
     ap.add_argument("--train-seed", type=int, default=ec.DECODE_SEED,
                     help="the decodes' training seed (another than 0 adds _sN to the output's name: a replicate "
                          "that says how much of the table is the training draw)")
+    ap.add_argument("--warmup", type=int, default=ec.ProtocolConfig.augment_warmup,
+                    help="epochs of augmentation warm-up of every training (fernas train --augment-warmup, default: "
+                         "fernas' own; 0: the protocol of the files before it; "
+                         "another than 0 adds _wN to the output's name)")
     ap.add_argument("--suffix", default="",
                     help="append _SUFFIX to the output's name and train in a work directory of its own "
                          "(e.g. the same decodes on another machine)")
@@ -225,15 +229,18 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"{source}: no seed {', '.join(map(str, unknown))} there (--seeds)")
     a = SimpleNamespace(data=st["data"], data_seed=st["data_seed"], decode_epochs=args.epochs,
-                        decode_fine_tune=args.fine_tune, remeasure=False, decode_batch=args.batch_size)
+                        decode_fine_tune=args.fine_tune, remeasure=False, decode_batch=args.batch_size,
+                        decode_warmup=args.warmup)
     work = ROOT / "benchmarks" / "results" / "tmp" / f"equal_compute{suffix}{f'_{args.suffix}' if args.suffix else ''}"
     # the first training's file, and this one's: a replicate adds the training seed or a suffix
-    first = ROOT / "benchmarks" / "results" / f"long_decodes{suffix}{f'_b{args.batch_size}' if args.batch_size else ''}"
+    first = ROOT / "benchmarks" / "results" / (f"long_decodes{suffix}{f'_b{args.batch_size}' if args.batch_size else ''}"
+                                               f"{f'_w{args.warmup}' if args.warmup else ''}")
     replica = (f"_s{args.train_seed}" if args.train_seed != ec.DECODE_SEED else "") + \
         (f"_{args.suffix}" if args.suffix else "")
     out = first.with_name(f"{first.name}{replica}.json")
     protocol = {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune, "train_crops": ec.DECODE_TRAIN_CROPS,
                 "seed": args.train_seed, **({"batch_size": args.batch_size} if args.batch_size else {}),
+                **({"augment_warmup": args.warmup} if args.warmup else {}),
                 "data": st["data"], "data_seed": st["data_seed"],
                 "short": {"epochs": st["decode_epochs"], "fine_tune_epochs": st["decode_fine_tune"]}}
     old = json.loads(out.read_text()) if out.is_file() else {}
@@ -255,9 +262,10 @@ def main(argv=None) -> int:
                 designs_big[name] = ec.evaluate_on(ec.decode_run(a, G.genome_id(doc), work, args.train_seed), big,
                                                    a.data_seed)
     # the seeds arm's trainings (each design with all of C), where the work directory still has them
+    arm_warmup = st.get("decode_warmup", 0)
     seeds_big = {str(s): {m.parent.name: ec.evaluate_on(m.parent, big, a.data_seed)
-                          for m in sorted((work / f"seeds-seed{s}").glob("*/model.pt"))}
-                 for s in seeds if big and (work / f"seeds-seed{s}").is_dir()}
+                          for m in sorted(ec.seeds_dir(work, s, arm_warmup).glob("*/model.pt"))}
+                 for s in seeds if big and ec.seeds_dir(work, s, arm_warmup).is_dir()}
     no_pick = [{"seed": rec["seed"], "arm": arm} for rec in result["per_seed"] for arm in ec.SEARCH_ARMS
                if not rec[arm].get("pick_vector")]
     doc = {"benchmark": "long_decodes", "date": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -110,6 +110,17 @@ def _params(strength: str, erasing: bool, overrides: dict) -> dict[str, float]:
     return p
 
 
+def warmup_overrides(strength: str, fraction: float) -> dict[str, float]:
+    """Overrides that scale a preset's probabilities by `fraction` (0: no augmentation but the
+    random crop and the mirror; 1 and more: the preset itself), for an augmentation warm-up.
+
+    The mirror keeps its probability: it changes no expression. Only probabilities move, not
+    ranges: an image is either left alone or transformed as the preset would transform it.
+    """
+    f = min(max(float(fraction), 0.0), 1.0)
+    return {k: v * f for k, v in _params(strength, True, {}).items() if k.startswith("p_") and k != "p_flip"}
+
+
 def _uniform(n: int, lo: float, hi: float, g, device) -> torch.Tensor:
     return torch.rand(n, generator=g, device=device) * (hi - lo) + lo
 

@@ -38,11 +38,12 @@ from fernas.io import atomic_write_csv, atomic_write_json, best_effort, read_ver
 from fernas.train import TrainConfig, train_genome
 from fernas.train_checkpoint import load_checkpoint
 
-RUN_VERSION = 2  # config.json's "fernas_train_run"; a run of another version is not resumed
+RUN_VERSION = 3  # config.json's "fernas_train_run"; a run of another version is not resumed
 HISTORY_FIELDS = ["phase", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 EXPORT_NAME = "model-tencrop.onnx"  # the ten-crop ONNX program (`fernas export` writes others)
 FINE_TUNE_LR = 1e-4  # seed 002: "train for a final 50 epochs using an initial learning rate of 0.0001"
 CHECKPOINTS = ("checkpoint-train.pt", "checkpoint-finetune.pt")
+AUGMENT_WARMUP = 8  # epochs; `ProtocolConfig.augment_warmup`
 RUN_MARKERS = ("genome.json", "config.json", "history.csv", "model.pt", "metrics.json") + CHECKPOINTS
 # GPU epochs take seconds and a VGG checkpoint is ~360 MB: at most one every 30 s there.
 GPU_CHECKPOINT_INTERVAL_S = 30.0
@@ -60,6 +61,10 @@ class ProtocolConfig:
     # Fine-tune on train+val (the paper's best, 73.28 %); the last fine-tuned weights are tested.
     merge_val: bool = False
     augment: str = "vgg"  # "vgg" (seeds 000/002), "mild" (seeds 001/004), "none"
+    # Epochs over which the augmentation rises from none to the preset's (`TrainConfig.augment_warmup`);
+    # not the paper's (0), which leaves some strongly regularised genomes at chance for most of a
+    # 48-epoch training (docs/search_experiments.md, "An augmentation warm-up").
+    augment_warmup: int = AUGMENT_WARMUP
     batch_size: int | None = None  # images per step; None: the genome's
     seed: int = 0  # seeds python, numpy, torch and the trainer's generator
     device: str | torch.device = "auto"  # the GPU when there is one
@@ -68,6 +73,8 @@ class ProtocolConfig:
     def __post_init__(self):
         if self.epochs < 0 or self.fine_tune_epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs} and {self.fine_tune_epochs}")
+        if self.augment_warmup < 0:
+            raise ValueError(f"augment_warmup must be >= 0 epochs, got {self.augment_warmup}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
@@ -202,15 +209,16 @@ def _train_phases(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: P
                             progress=True, **kw)
 
     tc = TrainConfig(epochs=cfg.epochs, seed=cfg.seed, device=dev, train_crops=cfg.train_crops,
-                     augment=cfg.augment, val_crops=cfg.val_crops or cfg.train_crops,
+                     augment=cfg.augment, augment_warmup=cfg.augment_warmup, val_crops=cfg.val_crops or cfg.train_crops,
                      amp=amp_for(cfg.precision, dev), batch_size=cfg.batch_size,
                      checkpoint_min_interval_s=GPU_CHECKPOINT_INTERVAL_S if dev.type == "cuda" else 0.0)
     res1 = phase(tc, run_dir / CHECKPOINTS[0], data)
     rows[:] = list(res1.history)
     final, selected = res1, f"train epoch {res1.best_epoch}"
     if cfg.fine_tune_epochs > 0:
+        # fine-tuning starts from trained weights: the full augmentation from its first step
         ft = replace(tc, epochs=cfg.fine_tune_epochs, lr=FINE_TUNE_LR, scheduler="cosine", phase="finetune",
-                     select="last" if cfg.merge_val else "best")
+                     augment_warmup=0, select="last" if cfg.merge_val else "best")
         res2 = phase(ft, run_dir / CHECKPOINTS[1], _merged(data) if cfg.merge_val else data,
                      init_state=res1.best_state)
         rows[:] = list(res1.history) + list(res2.history)
@@ -279,7 +287,8 @@ def run_protocol(doc: dict, data: Dataset, cfg: ProtocolConfig, run_dir, *, resu
     summary = summarize(doc, input_size=CROP_SIZE, num_classes=data.num_classes)
     _write_config(run_dir, doc, cfg, dev, data, summary, resume, genome_file, invocation)
     print(f"== {name} (id {genome_id(doc)}): {summary['params']:,} params, {summary['macs'] / 1e6:.1f} M MACs; "
-          f"{cfg.epochs}+{cfg.fine_tune_epochs} epochs, {cfg.train_crops} crop(s)/image, device {dev}; "
+          f"{cfg.epochs}+{cfg.fine_tune_epochs} epochs, {cfg.train_crops} crop(s)/image{_warmup_text(cfg)}, "
+          f"device {dev}; "
           f"run directory {run_dir}", file=sys.stderr, flush=True)
     phases = _train_phases(doc, data, cfg, dev, run_dir, resume)
     metrics = _test_and_save(doc, data, cfg, dev, run_dir, summary, phases)
@@ -328,6 +337,12 @@ def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, loa
         if len(results) > 1:
             _compare(base, results, time.perf_counter() - t0, _centre_crop_only(cfg))
     return [m for _, m in results]
+
+
+def _warmup_text(cfg: ProtocolConfig) -> str:
+    """", augmentation warm-up N epochs" where one applies, else ""."""
+    on = cfg.augment_warmup and cfg.augment != "none" and cfg.epochs
+    return f", augmentation warm-up {min(cfg.augment_warmup, cfg.epochs)} epochs" if on else ""
 
 
 def _centre_crop_only(cfg: ProtocolConfig) -> bool:

@@ -56,6 +56,11 @@ class TrainConfig:
     train_crops: int = 1
     # "vgg": the VGG paper's augmentation (seeds 000/002); "mild" (seeds 001/004); "none".
     augment: str = "vgg"
+    # Epochs over which the augmentation's probabilities rise linearly from 0 (epoch 1: the
+    # random crop and the mirror alone) to the preset's (`augment.warmup_overrides`); 0: the
+    # preset from the first step.  Strongly regularised genomes can sit at chance for tens of
+    # epochs under the full augmentation from scratch, and leave it at a random epoch.
+    augment_warmup: int = 0
     # 1: centre crop, cheap for search trials; 10: ten-crop, the test's own protocol.
     val_crops: int = 1
     # "best": keep the weights of the best validation epoch (the seeds' habit); "last": the
@@ -87,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"train_crops must be 1 or 10, got {self.train_crops}")
         if self.select not in ("best", "last"):
             raise ValueError(f"select must be 'best' or 'last', got {self.select!r}")
+        if self.augment_warmup < 0:
+            raise ValueError(f"augment_warmup must be >= 0 epochs, got {self.augment_warmup}")
 
 
 @dataclass
@@ -239,18 +246,22 @@ def _setup(doc: dict, data: Dataset, cfg: TrainConfig, model: nn.Module | None,
 # --------------------------------------------------------------------------- the loop
 
 
-def _inputs(run: _Run, idx: torch.Tensor):
-    """The augmented network inputs of one batch: (B or 10B, 1, 40, 40), labels, soft labels."""
+def _inputs(run: _Run, idx: torch.Tensor, epoch: int):
+    """The augmented network inputs of one batch of 0-based `epoch`: (B or 10B, 1, 40, 40),
+    labels, soft labels."""
     from fernas import augment as aug
 
     x, y, soft = run.train
     xb, yb = x[idx], y[idx]  # (B, 48, 48) uint8, (B,)
     sb = None if soft is None else soft[idx]
+    warm = run.cfg.augment_warmup
+    # epoch e of a warm-up of W epochs draws at e / W of the preset's probabilities
+    ramp = aug.warmup_overrides(run.cfg.augment, epoch / warm) if epoch < warm else {}
     if run.cfg.train_crops == 10:  # ten crops of each augmented image, as the VGG paper's code trains
-        inputs, yb = aug.train_crops_all(xb, yb, generator=run.gen, strength=run.cfg.augment)
+        inputs, yb = aug.train_crops_all(xb, yb, generator=run.gen, strength=run.cfg.augment, **ramp)
         sb = None if sb is None else sb.repeat_interleave(inputs.shape[0] // sb.shape[0], dim=0)
     else:
-        inputs = aug.augment_batch(xb, generator=run.gen, strength=run.cfg.augment)
+        inputs = aug.augment_batch(xb, generator=run.gen, strength=run.cfg.augment, **ramp)
     return inputs.contiguous(memory_format=torch.channels_last), yb, sb
 
 
@@ -265,7 +276,7 @@ def _train_epoch(run: _Run, epoch: int, t0: float, progress: bool) -> tuple[floa
            "bad_value": torch.zeros((), device=run.dev)}
     every = run.cfg.check_every or check_interval(run.dev)
     for step in range(run.steps_per_epoch):
-        inputs, yb, sb = _inputs(run, perm[step * run.batch:(step + 1) * run.batch])
+        inputs, yb, sb = _inputs(run, perm[step * run.batch:(step + 1) * run.batch], epoch)
         with amp_context(run.dev, run.amp):
             logits = run.model(inputs)  # (B, C)
         logits = logits.float()

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torchvision.transforms as T
 
-from fernas.augment import augment_batch, center_crop, random_erase, ten_crop, to_float, train_crops_all
+from fernas.augment import (PRESETS, augment_batch, center_crop, random_erase, ten_crop, to_float, train_crops_all,
+                            warmup_overrides)
 
 
 def _images(n=6, seed=0):
@@ -53,6 +54,20 @@ def test_all_probabilities_zero_gives_unchanged_random_windows():
     assert all(_is_window_of(out[i, 0], xf[i]) for i in range(len(x)))
     # the windows really are random (not all the centre)
     assert not torch.equal(out, center_crop(x))
+
+
+def test_a_warm_up_scales_every_probability_but_the_mirrors():
+    vgg = PRESETS["vgg"]
+    start = warmup_overrides("vgg", 0)
+    assert set(start) == {"p_scale", "p_shift", "p_rotate", "p_erase"} and not any(start.values())
+    assert warmup_overrides("vgg", 0.25) == {k: vgg[k] / 4 for k in start}
+    assert warmup_overrides("vgg", 3) == {k: vgg[k] for k in start}  # past the warm-up: the preset
+    assert not any(warmup_overrides("none", 0.5).values())
+    # at its start a warm-up draws random windows, mirrored or not, nothing else
+    x = _images()
+    out = augment_batch(x, torch.Generator().manual_seed(0), strength="vgg", **start)
+    xf = to_float(x)[:, 0]
+    assert all(_is_window_of(out[i, 0], xf[i]) or _is_window_of(out[i, 0].flip(-1), xf[i]) for i in range(len(x)))
 
 
 def test_flip_flips():

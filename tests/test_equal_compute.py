@@ -420,17 +420,20 @@ def test_long_decodes_main_pairs_a_replicate_with_the_first_file(tmp_path, monke
     (res / "equal_compute_t.json").write_text(json.dumps({
         "settings": {"data": "demo:1400,560,280", "data_seed": 0, "decode_epochs": 6, "decode_fine_tune": 1},
         "per_seed": [{"seed": 0, **{a: arm for a in ec.SEARCH_ARMS}, "seeds": seeds_arm}]}))
-    a = SimpleNamespace(data="demo:1400,560,280", data_seed=0, decode_epochs=48, decode_fine_tune=2)
+    # fernas' default protocol: an augmentation warm-up of 8 epochs, in the cache key and the file names
+    a = SimpleNamespace(data="demo:1400,560,280", data_seed=0, decode_epochs=48, decode_fine_tune=2, decode_warmup=8)
+    assert ec.decode_key(a, gid, 1).endswith("-seed1-w8")
     for seed, acc in ((0, 0.9), (1, 0.85)):  # both trainings cached: nothing runs
         run = res / "tmp" / "equal_compute_t" / "decode" / ec.decode_key(a, gid, seed) / "run"
         run.mkdir(parents=True)
         (run / "metrics.json").write_text(json.dumps({"test_accuracy_tencrop": acc, "macs": 1, "params": 2}))
     flags = ["--tag", "t", "--seeds", "0", "--big-test", "0"]
     assert dp.main(flags) == 0
-    assert "replicate" not in json.loads((res / "long_decodes_t.json").read_text())
+    first = json.loads((res / "long_decodes_t_w8.json").read_text())
+    assert "replicate" not in first and first["protocol"]["augment_warmup"] == 8
     assert dp.main([*flags, "--train-seed", "1"]) == 0
-    rep = json.loads((res / "long_decodes_t_s1.json").read_text())["replicate"]
-    assert rep["of"] == "long_decodes_t.json" and rep["split"] == "long"
+    rep = json.loads((res / "long_decodes_t_w8_s1.json").read_text())["replicate"]
+    assert rep["of"] == "long_decodes_t_w8.json" and rep["split"] == "long"
     assert [(p["first"], p["this"]) for p in rep["pairs"]] == [(0.9, 0.85)] and rep["difference"]["mean"] == -0.05
     # another machine's replicate trains in a work directory of its own, not reading the first trainings
     with pytest.raises(pytest.fail.Exception, match="a decode was trained"):

@@ -639,7 +639,8 @@ def test_an_own_recipe_reranking_trial_trains_the_genomes_batch_with_the_decode_
     config = own_recipe(cand, ga)
     assert config == {"recipe": "own", "schedule_epochs": 48}
     trial = TrialBudget(epochs=8, schedule_epochs=8, batch=32, augment="none")
-    assert with_recipe(trial, config) == TrialBudget(epochs=8, schedule_epochs=48, batch=0, augment="vgg")
+    assert with_recipe(trial, config) == TrialBudget(epochs=8, schedule_epochs=48, batch=0, augment="vgg",
+                                                     augment_warmup=8)  # decode --train's warm-up too
     assert with_recipe(trial, {}) == trial  # every other trial keeps the run's trial recipe
     assert own_recipe(Candidate("g", [0], None, 0, budget=8, kind="first"), ga) == {}
     assert own_recipe(cand, GAConfig(max_budget=8, rerank_recipe="trial")) == {}

@@ -65,7 +65,7 @@ def test_decode_train_writes_every_file(run_dir):
     assert set(rows[0]) == {"phase", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"}
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["seed"] == 0 and cfg["device"] == "cpu" and cfg["versions"]["torch"] == torch.__version__
-    assert cfg["args"]["epochs"] == 2 and cfg["data"]["train"] == 280
+    assert cfg["args"]["epochs"] == 2 and cfg["data"]["train"] == 280 and cfg["args"]["augment_warmup"] == 8
     # model.pt is a plain dict: genome + weights, readable without unpickling code
     obj = torch.load(run_dir / "model.pt", weights_only=True)
     assert obj["genome"]["name"] == "tiny" and "state_dict" in obj
@@ -128,6 +128,7 @@ def test_bad_resume_targets_and_devices_fail_with_one_line(genome_file, tmp_path
     other.mkdir()
     (other / "genome.json").write_text(json.dumps(dict(TINY, name="other", head={"reduce": "avg", "fc": []})))
     cases.append((["--resume", "--out", other], "holds a run of genome 'other'"))
+    cases.append((["--augment-warmup", "-1", "--out", tmp_path / "warm"], "--augment-warmup -1: must be >= 0"))
     if not torch.cuda.is_available():
         cases.append((["--device", "cuda", "--out", tmp_path / "gpu"],
                       "--device cuda: no CUDA GPU is available here (torch.cuda.is_available() is False); "
@@ -137,8 +138,19 @@ def test_bad_resume_targets_and_devices_fail_with_one_line(genome_file, tmp_path
         rc, _, err = cli(*argv)
         assert rc == 2, (extra, err)
         assert message in err and len(err.strip().splitlines()) == 1, (extra, err)
-    assert not (tmp_path / "gpu").exists() and not (tmp_path / "empty").exists()
+    assert not any((tmp_path / d).exists() for d in ("gpu", "empty", "warm"))
     assert (broken / "checkpoint-train.pt").read_bytes() == b"truncated"
+
+
+def test_the_header_names_the_augmentation_warm_up_where_one_applies():
+    from fernas.fulltrain import ProtocolConfig, _warmup_text
+
+    assert _warmup_text(ProtocolConfig(epochs=48)) == ", augmentation warm-up 8 epochs"
+    assert _warmup_text(ProtocolConfig(epochs=3)) == ", augmentation warm-up 3 epochs"
+    for quiet in (ProtocolConfig(augment="none"), ProtocolConfig(augment_warmup=0), ProtocolConfig(epochs=0)):
+        assert _warmup_text(quiet) == ""
+    with pytest.raises(ValueError, match="augment_warmup must be >= 0"):
+        ProtocolConfig(augment_warmup=-2)
 
 
 def test_several_genomes_end_with_a_comparison(genome_file, tmp_path):
@@ -300,7 +312,7 @@ def test_train_command_writes_what_decode_train_writes(run_dir, genome_file, tmp
     w_train, w_decode = (torch.load(d / "model.pt", weights_only=True)["state_dict"] for d in (out, run_dir))
     assert all(torch.equal(w_train[k], w_decode[k]) for k in w_decode)
     c_train, c_decode = (json.loads((d / "config.json").read_text()) for d in (out, run_dir))
-    assert c_train["fernas_train_run"] == c_decode["fernas_train_run"] == 2
+    assert c_train["fernas_train_run"] == c_decode["fernas_train_run"] == 3
     assert (c_train["command"], c_decode["command"]) == ("fernas train", "fernas decode --train")
     rc, _, err = cli("train", genome_file, "--epochs", 1, "--out", out, *FAST)
     assert rc == 2 and "holds another run; pass --resume to continue it, or choose another --out" in err
@@ -315,7 +327,7 @@ def test_resume_of_a_run_written_by_an_older_version_is_refused(genome_file, tmp
     for command in (["decode", genome_file, "--train"], ["train", genome_file]):
         rc, _, err = cli(*command, "--resume", "--out", old, *FAST)
         assert rc == 2 and len(err.strip().splitlines()) == 1, err
-        assert f"{old / 'config.json'}: training run version 1, this fernas reads version 2" in err
+        assert f"{old / 'config.json'}: training run version 1, this fernas reads version 3" in err
     assert sorted(p.name for p in old.iterdir()) == before
 
 

@@ -110,10 +110,12 @@ def test_nan_guard_fires_on_absurd_learning_rate(micro_data):
     assert issubclass(TrainingDiverged, RuntimeError)
 
 
-def test_resume_gives_the_same_history_as_an_uninterrupted_run(demo, tmp_path):
+@pytest.mark.parametrize("warmup", [0, 3])  # 3: the resumed epoch is inside the augmentation warm-up
+def test_resume_gives_the_same_history_as_an_uninterrupted_run(demo, tmp_path, warmup):
     small = Dataset(demo.classes, Split(demo.train.x[:160], demo.train.y[:160]), demo.val, demo.test)
     doc = tiny_genome(optimizer="nesterov", lr=0.01, scheduler="plateau", dropout=0.1)
-    cfg = TrainConfig(epochs=3, augment="vgg", seed=3, device="cpu")  # cuDNN is not bit-reproducible
+    # on CPU: cuDNN is not bit-reproducible
+    cfg = TrainConfig(epochs=3, augment="vgg", seed=3, device="cpu", augment_warmup=warmup)
     full = train_genome(doc, small, cfg)
 
     ck = tmp_path / "ck.pt"
@@ -135,6 +137,35 @@ def test_resume_gives_the_same_history_as_an_uninterrupted_run(demo, tmp_path):
     assert resumed.best_epoch == full.best_epoch
     for k in full.best_state:
         assert torch.equal(full.best_state[k], resumed.best_state[k]), k
+
+
+@pytest.mark.parametrize("crops", [1, 10])
+def test_the_augmentation_warm_up_rises_with_the_epoch_and_then_is_the_preset(crops):
+    from types import SimpleNamespace
+
+    from fernas import augment as aug
+    from fernas.train import _inputs
+
+    x, y = torch.randint(0, 256, (6, 48, 48), dtype=torch.uint8), torch.arange(6)
+    idx = torch.arange(6)
+
+    def inputs(epoch, warmup, **overrides):  # the trainer's inputs, and the preset's with `overrides`
+        cfg = SimpleNamespace(train_crops=crops, augment="vgg", augment_warmup=warmup)
+        got = _inputs(SimpleNamespace(cfg=cfg, train=(x, y, None), gen=torch.Generator().manual_seed(5)), idx, epoch)[0]
+        g = torch.Generator().manual_seed(5)
+        want = (aug.train_crops_all(x, y, generator=g, **overrides)[0] if crops == 10
+                else aug.augment_batch(x, generator=g, **overrides))
+        return got, want
+
+    for epoch, fraction in ((0, 0.0), (1, 0.25), (3, 0.75)):
+        got, want = inputs(epoch, 4, **aug.warmup_overrides("vgg", fraction))
+        assert torch.equal(got, want.contiguous(memory_format=torch.channels_last)), epoch
+    for epoch, warmup in ((4, 4), (0, 0)):  # after the warm-up, or without one: the preset itself
+        got, want = inputs(epoch, warmup)
+        assert torch.equal(got, want.contiguous(memory_format=torch.channels_last)), (epoch, warmup)
+    assert not torch.equal(*inputs(0, 4))  # the warm-up's start is not the preset
+    with pytest.raises(ValueError, match="augment_warmup must be >= 0"):
+        TrainConfig(epochs=1, augment_warmup=-1)
 
 
 def test_a_stopped_budget_continues_the_curve_of_the_longer_schedule(demo, tmp_path):

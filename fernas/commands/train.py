@@ -33,6 +33,11 @@ TRAIN_FLAGS = [
                                  "weights are tested")),
     (("--augment",), dict(choices=("vgg", "mild", "none"), default=_D.augment,
                           help="training augmentation: vgg (seeds 000/002), mild (seeds 001/004), none")),
+    (("--augment-warmup",), dict(type=int, default=_D.augment_warmup, metavar="N",
+                                 help="epochs over which the augmentation's probabilities rise from 0 (random "
+                                      "crop and mirror only) to --augment's, before fine-tuning; 0: the paper's "
+                                      "protocol, full augmentation from the first step (some strongly "
+                                      "regularised genomes then sit at chance for most of 48 epochs)")),
     (("--batch-size",), dict(type=int, default=_D.batch_size,
                              help="images per step; unset: the genome's batch size")),
     (("--out",), dict(default=None, help="run directory (several genomes: one sub-directory each); "
@@ -130,7 +135,7 @@ def run_training(args: argparse.Namespace, command: str) -> int:
     from fernas.genome import load_genome
 
     docs = [load_genome(p) for p in args.genomes]
-    for flag in ("epochs", "fine_tune_epochs"):
+    for flag in ("epochs", "fine_tune_epochs", "augment_warmup"):
         if getattr(args, flag) < 0:
             raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 0")
     if args.batch_size is not None and args.batch_size < 1:

@@ -63,6 +63,7 @@ class TrialBudget:
     # augmentation they rank them far better (benchmarks/trial_variants.py).
     batch: int = 0  # every trial trains at this batch size; 0 = the genome's own
     augment: str = "vgg"  # the trainer's augmentation preset (`fernas.augment.PRESETS`)
+    augment_warmup: int = 0  # epochs of the trainer's augmentation warm-up (`TrainConfig.augment_warmup`)
 
 
 def build_trial_model(doc: dict, seed: int, num_classes: int, device="cpu"):
@@ -141,7 +142,8 @@ def _train_trial(doc: dict, data, budget: TrialBudget, report, gid: str, dog) ->
             costs[obj.field] = obj.measure(model, summary, device)
         cfg = TrainConfig(epochs=max(budget.schedule_epochs, budget.epochs), stop_after_epoch=budget.epochs,
                           device=device, seed=budget.seed, max_steps_per_epoch=budget.max_steps_per_epoch or None,
-                          augment=budget.augment, batch_size=budget.batch or None)
+                          augment=budget.augment, augment_warmup=budget.augment_warmup,
+                          batch_size=budget.batch or None)
         res = train_genome(doc, data, cfg, model=model, on_epoch=on_epoch, checkpoint_path=budget.checkpoint,
                            resume=budget.resume)
         # The trial's epochs from the trainer's own history: a trial killed after its last
@@ -230,13 +232,15 @@ def with_rank_score(o: dict, chance: float) -> dict:
 
 def with_recipe(budget: TrialBudget, config: dict) -> TrialBudget:
     """The trial's budget under its recipe: a re-ranking trial with `recipe` "own" trains the
-    genome's own batch size with the decode protocol's augmentation, its schedule spanning
-    `schedule_epochs` (`tune_adapter.own_recipe`); every other trial keeps the run's trial recipe."""
+    genome's own batch size with the decode protocol's augmentation and its warm-up, its schedule
+    spanning `schedule_epochs` (`tune_adapter.own_recipe`); every other trial keeps the run's trial
+    recipe."""
     if config.get("recipe") != "own":
         return budget
     from fernas.fulltrain import ProtocolConfig
 
-    return replace(budget, batch=0, augment=ProtocolConfig.augment, schedule_epochs=int(config["schedule_epochs"]))
+    return replace(budget, batch=0, augment=ProtocolConfig.augment, augment_warmup=ProtocolConfig.augment_warmup,
+                   schedule_epochs=int(config["schedule_epochs"]))
 
 
 def run_trial(config: dict, data=None, budget: TrialBudget | None = None) -> None:
