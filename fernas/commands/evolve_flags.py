@@ -109,12 +109,12 @@ def add_trial_flags(p, d) -> None:
     g.add_argument("--rerank-recipe", choices=("own", "trial"), default="own",
                    help="how the re-ranking trains: own = the first --rerank-budget epochs of the genome's own recipe "
                         "as `fernas decode --train --epochs N --train-crops 1` trains it (its own batch size, the "
-                        "VGG paper's augmentation, the schedule spanning N = --rerank-schedule epochs), so best.json "
-                        "is chosen by the recipe the kept network trains with and a genome that learns only "
-                        "without augmentation drops out (trained 48+2, the best of the 4 finalists of 6 demo runs "
-                        "was its choice in 5 after 8 epochs, 3 after 4 and 4 after 16, the trial recipe's in 1-2: "
-                        "benchmarks/finalists.py); trial = the trial recipe of every other trial (--trial-batch, "
-                        "--trial-augment)")
+                        "VGG paper's augmentation after decode's --augment-warmup, the schedule spanning N = "
+                        "--rerank-schedule epochs), so best.json is chosen by the recipe the kept network trains "
+                        "with (without the warm-up, trained 48+2, the best of the 4 finalists of 6 demo runs was "
+                        "its choice in 5 after 8 epochs, 3 after 4 and 4 after 16, the trial recipe's in 1-2: "
+                        "benchmarks/finalists.py; with it, not yet measured); trial = the trial recipe of every "
+                        "other trial (--trial-batch, --trial-augment)")
     g.add_argument("--rerank-schedule", type=int, default=None, metavar="N",
                    help="with --rerank-recipe own: the length of the schedule the re-ranking trains the start of "
                         "(the epochs you will train the kept network; none given: 48, or --rerank-budget when that is longer)")
