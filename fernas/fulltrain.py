@@ -340,9 +340,12 @@ def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, loa
 
 
 def _warmup_text(cfg: ProtocolConfig) -> str:
-    """", augmentation warm-up N epochs" where one applies, else ""."""
-    on = cfg.augment_warmup and cfg.augment != "none" and cfg.epochs
-    return f", augmentation warm-up {min(cfg.augment_warmup, cfg.epochs)} epochs" if on else ""
+    """", augmentation warm-up N epochs" where one applies (saying so when the training ends
+    inside it), else ""."""
+    if not (cfg.augment_warmup and cfg.augment != "none" and cfg.epochs):
+        return ""
+    short = " (the training ends inside it)" if cfg.epochs < cfg.augment_warmup else ""
+    return f", augmentation warm-up {cfg.augment_warmup} epochs{short}"
 
 
 def _centre_crop_only(cfg: ProtocolConfig) -> bool:
