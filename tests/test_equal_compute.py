@@ -439,3 +439,32 @@ def test_long_decodes_main_pairs_a_replicate_with_the_first_file(tmp_path, monke
     with pytest.raises(pytest.fail.Exception, match="a decode was trained"):
         dp.main([*flags, "--suffix", "other"])
     assert (res / "tmp" / "equal_compute_t_other" / "decode").is_dir()
+
+
+def test_warmup_effect_pairs_each_pick_without_and_with_the_warm_up_and_refuses_other_pairs(tmp_path, monkeypatch):
+    we = load("warmup_effect")
+    monkeypatch.setattr(we, "RESULTS", tmp_path)
+    protocol = {"epochs": 48, "fine_tune_epochs": 2, "train_crops": 1, "seed": 0, "data": "demo:1400,560,280"}
+
+    def write(name, warmup, accs, machine="Intel"):
+        rows = [{"seed": s, "gid": g, "arms": ["ga-mf"], "long": acc, "long_big": acc} for (s, g), acc in accs.items()]
+        (tmp_path / name).write_text(json.dumps({
+            "source": "benchmarks/results/equal_compute_t.json", "machine": {"cpu": machine}, "big_test": "demo:big",
+            "protocol": {**protocol, **({"augment_warmup": warmup} if warmup else {})}, "rows": rows,
+            "designs_big": {"d": 0.88 + warmup / 1000}, "summary_big": {"long_test_acc": {"ga-mf": {"mean": 0.5}}}}))
+
+    write("w0.json", 0, {(0, "a"): 0.33, (1, "b"): 0.90})
+    write("w8.json", 8, {(0, "a"): 0.90, (1, "b"): 0.89})
+    assert we.main(["--tag", "t", "--pair", "w0.json", "w8.json"]) == 0
+    doc = json.loads((tmp_path / "warmup_effect_t.json").read_text())
+    (rec,) = doc["pairs"]
+    assert [(p["gid"], p["without"], p["with"], p["difference"]) for p in rec["pairs"]] == [
+        ("a", 0.33, 0.90, 0.57), ("b", 0.90, 0.89, -0.01)]
+    assert rec["slow"] == {"without": 1, "with": 0, "of": 2} and rec["designs"]["with"] == {"d": 0.888}
+    assert doc["pooled"]["difference_where_fast_without"]["mean"] == -0.01 and doc["pooled"]["trainings"] == 2
+    write("w8amd.json", 8, {(0, "a"): 0.9}, machine="AMD")
+    for pair, message in ((["w8.json", "w0.json"], "must be without the warm-up"),
+                          (["w0.json", "w8amd.json"], "trained on other machines"),
+                          (["w0.json", "missing.json"], "no such long_decodes file")):
+        with pytest.raises(SystemExit, match=message):
+            we.main(["--tag", "t", "--pair", *pair])
