@@ -70,6 +70,10 @@ def parse_args(argv):
                     help="epochs of augmentation warm-up of every training (fernas train --augment-warmup, default: "
                          "fernas' own; 0: the protocol of the files before it; "
                          "another than 0 adds _wN to the output's name)")
+    ap.add_argument("--seeds-arm", action="store_true",
+                    help="also train the seeds arm again (each seed design under the file's cap with all of the "
+                         "seed's compute C, as equal_compute.py does, the search seed as training seed) with "
+                         "--warmup, and test it on the larger split (seeds_arm_big)")
     ap.add_argument("--suffix", default="",
                     help="append _SUFFIX to the output's name and train in a work directory of its own "
                          "(e.g. the same decodes on another machine)")
@@ -216,6 +220,17 @@ def markdown_table(doc: dict, result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def retrain_seeds_arm(a, result: dict, seeds: list[int], work: Path) -> None:
+    """`equal_compute.seeds_arm` of each seed, with `a`'s warm-up, in the work directory
+    (reused when a finished training of the same length is there)."""
+    designs = ec.designs_under_cap(result["settings"]["max_mmacs"])
+    budgets = {rec["seed"]: rec["budget_compute"] for rec in result["per_seed"]}
+    arm = SimpleNamespace(**vars(a), reuse=True)
+    for seed in seeds:
+        print(f"seed {seed}: the seeds arm (warm-up {a.decode_warmup})", flush=True)
+        ec.seeds_arm(arm, seed, budgets[seed], designs, work)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     suffix = f"_{args.tag}" if args.tag else ""
@@ -263,6 +278,9 @@ def main(argv=None) -> int:
                                                    a.data_seed)
     # the seeds arm's trainings (each design with all of C), where the work directory still has them
     arm_warmup = st.get("decode_warmup", 0)
+    if args.seeds_arm:  # the seeds arm trained again, with this invocation's warm-up
+        arm_warmup = args.warmup
+        retrain_seeds_arm(a, result, seeds, work)
     seeds_big = {str(s): {m.parent.name: ec.evaluate_on(m.parent, big, a.data_seed)
                           for m in sorted(ec.seeds_dir(work, s, arm_warmup).glob("*/model.pt"))}
                  for s in seeds if big and ec.seeds_dir(work, s, arm_warmup).is_dir()}
@@ -272,7 +290,8 @@ def main(argv=None) -> int:
            "source": str(source.relative_to(ROOT)), "machine": {"cpu": ec.cpu_model()}, "protocol": protocol,
            "rows": sorted(kept + rows, key=lambda r: (r["seed"], r["gid"])), "designs": designs,
            "no_pick": no_pick, "big_test": big, "designs_big": designs_big,
-           "seeds_arm_big": {**old.get("seeds_arm_big", {}), **seeds_big}}
+           "seeds_arm_big": {**old.get("seeds_arm_big", {}), **seeds_big},
+           **({"seeds_arm_warmup": arm_warmup} if seeds_big else {})}
     doc["summary"] = summary(doc["rows"], designs)
     if big:
         doc["summary_big"] = summary(doc["rows"], designs_big, "long_big")

@@ -435,6 +435,15 @@ def test_long_decodes_main_pairs_a_replicate_with_the_first_file(tmp_path, monke
     rep = json.loads((res / "long_decodes_t_w8_s1.json").read_text())["replicate"]
     assert rep["of"] == "long_decodes_t_w8.json" and rep["split"] == "long"
     assert [(p["first"], p["this"]) for p in rep["pairs"]] == [(0.9, 0.85)] and rep["difference"]["mean"] == -0.05
+    # --seeds-arm trains the seeds arm again with each seed's compute and this invocation's warm-up
+    calls = []
+    monkeypatch.setattr(dp.ec, "seeds_arm", lambda arm, seed, budget, designs, work: calls.append(
+        (arm.decode_warmup, arm.reuse, seed, budget, sorted(designs), work.name)))
+    doc = json.loads((res / "equal_compute_t.json").read_text())
+    doc["settings"]["max_mmacs"], doc["per_seed"][0]["budget_compute"] = 35.0, 3e12
+    (res / "equal_compute_t.json").write_text(json.dumps(doc))
+    assert dp.main([*flags, "--seeds-arm"]) == 0
+    assert calls == [(8, True, 0, 3e12, ["daocong_mobilenetv2"], "equal_compute_t")]
     # another machine's replicate trains in a work directory of its own, not reading the first trainings
     with pytest.raises(pytest.fail.Exception, match="a decode was trained"):
         dp.main([*flags, "--suffix", "other"])
