@@ -53,6 +53,9 @@ import equal_compute as ec  # noqa: E402
 from fernas.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 
+EARLY_EPOCHS = (4, 8)  # the own-recipe re-ranking's lengths measured so far (benchmarks/finalists.py)
+
+
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tag", default="", help="the equal_compute result file's tag (equal_compute_TAG.json)")
@@ -104,10 +107,21 @@ def pick_rows(a, result: dict, seeds: list[int], work: Path, big: str | None = N
             print(f"seed {rec['seed']}: {gid} ({', '.join(arms)})", flush=True)
             long = ec.decode(a, f"seed{rec['seed']}-{gid}", G.from_vector(r["pick_vector"]), work, train_seed)
             rows.append({"seed": rec["seed"], "gid": gid, "arms": arms, "macs": long["macs"],
-                         "short": r.get("decode", {}).get("test_acc_tencrop"), "long": long["test_acc_tencrop"]})
+                         "short": r.get("decode", {}).get("test_acc_tencrop"), "long": long["test_acc_tencrop"],
+                         "val_at": early_val(ec.decode_run(a, gid, work, train_seed))})
             if big:
                 rows[-1]["long_big"] = ec.evaluate_on(ec.decode_run(a, gid, work, train_seed), big, a.data_seed)
     return rows
+
+
+def early_val(run: Path, epochs: tuple[int, ...] = EARLY_EPOCHS) -> dict[str, float]:
+    """Validation accuracy after the first `epochs` of a decode's training phase (history.csv):
+    what a re-ranking that trains the start of the decode protocol sees (`--rerank-recipe own`)."""
+    import csv
+
+    with (run / "history.csv").open() as f:
+        val = {int(r["epoch"]): float(r["val_acc"]) for r in csv.DictReader(f) if r["phase"] == "train"}
+    return {str(e): round(val[e], 4) for e in epochs if e in val}
 
 
 def still_picked(rows: list[dict], result: dict) -> list[dict]:

@@ -9,8 +9,10 @@ trained with the same seed on the same machine, without (`--warmup 0`) and with 
 
 Writes benchmarks/results/warmup_effect_TAG.json: per pair, each pick's test accuracy (the
 larger test split where the files have one) without and with the warm-up and the difference;
-each arm's mean over seeds and the seed designs' accuracy under both; over all pairs, the
-differences pooled, and how many picks left chance-like accuracies (below `--slow`) behind.
+each arm's mean over seeds and the seed designs' accuracy under both; how well the first
+epochs of each decode rank the picks (`early_rank`: Spearman between the validation accuracy
+after 4 and 8 epochs, what `--rerank-recipe own` sees, and the test accuracy); over all pairs,
+the differences pooled, and how many picks left chance-like accuracies (below `--slow`) behind.
 """
 
 from __future__ import annotations
@@ -62,6 +64,15 @@ def load_pair(without: str, with_: str) -> tuple[dict, dict]:
     return a, b
 
 
+def early_rank(doc: dict, key: str) -> dict[str, float | None]:
+    """Spearman between a decode's validation accuracy after its first N epochs (`val_at`, the
+    re-ranking's view) and its test accuracy, over the file's picks, for each N recorded."""
+    rows = [r for r in doc["rows"] if r.get(key) is not None and r.get("val_at")]
+    epochs = sorted({e for r in rows for e in r["val_at"]}, key=int)
+    return {e: ec.spearman([r["val_at"][e] for r in rows if e in r["val_at"]],
+                           [r[key] for r in rows if e in r["val_at"]]) for e in epochs}
+
+
 def pair_record(without: str, with_: str, slow: float) -> dict:
     a, b = load_pair(without, with_)
     paired = ld.versus_first(a, b)
@@ -76,7 +87,8 @@ def pair_record(without: str, with_: str, slow: float) -> dict:
             "slow": {"without": sum(p["without"] < slow for p in pairs), "with": sum(p["with"] < slow for p in pairs),
                      "of": len(pairs)},
             "arms": {"without": a.get(sums, {}).get("long_test_acc"), "with": b.get(sums, {}).get("long_test_acc")},
-            "designs": {"without": a.get(designs), "with": b.get(designs)}}
+            "designs": {"without": a.get(designs), "with": b.get(designs)},
+            "early_rank": {"without": early_rank(a, key), "with": early_rank(b, key)}}
 
 
 def main(argv=None) -> int:

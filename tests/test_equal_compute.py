@@ -27,6 +27,17 @@ def trial(gid, kind, budget, acc, compute, epoch=None, status="ok"):
             "epoch": budget if epoch is None else epoch, "vector": [len(gid)], "val_loss": 1.0}
 
 
+def fake_decode(run: Path, acc: float, val=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)) -> None:
+    """A finished decode's run directory as `fernas decode --train` leaves it: metrics and history."""
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"test_accuracy_tencrop": acc, "macs": 1, "params": 2}))
+    rows = [{"phase": "train", "epoch": e, "val_acc": v} for e, v in enumerate(val, 1)]
+    with (run / "history.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, ["phase", "epoch", "val_acc"])
+        w.writeheader()
+        w.writerows([*rows, {"phase": "finetune", "epoch": 1, "val_acc": 0.99}])
+
+
 TRIALS = [trial("a", "first", 2, 0.20, 10), trial("b", "first", 2, 0.30, 10), trial("b", "promotion", 4, 0.35, 10),
           trial("c", "first", 4, 0.50, 10, epoch=2, status="stopped"),  # ASHA stopped it: not at MAX
           trial("d", "first", 4, 0.40, 20), trial("b", "rerank", 4, 0.33, 20)]
@@ -224,10 +235,9 @@ def test_long_decodes_list_each_distinct_pick_once_read_from_the_decode_cache(tm
     result = {"per_seed": [{"seed": 4, **arm}, {"seed": 5, **arm}]}
     a = SimpleNamespace(data="demo:1400,560,280", data_seed=0, decode_epochs=48, decode_fine_tune=2, remeasure=False)
     for gid, acc in zip(gids, (0.9, 0.95)):  # decodes already trained: nothing runs
-        run = tmp_path / "decode" / ec.decode_key(a, gid, 0) / "run"
-        run.mkdir(parents=True)
-        (run / "metrics.json").write_text(json.dumps({"test_accuracy_tencrop": acc, "macs": 1, "params": 2}))
+        fake_decode(tmp_path / "decode" / ec.decode_key(a, gid, 0) / "run", acc)
     rows = dp.pick_rows(a, result, [4], tmp_path)
+    assert rows[0]["val_at"] == {"4": 0.5, "8": 0.9}  # what a re-ranking of the decode's first epochs sees
     assert [(r["seed"], r["gid"], r["arms"], r["short"], r["long"]) for r in rows] == [
         (4, gids[0], ["ga-mf", "ga-single", "random-sh"], 0.3, 0.9), (4, gids[1], ["random-asha"], 0.6, 0.95)]
     assert dp.still_picked(rows, result) == rows
@@ -240,9 +250,7 @@ def test_long_decodes_list_each_distinct_pick_once_read_from_the_decode_cache(tm
     (ev / "metrics.json").write_text(json.dumps({"test_accuracy_tencrop": 0.877, "n": 2800}))
     assert dp.pick_rows(a, result, [4], tmp_path, big)[0]["long_big"] == 0.877
     # a replicate with another training seed reads (and would train) its own decodes, not seed 0's
-    run = tmp_path / "decode" / ec.decode_key(a, gids[0], 1) / "run"
-    run.mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps({"test_accuracy_tencrop": 0.5, "macs": 1, "params": 2}))
+    fake_decode(tmp_path / "decode" / ec.decode_key(a, gids[0], 1) / "run", 0.5)
     assert [r["long"] for r in dp.pick_rows(a, result, [4], tmp_path, train_seed=1)] == [0.5]
 
 
@@ -424,9 +432,7 @@ def test_long_decodes_main_pairs_a_replicate_with_the_first_file(tmp_path, monke
     a = SimpleNamespace(data="demo:1400,560,280", data_seed=0, decode_epochs=48, decode_fine_tune=2, decode_warmup=8)
     assert ec.decode_key(a, gid, 1).endswith("-seed1-w8")
     for seed, acc in ((0, 0.9), (1, 0.85)):  # both trainings cached: nothing runs
-        run = res / "tmp" / "equal_compute_t" / "decode" / ec.decode_key(a, gid, seed) / "run"
-        run.mkdir(parents=True)
-        (run / "metrics.json").write_text(json.dumps({"test_accuracy_tencrop": acc, "macs": 1, "params": 2}))
+        fake_decode(res / "tmp" / "equal_compute_t" / "decode" / ec.decode_key(a, gid, seed) / "run", acc)
     flags = ["--tag", "t", "--seeds", "0", "--big-test", "0"]
     assert dp.main(flags) == 0
     first = json.loads((res / "long_decodes_t_w8.json").read_text())
@@ -456,7 +462,8 @@ def test_warmup_effect_pairs_each_pick_without_and_with_the_warm_up_and_refuses_
     protocol = {"epochs": 48, "fine_tune_epochs": 2, "train_crops": 1, "seed": 0, "data": "demo:1400,560,280"}
 
     def write(name, warmup, accs, machine="Intel"):
-        rows = [{"seed": s, "gid": g, "arms": ["ga-mf"], "long": acc, "long_big": acc} for (s, g), acc in accs.items()]
+        rows = [{"seed": s, "gid": g, "arms": ["ga-mf"], "long": acc, "long_big": acc, "val_at": {"8": acc / 2}}
+                for (s, g), acc in accs.items()]
         (tmp_path / name).write_text(json.dumps({
             "source": "benchmarks/results/equal_compute_t.json", "machine": {"cpu": machine}, "big_test": "demo:big",
             "protocol": {**protocol, **({"augment_warmup": warmup} if warmup else {})}, "rows": rows,
@@ -470,6 +477,7 @@ def test_warmup_effect_pairs_each_pick_without_and_with_the_warm_up_and_refuses_
     assert [(p["gid"], p["without"], p["with"], p["difference"]) for p in rec["pairs"]] == [
         ("a", 0.33, 0.90, 0.57), ("b", 0.90, 0.89, -0.01)]
     assert rec["slow"] == {"without": 1, "with": 0, "of": 2} and rec["designs"]["with"] == {"d": 0.888}
+    assert rec["early_rank"] == {"without": {"8": 1.0}, "with": {"8": 1.0}}
     assert doc["pooled"]["difference_where_fast_without"]["mean"] == -0.01 and doc["pooled"]["trainings"] == 2
     write("w8amd.json", 8, {(0, "a"): 0.9}, machine="AMD")
     for pair, message in ((["w8.json", "w0.json"], "must be without the warm-up"),
