@@ -209,7 +209,8 @@ def _train_phases(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: P
                             progress=True, **kw)
 
     tc = TrainConfig(epochs=cfg.epochs, seed=cfg.seed, device=dev, train_crops=cfg.train_crops,
-                     augment=cfg.augment, augment_warmup=cfg.augment_warmup, val_crops=cfg.val_crops or cfg.train_crops,
+                     augment=cfg.augment, augment_warmup=cfg.augment_warmup,
+                     val_crops=cfg.val_crops or cfg.train_crops,
                      amp=amp_for(cfg.precision, dev), batch_size=cfg.batch_size,
                      checkpoint_min_interval_s=GPU_CHECKPOINT_INTERVAL_S if dev.type == "cuda" else 0.0)
     res1 = phase(tc, run_dir / CHECKPOINTS[0], data)
