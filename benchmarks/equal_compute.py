@@ -138,10 +138,12 @@ def _same_command(out: Path, cmd: list[str]) -> bool:
     # --rerank-recipe re-ranked with the trial recipe, one before --rerank-budget at max_budget
     # (a run without re-ranking, --rerank-top 0, is the same whatever they say)
     ga = cfg.get("options", {}).get("ga") or {}
-    stored = (ga.get("rerank_recipe", "trial"), ga.get("rerank_budget") or ga.get("max_budget"))
+    stored = (ga.get("rerank_recipe", "trial"), ga.get("rerank_budget") or ga.get("max_budget"),
+              ga.get("rerank_warmup", 0))
     args = build_parser().parse_args(cmd[3:])
     want = rerank_settings(args)
-    same_rerank = want["rerank_top"] == 0 or stored == (want["rerank_recipe"], want["rerank_budget"])
+    same_rerank = want["rerank_top"] == 0 or stored == (want["rerank_recipe"], want["rerank_budget"],
+                                                        want["rerank_warmup"])
     # the space as fernas builds it today (a run stored before the batch was fixed searched it)
     same_space = ga.get("space") == options_from_args(args).ga.space
     return flags(cfg.get("argv") or []) == flags(cmd[3:]) and same_rerank and same_space
@@ -272,6 +274,17 @@ def decode_key(a, gid: str, seed: int) -> str:
             + (f"-b{batch}" if batch else "") + (f"-w{decode_warmup(a)}" if decode_warmup(a) else ""))
 
 
+def early_val(run: Path, epochs) -> dict[str, float]:
+    """Validation accuracy after each of the first `epochs` of a decode's training phase
+    (history.csv), keyed by the epoch: what a re-ranking that trains the start of the decode
+    protocol sees (`--rerank-recipe own`)."""
+    import csv
+
+    with (run / "history.csv").open(newline="") as f:
+        val = {int(r["epoch"]): float(r["val_acc"]) for r in csv.DictReader(f) if r["phase"] == "train"}
+    return {str(e): round(val[e], 4) for e in epochs if e in val}
+
+
 def decode_run(a, gid: str, work: Path, seed: int = DECODE_SEED) -> Path:
     """The run directory of a cached decode (model.pt, metrics.json, history.csv)."""
     return work / "decode" / decode_key(a, gid, seed) / "run"
@@ -346,7 +359,7 @@ def seeds_arm(a, seed: int, budget: float, designs: dict, work: Path) -> dict:
             print(f"  seeds       fernas train {name} --epochs {epochs}", flush=True)
             wall = run_cmd([sys.executable, "-m", "fernas", "train", path, "--data", a.data, "--data-seed",
                             str(a.data_seed), "--epochs", str(epochs), "--fine-tune-epochs", "0", "--train-crops",
-                            "1", "--augment-warmup", str(a.decode_warmup), "--seed", str(seed), "--out", str(out)],
+                            "1", "--augment-warmup", str(decode_warmup(a)), "--seed", str(seed), "--out", str(out)],
                            out.parent / f"{name}.log")
         m = json.loads((out / "metrics.json").read_text())
         for r in _history(out):
@@ -536,6 +549,14 @@ def plot(per_seed: list[dict], path: Path, title: str, arms: tuple[str, ...] = A
     plt.close(fig)
 
 
+def non_negative(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n}: expected 0 or more")
+    return n
+
+
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2,3,4")
@@ -559,7 +580,7 @@ def parse_args(argv):
     ap.add_argument("--max-mmacs", type=float, default=35.0, help="default: a tenth of the VGG seed's")
     ap.add_argument("--decode-epochs", type=int, default=6)
     ap.add_argument("--decode-fine-tune", type=int, default=1)
-    ap.add_argument("--decode-warmup", type=int, default=ProtocolConfig.augment_warmup,
+    ap.add_argument("--decode-warmup", type=non_negative, default=ProtocolConfig.augment_warmup,
                     help="epochs of augmentation warm-up of the decodes and the seeds arm (fernas train "
                          "--augment-warmup; default: fernas' own; 0: the protocol of the files before it)")
     ap.add_argument("--no-vgg", action="store_true", help="skip the decode training of the VGG seed")

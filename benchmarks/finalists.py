@@ -58,6 +58,9 @@ def parse_args(argv):
     ap.add_argument("--arms", default="ga-mf,random-sh", help="the search arms whose runs to read")
     ap.add_argument("--top", type=int, default=4, help="finalists per run (hall of fame order)")
     ap.add_argument("--at", default="8,16,24", help="decode epochs whose validation accuracy is a re-ranking signal")
+    ap.add_argument("--warmup", type=ec.non_negative, default=ec.ProtocolConfig.augment_warmup,
+                    help="the decodes' augmentation warm-up (fernas train --augment-warmup; default: fernas' own; "
+                         "finalists_proxy.json was measured without one, 0)")
     ap.add_argument("--big-test", type=int, default=10, help="test split this many times as large (demo data; 0: none)")
     ap.add_argument("--epochs", type=int, default=48)
     ap.add_argument("--fine-tune", type=int, default=2)
@@ -80,13 +83,6 @@ def trial_accuracy(run: Path, gid: str, max_budget: int) -> float | None:
                 if r["gid"] == gid and r["kind"] in ("first", "promotion") and r["status"] == "ok"
                 and r["val_acc"] and int(r["budget"]) == max_budget]
     return max(accs) if accs else None
-
-
-def own_validation(decode_run: Path, epochs: list[int]) -> dict[str, float]:
-    """The decode's validation accuracy after each of `epochs` (its training phase)."""
-    with open(decode_run / "history.csv", newline="") as f:
-        train = [float(r["val_acc"]) for r in csv.DictReader(f) if r["phase"] == "train"]
-    return {f"own@{n}": round(train[n - 1], 4) for n in epochs if n <= len(train)}
 
 
 def chosen(rows: list[dict], signal: str) -> dict:
@@ -126,7 +122,7 @@ def main(argv=None) -> int:
     st = result["settings"]
     work = ROOT / "benchmarks" / "results" / "tmp" / f"equal_compute{suffix}"
     a = SimpleNamespace(data=st["data"], data_seed=st["data_seed"], decode_epochs=args.epochs,
-                        decode_fine_tune=args.fine_tune, remeasure=False)
+                        decode_fine_tune=args.fine_tune, remeasure=False, decode_warmup=args.warmup)
     at = [int(n) for n in args.at.split(",")]
     signals = ["run", "trial", *(f"own@{n}" for n in at)]
     big = ec.larger_test(st["data"], args.big_test)
@@ -145,7 +141,7 @@ def main(argv=None) -> int:
                 dec = ec.decode_run(a, f["gid"], work)
                 mine.append({"seed": seed, "arm": arm, "rank": f["rank"], "gid": f["gid"], "run": -f["rank"],
                              "trial": trial_accuracy(run, f["gid"], st["max_budget"]),
-                             **own_validation(dec, at), "test": d["test_acc_tencrop"], "macs": d["macs"]})
+                             **{f"own@{n}": v for n, v in ec.early_val(dec, at).items()}, "test": d["test_acc_tencrop"], "macs": d["macs"]})
                 if big:
                     mine[-1]["test_big"] = ec.evaluate_on(dec, big, st["data_seed"])
             runs[f"{arm}-seed{seed}"] = {t: run_summary(mine, signals, t) for t in truths}

@@ -69,7 +69,7 @@ def parse_args(argv):
     ap.add_argument("--train-seed", type=int, default=ec.DECODE_SEED,
                     help="the decodes' training seed (another than 0 adds _sN to the output's name: a replicate "
                          "that says how much of the table is the training draw)")
-    ap.add_argument("--warmup", type=int, default=ec.ProtocolConfig.augment_warmup,
+    ap.add_argument("--warmup", type=ec.non_negative, default=ec.ProtocolConfig.augment_warmup,
                     help="epochs of augmentation warm-up of every training (fernas train --augment-warmup, default: "
                          "fernas' own; 0: the protocol of the files before it; "
                          "another than 0 adds _wN to the output's name)")
@@ -108,20 +108,10 @@ def pick_rows(a, result: dict, seeds: list[int], work: Path, big: str | None = N
             long = ec.decode(a, f"seed{rec['seed']}-{gid}", G.from_vector(r["pick_vector"]), work, train_seed)
             rows.append({"seed": rec["seed"], "gid": gid, "arms": arms, "macs": long["macs"],
                          "short": r.get("decode", {}).get("test_acc_tencrop"), "long": long["test_acc_tencrop"],
-                         "val_at": early_val(ec.decode_run(a, gid, work, train_seed))})
+                         "val_at": ec.early_val(ec.decode_run(a, gid, work, train_seed), EARLY_EPOCHS)})
             if big:
                 rows[-1]["long_big"] = ec.evaluate_on(ec.decode_run(a, gid, work, train_seed), big, a.data_seed)
     return rows
-
-
-def early_val(run: Path, epochs: tuple[int, ...] = EARLY_EPOCHS) -> dict[str, float]:
-    """Validation accuracy after the first `epochs` of a decode's training phase (history.csv):
-    what a re-ranking that trains the start of the decode protocol sees (`--rerank-recipe own`)."""
-    import csv
-
-    with (run / "history.csv").open() as f:
-        val = {int(r["epoch"]): float(r["val_acc"]) for r in csv.DictReader(f) if r["phase"] == "train"}
-    return {str(e): round(val[e], 4) for e in epochs if e in val}
 
 
 def still_picked(rows: list[dict], result: dict) -> list[dict]:
@@ -304,8 +294,10 @@ def main(argv=None) -> int:
            "source": str(source.relative_to(ROOT)), "machine": {"cpu": ec.cpu_model()}, "protocol": protocol,
            "rows": sorted(kept + rows, key=lambda r: (r["seed"], r["gid"])), "designs": designs,
            "no_pick": no_pick, "big_test": big, "designs_big": designs_big,
-           "seeds_arm_big": {**old.get("seeds_arm_big", {}), **seeds_big},
-           **({"seeds_arm_warmup": arm_warmup} if seeds_big else {})}
+           # earlier invocations' seeds-arm figures only where they had the same warm-up
+           "seeds_arm_big": {**(old.get("seeds_arm_big", {}) if old.get("seeds_arm_warmup", 0) == arm_warmup else {}),
+                             **seeds_big},
+           "seeds_arm_warmup": arm_warmup}
     doc["summary"] = summary(doc["rows"], designs)
     if big:
         doc["summary_big"] = summary(doc["rows"], designs_big, "long_big")

@@ -54,6 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fernas.fulltrain import AUGMENT_WARMUP  # noqa: E402
 from fernas.fitness import OK_STATUSES as OK  # noqa: E402
 from fernas.io import atomic_write_json  # noqa: E402
 
@@ -166,6 +167,14 @@ def hypervolume(trials: list[dict], cost_key: str, ref_cost: float, ref_acc: flo
     return hv
 
 
+def _trained_warmup(run: Path) -> int | None:
+    """The augmentation warm-up a finished decode trained with (runs before the setting: 0)."""
+    try:
+        return json.loads((run / "config.json").read_text())["args"].get("augment_warmup", 0)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def decode_train(a, doc_vector: list[int], seed: int, out: Path) -> dict:
     """`fernas decode --train` on the best genome: the same short protocol for every genome."""
     from fernas import genome as G
@@ -173,7 +182,8 @@ def decode_train(a, doc_vector: list[int], seed: int, out: Path) -> dict:
     gfile = out.parent / f"{out.name}.genome.json"
     doc = G.from_vector(doc_vector, name=out.name)
     metrics = out / "run" / "metrics.json"
-    if a.reuse and metrics.is_file() and gfile.is_file() and G.load_genome(gfile) == doc:
+    if a.reuse and metrics.is_file() and gfile.is_file() and G.load_genome(gfile) == doc and \
+            _trained_warmup(out / "run") == a.decode_warmup:
         m = json.loads(metrics.read_text())
         return {"test_acc_tencrop": m["test_accuracy_tencrop"], "decode_best_val_acc": m["best_val_acc"],
                 "params": m["params"], "macs": m["macs"], "wall_s": None, "reused": True}
@@ -182,7 +192,7 @@ def decode_train(a, doc_vector: list[int], seed: int, out: Path) -> dict:
     G.save_genome(doc, gfile)
     cmd = [sys.executable, "-m", "fernas", "decode", str(gfile), "--train", "--data", a.data,
            "--epochs", str(a.decode_epochs), "--fine-tune-epochs", str(a.decode_fine_tune),
-           "--train-crops", "1", "--seed", str(seed), "--out", str(out / "run")]
+           "--train-crops", "1", "--augment-warmup", str(a.decode_warmup), "--seed", str(seed), "--out", str(out / "run")]
     wall = run_cmd(cmd, out.parent / f"{out.name}.log")
     m = json.loads((out / "run" / "metrics.json").read_text())
     return {"test_acc_tencrop": m["test_accuracy_tencrop"], "decode_best_val_acc": m["best_val_acc"],
@@ -255,6 +265,8 @@ def main(argv=None) -> int:
     ap.add_argument("--objectives", default="accuracy", help="as fernas evolve; with a cost, hypervolume too")
     ap.add_argument("--decode-epochs", type=int, default=None, help="epochs of the decode training of each best")
     ap.add_argument("--decode-fine-tune", type=int, default=None, help="fine-tune epochs of the decode training")
+    ap.add_argument("--decode-warmup", type=int, default=AUGMENT_WARMUP,
+                    help="augmentation warm-up of the decode training (fernas train --augment-warmup)")
     ap.add_argument("--no-decode", action="store_true", help="skip the decode training of the best genomes")
     ap.add_argument("--seed-genomes", default=None, help="as fernas evolve (default: genomes/*.json)")
     ap.add_argument("--cpus-per-trial", type=float, default=1.0)

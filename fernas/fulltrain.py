@@ -345,7 +345,8 @@ def _warmup_text(cfg: ProtocolConfig) -> str:
     inside it), else ""."""
     if not (cfg.augment_warmup and cfg.augment != "none" and cfg.epochs):
         return ""
-    short = " (the training ends inside it)" if cfg.epochs < cfg.augment_warmup else ""
+    # epoch e (0-based) draws at e / W: the preset is reached at epoch W + 1 (1-based)
+    short = " (the training ends inside it)" if cfg.epochs <= cfg.augment_warmup else ""
     return f", augmentation warm-up {cfg.augment_warmup} epochs{short}"
 
 

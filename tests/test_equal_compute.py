@@ -280,10 +280,19 @@ def test_reuse_takes_only_a_run_of_the_same_command_wherever_its_directory_was(t
     run = tmp_path / "ga-mf-seed0"
     run.mkdir()
     assert not ec._same_command(run, cmd)  # no config: never reused
-    stored = {"rerank_recipe": "own", "rerank_budget": 8, "max_budget": 4, "space": {"train.batch_size": [0]}}
-    (run / "config.json").write_text(json.dumps({"argv": cmd[3:], "options": {"ga": stored}}))
+    stored = {"rerank_recipe": "own", "rerank_budget": 8, "rerank_warmup": 0, "max_budget": 4,
+              "space": {"train.batch_size": [0]}}
+    (run / "config.json").write_text(json.dumps({"argv": cmd[3:], "options": {"ga": {**stored, "rerank_warmup": 8}}}))
     moved = [*cmd[:7], str(run), *cmd[8:]]  # the work directory copied to another tag
     assert ec._same_command(run, cmd) and ec._same_command(run, moved)
+    # a run that re-ranked without the augmentation warm-up (stored before it: no field) is another run
+    cold = [*cmd, "--rerank-warmup", "0"]
+    for old in (stored, {k: v for k, v in stored.items() if k != "rerank_warmup"}):
+        (run / "config.json").write_text(json.dumps({"argv": cmd[3:], "options": {"ga": old}}))
+        assert not ec._same_command(run, cmd)
+        (run / "config.json").write_text(json.dumps({"argv": cold[3:], "options": {"ga": old}}))
+        assert ec._same_command(run, cold)
+    stored["rerank_warmup"] = 8
     # a run stored before the batch was fixed to the trial batch searched it: another search
     (run / "config.json").write_text(json.dumps({"argv": cmd[3:], "options": {"ga": {**stored, "space": None}}}))
     assert not ec._same_command(run, cmd)
@@ -315,7 +324,7 @@ def test_finalists_compare_each_signals_choice_with_the_best_finalist(tmp_path):
     assert fl.trial_accuracy(run, "a", 8) == 0.8  # a re-ranking seed is not the genome's own trial
     assert fl.trial_accuracy(run, "b", 8) is None
     (tmp_path / "history.csv").write_text("phase,epoch,val_acc\ntrain,1,0.2\ntrain,2,0.4\nfinetune,1,0.9\n")
-    assert fl.own_validation(tmp_path, [1, 2, 3]) == {"own@1": 0.2, "own@2": 0.4}
+    assert fl.ec.early_val(tmp_path, [1, 2, 3]) == {"1": 0.2, "2": 0.4}  # the training phase's, as far as it went
     rows = [{"gid": "a", "rank": 1, "run": -1, "trial": 0.8, "own@2": 0.3, "test": 0.85},
             {"gid": "b", "rank": 2, "run": -2, "trial": None, "own@2": 0.5, "test": 0.90},
             {"gid": "c", "rank": 3, "run": -3, "trial": 0.7, "own@2": 0.4, "test": 0.88}]

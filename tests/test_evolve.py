@@ -634,13 +634,16 @@ def test_an_own_recipe_reranking_trial_trains_the_genomes_batch_with_the_decode_
     from fernas.search.trial import TrialBudget, with_recipe
     from fernas.search.tune_adapter import own_recipe
 
-    ga = GAConfig(max_budget=8, rerank_recipe="own", rerank_schedule=48)
+    ga = GAConfig(max_budget=8, rerank_recipe="own", rerank_schedule=48, rerank_warmup=8)
     cand = Candidate("g", [0], None, 0, budget=8, kind="rerank", seed=1)
     config = own_recipe(cand, ga)
-    assert config == {"recipe": "own", "schedule_epochs": 48}
+    assert config == {"recipe": "own", "schedule_epochs": 48, "warmup": 8}
     trial = TrialBudget(epochs=8, schedule_epochs=8, batch=32, augment="none")
     assert with_recipe(trial, config) == TrialBudget(epochs=8, schedule_epochs=48, batch=0, augment="vgg",
                                                      augment_warmup=8)  # decode --train's warm-up too
+    # a run stored before the warm-up re-ranks as it did, without one
+    assert GAConfig().rerank_warmup == 0
+    assert with_recipe(trial, {"recipe": "own", "schedule_epochs": 48}).augment_warmup == 0
     assert with_recipe(trial, {}) == trial  # every other trial keeps the run's trial recipe
     assert own_recipe(Candidate("g", [0], None, 0, budget=8, kind="first"), ga) == {}
     assert own_recipe(cand, GAConfig(max_budget=8, rerank_recipe="trial")) == {}

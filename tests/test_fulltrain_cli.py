@@ -146,6 +146,8 @@ def test_the_header_names_the_augmentation_warm_up_where_one_applies():
     from fernas.fulltrain import ProtocolConfig, _warmup_text
 
     assert _warmup_text(ProtocolConfig(epochs=48)) == ", augmentation warm-up 8 epochs"
+    assert _warmup_text(ProtocolConfig(epochs=9)) == ", augmentation warm-up 8 epochs"  # epoch 9: the preset
+    assert _warmup_text(ProtocolConfig(epochs=8)).endswith("(the training ends inside it)")
     assert _warmup_text(ProtocolConfig(epochs=3)) == ", augmentation warm-up 8 epochs (the training ends inside it)"
     for quiet in (ProtocolConfig(augment="none"), ProtocolConfig(augment_warmup=0), ProtocolConfig(epochs=0)):
         assert _warmup_text(quiet) == ""

@@ -73,10 +73,11 @@ def rerank_settings(args: argparse.Namespace) -> dict:
     _check(epochs >= 1, f"--rerank-budget {epochs}: expected at least 1 epoch")
     _check(own or epochs == top, f"--rerank-budget {epochs}: with --rerank-recipe trial the re-ranking trains the "
                                  f"largest budget ({top} epochs), its mean includes the genome's trial there")
+    _check(args.rerank_warmup >= 0, f"--rerank-warmup {args.rerank_warmup}: expected >= 0")
     schedule = args.rerank_schedule or max(GAConfig.rerank_schedule, epochs)
     _check(schedule >= epochs, f"--rerank-schedule {schedule}: expected at least the re-ranking's {epochs} epochs")
     return {"rerank_top": args.rerank_top, "rerank_seeds": args.rerank_seeds, "rerank_recipe": args.rerank_recipe,
-            "rerank_schedule": schedule, "rerank_budget": epochs}
+            "rerank_schedule": schedule, "rerank_budget": epochs, "rerank_warmup": args.rerank_warmup if own else 0}
 
 
 def _budget_stops(args: argparse.Namespace) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from fernas.fulltrain import AUGMENT_WARMUP
 from fernas.search.options import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH
 
 DEFAULT_SEED_GLOB = "genomes/*.json"
@@ -109,12 +110,15 @@ def add_trial_flags(p, d) -> None:
     g.add_argument("--rerank-recipe", choices=("own", "trial"), default="own",
                    help="how the re-ranking trains: own = the first --rerank-budget epochs of the genome's own recipe "
                         "as `fernas decode --train --epochs N --train-crops 1` trains it (its own batch size, the "
-                        "VGG paper's augmentation after decode's --augment-warmup, the schedule spanning N = "
+                        "VGG paper's augmentation after a --rerank-warmup warm-up, the schedule spanning N = "
                         "--rerank-schedule epochs), so best.json is chosen by the recipe the kept network trains "
                         "with (without the warm-up, trained 48+2, the best of the 4 finalists of 6 demo runs was "
                         "its choice in 5 after 8 epochs, 3 after 4 and 4 after 16, the trial recipe's in 1-2: "
                         "benchmarks/finalists.py; with it, not yet measured); trial = the trial recipe of every "
                         "other trial (--trial-batch, --trial-augment)")
+    g.add_argument("--rerank-warmup", type=int, default=AUGMENT_WARMUP, metavar="W",
+                   help="with --rerank-recipe own: epochs of the augmentation warm-up of the re-ranking trainings "
+                        "(decode --train's --augment-warmup; give the one you will train the kept network with)")
     g.add_argument("--rerank-schedule", type=int, default=None, metavar="N",
                    help="with --rerank-recipe own: the length of the schedule the re-ranking trains the start of "
                         "(the epochs you will train the kept network; none given: 48, or --rerank-budget when that is longer)")
@@ -135,8 +139,8 @@ def add_trial_flags(p, d) -> None:
                         "at chance). The batch size is then not searched: every genome of the run (seed "
                         "designs too) has batch B, the one its fitness was measured at")
     g.add_argument("--trial-augment", default=DEFAULT_TRIAL_AUGMENT, choices=STRENGTHS,
-                   help="augmentation of every fitness training (vgg: the paper's, as decode --train "
-                        "trains; mild: seeds 001/004's; none)")
+                   help="augmentation of every fitness training (vgg: the paper's, which decode --train "
+                        "reaches after its warm-up; mild: seeds 001/004's; none; no warm-up in either)")
     g.add_argument("--asha", action="store_true",
                    help="Ray Tune's ASHA stops hopeless trials between epochs (ranked as fernas' promotions "
                         "rank: validation accuracy, ties up to the chance level broken by the validation "

@@ -35,8 +35,8 @@ TRAIN_FLAGS = [
                           help="training augmentation: vgg (seeds 000/002), mild (seeds 001/004), none")),
     (("--augment-warmup",), dict(type=int, default=_D.augment_warmup, metavar="N",
                                  help="epochs over which the augmentation's probabilities rise from 0 (random "
-                                      "crop and mirror only) to --augment's, whatever --epochs (a shorter training "
-                                      "ends inside the rise); fine-tuning has none; 0: the paper's "
+                                      "crop and mirror only; epoch e of N at (e-1)/N) to --augment's from epoch N+1, whatever "
+                                      "--epochs; fine-tuning has none; 0: the paper's "
                                       "protocol, full augmentation from the first step (some strongly "
                                       "regularised genomes then sit at chance for most of 48 epochs)")),
     (("--batch-size",), dict(type=int, default=_D.batch_size,

@@ -83,6 +83,9 @@ class GAConfig:
     rerank_recipe: str = "trial"
     rerank_schedule: int = 48
     rerank_budget: int = 0
+    # With "own": the decode protocol's augmentation warm-up in epochs (`TrainConfig.augment_warmup`;
+    # the CLI gives decode's default).  Stored runs without the field re-rank as they did: 0.
+    rerank_warmup: int = 0
 
     @property
     def rerank_with_own(self) -> bool:
@@ -126,6 +129,8 @@ class GAConfig:
         if not 1 <= self.min_budget <= self.max_budget or self.eta < 1:
             raise ValueError(f"budgets: need 1 <= min_budget ({self.min_budget}) <= max_budget "
                              f"({self.max_budget}) and eta ({self.eta}) >= 1")
+        if self.rerank_warmup < 0:
+            raise ValueError(f"rerank_warmup {self.rerank_warmup}: expected 0 or more epochs")
         if self.rerank_budget < 0:
             raise ValueError(f"rerank_budget {self.rerank_budget}: expected 0 (max_budget) or more epochs")
         if self.rerank_recipe == "own" and self.rerank_schedule < self.rerank_epochs:

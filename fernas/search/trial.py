@@ -232,14 +232,14 @@ def with_rank_score(o: dict, chance: float) -> dict:
 
 def with_recipe(budget: TrialBudget, config: dict) -> TrialBudget:
     """The trial's budget under its recipe: a re-ranking trial with `recipe` "own" trains the
-    genome's own batch size with the decode protocol's augmentation and its warm-up, its schedule
-    spanning `schedule_epochs` (`tune_adapter.own_recipe`); every other trial keeps the run's trial
-    recipe."""
+    genome's own batch size with the decode protocol's augmentation after a warm-up of `warmup`
+    epochs, its schedule spanning `schedule_epochs` (`tune_adapter.own_recipe`); every other trial
+    keeps the run's trial recipe."""
     if config.get("recipe") != "own":
         return budget
     from fernas.fulltrain import ProtocolConfig
 
-    return replace(budget, batch=0, augment=ProtocolConfig.augment, augment_warmup=ProtocolConfig.augment_warmup,
+    return replace(budget, batch=0, augment=ProtocolConfig.augment, augment_warmup=int(config.get("warmup", 0)),
                    schedule_epochs=int(config["schedule_epochs"]))
 
 

@@ -254,7 +254,7 @@ def own_recipe(cand, ga) -> dict:
     """The settings that make a re-ranking trial train the genome's own recipe
     (`GAConfig.rerank_recipe` "own"; `trial.with_recipe` applies them); none for other trials."""
     if ga.trains_own_recipe(cand):
-        return {"recipe": "own", "schedule_epochs": ga.rerank_schedule}
+        return {"recipe": "own", "schedule_epochs": ga.rerank_schedule, "warmup": ga.rerank_warmup}
     return {}
 
 

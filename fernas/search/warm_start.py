@@ -36,22 +36,25 @@ def _differences(stored: dict, opts, data_info: dict) -> list[str]:
              "ASHA": bool(o.get("asha")), "seed": ga.get("seed"),
              "trial recipe": recipe_text(*stored_recipe(o)),
              "re-ranking": _reranking(ga.get("rerank_recipe", "trial"), ga.get("rerank_schedule"),
-                                      ga.get("rerank_budget") or ga.get("max_budget")),
+                                      ga.get("rerank_budget") or ga.get("max_budget"), ga.get("rerank_warmup", 0)),
              # a run that searched the batch returns genomes of other batches: set to this run's,
              # they would be other genomes, their trials not reused
              "batch sizes": _batch_sizes(ga.get("space"))}
     here = {"data": (opts.data, opts.data_args, _data_sizes(data_info)),
             "budgets": (opts.ga.min_budget, opts.ga.max_budget, opts.ga.eta, opts.max_steps_per_epoch),
             "ASHA": bool(opts.asha), "seed": opts.ga.seed, "trial recipe": recipe_text(opts.trial_batch, opts.trial_augment),
-            "re-ranking": _reranking(opts.ga.rerank_recipe, opts.ga.rerank_schedule, opts.ga.rerank_epochs),
+            "re-ranking": _reranking(opts.ga.rerank_recipe, opts.ga.rerank_schedule, opts.ga.rerank_epochs,
+                                     opts.ga.rerank_warmup),
             "batch sizes": _batch_sizes(opts.ga.space)}
     return [f"{k} ({_show(there[k])} there, {_show(here[k])} here)" for k in here if there[k] != here[k]]
 
 
-def _reranking(recipe: str, schedule: int, epochs: int) -> str:
-    """How the re-ranking trains, in the terms its scores depend on (the schedule and length only
-    for own: a trial-recipe re-ranking trains the largest budget, compared under "budgets")."""
-    return f"own recipe, {epochs} epochs of a schedule of {schedule}" if recipe == "own" else "trial recipe"
+def _reranking(recipe: str, schedule: int, epochs: int, warmup: int) -> str:
+    """How the re-ranking trains, in the terms its scores depend on (the schedule, length and
+    warm-up only for own: a trial-recipe re-ranking trains the largest budget, compared under "budgets")."""
+    if recipe != "own":
+        return "trial recipe"
+    return f"own recipe, {epochs} epochs of a schedule of {schedule}" + (f", warm-up {warmup}" if warmup else "")
 
 
 def _batch_sizes(space: dict | None) -> str:
