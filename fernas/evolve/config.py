@@ -83,8 +83,9 @@ class GAConfig:
     rerank_recipe: str = "trial"
     rerank_schedule: int = 48
     rerank_budget: int = 0
-    # With "own": the decode protocol's augmentation warm-up in epochs (`TrainConfig.augment_warmup`;
-    # the CLI gives decode's default).  Stored runs without the field re-rank as they did: 0.
+    # With "own": epochs of augmentation warm-up (`TrainConfig.augment_warmup`; decode's is 8, but
+    # the first epochs without it rank the picks' warmed-up decodes better: --rerank-warmup's help).
+    # Stored runs without the field re-rank as they did: 0.
     rerank_warmup: int = 0
 
     @property
