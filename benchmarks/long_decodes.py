@@ -20,7 +20,8 @@ with `--train-seed S`, every network trained with seed S instead of 0: ..._sS.js
 that measures how much of the arms' differences is the training draw; with `--suffix NAME`,
 ..._NAME.json, trained again in a work directory of its own (equal_compute_TAG_NAME), e.g. on
 another machine; a file that is such a replicate of the one without `--train-seed`/`--suffix`
-(same protocol but the seed, same test split) pairs each pick with it under `replicate`.  A
+(same protocol but the seed, same test split; with both flags, the seed-0 file of the same
+suffix where there is one) pairs each pick with it under `replicate`.  A
 replicate's `short` column and seeds-arm row are still the comparison's own, seed-0 trainings),
 and beside it the same name with `.md`: the table the README shows, one row per arm.
 Rows of an earlier invocation for other seeds are kept while the result file still has the same
@@ -157,6 +158,15 @@ def versus_first(base: dict, doc: dict) -> dict:
     return {"split": key, "pairs": pairs, "difference": ec.mean_std(diffs),
             "mean_abs_difference": round(sum(map(abs, diffs)) / len(diffs), 4) if diffs else None,
             "designs_pooled": designs, "pooled": summary(pooled, designs, key)}
+
+
+def replicate_base(first: Path, args) -> Path:
+    """The file a replicate pairs with: with another training seed and a suffix, the seed-0 file
+    of the same suffix (the same machine) where there is one, else the file without either."""
+    same_machine = first.with_name(f"{first.name}_{args.suffix}.json")
+    if args.suffix and args.train_seed != ec.DECODE_SEED and same_machine.is_file():
+        return same_machine
+    return first.with_name(f"{first.name}.json")
 
 
 def attach_replicate(doc: dict, base: Path, out: Path) -> None:
@@ -301,7 +311,7 @@ def main(argv=None) -> int:
     doc["summary"] = summary(doc["rows"], designs)
     if big:
         doc["summary_big"] = summary(doc["rows"], designs_big, "long_big")
-    attach_replicate(doc, first.with_name(f"{first.name}.json"), out)
+    attach_replicate(doc, replicate_base(first, args), out)
     doc["wall_seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(out, doc)
     atomic_write_text(out.with_suffix(".md"), markdown_table(doc, result))

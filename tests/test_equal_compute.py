@@ -460,6 +460,14 @@ def test_long_decodes_main_pairs_a_replicate_with_the_first_file(tmp_path, monke
     (res / "equal_compute_t.json").write_text(json.dumps(doc))
     assert dp.main([*flags, "--seeds-arm"]) == 0
     assert calls == [(8, True, 0, 3e12, ["daocong_mobilenetv2"], "equal_compute_t")]
+    # a replicate with a suffix pairs with the seed-0 file of the same suffix (machine) where there is one
+    ns = SimpleNamespace(suffix="intel", train_seed=1)
+    first = res / "long_decodes_t_w8"
+    assert dp.replicate_base(first, ns) == res / "long_decodes_t_w8.json"
+    (res / "long_decodes_t_w8_intel.json").write_text("{}")
+    assert dp.replicate_base(first, ns) == res / "long_decodes_t_w8_intel.json"
+    assert dp.replicate_base(first, SimpleNamespace(suffix="intel", train_seed=0)) == res / "long_decodes_t_w8.json"
+    (res / "long_decodes_t_w8_intel.json").unlink()
     # another machine's replicate trains in a work directory of its own, not reading the first trainings
     with pytest.raises(pytest.fail.Exception, match="a decode was trained"):
         dp.main([*flags, "--suffix", "other"])
