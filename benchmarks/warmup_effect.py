@@ -11,7 +11,8 @@ Writes benchmarks/results/warmup_effect_TAG.json: per pair, each pick's test acc
 larger test split where the files have one) without and with the warm-up and the difference;
 each arm's mean over seeds and the seed designs' accuracy under both; how well the first
 epochs of each decode rank the picks (`early_rank`: Spearman between the validation accuracy
-after 4 and 8 epochs, what `--rerank-recipe own` sees, and the test accuracy); over all pairs,
+after 4 and 8 epochs, a proxy of what `--rerank-recipe own` sees, and the test accuracy of the
+decode with the warm-up, or without it for `without_vs_without`); over all pairs,
 the differences pooled, and how many picks left chance-like accuracies (below `--slow`) behind.
 """
 
@@ -64,13 +65,15 @@ def load_pair(without: str, with_: str) -> tuple[dict, dict]:
     return a, b
 
 
-def early_rank(doc: dict, key: str) -> dict[str, float | None]:
-    """Spearman between a decode's validation accuracy after its first N epochs (`val_at`, the
-    re-ranking's view) and its test accuracy, over the file's picks, for each N recorded."""
-    rows = [r for r in doc["rows"] if r.get(key) is not None and r.get("val_at")]
+def early_rank(doc: dict, truth: dict, key: str) -> dict[str, float | None]:
+    """Spearman between a file's validation accuracy after the first N epochs of each decode
+    (`val_at`: a proxy of what an own-recipe re-ranking sees) and `truth`'s test accuracy of the
+    same pick, over the picks both hold, for each N recorded."""
+    test = {(r["seed"], r["gid"]): r.get(key) for r in truth["rows"]}
+    rows = [r for r in doc["rows"] if test.get((r["seed"], r["gid"])) is not None and r.get("val_at")]
     epochs = sorted({e for r in rows for e in r["val_at"]}, key=int)
     return {e: ec.spearman([r["val_at"][e] for r in rows if e in r["val_at"]],
-                           [r[key] for r in rows if e in r["val_at"]]) for e in epochs}
+                           [test[(r["seed"], r["gid"])] for r in rows if e in r["val_at"]]) for e in epochs}
 
 
 def pair_record(without: str, with_: str, slow: float) -> dict:
@@ -88,7 +91,10 @@ def pair_record(without: str, with_: str, slow: float) -> dict:
                      "of": len(pairs)},
             "arms": {"without": a.get(sums, {}).get("long_test_acc"), "with": b.get(sums, {}).get("long_test_acc")},
             "designs": {"without": a.get(designs), "with": b.get(designs)},
-            "early_rank": {"without": early_rank(a, key), "with": early_rank(b, key)}}
+            # the first epochs of either decode against the end of the one with the warm-up (the
+            # network kept), and the decode without it against its own end
+            "early_rank": {"without_vs_with": early_rank(a, b, key), "with_vs_with": early_rank(b, b, key),
+                           "without_vs_without": early_rank(a, a, key)}}
 
 
 def main(argv=None) -> int:

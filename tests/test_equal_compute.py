@@ -495,7 +495,8 @@ def test_warmup_effect_pairs_each_pick_without_and_with_the_warm_up_and_refuses_
     assert [(p["gid"], p["without"], p["with"], p["difference"]) for p in rec["pairs"]] == [
         ("a", 0.33, 0.90, 0.57), ("b", 0.90, 0.89, -0.01)]
     assert rec["slow"] == {"without": 1, "with": 0, "of": 2} and rec["designs"]["with"] == {"d": 0.888}
-    assert rec["early_rank"] == {"without": {"8": 1.0}, "with": {"8": 1.0}}
+    assert rec["early_rank"] == {"without_vs_with": {"8": -1.0}, "with_vs_with": {"8": 1.0},
+                                 "without_vs_without": {"8": 1.0}}
     assert doc["pooled"]["difference_where_fast_without"]["mean"] == -0.01 and doc["pooled"]["trainings"] == 2
     write("w8amd.json", 8, {(0, "a"): 0.9}, machine="AMD")
     for pair, message in ((["w8.json", "w0.json"], "must be without the warm-up"),
