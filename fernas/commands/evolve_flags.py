@@ -118,9 +118,9 @@ def add_trial_flags(p, d) -> None:
     g.add_argument("--rerank-warmup", type=int, default=0, metavar="W",
                    help="with --rerank-recipe own: epochs of augmentation warm-up of the re-ranking trainings "
                         "(decode --train's --augment-warmup, 8 there). 0: the paper's augmentation from the first "
-                        "step, whose first 8 epochs ranked 11 picks by their 48+2 training with decode's warm-up "
-                        "better than 8 warmed-up epochs did (Spearman 0.59 against 0.47; 0.62 against 0.35 after "
-                        "4: benchmarks/results/warmup_effect_fairb.json): the warm-up evens the start out")
+                        "step, as benchmarks/finalists.py measured it; its first 8 epochs ranked 11 picks by their "
+                        "48+2 training with decode's warm-up somewhat better than 8 warmed-up epochs did (Spearman "
+                        "0.59 against 0.47, one training each: benchmarks/results/warmup_effect_fairb.json)")
     g.add_argument("--rerank-schedule", type=int, default=None, metavar="N",
                    help="with --rerank-recipe own: the length of the schedule the re-ranking trains the start of "
                         "(the epochs you will train the kept network; none given: 48, or --rerank-budget when that is longer)")

@@ -38,7 +38,7 @@ TRAIN_FLAGS = [
                                       "crop and mirror only; epoch e of N at (e-1)/N) to --augment's from epoch N+1, whatever "
                                       "--epochs; fine-tuning has none; 0: the paper's "
                                       "protocol, full augmentation from the first step (some strongly "
-                                      "regularised genomes then sit at chance for most of 48 epochs)")),
+                                      "regularised genomes then stay near chance for tens of epochs)")),
     (("--batch-size",), dict(type=int, default=_D.batch_size,
                              help="images per step; unset: the genome's batch size")),
     (("--out",), dict(default=None, help="run directory (several genomes: one sub-directory each); "
