@@ -46,6 +46,7 @@ written as each seed ends, so a stopped benchmark keeps what it finished).
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import json
 import math
@@ -278,10 +279,7 @@ def early_val(run: Path, epochs) -> dict[str, float]:
     """Validation accuracy after each of the first `epochs` of a decode's training phase
     (history.csv), keyed by the epoch: what a re-ranking that trains the start of the decode
     protocol sees (`--rerank-recipe own`)."""
-    import csv
-
-    with (run / "history.csv").open(newline="") as f:
-        val = {int(r["epoch"]): float(r["val_acc"]) for r in csv.DictReader(f) if r["phase"] == "train"}
+    val = {int(r["epoch"]): float(r["val_acc"]) for r in _history(run) if r["phase"] == "train"}
     return {str(e): round(val[e], 4) for e in epochs if e in val}
 
 
@@ -376,8 +374,6 @@ def seeds_arm(a, seed: int, budget: float, designs: dict, work: Path) -> dict:
 
 
 def _history(run: Path) -> list[dict]:
-    import csv
-
     if not (run / "history.csv").is_file():
         return []
     with (run / "history.csv").open() as fh:

@@ -141,7 +141,8 @@ def main(argv=None) -> int:
                 dec = ec.decode_run(a, f["gid"], work)
                 mine.append({"seed": seed, "arm": arm, "rank": f["rank"], "gid": f["gid"], "run": -f["rank"],
                              "trial": trial_accuracy(run, f["gid"], st["max_budget"]),
-                             **{f"own@{n}": v for n, v in ec.early_val(dec, at).items()}, "test": d["test_acc_tencrop"], "macs": d["macs"]})
+                             **{f"own@{n}": v for n, v in ec.early_val(dec, at).items()},
+                             "test": d["test_acc_tencrop"], "macs": d["macs"]})
                 if big:
                     mine[-1]["test_big"] = ec.evaluate_on(dec, big, st["data_seed"])
             runs[f"{arm}-seed{seed}"] = {t: run_summary(mine, signals, t) for t in truths}

@@ -107,11 +107,12 @@ def pick_rows(a, result: dict, seeds: list[int], work: Path, big: str | None = N
             r = rec[arms[0]]
             print(f"seed {rec['seed']}: {gid} ({', '.join(arms)})", flush=True)
             long = ec.decode(a, f"seed{rec['seed']}-{gid}", G.from_vector(r["pick_vector"]), work, train_seed)
+            trained = ec.decode_run(a, gid, work, train_seed)
             rows.append({"seed": rec["seed"], "gid": gid, "arms": arms, "macs": long["macs"],
                          "short": r.get("decode", {}).get("test_acc_tencrop"), "long": long["test_acc_tencrop"],
-                         "val_at": ec.early_val(ec.decode_run(a, gid, work, train_seed), EARLY_EPOCHS)})
+                         "val_at": ec.early_val(trained, EARLY_EPOCHS)})
             if big:
-                rows[-1]["long_big"] = ec.evaluate_on(ec.decode_run(a, gid, work, train_seed), big, a.data_seed)
+                rows[-1]["long_big"] = ec.evaluate_on(trained, big, a.data_seed)
     return rows
 
 

@@ -246,17 +246,23 @@ def _setup(doc: dict, data: Dataset, cfg: TrainConfig, model: nn.Module | None,
 # --------------------------------------------------------------------------- the loop
 
 
-def _inputs(run: _Run, idx: torch.Tensor, epoch: int):
-    """The augmented network inputs of one batch of 0-based `epoch`: (B or 10B, 1, 40, 40),
-    labels, soft labels."""
+def augment_ramp(cfg: TrainConfig, epoch: int) -> dict[str, float]:
+    """The augmentation overrides of 0-based `epoch`: epoch e of a warm-up of W epochs draws at
+    e / W of the preset's probabilities; none after it (the preset itself)."""
+    from fernas import augment as aug
+
+    warm = cfg.augment_warmup
+    return aug.warmup_overrides(cfg.augment, epoch / warm) if epoch < warm else {}
+
+
+def _inputs(run: _Run, idx: torch.Tensor, ramp: dict[str, float]):
+    """The augmented network inputs of one batch, with the epoch's `augment_ramp`: (B or 10B,
+    1, 40, 40), labels, soft labels."""
     from fernas import augment as aug
 
     x, y, soft = run.train
     xb, yb = x[idx], y[idx]  # (B, 48, 48) uint8, (B,)
     sb = None if soft is None else soft[idx]
-    warm = run.cfg.augment_warmup
-    # epoch e of a warm-up of W epochs draws at e / W of the preset's probabilities
-    ramp = aug.warmup_overrides(run.cfg.augment, epoch / warm) if epoch < warm else {}
     if run.cfg.train_crops == 10:  # ten crops of each augmented image, as the VGG paper's code trains
         inputs, yb = aug.train_crops_all(xb, yb, generator=run.gen, strength=run.cfg.augment, **ramp)
         sb = None if sb is None else sb.repeat_interleave(inputs.shape[0] // sb.shape[0], dim=0)
@@ -275,8 +281,9 @@ def _train_epoch(run: _Run, epoch: int, t0: float, progress: bool) -> tuple[floa
            "seen": 0, "bad_step": torch.full((), -1, device=run.dev, dtype=torch.long),  # 1-based, first NaN/inf
            "bad_value": torch.zeros((), device=run.dev)}
     every = run.cfg.check_every or check_interval(run.dev)
+    ramp = augment_ramp(run.cfg, epoch)  # constant over the epoch
     for step in range(run.steps_per_epoch):
-        inputs, yb, sb = _inputs(run, perm[step * run.batch:(step + 1) * run.batch], epoch)
+        inputs, yb, sb = _inputs(run, perm[step * run.batch:(step + 1) * run.batch], ramp)
         with amp_context(run.dev, run.amp):
             logits = run.model(inputs)  # (B, C)
         logits = logits.float()

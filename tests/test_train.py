@@ -144,14 +144,15 @@ def test_the_augmentation_warm_up_rises_with_the_epoch_and_then_is_the_preset(cr
     from types import SimpleNamespace
 
     from fernas import augment as aug
-    from fernas.train import _inputs
+    from fernas.train import _inputs, augment_ramp
 
     x, y = torch.randint(0, 256, (6, 48, 48), dtype=torch.uint8), torch.arange(6)
     idx = torch.arange(6)
 
     def inputs(epoch, warmup, **overrides):  # the trainer's inputs, and the preset's with `overrides`
         cfg = SimpleNamespace(train_crops=crops, augment="vgg", augment_warmup=warmup)
-        got = _inputs(SimpleNamespace(cfg=cfg, train=(x, y, None), gen=torch.Generator().manual_seed(5)), idx, epoch)[0]
+        run = SimpleNamespace(cfg=cfg, train=(x, y, None), gen=torch.Generator().manual_seed(5))
+        got = _inputs(run, idx, augment_ramp(cfg, epoch))[0]
         g = torch.Generator().manual_seed(5)
         want = (aug.train_crops_all(x, y, generator=g, **overrides)[0] if crops == 10
                 else aug.augment_batch(x, generator=g, **overrides))
