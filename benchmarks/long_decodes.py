@@ -54,6 +54,7 @@ import equal_compute as ec  # noqa: E402
 from fernas.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 
+VGG = "vgg_khaireddin"  # the VGG seed: the reference of the tenth-of-its-multiply-adds target
 EARLY_EPOCHS = (4, 8)  # the own-recipe re-ranking's lengths measured so far (benchmarks/finalists.py)
 
 
@@ -78,6 +79,9 @@ def parse_args(argv):
                     help="also train the seeds arm again (each seed design under the file's cap with all of the "
                          "seed's compute C, as equal_compute.py does, the search seed as training seed) with "
                          "--warmup, and test it on the larger split (seeds_arm_big)")
+    ap.add_argument("--vgg", action="store_true",
+                    help="also train the VGG seed (351 M multiply-adds, above every cap) with the same protocol: the "
+                         "reference of the tenth-of-its-cost target (`vgg`, `vgg_big`, `tenth_of_vgg`)")
     ap.add_argument("--suffix", default="",
                     help="append _SUFFIX to the output's name and train in a work directory of its own "
                          "(e.g. the same decodes on another machine)")
@@ -114,6 +118,34 @@ def pick_rows(a, result: dict, seeds: list[int], work: Path, big: str | None = N
             if big:
                 rows[-1]["long_big"] = ec.evaluate_on(trained, big, a.data_seed)
     return rows
+
+
+def train_design(a, name: str, work: Path, train_seed: int, big: str | None) -> tuple[float, float | None]:
+    """A genome of genomes/ (a seed design, or the VGG seed) trained with the invocation's
+    protocol: its test accuracy, and on the `big` test data when given."""
+    from fernas import genome as G
+
+    doc = G.load_genome(ROOT / "genomes" / f"{name}.json")
+    acc = ec.decode(a, name, doc, work, train_seed)["test_acc_tencrop"]
+    if not big:
+        return acc, None
+    return acc, ec.evaluate_on(ec.decode_run(a, G.genome_id(doc), work, train_seed), big, a.data_seed)
+
+
+def tenth_of_vgg(doc: dict) -> dict:
+    """The target "match the VGG seed within a point at a tenth of its multiply-adds": the VGG
+    seed, ga-mf's mean and best pick and the best design under the cap, all on the larger test
+    split where there is one, with each one's gap to the VGG seed."""
+    big = bool(doc.get("big_test"))
+    key, ref = ("long_big", doc.get("vgg_big")) if big else ("long", doc.get("vgg"))
+    mf = [r[key] for r in doc["rows"] if "ga-mf" in r["arms"] and r.get(key) is not None]
+    designs = doc["designs_big" if big else "designs"]
+    out = {"split": key, "vgg": ref, "ga_mf_mean": round(sum(mf) / len(mf), 4) if mf else None,
+           "ga_mf_best": max(mf, default=None), "best_design": max(designs.values(), default=None)}
+    if ref is not None:
+        out["gap"] = {k: round(ref - out[k], 4) for k in ("ga_mf_mean", "ga_mf_best", "best_design")
+                      if out[k] is not None}
+    return out
 
 
 def still_picked(rows: list[dict], result: dict) -> list[dict]:
@@ -232,6 +264,10 @@ def markdown_table(doc: dict, result: dict) -> str:
     for name, acc in doc["designs"].items():
         lines.append(f"| {name}, {protocol['epochs']}+{protocol['fine_tune_epochs']}{batch} (decode seed {protocol['seed']}) | "
                      + " | " * len(seeds) + f"{_cell(acc)} / {_cell(doc['designs_big'].get(name))} |")
+    if "vgg" in doc:
+        lines.append(f"| the VGG seed (351 M, above the cap), {protocol['epochs']}+{protocol['fine_tune_epochs']}{batch} "
+                     f"(decode seed {protocol['seed']}) | " + " | " * len(seeds)
+                     + f"{_cell(doc['vgg'])} / {_cell(doc.get('vgg_big'))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -284,13 +320,13 @@ def main(argv=None) -> int:
     kept = still_picked([r for r in old.get("rows", []) if r["seed"] not in seeds], result)
     designs, designs_big = dict(old.get("designs", {})), dict(old.get("designs_big", {}))
     if args.designs:  # the designs the comparison decoded, not today's genomes/ folder
-        from fernas import genome as G
         for name in result["references"]["seed_designs_decode"]:
-            doc = G.load_genome(ROOT / "genomes" / f"{name}.json")
-            designs[name] = ec.decode(a, name, doc, work, args.train_seed)["test_acc_tencrop"]
+            designs[name], acc_big = train_design(a, name, work, args.train_seed, big)
             if big:
-                designs_big[name] = ec.evaluate_on(ec.decode_run(a, G.genome_id(doc), work, args.train_seed), big,
-                                                   a.data_seed)
+                designs_big[name] = acc_big
+    vgg = {k: old[k] for k in ("vgg", "vgg_big") if k in old}
+    if args.vgg:
+        vgg["vgg"], vgg["vgg_big"] = train_design(a, VGG, work, args.train_seed, big)
     # the seeds arm's trainings (each design with all of C), where the work directory still has them
     arm_warmup = st.get("decode_warmup", 0)
     if args.seeds_arm:  # the seeds arm trained again, with this invocation's warm-up
@@ -308,10 +344,12 @@ def main(argv=None) -> int:
            # earlier invocations' seeds-arm figures only where they had the same warm-up
            "seeds_arm_big": {**(old.get("seeds_arm_big", {}) if old.get("seeds_arm_warmup", 0) == arm_warmup else {}),
                              **seeds_big},
-           "seeds_arm_warmup": arm_warmup}
+           "seeds_arm_warmup": arm_warmup, **vgg}
     doc["summary"] = summary(doc["rows"], designs)
     if big:
         doc["summary_big"] = summary(doc["rows"], designs_big, "long_big")
+    if vgg:
+        doc["tenth_of_vgg"] = tenth_of_vgg(doc)
     attach_replicate(doc, replicate_base(first, args), out)
     doc["wall_seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(out, doc)
@@ -323,6 +361,8 @@ def main(argv=None) -> int:
         for arm, st in doc.get(key, {}).get("long_test_acc", {}).items():
             print(f"{arm:12s} long test accuracy{' (larger test)' if key == 'summary_big' else ''} "
                   f"{st['mean']} +- {st['std']} over {st['n']} seeds")
+    if "tenth_of_vgg" in doc:
+        print(f"tenth of VGG ({doc['tenth_of_vgg']['split']}): {doc['tenth_of_vgg']}")
     if "replicate" in doc:
         v = doc["replicate"]
         print(f"against {v['of']} ({v['split']}, {v['difference']['n']} picks): difference "

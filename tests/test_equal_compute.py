@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -460,6 +461,18 @@ def test_long_decodes_main_pairs_a_replicate_with_the_first_file(tmp_path, monke
     (res / "equal_compute_t.json").write_text(json.dumps(doc))
     assert dp.main([*flags, "--seeds-arm"]) == 0
     assert calls == [(8, True, 0, 3e12, ["daocong_mobilenetv2"], "equal_compute_t")]
+    # --vgg: the VGG seed under the same protocol (its training cached here), the target's gaps
+    (tmp_path / "genomes").mkdir()
+    shutil.copy(ROOT / "genomes" / "vgg_khaireddin.json", tmp_path / "genomes")
+    vgg_gid = G.genome_id(G.load_genome(ROOT / "genomes" / "vgg_khaireddin.json"))
+    fake_decode(res / "tmp" / "equal_compute_t" / "decode" / ec.decode_key(a, vgg_gid, 0) / "run", 0.95)
+    assert dp.main([*flags, "--vgg"]) == 0
+    out = json.loads((res / "long_decodes_t_w8.json").read_text())
+    assert out["vgg"] == 0.95 and out["tenth_of_vgg"]["split"] == "long"
+    assert out["tenth_of_vgg"]["gap"] == {"ga_mf_mean": 0.05, "ga_mf_best": 0.05}
+    assert "the VGG seed" in (res / "long_decodes_t_w8.md").read_text()
+    assert dp.main(flags) == 0  # a later invocation of the same protocol keeps it
+    assert json.loads((res / "long_decodes_t_w8.json").read_text())["tenth_of_vgg"]["vgg"] == 0.95
     # a replicate with a suffix pairs with the seed-0 file of the same suffix (machine) where there is one
     ns = SimpleNamespace(suffix="intel", train_seed=1)
     first = res / "long_decodes_t_w8"
