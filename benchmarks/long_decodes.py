@@ -226,11 +226,13 @@ def _pick_cell(arm_rec: dict, row: dict | None) -> str:
     return f"{head} not decoded" if row is None else f"{head} {_cell(row['long'])} / {_cell(row.get('long_big'))}"
 
 
-def _seeds_row(doc: dict, recs: dict, seeds: list[int]) -> str:
+def _seeds_row(doc: dict, recs: dict, seeds: list[int], retrained: bool = False) -> str:
     """The seeds arm: the design it picked (by validation), on the file's test / the larger one;
-    the mean over the seeds that have the chosen split's figure (how many, when not all)."""
+    the mean over the seeds that have the chosen split's figure (how many, when not all).
+    `retrained`: the larger split's figures are of another training (`--seeds-arm` with another
+    warm-up than the comparison's), so the comparison's own test figures are left out."""
     picked = [recs[s]["seeds"] for s in seeds]
-    whole = [p.get("test_acc_tencrop_whole_budget") for p in picked]
+    whole = [None if retrained else p.get("test_acc_tencrop_whole_budget") for p in picked]
     big = [doc["seeds_arm_big"].get(str(s), {}).get(p.get("pick_name")) for s, p in zip(seeds, picked)]
     known = [x for x in (big if doc.get("big_test") else whole) if x is not None]
     mean = ec.mean_std(known) if known else {"mean": None, "std": None}
@@ -260,7 +262,8 @@ def markdown_table(doc: dict, result: dict) -> str:
         cells = [_pick_cell(recs[s][arm], rows.get((s, recs[s][arm].get("pick_gid")))) for s in seeds]
         st = doc[key]["long_test_acc"][arm]
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {_cell(st['mean'])} ± {_cell(st['std'])} |")
-    lines.append(_seeds_row(doc, recs, seeds))
+    retrained = doc.get("seeds_arm_warmup", 0) != result["settings"].get("decode_warmup", 0)
+    lines.append(_seeds_row(doc, recs, seeds, retrained))
     for name, acc in doc["designs"].items():
         lines.append(f"| {name}, {protocol['epochs']}+{protocol['fine_tune_epochs']}{batch} (decode seed {protocol['seed']}) | "
                      + " | " * len(seeds) + f"{_cell(acc)} / {_cell(doc['designs_big'].get(name))} |")
@@ -327,8 +330,9 @@ def main(argv=None) -> int:
     vgg = {k: old[k] for k in ("vgg", "vgg_big") if k in old}
     if args.vgg:
         vgg["vgg"], vgg["vgg_big"] = train_design(a, VGG, work, args.train_seed, big)
-    # the seeds arm's trainings (each design with all of C), where the work directory still has them
-    arm_warmup = st.get("decode_warmup", 0)
+    # the seeds arm's trainings (each design with all of C), where the work directory still has
+    # them: the comparison's own, or those an earlier --seeds-arm trained again (kept)
+    arm_warmup = old.get("seeds_arm_warmup", st.get("decode_warmup", 0))
     if args.seeds_arm:  # the seeds arm trained again, with this invocation's warm-up
         arm_warmup = args.warmup
         retrain_seeds_arm(a, result, seeds, work)

@@ -370,7 +370,8 @@ def test_long_decodes_table_has_a_row_per_arm_and_a_column_per_seed():
                  "designs": [{"genome": "daocong_mobilenetv2"}]}
     rec = {"ga-mf": pick, "ga-single": pick, "random-sh": {"pick_gid": "g2", "pick_origin": "seed"},
            "random-asha": {"pick_gid": None}, "seeds": seeds_arm}
-    result = {"per_seed": [{"seed": 3, **rec}, {"seed": 4, **rec, "random-sh": {"pick_gid": "g9", "pick_origin": "uniform"}}]}
+    result = {"settings": {}, "per_seed": [{"seed": 3, **rec},
+                                           {"seed": 4, **rec, "random-sh": {"pick_gid": "g9", "pick_origin": "uniform"}}]}
     rows = [{"seed": 3, "gid": "g1", "arms": ["ga-mf", "ga-single"], "long": 0.8, "long_big": 0.81},
             {"seed": 3, "gid": "g2", "arms": ["random-sh"], "long": 0.7, "long_big": 0.72},
             {"seed": 4, "gid": "g1", "arms": ["ga-mf", "ga-single"], "long": 0.6, "long_big": 0.61}]
@@ -388,6 +389,11 @@ def test_long_decodes_table_has_a_row_per_arm_and_a_column_per_seed():
     assert lines[6] == ("| seeds (the design, trained with its share of C) | 0.900 / 0.880 | 0.900 / - "
                         "| 0.880 ± 0.000 (1 of 2 seeds) |")
     assert lines[7] == "| daocong_mobilenetv2, 48+2 at batch 64 (decode seed 1) |  |  | 0.850 / 0.860 |"
+    # the seeds arm trained again with another warm-up (--seeds-arm): the comparison's own
+    # figures are of another training, so only the retrained ones are shown
+    retrained = dp.markdown_table({**doc, "seeds_arm_warmup": 8}, result).splitlines()
+    assert retrained[6] == ("| seeds (the design, trained with its share of C) | - / 0.880 | - / - "
+                            "| 0.880 ± 0.000 (1 of 2 seeds) |")
     del doc["big_test"]  # no larger test: the means are the file's own split's
     doc["summary"] = dp.summary(rows, doc["designs"])
     lines = dp.markdown_table(doc, result).splitlines()
@@ -466,8 +472,12 @@ def test_long_decodes_main_pairs_a_replicate_with_the_first_file(tmp_path, monke
     shutil.copy(ROOT / "genomes" / "vgg_khaireddin.json", tmp_path / "genomes")
     vgg_gid = G.genome_id(G.load_genome(ROOT / "genomes" / "vgg_khaireddin.json"))
     fake_decode(res / "tmp" / "equal_compute_t" / "decode" / ec.decode_key(a, vgg_gid, 0) / "run", 0.95)
+    # (the seeds arm --seeds-arm trained again, as the larger split would have it: kept by later invocations)
+    w8 = res / "long_decodes_t_w8.json"
+    w8.write_text(json.dumps({**json.loads(w8.read_text()), "seeds_arm_big": {"0": {"daocong_mobilenetv2": 0.91}}}))
     assert dp.main([*flags, "--vgg"]) == 0
     out = json.loads((res / "long_decodes_t_w8.json").read_text())
+    assert out["seeds_arm_warmup"] == 8 and out["seeds_arm_big"] == {"0": {"daocong_mobilenetv2": 0.91}}
     assert out["vgg"] == 0.95 and out["tenth_of_vgg"]["split"] == "long"
     assert out["tenth_of_vgg"]["gap"] == {"ga_mf_mean": 0.05, "ga_mf_best": 0.05}
     assert "the VGG seed" in (res / "long_decodes_t_w8.md").read_text()
