@@ -13,6 +13,8 @@ arm without a pick (nothing reached the largest budget within C) is listed in `n
     .venv/bin/python benchmarks/long_decodes.py --tag data1g4 --seeds 0,1 --epochs 48 --fine-tune 2
     # the seed designs of the file's comparison too (its reference):
     .venv/bin/python benchmarks/long_decodes.py --tag data1g4 --seeds 0,1 --designs
+    # the VGG seed alone under the same protocol (no pick trained, the file's rows kept):
+    .venv/bin/python benchmarks/long_decodes.py --tag data1g4 --seeds "" --vgg
 
 Writes benchmarks/results/long_decodes_TAG.json (with `--batch-size N`, every network trained at
 batch N instead of its genome's: long_decodes_TAG_bN.json, to pair with the file without it;
@@ -24,6 +26,8 @@ another machine; a file that is such a replicate of the one without `--train-see
 suffix where there is one) pairs each pick with it under `replicate`.  A
 replicate's `short` column and seeds-arm row are still the comparison's own, seed-0 trainings),
 and beside it the same name with `.md`: the table the README shows, one row per arm.
+With `--vgg` the VGG seed (ten times the usual cap) is trained by the same protocol too, and
+`tenth_of_vgg` gives the gaps of ga-mf's mean and best pick and of the best design to it.
 Rows of an earlier invocation for other seeds are kept while the result file still has the same
 picks for them and the protocol is the same; `machine` is this invocation's (decodes move with
 the CPU and thread count: run every seed on one machine to compare them). On demo data each

@@ -475,8 +475,9 @@ def test_long_decodes_main_pairs_a_replicate_with_the_first_file(tmp_path, monke
     # (the seeds arm --seeds-arm trained again, as the larger split would have it: kept by later invocations)
     w8 = res / "long_decodes_t_w8.json"
     w8.write_text(json.dumps({**json.loads(w8.read_text()), "seeds_arm_big": {"0": {"daocong_mobilenetv2": 0.91}}}))
-    assert dp.main([*flags, "--vgg"]) == 0
+    assert dp.main(["--tag", "t", "--seeds", "", "--big-test", "0", "--vgg"]) == 0  # the VGG seed alone
     out = json.loads((res / "long_decodes_t_w8.json").read_text())
+    assert [r["gid"] for r in out["rows"]] == [gid]  # the earlier invocations' pick kept
     assert out["seeds_arm_warmup"] == 8 and out["seeds_arm_big"] == {"0": {"daocong_mobilenetv2": 0.91}}
     assert out["vgg"] == 0.95 and out["tenth_of_vgg"]["split"] == "long"
     assert out["tenth_of_vgg"]["gap"] == {"ga_mf_mean": 0.05, "ga_mf_best": 0.05}
