@@ -626,11 +626,14 @@ def reference_decodes(a, designs: dict, work: Path) -> dict:
     return refs
 
 
+VGG = "vgg_khaireddin"  # the VGG seed (genomes/): the reference of the tenth-of-its-multiply-adds target
+
+
 def vgg_decode(a, work: Path) -> float:
     """The VGG seed under the same decode protocol: the reference of the tenth-of-its-cost target."""
     from fernas import genome as G
 
-    return decode(a, "vgg_khaireddin", G.load_genome(ROOT / "genomes" / "vgg_khaireddin.json"), work)["test_acc_tencrop"]
+    return decode(a, VGG, G.load_genome(ROOT / "genomes" / f"{VGG}.json"), work)["test_acc_tencrop"]
 
 
 def earlier_runs(old: dict) -> list[dict]:

@@ -58,7 +58,6 @@ import equal_compute as ec  # noqa: E402
 from fernas.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 
-VGG = "vgg_khaireddin"  # the VGG seed: the reference of the tenth-of-its-multiply-adds target
 EARLY_EPOCHS = (4, 8)  # the own-recipe re-ranking's lengths measured so far (benchmarks/finalists.py)
 
 
@@ -333,7 +332,7 @@ def main(argv=None) -> int:
                 designs_big[name] = acc_big
     vgg = {k: old[k] for k in ("vgg", "vgg_big") if k in old}
     if args.vgg:
-        vgg["vgg"], vgg["vgg_big"] = train_design(a, VGG, work, args.train_seed, big)
+        vgg["vgg"], vgg["vgg_big"] = train_design(a, ec.VGG, work, args.train_seed, big)
     # the seeds arm's trainings (each design with all of C), where the work directory still has
     # them: the comparison's own, or those an earlier --seeds-arm trained again (kept)
     arm_warmup = old.get("seeds_arm_warmup", st.get("decode_warmup", 0))
