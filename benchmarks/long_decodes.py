@@ -289,6 +289,7 @@ def retrain_seeds_arm(a, result: dict, seeds: list[int], work: Path) -> None:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     suffix = f"_{args.tag}" if args.tag else ""
     source = ROOT / "benchmarks" / "results" / f"equal_compute{suffix}.json"
@@ -358,7 +359,10 @@ def main(argv=None) -> int:
     if vgg:
         doc["tenth_of_vgg"] = tenth_of_vgg(doc)
     attach_replicate(doc, replicate_base(first, args), out)
-    doc["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    # every invocation that wrote this file, with what it trained: one row's figures may come
+    # from an earlier one, so a single wall time would misstate what the file cost
+    doc["invocations"] = old.get("invocations", []) + [
+        {"date": doc["date"], "argv": argv, "wall_seconds": round(time.perf_counter() - t0, 1)}]
     atomic_write_json(out, doc)
     atomic_write_text(out.with_suffix(".md"), markdown_table(doc, result))
     for r in doc["rows"]:

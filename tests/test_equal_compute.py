@@ -483,7 +483,12 @@ def test_long_decodes_main_pairs_a_replicate_with_the_first_file(tmp_path, monke
     assert out["tenth_of_vgg"]["gap"] == {"ga_mf_mean": 0.05, "ga_mf_best": 0.05}
     assert "the VGG seed" in (res / "long_decodes_t_w8.md").read_text()
     assert dp.main(flags) == 0  # a later invocation of the same protocol keeps it
-    assert json.loads((res / "long_decodes_t_w8.json").read_text())["tenth_of_vgg"]["vgg"] == 0.95
+    out = json.loads((res / "long_decodes_t_w8.json").read_text())
+    assert out["tenth_of_vgg"]["vgg"] == 0.95
+    # every invocation that wrote the file is listed with its flags and wall time, none overwritten
+    assert [i["argv"] for i in out["invocations"]] == [
+        flags, [*flags, "--seeds-arm"], ["--tag", "t", "--seeds", "", "--big-test", "0", "--vgg"], flags]
+    assert all(i["wall_seconds"] >= 0 for i in out["invocations"]) and "wall_seconds" not in out
     # a replicate with a suffix pairs with the seed-0 file of the same suffix (machine) where there is one
     ns = SimpleNamespace(suffix="intel", train_seed=1)
     first = res / "long_decodes_t_w8"
