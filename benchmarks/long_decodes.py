@@ -25,7 +25,7 @@ another machine; a file that is such a replicate of the one without `--train-see
 (same protocol but the seed, same test split; with both flags, the seed-0 file of the same
 suffix where there is one) pairs each pick with it under `replicate`.  A
 replicate's `short` column and seeds-arm row are still the comparison's own, seed-0 trainings),
-and beside it the same name with `.md`: the table the README shows, one row per arm.
+and beside it the same name with `.md`: the per-seed table, one row per arm.
 With `--vgg` the VGG seed (ten times the usual cap) is trained by the same protocol too, and
 `tenth_of_vgg` gives the gaps of ga-mf's mean and best pick and of the best design to it.
 Rows of an earlier invocation for other seeds are kept while the result file still has the same
@@ -247,7 +247,7 @@ def _seeds_row(doc: dict, recs: dict, seeds: list[int], retrained: bool = False)
 
 
 def markdown_table(doc: dict, result: dict) -> str:
-    """The README's table: one row per arm, one column per seed; a cell is the pick (where it
+    """The per-seed table: one row per arm, one column per seed; a cell is the pick (where it
     came from) and its long test accuracy on the file's test split / on the larger one; the last
     column the mean and standard deviation over seeds on the larger split (on the file's own
     when there is none).  Then the seeds arm (its pick with its share of C) and the designs'
