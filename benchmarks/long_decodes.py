@@ -241,7 +241,10 @@ def _seeds_row(doc: dict, recs: dict, seeds: list[int], retrained: bool = False)
     mean = ec.mean_std(known) if known else {"mean": None, "std": None}
     n = "" if len(known) == len(seeds) else f" ({len(known)} of {len(seeds)} seeds)"
     label = "the design" if len(picked[0].get("designs", [])) <= 1 else "the best design by validation"
-    return (f"| seeds ({label}, trained with its share of C) | "
+    arm_w, table_w = doc.get("seeds_arm_warmup", 0), doc["protocol"].get("augment_warmup", 0)
+    # the comparison's own trainings can be of another protocol than the rows above
+    other = f"; warm-up {arm_w}, not this table's {table_w}" if arm_w != table_w else ""
+    return (f"| seeds ({label}, trained with its share of C{other}) | "
             + " | ".join(f"{_cell(w)} / {_cell(b)}" for w, b in zip(whole, big))
             + f" | {_cell(mean['mean'])} ± {_cell(mean['std'])}{n} |")
 

@@ -391,7 +391,8 @@ def test_long_decodes_table_has_a_row_per_arm_and_a_column_per_seed():
     assert lines[7] == "| daocong_mobilenetv2, 48+2 at batch 64 (decode seed 1) |  |  | 0.850 / 0.860 |"
     # the seeds arm trained again with another warm-up (--seeds-arm): the comparison's own
     # figures are of another training, so only the retrained ones are shown
-    retrained = dp.markdown_table({**doc, "seeds_arm_warmup": 8}, result).splitlines()
+    retrained = dp.markdown_table({**doc, "seeds_arm_warmup": 8, "protocol": {**doc["protocol"], "augment_warmup": 8}},
+                                  result).splitlines()
     assert retrained[6] == ("| seeds (the design, trained with its share of C) | - / 0.880 | - / - "
                             "| 0.880 ± 0.000 (1 of 2 seeds) |")
     del doc["big_test"]  # no larger test: the means are the file's own split's
@@ -454,6 +455,8 @@ def test_long_decodes_main_pairs_a_replicate_with_the_first_file(tmp_path, monke
     assert dp.main(flags) == 0
     first = json.loads((res / "long_decodes_t_w8.json").read_text())
     assert "replicate" not in first and first["protocol"]["augment_warmup"] == 8
+    # the comparison's own seeds arm trained without the warm-up: its row says so
+    assert "warm-up 0, not this table's 8" in (res / "long_decodes_t_w8.md").read_text()
     assert dp.main([*flags, "--train-seed", "1"]) == 0
     rep = json.loads((res / "long_decodes_t_w8_s1.json").read_text())["replicate"]
     assert rep["of"] == "long_decodes_t_w8.json" and rep["split"] == "long"
@@ -467,6 +470,7 @@ def test_long_decodes_main_pairs_a_replicate_with_the_first_file(tmp_path, monke
     (res / "equal_compute_t.json").write_text(json.dumps(doc))
     assert dp.main([*flags, "--seeds-arm"]) == 0
     assert calls == [(8, True, 0, 3e12, ["daocong_mobilenetv2"], "equal_compute_t")]
+    assert "not this table's" not in (res / "long_decodes_t_w8.md").read_text()
     # --vgg: the VGG seed under the same protocol (its training cached here), the target's gaps
     (tmp_path / "genomes").mkdir()
     shutil.copy(ROOT / "genomes" / "vgg_khaireddin.json", tmp_path / "genomes")
