@@ -30,7 +30,8 @@ With `--vgg` the VGG seed (ten times the usual cap) is trained by the same proto
 `tenth_of_vgg` gives the gaps of ga-mf's mean and best pick and of the best design to it.
 Rows of an earlier invocation for other seeds are kept while the result file still has the same
 picks for them and the protocol is the same; `machine` is this invocation's (decodes move with
-the CPU and thread count: run every seed on one machine to compare them). On demo data each
+the CPU and thread count: run every seed on one machine to compare them), `invocations` lists
+every invocation that wrote the file (date, flags, wall seconds). On demo data each
 trained network is also tested on a test split `--big-test` times as large (`long_big`,
 `designs_big`, `summary_big`; the file's 280 test images give one accuracy a standard error of
 about 1.8 points at 0.9, the size of the differences between picks), and so is the seeds arm's
