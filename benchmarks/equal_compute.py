@@ -314,9 +314,9 @@ def larger_test(data: str, factor: int) -> str | None:
     """The demo spec with a test split `factor` times as large (None: not demo data, or factor 0)."""
     kind, _, sizes = data.partition(":")
     parts = sizes.split(",")
-    if kind != "demo" or len(parts) != 3 or factor <= 0:
+    if not kind.startswith("demo") or len(parts) != 3 or factor <= 0:
         return None
-    return f"demo:{parts[0]},{parts[1]},{int(parts[2]) * factor}"
+    return f"{kind}:{parts[0]},{parts[1]},{int(parts[2]) * factor}"
 
 
 def evaluate_on(trained: Path, data: str, data_seed: int) -> float:
@@ -556,7 +556,7 @@ def non_negative(text: str) -> int:
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2,3,4")
-    ap.add_argument("--data", default="demo:1400,560,280", help="demo data (demo:TRAIN,VAL,TEST)")
+    ap.add_argument("--data", default="demo:1400,560,280", help="demo data (demo:TRAIN,VAL,TEST or demo-hard:TRAIN,VAL,TEST)")
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--pop", type=int, default=6)
     ap.add_argument("--generations", type=int, default=3, help="of ga-mf and random-sh")

@@ -27,6 +27,7 @@ Each split has its own random stream, so changing `n_train` leaves val and test 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import torch
@@ -60,17 +61,41 @@ _DELTAS = {
 # Per-image jitter of each parameter (standard deviation), the source of class overlap.
 _JITTER = dict(brow_in_y=0.035, brow_out_y=0.03, brow_in_x=0.02, eye_h=0.012, mouth_w=0.035,
                curve=0.035, open=0.02, round=0.2, lip_raise=0.02, wrinkle=0.2, mouth_y=0.03)
-# Difficulty knobs (tuned with benchmarks/demo_difficulty.py).
-INTENSITY = (0.4, 1.0)  # expression intensity, uniform
-JITTER_SCALE = 0.7  # multiplies _JITTER
-NOISE_STD = (2.0, 10.0)  # pixel noise, grey levels
-P_OCCLUDE = 0.2  # chance of an occluder per image
 
 
-def _table() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class Difficulty:
+    """The knobs of how hard the faces are; every level draws the same random numbers in the
+    same order, so only these ranges differ between levels."""
+    intensity: tuple[float, float] = (0.4, 1.0)  # expression intensity, uniform
+    jitter_scale: float = 0.7  # multiplies _JITTER: class overlap
+    noise_std: tuple[float, float] = (2.0, 10.0)  # pixel noise, grey levels
+    p_occlude: float = 0.2  # chance of an occluder per image
+    occluder_radius: tuple[float, float] = (0.15, 0.35)  # face-frame units
+    rotation_deg: float = 10.0  # standard deviation of the head's roll
+    rotation_max: float = 0.35  # radians, about two standard deviations
+    scale: tuple[float, float] = (0.85, 1.12)
+    shift_std: float = 0.06  # of the face centre, in half-images
+    light_amp: float = 0.45  # largest lighting gradient
+
+
+# "standard" was tuned with benchmarks/demo_difficulty.py: a linear model well below a tiny
+# CNN, the tiny CNN well below a good one.  On it, every competent network of the search
+# space trained 48+2 epochs lands within a few points of the VGG seed.  "hard" varies pose,
+# occlusion, lighting and noise more (FER2013's faces in the wild), the things a network
+# needs capacity and the right inductive bias for, so architectures differ by more
+# (benchmarks/results/demo_hard.json measures by how much).
+DIFFICULTIES = {
+    "standard": Difficulty(),
+    "hard": Difficulty(noise_std=(4.0, 24.0), p_occlude=0.5, occluder_radius=(0.2, 0.5), rotation_deg=22.0, rotation_max=0.75,
+                       scale=(0.7, 1.2), shift_std=0.12, light_amp=0.8),
+}
+
+
+def _table(diff: Difficulty) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     neutral = torch.tensor([_NEUTRAL[k] for k in _PARAMS])
     deltas = torch.tensor([[_DELTAS[c].get(k, 0.0) for k in _PARAMS] for c in CLASSES])
-    jitter = torch.tensor([_JITTER[k] for k in _PARAMS]) * JITTER_SCALE
+    jitter = torch.tensor([_JITTER[k] for k in _PARAMS]) * diff.jitter_scale
     return neutral, deltas, jitter
 
 
@@ -86,9 +111,9 @@ def _seg_dist(u, v, x0, y0, x1, y1):
     return torch.hypot(u - (x0 + t * dx), v - (y0 + t * dy))
 
 
-def _render(y: torch.Tensor, g: torch.Generator, size: int = 48) -> torch.Tensor:
+def _render(y: torch.Tensor, g: torch.Generator, diff: Difficulty, size: int = 48) -> torch.Tensor:
     """Draw faces for labels y (N,) -> uint8 (N, size, size). All per-image draws come from g."""
-    d = _draws(y, g, size)
+    d = _draws(y, g, diff, size)
     f = _face_frame(d, size)
     img = _bc(d.bg).expand(len(y), size, size).clone()
     face = _sig(1 - torch.sqrt((f.u / _bc(d.face_rx)) ** 2 + (f.v / _bc(d.face_ry)) ** 2), 0.03)
@@ -113,7 +138,7 @@ def _paint(img: torch.Tensor, mask: torch.Tensor, tone: torch.Tensor) -> torch.T
     return img + mask * (tone - img)
 
 
-def _draws(y: torch.Tensor, g: torch.Generator, size: int) -> SimpleNamespace:
+def _draws(y: torch.Tensor, g: torch.Generator, diff: Difficulty, size: int) -> SimpleNamespace:
     """Every random number of a batch of faces, in one fixed order (the data depend on it)."""
     n = y.shape[0]
 
@@ -123,8 +148,8 @@ def _draws(y: torch.Tensor, g: torch.Generator, size: int) -> SimpleNamespace:
     def N(std, shape=(n,)):
         return torch.randn(shape, generator=g) * std
 
-    neutral, deltas, jitter = _table()
-    k = U(*INTENSITY)[:, None]  # (N, 1) expression intensity
+    neutral, deltas, jitter = _table(diff)
+    k = U(*diff.intensity)[:, None]  # (N, 1) expression intensity
     e = neutral + k * deltas[y] + torch.randn((n, len(_PARAMS)), generator=g) * jitter  # (N, P)
     d = SimpleNamespace(P={name: e[:, i, None, None] for i, name in enumerate(_PARAMS)})  # each (N, 1, 1)
     # Identity: face shape, feature placement, tones, stroke width.
@@ -135,18 +160,18 @@ def _draws(y: torch.Tensor, g: torch.Generator, size: int) -> SimpleNamespace:
     d.ink = U(10, 70)  # colour of features
     d.stroke = U(0.035, 0.06)
     # Pose: face-frame coords from image coords  (u, v) = R(-a) ((px, py) - t) / s.
-    d.ang = N(10 * math.pi / 180).clamp(-0.35, 0.35)
-    d.sc = U(0.85, 1.12)
-    d.tx, d.ty = N(0.06), N(0.06)
+    d.ang = N(diff.rotation_deg * math.pi / 180).clamp(-diff.rotation_max, diff.rotation_max)
+    d.sc = U(*diff.scale)
+    d.tx, d.ty = N(diff.shift_std), N(diff.shift_std)
     # Lighting: linear gradient across the face.
     d.light_dir = U(0, 2 * math.pi)
-    d.light_amp = U(0.0, 0.45)
-    d.noise_std = U(*NOISE_STD)
+    d.light_amp = U(0.0, diff.light_amp)
+    d.noise_std = U(*diff.noise_std)
     # Occluder: 0 none, 1 horizontal bar (glasses, hair), 2 blob (hand).
-    d.occ_on = torch.rand(n, generator=g) < P_OCCLUDE
+    d.occ_on = torch.rand(n, generator=g) < diff.p_occlude
     d.occ_kind = torch.randint(1, 3, (n,), generator=g)
     d.occ_x, d.occ_y = U(-0.7, 0.7), U(-0.6, 0.8)
-    d.occ_r, d.occ_tone = U(0.15, 0.35), U(0, 255)
+    d.occ_r, d.occ_tone = U(*diff.occluder_radius), U(0, 255)
     d.noise = torch.randn((n, size, size), generator=g)
     return d
 
@@ -192,24 +217,27 @@ def _features(img: torch.Tensor, d: SimpleNamespace, f: SimpleNamespace) -> torc
     return _paint(img, mouth_hole * (op > 0.01).float(), _bc(d.ink) * 0.5)
 
 
-def _split(n: int, seed: int, index: int) -> Split:
+def _split(n: int, seed: int, index: int, diff: Difficulty) -> Split:
     # Each split its own stream, derived from (seed, split index).
     g = torch.Generator().manual_seed(int(seed) * 1000003 + 7919 * (index + 1))
     y = (torch.arange(n) % len(CLASSES))[torch.randperm(n, generator=g)]  # balanced
-    xs = [_render(y[i:i + 1024], g) for i in range(0, n, 1024)]  # chunks bound peak memory
+    xs = [_render(y[i:i + 1024], g, diff) for i in range(0, n, 1024)]  # chunks bound peak memory
     x = torch.cat(xs) if xs else torch.zeros((0, 48, 48), dtype=torch.uint8)
     return Split(x, y.to(torch.int64))
 
 
 def make_demo(n_train: int = DEFAULT_SIZES[0], n_val: int = DEFAULT_SIZES[1], n_test: int = DEFAULT_SIZES[2],
-              seed: int = 0) -> Dataset:
+              seed: int = 0, difficulty: str = "standard") -> Dataset:
     """The synthetic demo dataset: three class-balanced splits of 48x48 uint8 faces.
 
-    Deterministic in (size of the split, seed); the classes are FER2013's, in FER2013 order.
+    Deterministic in (size of the split, seed, difficulty: a key of `DIFFICULTIES`); the
+    classes are FER2013's, in FER2013 order.
     """
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
     for name, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         if n < 0:
             raise ValueError(f"{name} must be >= 0, got {n}")
-    splits = [_split(n, seed, i) for i, n in enumerate((n_train, n_val, n_test))]
+    splits = [_split(n, seed, i, DIFFICULTIES[difficulty]) for i, n in enumerate((n_train, n_val, n_test))]
     return Dataset(list(CLASSES), *splits, source="demo",
-                   info={"kind": "demo", "seed": seed, "sizes": [n_train, n_val, n_test]})
+                   info={"kind": "demo", "seed": seed, "sizes": [n_train, n_val, n_test], "difficulty": difficulty})

@@ -170,6 +170,15 @@ def test_demo_source_and_sizes(tmp_path):
     assert parse_demo_spec("demo:100") == (100, 20, 20)
     with pytest.raises(DataError, match="demo:N"):
         load_dataset("demo:lots")
+    hard = load_dataset("demo-hard:70,14,21")
+    assert (len(hard.train), len(hard.val), len(hard.test)) == (70, 14, 21)
+    assert hard.info["difficulty"] == "hard" and hard.info["cache"] == "miss"  # its own cache entry
+    assert torch.equal(hard.train.y, ds.train.y) and not torch.equal(hard.train.x, ds.train.x)
+    assert parse_demo_spec("demo-hard:100") == (100, 20, 20) and parse_demo_spec("demo-hard") == parse_demo_spec("demo")
+    with pytest.raises(DataError, match="'demo-hard:N'"):
+        load_dataset("demo-hard:lots")
+    with pytest.raises(DataError, match="no such file"):
+        load_dataset("demo-brutal:70")
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -290,6 +299,10 @@ def test_data_demo_csv_and_folder_round_trip(tmp_path, capsys):
     assert cli.main(["data", "demo", "--out", str(out)] + sizes) == 2
     assert "already exists" in capsys.readouterr().err and out.read_bytes() == before
     assert cli.main(["data", "demo", "--out", str(folder), "--format", "folder"] + sizes) == 2
+    hard = tmp_path / "hard.csv"
+    assert cli.main(["data", "demo", "--out", str(hard), "--difficulty", "hard"] + sizes) == 0
+    assert "hard demo faces" in capsys.readouterr().out
+    assert torch.equal(load_dataset(hard).train.x, load_dataset("demo-hard:70,14,14").train.x)
 
 
 def test_data_check_prints_counts_size_and_statistics(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """The built-in synthetic faces (fernas.demo_faces): determinism, balance, shapes, expressions."""
 
+import pytest
 import torch
 
 from fernas.demo_faces import CLASSES, make_demo
@@ -43,3 +44,34 @@ def test_images_vary_and_expressions_show():
     # happy and neutral mean faces differ visibly
     mean = torch.stack([x[y == c].mean(0) for c in range(7)])
     assert (mean[3] - mean[6]).abs().max() > 3
+
+
+def test_standard_faces_are_the_ones_the_committed_benchmarks_ran_on():
+    # Pinned from the generator before difficulty levels existed: a change of any range of the
+    # standard level moves these means by far more than a rounding difference between CPUs.
+    ds = make_demo(35, 7, 7, seed=0)
+    assert abs(ds.train.x.float().mean().item() - 130.512) < 0.05
+    assert abs(ds.test.x.float().mean().item() - 142.654) < 0.05
+    assert torch.equal(ds.train.x, make_demo(35, 7, 7, seed=0, difficulty="standard").train.x)
+
+
+def test_hard_faces_same_labels_more_pose_and_noise():
+    std, hard = make_demo(700, 7, 7, seed=2), make_demo(700, 7, 7, seed=2, difficulty="hard")
+    assert hard.info["difficulty"] == "hard" and std.info["difficulty"] == "standard"
+    assert torch.equal(std.train.y, hard.train.y) and not torch.equal(std.train.x, hard.train.x)
+
+    def pixel_noise(x):  # mean absolute difference of horizontal neighbours
+        x = x.float()
+        return (x[:, :, 1:] - x[:, :, :-1]).abs().mean().item()
+
+    assert pixel_noise(hard.train.x) > 1.5 * pixel_noise(std.train.x)
+    # the face moves more: the image-to-image spread of the brightness centroid grows
+    def centroid_spread(x):
+        x = x.float()
+        w = x / x.sum((1, 2), keepdim=True)
+        cols = (w.sum(1) * torch.arange(48.0)).sum(1)
+        return cols.std().item()
+
+    assert centroid_spread(hard.train.x) > centroid_spread(std.train.x)
+    with pytest.raises(ValueError, match="difficulty"):
+        make_demo(7, 7, 7, difficulty="brutal")

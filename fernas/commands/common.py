@@ -11,7 +11,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """The data flags every data-using command shares: --data, --labels, --skip-bad, --data-seed."""
     g = parser.add_argument_group("data")
     g.add_argument("--data", default="demo", metavar="SOURCE",
-                   help="'demo' (built-in synthetic faces; 'demo:N' or 'demo:TRAIN,VAL,TEST' sets sizes), "
+                   help="'demo' (built-in synthetic faces; 'demo:N' or 'demo:TRAIN,VAL,TEST' sets sizes; 'demo-hard' "
+                        "the same with more pose, occlusion, lighting and noise), "
                         "a FER2013 CSV (fer2013.csv, icml_face_data.csv or train.csv) or an image folder "
                         "ROOT/{train,val,test}/<class>/")
     g.add_argument("--labels", default=None, metavar="CSV",

@@ -22,7 +22,7 @@ def register(sub) -> None:
 
     c = dsub.add_parser("check", help="load a dataset and print class counts, image size and pixel statistics",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    c.add_argument("path", metavar="PATH", help="'demo[:N]', a FER2013 CSV or an image folder")
+    c.add_argument("path", metavar="PATH", help="'demo[:N]', 'demo-hard[:N]', a FER2013 CSV or an image folder")
     c.add_argument("--labels", default=None, metavar="CSV", help="FER+ vote file (fer2013new.csv)")
     c.add_argument("--skip-bad", action="store_true", help="skip malformed rows/images and count them")
     c.add_argument("--data-seed", type=int, default=0, help="seed of the demo data and stratified splits")
@@ -37,6 +37,8 @@ def register(sub) -> None:
     d.add_argument("--n-val", type=int, default=sizes[1], help="validation images (Usage PublicTest)")
     d.add_argument("--n-test", type=int, default=sizes[2], help="test images (Usage PrivateTest)")
     d.add_argument("--seed", type=int, default=0, help="generator seed")
+    d.add_argument("--difficulty", choices=tuple(demo_faces.DIFFICULTIES), default="standard",
+                   help="hard: more pose, occlusion, lighting and noise (what --data demo-hard loads)")
     d.set_defaults(func=run_demo)
 
 
@@ -72,12 +74,12 @@ def run_demo(args: argparse.Namespace) -> int:
         if getattr(args, flag) < 1:
             raise DataError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     fdata.refuse_nonempty(Path(args.out))  # before spending seconds on drawing
-    ds = demo_faces.make_demo(args.n_train, args.n_val, args.n_test, seed=args.seed)
+    ds = demo_faces.make_demo(args.n_train, args.n_val, args.n_test, seed=args.seed, difficulty=args.difficulty)
     if args.format == "csv":
         fdata.write_fer_csv(ds, args.out)
     else:
         fdata.write_image_folder(ds, args.out)
     total = len(ds.train) + len(ds.val) + len(ds.test)
-    print(f"wrote {total} demo faces ({len(ds.train)} train, {len(ds.val)} val, {len(ds.test)} test) "
+    print(f"wrote {total} {'' if args.difficulty == 'standard' else args.difficulty + ' '}demo faces ({len(ds.train)} train, {len(ds.val)} val, {len(ds.test)} test) "
           f"to {args.out} as {args.format}")
     return 0

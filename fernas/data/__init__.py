@@ -3,7 +3,8 @@
 Sources (`--data`):
 
 * ``demo`` (default) -- the built-in synthetic faces of `fernas.demo_faces`. ``demo:N`` sets the
-  training size (val and test get N/5 each), ``demo:N,V,T`` all three.
+  training size (val and test get N/5 each), ``demo:N,V,T`` all three. ``demo-hard`` (with the
+  same sizes) draws them with more pose, occlusion, lighting and noise (`demo_faces.DIFFICULTIES`).
 * a FER2013 CSV (Goodfellow et al. 2013; the data set of every seed paper), in any of its
   distributed variants, recognised by the header:
   ``fer2013.csv`` (``emotion,pixels,Usage``), ``icml_face_data.csv`` (``emotion, Usage, pixels``,
@@ -47,16 +48,23 @@ from fernas.data.folder import folder_hash, image_to_face, load_folder, write_im
 from fernas.dataset import FER_CLASSES, Dataset
 from fernas.errors import DataError, DataSettingError
 
-__all__ = ["CACHE_VERSION", "FERPLUS_CLASSES", "FER_CLASSES", "cache_root", "fer_csv_bytes", "ferplus_targets",
+__all__ = ["CACHE_VERSION", "FERPLUS_CLASSES", "FER_CLASSES", "cache_root", "demo_difficulty", "fer_csv_bytes", "ferplus_targets",
            "image_to_face", "load_dataset", "parse_demo_spec", "parse_fer_csv", "parse_ferplus", "refuse_nonempty",
            "stratified_split", "write_fer_csv", "write_image_folder"]
 
 
+def demo_difficulty(source: str) -> str | None:
+    """The difficulty of a demo spec ('demo...' standard, 'demo-hard...' hard); None: not one."""
+    name = str(source).split(":", 1)[0]
+    return {"demo": "standard", **{f"demo-{k}": k for k in demo_faces.DIFFICULTIES}}.get(name)
+
+
 def parse_demo_spec(source: str) -> tuple[int, int, int]:
-    """'demo' -> default sizes; 'demo:N' -> (N, N//5, N//5); 'demo:N,V,T' -> (N, V, T)."""
-    if source == "demo":
+    """'demo' -> default sizes; 'demo:N' -> (N, N//5, N//5); 'demo:N,V,T' -> (N, V, T); the
+    same after 'demo-hard'."""
+    name, colon, spec = source.partition(":")
+    if not colon:
         return demo_faces.DEFAULT_SIZES
-    spec = source.split(":", 1)[1]
     try:
         sizes = [int(s) for s in spec.split(",")]
         if len(sizes) == 1:
@@ -64,7 +72,7 @@ def parse_demo_spec(source: str) -> tuple[int, int, int]:
         if len(sizes) != 3 or min(sizes) < 1:
             raise ValueError
     except ValueError:
-        raise DataSettingError("data", source, "expected 'demo', 'demo:N' or 'demo:TRAIN,VAL,TEST' "
+        raise DataSettingError("data", source, f"expected '{name}', '{name}:N' or '{name}:TRAIN,VAL,TEST' "
                                "with positive sizes") from None
     return tuple(sizes)  # type: ignore[return-value]
 
@@ -78,19 +86,20 @@ def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLik
     """
     src = str(source)
     root = cache_root(cache_dir) if use_cache else None
-    if src == "demo" or src.startswith("demo:"):
+    difficulty = demo_difficulty(src)
+    if difficulty:
         if labels:
             raise DataSettingError("labels", labels, "FER+ votes apply to fer2013.csv, not to the demo data")
         sizes = parse_demo_spec(src)
         demo_src = Path(demo_faces.__file__).read_bytes()  # a changed generator invalidates the cache
-        key = dict(v=CACHE_VERSION, kind="demo", sizes=list(sizes), seed=seed,
+        key = dict(v=CACHE_VERSION, kind="demo", sizes=list(sizes), seed=seed, difficulty=difficulty,
                    gen=hashlib.sha256(demo_src).hexdigest())
-        ds = cached(key, root, lambda: demo_faces.make_demo(*sizes, seed=seed))
+        ds = cached(key, root, lambda: demo_faces.make_demo(*sizes, seed=seed, difficulty=difficulty))
         ds.source = src
         return ds
     path = Path(src)
     if not path.exists():
-        raise DataError(f"{src}: no such file or directory (expected 'demo', a FER2013 CSV or an image folder)")
+        raise DataError(f"{src}: no such file or directory (expected 'demo', 'demo-hard', a FER2013 CSV or an image folder)")
     for f in ("val_fraction", "test_fraction"):
         v = locals()[f]
         if not 0 <= v < 0.5:
