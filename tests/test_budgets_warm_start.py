@@ -117,12 +117,12 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     # ...and with another re-ranking recipe (its re-ranking trials would be averaged with other ones)
     code = main(["evolve", *common, "--out", str(tmp_path / "E"), "--rerank-recipe", "trial", "--warm-start", str(a)])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "re-ranking (own recipe, 8 epochs of a schedule of 48 there, trial recipe here)" \
+    assert code == 2 and "re-ranking (own recipe, 8 epochs of a schedule of 48, warm-up 8 there, trial recipe here)" \
         in err and not (tmp_path / "E").exists()
     code = main(["evolve", *common, "--out", str(tmp_path / "E"), "--rerank-budget", "4", "--warm-start", str(a)])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "own recipe, 4 epochs of a schedule of 48 here" in err and not (tmp_path / "E").exists()
-    code = main(["evolve", *common, "--out", str(tmp_path / "E"), "--rerank-warmup", "8", "--warm-start", str(a)])
+    assert code == 2 and "own recipe, 4 epochs of a schedule of 48, warm-up 8 here" in err and not (tmp_path / "E").exists()
+    code = main(["evolve", *common, "--out", str(tmp_path / "E"), "--rerank-warmup", "0", "--warm-start", str(a)])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "48 there, own recipe, 8 epochs of a schedule of 48, warm-up 8 here" in err and \
+    assert code == 2 and "48, warm-up 8 there, own recipe, 8 epochs of a schedule of 48 here" in err and \
         not (tmp_path / "E").exists()

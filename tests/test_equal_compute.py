@@ -281,20 +281,19 @@ def test_reuse_takes_only_a_run_of_the_same_command_wherever_its_directory_was(t
     run = tmp_path / "ga-mf-seed0"
     run.mkdir()
     assert not ec._same_command(run, cmd)  # no config: never reused
-    stored = {"rerank_recipe": "own", "rerank_budget": 8, "rerank_warmup": 0, "max_budget": 4,
+    stored = {"rerank_recipe": "own", "rerank_budget": 8, "rerank_warmup": 8, "max_budget": 4,
               "space": {"train.batch_size": [0]}}
     (run / "config.json").write_text(json.dumps({"argv": cmd[3:], "options": {"ga": stored}}))
     moved = [*cmd[:7], str(run), *cmd[8:]]  # the work directory copied to another tag
     assert ec._same_command(run, cmd) and ec._same_command(run, moved)
-    # a run stored before the warm-up (no field) re-ranked without one: the same; one with a warm-up is not
-    (run / "config.json").write_text(json.dumps({"argv": cmd[3:], "options": {"ga": {
-        k: v for k, v in stored.items() if k != "rerank_warmup"}}}))
-    assert ec._same_command(run, cmd)
-    warm = [*cmd, "--rerank-warmup", "8"]
-    (run / "config.json").write_text(json.dumps({"argv": warm[3:], "options": {"ga": stored}}))
-    assert not ec._same_command(run, warm)
-    (run / "config.json").write_text(json.dumps({"argv": warm[3:], "options": {"ga": {**stored, "rerank_warmup": 8}}}))
-    assert ec._same_command(run, warm)
+    # a run stored before the warm-up (no field) or before it was the default (0) re-ranked
+    # without one: not today's default re-ranking, the same as --rerank-warmup 0
+    cold = [*cmd, "--rerank-warmup", "0"]
+    for old in ({k: v for k, v in stored.items() if k != "rerank_warmup"}, {**stored, "rerank_warmup": 0}):
+        (run / "config.json").write_text(json.dumps({"argv": cmd[3:], "options": {"ga": old}}))
+        assert not ec._same_command(run, cmd)
+        (run / "config.json").write_text(json.dumps({"argv": cold[3:], "options": {"ga": old}}))
+        assert ec._same_command(run, cold)
     # a run stored before the batch was fixed to the trial batch searched it: another search
     (run / "config.json").write_text(json.dumps({"argv": cmd[3:], "options": {"ga": {**stored, "space": None}}}))
     assert not ec._same_command(run, cmd)

@@ -101,8 +101,9 @@ def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path)
     lengths = lambda *a: (parse(*a).ga.rerank_epochs, parse(*a).ga.rerank_schedule)  # noqa: E731
     assert lengths() == (8, 48) and lengths("--max-budget", "16") == (16, 48) and lengths("--rerank-budget", "2") == (2, 48)
     assert lengths("--rerank-recipe", "trial") == (4, 48) and lengths("--rerank-budget", "64") == (64, 64)
-    # the own-recipe re-ranking: no augmentation warm-up unless asked; a trial-recipe one never has one
-    assert parse().ga.rerank_warmup == 0 and parse("--rerank-warmup", "3").ga.rerank_warmup == 3
+    # the own-recipe re-ranking: decode's augmentation warm-up unless told; a trial-recipe one never has one
+    assert parse().ga.rerank_warmup == 8 and parse("--rerank-warmup", "3").ga.rerank_warmup == 3
+    assert parse("--rerank-warmup", "0").ga.rerank_warmup == 0
     assert parse("--rerank-recipe", "trial", "--rerank-warmup", "3").ga.rerank_warmup == 0
     # ASHA's grace period: half the one budget unless given; 0 without ASHA
     asha8 = ("--asha", "--epochs-per-trial", "8")

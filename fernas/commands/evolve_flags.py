@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from fernas.fulltrain import ProtocolConfig
 from fernas.search.options import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH
 
 DEFAULT_SEED_GLOB = "genomes/*.json"
@@ -109,18 +110,19 @@ def add_trial_flags(p, d) -> None:
     g.add_argument("--rerank-recipe", choices=("own", "trial"), default="own",
                    help="how the re-ranking trains: own = the first --rerank-budget epochs of the genome's own recipe "
                         "as `fernas decode --train --epochs N --train-crops 1` trains it (its own batch size, the "
-                        "VGG paper's augmentation, by default without decode's warm-up: --rerank-warmup, the "
+                        "VGG paper's augmentation after decode's warm-up: --rerank-warmup, the "
                         "schedule spanning N = --rerank-schedule epochs), so best.json is chosen by the recipe the "
                         "kept network trains with (trained 48+2, the best of the 4 finalists of 6 demo runs was "
                         "its choice in 5 after 8 epochs, 3 after 4 and 4 after 16, the trial recipe's in 1-2: "
                         "benchmarks/finalists.py); trial = the trial recipe of every other trial (--trial-batch, "
                         "--trial-augment)")
-    g.add_argument("--rerank-warmup", type=int, default=0, metavar="W",
-                   help="with --rerank-recipe own: epochs of augmentation warm-up of the re-ranking trainings "
-                        "(decode --train's --augment-warmup, 8 there). 0: the paper's augmentation from the first "
-                        "step, as benchmarks/finalists.py measured it; its first 8 epochs ranked 11 picks by their "
-                        "48+2 training with decode's warm-up somewhat better than 8 warmed-up epochs did (Spearman "
-                        "0.59 against 0.47, one training each: benchmarks/results/warmup_effect_fairb.json)")
+    g.add_argument("--rerank-warmup", type=int, default=ProtocolConfig.augment_warmup, metavar="W",
+                   help="with --rerank-recipe own: epochs of augmentation warm-up of the re-ranking trainings, as "
+                        "decode --train's --augment-warmup (the paper's augmentation ramps up from none over W "
+                        "epochs). 0: full augmentation from the first step; on demo-hard faces, 8 such epochs left "
+                        "every finalist near chance and the re-ranking threw away the search's best (trained 48+2: "
+                        "0.75 against the pick's 0.43), while the warmed-up epochs ordered them as their 48+2 "
+                        "trainings did (benchmarks/results/finalists_hard.json)")
     g.add_argument("--rerank-schedule", type=int, default=None, metavar="N",
                    help="with --rerank-recipe own: the length of the schedule the re-ranking trains the start of "
                         "(the epochs you will train the kept network; none given: 48, or --rerank-budget when that is longer)")
