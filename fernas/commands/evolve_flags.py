@@ -118,11 +118,12 @@ def add_trial_flags(p, d) -> None:
                         "--trial-augment)")
     g.add_argument("--rerank-warmup", type=int, default=ProtocolConfig.augment_warmup, metavar="W",
                    help="with --rerank-recipe own: epochs of augmentation warm-up of the re-ranking trainings, as "
-                        "decode --train's --augment-warmup (the paper's augmentation ramps up from none over W "
-                        "epochs). 0: full augmentation from the first step; on demo-hard faces, 8 such epochs left "
-                        "every finalist near chance and the re-ranking threw away the search's best (trained 48+2: "
-                        "0.75 against the pick's 0.43), while the warmed-up epochs ordered them as their 48+2 "
-                        "trainings did (benchmarks/results/finalists_hard.json)")
+                        "decode --train's --augment-warmup, so that they train the start of what decode --train "
+                        "trains (the paper's augmentation ramps up from none over W epochs; 0: in full from the "
+                        "first step). Measured, it changes little: on demo-hard faces both chose the same "
+                        "finalists, below the search's own choice; on demo faces the first 8 epochs ranked eleven "
+                        "picks' 48+2 trainings at a Spearman of 0.47 with it and 0.59 without, a weak signal "
+                        "either way (README, 'Searchers at equal compute')")
     g.add_argument("--rerank-schedule", type=int, default=None, metavar="N",
                    help="with --rerank-recipe own: the length of the schedule the re-ranking trains the start of "
                         "(the epochs you will train the kept network; none given: 48, or --rerank-budget when that is longer)")
