@@ -84,7 +84,7 @@ class Difficulty:
 # space trained 48+2 epochs lands within a few points of the VGG seed.  "hard" varies pose,
 # occlusion, lighting and noise more (FER2013's faces in the wild), the things a network
 # needs capacity and the right inductive bias for, so architectures differ by more
-# (benchmarks/results/demo_hard.json measures by how much).
+# (benchmarks/results/equal_compute_hard.json and long_decodes_hard_w8.json measure by how much).
 DIFFICULTIES = {
     "standard": Difficulty(),
     "hard": Difficulty(noise_std=(4.0, 24.0), p_occlude=0.5, occluder_radius=(0.2, 0.5), rotation_deg=22.0, rotation_max=0.75,

@@ -120,8 +120,8 @@ def add_trial_flags(p, d) -> None:
                    help="with --rerank-recipe own: epochs of augmentation warm-up of the re-ranking trainings, as "
                         "decode --train's --augment-warmup, so that they train the start of what decode --train "
                         "trains (the paper's augmentation ramps up from none over W epochs; 0: in full from the "
-                        "first step). Measured, it changes little: on demo-hard faces both chose the same "
-                        "finalists, below the search's own choice; on demo faces the first 8 epochs ranked eleven "
+                        "first step). Measured, it changes little: on demo-hard faces both kept the same "
+                        "picks, below the search's own choice; on demo faces the first 8 epochs ranked eleven "
                         "picks' 48+2 trainings at a Spearman of 0.47 with it and 0.59 without, a weak signal "
                         "either way (README, 'Searchers at equal compute')")
     g.add_argument("--rerank-schedule", type=int, default=None, metavar="N",
