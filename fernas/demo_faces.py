@@ -87,8 +87,8 @@ class Difficulty:
 # (benchmarks/results/equal_compute_hard.json and long_decodes_hard_w8.json measure by how much).
 DIFFICULTIES = {
     "standard": Difficulty(),
-    "hard": Difficulty(noise_std=(4.0, 24.0), p_occlude=0.5, occluder_radius=(0.2, 0.5), rotation_deg=22.0, rotation_max=0.75,
-                       scale=(0.7, 1.2), shift_std=0.12, light_amp=0.8),
+    "hard": Difficulty(noise_std=(4.0, 24.0), p_occlude=0.5, occluder_radius=(0.2, 0.5), rotation_deg=22.0,
+                       rotation_max=0.75, scale=(0.7, 1.2), shift_std=0.12, light_amp=0.8),
 }
 
 

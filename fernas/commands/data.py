@@ -80,6 +80,7 @@ def run_demo(args: argparse.Namespace) -> int:
     else:
         fdata.write_image_folder(ds, args.out)
     total = len(ds.train) + len(ds.val) + len(ds.test)
-    print(f"wrote {total} {'' if args.difficulty == 'standard' else args.difficulty + ' '}demo faces ({len(ds.train)} train, {len(ds.val)} val, {len(ds.test)} test) "
+    level = "" if args.difficulty == "standard" else args.difficulty + " "
+    print(f"wrote {total} {level}demo faces ({len(ds.train)} train, {len(ds.val)} val, {len(ds.test)} test) "
           f"to {args.out} as {args.format}")
     return 0

@@ -48,8 +48,8 @@ from fernas.data.folder import folder_hash, image_to_face, load_folder, write_im
 from fernas.dataset import FER_CLASSES, Dataset
 from fernas.errors import DataError, DataSettingError
 
-__all__ = ["CACHE_VERSION", "FERPLUS_CLASSES", "FER_CLASSES", "cache_root", "demo_difficulty", "fer_csv_bytes", "ferplus_targets",
-           "image_to_face", "load_dataset", "parse_demo_spec", "parse_fer_csv", "parse_ferplus", "refuse_nonempty",
+__all__ = ["CACHE_VERSION", "FERPLUS_CLASSES", "FER_CLASSES", "cache_root", "demo_difficulty", "fer_csv_bytes",
+           "ferplus_targets", "image_to_face", "load_dataset", "parse_demo_spec", "parse_fer_csv", "parse_ferplus", "refuse_nonempty",
            "stratified_split", "write_fer_csv", "write_image_folder"]
 
 
@@ -99,7 +99,8 @@ def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLik
         return ds
     path = Path(src)
     if not path.exists():
-        raise DataError(f"{src}: no such file or directory (expected 'demo', 'demo-hard', a FER2013 CSV or an image folder)")
+        raise DataError(f"{src}: no such file or directory (expected 'demo', 'demo-hard', a FER2013 CSV or an "
+                        "image folder)")
     for f in ("val_fraction", "test_fraction"):
         v = locals()[f]
         if not 0 <= v < 0.5:
