@@ -312,9 +312,11 @@ def decode(a, name: str, doc: dict, work: Path, seed: int = DECODE_SEED) -> dict
 
 def larger_test(data: str, factor: int) -> str | None:
     """The demo spec with a test split `factor` times as large (None: not demo data, or factor 0)."""
+    from fernas.data import demo_difficulty
+
     kind, _, sizes = data.partition(":")
     parts = sizes.split(",")
-    if not kind.startswith("demo") or len(parts) != 3 or factor <= 0:
+    if not demo_difficulty(data) or len(parts) != 3 or factor <= 0:
         return None
     return f"{kind}:{parts[0]},{parts[1]},{int(parts[2]) * factor}"
 
