@@ -192,6 +192,54 @@ def _write_config(run_dir: Path, doc: dict, cfg: ProtocolConfig, dev, data: Data
     })
 
 
+def _training_phase(cfg: ProtocolConfig, dev, stop_after: int | None = None) -> TrainConfig:
+    """The trainer's settings for the protocol's training phase (stop_after: end after that
+    epoch of the same schedule, to be continued from the checkpoint: a race's start)."""
+    return TrainConfig(epochs=cfg.epochs, stop_after_epoch=stop_after, seed=cfg.seed, device=dev,
+                       train_crops=cfg.train_crops, augment=cfg.augment, augment_warmup=cfg.augment_warmup,
+                       val_crops=cfg.val_crops or cfg.train_crops,
+                       amp=amp_for(cfg.precision, dev), batch_size=cfg.batch_size,
+                       checkpoint_min_interval_s=GPU_CHECKPOINT_INTERVAL_S if dev.type == "cuda" else 0.0)
+
+
+def train_start(doc: dict, data: Dataset, cfg: ProtocolConfig, run_dir, epochs: int, *, resume: bool = False,
+                genome_file=None, invocation: dict | None = None) -> list[dict]:
+    """The first `epochs` epochs of the protocol's training phase into run_dir (config.json,
+    history.csv, the training checkpoint), so that `run_protocol(..., resume=True)` continues
+    them as one uninterrupted run; returns the history.  A checkpoint already at `epochs` is
+    read, not trained again."""
+    run_dir = Path(run_dir)
+    dev = resolve_device(cfg.device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_config(run_dir, doc, cfg, dev, data, _announce(doc, data, cfg, dev, run_dir, f"first {epochs} of "),
+                  resume, genome_file, invocation)
+    ck = run_dir / CHECKPOINTS[0]
+    rows = list(load_checkpoint(ck)["history"]) if resume and ck.exists() else []
+
+    def on_epoch(record: dict) -> None:
+        rows.append(record)
+        atomic_write_csv(run_dir / "history.csv", HISTORY_FIELDS, rows)
+
+    res = train_genome(doc, data, _training_phase(cfg, dev, stop_after=epochs), checkpoint_path=ck,
+                       resume=resume and ck.exists(), on_epoch=on_epoch, progress=True)
+    atomic_write_csv(run_dir / "history.csv", HISTORY_FIELDS, res.history)
+    return list(res.history)
+
+
+def _announce(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: Path, part: str = "") -> dict:
+    """The run's header line on stderr (`part`: "first N of " for a race's start); returns the
+    genome's summary (parameters, multiply-adds)."""
+    from fernas.genome import genome_id
+    from fernas.model import summarize
+
+    summary = summarize(doc, input_size=CROP_SIZE, num_classes=data.num_classes)
+    print(f"== {doc.get('name', 'genome')} (id {genome_id(doc)}): {summary['params']:,} params, "
+          f"{summary['macs'] / 1e6:.1f} M MACs; {part}{cfg.epochs}+{cfg.fine_tune_epochs} epochs, "
+          f"{cfg.train_crops} crop(s)/image{_warmup_text(cfg)}, device {dev}; run directory {run_dir}",
+          file=sys.stderr, flush=True)
+    return summary
+
+
 def _train_phases(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: Path, resume: bool):
     """Training, then fine-tuning from its best weights; history.csv after every epoch.
     Returns (training result, result whose weights are tested, "phase epoch N", history rows)."""
@@ -208,11 +256,7 @@ def _train_phases(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: P
         return train_genome(doc, phase_data, tc, checkpoint_path=ck, resume=resuming, on_epoch=on_epoch,
                             progress=True, **kw)
 
-    tc = TrainConfig(epochs=cfg.epochs, seed=cfg.seed, device=dev, train_crops=cfg.train_crops,
-                     augment=cfg.augment, augment_warmup=cfg.augment_warmup,
-                     val_crops=cfg.val_crops or cfg.train_crops,
-                     amp=amp_for(cfg.precision, dev), batch_size=cfg.batch_size,
-                     checkpoint_min_interval_s=GPU_CHECKPOINT_INTERVAL_S if dev.type == "cuda" else 0.0)
+    tc = _training_phase(cfg, dev)
     res1 = phase(tc, run_dir / CHECKPOINTS[0], data)
     rows[:] = list(res1.history)
     final, selected = res1, f"train epoch {res1.best_epoch}"
@@ -278,19 +322,12 @@ def run_protocol(doc: dict, data: Dataset, cfg: ProtocolConfig, run_dir, *, resu
                  genome_file=None, invocation: dict | None = None) -> dict:
     """The protocol for one genome into run_dir (checked and locked by the caller); returns its
     metrics dict.  invocation: {"command", "argv", "args"} recorded in config.json."""
-    from fernas.genome import genome_id
-    from fernas.model import summarize
-
     run_dir = Path(run_dir)
     dev = resolve_device(cfg.device)
     run_dir.mkdir(parents=True, exist_ok=True)
     name = doc.get("name", "genome")
-    summary = summarize(doc, input_size=CROP_SIZE, num_classes=data.num_classes)
+    summary = _announce(doc, data, cfg, dev, run_dir)
     _write_config(run_dir, doc, cfg, dev, data, summary, resume, genome_file, invocation)
-    print(f"== {name} (id {genome_id(doc)}): {summary['params']:,} params, {summary['macs'] / 1e6:.1f} M MACs; "
-          f"{cfg.epochs}+{cfg.fine_tune_epochs} epochs, {cfg.train_crops} crop(s)/image{_warmup_text(cfg)}, "
-          f"device {dev}; "
-          f"run directory {run_dir}", file=sys.stderr, flush=True)
     phases = _train_phases(doc, data, cfg, dev, run_dir, resume)
     metrics = _test_and_save(doc, data, cfg, dev, run_dir, summary, phases)
     # The run is complete: the checkpoints (model + optimizer + best weights) are no longer
@@ -312,20 +349,25 @@ def run_protocol(doc: dict, data: Dataset, cfg: ProtocolConfig, run_dir, *, resu
 
 def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, load_data: Callable[[], Dataset],
                   dirs: list[Path], *, base: Path | None = None, resume: bool = False,
-                  invocation: dict | None = None) -> list[dict]:
+                  invocation: dict | None = None, race_epochs: int = 0) -> list[dict]:
     """Every genome in turn into its directory (all locked and checked before the data loads);
-    with several, a comparison table on stdout and in base/comparison.csv.  Returns the metrics."""
+    with several, a comparison table on stdout and in base/comparison.csv.  With `race_epochs`,
+    a race instead (`fernas.race`): only its winner is trained fully.  Returns the metrics."""
     with contextlib.ExitStack() as locks:
         for d in dirs:  # held until the end: a second process on one of these directories is refused
             if d.is_dir() or not d.exists():  # (a file in the way: check_run_dir says so)
                 locks.enter_context(run_dir_lock(d))
-        finished = []
-        for doc, d in zip(docs, dirs):  # check every directory (under its lock) before training anything
-            if resume and (d / "metrics.json").exists() and not (d / CHECKPOINTS[0]).exists():
-                finished.append(d)
-                continue
-            check_run_dir(d, doc, resume)
+        finished = _check_dirs(docs, dirs, resume)
+        if race_epochs:
+            from fernas.race import check_new_race
+
+            check_new_race(base, resume)
         data = load_data()
+        if race_epochs:
+            from fernas.race import race
+
+            return [race(docs, genome_files, cfg, data, dirs, base, race_epochs, resume=resume,
+                         invocation=invocation)]
         t0 = time.perf_counter()
         results = []
         for path, doc, d in zip(genome_files, docs, dirs):
@@ -338,6 +380,21 @@ def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, loa
         if len(results) > 1:
             _compare(base, results, time.perf_counter() - t0, _centre_crop_only(cfg))
     return [m for _, m in results]
+
+
+def _check_dirs(docs: list[dict], dirs: list[Path], resume: bool) -> list[Path]:
+    """Check every run directory before anything trains; returns those already complete.  On a
+    resume of several genomes, a directory the interrupted command never reached starts afresh
+    (but one of them must hold a run: a mistyped --out is refused)."""
+    if resume and len(dirs) > 1 and not any(_holds_run(d) for d in dirs):
+        raise RunDirError(f"{dirs[0].parent}: no run to resume (no genome's run directory holds one)")
+    finished = []
+    for doc, d in zip(docs, dirs):
+        if resume and (d / "metrics.json").exists() and not (d / CHECKPOINTS[0]).exists():
+            finished.append(d)
+            continue
+        check_run_dir(d, doc, resume and (len(dirs) == 1 or _holds_run(d)))
+    return finished
 
 
 def _warmup_text(cfg: ProtocolConfig) -> str:

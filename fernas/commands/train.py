@@ -14,6 +14,7 @@ from dataclasses import fields
 from fernas.commands.common import DATA_KEYS, add_data_arguments, dataset_from_args, device_from_args
 from fernas.errors import RunDirError, RunExistsError, UserError
 from fernas.fulltrain import ProtocolConfig
+from fernas.race import check_race, stored_race
 
 _D = ProtocolConfig()
 
@@ -43,6 +44,14 @@ TRAIN_FLAGS = [
                              help="images per step; unset: the genome's batch size")),
     (("--out",), dict(default=None, help="run directory (several genomes: one sub-directory each); "
                                          "unset: a new directory under runs/")),
+    (("--race",), dict(type=int, default=0, metavar="N",
+                       help="with several genomes (a search's finalists): train each the first N epochs of "
+                            "the protocol, then only the one with the best validation accuracy after epoch N "
+                            "goes on to the end, continued from its checkpoint (the others keep theirs); "
+                            "the race costs (genomes - 1) x N epochs more than one training. 8 (the warm-up's "
+                            "length) kept the best of three finalists in 4 of 4 searches on demo-hard "
+                            "(docs/search_experiments.md, \"Racing the finalists\"). 0: every genome trained "
+                            "fully, then compared")),
     (("--seed",), dict(type=int, default=_D.seed, help="seeds python, numpy and torch")),
     (("--device",), dict(default=_D.device, help="auto, cpu or cuda")),
     (("--precision",), dict(choices=("auto", "bf16", "fp32"), default=_D.precision,
@@ -130,6 +139,18 @@ def _restore_run_settings(args: argparse.Namespace, dirs) -> None:
               f"from config.json, not from this command line)", file=sys.stderr)
 
 
+def _restore_race(args: argparse.Namespace, base) -> None:
+    """On --resume of a race: its epochs come from base/race.json, as the protocol's settings
+    come from config.json (a note says when the command line differs)."""
+    race = stored_race(base) if base is not None else None
+    if race is None:
+        return
+    if args.race != race["epochs"]:
+        print(f"resuming the race in {base} after epoch {race['epochs']} as race.json records "
+              f"(not --race {args.race} from this command line)", file=sys.stderr)
+    args.race = race["epochs"]
+
+
 def run_training(args: argparse.Namespace, command: str) -> int:
     """Check the flags, restore a resumed run's settings, then train every genome in turn."""
     from fernas import fulltrain
@@ -146,13 +167,15 @@ def run_training(args: argparse.Namespace, command: str) -> int:
     base, dirs = fulltrain.plan_run_dirs(docs, args.out)
     if args.resume:
         _restore_run_settings(args, dirs)
+        _restore_race(args, base)
+    check_race(args.race, len(docs), args.epochs)
     dev = device_from_args(args)
     cfg = ProtocolConfig(**{f.name: getattr(args, f.name) for f in fields(ProtocolConfig) if f.name != "device"},
                          device=dev)
     invocation = {"command": command, "argv": sys.argv[1:], "args": _jsonable(args)}
     try:
         fulltrain.train_genomes(docs, list(args.genomes), cfg, lambda: dataset_from_args(args), dirs, base=base,
-                                resume=args.resume, invocation=invocation)
+                                resume=args.resume, invocation=invocation, race_epochs=args.race)
     except RunExistsError as exc:
         raise RunDirError(f"{exc.path}: holds another run; pass --resume to continue it, "
                           "or choose another --out") from None

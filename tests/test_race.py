@@ -1,0 +1,137 @@
+"""`fernas train/decode --train --race N`: finalists train N epochs, the best continues its own training.
+
+The winner's run must be the run an uninterrupted `fernas train` of it writes (same history, same
+test), a SIGKILL during the race and `--resume` must train nothing completed again and continue
+the same winner, and bad races are refused with one line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fernas.errors import RunDirError
+from fernas.race import score_at, winner_index
+
+from test_fulltrain_cli import TINY, cli
+
+# The tiny genome with three learning rates (b wins: the winner is not simply the first given).
+# Four epochs with a race after two, one fine-tuning epoch.
+LRS = {"a": ("adam", 0.002), "b": ("adam", 0.0001), "c": ("adam", 0.01)}
+FLAGS = ["--epochs", 4, "--fine-tune-epochs", 1, "--data", "demo:280", "--train-crops", 1, "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def genomes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("finalists")
+    paths = []
+    for name, (opt, lr) in LRS.items():
+        doc = json.loads(json.dumps(TINY))
+        doc["name"], doc["train"]["optimizer"], doc["train"]["lr"] = name, opt, lr
+        (folder / f"{name}.json").write_text(json.dumps(doc))
+        paths.append(folder / f"{name}.json")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def raced(genomes, tmp_path_factory):
+    out = tmp_path_factory.mktemp("race") / "race"
+    rc, stdout, err = cli("train", *genomes, "--race", 2, "--out", out, *FLAGS)
+    assert rc == 0, err
+    return out, stdout
+
+
+def history(run: Path) -> list[list[str]]:
+    """history.csv without its seconds column (the one thing two equal trainings differ in)."""
+    with open(run / "history.csv") as f:
+        return [row[:-1] for row in csv.reader(f)]
+
+
+def test_the_winner_is_the_run_an_uninterrupted_training_writes(raced, genomes, tmp_path):
+    out, stdout = raced
+    race = json.loads((out / "race.json").read_text())
+    scores = [g["val_acc"] for g in race["genomes"]]
+    assert race["epochs"] == 2 and race["winner"] == winner_index(scores)
+    w = race["genomes"][race["winner"]]["name"]
+    assert f"{w}  {max(scores):.4f}  continues" in stdout
+    for g in race["genomes"]:  # each score is the finalist's own epoch 2
+        run = out / g["name"]
+        assert g["val_acc"] == pytest.approx(float(history(run)[2][6]), abs=1e-6)
+        assert (run / "metrics.json").exists() == (g["name"] == w)
+        assert (run / "checkpoint-train.pt").exists() == (g["name"] != w)  # a loser can be finished later
+        if g["name"] != w:
+            assert [r[1] for r in history(run)[1:]] == ["1", "2"]
+    alone = tmp_path / "alone"
+    rc, _, err = cli("train", genomes[race["winner"]], "--out", alone, *FLAGS)
+    assert rc == 0, err
+    assert history(out / w) == history(alone)
+    m_race, m_alone = (json.loads((p / "metrics.json").read_text()) for p in (out / w, alone))
+    for key in ("test_accuracy_tencrop", "test_loss_tencrop", "selected_weights"):
+        assert m_race[key] == m_alone[key], key
+
+
+def test_a_killed_race_resumes_the_same_winner_without_training_a_finished_start_again(raced, genomes, tmp_path):
+    out, _ = raced
+    run = tmp_path / "race"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    argv = [sys.executable, "-m", "fernas", "train", *map(str, genomes), "--race", "2", "--out", str(run),
+            *map(str, FLAGS)]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = run / "b" / "history.csv"  # killed once the second finalist has trained an epoch
+    deadline = time.monotonic() + 240
+    while not second.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert second.exists() and not (run / "c" / "history.csv").exists()
+    first = (run / "a" / "checkpoint-train.pt").stat().st_mtime_ns
+    # the resume does not repeat --race: race.json says it is one
+    rc, stdout, err = cli("train", *genomes, "--out", run, "--resume", *FLAGS)
+    assert rc == 0, err
+    assert (run / "a" / "checkpoint-train.pt").stat().st_mtime_ns == first  # a's two epochs not trained again
+    stored, reference = (json.loads((p / "race.json").read_text()) for p in (run, out))
+    assert [g["val_acc"] for g in stored["genomes"]] == [g["val_acc"] for g in reference["genomes"]]
+    assert stored["winner"] == reference["winner"]
+    w = stored["genomes"][stored["winner"]]
+    assert history(run / w["name"]) == history(out / w["name"])
+    # resumed again once complete: nothing to train, the winner's metrics stand
+    rc, _, err = cli("train", *genomes, "--out", run, "--resume", *FLAGS)
+    assert rc == 0 and "already trained" in err
+
+
+def test_bad_races_are_refused_with_one_line(raced, genomes, tmp_path):
+    out, _ = raced
+    for argv, expected in [
+        ((genomes[0], "--race", 2), "a race needs two or more genomes"),
+        ((*genomes[:2], "--race", 4), "--race 4: must be fewer than --epochs 4"),
+        ((*genomes[:2], "--race", -1), "--race -1: must be >= 0"),
+    ]:
+        rc, _, err = cli("train", *argv, "--out", tmp_path / "new", *FLAGS)
+        assert rc == 2 and expected in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "new").exists()
+    # another race into a directory that holds one: refused, the record untouched
+    before = (out / "race.json").read_bytes()
+    rc, _, err = cli("train", *genomes, "--race", 2, "--out", out, *FLAGS)
+    assert rc == 2 and str(out) in err
+    # its resume with the finalists in another order
+    rc, _, err = cli("train", genomes[1], genomes[0], genomes[2], "--race", 2, "--out", out, "--resume", *FLAGS)
+    assert rc == 2 and "race.json: a race of other genomes" in err
+    assert (out / "race.json").read_bytes() == before
+    rc, _, err = cli("decode", *genomes, "--race", 2)
+    assert rc == 2 and "--race only applies with --train" in err
+
+
+def test_the_score_is_epoch_n_and_ties_go_to_the_order_given():
+    rows = [{"phase": "train", "epoch": 1, "val_acc": 0.5}, {"phase": "train", "epoch": 2, "val_acc": 0.3}]
+    assert score_at(rows, 2) == 0.3 and score_at(rows, 3) is None
+    assert score_at([{"phase": "train", "epoch": 2, "val_acc": float("nan")}], 2) is None
+    assert winner_index([0.3, 0.5, 0.5]) == 1 and winner_index([None, 0.1]) == 1
+    with pytest.raises(RunDirError, match="every finalist of the race diverged"):
+        winner_index([None, None])
