@@ -13,7 +13,9 @@ order) with that protocol and compares three ways of choosing among them with th
   or promotion; finalists that never reached that budget rank after those that did);
 * `own@N` for each N of `--at`: the decode's own validation accuracy after its N-th epoch,
   i.e. what a re-ranking that trained the first N epochs of the decode protocol would have
-  seen (a decode continued from it would cost nothing more).
+  seen.  It is what `fernas decode --train --race N` chooses by, and the race continues that very
+  training, so the chosen finalist's decode here is the race's result; `races` gives what the
+  race costs beyond it (the stopped finalists' N epochs) beside the re-ranking it would replace.
 
 The runs are those `benchmarks/equal_compute.py --tag TAG` left in its work directory
 (`benchmarks/results/tmp/equal_compute_TAG/ARM-seedS`); the decodes are cached there as
@@ -102,6 +104,25 @@ def run_summary(rows: list[dict], signals: list[str], truth: str = "test") -> di
     return out
 
 
+def race_cost(rows: list[dict], n: int, decodes: dict[str, Path], arm: dict, budget: float) -> dict:
+    """What `fernas decode --train --race n` over these finalists costs beyond training its pick
+    (the finalists it stops trained n epochs: images x multiply-adds, and their seconds), and the
+    arm's search with it instead of its re-ranking, as a share of the seed's budget C."""
+    pick = chosen(rows, f"own@{n}")["gid"]
+    extra, seconds = 0.0, 0.0
+    for r in rows:
+        if r["gid"] == pick:
+            continue
+        run = decodes[r["gid"]]
+        n_train = json.loads((run / "config.json").read_text())["data"]["train"]
+        extra += n * n_train * r["macs"]
+        seconds += sum(float(h["seconds"]) for h in ec._history(run) if h["phase"] == "train" and int(h["epoch"]) <= n)
+    return {"pick": pick, "extra_compute": extra, "extra_seconds": round(seconds, 1),
+            "search_compute": arm["search_compute"], "rerank_compute": arm["compute"] - arm["search_compute"],
+            "search_and_race_share_of_C": round((arm["search_compute"] + extra) / budget, 3),
+            "arm_share_of_C": round(arm["compute"] / budget, 3)}
+
+
 def summary(runs: dict[str, dict], signals: list[str]) -> dict:
     """Over runs: each signal's mean test accuracy of its choice, how often it chose the
     ceiling, and its mean Spearman."""
@@ -112,6 +133,18 @@ def summary(runs: dict[str, dict], signals: list[str]) -> dict:
         out[s] = {"pick_test_mean": round(statistics.mean(tests), 4),
                   "chose_ceiling": sum(r["picks"][s]["test"] == r["ceiling"] for r in runs.values()),
                   "spearman_mean": round(statistics.mean(rhos), 3) if rhos else None}
+    return out
+
+
+def race_summary(races: dict[str, dict]) -> dict:
+    """Over runs, per race length: the mean share of C of the search with the race instead of
+    the re-ranking, and of the arm as it ran (search and re-ranking)."""
+    out = {}
+    for key in next(iter(races.values()), {}):
+        shares = [r[key]["search_and_race_share_of_C"] for r in races.values()]
+        out[key] = {"search_and_race_share_of_C_mean": round(statistics.mean(shares), 3),
+                    "arm_share_of_C_mean": round(statistics.mean(r[key]["arm_share_of_C"] for r in races.values()), 3),
+                    "extra_seconds_mean": round(statistics.mean(r[key]["extra_seconds"] for r in races.values()), 1)}
     return out
 
 
@@ -128,17 +161,17 @@ def main(argv=None) -> int:
     big = ec.larger_test(st["data"], args.big_test)
     truths = ["test", "test_big"] if big else ["test"]
     t0 = time.perf_counter()
-    rows, runs = [], {}
+    rows, runs, races = [], {}, {}
     for seed in (int(s) for s in args.seeds.split(",")):
         for arm in args.arms.split(","):
             run = work / f"{arm}-seed{seed}"
             if not (run / "hall_of_fame").is_dir():
                 raise SystemExit(f"{run}: no such run (equal_compute.py --tag {args.tag} left none for this seed)")
-            mine = []
+            mine, decodes = [], {}
             for f in finalists(run, args.top):
                 print(f"{arm} seed {seed}: finalist {f['rank']} {f['gid']}", flush=True)
                 d = ec.decode(a, f"{arm}-seed{seed}-{f['gid']}", f["doc"], work)
-                dec = ec.decode_run(a, f["gid"], work)
+                dec = decodes[f["gid"]] = ec.decode_run(a, f["gid"], work)
                 mine.append({"seed": seed, "arm": arm, "rank": f["rank"], "gid": f["gid"], "run": -f["rank"],
                              "trial": trial_accuracy(run, f["gid"], st["max_budget"]),
                              **{f"own@{n}": v for n, v in ec.early_val(dec, at).items()},
@@ -146,6 +179,9 @@ def main(argv=None) -> int:
                 if big:
                     mine[-1]["test_big"] = ec.evaluate_on(dec, big, st["data_seed"])
             runs[f"{arm}-seed{seed}"] = {t: run_summary(mine, signals, t) for t in truths}
+            rec = next(r for r in result["per_seed"] if r["seed"] == seed)
+            races[f"{arm}-seed{seed}"] = {f"race@{n}": race_cost(mine, n, decodes, rec[arm], rec["budget_compute"])
+                                          for n in at}
             rows += mine
     doc = {"benchmark": "finalists", "date": datetime.datetime.now().isoformat(timespec="seconds"),
            "source": f"benchmarks/results/equal_compute{suffix}.json", "machine": {"cpu": ec.cpu_model()},
@@ -153,6 +189,7 @@ def main(argv=None) -> int:
                                                 "train_crops": ec.DECODE_TRAIN_CROPS, "seed": ec.DECODE_SEED},
            "big_test": big, "rows": rows, "runs": runs,
            "summary": {t: summary({k: v[t] for k, v in runs.items()}, signals) for t in truths},
+           "races": races, "race_summary": race_summary(races),
            "wall_seconds": round(time.perf_counter() - t0, 1)}
     out = ROOT / "benchmarks" / "results" / f"finalists{suffix}.json"
     atomic_write_json(out, doc)

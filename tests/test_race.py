@@ -135,3 +135,23 @@ def test_the_score_is_epoch_n_and_ties_go_to_the_order_given():
     assert winner_index([0.3, 0.5, 0.5]) == 1 and winner_index([None, 0.1]) == 1
     with pytest.raises(RunDirError, match="every finalist of the race diverged"):
         winner_index([None, None])
+
+
+def test_an_evolve_run_ends_with_how_to_race_its_top_three(tmp_path):
+    import io
+
+    from fernas.commands.evolve_console import EvolveConsole
+
+    (tmp_path / "config.json").write_text(json.dumps({"options": {"data": "demo-hard:1400", "data_args": {}}}))
+    hof = tmp_path / "hall_of_fame"
+    hof.mkdir()
+    (hof / "01_aaa.json").write_text("{}")
+    printed = io.StringIO()
+    EvolveConsole(stream=printed, quiet=True)._race_hint(tmp_path)
+    assert printed.getvalue() == ""  # one genome: nothing to race
+    for rank, gid in enumerate(["bbb", "ccc", "ddd"], start=2):
+        (hof / f"{rank:02d}_{gid}.json").write_text("{}")
+    EvolveConsole(stream=printed, quiet=True)._race_hint(tmp_path)
+    assert printed.getvalue().startswith("or race the top three (each trains 8 epochs")
+    assert printed.getvalue().rstrip().endswith(
+        f"fernas decode {tmp_path}/hall_of_fame/0[1-3]_*.json --train --race 8 --data demo-hard:1400")

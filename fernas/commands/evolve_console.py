@@ -143,7 +143,18 @@ class EvolveConsole:
         self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
         self.say(f"report: {out}/report.html (open it in a browser)")
         self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: fernas decode {out}/best.json --train")
+        self._race_hint(out)
         self._seed_designs(out, best.gid if best is not None else None, ev.cfg.rerank_schedule)
+
+    def _race_hint(self, out) -> None:
+        """How to race the top three of the hall of fame (`fernas.race`), where it holds two or more."""
+        from fernas.fulltrain import AUGMENT_WARMUP
+
+        if len(list(Path(out, "hall_of_fame").glob("0[1-3]_*.json"))) < 2:
+            return
+        self.say(f"or race the top three (each trains {AUGMENT_WARMUP} epochs, the best trains on: README, "
+                 f"\"Racing the finalists\"): fernas decode {shlex.quote(str(out))}/hall_of_fame/0[1-3]_*.json "
+                 f"--train --race {AUGMENT_WARMUP}{_data_flags(out)}")
 
     def _seed_designs(self, out, best_gid: str | None, epochs: int) -> None:
         """The best seed design of the run, and how to train the best beside the seed designs:
