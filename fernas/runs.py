@@ -2,7 +2,8 @@
 
 `describe(path)` reads only a run directory's small files and says what it is: an evolve run
 (config.json `fernas_evolve_run`) or a training run (`fernas_train_run`), its state (running:
-its lock is held; finished; stopped: resumable; incomplete: nothing to resume; `version N`:
+its lock is held; finished; stopped: resumable; lost race: a finalist its race stopped, resumable;
+incomplete: nothing to resume; `version N`:
 written by another fernas, not read further), progress,
 best accuracy, compute and times.  `load_run(path)` returns an evolve run's trials and
 logbook as pandas DataFrames and its best genomes as documents (a training run: its history
@@ -109,10 +110,20 @@ def _train_row(run: Path, cfg: dict) -> dict:
     args = cfg.get("args") or {}
     total = int(args.get("epochs") or 0) + int(args.get("fine_tune_epochs") or 0)
     resumable = any(run.glob("checkpoint-*.pt"))
-    return {"kind": "train", "state": "finished" if metrics else ("stopped" if resumable else "incomplete"),
+    stopped = "lost race" if _lost_race(run) else "stopped"
+    return {"kind": "train", "state": "finished" if metrics else (stopped if resumable else "incomplete"),
             "progress": f"epoch {epochs}/{total or '?'}", "trials": None,
             "best": metrics.get("test_accuracy_tencrop") if metrics else None, "compute": None,
             "started": cfg.get("started"), "seconds": metrics.get("train_seconds") if metrics else None}
+
+
+def _lost_race(run: Path) -> bool:
+    """Whether the run is a finalist its race (`fernas.race`: race.json beside it) stopped."""
+    race = _json(run.parent / "race.json")
+    if not isinstance(race, dict) or not isinstance(race.get("winner"), int):
+        return False
+    names = [Path(str(g.get("dir", ""))).name for g in race.get("genomes", []) if isinstance(g, dict)]
+    return run.name in names and names.index(run.name) != race["winner"]
 
 
 def list_runs(root: Path) -> list[dict]:

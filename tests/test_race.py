@@ -155,3 +155,24 @@ def test_an_evolve_run_ends_with_how_to_race_its_top_three(tmp_path):
     assert printed.getvalue().startswith("or race the top three (each trains 8 epochs")
     assert printed.getvalue().rstrip().endswith(
         f"fernas decode {tmp_path}/hall_of_fame/0[1-3]_*.json --train --race 8 --data demo-hard:1400")
+
+
+def test_a_finalist_that_lost_can_be_finished_later(raced, genomes, tmp_path):
+    import shutil
+
+    from fernas.runs import describe
+
+    out, _ = raced
+    race = json.loads((out / "race.json").read_text())
+    states = {g["name"]: describe(out / g["name"])["state"] for g in race["genomes"]}
+    winner = race["genomes"][race["winner"]]["name"]
+    assert states == {g["name"]: "finished" if g["name"] == winner else "lost race" for g in race["genomes"]}
+    loser = next(i for i, g in enumerate(race["genomes"]) if g["name"] != winner)
+    copy = tmp_path / "race"
+    shutil.copytree(out, copy)
+    name = race["genomes"][loser]["name"]
+    rc, _, err = cli("train", genomes[loser], "--out", copy / name, "--resume", *FLAGS)
+    assert rc == 0, err
+    assert [r[:2] for r in history(copy / name)[1:]] == [["train", "1"], ["train", "2"], ["train", "3"],
+                                                          ["train", "4"], ["finetune", "1"]]
+    assert history(copy / name)[:3] == history(out / name)[:3] and describe(copy / name)["state"] == "finished"
