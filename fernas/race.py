@@ -16,7 +16,8 @@ of equal-compute searches (docs/search_experiments.md, "Racing the finalists").
 
 DIR/race.json records the race (atomically: its epochs and finalists when it starts, their scores
 and the winner once every finalist reached epoch N), so a killed race resumed with `--resume`
-continues the same winner and trains no finalist's completed epochs twice.  A finalist whose loss diverges drops out of the race.
+continues the same winner and trains no finalist's completed epochs twice.  A finalist whose
+loss diverges drops out of the race.
 """
 
 from __future__ import annotations
