@@ -343,7 +343,8 @@ def _epoch(run: _Run, epoch: int, progress: bool) -> dict:
 
 def _print_epoch(run: _Run, record: dict, t_call: float) -> None:
     epoch, epochs, best = record["epoch"], run.cfg.epochs, run.best
-    eta = (time.perf_counter() - t_call) / (epoch - run.start_epoch) * (epochs - epoch)
+    last = min(epochs, run.cfg.stop_after_epoch or epochs)  # the ETA is to where this call stops
+    eta = (time.perf_counter() - t_call) / (epoch - run.start_epoch) * (last - epoch)
     print(f"\r  [{run.cfg.phase}] epoch {epoch}/{epochs}  loss {record['train_loss']:.4f}  "
           f"acc {record['train_acc']:.4f}  val {record['val_acc']:.4f} (best {best['acc']:.4f} @{best['epoch']})  "
           f"lr {record['lr']:.3g}  {record['seconds']:.1f}s  ETA {fmt_duration(eta)}   ",

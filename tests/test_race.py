@@ -45,6 +45,9 @@ def raced(genomes, tmp_path_factory):
     out = tmp_path_factory.mktemp("race") / "race"
     rc, stdout, err = cli("train", *genomes, "--race", 2, "--out", out, *FLAGS)
     assert rc == 0, err
+    # each start ends at epoch 2 of the 4-epoch schedule, and its ETA counts to there
+    assert err.count("first 2 of 4+1 epochs") == 3 and err.count("epoch 2/4") == 3
+    assert all("ETA 0m00s" in part.split("\r")[-1] for part in err.split("\n") if "epoch 2/4" in part)
     return out, stdout
 
 
