@@ -19,6 +19,7 @@ The settings come as a `ProtocolConfig`; the command-line flags that fill it liv
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import re
 import sys
@@ -206,9 +207,12 @@ def train_start(doc: dict, data: Dataset, cfg: ProtocolConfig, run_dir, epochs: 
                 genome_file=None, invocation: dict | None = None) -> list[dict]:
     """The first `epochs` epochs of the protocol's training phase into run_dir (config.json,
     history.csv, the training checkpoint), so that `run_protocol(..., resume=True)` continues
-    them as one uninterrupted run; returns the history.  A checkpoint already at `epochs` is
-    read, not trained again."""
+    them as one uninterrupted run; returns the history.  A checkpoint already at `epochs`, or a
+    complete run (metrics.json, finished by hand after a race), is read, not trained again."""
     run_dir = Path(run_dir)
+    if resume and (run_dir / "metrics.json").exists() and not (run_dir / CHECKPOINTS[0]).exists():
+        with (run_dir / "history.csv").open(newline="") as fh:
+            return list(csv.DictReader(fh))
     dev = resolve_device(cfg.device)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_config(run_dir, doc, cfg, dev, data, _announce(doc, data, cfg, dev, run_dir, f"first {epochs} of "),
@@ -357,11 +361,13 @@ def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, loa
         for d in dirs:  # held until the end: a second process on one of these directories is refused
             if d.is_dir() or not d.exists():  # (a file in the way: check_run_dir says so)
                 locks.enter_context(run_dir_lock(d))
-        finished = _check_dirs(docs, dirs, resume)
+        started = False  # a race's record: its resume may find no finalist started yet
         if race_epochs:
-            from fernas.race import check_new_race
+            from fernas.race import RACE_FILE, check_race_dir
 
-            check_new_race(base, resume)
+            check_race_dir(base, docs, dirs, race_epochs, resume)
+            started = (Path(base) / RACE_FILE).exists()
+        finished = _check_dirs(docs, dirs, resume, started)
         data = load_data()
         if race_epochs:
             from fernas.race import race
@@ -382,11 +388,11 @@ def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, loa
     return [m for _, m in results]
 
 
-def _check_dirs(docs: list[dict], dirs: list[Path], resume: bool) -> list[Path]:
+def _check_dirs(docs: list[dict], dirs: list[Path], resume: bool, started: bool = False) -> list[Path]:
     """Check every run directory before anything trains; returns those already complete.  On a
     resume of several genomes, a directory the interrupted command never reached starts afresh
-    (but one of them must hold a run: a mistyped --out is refused)."""
-    if resume and len(dirs) > 1 and not any(_holds_run(d) for d in dirs):
+    (but one of them must hold a run, or `started`: a race's record; a mistyped --out is refused)."""
+    if resume and len(dirs) > 1 and not started and not any(_holds_run(d) for d in dirs):
         raise RunDirError(f"{dirs[0].parent}: no run to resume (no genome's run directory holds one)")
     finished = []
     for doc, d in zip(docs, dirs):

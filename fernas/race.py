@@ -16,8 +16,9 @@ of equal-compute searches (docs/search_experiments.md, "Racing the finalists").
 
 DIR/race.json records the race (atomically: its epochs and finalists when it starts, their scores
 and the winner once every finalist reached epoch N), so a killed race resumed with `--resume`
-continues the same winner and trains no finalist's completed epochs twice.  A finalist whose
-loss diverges drops out of the race.
+goes on from each finalist's last checkpoint (every epoch on a CPU) and continues the same
+winner.  A finalist whose loss diverges drops out of the race (the winner diverging after
+epoch N ends the command, as a plain training's divergence does).
 """
 
 from __future__ import annotations
@@ -45,15 +46,26 @@ def check_race(epochs: int, n_genomes: int, train_epochs: int) -> None:
                         "(the winner continues from epoch --race)")
 
 
-def check_new_race(base: Path, resume: bool) -> None:
-    """A new race never replaces another's record (RunExistsError: resume it or choose another --out)."""
-    if not resume and (Path(base) / RACE_FILE).exists():
-        raise RunExistsError(Path(base))
+def check_race_dir(base: Path, docs: list[dict], dirs: list[Path], epochs: int, resume: bool) -> None:
+    """Before the data loads: a new race never replaces another's record (RunExistsError); a
+    resumed one must be the race recorded there, of these genomes in these directories, or, with
+    no record, must not find runs that were no race (RunDirError)."""
+    path = Path(base) / RACE_FILE
+    race = stored_race(base)
+    if not resume:
+        if race is not None:
+            raise RunExistsError(Path(base))
+        return
+    if race is None:
+        if any((d / "config.json").exists() for d in dirs):
+            raise RunDirError(f"{base}: holds runs that are not a race (no {RACE_FILE}); resume them without --race")
+        return
+    _same_race(race, docs, dirs, epochs, path)
 
 
 def stored_race(base: Path) -> dict | None:
-    """The race recorded in base/race.json; None when there is none.  An unreadable file or
-    one of another version is a RunDirError naming it."""
+    """The race recorded in base/race.json; None when there is none.  An unreadable file, one
+    of another version or one missing what a race records is a RunDirError naming it."""
     path = Path(base) / RACE_FILE
     if not path.exists():
         return None
@@ -64,6 +76,12 @@ def stored_race(base: Path) -> dict | None:
     if not isinstance(race, dict) or race.get("fernas_race") != RACE_VERSION:
         raise RunDirError(f"{path}: not a race record of this fernas (expected fernas_race {RACE_VERSION}); "
                           "start a new race in another --out")
+    genomes, winner = race.get("genomes"), race.get("winner")
+    if not (isinstance(race.get("epochs"), int) and isinstance(genomes, list) and len(genomes) >= 2
+            and all(isinstance(g, dict) and "genome_id" in g and "dir" in g for g in genomes)
+            and (winner is None or (isinstance(winner, int) and 0 <= winner < len(genomes)))):
+        raise RunDirError(f"{path}: incomplete race record (expected epochs, two or more genomes with "
+                          "genome_id and dir, and a winner among them or null)")
     return race
 
 
@@ -99,16 +117,18 @@ def _decided(race: dict, scores: list, notes: list[str]) -> dict:
     return {**race, "genomes": genomes, "winner": winner_index(scores)}
 
 
-def _same_race(race: dict, docs: list[dict], epochs: int, path: Path) -> None:
-    """A stored race must be of these genomes in this order and these epochs (RunDirError)."""
+def _same_race(race: dict, docs: list[dict], dirs: list[Path], epochs: int, path: Path) -> None:
+    """A stored race must be of these genomes, in this order and these run directories, decided
+    after these epochs (RunDirError)."""
     from fernas.genome import genome_id
 
-    stored = [g.get("genome_id") for g in race.get("genomes", [])]
-    if stored != [genome_id(d) for d in docs]:
-        raise RunDirError(f"{path}: a race of other genomes ({', '.join(map(str, stored))}); "
-                          "resume it with the same genome files in the same order")
-    if race.get("epochs") != epochs:
-        raise RunDirError(f"{path}: a race decided after epoch {race.get('epochs')}, not {epochs}")
+    stored = [(g["genome_id"], Path(g["dir"]).name) for g in race["genomes"]]
+    if stored != [(genome_id(doc), d.name) for doc, d in zip(docs, dirs)] or len(docs) != len(stored):
+        raise RunDirError(f"{path}: a race of other genomes or names "
+                          f"({', '.join(f'{n} (id {i})' for i, n in stored)}); resume it with the same "
+                          "genome files in the same order")
+    if race["epochs"] != epochs:
+        raise RunDirError(f"{path}: a race decided after epoch {race['epochs']}, not {epochs}")
 
 
 def run_starts(docs, files, cfg, data, dirs, epochs: int, resume: bool, invocation) -> tuple[list, list[str]]:
@@ -131,13 +151,16 @@ def run_starts(docs, files, cfg, data, dirs, epochs: int, resume: bool, invocati
 
 def print_race(race: dict, base: Path) -> None:
     """The race's table on stdout, best first, the winner marked."""
-    rows = sorted(enumerate(race["genomes"]), key=lambda r: -(r[1]["val_acc"] if r[1]["val_acc"] is not None else -1))
-    width = max(len(g["name"]) for g in race["genomes"])
+    def score(g: dict) -> float:
+        return g["val_acc"] if isinstance(g.get("val_acc"), (int, float)) else -1.0
+
+    rows = sorted(enumerate(race["genomes"]), key=lambda r: -score(r[1]))
+    width = max(len(str(g.get("name", "genome"))) for g in race["genomes"])
     print(f"\nrace: validation accuracy after epoch {race['epochs']}; the best continues ({base / RACE_FILE})")
     for i, g in rows:
-        acc = f"{g['val_acc']:.4f}" if g["val_acc"] is not None else g.get("dropped", "-")
+        acc = f"{g['val_acc']:.4f}" if score(g) >= 0 else g.get("dropped", "-")
         mark = "continues" if i == race["winner"] else f"stopped ({g['dir']})"
-        print(f"  {g['name'].ljust(width)}  {acc}  {mark}")
+        print(f"  {str(g.get('name', 'genome')).ljust(width)}  {acc}  {mark}")
 
 
 def race(docs: list[dict], files: list, cfg, data, dirs: list[Path], base: Path, epochs: int, *,
@@ -146,10 +169,11 @@ def race(docs: list[dict], files: list, cfg, data, dirs: list[Path], base: Path,
     from fernas.fulltrain import CHECKPOINTS, run_protocol
 
     path = Path(base) / RACE_FILE
-    result = stored_race(base) if resume else None
-    if result is not None:
-        _same_race(result, docs, epochs, path)
-    else:
+    if len(data.val) == 0:
+        raise UserError(f"--race {epochs}: the race compares validation accuracy, and the data has no "
+                        "validation split")
+    result = stored_race(base) if resume else None  # checked by check_race_dir before the data loaded
+    if result is None:
         result = _entry(docs, dirs, epochs)
         atomic_write_json(path, result)  # a resume without --race still knows this is a race
     if result["winner"] is None:

@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from fernas.errors import RunDirError
+from fernas.fulltrain import RUN_VERSION
 from fernas.race import score_at, winner_index
 
 from test_fulltrain_cli import TINY, cli
 
-# The tiny genome with three learning rates (b wins: the winner is not simply the first given).
-# Four epochs with a race after two, one fine-tuning epoch.
+# The tiny genome with three learning rates.  Four epochs with a race after two, one
+# fine-tuning epoch.
 LRS = {"a": ("adam", 0.002), "b": ("adam", 0.0001), "c": ("adam", 0.01)}
 FLAGS = ["--epochs", 4, "--fine-tune-epochs", 1, "--data", "demo:280", "--train-crops", 1, "--device", "cpu"]
 
@@ -83,7 +84,8 @@ def test_the_winner_is_the_run_an_uninterrupted_training_writes(raced, genomes, 
 def test_a_killed_race_resumes_the_same_winner_without_training_a_finished_start_again(raced, genomes, tmp_path):
     out, _ = raced
     run = tmp_path / "race"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # two torch threads, as conftest gives this process: the figures are compared bit for bit
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "2"}
     argv = [sys.executable, "-m", "fernas", "train", *map(str, genomes), "--race", "2", "--out", str(run),
             *map(str, FLAGS)]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -93,7 +95,7 @@ def test_a_killed_race_resumes_the_same_winner_without_training_a_finished_start
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert second.exists() and not (run / "c" / "history.csv").exists()
+    assert second.exists() and json.loads((run / "race.json").read_text())["winner"] is None  # mid-race
     first = (run / "a" / "checkpoint-train.pt").stat().st_mtime_ns
     # the resume does not repeat --race: race.json says it is one
     rc, stdout, err = cli("train", *genomes, "--out", run, "--resume", *FLAGS)
@@ -119,14 +121,36 @@ def test_bad_races_are_refused_with_one_line(raced, genomes, tmp_path):
         rc, _, err = cli("train", *argv, "--out", tmp_path / "new", *FLAGS)
         assert rc == 2 and expected in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "new").exists()
-    # another race into a directory that holds one: refused, the record untouched
+    # another race into a directory that holds one (other names: other run directories): refused
     before = (out / "race.json").read_bytes()
-    rc, _, err = cli("train", *genomes, "--race", 2, "--out", out, *FLAGS)
-    assert rc == 2 and str(out) in err
-    # its resume with the finalists in another order
-    rc, _, err = cli("train", genomes[1], genomes[0], genomes[2], "--race", 2, "--out", out, "--resume", *FLAGS)
-    assert rc == 2 and "race.json: a race of other genomes" in err
+    renamed = []
+    for path in genomes[:2]:
+        doc = json.loads(path.read_text())
+        doc["name"] = "other-" + doc["name"]
+        (tmp_path / doc["name"]).with_suffix(".json").write_text(json.dumps(doc))
+        renamed.append((tmp_path / doc["name"]).with_suffix(".json"))
+    rc, _, err = cli("train", *renamed, "--race", 2, "--out", out, *FLAGS)
+    assert rc == 2 and f"{out}: holds another run" in err
+    # its resume with the finalists in another order, or renamed (their directories would differ)
+    for argv in ((genomes[1], genomes[0], genomes[2]), (*renamed, genomes[2])):
+        rc, _, err = cli("train", *argv, "--race", 2, "--out", out, "--resume", *FLAGS)
+        assert rc == 2 and "race.json: a race of other genomes or names (a (id " in err, err
     assert (out / "race.json").read_bytes() == before
+    assert not any((out / p.stem).exists() for p in renamed)
+    # a resume with --race of runs that were no race
+    plain = tmp_path / "plain"
+    for g in ("a", "b"):
+        (plain / g).mkdir(parents=True)
+        (plain / g / "config.json").write_text(json.dumps({"fernas_train_run": RUN_VERSION, "args": {}}))
+    rc, _, err = cli("train", *genomes[:2], "--race", 2, "--out", plain, "--resume", *FLAGS)
+    assert rc == 2 and "holds runs that are not a race (no race.json); resume them without --race" in err
+    # a damaged record
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "race.json").write_text(json.dumps({"fernas_race": 1, "epochs": 2, "winner": 7,
+                                                  "genomes": [{"genome_id": "x", "dir": "a"}] * 2}))
+    rc, _, err = cli("train", *genomes[:2], "--out", broken, "--resume", *FLAGS)
+    assert rc == 2 and "race.json: incomplete race record" in err and len(err.strip().splitlines()) == 1
     rc, _, err = cli("decode", *genomes, "--race", 2)
     assert rc == 2 and "--race only applies with --train" in err
 
@@ -138,6 +162,18 @@ def test_the_score_is_epoch_n_and_ties_go_to_the_order_given():
     assert winner_index([0.3, 0.5, 0.5]) == 1 and winner_index([None, 0.1]) == 1
     with pytest.raises(RunDirError, match="every finalist of the race diverged"):
         winner_index([None, None])
+
+
+def test_a_race_without_a_validation_split_is_refused_before_it_trains(tmp_path):
+    from types import SimpleNamespace
+
+    from fernas.errors import UserError
+    from fernas.race import race
+
+    with pytest.raises(UserError, match="the race compares validation accuracy, and the data has no validation"):
+        race([TINY, TINY], ["a", "b"], None, SimpleNamespace(val=[]), [tmp_path / "a", tmp_path / "b"], tmp_path, 2,
+             resume=False, invocation=None)
+    assert not any(tmp_path.iterdir())
 
 
 def test_an_evolve_run_ends_with_how_to_race_its_top_three(tmp_path):

@@ -49,8 +49,9 @@ TRAIN_FLAGS = [
                             "the protocol, then only the one with the best validation accuracy after epoch N "
                             "goes on to the end, continued from its checkpoint (the others keep theirs); "
                             "the race costs (genomes - 1) x N epochs more than one training. 8 (the warm-up's "
-                            "length) kept the best of three finalists in 6 of 6 searches on demo-hard "
-                            "(docs/search_experiments.md, \"Racing the finalists\"). 0: every genome trained "
+                            "length) kept the best of three finalists in 6 of 6 searches on demo-hard at "
+                            "--epochs 48, one training each, the re-ranking 4 of 6 (weak evidence: "
+                            "docs/search_experiments.md, \"Racing the finalists\"). 0: every genome trained "
                             "fully, then compared")),
     (("--seed",), dict(type=int, default=_D.seed, help="seeds python, numpy and torch")),
     (("--device",), dict(default=_D.device, help="auto, cpu or cuda")),
@@ -145,7 +146,7 @@ def _restore_race(args: argparse.Namespace, base) -> None:
     race = stored_race(base) if base is not None else None
     if race is None:
         return
-    if args.race != race["epochs"]:
+    if args.race not in (0, race["epochs"]):
         print(f"resuming the race in {base} after epoch {race['epochs']} as race.json records "
               f"(not --race {args.race} from this command line)", file=sys.stderr)
     args.race = race["epochs"]
