@@ -112,6 +112,7 @@ def _entry(docs: list[dict], dirs: list[Path], epochs: int) -> dict:
 
 
 def _decided(race: dict, scores: list, notes: list[str]) -> dict:
+    """The race with each finalist's score (and why one dropped out) and its winner."""
     genomes = [{**g, "val_acc": s, **({"dropped": n} if n else {})}
                for g, s, n in zip(race["genomes"], scores, notes)]
     return {**race, "genomes": genomes, "winner": winner_index(scores)}
