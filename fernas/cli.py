@@ -14,7 +14,7 @@ import os
 import sys
 
 from fernas import __version__
-from fernas.errors import SettingError, UserError
+from fernas.errors import SettingError, TrainingDiverged, UserError
 
 # Order here is the order in `fernas --help`.
 COMMAND_MODULES = ["genome", "decode", "train", "data", "space", "evolve", "runs", "report", "evaluate", "predict", "export"]
@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"fernas: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingDiverged as exc:  # the genome's training, not the user's input: status 1
+        print(f"fernas: error: the training diverged: {exc}; its run directory keeps its last "
+              "checkpoint", file=sys.stderr)
+        return 1
     except OSError as exc:  # a path the user named: exists, is not a directory, no permission, disk full
         where = f"{exc.filename}: " if exc.filename else ""
         hint = ("; every file written before is intact (written atomically): free space, then run the same "

@@ -73,3 +73,8 @@ class DataSettingError(SettingError, DataError):
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (its type's name when it has none), for one-line errors."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; the message names epoch, step and lr.  Not the
+    user's mistake: a search scores it as a failed trial, the CLI reports it on one line (exit 1)."""

@@ -18,7 +18,7 @@ DIR/race.json records the race (atomically: its epochs and finalists when it sta
 and the winner once every finalist reached epoch N), so a killed race resumed with `--resume`
 goes on from each finalist's last checkpoint (every epoch on a CPU) and continues the same
 winner.  A finalist whose loss diverges drops out of the race (the winner diverging after
-epoch N ends the command, as a plain training's divergence does).
+epoch N ends the command with one line, as any training's divergence does: `fernas.cli`).
 """
 
 from __future__ import annotations

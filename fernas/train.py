@@ -27,7 +27,7 @@ from torch import nn
 
 from fernas.dataset import CROP_SIZE, Dataset
 from fernas.device import amp_context, check_interval, default_amp, eval_batch_size, resolve_device
-from fernas.errors import RunDirError, UserError
+from fernas.errors import RunDirError, TrainingDiverged, UserError
 from fernas.train_checkpoint import CHECKPOINT_VERSION, load_checkpoint, rng_states, set_rng_states
 from fernas.evaluate import evaluate_split
 from fernas.io import atomic_torch_save
@@ -107,10 +107,6 @@ class TrainResult:
     device: str = "cpu"
     steps: int = 0  # optimizer steps run in this call
     inputs: int = 0  # network inputs (crops) trained on in this call
-
-
-class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite; the message names epoch, step and lr."""
 
 
 @dataclass

@@ -215,3 +215,26 @@ def test_a_finalist_that_lost_can_be_finished_later(raced, genomes, tmp_path):
     assert [r[:2] for r in history(copy / name)[1:]] == [["train", "1"], ["train", "2"], ["train", "3"],
                                                           ["train", "4"], ["finetune", "1"]]
     assert history(copy / name)[:3] == history(out / name)[:3] and describe(copy / name)["state"] == "finished"
+
+
+def test_a_winner_that_diverges_ends_the_command_with_one_line(genomes, tmp_path, monkeypatch):
+    """A finalist diverging in its start drops out; the winner diverging later ends the command
+    with one line and status 1 (the genome's training failed, not the user's input)."""
+    from fernas import fulltrain
+    from fernas.errors import TrainingDiverged
+
+    real = fulltrain.train_genome
+
+    def diverging(doc, data, cfg, **kw):
+        if doc["name"] == "a" or cfg.stop_after_epoch is None:  # a's start, and every continuation
+            raise TrainingDiverged("loss became nan at epoch 1 step 3 (lr 0.002)")
+        return real(doc, data, cfg, **kw)
+
+    monkeypatch.setattr(fulltrain, "train_genome", diverging)
+    rc, stdout, err = cli("train", *genomes, "--race", 2, "--out", tmp_path / "race", *FLAGS)
+    race = json.loads((tmp_path / "race" / "race.json").read_text())
+    assert race["genomes"][0]["val_acc"] is None and race["genomes"][0]["dropped"].startswith("diverged")
+    assert race["winner"] in (1, 2) and "a  diverged: loss became nan" in stdout
+    assert rc == 1 and err.strip().splitlines()[-1] == (
+        "fernas: error: the training diverged: loss became nan at epoch 1 step 3 (lr 0.002); its run directory "
+        "keeps its last checkpoint")
