@@ -23,7 +23,7 @@ The runs are those `benchmarks/equal_compute.py --tag TAG` left in its work dire
 
     .venv/bin/python benchmarks/finalists.py --tag proxy --seeds 2,3,4 --arms ga-mf,random-sh --top 4
 
-Writes benchmarks/results/finalists_TAG.json.  The equal-compute file's test split (280 demo
+Writes benchmarks/results/finalists_TAG.json (`--train-seed N`: finalists_TAG_sN.json).  The equal-compute file's test split (280 demo
 images) gives one accuracy a standard error of about 1.8 points at 0.9, the size of the
 differences between finalists; so each trained network is also tested (`fernas evaluate`,
 ten-crop) on a test split `--big-test` times as large (`equal_compute.evaluate_on`; on the
@@ -66,6 +66,9 @@ def parse_args(argv):
     ap.add_argument("--big-test", type=int, default=10, help="test split this many times as large (demo data; 0: none)")
     ap.add_argument("--epochs", type=int, default=48)
     ap.add_argument("--fine-tune", type=int, default=2)
+    ap.add_argument("--train-seed", type=int, default=ec.DECODE_SEED,
+                    help="the decodes' training seed (another one: finalists_TAG_sN.json, the same race "
+                         "with another training of every finalist)")
     return ap.parse_args(argv)
 
 
@@ -170,8 +173,8 @@ def main(argv=None) -> int:
             mine, decodes = [], {}
             for f in finalists(run, args.top):
                 print(f"{arm} seed {seed}: finalist {f['rank']} {f['gid']}", flush=True)
-                d = ec.decode(a, f"{arm}-seed{seed}-{f['gid']}", f["doc"], work)
-                dec = decodes[f["gid"]] = ec.decode_run(a, f["gid"], work)
+                d = ec.decode(a, f"{arm}-seed{seed}-{f['gid']}", f["doc"], work, args.train_seed)
+                dec = decodes[f["gid"]] = ec.decode_run(a, f["gid"], work, args.train_seed)
                 mine.append({"seed": seed, "arm": arm, "rank": f["rank"], "gid": f["gid"], "run": -f["rank"],
                              "trial": trial_accuracy(run, f["gid"], st["max_budget"]),
                              **{f"own@{n}": v for n, v in ec.early_val(dec, at).items()},
@@ -186,12 +189,13 @@ def main(argv=None) -> int:
     doc = {"benchmark": "finalists", "date": datetime.datetime.now().isoformat(timespec="seconds"),
            "source": f"benchmarks/results/equal_compute{suffix}.json", "machine": {"cpu": ec.cpu_model()},
            "settings": vars(args), "protocol": {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune,
-                                                "train_crops": ec.DECODE_TRAIN_CROPS, "seed": ec.DECODE_SEED},
+                                                "train_crops": ec.DECODE_TRAIN_CROPS, "seed": args.train_seed},
            "big_test": big, "rows": rows, "runs": runs,
            "summary": {t: summary({k: v[t] for k, v in runs.items()}, signals) for t in truths},
            "races": races, "race_summary": race_summary(races),
            "wall_seconds": round(time.perf_counter() - t0, 1)}
-    out = ROOT / "benchmarks" / "results" / f"finalists{suffix}.json"
+    seed_suffix = f"_s{args.train_seed}" if args.train_seed != ec.DECODE_SEED else ""
+    out = ROOT / "benchmarks" / "results" / f"finalists{suffix}{seed_suffix}.json"
     atomic_write_json(out, doc)
     for name, by_truth in runs.items():
         for t, r in by_truth.items():

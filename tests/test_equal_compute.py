@@ -536,3 +536,23 @@ def test_warmup_effect_pairs_each_pick_without_and_with_the_warm_up_and_refuses_
                           (["w0.json", "missing.json"], "no such long_decodes file")):
         with pytest.raises(SystemExit, match=message):
             we.main(["--tag", "t", "--pair", *pair])
+
+
+def test_finalists_price_a_race_by_the_epochs_of_the_finalists_it_stops(tmp_path):
+    fl = load("finalists")
+    rows = [{"gid": "a", "rank": 1, "own@2": 0.3, "macs": 10}, {"gid": "b", "rank": 2, "own@2": 0.5, "macs": 20},
+            {"gid": "c", "rank": 3, "own@2": 0.4, "macs": 30}]
+    decodes = {}
+    for gid in "abc":
+        run = decodes[gid] = tmp_path / gid
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"data": {"train": 100}}))
+        (run / "history.csv").write_text("phase,epoch,seconds\ntrain,1,1.5\ntrain,2,2.0\ntrain,3,9\nfinetune,1,9\n")
+    arm = {"compute": 1000.0, "search_compute": 600.0}
+    cost = fl.race_cost(rows, 2, decodes, arm, budget=1000.0)
+    # b wins; a and c stop after 2 epochs of 100 images: (10 + 30) x 2 x 100, 3.5 s each
+    assert cost == {"pick": "b", "extra_compute": 8000.0, "extra_seconds": 7.0, "search_compute": 600.0,
+                    "rerank_compute": 400.0, "search_and_race_share_of_C": 8.6, "arm_share_of_C": 1.0}
+    summary = fl.race_summary({"x": {"race@2": cost}, "y": {"race@2": {**cost, "search_and_race_share_of_C": 0.6}}})
+    assert summary == {"race@2": {"search_and_race_share_of_C_mean": 4.6, "arm_share_of_C_mean": 1.0,
+                                  "extra_seconds_mean": 7.0}}
