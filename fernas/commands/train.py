@@ -50,8 +50,8 @@ TRAIN_FLAGS = [
                             "goes on to the end, continued from its checkpoint (the others keep theirs); "
                             "the race costs (genomes - 1) x N epochs more than one training. 8 (the warm-up's "
                             "length) kept the best of three finalists in 6 of 6 searches on demo-hard at "
-                            "--epochs 48, one training each, the re-ranking 4 of 6 (weak evidence: "
-                            "docs/search_experiments.md, \"Racing the finalists\"). 0: every genome trained "
+                            "--epochs 48, with each of two training seeds; the re-ranking 4 of 6 "
+                            "(docs/search_experiments.md, \"Racing the finalists\"). 0: every genome trained "
                             "fully, then compared")),
     (("--seed",), dict(type=int, default=_D.seed, help="seeds python, numpy and torch")),
     (("--device",), dict(default=_D.device, help="auto, cpu or cuda")),
