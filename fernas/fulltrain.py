@@ -13,21 +13,18 @@ A run directory receives genome.json, config.json, history.csv, model.pt, metric
 curves.png, confusion.png, saliency.png, model-tencrop.onnx (ten-crop inside, checked against PyTorch)
 and report.html.
 The settings come as a `ProtocolConfig`; the command-line flags that fill it live in
-`fernas.commands.train` (`fernas train`, `fernas decode --train`).
+`fernas.commands.train` (`fernas train`, `fernas decode --train`).  Several genomes in one
+command (a comparison, or a race) are `fernas.train_several`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-import re
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -35,7 +32,7 @@ from fernas import __version__
 from fernas.dataset import CROP_SIZE, Dataset, Split
 from fernas.device import amp_for, device_name, eval_batch_size, resolve_device
 from fernas.errors import RunDirError, RunExistsError, UserError
-from fernas.io import atomic_write_csv, atomic_write_json, best_effort, read_versioned_json, run_dir_lock
+from fernas.io import atomic_write_csv, atomic_write_json, best_effort, read_versioned_json
 from fernas.train import TrainConfig, train_genome
 from fernas.train_checkpoint import load_checkpoint
 
@@ -92,31 +89,8 @@ def _merged(data: Dataset) -> Dataset:
     return Dataset(data.classes, train, data.val, data.test, data.source, data.skipped, dict(data.info))
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "genome"
-
-
-def plan_run_dirs(docs: list[dict], out=None) -> tuple[Path | None, list[Path]]:
-    """(base directory for a comparison, one run directory per genome).  out=None: a new
-    time-stamped directory under runs/; with several genomes, one sub-directory each."""
-    names, seen = [], {}
-    for d in docs:
-        n = _slug(d.get("name", "genome"))
-        seen[n] = seen.get(n, 0) + 1
-        names.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
-    if out is None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        if len(docs) == 1:
-            return None, [Path("runs") / f"{stamp}-{names[0]}"]
-        base = Path("runs") / stamp
-        return base, [base / n for n in names]
-    out = Path(out)
-    if len(docs) == 1:
-        return None, [out]
-    return out, [out / n for n in names]
-
-
-def _holds_run(path: Path) -> bool:
+def holds_run(path: Path) -> bool:
+    """Whether a directory holds a training run (any of its files or checkpoints)."""
     return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
 
 
@@ -127,10 +101,10 @@ def check_run_dir(path: Path, doc: dict, resume: bool) -> None:
     if path.exists() and not path.is_dir():
         raise RunDirError(f"{path}: exists and is not a directory")
     if not resume:
-        if _holds_run(path):
+        if holds_run(path):
             raise RunExistsError(path)
         return
-    if not _holds_run(path):
+    if not holds_run(path):
         raise RunDirError(f"{path}: no run to resume (no genome.json or checkpoint there)")
     gpath = path / "genome.json"
     if gpath.exists():
@@ -341,66 +315,11 @@ def run_protocol(doc: dict, data: Dataset, cfg: ProtocolConfig, run_dir, *, resu
     print(f"  {name}: ten-crop test accuracy {metrics['test_accuracy_tencrop']:.4f} "
           f"(single crop {metrics['test_accuracy_single']:.4f}, macro F1 {metrics['macro_f1']:.4f}) "
           f"-> {run_dir}", flush=True)
-    if _centre_crop_only(cfg):
+    if centre_crop_only(cfg):
         print(f"  {name}: trained on the centre crop alone (--augment none, one crop per image): nine of the ten "
               "test crops are shifted or mirrored views it never saw; its single-crop accuracy is the one "
               "to compare", flush=True)
     return metrics
-
-
-# --------------------------------------------------------------------------- several genomes
-
-
-def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, load_data: Callable[[], Dataset],
-                  dirs: list[Path], *, base: Path | None = None, resume: bool = False,
-                  invocation: dict | None = None, race_epochs: int = 0) -> list[dict]:
-    """Every genome in turn into its directory (all locked and checked before the data loads);
-    with several, a comparison table on stdout and in base/comparison.csv.  With `race_epochs`,
-    a race instead (`fernas.race`): only its winner is trained fully.  Returns the metrics."""
-    with contextlib.ExitStack() as locks:
-        for d in dirs:  # held until the end: a second process on one of these directories is refused
-            if d.is_dir() or not d.exists():  # (a file in the way: check_run_dir says so)
-                locks.enter_context(run_dir_lock(d))
-        started = False  # a race's record: its resume may find no finalist started yet
-        if race_epochs:
-            from fernas.race import RACE_FILE, check_race_dir
-
-            check_race_dir(base, docs, dirs, race_epochs, resume)
-            started = (Path(base) / RACE_FILE).exists()
-        finished = _check_dirs(docs, dirs, resume, started)
-        data = load_data()
-        if race_epochs:
-            from fernas.race import race
-
-            return [race(docs, genome_files, cfg, data, dirs, base, race_epochs, resume=resume,
-                         invocation=invocation)]
-        t0 = time.perf_counter()
-        results = []
-        for path, doc, d in zip(genome_files, docs, dirs):
-            if d in finished:
-                print(f"{d}: run already complete (metrics.json); nothing to resume", file=sys.stderr)
-                results.append((d, json.loads((d / "metrics.json").read_text())))
-                continue
-            results.append((d, run_protocol(doc, data, cfg, d, resume=resume, genome_file=path,
-                                            invocation=invocation)))
-        if len(results) > 1:
-            _compare(base, results, time.perf_counter() - t0, _centre_crop_only(cfg))
-    return [m for _, m in results]
-
-
-def _check_dirs(docs: list[dict], dirs: list[Path], resume: bool, started: bool = False) -> list[Path]:
-    """Check every run directory before anything trains; returns those already complete.  On a
-    resume of several genomes, a directory the interrupted command never reached starts afresh
-    (but one of them must hold a run, or `started`: a race's record; a mistyped --out is refused)."""
-    if resume and len(dirs) > 1 and not started and not any(_holds_run(d) for d in dirs):
-        raise RunDirError(f"{dirs[0].parent}: no run to resume (no genome's run directory holds one)")
-    finished = []
-    for doc, d in zip(docs, dirs):
-        if resume and (d / "metrics.json").exists() and not (d / CHECKPOINTS[0]).exists():
-            finished.append(d)
-            continue
-        check_run_dir(d, doc, resume and (len(dirs) == 1 or _holds_run(d)))
-    return finished
 
 
 def _warmup_text(cfg: ProtocolConfig) -> str:
@@ -413,23 +332,7 @@ def _warmup_text(cfg: ProtocolConfig) -> str:
     return f", augmentation warm-up {cfg.augment_warmup} epochs{short}"
 
 
-def _centre_crop_only(cfg: ProtocolConfig) -> bool:
+def centre_crop_only(cfg: ProtocolConfig) -> bool:
     """Trained on the exact centre crop alone (augment.augment_batch with no augmentation and one
     crop): the ten-crop test then shows it views it never saw, and single crop is the fair figure."""
     return cfg.augment == "none" and cfg.train_crops == 1
-
-
-def _compare(base: Path, results: list[tuple[Path, dict]], seconds: float, by_single: bool) -> None:
-    """The comparison table, best first: by ten-crop accuracy, or by single crop (`by_single`)."""
-    rows = [{"genome": m["genome"], "test_accuracy_tencrop": m["test_accuracy_tencrop"],
-             "test_accuracy_single": m["test_accuracy_single"], "macro_f1": m["macro_f1"],
-             "params": m["params"], "macs": m["macs"], "run_dir": str(d)} for d, m in results]
-    rows.sort(key=lambda r: -r["test_accuracy_single" if by_single else "test_accuracy_tencrop"])
-    atomic_write_csv(base / "comparison.csv", list(rows[0]), rows)
-    width = max(len(r["genome"]) for r in rows)
-    print(f"\n{'genome'.ljust(width)}  ten-crop  single  macro-F1      params        MACs")
-    for r in rows:
-        print(f"{r['genome'].ljust(width)}  {r['test_accuracy_tencrop']:8.4f}  {r['test_accuracy_single']:6.4f}  "
-              f"{r['macro_f1']:8.4f}  {r['params']:10,}  {r['macs']:10,}")
-    order = "single-crop" if by_single else "ten-crop"
-    print(f"comparison (best {order} accuracy first) written to {base / 'comparison.csv'} ({seconds:.0f} s)")

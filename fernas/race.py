@@ -46,21 +46,22 @@ def check_race(epochs: int, n_genomes: int, train_epochs: int) -> None:
                         "(the winner continues from epoch --race)")
 
 
-def check_race_dir(base: Path, docs: list[dict], dirs: list[Path], epochs: int, resume: bool) -> None:
+def check_race_dir(base: Path, docs: list[dict], dirs: list[Path], epochs: int, resume: bool) -> bool:
     """Before the data loads: a new race never replaces another's record (RunExistsError); a
     resumed one must be the race recorded there, of these genomes in these directories, or, with
-    no record, must not find runs that were no race (RunDirError)."""
-    path = Path(base) / RACE_FILE
+    no record, must not find runs that were no race (RunDirError).  Returns whether a record is
+    there (a resumed race whose finalists have not started yet)."""
     race = stored_race(base)
     if not resume:
         if race is not None:
             raise RunExistsError(Path(base))
-        return
+        return False
     if race is None:
         if any((d / "config.json").exists() for d in dirs):
             raise RunDirError(f"{base}: holds runs that are not a race (no {RACE_FILE}); resume them without --race")
-        return
-    _same_race(race, docs, dirs, epochs, path)
+        return False
+    _same_race(race, docs, dirs, epochs, Path(base) / RACE_FILE)
+    return True
 
 
 def stored_race(base: Path) -> dict | None:

@@ -174,7 +174,7 @@ def test_several_genomes_end_with_a_comparison(genome_file, tmp_path):
 
 @pytest.mark.parametrize("by_single", [False, True])
 def test_the_comparison_orders_by_the_accuracy_that_compares(tmp_path, by_single, capsys):
-    from fernas.fulltrain import _compare
+    from fernas.train_several import _compare
 
     # "a" is ahead with ten crops, "b" with one: the order follows the figure that compares
     results = [(tmp_path / g, {"genome": g, "test_accuracy_tencrop": ten, "test_accuracy_single": one,

@@ -154,7 +154,7 @@ def _restore_race(args: argparse.Namespace, base) -> None:
 
 def run_training(args: argparse.Namespace, command: str) -> int:
     """Check the flags, restore a resumed run's settings, then train every genome in turn."""
-    from fernas import fulltrain
+    from fernas import train_several
     from fernas.genome import load_genome
 
     docs = [load_genome(p) for p in args.genomes]
@@ -165,7 +165,7 @@ def run_training(args: argparse.Namespace, command: str) -> int:
         raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
     if args.resume and args.out is None:
         raise UserError("--resume needs --out DIR, the run directory to continue")
-    base, dirs = fulltrain.plan_run_dirs(docs, args.out)
+    base, dirs = train_several.plan_run_dirs(docs, args.out)
     if args.resume:
         _restore_run_settings(args, dirs)
         _restore_race(args, base)
@@ -175,8 +175,8 @@ def run_training(args: argparse.Namespace, command: str) -> int:
                          device=dev)
     invocation = {"command": command, "argv": sys.argv[1:], "args": _jsonable(args)}
     try:
-        fulltrain.train_genomes(docs, list(args.genomes), cfg, lambda: dataset_from_args(args), dirs, base=base,
-                                resume=args.resume, invocation=invocation, race_epochs=args.race)
+        train_several.train_genomes(docs, list(args.genomes), cfg, lambda: dataset_from_args(args), dirs, base=base,
+                                    resume=args.resume, invocation=invocation, race_epochs=args.race)
     except RunExistsError as exc:
         raise RunDirError(f"{exc.path}: holds another run; pass --resume to continue it, "
                           "or choose another --out") from None

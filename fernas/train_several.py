@@ -1,0 +1,114 @@
+"""Several genomes through the protocol in one command (`fernas train A.json B.json ...`).
+
+`plan_run_dirs` names one run directory per genome under a base directory; `train_genomes`
+locks and checks them all before the data loads, then trains every genome in turn
+(`fulltrain.run_protocol`) and ends with a comparison table (base/comparison.csv), or with
+`race_epochs` runs a race instead (`fernas.race`: only its winner is trained fully).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from fernas.dataset import Dataset
+from fernas.errors import RunDirError
+from fernas.fulltrain import CHECKPOINTS, ProtocolConfig, centre_crop_only, check_run_dir, holds_run, run_protocol
+from fernas.io import atomic_write_csv, run_dir_lock
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "genome"
+
+
+def plan_run_dirs(docs: list[dict], out=None) -> tuple[Path | None, list[Path]]:
+    """(base directory for a comparison, one run directory per genome).  out=None: a new
+    time-stamped directory under runs/; with several genomes, one sub-directory each."""
+    names, seen = [], {}
+    for d in docs:
+        n = _slug(d.get("name", "genome"))
+        seen[n] = seen.get(n, 0) + 1
+        names.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        if len(docs) == 1:
+            return None, [Path("runs") / f"{stamp}-{names[0]}"]
+        base = Path("runs") / stamp
+        return base, [base / n for n in names]
+    out = Path(out)
+    if len(docs) == 1:
+        return None, [out]
+    return out, [out / n for n in names]
+
+
+def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, load_data: Callable[[], Dataset],
+                  dirs: list[Path], *, base: Path | None = None, resume: bool = False,
+                  invocation: dict | None = None, race_epochs: int = 0) -> list[dict]:
+    """Every genome in turn into its directory (all locked and checked before the data loads);
+    with several, a comparison table on stdout and in base/comparison.csv.  With `race_epochs`,
+    a race instead (`fernas.race`): only its winner is trained fully.  Returns the metrics."""
+    with contextlib.ExitStack() as locks:
+        for d in dirs:  # held until the end: a second process on one of these directories is refused
+            if d.is_dir() or not d.exists():  # (a file in the way: check_run_dir says so)
+                locks.enter_context(run_dir_lock(d))
+        started = False  # a race's record: its resume may find no finalist started yet
+        if race_epochs:
+            from fernas.race import check_race_dir
+
+            started = check_race_dir(base, docs, dirs, race_epochs, resume)
+        finished = _check_dirs(docs, dirs, resume, started)
+        data = load_data()
+        if race_epochs:
+            from fernas.race import race
+
+            return [race(docs, genome_files, cfg, data, dirs, base, race_epochs, resume=resume,
+                         invocation=invocation)]
+        t0 = time.perf_counter()
+        results = []
+        for path, doc, d in zip(genome_files, docs, dirs):
+            if d in finished:
+                print(f"{d}: run already complete (metrics.json); nothing to resume", file=sys.stderr)
+                results.append((d, json.loads((d / "metrics.json").read_text())))
+                continue
+            results.append((d, run_protocol(doc, data, cfg, d, resume=resume, genome_file=path,
+                                            invocation=invocation)))
+        if len(results) > 1:
+            _compare(base, results, time.perf_counter() - t0, centre_crop_only(cfg))
+    return [m for _, m in results]
+
+
+def _check_dirs(docs: list[dict], dirs: list[Path], resume: bool, started: bool = False) -> list[Path]:
+    """Check every run directory before anything trains; returns those already complete.  On a
+    resume of several genomes, a directory the interrupted command never reached starts afresh
+    (but one of them must hold a run, or `started`: a race's record; a mistyped --out is refused)."""
+    if resume and len(dirs) > 1 and not started and not any(holds_run(d) for d in dirs):
+        raise RunDirError(f"{dirs[0].parent}: no run to resume (no genome's run directory holds one)")
+    finished = []
+    for doc, d in zip(docs, dirs):
+        if resume and (d / "metrics.json").exists() and not (d / CHECKPOINTS[0]).exists():
+            finished.append(d)
+            continue
+        check_run_dir(d, doc, resume and (len(dirs) == 1 or holds_run(d)))
+    return finished
+
+
+def _compare(base: Path, results: list[tuple[Path, dict]], seconds: float, by_single: bool) -> None:
+    """The comparison table, best first: by ten-crop accuracy, or by single crop (`by_single`)."""
+    rows = [{"genome": m["genome"], "test_accuracy_tencrop": m["test_accuracy_tencrop"],
+             "test_accuracy_single": m["test_accuracy_single"], "macro_f1": m["macro_f1"],
+             "params": m["params"], "macs": m["macs"], "run_dir": str(d)} for d, m in results]
+    rows.sort(key=lambda r: -r["test_accuracy_single" if by_single else "test_accuracy_tencrop"])
+    atomic_write_csv(base / "comparison.csv", list(rows[0]), rows)
+    width = max(len(r["genome"]) for r in rows)
+    print(f"\n{'genome'.ljust(width)}  ten-crop  single  macro-F1      params        MACs")
+    for r in rows:
+        print(f"{r['genome'].ljust(width)}  {r['test_accuracy_tencrop']:8.4f}  {r['test_accuracy_single']:6.4f}  "
+              f"{r['macro_f1']:8.4f}  {r['params']:10,}  {r['macs']:10,}")
+    order = "single-crop" if by_single else "ten-crop"
+    print(f"comparison (best {order} accuracy first) written to {base / 'comparison.csv'} ({seconds:.0f} s)")
