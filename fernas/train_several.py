@@ -54,7 +54,9 @@ def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, loa
     with several, a comparison table on stdout and in base/comparison.csv.  With `race_epochs`,
     a race instead (`fernas.race`): only its winner is trained fully.  Returns the metrics."""
     with contextlib.ExitStack() as locks:
-        for d in dirs:  # held until the end: a second process on one of these directories is refused
+        # held until the end: a second process on one of these directories, or on the base that
+        # holds their race.json / comparison.csv, is refused
+        for d in ([base] if base is not None else []) + dirs:
             if d.is_dir() or not d.exists():  # (a file in the way: check_run_dir says so)
                 locks.enter_context(run_dir_lock(d))
         started = False  # a race's record: its resume may find no finalist started yet

@@ -93,3 +93,17 @@ def test_resume_of_a_missing_run_creates_nothing(tmp_path):
     rc, out, err = cli("decode", g, "--train", "--data", "demo:70,35,35", "--resume", "--out", run)
     assert rc == 2 and "no run to resume" in err and len(err.strip().splitlines()) == 1
     assert not run.exists()
+
+
+def test_several_genomes_into_a_base_in_use_are_refused(held, tmp_path):
+    # the base holds race.json / comparison.csv: a second command there would write them too
+    run, proc = held
+    files = []
+    for name in ("a", "b"):
+        doc = {**json.loads(json.dumps(TINY)), "name": name}
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps(doc))
+    rc, out, err = cli("train", *files, "--race", 1, "--epochs", 2, "--data", "demo:70,35,35", "--out", run)
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert f"{run}: in use by another fernas process (pid {proc.pid}" in err
+    assert sorted(p.name for p in run.iterdir()) == [LOCK_NAME]  # no finalist's directory, no race.json
