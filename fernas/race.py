@@ -6,7 +6,8 @@ the same learning-rate curve and augmentation warm-up as the whole run, checkpoi
 continues only the genome with the highest validation accuracy after epoch N from its checkpoint
 through the rest of training, fine-tuning and the ten-crop test (`fulltrain.run_protocol` with
 resume: on CPU the continued run equals an uninterrupted one).  The others keep their checkpoint,
-so `fernas train G.json --out DIR/NAME --resume` finishes one later.
+and their directories are let go once the race is decided, so `fernas train G.json --out
+DIR/NAME --resume` finishes one (even while the winner trains on).
 
 Why: the search's own re-ranking trains its finalists again with other seeds and keeps a genome;
 the network the user keeps is another training of it, and on data where networks differ that
@@ -27,6 +28,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Callable
 
 from fernas.errors import RunDirError, RunExistsError, UserError
 from fernas.io import atomic_write_json
@@ -87,11 +89,13 @@ def stored_race(base: Path) -> dict | None:
 
 
 def score_at(history: list[dict], epoch: int) -> float | None:
-    """Validation accuracy after `epoch` of the training phase; None when it did not get there."""
+    """Validation accuracy after `epoch` of the training phase; None when it did not get there.
+    To history.csv's 6 significant digits, whether read from a checkpoint or from the csv of a
+    finalist finished by hand: a tie is a tie either way (`winner_index`)."""
     for r in history:
         if r.get("phase", "train") == "train" and int(r["epoch"]) == epoch:
             val = float(r["val_acc"])
-            return val if math.isfinite(val) else None
+            return float(f"{val:.6g}") if math.isfinite(val) else None
     return None
 
 
@@ -166,8 +170,10 @@ def print_race(race: dict, base: Path) -> None:
 
 
 def race(docs: list[dict], files: list, cfg, data, dirs: list[Path], base: Path, epochs: int, *,
-         resume: bool, invocation: dict | None) -> dict:
-    """The race into base (dirs: one run directory per finalist); returns the winner's metrics."""
+         resume: bool, invocation: dict | None, release: Callable[[Path], None] | None = None) -> dict:
+    """The race into base (dirs: one run directory per finalist); returns the winner's metrics.
+    release(dir): once the race is decided, each loser's directory is let go (its lock), so that
+    `fernas runs` shows it as a lost race and it can be finished while the winner trains."""
     from fernas.fulltrain import CHECKPOINTS, run_protocol
 
     path = Path(base) / RACE_FILE
@@ -184,6 +190,9 @@ def race(docs: list[dict], files: list, cfg, data, dirs: list[Path], base: Path,
         atomic_write_json(path, result)  # the decision: a resume continues this winner
     print_race(result, Path(base))
     w = result["winner"]
+    for d in dirs[:w] + dirs[w + 1:]:
+        if release is not None:
+            release(d)
     done = dirs[w] / "metrics.json"
     if resume and done.exists() and not (dirs[w] / CHECKPOINTS[0]).exists():
         print(f"{dirs[w]}: the race's winner is already trained (metrics.json)", file=sys.stderr)

@@ -24,17 +24,29 @@ from fernas.io import atomic_write_csv, run_dir_lock
 
 
 def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "genome"
+    """A directory name from a genome's name (no separators; never "." or "..")."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "genome"
+
+
+def _unique_names(docs: list[dict]) -> list[str]:
+    """One directory name per genome, distinct even on a case-insensitive file system: a
+    repeated name gets -2, -3, ... (names A, A, A-2 -> A, A-2, A-2-2)."""
+    names, used = [], set()
+    for d in docs:
+        base = n = _slug(d.get("name", "genome"))
+        k = 1
+        while n.lower() in used:
+            k += 1
+            n = f"{base}-{k}"
+        used.add(n.lower())
+        names.append(n)
+    return names
 
 
 def plan_run_dirs(docs: list[dict], out=None) -> tuple[Path | None, list[Path]]:
     """(base directory for a comparison, one run directory per genome).  out=None: a new
     time-stamped directory under runs/; with several genomes, one sub-directory each."""
-    names, seen = [], {}
-    for d in docs:
-        n = _slug(d.get("name", "genome"))
-        seen[n] = seen.get(n, 0) + 1
-        names.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
+    names = _unique_names(docs)
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         if len(docs) == 1:
@@ -54,11 +66,14 @@ def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, loa
     with several, a comparison table on stdout and in base/comparison.csv.  With `race_epochs`,
     a race instead (`fernas.race`): only its winner is trained fully.  Returns the metrics."""
     with contextlib.ExitStack() as locks:
-        # held until the end: a second process on one of these directories, or on the base that
-        # holds their race.json / comparison.csv, is refused
+        # a second process on one of these directories, or on the base that holds their
+        # race.json / comparison.csv, is refused; each is held until the end (a race lets its
+        # losers go once it is decided: `release`)
+        held = {}
         for d in ([base] if base is not None else []) + dirs:
             if d.is_dir() or not d.exists():  # (a file in the way: check_run_dir says so)
-                locks.enter_context(run_dir_lock(d))
+                held[d] = locks.enter_context(contextlib.ExitStack())
+                held[d].enter_context(run_dir_lock(d))
         started = False  # a race's record: its resume may find no finalist started yet
         if race_epochs:
             from fernas.race import check_race_dir
@@ -70,7 +85,7 @@ def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, loa
             from fernas.race import race
 
             return [race(docs, genome_files, cfg, data, dirs, base, race_epochs, resume=resume,
-                         invocation=invocation)]
+                         invocation=invocation, release=lambda d: held[d].close() if d in held else None)]
         t0 = time.perf_counter()
         results = []
         for path, doc, d in zip(genome_files, docs, dirs):
@@ -93,10 +108,9 @@ def _check_dirs(docs: list[dict], dirs: list[Path], resume: bool, started: bool 
         raise RunDirError(f"{dirs[0].parent}: no run to resume (no genome's run directory holds one)")
     finished = []
     for doc, d in zip(docs, dirs):
+        check_run_dir(d, doc, resume and (len(dirs) == 1 or holds_run(d)))  # a finished run too: same genome
         if resume and (d / "metrics.json").exists() and not (d / CHECKPOINTS[0]).exists():
             finished.append(d)
-            continue
-        check_run_dir(d, doc, resume and (len(dirs) == 1 or holds_run(d)))
     return finished
 
 

@@ -153,6 +153,20 @@ def test_bad_races_are_refused_with_one_line(raced, genomes, tmp_path):
     assert rc == 2 and "race.json: incomplete race record" in err and len(err.strip().splitlines()) == 1
     rc, _, err = cli("decode", *genomes, "--race", 2)
     assert rc == 2 and "--race only applies with --train" in err
+    # the finished winner's directory resumed with another genome: refused, not reported as done
+    race = json.loads(before)
+    w = race["winner"]
+    rc, _, err = cli("train", genomes[(w + 1) % 3], "--out", out / race["genomes"][w]["name"], "--resume", *FLAGS)
+    assert rc == 2 and "holds a run of genome" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_every_genome_gets_its_own_directory():
+    from fernas.train_several import plan_run_dirs
+
+    docs = [{"name": n} for n in ("A", "A", "A-2", "a", "..", ".", "x/y")]
+    base, dirs = plan_run_dirs(docs, "out")
+    assert [d.name for d in dirs] == ["A", "A-2", "A-2-2", "a-3", "genome", "genome-2", "x-y"]
+    assert all(d.parent.name == "out" for d in dirs)
 
 
 def test_the_score_is_epoch_n_and_ties_go_to_the_order_given():
@@ -231,10 +245,22 @@ def test_a_winner_that_diverges_ends_the_command_with_one_line(genomes, tmp_path
         return real(doc, data, cfg, **kw)
 
     monkeypatch.setattr(fulltrain, "train_genome", diverging)
+    states = {}
+
+    def continuation(doc, data, cfg, run_dir, **kw):  # while the winner trains on: the others are let go
+        from fernas.runs import describe
+
+        states.update({p.name: describe(p)["state"] for p in run_dir.parent.iterdir() if p.is_dir()})
+        return real_protocol(doc, data, cfg, run_dir, **kw)
+
+    real_protocol = fulltrain.run_protocol
+    monkeypatch.setattr(fulltrain, "run_protocol", continuation)
     rc, stdout, err = cli("train", *genomes, "--race", 2, "--out", tmp_path / "race", *FLAGS)
     race = json.loads((tmp_path / "race" / "race.json").read_text())
     assert race["genomes"][0]["val_acc"] is None and race["genomes"][0]["dropped"].startswith("diverged")
     assert race["winner"] in (1, 2) and "a  diverged: loss became nan" in stdout
+    winner, loser = ("b", "c") if race["winner"] == 1 else ("c", "b")
+    assert states[winner] == "running" and states[loser] == "lost race" and states["a"] != "running"
     assert rc == 1 and err.strip().splitlines()[-1] == (
         "fernas: error: the training diverged: loss became nan at epoch 1 step 3 (lr 0.002); its run directory "
         "keeps its last checkpoint")
