@@ -120,6 +120,18 @@ def check_run_dir(path: Path, doc: dict, resume: bool) -> None:
             load_checkpoint(path / ck)
 
 
+def stored_metrics(run_dir: Path) -> dict:
+    """A complete run's metrics.json; unreadable (damaged by hand) is a RunDirError naming it."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path}: unreadable metrics of a finished run ({exc})") from None
+    if not isinstance(metrics, dict):
+        raise RunDirError(f"{path}: unreadable metrics of a finished run (not a JSON object)")
+    return metrics
+
+
 def stored_settings(run_dir: Path) -> dict | None:
     """The settings ("args") a run directory's config.json records; None without config.json.
     An unreadable file or a run of another version is a RunDirError naming the file."""

@@ -81,7 +81,8 @@ def stored_race(base: Path) -> dict | None:
                           "start a new race in another --out")
     genomes, winner = race.get("genomes"), race.get("winner")
     if not (isinstance(race.get("epochs"), int) and isinstance(genomes, list) and len(genomes) >= 2
-            and all(isinstance(g, dict) and "genome_id" in g and "dir" in g for g in genomes)
+            and all(isinstance(g, dict) and isinstance(g.get("genome_id"), str) and isinstance(g.get("dir"), str)
+                    for g in genomes)
             and (winner is None or (isinstance(winner, int) and 0 <= winner < len(genomes)))):
         raise RunDirError(f"{path}: incomplete race record (expected epochs, two or more genomes with "
                           "genome_id and dir, and a winner among them or null)")
@@ -174,7 +175,7 @@ def race(docs: list[dict], files: list, cfg, data, dirs: list[Path], base: Path,
     """The race into base (dirs: one run directory per finalist); returns the winner's metrics.
     release(dir): once the race is decided, each loser's directory is let go (its lock), so that
     `fernas runs` shows it as a lost race and it can be finished while the winner trains."""
-    from fernas.fulltrain import CHECKPOINTS, run_protocol
+    from fernas.fulltrain import CHECKPOINTS, run_protocol, stored_metrics
 
     path = Path(base) / RACE_FILE
     if len(data.val) == 0:
@@ -196,5 +197,5 @@ def race(docs: list[dict], files: list, cfg, data, dirs: list[Path], base: Path,
     done = dirs[w] / "metrics.json"
     if resume and done.exists() and not (dirs[w] / CHECKPOINTS[0]).exists():
         print(f"{dirs[w]}: the race's winner is already trained (metrics.json)", file=sys.stderr)
-        return json.loads(done.read_text())
+        return stored_metrics(dirs[w])
     return run_protocol(docs[w], data, cfg, dirs[w], resume=True, genome_file=files[w], invocation=invocation)

@@ -9,7 +9,6 @@ locks and checks them all before the data loads, then trains every genome in tur
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import sys
 import time
@@ -19,7 +18,8 @@ from typing import Callable
 
 from fernas.dataset import Dataset
 from fernas.errors import RunDirError
-from fernas.fulltrain import CHECKPOINTS, ProtocolConfig, centre_crop_only, check_run_dir, holds_run, run_protocol
+from fernas.fulltrain import (CHECKPOINTS, ProtocolConfig, centre_crop_only, check_run_dir, holds_run, run_protocol,
+                              stored_metrics)
 from fernas.io import atomic_write_csv, run_dir_lock
 
 
@@ -91,7 +91,7 @@ def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, loa
         for path, doc, d in zip(genome_files, docs, dirs):
             if d in finished:
                 print(f"{d}: run already complete (metrics.json); nothing to resume", file=sys.stderr)
-                results.append((d, json.loads((d / "metrics.json").read_text())))
+                results.append((d, stored_metrics(d)))
                 continue
             results.append((d, run_protocol(doc, data, cfg, d, resume=resume, genome_file=path,
                                             invocation=invocation)))
@@ -110,6 +110,7 @@ def _check_dirs(docs: list[dict], dirs: list[Path], resume: bool, started: bool 
     for doc, d in zip(docs, dirs):
         check_run_dir(d, doc, resume and (len(dirs) == 1 or holds_run(d)))  # a finished run too: same genome
         if resume and (d / "metrics.json").exists() and not (d / CHECKPOINTS[0]).exists():
+            stored_metrics(d)  # readable, or one line now, before the data loads
             finished.append(d)
     return finished
 

@@ -158,6 +158,15 @@ def test_bad_races_are_refused_with_one_line(raced, genomes, tmp_path):
     w = race["winner"]
     rc, _, err = cli("train", genomes[(w + 1) % 3], "--out", out / race["genomes"][w]["name"], "--resume", *FLAGS)
     assert rc == 2 and "holds a run of genome" in err and len(err.strip().splitlines()) == 1, err
+    # the finished winner's metrics damaged by hand: one line naming the file
+    import shutil
+
+    copy = tmp_path / "damaged"
+    shutil.copytree(out, copy)
+    (copy / race["genomes"][w]["name"] / "metrics.json").write_text("{")
+    rc, _, err = cli("train", *genomes, "--out", copy, "--resume", *FLAGS)
+    assert rc == 2 and "metrics.json: unreadable metrics of a finished run" in err, err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_every_genome_gets_its_own_directory():
