@@ -19,7 +19,8 @@ DIR/race.json records the race (atomically: its epochs and finalists when it sta
 and the winner once every finalist reached epoch N), so a killed race resumed with `--resume`
 goes on from each finalist's last checkpoint (every epoch on a CPU) and continues the same
 winner.  A finalist whose loss diverges drops out of the race (the winner diverging after
-epoch N ends the command with one line, as any training's divergence does: `fernas.cli`).
+epoch N ends the command with one line, as any training's divergence does: `fernas.cli`, naming
+the runner-up and the command that finishes it).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from fernas.errors import RunDirError, RunExistsError, UserError
+from fernas.errors import RunDirError, RunExistsError, TrainingDiverged, UserError
 from fernas.io import atomic_write_json
 
 RACE_VERSION = 1  # race.json's "fernas_race"
@@ -141,7 +142,6 @@ def _same_race(race: dict, docs: list[dict], dirs: list[Path], epochs: int, path
 def run_starts(docs, files, cfg, data, dirs, epochs: int, resume: bool, invocation) -> tuple[list, list[str]]:
     """Each finalist's first `epochs` epochs (`fulltrain.train_start`); (scores, why each dropped out)."""
     from fernas.fulltrain import train_start
-    from fernas.train import TrainingDiverged
 
     scores, notes = [], []
     for doc, path, d in zip(docs, files, dirs):
@@ -198,4 +198,19 @@ def race(docs: list[dict], files: list, cfg, data, dirs: list[Path], base: Path,
     if resume and done.exists() and not (dirs[w] / CHECKPOINTS[0]).exists():
         print(f"{dirs[w]}: the race's winner is already trained (metrics.json)", file=sys.stderr)
         return stored_metrics(dirs[w])
-    return run_protocol(docs[w], data, cfg, dirs[w], resume=True, genome_file=files[w], invocation=invocation)
+    try:
+        return run_protocol(docs[w], data, cfg, dirs[w], resume=True, genome_file=files[w], invocation=invocation)
+    except TrainingDiverged as exc:  # a resume would diverge again: say how to finish the runner-up
+        raise TrainingDiverged(f"{exc}{_runner_up_hint(result, files, dirs)}") from None
+
+
+def _runner_up_hint(race: dict, files: list, dirs: list[Path]) -> str:
+    """For a winner that diverged after the race: which finalist came second, and the command
+    that finishes it from its checkpoint ("" when no other finalist has a score)."""
+    scores = [g.get("val_acc") if i != race["winner"] else None for i, g in enumerate(race["genomes"])]
+    if all(s is None for s in scores):
+        return ""
+    r = winner_index(scores)
+    return (f" (the race's winner, {race['genomes'][race['winner']].get('name', 'genome')}); the runner-up "
+            f"{race['genomes'][r].get('name', 'genome')} ({scores[r]:.4f} after epoch {race['epochs']}) "
+            f"is finished by `fernas train {files[r]} --out {dirs[r]} --resume`")

@@ -270,6 +270,10 @@ def test_a_winner_that_diverges_ends_the_command_with_one_line(genomes, tmp_path
     assert race["winner"] in (1, 2) and "a  diverged: loss became nan" in stdout
     winner, loser = ("b", "c") if race["winner"] == 1 else ("c", "b")
     assert states[winner] == "running" and states[loser] == "lost race" and states["a"] != "running"
+    runner = loser
+    score = next(g["val_acc"] for g in race["genomes"] if g["name"] == runner)
     assert rc == 1 and err.strip().splitlines()[-1] == (
-        "fernas: error: the training diverged: loss became nan at epoch 1 step 3 (lr 0.002); its run directory "
-        "keeps its last checkpoint")
+        f"fernas: error: the training diverged: loss became nan at epoch 1 step 3 (lr 0.002) (the race's winner, "
+        f"{winner}); the runner-up {runner} ({score:.4f} after epoch 2) is finished by `fernas train "
+        f"{genomes['abc'.index(runner)]} --out {tmp_path / 'race' / runner} --resume`; its run directory keeps "
+        "its last checkpoint")
