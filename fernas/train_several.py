@@ -74,6 +74,9 @@ def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, loa
             if d.is_dir() or not d.exists():  # (a file in the way: check_run_dir says so)
                 held[d] = locks.enter_context(contextlib.ExitStack())
                 held[d].enter_context(run_dir_lock(d))
+        if base is not None and holds_run(base):
+            raise RunDirError(f"{base}: holds one genome's training run; several genomes need a directory of "
+                              "their own (another --out)")
         started = False  # a race's record: its resume may find no finalist started yet
         if race_epochs:
             from fernas.race import check_race_dir

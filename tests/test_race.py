@@ -144,6 +144,10 @@ def test_bad_races_are_refused_with_one_line(raced, genomes, tmp_path):
         (plain / g / "config.json").write_text(json.dumps({"fernas_train_run": RUN_VERSION, "args": {}}))
     rc, _, err = cli("train", *genomes[:2], "--race", 2, "--out", plain, "--resume", *FLAGS)
     assert rc == 2 and "holds runs that are not a race (no race.json); resume them without --race" in err
+    # a race (or a comparison) into one genome's run directory
+    rc, _, err = cli("train", *genomes[:2], "--race", 2, "--out", plain / "a", *FLAGS)
+    assert rc == 2 and "a: holds one genome's training run; several genomes need a directory of their own" in err
+    assert sorted(p.name for p in (plain / "a").iterdir()) == [".lock", "config.json"]
     # a damaged record
     broken = tmp_path / "broken"
     broken.mkdir()
