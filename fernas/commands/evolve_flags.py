@@ -115,8 +115,8 @@ def add_trial_flags(p, d) -> None:
                         "kept network trains with (trained 48+2, the best of the 4 finalists of 6 demo runs was "
                         "its choice in 5 after 8 epochs, 3 after 4 and 4 after 16, the trial recipe's in 1-2: "
                         "benchmarks/finalists.py, which reads those epochs from the same trainings whose test they "
-                        "predict and so flatters them; on demo-hard it kept the best of 3 finalists in 12 of 18 trainings of 10 searches, "
-                        "where `fernas decode --train --race 8` kept it in 16: README, \"Racing the "
+                        "predict and so flatters them; on demo-hard it kept the best of 3 finalists in 13 of 20 trainings of 10 searches, "
+                        "where `fernas decode --train --race 8` kept it in 17: README, \"Racing the "
                         "finalists\"); trial = the trial recipe of every other trial (--trial-batch, "
                         "--trial-augment)")
     g.add_argument("--rerank-warmup", type=int, default=ProtocolConfig.augment_warmup, metavar="W",

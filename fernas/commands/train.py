@@ -49,9 +49,8 @@ TRAIN_FLAGS = [
                             "the protocol, then only the one with the best validation accuracy after epoch N "
                             "goes on to the end, continued from its checkpoint (the others keep theirs); "
                             "the race costs (genomes - 1) x N epochs more than one training. 8 (the warm-up's "
-                            "length) kept the best of three finalists in 16 of 18 trainings (10 searches on "
-                            "demo-hard at --epochs 48, 8 of them with two training seeds); the re-ranking "
-                            "12 of 18 "
+                            "length) kept the best of three finalists in 17 of 20 trainings (10 searches on "
+                            "demo-hard at --epochs 48, two training seeds each); the re-ranking 13 of 20 "
                             "(docs/search_experiments.md, \"Racing the finalists\"). 0: every genome trained "
                             "fully, then compared")),
     (("--seed",), dict(type=int, default=_D.seed, help="seeds python, numpy and torch")),
