@@ -120,6 +120,12 @@ def check_run_dir(path: Path, doc: dict, resume: bool) -> None:
             load_checkpoint(path / ck)
 
 
+def is_complete(run_dir: Path) -> bool:
+    """Whether a run directory holds a finished run: metrics.json, and the training checkpoint
+    gone (`run_protocol` deletes it once the run is complete)."""
+    return (Path(run_dir) / "metrics.json").exists() and not (Path(run_dir) / CHECKPOINTS[0]).exists()
+
+
 def stored_metrics(run_dir: Path) -> dict:
     """A complete run's metrics.json; unreadable (damaged by hand) is a RunDirError naming it."""
     path = Path(run_dir) / "metrics.json"
@@ -196,7 +202,7 @@ def train_start(doc: dict, data: Dataset, cfg: ProtocolConfig, run_dir, epochs: 
     them as one uninterrupted run; returns the history.  A checkpoint already at `epochs`, or a
     complete run (metrics.json, finished by hand after a race), is read, not trained again."""
     run_dir = Path(run_dir)
-    if resume and (run_dir / "metrics.json").exists() and not (run_dir / CHECKPOINTS[0]).exists():
+    if resume and is_complete(run_dir):
         with (run_dir / "history.csv").open(newline="") as fh:
             return list(csv.DictReader(fh))
     dev = resolve_device(cfg.device)

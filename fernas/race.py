@@ -175,7 +175,7 @@ def race(docs: list[dict], files: list, cfg, data, dirs: list[Path], base: Path,
     """The race into base (dirs: one run directory per finalist); returns the winner's metrics.
     release(dir): once the race is decided, each loser's directory is let go (its lock), so that
     `fernas runs` shows it as a lost race and it can be finished while the winner trains."""
-    from fernas.fulltrain import CHECKPOINTS, run_protocol, stored_metrics
+    from fernas.fulltrain import is_complete, run_protocol, stored_metrics
 
     path = Path(base) / RACE_FILE
     if len(data.val) == 0:
@@ -191,11 +191,10 @@ def race(docs: list[dict], files: list, cfg, data, dirs: list[Path], base: Path,
         atomic_write_json(path, result)  # the decision: a resume continues this winner
     print_race(result, Path(base))
     w = result["winner"]
-    for d in dirs[:w] + dirs[w + 1:]:
-        if release is not None:
+    if release is not None:
+        for d in dirs[:w] + dirs[w + 1:]:
             release(d)
-    done = dirs[w] / "metrics.json"
-    if resume and done.exists() and not (dirs[w] / CHECKPOINTS[0]).exists():
+    if resume and is_complete(dirs[w]):
         print(f"{dirs[w]}: the race's winner is already trained (metrics.json)", file=sys.stderr)
         return stored_metrics(dirs[w])
     try:

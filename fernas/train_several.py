@@ -18,7 +18,7 @@ from typing import Callable
 
 from fernas.dataset import Dataset
 from fernas.errors import RunDirError
-from fernas.fulltrain import (CHECKPOINTS, ProtocolConfig, centre_crop_only, check_run_dir, holds_run, run_protocol,
+from fernas.fulltrain import (ProtocolConfig, centre_crop_only, check_run_dir, holds_run, is_complete, run_protocol,
                               stored_metrics)
 from fernas.io import atomic_write_csv, run_dir_lock
 
@@ -112,7 +112,7 @@ def _check_dirs(docs: list[dict], dirs: list[Path], resume: bool, started: bool 
     finished = []
     for doc, d in zip(docs, dirs):
         check_run_dir(d, doc, resume and (len(dirs) == 1 or holds_run(d)))  # a finished run too: same genome
-        if resume and (d / "metrics.json").exists() and not (d / CHECKPOINTS[0]).exists():
+        if resume and is_complete(d):
             stored_metrics(d)  # readable, or one line now, before the data loads
             finished.append(d)
     return finished
