@@ -1,0 +1,164 @@
+"""fernas' GA with successive halving and no re-ranking, its search given all of C.
+
+`equal_compute.py` gives ga-mf a budget C of which its search spends S (about 0.55 C on
+`demo-hard`) and its re-ranking the rest.  On `demo-hard` the re-ranking kept a worse finalist
+than the search's own order on two of five seeds, and ga-single's picks were ga-mf's search's
+best: so is C better spent searching longer?  This arm answers it at the same C, per seed, read
+from an `equal_compute` result file (its other arms are not run again):
+
+    ga-mf-all    fernas evolve --strategy ga with ga-mf's budgets, immigrants and trial recipe,
+                 --rerank-top 0, more generations than C needs and --max-compute C (its running
+                 trials finish, so it ends somewhat above C); its pick is best.json (the largest
+                 budget first, then the accuracy there: the search's own order)
+
+The pick is decode-trained by `equal_compute.py`'s protocol and cache (the same training
+seeds, the same work directory: an earlier arm's decode of the same genome is reused).  Also the
+run's top three (hall of fame order) for a race (`finalists.py`), and the compute after which its
+best-so-far reached each baseline's final best.
+
+    .venv/bin/python benchmarks/search_only.py --tag hard --seeds 0,1,2,3,4
+Output: benchmarks/results/search_only_TAG.json (written after each seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import equal_compute as EC  # noqa: E402
+from search_quality import mean_std  # noqa: E402
+
+from fernas.io import atomic_write_json  # noqa: E402
+
+ARM = "ga-mf-all"
+GENERATIONS_FACTOR = 4  # generations given (ga-mf's times this): more than C needs; --max-compute ends it
+
+
+def arm_namespace(settings: dict, reuse: bool) -> argparse.Namespace:
+    """The source file's equal_compute settings, as `equal_compute.parse_args` would give them."""
+    a = EC.parse_args([])
+    for k, v in settings.items():
+        if hasattr(a, k):
+            setattr(a, k, v)
+    a.reuse, a.remeasure, a.add, a.started = reuse, False, False, time.time()
+    return a
+
+
+def run_arm(a, seed: int, budget: float, work: Path) -> dict:
+    """The search of this arm on one seed (reused when finished with the same command)."""
+    flags = ["--strategy", "ga", "--immigrants", repr(a.immigrants), "--min-budget", str(a.min_budget),
+             "--max-budget", str(a.max_budget), "--eta", str(a.eta), "--rerank-top", "0",
+             "--trial-batch", str(a.trial_batch), "--trial-augment", a.trial_augment,
+             "--max-compute", repr(float(budget))]
+    out = work / f"{ARM}-seed{seed}"
+    cmd = [sys.executable, "-m", "fernas", "evolve", "--data", a.data, "--data-seed", str(a.data_seed),
+           "--out", str(out), "--pop", str(a.pop), "--generations", str(GENERATIONS_FACTOR * a.generations),
+           "--max-mmacs", str(a.max_mmacs), "--seed", str(seed), "--no-dashboard", "--cpus-per-trial", "1", *flags]
+    if a.reuse and (out / "best.json").is_file() and EC._finished(out) and EC._same_command(out, cmd):
+        print(f"  {ARM} reusing {out}", flush=True)
+        wall = None
+    else:
+        import shutil
+        shutil.rmtree(out, ignore_errors=True)
+        print(f"  {ARM} fernas evolve {' '.join(flags)} -> {out}", flush=True)
+        wall = EC.run_cmd(cmd, out.parent / f"{out.name}.log")
+    return {"out": out, "wall_s": wall, "command": " ".join(cmd[3:]), **EC.read_trials(out)}
+
+
+def top_three(out: Path) -> list[dict]:
+    """The run's hall of fame's first three: genome id, vector and score (for a race)."""
+    from fernas.evolve import Evolution
+
+    ev = Evolution.load(out / "checkpoint.json")
+    return [{"gid": ind.gid, "vector": [int(v) for v in ind], "val_acc": ev.cache.get(ind.gid, {}).get("val_acc")}
+            for ind in ev.hall_of_fame()[:3]]
+
+
+def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int]) -> dict:
+    """One seed's figures: compute, seconds, pick and its decodes, reach of each baseline's best."""
+    from fernas import genome as G
+
+    budget = src["budget_compute"]
+    gid, vector = EC.pick(run, run["trials"], True, a.max_budget)
+    rec = {"seed": src["seed"], "budget_compute": budget, "compute": EC.spent_compute(run["trials"]),
+           "trials": len(run["trials"]), "kinds": {k: sum(t.get("kind") == k for t in run["trials"])
+                                                    for k in ("first", "promotion", "rerank")},
+           "train_seconds": round(sum(float(t.get("train_seconds") or 0) for t in run["trials"]), 1),
+           "wall_s": None if run["wall_s"] is None else round(run["wall_s"], 1),
+           "curve": [(c, None if b is None else round(b, 4)) for c, b in EC.curve(run["trials"], a.max_budget)],
+           "pick_gid": gid, "pick_vector": vector,
+           "pick_origin": next((t["origin"] for t in run["trials"] if t["gid"] == gid), None),
+           "rank_correlation": EC.promoted_correlation(run["trials"], a.min_budget, a.max_budget),
+           "top3": top_three(run["out"]), "command": run["command"]}
+    rec["compute_vs_budget"] = round(rec["compute"] / budget, 3)
+    rec["decode"] = {str(s): EC.decode(a, f"{ARM}-seed{src['seed']}-{gid}", G.from_vector(vector), work, seed=s)
+                     ["test_acc_tencrop"] for s in train_seeds}
+    mine = {"curve": rec["curve"]}
+    rec["compute_to_reach_final_best_of"] = {
+        arm: (None if (x := EC.compute_to_reach(mine, EC.final_best(src[arm]))) is None else round(x / budget, 3))
+        for arm in EC.SEARCH_ARMS}
+    rec["source_arms"] = {arm: {"pick_gid": src[arm].get("pick_gid"),
+                                "decode": src[arm].get("decode", {}).get("test_acc_tencrop"),
+                                "final_best_val": EC.final_best(src[arm])} for arm in EC.SEARCH_ARMS}
+    rec["source_arms"]["seeds"] = {"pick_name": src["seeds"]["pick_name"],
+                                   "test_whole_budget": src["seeds"]["test_acc_tencrop_whole_budget"]}
+    return rec
+
+
+def summarize(per_seed: list[dict], train_seeds: list[int]) -> dict:
+    """Means over seeds of this arm beside the source file's arms (training seed 0 decodes)."""
+    s = {ARM: {f"decode_seed{t}": mean_std([r["decode"].get(str(t)) for r in per_seed]) for t in train_seeds}}
+    s[ARM]["compute_vs_budget"] = mean_std([r["compute_vs_budget"] for r in per_seed])
+    for arm in EC.SEARCH_ARMS:
+        s[arm] = {"decode_seed0": mean_std([r["source_arms"][arm]["decode"] for r in per_seed])}
+    s["seeds"] = {"test_whole_budget": mean_std([r["source_arms"]["seeds"]["test_whole_budget"] for r in per_seed])}
+    s["same_pick_as"] = {arm: sum(r["pick_gid"] == r["source_arms"][arm]["pick_gid"] for r in per_seed)
+                         for arm in EC.SEARCH_ARMS}
+    return s
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tag", default="hard", help="the equal_compute result file's tag (C per seed from it)")
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--train-seeds", default="0", help="training seeds of each pick's decode")
+    ap.add_argument("--reuse", action="store_true", help="reuse finished runs and decodes in the work directory")
+    args = ap.parse_args(argv)
+    results = ROOT / "benchmarks" / "results"
+    src_file = results / f"equal_compute_{args.tag}.json"
+    src = json.loads(src_file.read_text())
+    a = arm_namespace(src["settings"], args.reuse)
+    work = results / "tmp" / f"equal_compute_{args.tag}"
+    work.mkdir(parents=True, exist_ok=True)
+    out_json = results / f"search_only_{args.tag}.json"
+    train_seeds = [int(s) for s in args.train_seeds.split(",")]
+    old = json.loads(out_json.read_text()) if out_json.is_file() else {}
+    by_seed = {r["seed"]: r for r in old.get("per_seed", [])}
+    t0 = time.perf_counter()
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        rec = next(r for r in src["per_seed"] if r["seed"] == seed)
+        print(f"seed {seed}: C = {rec['budget_compute']:.3e}", flush=True)
+        run = run_arm(a, seed, rec["budget_compute"], work)
+        by_seed[seed] = seed_result(a, rec, run, work, train_seeds)
+        per_seed = [by_seed[k] for k in sorted(by_seed)]
+        atomic_write_json(out_json, {
+            "benchmark": "search_only", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "source": src_file.name, "machine": {"cpu": EC.cpu_model()}, "arm": ARM,
+            "protocol": __doc__.split("\n\n")[1:3], "settings": src["settings"],
+            "per_seed": per_seed, "summary": summarize(per_seed, train_seeds),
+            "wall_seconds": round(time.perf_counter() - t0, 1)})
+        print(f"  pick {by_seed[seed]['pick_gid']} decode {by_seed[seed]['decode']} "
+              f"compute/C {by_seed[seed]['compute_vs_budget']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
