@@ -84,7 +84,10 @@ def arm_flags(a, arm: str) -> tuple[list[str], int]:
     asha_grace = [] if a.asha_grace is None else ["--asha-grace", str(a.asha_grace)]
     recipe = ([] if a.trial_batch is None else ["--trial-batch", str(a.trial_batch)]) + \
         ([] if a.trial_augment is None else ["--trial-augment", a.trial_augment])
+    # search_only.py's arm: ga-mf without its re-ranking, searching until --max-compute C
+    no_rerank = [*mf[:mf.index("--rerank-top")], "--rerank-top", "0"]
     flags, gens = {"ga-mf": ([*ga, *mf], a.generations),
+                   "ga-mf-all": ([*ga, *no_rerank], 4 * a.generations),
                    "random-sh": (["--strategy", "random", *mf], 2 * a.generations + 1),
                    "ga-single": ([*ga, *single], a.generations + 1),
                    "random-asha": (["--strategy", "random", *single, "--asha", *asha_grace],
@@ -294,7 +297,7 @@ def decode(a, name: str, doc: dict, work: Path, seed: int = DECODE_SEED) -> dict
 
     d = decode_run(a, G.genome_id(doc), work, seed).parent
     metrics = d / "run" / "metrics.json"
-    if not fresh(a, metrics):
+    if not (fresh(a, metrics) and measured(d / "run")):
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
         G.save_genome({**doc, "name": name}, d / "genome.json")
@@ -350,7 +353,7 @@ def seeds_arm(a, seed: int, budget: float, designs: dict, work: Path) -> dict:
     for name, (path, macs) in designs.items():
         epochs = max(1, int(budget / len(designs) / (n_train * macs)))
         out = seeds_dir(work, seed, decode_warmup(a)) / name
-        if a.reuse and fresh(a, out / "metrics.json") and len(_history(out)) == epochs:
+        if a.reuse and fresh(a, out / "metrics.json") and len(_history(out)) == epochs and measured(out):
             print(f"  seeds       reusing {out}", flush=True)
             wall = None
         else:
@@ -362,17 +365,26 @@ def seeds_arm(a, seed: int, budget: float, designs: dict, work: Path) -> dict:
                             "1", "--augment-warmup", str(decode_warmup(a)), "--seed", str(seed), "--out", str(out)],
                            out.parent / f"{name}.log")
         m = json.loads((out / "metrics.json").read_text())
-        for r in _history(out):
-            spent += n_train * macs
+        for r in _history(out):  # every epoch trains the same number of full batches
+            spent += m["train_compute"] / epochs
             best = max([p[1] for p in points] + [float(r["val_acc"])])
             points.append((spent, best))
-        rows.append({"genome": name, "epochs": epochs, "compute": epochs * n_train * macs,
+        rows.append({"genome": name, "epochs": epochs, "compute": m["train_compute"],
                      "best_val_acc": round(m["best_val_acc"]["train"], 4),
                      "test_acc_tencrop": round(m["test_accuracy_tencrop"], 4),
                      "train_seconds": round(float(m.get("train_seconds") or 0), 1),
                      "wall_s": None if wall is None else round(wall, 1)})
     return {"designs": rows, "curve": points, "total_compute": spent,
             "best": max(rows, key=lambda r: r["best_val_acc"])}
+
+
+def measured(run: Path) -> bool:
+    """A finished training whose metrics.json records the compute it trained (`train_compute`);
+    one from before the field is trained again."""
+    try:
+        return "train_compute" in json.loads((run / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def _history(run: Path) -> list[dict]:

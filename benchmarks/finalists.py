@@ -117,8 +117,8 @@ def race_cost(rows: list[dict], n: int, decodes: dict[str, Path], arm: dict, bud
         if r["gid"] == pick:
             continue
         run = decodes[r["gid"]]
-        n_train = json.loads((run / "config.json").read_text())["data"]["train"]
-        extra += n * n_train * r["macs"]
+        m = json.loads((run / "metrics.json").read_text())  # every epoch trains the same full batches
+        extra += n * m["train_compute"] / (m["epochs"] + m["fine_tune_epochs"])
         seconds += sum(float(h["seconds"]) for h in ec._history(run) if h["phase"] == "train" and int(h["epoch"]) <= n)
     return {"pick": pick, "extra_compute": extra, "extra_seconds": round(seconds, 1),
             "search_compute": arm["search_compute"], "rerank_compute": arm["compute"] - arm["search_compute"],

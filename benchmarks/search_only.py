@@ -39,7 +39,6 @@ from search_quality import mean_std  # noqa: E402
 from fernas.io import atomic_write_json  # noqa: E402
 
 ARM = "ga-mf-all"
-GENERATIONS_FACTOR = 4  # generations given (ga-mf's times this): more than C needs; --max-compute ends it
 
 
 def arm_namespace(settings: dict, reuse: bool) -> argparse.Namespace:
@@ -54,23 +53,8 @@ def arm_namespace(settings: dict, reuse: bool) -> argparse.Namespace:
 
 def run_arm(a, seed: int, budget: float, work: Path) -> dict:
     """The search of this arm on one seed (reused when finished with the same command)."""
-    flags = ["--strategy", "ga", "--immigrants", repr(a.immigrants), "--min-budget", str(a.min_budget),
-             "--max-budget", str(a.max_budget), "--eta", str(a.eta), "--rerank-top", "0",
-             "--trial-batch", str(a.trial_batch), "--trial-augment", a.trial_augment,
-             "--max-compute", repr(float(budget))]
-    out = work / f"{ARM}-seed{seed}"
-    cmd = [sys.executable, "-m", "fernas", "evolve", "--data", a.data, "--data-seed", str(a.data_seed),
-           "--out", str(out), "--pop", str(a.pop), "--generations", str(GENERATIONS_FACTOR * a.generations),
-           "--max-mmacs", str(a.max_mmacs), "--seed", str(seed), "--no-dashboard", "--cpus-per-trial", "1", *flags]
-    if a.reuse and (out / "best.json").is_file() and EC._finished(out) and EC._same_command(out, cmd):
-        print(f"  {ARM} reusing {out}", flush=True)
-        wall = None
-    else:
-        import shutil
-        shutil.rmtree(out, ignore_errors=True)
-        print(f"  {ARM} fernas evolve {' '.join(flags)} -> {out}", flush=True)
-        wall = EC.run_cmd(cmd, out.parent / f"{out.name}.log")
-    return {"out": out, "wall_s": wall, "command": " ".join(cmd[3:]), **EC.read_trials(out)}
+    run = EC.run_search(a, ARM, seed, work / f"{ARM}-seed{seed}", budget)
+    return {**run, "command": " ".join(json.loads((run["out"] / "config.json").read_text())["argv"])}
 
 
 def top_three(out: Path) -> list[dict]:

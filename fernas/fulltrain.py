@@ -297,6 +297,9 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
         "selected_weights": selected, "merge_val": bool(cfg.merge_val),
         "train_crops": cfg.train_crops, "epochs": cfg.epochs, "fine_tune_epochs": cfg.fine_tune_epochs,
         "train_seconds": sum(r["seconds"] for r in rows), "device": str(dev),
+        # the unit of trials.csv's `compute`: a decode's cost beside a search's
+        "train_inputs": (inputs := sum(int(r["inputs"]) for r in rows)),
+        "train_compute": inputs * int(summary["macs"]),
     }
     save_model_file(run_dir / "model.pt", doc, final.best_state,
                     {"num_classes": data.num_classes, "classes": list(data.classes), "genome_id": gid,

@@ -31,7 +31,8 @@ def trial(gid, kind, budget, acc, compute, epoch=None, status="ok"):
 def fake_decode(run: Path, acc: float, val=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)) -> None:
     """A finished decode's run directory as `fernas decode --train` leaves it: metrics and history."""
     run.mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps({"test_accuracy_tencrop": acc, "macs": 1, "params": 2}))
+    (run / "metrics.json").write_text(json.dumps({"test_accuracy_tencrop": acc, "macs": 1, "params": 2,
+                                                      "train_compute": 9}))
     rows = [{"phase": "train", "epoch": e, "val_acc": v} for e, v in enumerate(val, 1)]
     with (run / "history.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, ["phase", "epoch", "val_acc"])
@@ -546,13 +547,15 @@ def test_finalists_price_a_race_by_the_epochs_of_the_finalists_it_stops(tmp_path
     for gid in "abc":
         run = decodes[gid] = tmp_path / gid
         run.mkdir()
-        (run / "config.json").write_text(json.dumps({"data": {"train": 100}}))
+        # 100 training images at batch 32: 96 an epoch (the remainder dropped), 3 + 1 epochs
+        (run / "metrics.json").write_text(json.dumps({"epochs": 3, "fine_tune_epochs": 1,
+                                                      "train_compute": 4 * 96 * rows["abc".index(gid)]["macs"]}))
         (run / "history.csv").write_text("phase,epoch,seconds\ntrain,1,1.5\ntrain,2,2.0\ntrain,3,9\nfinetune,1,9\n")
     arm = {"compute": 1000.0, "search_compute": 600.0}
     cost = fl.race_cost(rows, 2, decodes, arm, budget=1000.0)
-    # b wins; a and c stop after 2 epochs of 100 images: (10 + 30) x 2 x 100, 3.5 s each
-    assert cost == {"pick": "b", "extra_compute": 8000.0, "extra_seconds": 7.0, "search_compute": 600.0,
-                    "rerank_compute": 400.0, "search_and_race_share_of_C": 8.6, "arm_share_of_C": 1.0}
+    # b wins; a and c stop after 2 epochs of 96 images: (10 + 30) x 2 x 96, 3.5 s each
+    assert cost == {"pick": "b", "extra_compute": 7680.0, "extra_seconds": 7.0, "search_compute": 600.0,
+                    "rerank_compute": 400.0, "search_and_race_share_of_C": 8.28, "arm_share_of_C": 1.0}
     summary = fl.race_summary({"x": {"race@2": cost}, "y": {"race@2": {**cost, "search_and_race_share_of_C": 0.6}}})
-    assert summary == {"race@2": {"search_and_race_share_of_C_mean": 4.6, "arm_share_of_C_mean": 1.0,
+    assert summary == {"race@2": {"search_and_race_share_of_C_mean": 4.44, "arm_share_of_C_mean": 1.0,
                                   "extra_seconds_mean": 7.0}}

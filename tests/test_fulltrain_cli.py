@@ -55,6 +55,8 @@ def test_decode_train_writes_every_file(run_dir):
     for key in ("test_accuracy_tencrop", "test_accuracy_single", "macro_f1", "per_class", "confusion",
                 "params", "macs"):
         assert key in m, key
+    # 280 training images at batch 32: 8 full batches an epoch (the remainder is dropped), 3 epochs
+    assert m["train_inputs"] == 3 * 8 * 32 and m["train_compute"] == m["train_inputs"] * m["macs"]
     cm = m["confusion"]
     assert m["test_accuracy_tencrop"] == pytest.approx(sum(cm[i][i] for i in range(7)) / m["n_test"])
     assert len(m["per_class"]) == 7 and set(m["per_class"]["happy"]) >= {"precision", "recall", "f1"}
