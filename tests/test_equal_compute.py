@@ -219,6 +219,10 @@ def test_the_asha_arm_gets_the_grace_period_given_and_only_it_every_arm_the_tria
     assert all(ec.arm_flags(proxy, arm)[0][-4:] == ["--trial-batch", "0", "--trial-augment", "vgg"]
                for arm in ec.SEARCH_ARMS)
     assert all("--trial-batch" not in ec.arm_flags(a, arm)[0] for arm in ec.SEARCH_ARMS)
+    # search_only.py's arm is ga-mf without its re-ranking, given more generations (--max-compute ends it)
+    mf, mf_all = ec.arm_flags(proxy, "ga-mf"), ec.arm_flags(proxy, "ga-mf-all")
+    i = mf[0].index("--rerank-top")
+    assert mf_all[0] == [*mf[0][:i], "--rerank-top", "0", *mf[0][i + 4:]] and mf_all[1] == 4 * mf[1]
 
 
 def test_long_decodes_list_each_distinct_pick_once_read_from_the_decode_cache(tmp_path, monkeypatch):
