@@ -672,12 +672,17 @@ def shared_machine(runs: list[dict]) -> dict | str:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (a decode's result depends on the kernels it runs, and so on it)."""
+    """The CPU's model name with its family, model and stepping numbers (a decode's result depends
+    on the kernels it runs, and so on it: two "Intel(R) Xeon(R) Processor" machines trained one
+    genome with one seed to tests 2 points apart)."""
     try:
-        return next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name"))
-    except (OSError, StopIteration):
+        fields = dict(ln.split(":", 1) for ln in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+                      if ":" in ln)
+    except OSError:
         return platform.processor()
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    numbers = ", ".join(f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields)
+    return fields.get("model name", platform.processor()) + (f" ({numbers})" if numbers else "")
 
 
 def designs_under_cap(max_mmacs: float) -> dict:
