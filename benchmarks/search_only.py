@@ -17,6 +17,8 @@ run's top three (hall of fame order) for a race (`finalists.py`), and the comput
 best-so-far reached each baseline's final best.
 
     .venv/bin/python benchmarks/search_only.py --tag hard --seeds 0,1,2,3,4
+    # then, on the same machine: the other arms' picks trained again here, paired
+    .venv/bin/python benchmarks/search_only.py --tag hard --seeds 0,1,2,3,4 --reuse --redecode ga-single,seeds
 Output: benchmarks/results/search_only_TAG.json (written after each seed).
 """
 
@@ -66,7 +68,22 @@ def top_three(out: Path) -> list[dict]:
             for ind in ev.hall_of_fame()[:3]]
 
 
-def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int]) -> dict:
+def decode_here(a, src: dict, arm: str, work: Path) -> float | None:
+    """The source file's pick of `arm` decode-trained again on this machine (training seed 0;
+    "seeds": the seed design): one genome with one seed can test points apart on two CPUs."""
+    from fernas import genome as G
+
+    if arm == "seeds":
+        name = src["seeds"]["pick_name"]
+        doc = G.load_genome(EC.ROOT / "genomes" / f"{name}.json")
+    elif src[arm].get("pick_vector"):
+        name, doc = f"{arm}-seed{src['seed']}-{src[arm]['pick_gid']}", G.from_vector(src[arm]["pick_vector"])
+    else:
+        return None
+    return EC.decode(a, name, doc, work)["test_acc_tencrop"]
+
+
+def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], redecode: list[str]) -> dict:
     """One seed's figures: compute, seconds, pick and its decodes, reach of each baseline's best."""
     from fernas import genome as G
 
@@ -94,6 +111,8 @@ def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int]) -> 
                                 "final_best_val": EC.final_best(src[arm])} for arm in EC.SEARCH_ARMS}
     rec["source_arms"]["seeds"] = {"pick_name": src["seeds"]["pick_name"],
                                    "test_whole_budget": src["seeds"]["test_acc_tencrop_whole_budget"]}
+    for arm in redecode:
+        rec["source_arms"][arm]["decode_here"] = decode_here(a, src, arm, work)
     return rec
 
 
@@ -104,6 +123,10 @@ def summarize(per_seed: list[dict], train_seeds: list[int]) -> dict:
     for arm in EC.SEARCH_ARMS:
         s[arm] = {"decode_seed0": mean_std([r["source_arms"][arm]["decode"] for r in per_seed])}
     s["seeds"] = {"test_whole_budget": mean_std([r["source_arms"]["seeds"]["test_whole_budget"] for r in per_seed])}
+    for arm in [*EC.SEARCH_ARMS, "seeds"]:  # the picks decode-trained again on this machine, where done
+        here = [r["source_arms"][arm].get("decode_here") for r in per_seed]
+        if any(x is not None for x in here):
+            s[arm]["decode_here_seed0"] = mean_std(here)
     s["same_pick_as"] = {arm: sum(r["pick_gid"] == r["source_arms"][arm]["pick_gid"] for r in per_seed)
                          for arm in EC.SEARCH_ARMS}
     return s
@@ -115,6 +138,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--train-seeds", default="0", help="training seeds of each pick's decode")
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs and decodes in the work directory")
+    ap.add_argument("--redecode", default="", help="arms of the source file (or seeds: the seed design) whose "
+                    "picks to decode-train again on this machine, comma-separated")
     args = ap.parse_args(argv)
     results = ROOT / "benchmarks" / "results"
     src_file = results / f"equal_compute_{args.tag}.json"
@@ -131,7 +156,7 @@ def main(argv=None) -> int:
         rec = next(r for r in src["per_seed"] if r["seed"] == seed)
         print(f"seed {seed}: C = {rec['budget_compute']:.3e}", flush=True)
         run = run_arm(a, seed, rec["budget_compute"], work)
-        by_seed[seed] = seed_result(a, rec, run, work, train_seeds)
+        by_seed[seed] = seed_result(a, rec, run, work, train_seeds, [x for x in args.redecode.split(",") if x])
         per_seed = [by_seed[k] for k in sorted(by_seed)]
         atomic_write_json(out_json, {
             "benchmark": "search_only", "date": datetime.datetime.now().isoformat(timespec="seconds"),
