@@ -297,7 +297,7 @@ def decode(a, name: str, doc: dict, work: Path, seed: int = DECODE_SEED) -> dict
 
     d = decode_run(a, G.genome_id(doc), work, seed).parent
     metrics = d / "run" / "metrics.json"
-    if not (fresh(a, metrics) and measured(d / "run")):
+    if not fresh(a, metrics):
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
         G.save_genome({**doc, "name": name}, d / "genome.json")

@@ -117,6 +117,9 @@ def race_cost(rows: list[dict], n: int, decodes: dict[str, Path], arm: dict, bud
         if r["gid"] == pick:
             continue
         run = decodes[r["gid"]]
+        if not ec.measured(run):
+            raise SystemExit(f"{run}: its metrics.json does not record train_compute (trained by an older "
+                             "fernas); delete that decode to train it again")
         m = json.loads((run / "metrics.json").read_text())  # every epoch trains the same full batches
         extra += n * m["train_compute"] / (m["epochs"] + m["fine_tune_epochs"])
         seconds += sum(float(h["seconds"]) for h in ec._history(run) if h["phase"] == "train" and int(h["epoch"]) <= n)
