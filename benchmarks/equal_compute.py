@@ -400,22 +400,28 @@ def seed_record(a, seed: int, runs: dict, seeds: dict, budget: float) -> dict:
     for arm, run in runs.items():
         whole = used_whole(arm, run)
         trials = run["trials"] if whole else cut(run["trials"], budget)
-        gid, vector = pick(run, trials, whole, a.max_budget)
-        rec[arm] = {"trials": len(trials), "trials_run": len(run["trials"]),
-                    "compute": spent_compute(trials),
-                    "search_compute": spent_compute(trials, search_only=True),
-                    "train_seconds": round(sum(float(t.get("train_seconds") or 0) for t in trials), 1),
-                    "wall_s": None if run["wall_s"] is None else round(run["wall_s"], 1),
-                    "curve": [(c, None if b is None else round(b, 4)) for c, b in curve(trials, a.max_budget)],
-                    "pick_gid": gid, "pick_vector": vector, "best_json_gid": run.get("best_json_gid"),
-                    "pick_origin": next((t["origin"] for t in trials if t["gid"] == gid), None),
-                    "origins": origins(trials, run["chance"]),
-                    "kinds": {k: sum(t.get("kind") == k for t in trials) for k in ("first", "promotion", "rerank")},
-                    "first_at_chance": first_at_chance(trials, run["chance"]), "used_whole": whole}
+        rec[arm] = arm_record(a, run, trials, whole)
         if arm in HALVING_ARMS:
             rec[arm]["rank_correlation"] = promoted_correlation(trials, a.min_budget, a.max_budget)
     rec["seeds"] = seeds_record(seeds)
     return rec
+
+
+def arm_record(a, run: dict, trials: list[dict], whole: bool) -> dict:
+    """One search arm's figures from the trials that count (`trials`: the run's, or those within C):
+    compute, seconds, curve, pick (decode-trained later)."""
+    gid, vector = pick(run, trials, whole, a.max_budget)
+    return {"trials": len(trials), "trials_run": len(run["trials"]),
+            "compute": spent_compute(trials),
+            "search_compute": spent_compute(trials, search_only=True),
+            "train_seconds": round(sum(float(t.get("train_seconds") or 0) for t in trials), 1),
+            "wall_s": None if run["wall_s"] is None else round(run["wall_s"], 1),
+            "curve": [(c, None if b is None else round(b, 4)) for c, b in curve(trials, a.max_budget)],
+            "pick_gid": gid, "pick_vector": vector, "best_json_gid": run.get("best_json_gid"),
+            "pick_origin": next((t["origin"] for t in trials if t["gid"] == gid), None),
+            "origins": origins(trials, run["chance"]),
+            "kinds": {k: sum(t.get("kind") == k for t in trials) for k in ("first", "promotion", "rerank")},
+            "first_at_chance": first_at_chance(trials, run["chance"]), "used_whole": whole}
 
 
 def first_at_chance(trials: list[dict], chance: float) -> dict:

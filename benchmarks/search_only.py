@@ -88,23 +88,14 @@ def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], red
     from fernas import genome as G
 
     budget = src["budget_compute"]
-    gid, vector = EC.pick(run, run["trials"], True, a.max_budget)
-    rec = {"seed": src["seed"], "budget_compute": budget, "compute": EC.spent_compute(run["trials"]),
-           "trials": len(run["trials"]), "kinds": {k: sum(t.get("kind") == k for t in run["trials"])
-                                                    for k in ("first", "promotion", "rerank")},
-           "train_seconds": round(sum(float(t.get("train_seconds") or 0) for t in run["trials"]), 1),
-           "wall_s": None if run["wall_s"] is None else round(run["wall_s"], 1),
-           "curve": [(c, None if b is None else round(b, 4)) for c, b in EC.curve(run["trials"], a.max_budget)],
-           "pick_gid": gid, "pick_vector": vector,
-           "pick_origin": next((t["origin"] for t in run["trials"] if t["gid"] == gid), None),
+    rec = {"seed": src["seed"], "budget_compute": budget, **EC.arm_record(a, run, run["trials"], True),
            "rank_correlation": EC.promoted_correlation(run["trials"], a.min_budget, a.max_budget),
            "top3": top_three(run["out"]), "command": run["command"]}
     rec["compute_vs_budget"] = round(rec["compute"] / budget, 3)
-    rec["decode"] = {str(s): EC.decode(a, f"{ARM}-seed{src['seed']}-{gid}", G.from_vector(vector), work, seed=s)
-                     ["test_acc_tencrop"] for s in train_seeds}
-    mine = {"curve": rec["curve"]}
+    name, doc = f"{ARM}-seed{src['seed']}-{rec['pick_gid']}", G.from_vector(rec["pick_vector"])
+    rec["decode"] = {str(s): EC.decode(a, name, doc, work, seed=s)["test_acc_tencrop"] for s in train_seeds}
     rec["compute_to_reach_final_best_of"] = {
-        arm: (None if (x := EC.compute_to_reach(mine, EC.final_best(src[arm]))) is None else round(x / budget, 3))
+        arm: (None if (x := EC.compute_to_reach(rec, EC.final_best(src[arm]))) is None else round(x / budget, 3))
         for arm in EC.SEARCH_ARMS}
     rec["source_arms"] = {arm: {"pick_gid": src[arm].get("pick_gid"),
                                 "decode": src[arm].get("decode", {}).get("test_acc_tencrop"),
