@@ -147,7 +147,10 @@ def main(argv=None) -> int:
         rec = next(r for r in src["per_seed"] if r["seed"] == seed)
         print(f"seed {seed}: C = {rec['budget_compute']:.3e}", flush=True)
         run = run_arm(a, seed, rec["budget_compute"], work)
-        by_seed[seed] = seed_result(a, rec, run, work, train_seeds, [x for x in args.redecode.split(",") if x])
+        result = seed_result(a, rec, run, work, train_seeds, [x for x in args.redecode.split(",") if x])
+        if result["wall_s"] is None and seed in by_seed:  # a reused run: its seconds as first measured
+            result["wall_s"] = by_seed[seed]["wall_s"]
+        by_seed[seed] = result
         per_seed = [by_seed[k] for k in sorted(by_seed)]
         atomic_write_json(out_json, {
             "benchmark": "search_only", "date": datetime.datetime.now().isoformat(timespec="seconds"),
