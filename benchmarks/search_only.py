@@ -11,6 +11,12 @@ from an `equal_compute` result file (its other arms are not run again):
                  trials finish, so it ends somewhat above C); its pick is best.json (the largest
                  budget first, then the accuracy there: the search's own order)
 
+    ga-mf-all-bN  the same with --max-budget N (`--max-budget N`): rungs up to N epochs, its
+                 fitness the accuracy after N epochs of a schedule N epochs long, so it can see
+                 a network that learns on after 8; compared paired with ga-mf-all's picks of
+                 search_only_TAG.json (its best-so-far is at N epochs, so its "reach" of the
+                 baselines' 8-epoch bests is not computed)
+
 The pick is decode-trained by `equal_compute.py`'s protocol and cache (the same training
 seeds, the same work directory: an earlier arm's decode of the same genome is reused).  Also the
 run's top three (hall of fame order) for a race (`finalists.py`), and the compute after which its
@@ -19,7 +25,9 @@ best-so-far reached each baseline's final best.
     .venv/bin/python benchmarks/search_only.py --tag hard --seeds 0,1,2,3,4
     # then, on the same machine: the other arms' picks trained again here, paired
     .venv/bin/python benchmarks/search_only.py --tag hard --seeds 0,1,2,3,4 --reuse --redecode ga-single,seeds
-Output: benchmarks/results/search_only_TAG.json (written after each seed).
+    .venv/bin/python benchmarks/search_only.py --tag hard --seeds 0,1,2,3,4 --max-budget 16
+Output: benchmarks/results/search_only_TAG.json, with --max-budget N search_only_TAG_bN.json
+(written after each seed).
 """
 
 from __future__ import annotations
@@ -43,19 +51,28 @@ from fernas.io import atomic_write_json  # noqa: E402
 ARM = "ga-mf-all"
 
 
-def arm_namespace(settings: dict, reuse: bool) -> argparse.Namespace:
-    """The source file's equal_compute settings, as `equal_compute.parse_args` would give them."""
+def arm_name(settings: dict, max_budget: int | None) -> str:
+    """ga-mf-all, or ga-mf-all-bN where --max-budget N differs from the source file's."""
+    return ARM if max_budget in (None, settings["max_budget"]) else f"{ARM}-b{max_budget}"
+
+
+def arm_namespace(settings: dict, reuse: bool, max_budget: int | None = None) -> argparse.Namespace:
+    """The source file's equal_compute settings, as `equal_compute.parse_args` would give them
+    (with another maximum budget where given)."""
     a = EC.parse_args([])
     for k, v in settings.items():
         if hasattr(a, k):
             setattr(a, k, v)
     a.reuse, a.remeasure, a.add, a.started = reuse, False, False, time.time()
+    a.arm = arm_name(settings, max_budget)
+    if max_budget is not None:
+        a.max_budget = max_budget
     return a
 
 
 def run_arm(a, seed: int, budget: float, work: Path) -> dict:
     """The search of this arm on one seed (reused when finished with the same command)."""
-    run = EC.run_search(a, ARM, seed, work / f"{ARM}-seed{seed}", budget)
+    run = EC.run_search(a, ARM, seed, work / f"{a.arm}-seed{seed}", budget)
     return {**run, "command": " ".join(json.loads((run["out"] / "config.json").read_text())["argv"])}
 
 
@@ -83,8 +100,10 @@ def decode_here(a, src: dict, arm: str, work: Path) -> float | None:
     return EC.decode(a, name, doc, work)["test_acc_tencrop"]
 
 
-def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], redecode: list[str]) -> dict:
-    """One seed's figures: compute, seconds, pick and its decodes, reach of each baseline's best."""
+def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], redecode: list[str],
+                base: dict | None = None) -> dict:
+    """One seed's figures: compute, seconds, pick and its decodes, reach of each baseline's best;
+    `base`: ga-mf-all's record of this seed (search_only_TAG.json), beside a ga-mf-all-bN."""
     from fernas import genome as G
 
     budget = src["budget_compute"]
@@ -92,11 +111,12 @@ def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], red
            "rank_correlation": EC.promoted_correlation(run["trials"], a.min_budget, a.max_budget),
            "top3": top_three(run["out"]), "command": run["command"]}
     rec["compute_vs_budget"] = round(rec["compute"] / budget, 3)
-    name, doc = f"{ARM}-seed{src['seed']}-{rec['pick_gid']}", G.from_vector(rec["pick_vector"])
+    name, doc = f"{a.arm}-seed{src['seed']}-{rec['pick_gid']}", G.from_vector(rec["pick_vector"])
     rec["decode"] = {str(s): EC.decode(a, name, doc, work, seed=s)["test_acc_tencrop"] for s in train_seeds}
-    rec["compute_to_reach_final_best_of"] = {
-        arm: (None if (x := EC.compute_to_reach(rec, EC.final_best(src[arm]))) is None else round(x / budget, 3))
-        for arm in EC.SEARCH_ARMS}
+    if a.arm == ARM:  # a longer maximum budget's best-so-far is in other units than the baselines'
+        rec["compute_to_reach_final_best_of"] = {
+            arm: (None if (x := EC.compute_to_reach(rec, EC.final_best(src[arm]))) is None else round(x / budget, 3))
+            for arm in EC.SEARCH_ARMS}
     rec["source_arms"] = {arm: {"pick_gid": src[arm].get("pick_gid"),
                                 "decode": src[arm].get("decode", {}).get("test_acc_tencrop"),
                                 "final_best_val": EC.final_best(src[arm])} for arm in EC.SEARCH_ARMS}
@@ -104,13 +124,19 @@ def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], red
                                    "test_whole_budget": src["seeds"]["test_acc_tencrop_whole_budget"]}
     for arm in redecode:
         rec["source_arms"][arm]["decode_here"] = decode_here(a, src, arm, work)
+    if base is not None:
+        rec["source_arms"][ARM] = {"pick_gid": base["pick_gid"], "decode": base["decode"].get("0"),
+                                   "best_val": EC.final_best(base)}
     return rec
 
 
-def summarize(per_seed: list[dict], train_seeds: list[int]) -> dict:
-    """Means over seeds of this arm beside the source file's arms (training seed 0 decodes)."""
-    s = {ARM: {f"decode_seed{t}": mean_std([r["decode"].get(str(t)) for r in per_seed]) for t in train_seeds}}
-    s[ARM]["compute_vs_budget"] = mean_std([r["compute_vs_budget"] for r in per_seed])
+def summarize(per_seed: list[dict], train_seeds: list[int], this: str) -> dict:
+    """Means over seeds of arm `this` beside the source file's arms (training seed 0 decodes)."""
+    s = {this: {f"decode_seed{t}": mean_std([r["decode"].get(str(t)) for r in per_seed]) for t in train_seeds}}
+    s[this]["compute_vs_budget"] = mean_std([r["compute_vs_budget"] for r in per_seed])
+    paired = this != ARM and all(ARM in r["source_arms"] for r in per_seed)
+    if paired:
+        s[ARM] = {"decode_seed0": mean_std([r["source_arms"][ARM]["decode"] for r in per_seed])}
     for arm in EC.SEARCH_ARMS:
         s[arm] = {"decode_seed0": mean_std([r["source_arms"][arm]["decode"] for r in per_seed])}
     s["seeds"] = {"test_whole_budget": mean_std([r["source_arms"]["seeds"]["test_whole_budget"] for r in per_seed])}
@@ -118,8 +144,8 @@ def summarize(per_seed: list[dict], train_seeds: list[int]) -> dict:
         here = [r["source_arms"][arm].get("decode_here") for r in per_seed]
         if any(x is not None for x in here):
             s[arm]["decode_here_seed0"] = mean_std(here)
-    s["same_pick_as"] = {arm: sum(r["pick_gid"] == r["source_arms"][arm]["pick_gid"] for r in per_seed)
-                         for arm in EC.SEARCH_ARMS}
+    s["same_pick_as"] = {other: sum(r["pick_gid"] == r["source_arms"][other]["pick_gid"] for r in per_seed)
+                         for other in [*EC.SEARCH_ARMS, *([ARM] if paired else [])]}
     return s
 
 
@@ -131,14 +157,20 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs and decodes in the work directory")
     ap.add_argument("--redecode", default="", help="arms of the source file (or seeds: the seed design) whose "
                     "picks to decode-train again on this machine, comma-separated")
+    ap.add_argument("--max-budget", type=int, default=None,
+                    help="the largest budget in epochs (default: the source file's); another gives the arm "
+                    "ga-mf-all-bN and the file search_only_TAG_bN.json")
     args = ap.parse_args(argv)
     results = ROOT / "benchmarks" / "results"
     src_file = results / f"equal_compute_{args.tag}.json"
     src = json.loads(src_file.read_text())
-    a = arm_namespace(src["settings"], args.reuse)
+    a = arm_namespace(src["settings"], args.reuse, args.max_budget)
     work = results / "tmp" / f"equal_compute_{args.tag}"
     work.mkdir(parents=True, exist_ok=True)
-    out_json = results / f"search_only_{args.tag}.json"
+    base_json = results / f"search_only_{args.tag}.json"
+    out_json = base_json if a.arm == ARM else results / f"search_only_{args.tag}_b{a.max_budget}.json"
+    base = ({r["seed"]: r for r in json.loads(base_json.read_text())["per_seed"]}
+            if a.arm != ARM and base_json.is_file() else {})
     train_seeds = [int(s) for s in args.train_seeds.split(",")]
     old = json.loads(out_json.read_text()) if out_json.is_file() else {}
     by_seed = {r["seed"]: r for r in old.get("per_seed", [])}
@@ -147,16 +179,17 @@ def main(argv=None) -> int:
         rec = next(r for r in src["per_seed"] if r["seed"] == seed)
         print(f"seed {seed}: C = {rec['budget_compute']:.3e}", flush=True)
         run = run_arm(a, seed, rec["budget_compute"], work)
-        result = seed_result(a, rec, run, work, train_seeds, [x for x in args.redecode.split(",") if x])
+        result = seed_result(a, rec, run, work, train_seeds, [x for x in args.redecode.split(",") if x],
+                             base.get(seed))
         if result["wall_s"] is None and seed in by_seed:  # a reused run: its seconds as first measured
             result["wall_s"] = by_seed[seed]["wall_s"]
         by_seed[seed] = result
         per_seed = [by_seed[k] for k in sorted(by_seed)]
         atomic_write_json(out_json, {
             "benchmark": "search_only", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "source": src_file.name, "machine": {"cpu": EC.cpu_model()}, "arm": ARM,
+            "source": src_file.name, "machine": {"cpu": EC.cpu_model()}, "arm": a.arm,
             "protocol": __doc__.split("\n\n")[1:3], "settings": src["settings"],
-            "per_seed": per_seed, "summary": summarize(per_seed, train_seeds),
+            "per_seed": per_seed, "summary": summarize(per_seed, train_seeds, a.arm),
             "wall_seconds": round(time.perf_counter() - t0, 1)})
         print(f"  pick {by_seed[seed]['pick_gid']} decode {by_seed[seed]['decode']} "
               f"compute/C {by_seed[seed]['compute_vs_budget']}", flush=True)
