@@ -563,3 +563,22 @@ def test_finalists_price_a_race_by_the_epochs_of_the_finalists_it_stops(tmp_path
     summary = fl.race_summary({"x": {"race@2": cost}, "y": {"race@2": {**cost, "search_and_race_share_of_C": 0.6}}})
     assert summary == {"race@2": {"search_and_race_share_of_C_mean": 4.44, "arm_share_of_C_mean": 1.0,
                                   "extra_seconds_mean": 7.0}}
+
+
+def test_search_only_with_another_max_budget_is_its_own_arm_paired_with_ga_mf_all():
+    so = load("search_only")
+    settings = {"max_budget": 8, "min_budget": 4, "eta": 2, "generations": 3}
+    a = so.arm_namespace(settings, reuse=False, max_budget=16)
+    assert (a.arm, a.max_budget) == ("ga-mf-all-b16", 16)
+    flags = so.EC.arm_flags(a, "ga-mf-all")[0]
+    assert flags[flags.index("--max-budget") + 1] == "16" and flags[flags.index("--rerank-top") + 1] == "0"
+    assert so.arm_namespace(settings, reuse=False, max_budget=8).arm == "ga-mf-all"
+    assert so.arm_namespace(settings, reuse=False).arm == "ga-mf-all"
+    rows = [{"pick_gid": g, "decode": {"0": d}, "compute_vs_budget": 1.0,
+             "source_arms": {**{arm: {"pick_gid": "x", "decode": 0.5} for arm in so.EC.SEARCH_ARMS},
+                             "seeds": {"test_whole_budget": 0.6}, "ga-mf-all": {"pick_gid": b, "decode": bd}}}
+            for g, d, b, bd in (("p", 0.7, "p", 0.7), ("q", 0.8, "r", 0.6))]
+    s = so.summarize(rows, [0], "ga-mf-all-b16")
+    assert s["ga-mf-all-b16"]["decode_seed0"]["mean"] == pytest.approx(0.75)
+    assert s["ga-mf-all"]["decode_seed0"]["mean"] == pytest.approx(0.65)
+    assert s["same_pick_as"]["ga-mf-all"] == 1 and s["same_pick_as"]["ga-mf"] == 0
