@@ -15,10 +15,10 @@ training's draw is wide.  A race chooses among trainings and keeps the chosen on
 (k - 1) x N epochs of the protocol beyond training the winner alone.  Measured on the finalists
 of equal-compute searches (docs/search_experiments.md, "Racing the finalists").
 
-DIR/race.json records the race (atomically: its epochs and finalists when it starts, their scores
-and the winner once every finalist reached epoch N), so a killed race resumed with `--resume`
-goes on from each finalist's last checkpoint (every epoch on a CPU) and continues the same
-winner.  A finalist whose loss diverges drops out of the race (the winner diverging after
+DIR/race.json records the race (atomically: its epochs and finalists when it starts, each
+finalist's score as it reaches epoch N, and the winner once every finalist has), so a killed race
+resumed with `--resume` goes on from each finalist's last checkpoint (every epoch on a CPU),
+does not train a finalist that diverged again, and continues the same winner.  A finalist whose loss diverges drops out of the race (the winner diverging after
 epoch N ends the command with one line, as any training's divergence does: `fernas.cli`, naming
 the runner-up and the command that finishes it).
 """
@@ -120,9 +120,9 @@ def _entry(docs: list[dict], dirs: list[Path], epochs: int) -> dict:
 
 def _decided(race: dict, scores: list, notes: list[str]) -> dict:
     """The race with each finalist's score (and why one dropped out) and its winner."""
-    genomes = [{**g, "val_acc": s, **({"dropped": n} if n else {})}
-               for g, s, n in zip(race["genomes"], scores, notes)]
-    return {**race, "genomes": genomes, "winner": winner_index(scores)}
+    for i, (score, note) in enumerate(zip(scores, notes)):
+        race = _outcome(race, i, score, note)
+    return {**race, "winner": winner_index(scores)}
 
 
 def _same_race(race: dict, docs: list[dict], dirs: list[Path], epochs: int, path: Path) -> None:
@@ -139,21 +139,38 @@ def _same_race(race: dict, docs: list[dict], dirs: list[Path], epochs: int, path
         raise RunDirError(f"{path}: a race decided after epoch {race['epochs']}, not {epochs}")
 
 
-def run_starts(docs, files, cfg, data, dirs, epochs: int, resume: bool, invocation) -> tuple[list, list[str]]:
-    """Each finalist's first `epochs` epochs (`fulltrain.train_start`); (scores, why each dropped out)."""
+def run_starts(docs, files, cfg, data, dirs, race: dict, path: Path, resume: bool,
+               invocation) -> tuple[list, list[str]]:
+    """Each finalist's first `race["epochs"]` epochs (`fulltrain.train_start`); (scores, why each
+    dropped out).  Each outcome is written to `path` as it comes, so that a resume does not train
+    again a finalist that diverged (it would diverge again from its last checkpoint)."""
     from fernas.fulltrain import train_start
 
-    scores, notes = [], []
-    for doc, path, d in zip(docs, files, dirs):
+    epochs, scores, notes = race["epochs"], [], []
+    for i, (doc, file, d) in enumerate(zip(docs, files, dirs)):
+        stored = race["genomes"][i].get("dropped")
+        if resume and isinstance(stored, str) and stored.startswith("diverged"):
+            scores.append(None)
+            notes.append(stored)
+            continue
         try:
-            history = train_start(doc, data, cfg, d, epochs, resume=resume, genome_file=path, invocation=invocation)
+            history = train_start(doc, data, cfg, d, epochs, resume=resume, genome_file=file, invocation=invocation)
             scores.append(score_at(history, epochs))
             notes.append("" if scores[-1] is not None else f"no validation accuracy at epoch {epochs}")
         except TrainingDiverged as exc:
             scores.append(None)
             notes.append(f"diverged: {exc}")
             print(f"  {doc.get('name', 'genome')}: {exc}; out of the race", file=sys.stderr, flush=True)
+        race = _outcome(race, i, scores[-1], notes[-1])
+        atomic_write_json(path, race)
     return scores, notes
+
+
+def _outcome(race: dict, i: int, score: float | None, note: str) -> dict:
+    """The race with finalist i's score (and why it dropped out), before a winner is decided."""
+    entry = {k: v for k, v in race["genomes"][i].items() if k != "dropped"}
+    entry = {**entry, "val_acc": score, **({"dropped": note} if note else {})}
+    return {**race, "genomes": [*race["genomes"][:i], entry, *race["genomes"][i + 1:]]}
 
 
 def print_race(race: dict, base: Path) -> None:
@@ -186,7 +203,7 @@ def race(docs: list[dict], files: list, cfg, data, dirs: list[Path], base: Path,
         result = _entry(docs, dirs, epochs)
         atomic_write_json(path, result)  # a resume without --race still knows this is a race
     if result["winner"] is None:
-        scores, notes = run_starts(docs, files, cfg, data, dirs, epochs, resume, invocation)
+        scores, notes = run_starts(docs, files, cfg, data, dirs, result, path, resume, invocation)
         result = _decided(result, scores, notes)
         atomic_write_json(path, result)  # the decision: a resume continues this winner
     print_race(result, Path(base))

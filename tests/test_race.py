@@ -281,3 +281,39 @@ def test_a_winner_that_diverges_ends_the_command_with_one_line(genomes, tmp_path
         f"{winner}); the runner-up {runner} ({score:.4f} after epoch 2) is finished by `fernas train "
         f"{genomes['abc'.index(runner)]} --out {tmp_path / 'race' / runner} --resume`; its run directory keeps "
         "its last checkpoint")
+
+
+def test_a_finalist_that_diverged_is_not_trained_again_on_resume(genomes, tmp_path, monkeypatch):
+    """Interrupted after a finalist diverged and before the race was decided: race.json already
+    says so, and the resume goes on with the others without training the diverged one again."""
+    from fernas import fulltrain
+    from fernas.errors import TrainingDiverged
+
+    real, trained = fulltrain.train_genome, []
+
+    def first_run(doc, data, cfg, **kw):
+        if doc["name"] == "a":
+            raise TrainingDiverged("loss became nan at epoch 1 step 3 (lr 0.002)")
+        if doc["name"] == "c":  # Ctrl-C during the last finalist's start
+            raise KeyboardInterrupt
+        return real(doc, data, cfg, **kw)
+
+    monkeypatch.setattr(fulltrain, "train_genome", first_run)
+    out = tmp_path / "race"
+    rc, _, err = cli("train", *genomes, "--race", 2, "--out", out, *FLAGS)
+    race = json.loads((out / "race.json").read_text())
+    assert rc == 130 and race["winner"] is None, err
+    assert race["genomes"][0]["dropped"].startswith("diverged") and race["genomes"][1]["val_acc"] is not None
+    assert "val_acc" not in race["genomes"][2]
+
+    def resumed(doc, data, cfg, **kw):
+        trained.append((doc["name"], cfg.stop_after_epoch))
+        return real(doc, data, cfg, **kw)
+
+    monkeypatch.setattr(fulltrain, "train_genome", resumed)
+    rc, stdout, err = cli("train", *genomes, "--out", out, "--resume", *FLAGS)
+    assert rc == 0, err
+    assert "a" not in [name for name, _ in trained] and ("c", 2) in trained
+    race = json.loads((out / "race.json").read_text())
+    assert race["winner"] in (1, 2) and race["genomes"][0]["dropped"].startswith("diverged")
+    assert "a  diverged: loss became nan" in stdout
