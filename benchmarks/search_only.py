@@ -100,6 +100,13 @@ def decode_here(a, src: dict, arm: str, work: Path) -> float | None:
     return EC.decode(a, name, doc, work)["test_acc_tencrop"]
 
 
+def rung_correlations(trials: list[dict]) -> dict:
+    """Spearman between each budget's accuracies and the next budget's, over the genomes that
+    reached the next ("4->8", "8->16"): does a longer rung reorder what the shorter one saw?"""
+    budgets = sorted({int(t["budget"]) for t in trials if t.get("kind") in ("first", "promotion")})
+    return {f"{lo}->{hi}": EC.promoted_correlation(trials, lo, hi) for lo, hi in zip(budgets, budgets[1:])}
+
+
 def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], redecode: list[str],
                 base: dict | None = None) -> dict:
     """One seed's figures: compute, seconds, pick and its decodes, reach of each baseline's best;
@@ -109,6 +116,7 @@ def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], red
     budget = src["budget_compute"]
     rec = {"seed": src["seed"], "budget_compute": budget, **EC.arm_record(a, run, run["trials"], True),
            "rank_correlation": EC.promoted_correlation(run["trials"], a.min_budget, a.max_budget),
+           "rank_correlation_rungs": rung_correlations(run["trials"]),
            "top3": top_three(run["out"]), "command": run["command"]}
     rec["compute_vs_budget"] = round(rec["compute"] / budget, 3)
     name, doc = f"{a.arm}-seed{src['seed']}-{rec['pick_gid']}", G.from_vector(rec["pick_vector"])

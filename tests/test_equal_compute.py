@@ -582,3 +582,8 @@ def test_search_only_with_another_max_budget_is_its_own_arm_paired_with_ga_mf_al
     assert s["ga-mf-all-b16"]["decode_seed0"]["mean"] == pytest.approx(0.75)
     assert s["ga-mf-all"]["decode_seed0"]["mean"] == pytest.approx(0.65)
     assert s["same_pick_as"]["ga-mf-all"] == 1 and s["same_pick_as"]["ga-mf"] == 0
+    # each rung's order against the next one's, over the genomes that reached the next
+    trials = [trial(g, "first", 4, acc, 1) for g, acc in zip("abcd", (0.1, 0.2, 0.3, 0.4))]
+    trials += [trial(g, "promotion", 8, acc, 1) for g, acc in zip("bcd", (0.5, 0.6, 0.7))]
+    trials += [trial(g, "promotion", 16, acc, 1) for g, acc in zip("cd", (0.9, 0.8))]
+    assert so.rung_correlations(trials) == {"4->8": {"n": 3, "spearman": 1.0}, "8->16": {"n": 2, "spearman": None}}
