@@ -84,10 +84,11 @@ def arm_flags(a, arm: str) -> tuple[list[str], int]:
     asha_grace = [] if a.asha_grace is None else ["--asha-grace", str(a.asha_grace)]
     recipe = ([] if a.trial_batch is None else ["--trial-batch", str(a.trial_batch)]) + \
         ([] if a.trial_augment is None else ["--trial-augment", a.trial_augment])
-    # search_only.py's arm: ga-mf without its re-ranking, searching until --max-compute C
+    # search_only.py's arms: ga-mf or random-sh without the re-ranking, searching until --max-compute C
     no_rerank = [*mf[:mf.index("--rerank-top")], "--rerank-top", "0"]
     flags, gens = {"ga-mf": ([*ga, *mf], a.generations),
                    "ga-mf-all": ([*ga, *no_rerank], 4 * a.generations),
+                   "random-sh-all": (["--strategy", "random", *no_rerank], 8 * a.generations),
                    "random-sh": (["--strategy", "random", *mf], 2 * a.generations + 1),
                    "ga-single": ([*ga, *single], a.generations + 1),
                    "random-asha": (["--strategy", "random", *single, "--asha", *asha_grace],

@@ -1,4 +1,4 @@
-"""fernas' GA with successive halving and no re-ranking, its search given all of C.
+"""fernas' GA (or random search) with successive halving and no re-ranking, given all of C.
 
 `equal_compute.py` gives ga-mf a budget C of which its search spends S (about 0.55 C on
 `demo-hard`) and its re-ranking the rest.  On `demo-hard` the re-ranking kept a worse finalist
@@ -13,9 +13,13 @@ from an `equal_compute` result file (its other arms are not run again):
 
     ga-mf-all-bN  the same with --max-budget N (`--max-budget N`): rungs up to N epochs, its
                  fitness the accuracy after N epochs of a schedule N epochs long, so it can see
-                 a network that learns on after 8; compared paired with ga-mf-all's picks of
-                 search_only_TAG.json (its best-so-far is at N epochs, so its "reach" of the
-                 baselines' 8-epoch bests is not computed)
+                 a network that learns on after 8 (its best-so-far is at N epochs, so its
+                 "reach" of the baselines' 8-epoch bests is not computed)
+    random-sh-all[-bN]  the same with `--strategy random` (`--strategy random`): is it the
+                 budgets or the GA?
+
+Each arm's file also holds, seed by seed, the picks of the other search_only arms run from the
+same source file (paired: the same machine, the same decode cache).
 
 The pick is decode-trained by `equal_compute.py`'s protocol and cache (the same training
 seeds, the same work directory: an earlier arm's decode of the same genome is reused).  Also the
@@ -26,8 +30,9 @@ best-so-far reached each baseline's final best.
     # then, on the same machine: the other arms' picks trained again here, paired
     .venv/bin/python benchmarks/search_only.py --tag hard --seeds 0,1,2,3,4 --reuse --redecode ga-single,seeds
     .venv/bin/python benchmarks/search_only.py --tag hard --seeds 0,1,2,3,4 --max-budget 16
-Output: benchmarks/results/search_only_TAG.json, with --max-budget N search_only_TAG_bN.json
-(written after each seed).
+    .venv/bin/python benchmarks/search_only.py --tag hard --seeds 0,1,2 --max-budget 16 --strategy random
+Output: benchmarks/results/search_only_TAG.json (ga-mf-all), search_only_TAG_ARM.json (the others),
+written after each seed.
 """
 
 from __future__ import annotations
@@ -48,15 +53,18 @@ from search_quality import mean_std  # noqa: E402
 
 from fernas.io import atomic_write_json  # noqa: E402
 
-ARM = "ga-mf-all"
+ARM = "ga-mf-all"  # the first arm: search_only_TAG.json
+BASE_ARMS = {"ga": ARM, "random": "random-sh-all"}  # equal_compute.arm_flags' names
 
 
-def arm_name(settings: dict, max_budget: int | None) -> str:
-    """ga-mf-all, or ga-mf-all-bN where --max-budget N differs from the source file's."""
-    return ARM if max_budget in (None, settings["max_budget"]) else f"{ARM}-b{max_budget}"
+def arm_name(settings: dict, max_budget: int | None, strategy: str = "ga") -> str:
+    """ga-mf-all or random-sh-all, with -bN where --max-budget N differs from the source file's."""
+    base = BASE_ARMS[strategy]
+    return base if max_budget in (None, settings["max_budget"]) else f"{base}-b{max_budget}"
 
 
-def arm_namespace(settings: dict, reuse: bool, max_budget: int | None = None) -> argparse.Namespace:
+def arm_namespace(settings: dict, reuse: bool, max_budget: int | None = None,
+                  strategy: str = "ga") -> argparse.Namespace:
     """The source file's equal_compute settings, as `equal_compute.parse_args` would give them
     (with another maximum budget where given)."""
     a = EC.parse_args([])
@@ -64,7 +72,8 @@ def arm_namespace(settings: dict, reuse: bool, max_budget: int | None = None) ->
         if hasattr(a, k):
             setattr(a, k, v)
     a.reuse, a.remeasure, a.add, a.started = reuse, False, False, time.time()
-    a.arm = arm_name(settings, max_budget)
+    a.arm, a.flags_arm = arm_name(settings, max_budget, strategy), BASE_ARMS[strategy]
+    a.same_budgets = max_budget in (None, settings["max_budget"])
     if max_budget is not None:
         a.max_budget = max_budget
     return a
@@ -72,7 +81,7 @@ def arm_namespace(settings: dict, reuse: bool, max_budget: int | None = None) ->
 
 def run_arm(a, seed: int, budget: float, work: Path) -> dict:
     """The search of this arm on one seed (reused when finished with the same command)."""
-    run = EC.run_search(a, ARM, seed, work / f"{a.arm}-seed{seed}", budget)
+    run = EC.run_search(a, a.flags_arm, seed, work / f"{a.arm}-seed{seed}", budget)
     return {**run, "command": " ".join(json.loads((run["out"] / "config.json").read_text())["argv"])}
 
 
@@ -108,9 +117,9 @@ def rung_correlations(trials: list[dict]) -> dict:
 
 
 def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], redecode: list[str],
-                base: dict | None = None) -> dict:
+                siblings: dict[str, dict] | None = None) -> dict:
     """One seed's figures: compute, seconds, pick and its decodes, reach of each baseline's best;
-    `base`: ga-mf-all's record of this seed (search_only_TAG.json), beside a ga-mf-all-bN."""
+    `siblings`: the other search_only arms' records of this seed, by arm."""
     from fernas import genome as G
 
     budget = src["budget_compute"]
@@ -121,7 +130,7 @@ def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], red
     rec["compute_vs_budget"] = round(rec["compute"] / budget, 3)
     name, doc = f"{a.arm}-seed{src['seed']}-{rec['pick_gid']}", G.from_vector(rec["pick_vector"])
     rec["decode"] = {str(s): EC.decode(a, name, doc, work, seed=s)["test_acc_tencrop"] for s in train_seeds}
-    if a.arm == ARM:  # a longer maximum budget's best-so-far is in other units than the baselines'
+    if a.same_budgets:  # a longer maximum budget's best-so-far is in other units than the baselines'
         rec["compute_to_reach_final_best_of"] = {
             arm: (None if (x := EC.compute_to_reach(rec, EC.final_best(src[arm]))) is None else round(x / budget, 3))
             for arm in EC.SEARCH_ARMS}
@@ -132,19 +141,30 @@ def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], red
                                    "test_whole_budget": src["seeds"]["test_acc_tencrop_whole_budget"]}
     for arm in redecode:
         rec["source_arms"][arm]["decode_here"] = decode_here(a, src, arm, work)
-    if base is not None:
-        rec["source_arms"][ARM] = {"pick_gid": base["pick_gid"], "decode": base["decode"].get("0"),
-                                   "best_val": EC.final_best(base)}
+    for arm, other in (siblings or {}).items():
+        rec["source_arms"][arm] = {"pick_gid": other["pick_gid"], "decode": other["decode"].get("0"),
+                                   "best_val": EC.final_best(other)}
     return rec
+
+
+def sibling_records(results: Path, tag: str, source: str, this: str) -> dict[str, dict[int, dict]]:
+    """The other search_only arms' records from the same source file, by arm and seed."""
+    found = {}
+    for path in sorted(results.glob(f"search_only_{tag}*.json")):
+        d = json.loads(path.read_text())
+        if d.get("source") == source and d.get("arm") != this:
+            found[d["arm"]] = {r["seed"]: r for r in d["per_seed"]}
+    return found
 
 
 def summarize(per_seed: list[dict], train_seeds: list[int], this: str) -> dict:
     """Means over seeds of arm `this` beside the source file's arms (training seed 0 decodes)."""
     s = {this: {f"decode_seed{t}": mean_std([r["decode"].get(str(t)) for r in per_seed]) for t in train_seeds}}
     s[this]["compute_vs_budget"] = mean_std([r["compute_vs_budget"] for r in per_seed])
-    paired = this != ARM and all(ARM in r["source_arms"] for r in per_seed)
-    if paired:
-        s[ARM] = {"decode_seed0": mean_std([r["source_arms"][ARM]["decode"] for r in per_seed])}
+    paired = [arm for arm in per_seed[0]["source_arms"]
+              if arm not in (*EC.SEARCH_ARMS, "seeds") and all(arm in r["source_arms"] for r in per_seed)]
+    for arm in paired:  # the other search_only arms, on the seeds that every one ran
+        s[arm] = {"decode_seed0": mean_std([r["source_arms"][arm]["decode"] for r in per_seed])}
     for arm in EC.SEARCH_ARMS:
         s[arm] = {"decode_seed0": mean_std([r["source_arms"][arm]["decode"] for r in per_seed])}
     s["seeds"] = {"test_whole_budget": mean_std([r["source_arms"]["seeds"]["test_whole_budget"] for r in per_seed])}
@@ -153,7 +173,7 @@ def summarize(per_seed: list[dict], train_seeds: list[int], this: str) -> dict:
         if any(x is not None for x in here):
             s[arm]["decode_here_seed0"] = mean_std(here)
     s["same_pick_as"] = {other: sum(r["pick_gid"] == r["source_arms"][other]["pick_gid"] for r in per_seed)
-                         for other in [*EC.SEARCH_ARMS, *([ARM] if paired else [])]}
+                         for other in [*EC.SEARCH_ARMS, *paired]}
     return s
 
 
@@ -167,18 +187,18 @@ def main(argv=None) -> int:
                     "picks to decode-train again on this machine, comma-separated")
     ap.add_argument("--max-budget", type=int, default=None,
                     help="the largest budget in epochs (default: the source file's); another gives the arm "
-                    "ga-mf-all-bN and the file search_only_TAG_bN.json")
+                    "ga-mf-all-bN")
+    ap.add_argument("--strategy", choices=sorted(BASE_ARMS), default="ga",
+                    help="fernas evolve's searcher (random: the arm random-sh-all[-bN])")
     args = ap.parse_args(argv)
     results = ROOT / "benchmarks" / "results"
     src_file = results / f"equal_compute_{args.tag}.json"
     src = json.loads(src_file.read_text())
-    a = arm_namespace(src["settings"], args.reuse, args.max_budget)
+    a = arm_namespace(src["settings"], args.reuse, args.max_budget, args.strategy)
     work = results / "tmp" / f"equal_compute_{args.tag}"
     work.mkdir(parents=True, exist_ok=True)
-    base_json = results / f"search_only_{args.tag}.json"
-    out_json = base_json if a.arm == ARM else results / f"search_only_{args.tag}_b{a.max_budget}.json"
-    base = ({r["seed"]: r for r in json.loads(base_json.read_text())["per_seed"]}
-            if a.arm != ARM and base_json.is_file() else {})
+    out_json = results / (f"search_only_{args.tag}.json" if a.arm == ARM else f"search_only_{args.tag}_{a.arm}.json")
+    siblings = sibling_records(results, args.tag, src_file.name, a.arm)
     train_seeds = [int(s) for s in args.train_seeds.split(",")]
     old = json.loads(out_json.read_text()) if out_json.is_file() else {}
     by_seed = {r["seed"]: r for r in old.get("per_seed", [])}
@@ -188,7 +208,7 @@ def main(argv=None) -> int:
         print(f"seed {seed}: C = {rec['budget_compute']:.3e}", flush=True)
         run = run_arm(a, seed, rec["budget_compute"], work)
         result = seed_result(a, rec, run, work, train_seeds, [x for x in args.redecode.split(",") if x],
-                             base.get(seed))
+                             {arm: recs[seed] for arm, recs in siblings.items() if seed in recs})
         if result["wall_s"] is None and seed in by_seed:  # a reused run: its seconds as first measured
             result["wall_s"] = by_seed[seed]["wall_s"]
         by_seed[seed] = result

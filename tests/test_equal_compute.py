@@ -223,6 +223,9 @@ def test_the_asha_arm_gets_the_grace_period_given_and_only_it_every_arm_the_tria
     mf, mf_all = ec.arm_flags(proxy, "ga-mf"), ec.arm_flags(proxy, "ga-mf-all")
     i = mf[0].index("--rerank-top")
     assert mf_all[0] == [*mf[0][:i], "--rerank-top", "0", *mf[0][i + 4:]] and mf_all[1] == 4 * mf[1]
+    sh, sh_all = ec.arm_flags(proxy, "random-sh"), ec.arm_flags(proxy, "random-sh-all")
+    j = sh[0].index("--rerank-top")
+    assert sh_all[0] == [*sh[0][:j], "--rerank-top", "0", *sh[0][j + 4:]] and sh_all[1] == 8 * proxy.generations
 
 
 def test_long_decodes_list_each_distinct_pick_once_read_from_the_decode_cache(tmp_path, monkeypatch):
@@ -574,11 +577,15 @@ def test_search_only_with_another_max_budget_is_its_own_arm_paired_with_ga_mf_al
     assert flags[flags.index("--max-budget") + 1] == "16" and flags[flags.index("--rerank-top") + 1] == "0"
     assert so.arm_namespace(settings, reuse=False, max_budget=8).arm == "ga-mf-all"
     assert so.arm_namespace(settings, reuse=False).arm == "ga-mf-all"
+    r = so.arm_namespace(settings, reuse=False, max_budget=16, strategy="random")
+    assert (r.arm, r.flags_arm, r.same_budgets) == ("random-sh-all-b16", "random-sh-all", False)
+    assert so.EC.arm_flags(r, r.flags_arm)[0][:2] == ["--strategy", "random"]
     rows = [{"pick_gid": g, "decode": {"0": d}, "compute_vs_budget": 1.0,
              "source_arms": {**{arm: {"pick_gid": "x", "decode": 0.5} for arm in so.EC.SEARCH_ARMS},
                              "seeds": {"test_whole_budget": 0.6}, "ga-mf-all": {"pick_gid": b, "decode": bd}}}
             for g, d, b, bd in (("p", 0.7, "p", 0.7), ("q", 0.8, "r", 0.6))]
     s = so.summarize(rows, [0], "ga-mf-all-b16")
+    assert so.summarize(rows[:1], [0], "ga-mf-all-b16")["ga-mf-all"]["decode_seed0"]["mean"] == 0.7
     assert s["ga-mf-all-b16"]["decode_seed0"]["mean"] == pytest.approx(0.75)
     assert s["ga-mf-all"]["decode_seed0"]["mean"] == pytest.approx(0.65)
     assert s["same_pick_as"]["ga-mf-all"] == 1 and s["same_pick_as"]["ga-mf"] == 0
@@ -587,3 +594,14 @@ def test_search_only_with_another_max_budget_is_its_own_arm_paired_with_ga_mf_al
     trials += [trial(g, "promotion", 8, acc, 1) for g, acc in zip("bcd", (0.5, 0.6, 0.7))]
     trials += [trial(g, "promotion", 16, acc, 1) for g, acc in zip("cd", (0.9, 0.8))]
     assert so.rung_correlations(trials) == {"4->8": {"n": 3, "spearman": 1.0}, "8->16": {"n": 2, "spearman": None}}
+
+
+def test_search_only_pairs_each_arm_with_the_other_arms_of_the_same_source(tmp_path):
+    so = load("search_only")
+    for arm, source in (("ga-mf-all", "equal_compute_hard.json"), ("ga-mf-all-b16", "equal_compute_hard.json"),
+                        ("random-sh-all-b16", "equal_compute_other.json")):
+        rows = [{"seed": 0, "pick_gid": arm, "decode": {"0": 0.5}, "curve": [[1.0, 0.4]]}]
+        (tmp_path / f"search_only_hard_{arm}.json").write_text(json.dumps({"arm": arm, "source": source,
+                                                                          "per_seed": rows}))
+    found = so.sibling_records(tmp_path, "hard", "equal_compute_hard.json", "ga-mf-all-b16")
+    assert list(found) == ["ga-mf-all"] and found["ga-mf-all"][0]["pick_gid"] == "ga-mf-all"
