@@ -16,11 +16,12 @@ training's draw is wide.  A race chooses among trainings and keeps the chosen on
 of equal-compute searches (docs/search_experiments.md, "Racing the finalists").
 
 DIR/race.json records the race (atomically: its epochs and finalists when it starts, each
-finalist's score as it reaches epoch N, and the winner once every finalist has), so a killed race
-resumed with `--resume` goes on from each finalist's last checkpoint (every epoch on a CPU),
-does not train a finalist that diverged again, and continues the same winner.  A finalist whose loss diverges drops out of the race (the winner diverging after
-epoch N ends the command with one line, as any training's divergence does: `fernas.cli`, naming
-the runner-up and the command that finishes it).
+finalist's score at epoch N, or why it dropped out, as it comes, and the winner once every
+finalist is done), so a killed race resumed with `--resume` goes on from each finalist's last
+checkpoint (every epoch on a CPU), does not train again a finalist that diverged, and continues
+the same winner.  A finalist whose loss diverges drops out of the race (the winner diverging
+after epoch N ends the command with one line, as any training's divergence does: `fernas.cli`,
+naming the runner-up and the command that finishes it).
 """
 
 from __future__ import annotations
@@ -143,13 +144,15 @@ def run_starts(docs, files, cfg, data, dirs, race: dict, path: Path, resume: boo
                invocation) -> tuple[list, list[str]]:
     """Each finalist's first `race["epochs"]` epochs (`fulltrain.train_start`); (scores, why each
     dropped out).  Each outcome is written to `path` as it comes, so that a resume does not train
-    again a finalist that diverged (it would diverge again from its last checkpoint)."""
-    from fernas.fulltrain import train_start
+    again a finalist that diverged: the race then decides as an uninterrupted one did (on a CPU it
+    would diverge again from its last checkpoint; on a GPU it might not).  One finished by hand
+    meanwhile is read instead."""
+    from fernas.fulltrain import is_complete, train_start
 
     epochs, scores, notes = race["epochs"], [], []
     for i, (doc, file, d) in enumerate(zip(docs, files, dirs)):
         stored = race["genomes"][i].get("dropped")
-        if resume and isinstance(stored, str) and stored.startswith("diverged"):
+        if resume and isinstance(stored, str) and stored.startswith("diverged") and not is_complete(d):
             scores.append(None)
             notes.append(stored)
             continue

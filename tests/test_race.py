@@ -305,6 +305,7 @@ def test_a_finalist_that_diverged_is_not_trained_again_on_resume(genomes, tmp_pa
     assert rc == 130 and race["winner"] is None, err
     assert race["genomes"][0]["dropped"].startswith("diverged") and race["genomes"][1]["val_acc"] is not None
     assert "val_acc" not in race["genomes"][2]
+    b_score = race["genomes"][1]["val_acc"]
 
     def resumed(doc, data, cfg, **kw):
         trained.append((doc["name"], cfg.stop_after_epoch))
@@ -316,4 +317,5 @@ def test_a_finalist_that_diverged_is_not_trained_again_on_resume(genomes, tmp_pa
     assert "a" not in [name for name, _ in trained] and ("c", 2) in trained
     race = json.loads((out / "race.json").read_text())
     assert race["winner"] in (1, 2) and race["genomes"][0]["dropped"].startswith("diverged")
+    assert race["genomes"][1]["val_acc"] == b_score  # read again from b's checkpoint: the same score
     assert "a  diverged: loss became nan" in stdout
