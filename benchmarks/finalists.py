@@ -18,12 +18,17 @@ order) with that protocol and compares three ways of choosing among them with th
   race costs beyond it (the stopped finalists' N epochs) beside the re-ranking it would replace.
 
 The runs are those `benchmarks/equal_compute.py --tag TAG` left in its work directory
-(`benchmarks/results/tmp/equal_compute_TAG/ARM-seedS`); the decodes are cached there as
-`long_decodes.py`'s are (same key), so the picks already trained 48+2 are read, not trained.
+(`benchmarks/results/tmp/equal_compute_TAG/ARM-seedS`), and those of `search_only.py --tag TAG`
+(arms ga-mf-all, ga-mf-all-b16, ...: their records from search_only_TAG*.json, their largest
+budget from each run's config.json); the decodes are cached there as `long_decodes.py`'s are
+(same key), so the picks already trained 48+2 are read, not trained.
 
     .venv/bin/python benchmarks/finalists.py --tag proxy --seeds 2,3,4 --arms ga-mf,random-sh --top 4
+    .venv/bin/python benchmarks/finalists.py --tag hard --arms ga-mf-all,ga-mf-all-b16 --top 3 --at 8 \
+        --big-test 0 --out-tag hard_all
 
-Writes benchmarks/results/finalists_TAG.json (`--train-seed N`: finalists_TAG_sN.json).  The equal-compute file's test split (280 demo
+Writes benchmarks/results/finalists_TAG.json (`--out-tag T`: finalists_T.json; `--train-seed N`: _sN
+before .json).  The equal-compute file's test split (280 demo
 images) gives one accuracy a standard error of about 1.8 points at 0.9, the size of the
 differences between finalists; so each trained network is also tested (`fernas evaluate`,
 ten-crop) on a test split `--big-test` times as large (`equal_compute.evaluate_on`; on the
@@ -69,6 +74,8 @@ def parse_args(argv):
     ap.add_argument("--train-seed", type=int, default=ec.DECODE_SEED,
                     help="the decodes' training seed (another one: finalists_TAG_sN.json, the same race "
                          "with another training of every finalist)")
+    ap.add_argument("--out-tag", default=None,
+                    help="write finalists_OUT-TAG.json instead of finalists_TAG.json (other arms of the same runs)")
     return ap.parse_args(argv)
 
 
@@ -77,6 +84,24 @@ def finalists(run: Path, top: int) -> list[dict]:
     files = sorted((run / "hall_of_fame").glob("*.json"))[:top]
     docs = [json.loads(p.read_text()) for p in files]
     return [{"rank": i + 1, "gid": d["evolve"]["gid"], "doc": d} for i, d in enumerate(docs)]
+
+
+def arm_record(result: dict, results: Path, tag: str, arm: str, seed: int) -> dict:
+    """An arm's record of one seed (compute, search_compute): the equal_compute file's, or for a
+    search_only.py arm its own file's."""
+    rec = next(r for r in result["per_seed"] if r["seed"] == seed)
+    if arm in rec:
+        return rec[arm]
+    for path in sorted(results.glob(f"search_only_{tag}*.json")):
+        d = json.loads(path.read_text())
+        if d.get("arm") == arm:
+            return next(r for r in d["per_seed"] if r["seed"] == seed)
+    raise SystemExit(f"{arm}: neither an arm of equal_compute_{tag}.json nor of a search_only_{tag}*.json")
+
+
+def run_max_budget(run: Path) -> int:
+    """The largest budget (epochs) the run's trials reached: its config.json's."""
+    return int(json.loads((run / "config.json").read_text())["options"]["ga"]["max_budget"])
 
 
 def trial_accuracy(run: Path, gid: str, max_budget: int) -> float | None:
@@ -159,7 +184,8 @@ def main(argv=None) -> int:
     suffix = f"_{args.tag}" if args.tag else ""
     result = json.loads((ROOT / "benchmarks" / "results" / f"equal_compute{suffix}.json").read_text())
     st = result["settings"]
-    work = ROOT / "benchmarks" / "results" / "tmp" / f"equal_compute{suffix}"
+    results = ROOT / "benchmarks" / "results"
+    work = results / "tmp" / f"equal_compute{suffix}"
     a = SimpleNamespace(data=st["data"], data_seed=st["data_seed"], decode_epochs=args.epochs,
                         decode_fine_tune=args.fine_tune, remeasure=False, decode_warmup=args.warmup)
     at = [int(n) for n in args.at.split(",")]
@@ -179,15 +205,15 @@ def main(argv=None) -> int:
                 d = ec.decode(a, f"{arm}-seed{seed}-{f['gid']}", f["doc"], work, args.train_seed)
                 dec = decodes[f["gid"]] = ec.decode_run(a, f["gid"], work, args.train_seed)
                 mine.append({"seed": seed, "arm": arm, "rank": f["rank"], "gid": f["gid"], "run": -f["rank"],
-                             "trial": trial_accuracy(run, f["gid"], st["max_budget"]),
+                             "trial": trial_accuracy(run, f["gid"], run_max_budget(run)),
                              **{f"own@{n}": v for n, v in ec.early_val(dec, at).items()},
                              "test": d["test_acc_tencrop"], "macs": d["macs"]})
                 if big:
                     mine[-1]["test_big"] = ec.evaluate_on(dec, big, st["data_seed"])
             runs[f"{arm}-seed{seed}"] = {t: run_summary(mine, signals, t) for t in truths}
-            rec = next(r for r in result["per_seed"] if r["seed"] == seed)
-            races[f"{arm}-seed{seed}"] = {f"race@{n}": race_cost(mine, n, decodes, rec[arm], rec["budget_compute"])
-                                          for n in at}
+            budget = next(r for r in result["per_seed"] if r["seed"] == seed)["budget_compute"]
+            record = arm_record(result, results, args.tag, arm, seed)
+            races[f"{arm}-seed{seed}"] = {f"race@{n}": race_cost(mine, n, decodes, record, budget) for n in at}
             rows += mine
     doc = {"benchmark": "finalists", "date": datetime.datetime.now().isoformat(timespec="seconds"),
            "source": f"benchmarks/results/equal_compute{suffix}.json", "machine": {"cpu": ec.cpu_model()},
@@ -198,7 +224,8 @@ def main(argv=None) -> int:
            "races": races, "race_summary": race_summary(races),
            "wall_seconds": round(time.perf_counter() - t0, 1)}
     seed_suffix = f"_s{args.train_seed}" if args.train_seed != ec.DECODE_SEED else ""
-    out = ROOT / "benchmarks" / "results" / f"finalists{suffix}{seed_suffix}.json"
+    name = args.out_tag or args.tag
+    out = results / f"finalists{'_' + name if name else ''}{seed_suffix}.json"
     atomic_write_json(out, doc)
     for name, by_truth in runs.items():
         for t, r in by_truth.items():

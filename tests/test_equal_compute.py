@@ -605,3 +605,16 @@ def test_search_only_pairs_each_arm_with_the_other_arms_of_the_same_source(tmp_p
                                                                           "per_seed": rows}))
     found = so.sibling_records(tmp_path, "hard", "equal_compute_hard.json", "ga-mf-all-b16")
     assert list(found) == ["ga-mf-all"] and found["ga-mf-all"][0]["pick_gid"] == "ga-mf-all"
+
+
+def test_finalists_read_a_search_only_arm_from_its_own_file_and_its_budget_from_its_run(tmp_path):
+    fl = load("finalists")
+    result = {"per_seed": [{"seed": 0, "budget_compute": 10.0, "ga-mf": {"compute": 9, "search_compute": 5}}]}
+    (tmp_path / "search_only_hard_ga-mf-all-b16.json").write_text(json.dumps(
+        {"arm": "ga-mf-all-b16", "per_seed": [{"seed": 0, "compute": 10.2, "search_compute": 10.2}]}))
+    assert fl.arm_record(result, tmp_path, "hard", "ga-mf", 0)["compute"] == 9
+    assert fl.arm_record(result, tmp_path, "hard", "ga-mf-all-b16", 0)["compute"] == 10.2
+    with pytest.raises(SystemExit, match="ga-mf-all: neither an arm"):
+        fl.arm_record(result, tmp_path, "hard", "ga-mf-all", 0)
+    (tmp_path / "config.json").write_text(json.dumps({"options": {"ga": {"max_budget": 16}}}))
+    assert fl.run_max_budget(tmp_path) == 16
