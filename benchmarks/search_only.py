@@ -216,7 +216,8 @@ def main(argv=None) -> int:
         atomic_write_json(out_json, {
             "benchmark": "search_only", "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "source": src_file.name, "machine": {"cpu": EC.cpu_model()}, "arm": a.arm,
-            "protocol": __doc__.split("\n\n")[1:3], "settings": src["settings"],
+            "protocol": __doc__.split("\n\n")[1:6],
+            "settings": {**src["settings"], "max_budget": a.max_budget, "strategy": args.strategy},
             "per_seed": per_seed, "summary": summarize(per_seed, train_seeds, a.arm),
             "wall_seconds": round(time.perf_counter() - t0, 1)})
         print(f"  pick {by_seed[seed]['pick_gid']} decode {by_seed[seed]['decode']} "
