@@ -42,6 +42,7 @@ import argparse
 import csv
 import datetime
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -113,6 +114,17 @@ def trial_accuracy(run: Path, gid: str, max_budget: int) -> float | None:
                 if r["gid"] == gid and r["kind"] in ("first", "promotion") and r["status"] == "ok"
                 and r["val_acc"] and int(r["budget"]) == max_budget]
     return max(accs) if accs else None
+
+
+def price_stopped(rows: list[dict], at: list[int], decodes: dict[str, Path], train) -> None:
+    """A finalist a race would stop whose cached decode predates `train_compute` (so the race
+    cannot be priced) is trained again on this machine: `train(row)` returns the row's test
+    figures anew.  Only the decodes a price needs, not every old one."""
+    for r in rows:
+        stopped = any(chosen(rows, f"own@{n}")["gid"] != r["gid"] for n in at)
+        if stopped and not ec.measured(decodes[r["gid"]]):
+            shutil.rmtree(decodes[r["gid"]].parent)
+            r.update(train(r))
 
 
 def chosen(rows: list[dict], signal: str) -> dict:
@@ -199,8 +211,9 @@ def main(argv=None) -> int:
             run = work / f"{arm}-seed{seed}"
             if not (run / "hall_of_fame").is_dir():
                 raise SystemExit(f"{run}: no such run (equal_compute.py --tag {args.tag} left none for this seed)")
-            mine, decodes = [], {}
+            mine, decodes, docs = [], {}, {}
             for f in finalists(run, args.top):
+                docs[f["gid"]] = f["doc"]
                 print(f"{arm} seed {seed}: finalist {f['rank']} {f['gid']}", flush=True)
                 d = ec.decode(a, f"{arm}-seed{seed}-{f['gid']}", f["doc"], work, args.train_seed)
                 dec = decodes[f["gid"]] = ec.decode_run(a, f["gid"], work, args.train_seed)
@@ -210,6 +223,13 @@ def main(argv=None) -> int:
                              "test": d["test_acc_tencrop"], "macs": d["macs"]})
                 if big:
                     mine[-1]["test_big"] = ec.evaluate_on(dec, big, st["data_seed"])
+
+            def train_again(r: dict) -> dict:
+                d = ec.decode(a, f"{arm}-seed{seed}-{r['gid']}", docs[r["gid"]], work, args.train_seed)
+                return {"test": d["test_acc_tencrop"],
+                        **({"test_big": ec.evaluate_on(decodes[r["gid"]], big, st["data_seed"])} if big else {})}
+
+            price_stopped(mine, at, decodes, train_again)
             runs[f"{arm}-seed{seed}"] = {t: run_summary(mine, signals, t) for t in truths}
             budget = next(r for r in result["per_seed"] if r["seed"] == seed)["budget_compute"]
             record = arm_record(result, results, args.tag, arm, seed)

@@ -618,3 +618,14 @@ def test_finalists_read_a_search_only_arm_from_its_own_file_and_its_budget_from_
         fl.arm_record(result, tmp_path, "hard", "ga-mf-all", 0)
     (tmp_path / "config.json").write_text(json.dumps({"options": {"ga": {"max_budget": 16}}}))
     assert fl.run_max_budget(tmp_path) == 16
+    # a finalist the race stops whose decode predates train_compute is trained again, and only it
+    decodes = {}
+    for gid, has in (("a", False), ("b", False), ("c", True)):
+        decodes[gid] = tmp_path / "decode" / gid / "run"
+        decodes[gid].mkdir(parents=True)
+        (decodes[gid] / "metrics.json").write_text(json.dumps({"train_compute": 1.0} if has else {}))
+    rows = [{"gid": g, "rank": i + 1, "own@8": acc, "test": 0.5} for i, (g, acc) in enumerate(zip("abc", (0.6, 0.4, 0.3)))]
+    trained = []
+    fl.price_stopped(rows, [8], decodes, lambda r: trained.append(r["gid"]) or {"test": 0.7})
+    assert trained == ["b"] and [r["test"] for r in rows] == [0.5, 0.7, 0.5]
+    assert not decodes["b"].exists() and decodes["a"].exists()
