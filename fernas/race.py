@@ -119,13 +119,6 @@ def _entry(docs: list[dict], dirs: list[Path], epochs: int) -> dict:
                         for d, p in zip(docs, dirs)]}
 
 
-def _decided(race: dict, scores: list, notes: list[str]) -> dict:
-    """The race with each finalist's score (and why one dropped out) and its winner."""
-    for i, (score, note) in enumerate(zip(scores, notes)):
-        race = _outcome(race, i, score, note)
-    return {**race, "winner": winner_index(scores)}
-
-
 def _same_race(race: dict, docs: list[dict], dirs: list[Path], epochs: int, path: Path) -> None:
     """A stored race must be of these genomes, in this order and these run directories, decided
     after these epochs (RunDirError)."""
@@ -140,33 +133,29 @@ def _same_race(race: dict, docs: list[dict], dirs: list[Path], epochs: int, path
         raise RunDirError(f"{path}: a race decided after epoch {race['epochs']}, not {epochs}")
 
 
-def run_starts(docs, files, cfg, data, dirs, race: dict, path: Path, resume: bool,
-               invocation) -> tuple[list, list[str]]:
-    """Each finalist's first `race["epochs"]` epochs (`fulltrain.train_start`); (scores, why each
-    dropped out).  Each outcome is written to `path` as it comes, so that a resume does not train
+def run_starts(docs, files, cfg, data, dirs, race: dict, path: Path, resume: bool, invocation) -> dict:
+    """Each finalist's first `race["epochs"]` epochs (`fulltrain.train_start`); returns the race
+    with each one's score (and why it dropped out) and its winner.  Each outcome is written to `path` as it comes, so that a resume does not train
     again a finalist that diverged: the race then decides as an uninterrupted one did (on a CPU it
     would diverge again from its last checkpoint; on a GPU it might not).  One finished by hand
     meanwhile is read instead."""
     from fernas.fulltrain import is_complete, train_start
 
-    epochs, scores, notes = race["epochs"], [], []
+    epochs = race["epochs"]
     for i, (doc, file, d) in enumerate(zip(docs, files, dirs)):
         stored = race["genomes"][i].get("dropped")
         if resume and isinstance(stored, str) and stored.startswith("diverged") and not is_complete(d):
-            scores.append(None)
-            notes.append(stored)
-            continue
+            continue  # its outcome stands in race
         try:
             history = train_start(doc, data, cfg, d, epochs, resume=resume, genome_file=file, invocation=invocation)
-            scores.append(score_at(history, epochs))
-            notes.append("" if scores[-1] is not None else f"no validation accuracy at epoch {epochs}")
+            score = score_at(history, epochs)
+            note = "" if score is not None else f"no validation accuracy at epoch {epochs}"
         except TrainingDiverged as exc:
-            scores.append(None)
-            notes.append(f"diverged: {exc}")
+            score, note = None, f"diverged: {exc}"
             print(f"  {doc.get('name', 'genome')}: {exc}; out of the race", file=sys.stderr, flush=True)
-        race = _outcome(race, i, scores[-1], notes[-1])
+        race = _outcome(race, i, score, note)
         atomic_write_json(path, race)
-    return scores, notes
+    return {**race, "winner": winner_index([None if "dropped" in g else g["val_acc"] for g in race["genomes"]])}
 
 
 def _outcome(race: dict, i: int, score: float | None, note: str) -> dict:
@@ -206,8 +195,7 @@ def race(docs: list[dict], files: list, cfg, data, dirs: list[Path], base: Path,
         result = _entry(docs, dirs, epochs)
         atomic_write_json(path, result)  # a resume without --race still knows this is a race
     if result["winner"] is None:
-        scores, notes = run_starts(docs, files, cfg, data, dirs, result, path, resume, invocation)
-        result = _decided(result, scores, notes)
+        result = run_starts(docs, files, cfg, data, dirs, result, path, resume, invocation)
         atomic_write_json(path, result)  # the decision: a resume continues this winner
     print_race(result, Path(base))
     w = result["winner"]
