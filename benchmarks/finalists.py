@@ -28,7 +28,7 @@ budget from each run's config.json); the decodes are cached there as `long_decod
         --big-test 0 --out-tag hard_all
 
 Writes benchmarks/results/finalists_TAG.json (`--out-tag T`: finalists_T.json; `--train-seed N`: _sN
-before .json).  The equal-compute file's test split (280 demo
+before .json) after every run, so a stopped benchmark keeps the runs it finished.  The equal-compute file's test split (280 demo
 images) gives one accuracy a standard error of about 1.8 points at 0.9, the size of the
 differences between finalists; so each trained network is also tested (`fernas evaluate`,
 ten-crop) on a test split `--big-test` times as large (`equal_compute.evaluate_on`; on the
@@ -191,6 +191,34 @@ def race_summary(races: dict[str, dict]) -> dict:
     return out
 
 
+def race_run(a, args, work: Path, seed: int, arm: str, at: list[int], big) -> tuple[list[dict], dict]:
+    """One run's finalists trained (or read from the cache) by the decode protocol: their rows,
+    and each finalist's decode directory."""
+    run = work / f"{arm}-seed{seed}"
+    if not (run / "hall_of_fame").is_dir():
+        raise SystemExit(f"{run}: no such run (equal_compute.py --tag {args.tag} left none for this seed)")
+    mine, decodes, docs = [], {}, {}
+    for f in finalists(run, args.top):
+        docs[f["gid"]] = f["doc"]
+        print(f"{arm} seed {seed}: finalist {f['rank']} {f['gid']}", flush=True)
+        d = ec.decode(a, f"{arm}-seed{seed}-{f['gid']}", f["doc"], work, args.train_seed)
+        dec = decodes[f["gid"]] = ec.decode_run(a, f["gid"], work, args.train_seed)
+        mine.append({"seed": seed, "arm": arm, "rank": f["rank"], "gid": f["gid"], "run": -f["rank"],
+                     "trial": trial_accuracy(run, f["gid"], run_max_budget(run)),
+                     **{f"own@{n}": v for n, v in ec.early_val(dec, at).items()},
+                     "test": d["test_acc_tencrop"], "macs": d["macs"]})
+        if big:
+            mine[-1]["test_big"] = ec.evaluate_on(dec, big, a.data_seed)
+
+    def train_again(r: dict) -> dict:
+        d = ec.decode(a, f"{arm}-seed{seed}-{r['gid']}", docs[r["gid"]], work, args.train_seed)
+        return {"test": d["test_acc_tencrop"],
+                **({"test_big": ec.evaluate_on(decodes[r["gid"]], big, a.data_seed)} if big else {})}
+
+    price_stopped(mine, at, decodes, train_again)
+    return mine, decodes
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     suffix = f"_{args.tag}" if args.tag else ""
@@ -204,49 +232,29 @@ def main(argv=None) -> int:
     signals = ["run", "trial", *(f"own@{n}" for n in at)]
     big = ec.larger_test(st["data"], args.big_test)
     truths = ["test", "test_big"] if big else ["test"]
+    seed_suffix = f"_s{args.train_seed}" if args.train_seed != ec.DECODE_SEED else ""
+    name = args.out_tag or args.tag
+    out = results / f"finalists{'_' + name if name else ''}{seed_suffix}.json"
     t0 = time.perf_counter()
     rows, runs, races = [], {}, {}
     for seed in (int(s) for s in args.seeds.split(",")):
         for arm in args.arms.split(","):
-            run = work / f"{arm}-seed{seed}"
-            if not (run / "hall_of_fame").is_dir():
-                raise SystemExit(f"{run}: no such run (equal_compute.py --tag {args.tag} left none for this seed)")
-            mine, decodes, docs = [], {}, {}
-            for f in finalists(run, args.top):
-                docs[f["gid"]] = f["doc"]
-                print(f"{arm} seed {seed}: finalist {f['rank']} {f['gid']}", flush=True)
-                d = ec.decode(a, f"{arm}-seed{seed}-{f['gid']}", f["doc"], work, args.train_seed)
-                dec = decodes[f["gid"]] = ec.decode_run(a, f["gid"], work, args.train_seed)
-                mine.append({"seed": seed, "arm": arm, "rank": f["rank"], "gid": f["gid"], "run": -f["rank"],
-                             "trial": trial_accuracy(run, f["gid"], run_max_budget(run)),
-                             **{f"own@{n}": v for n, v in ec.early_val(dec, at).items()},
-                             "test": d["test_acc_tencrop"], "macs": d["macs"]})
-                if big:
-                    mine[-1]["test_big"] = ec.evaluate_on(dec, big, st["data_seed"])
-
-            def train_again(r: dict) -> dict:
-                d = ec.decode(a, f"{arm}-seed{seed}-{r['gid']}", docs[r["gid"]], work, args.train_seed)
-                return {"test": d["test_acc_tencrop"],
-                        **({"test_big": ec.evaluate_on(decodes[r["gid"]], big, st["data_seed"])} if big else {})}
-
-            price_stopped(mine, at, decodes, train_again)
+            mine, decodes = race_run(a, args, work, seed, arm, at, big)
             runs[f"{arm}-seed{seed}"] = {t: run_summary(mine, signals, t) for t in truths}
             budget = next(r for r in result["per_seed"] if r["seed"] == seed)["budget_compute"]
             record = arm_record(result, results, args.tag, arm, seed)
             races[f"{arm}-seed{seed}"] = {f"race@{n}": race_cost(mine, n, decodes, record, budget) for n in at}
             rows += mine
-    doc = {"benchmark": "finalists", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-           "source": f"benchmarks/results/equal_compute{suffix}.json", "machine": {"cpu": ec.cpu_model()},
-           "settings": vars(args), "protocol": {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune,
-                                                "train_crops": ec.DECODE_TRAIN_CROPS, "seed": args.train_seed},
-           "big_test": big, "rows": rows, "runs": runs,
-           "summary": {t: summary({k: v[t] for k, v in runs.items()}, signals) for t in truths},
-           "races": races, "race_summary": race_summary(races),
-           "wall_seconds": round(time.perf_counter() - t0, 1)}
-    seed_suffix = f"_s{args.train_seed}" if args.train_seed != ec.DECODE_SEED else ""
-    name = args.out_tag or args.tag
-    out = results / f"finalists{'_' + name if name else ''}{seed_suffix}.json"
-    atomic_write_json(out, doc)
+            # written after every run: a long benchmark stopped part way keeps the runs it finished
+            doc = {"benchmark": "finalists", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                   "source": f"benchmarks/results/equal_compute{suffix}.json", "machine": {"cpu": ec.cpu_model()},
+                   "settings": vars(args), "protocol": {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune,
+                                                        "train_crops": ec.DECODE_TRAIN_CROPS, "seed": args.train_seed},
+                   "big_test": big, "rows": rows, "runs": runs,
+                   "summary": {t: summary({k: v[t] for k, v in runs.items()}, signals) for t in truths},
+                   "races": races, "race_summary": race_summary(races),
+                   "wall_seconds": round(time.perf_counter() - t0, 1)}
+            atomic_write_json(out, doc)
     for name, by_truth in runs.items():
         for t, r in by_truth.items():
             print(f"{name:18s} {t:8s} ceiling {r['ceiling']:.3f}  "
