@@ -116,6 +116,12 @@ def rung_correlations(trials: list[dict]) -> dict:
     return {f"{lo}->{hi}": EC.promoted_correlation(trials, lo, hi) for lo, hi in zip(budgets, budgets[1:])}
 
 
+def reach_share(rec: dict, other: dict, budget: float) -> float | None:
+    """The share of C after which `rec`'s best-so-far reached `other`'s final best (None: never)."""
+    x = EC.compute_to_reach(rec, EC.final_best(other))
+    return None if x is None else round(x / budget, 3)
+
+
 def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], redecode: list[str],
                 siblings: dict[str, dict] | None = None) -> dict:
     """One seed's figures: compute, seconds, pick and its decodes, reach of each baseline's best;
@@ -131,9 +137,7 @@ def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], red
     name, doc = f"{a.arm}-seed{src['seed']}-{rec['pick_gid']}", G.from_vector(rec["pick_vector"])
     rec["decode"] = {str(s): EC.decode(a, name, doc, work, seed=s)["test_acc_tencrop"] for s in train_seeds}
     if a.same_budgets:  # a longer maximum budget's best-so-far is in other units than the baselines'
-        rec["compute_to_reach_final_best_of"] = {
-            arm: (None if (x := EC.compute_to_reach(rec, EC.final_best(src[arm]))) is None else round(x / budget, 3))
-            for arm in EC.SEARCH_ARMS}
+        rec["compute_to_reach_final_best_of"] = {arm: reach_share(rec, src[arm], budget) for arm in EC.SEARCH_ARMS}
     rec["source_arms"] = {arm: {"pick_gid": src[arm].get("pick_gid"),
                                 "decode": src[arm].get("decode", {}).get("test_acc_tencrop"),
                                 "final_best_val": EC.final_best(src[arm])} for arm in EC.SEARCH_ARMS}
@@ -144,6 +148,8 @@ def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], red
     for arm, other in (siblings or {}).items():
         rec["source_arms"][arm] = {"pick_gid": other["pick_gid"], "decode": other["decode"].get("0"),
                                    "best_val": EC.final_best(other)}
+        if a.same_budgets and "-b" not in arm:  # paired: the same machine, the same budgets
+            rec["compute_to_reach_final_best_of"][arm] = reach_share(rec, other, budget)
     return rec
 
 
@@ -172,6 +178,11 @@ def summarize(per_seed: list[dict], train_seeds: list[int], this: str) -> dict:
         here = [r["source_arms"][arm].get("decode_here") for r in per_seed]
         if any(x is not None for x in here):
             s[arm]["decode_here_seed0"] = mean_std(here)
+    reach = [r.get("compute_to_reach_final_best_of", {}) for r in per_seed]
+    s["compute_to_reach"] = {  # the issue's target: another arm's final best within a quarter of C
+        arm: {"per_seed": [x.get(arm) for x in reach],
+              "within_quarter": sum(x.get(arm) is not None and x[arm] <= 0.25 for x in reach)}
+        for arm in dict.fromkeys(k for x in reach for k in x)}
     s["same_pick_as"] = {other: sum(r["pick_gid"] == r["source_arms"][other]["pick_gid"] for r in per_seed)
                          for other in [*EC.SEARCH_ARMS, *paired]}
     return s

@@ -605,6 +605,16 @@ def test_search_only_pairs_each_arm_with_the_other_arms_of_the_same_source(tmp_p
                                                                           "per_seed": rows}))
     found = so.sibling_records(tmp_path, "hard", "equal_compute_hard.json", "ga-mf-all-b16")
     assert list(found) == ["ga-mf-all"] and found["ga-mf-all"][0]["pick_gid"] == "ga-mf-all"
+    # the issue's target, paired: the compute after which one arm reached the other's final best
+    mine = {"curve": [[10.0, 0.3], [20.0, 0.45], [40.0, 0.5]]}
+    assert so.reach_share(mine, {"curve": [[5.0, None], [30.0, 0.45]]}, budget=80.0) == 0.25
+    assert so.reach_share(mine, {"curve": [[30.0, 0.55]]}, budget=80.0) is None
+    rows = [{"pick_gid": "p", "decode": {"0": 0.7}, "compute_vs_budget": 1.0,
+             "compute_to_reach_final_best_of": {"random-sh-all": x},
+             "source_arms": {**{arm: {"pick_gid": "x", "decode": 0.5} for arm in so.EC.SEARCH_ARMS},
+                             "seeds": {"test_whole_budget": 0.6}}} for x in (0.25, 0.26, None)]
+    assert so.summarize(rows, [0], "ga-mf-all")["compute_to_reach"] == {
+        "random-sh-all": {"per_seed": [0.25, 0.26, None], "within_quarter": 1}}
 
 
 def test_finalists_read_a_search_only_arm_from_its_own_file_and_its_budget_from_its_run(tmp_path):
