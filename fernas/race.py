@@ -206,7 +206,8 @@ def race(docs: list[dict], files: list, cfg, data, dirs: list[Path], base: Path,
         print(f"{dirs[w]}: the race's winner is already trained (metrics.json)", file=sys.stderr)
         return stored_metrics(dirs[w])
     try:
-        return run_protocol(docs[w], data, cfg, dirs[w], resume=True, genome_file=files[w], invocation=invocation)
+        return run_protocol(docs[w], data, cfg, dirs[w], resume=True if resume else "race", genome_file=files[w],
+                            invocation=invocation)
     except TrainingDiverged as exc:  # a resume would diverge again: say how to finish the runner-up
         raise TrainingDiverged(f"{exc}{_runner_up_hint(result, files, dirs)}") from None
 

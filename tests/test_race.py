@@ -79,6 +79,8 @@ def test_the_winner_is_the_run_an_uninterrupted_training_writes(raced, genomes, 
     m_race, m_alone = (json.loads((p / "metrics.json").read_text()) for p in (out / w, alone))
     for key in ("test_accuracy_tencrop", "test_loss_tencrop", "selected_weights"):
         assert m_race[key] == m_alone[key], key
+    config = json.loads((out / w / "config.json").read_text())  # nobody resumed it: the race went on
+    assert len(config["continued_after_race"]) == 1 and "resumed" not in config
 
 
 def test_a_killed_race_resumes_the_same_winner_without_training_a_finished_start_again(raced, genomes, tmp_path):
