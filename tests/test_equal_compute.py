@@ -639,3 +639,42 @@ def test_finalists_read_a_search_only_arm_from_its_own_file_and_its_budget_from_
     fl.price_stopped(rows, [8], decodes, lambda r: trained.append(r["gid"]) or {"test": 0.7})
     assert trained == ["b"] and [r["test"] for r in rows] == [0.5, 0.7, 0.5]
     assert not decodes["b"].exists() and decodes["a"].exists()
+
+
+def test_trial_signal_orders_the_decoded_genomes_by_each_signal(tmp_path):
+    ts = load("trial_signal")
+    from fernas import genome as G
+
+    a = ts.ec.parse_args(["--data", "demo-hard:1400,560,1400"])
+    base = G.load_genome(ROOT / "genomes" / "daocong_mobilenetv2.json")
+    docs = []
+    for lr in (0.01, 0.02, 0.05):
+        doc = json.loads(json.dumps(base))
+        doc["train"]["lr"] = lr
+        docs.append(doc)
+    gids = [G.genome_id(d) for d in docs]
+    for doc, gid, test, val in zip(docs, gids, (0.7, 0.6, 0.5), (0.3, 0.2, 0.1)):
+        run = ts.ec.decode_run(a, gid, tmp_path)
+        fake_decode(run, test, (0.1, 0.1, 0.1, 0.4 - val, 0.1, 0.1, 0.1, val))  # own@4 reversed, own@8 in order
+        G.save_genome(doc, run.parent / "genome.json")
+    other = tmp_path / "decode" / ts.ec.decode_key(a, gids[0], 1)  # training seed 1: not this protocol's
+    fake_decode(other / "run", 0.1)
+    G.save_genome(docs[0], other / "genome.json")
+    for run, rows in (("ga-mf-all-seed0", [(gids[0], "first", 4, 0.30, 1.5), (gids[0], "promotion", 8, 0.40, 1.4),
+                                           (gids[1], "first", 4, 0.35, 1.6), (gids[1], "promotion", 8, 0.50, 1.2)]),
+                      ("random-sh-all-seed0", [(gids[1], "first", 4, 0.33, 1.6), (gids[2], "first", 4, 0.20, 2.0),
+                                               (gids[2], "rerank", 8, 0.90, 0.1)])):
+        (tmp_path / run).mkdir()
+        with open(tmp_path / run / "trials.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, ["gid", "kind", "budget", "status", "val_acc", "val_loss"])
+            w.writeheader()
+            w.writerows({"gid": g, "kind": k, "budget": b, "status": "ok", "val_acc": acc, "val_loss": loss}
+                        for g, k, b, acc, loss in rows)
+    rows = {r["gid"]: r for r in ts.signal_rows(a, tmp_path)}
+    assert sorted(rows) == sorted(gids) and rows[gids[0]]["test"] == 0.7  # seed 1's decode left out
+    assert rows[gids[1]]["acc@4"] == 0.34 and rows[gids[1]]["trials@4"] == 2  # mean over the runs
+    assert "acc@8" not in rows[gids[2]]  # a re-ranking training is not the search's signal
+    c = ts.correlations(list(rows.values()))
+    assert c["own@8"] == {"n": 3, "spearman": 1.0} and c["own@4"]["spearman"] == -1.0
+    assert c["acc@8"] == {"n": 2, "spearman": -1.0} and c["loss@8"] == {"n": 2, "spearman": -1.0}
+    assert c["acc@4"]["spearman"] == 0.5 and c["loss@4"]["spearman"] == 1.0
