@@ -219,6 +219,18 @@ def race_run(a, args, work: Path, seed: int, arm: str, at: list[int], big) -> tu
     return mine, decodes
 
 
+def result_doc(args, suffix: str, big, rows: list[dict], runs: dict, races: dict, signals: list[str],
+               truths: list[str], seconds: float) -> dict:
+    """The result file's document for the runs finished so far."""
+    return {"benchmark": "finalists", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "source": f"benchmarks/results/equal_compute{suffix}.json", "machine": {"cpu": ec.cpu_model()},
+            "settings": vars(args), "protocol": {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune,
+                                                 "train_crops": ec.DECODE_TRAIN_CROPS, "seed": args.train_seed},
+            "big_test": big, "rows": rows, "runs": runs,
+            "summary": {t: summary({k: v[t] for k, v in runs.items()}, signals) for t in truths},
+            "races": races, "race_summary": race_summary(races), "wall_seconds": round(seconds, 1)}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     suffix = f"_{args.tag}" if args.tag else ""
@@ -246,14 +258,7 @@ def main(argv=None) -> int:
             races[f"{arm}-seed{seed}"] = {f"race@{n}": race_cost(mine, n, decodes, record, budget) for n in at}
             rows += mine
             # written after every run: a long benchmark stopped part way keeps the runs it finished
-            doc = {"benchmark": "finalists", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                   "source": f"benchmarks/results/equal_compute{suffix}.json", "machine": {"cpu": ec.cpu_model()},
-                   "settings": vars(args), "protocol": {"epochs": args.epochs, "fine_tune_epochs": args.fine_tune,
-                                                        "train_crops": ec.DECODE_TRAIN_CROPS, "seed": args.train_seed},
-                   "big_test": big, "rows": rows, "runs": runs,
-                   "summary": {t: summary({k: v[t] for k, v in runs.items()}, signals) for t in truths},
-                   "races": races, "race_summary": race_summary(races),
-                   "wall_seconds": round(time.perf_counter() - t0, 1)}
+            doc = result_doc(args, suffix, big, rows, runs, races, signals, truths, time.perf_counter() - t0)
             atomic_write_json(out, doc)
     for name, by_truth in runs.items():
         for t, r in by_truth.items():

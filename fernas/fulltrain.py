@@ -154,10 +154,10 @@ def stored_settings(run_dir: Path) -> dict | None:
 
 
 def _write_config(run_dir: Path, doc: dict, cfg: ProtocolConfig, dev, data: Dataset, summary: dict,
-                  resume: bool | str, genome_file, invocation: dict | None) -> None:
+                  resume: bool, genome_file, invocation: dict | None, resume_key: str = "resumed") -> None:
     """config.json: what the run is (genome, settings, data, machine); a resume appends its date
-    under "resumed", a race's winner going on from its race epochs (resume="race") under
-    "continued_after_race", so that a run nobody resumed does not say it was."""
+    under `resume_key` (a race's winner going on from its race epochs: "continued_after_race",
+    so that a run nobody resumed does not say it was)."""
     from fernas.genome import genome_id, save_genome
     from fernas.runinfo import versions
 
@@ -165,7 +165,7 @@ def _write_config(run_dir: Path, doc: dict, cfg: ProtocolConfig, dev, data: Data
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if resume and config_path.exists():
         config = json.loads(config_path.read_text())
-        config.setdefault("continued_after_race" if resume == "race" else "resumed", []).append(now)
+        config.setdefault(resume_key, []).append(now)
         atomic_write_json(config_path, config)
         return
     save_genome(doc, run_dir / "genome.json")
@@ -319,17 +319,17 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
     return metrics
 
 
-def run_protocol(doc: dict, data: Dataset, cfg: ProtocolConfig, run_dir, *, resume: bool | str = False,
-                 genome_file=None, invocation: dict | None = None) -> dict:
+def run_protocol(doc: dict, data: Dataset, cfg: ProtocolConfig, run_dir, *, resume: bool = False,
+                 genome_file=None, invocation: dict | None = None, resume_key: str = "resumed") -> dict:
     """The protocol for one genome into run_dir (checked and locked by the caller); returns its
-    metrics dict.  invocation: {"command", "argv", "args"} recorded in config.json.  resume="race":
-    a race's winner going on from its checkpoint (a resume, recorded as the race's)."""
+    metrics dict.  invocation: {"command", "argv", "args"} recorded in config.json; resume_key:
+    the config.json list a resume's date goes to (`_write_config`)."""
     run_dir = Path(run_dir)
     dev = resolve_device(cfg.device)
     run_dir.mkdir(parents=True, exist_ok=True)
     name = doc.get("name", "genome")
     summary = _announce(doc, data, cfg, dev, run_dir)
-    _write_config(run_dir, doc, cfg, dev, data, summary, resume, genome_file, invocation)
+    _write_config(run_dir, doc, cfg, dev, data, summary, resume, genome_file, invocation, resume_key)
     phases = _train_phases(doc, data, cfg, dev, run_dir, resume)
     metrics = _test_and_save(doc, data, cfg, dev, run_dir, summary, phases)
     # The run is complete: the checkpoints (model + optimizer + best weights) are no longer

@@ -135,8 +135,8 @@ def _same_race(race: dict, docs: list[dict], dirs: list[Path], epochs: int, path
 
 def run_starts(docs, files, cfg, data, dirs, race: dict, path: Path, resume: bool, invocation) -> dict:
     """Each finalist's first `race["epochs"]` epochs (`fulltrain.train_start`); returns the race
-    with each one's score (and why it dropped out) and its winner.  Each outcome is written to `path` as it comes, so that a resume does not train
-    again a finalist that diverged: the race then decides as an uninterrupted one did (on a CPU it
+    with each one's score (and why it dropped out) and its winner.  Each outcome is written to
+    `path` as it comes, so that a resume does not train again a finalist that diverged: the race then decides as an uninterrupted one did (on a CPU it
     would diverge again from its last checkpoint; on a GPU it might not).  One finished by hand
     meanwhile is read instead."""
     from fernas.fulltrain import is_complete, train_start
@@ -155,7 +155,7 @@ def run_starts(docs, files, cfg, data, dirs, race: dict, path: Path, resume: boo
             print(f"  {doc.get('name', 'genome')}: {exc}; out of the race", file=sys.stderr, flush=True)
         race = _outcome(race, i, score, note)
         atomic_write_json(path, race)
-    return {**race, "winner": winner_index([None if "dropped" in g else g["val_acc"] for g in race["genomes"]])}
+    return {**race, "winner": winner_index([g.get("val_acc") for g in race["genomes"]])}  # dropped: None
 
 
 def _outcome(race: dict, i: int, score: float | None, note: str) -> dict:
@@ -206,8 +206,8 @@ def race(docs: list[dict], files: list, cfg, data, dirs: list[Path], base: Path,
         print(f"{dirs[w]}: the race's winner is already trained (metrics.json)", file=sys.stderr)
         return stored_metrics(dirs[w])
     try:
-        return run_protocol(docs[w], data, cfg, dirs[w], resume=True if resume else "race", genome_file=files[w],
-                            invocation=invocation)
+        return run_protocol(docs[w], data, cfg, dirs[w], resume=True, genome_file=files[w], invocation=invocation,
+                            resume_key="resumed" if resume else "continued_after_race")
     except TrainingDiverged as exc:  # a resume would diverge again: say how to finish the runner-up
         raise TrainingDiverged(f"{exc}{_runner_up_hint(result, files, dirs)}") from None
 
