@@ -11,8 +11,10 @@ Unlike the paper's public code (per-sample PIL transforms in the main process), 
 here works on whole uint8 batches on the training device: one `affine_grid`-style grid plus one
 `grid_sample` does scale, shift, rotation, flip *and* the random 40x40 crop at once (when every
 geometric probability is 0, an exact integer crop and mirror replace the resampling, so p=0 is
-exactly the identity); erasing is one masked write. All randomness comes from the caller's
-`torch.Generator`, so the same seed gives the same batch. Ten-crop (corners, centre and their
+exactly the identity); erasing is one masked write. A batch's randomness is one draw from the
+caller's `torch.Generator`, so the same seed gives the same batch, and the whole VGG
+augmentation of a batch is 42 tensor operators (kernel launches on a GPU; benchmarks/step_ops.py),
+whatever its size. Ten-crop (corners, centre and their
 mirror images, torchvision's TenCrop order) is ten strided views stacked in one copy.
 Measured in benchmarks/data.py: about 20x the per-sample pipeline at equal output (ten crops
 per image) and about 60x in images per second with one crop per image, on 2 shared CPU cores.
@@ -24,6 +26,7 @@ that come into view are filled with 0 as torchvision's RandomAffine does.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -121,74 +124,110 @@ def warmup_overrides(strength: str, fraction: float) -> dict[str, float]:
     return {k: v * f for k, v in _params(strength, True, {}).items() if k.startswith("p_") and k != "p_flip"}
 
 
-def _uniform(n: int, lo: float, hi: float, g, device) -> torch.Tensor:
-    return torch.rand(n, generator=g, device=device) * (hi - lo) + lo
+# A batch's randomness is one `torch.rand` call of (B, DRAWS) numbers, each U[0, 1), in these
+# columns: a few kernels per batch instead of one or more per quantity, so short GPU trials are
+# not bound by kernel launches here.  Every column is drawn whatever the probabilities, so the
+# stream (and so the crops and erasing) does not depend on them.
+GATES = slice(0, 5)  # a transform applies where u < its p: scale, shift, rotation, mirror, erasing
+VALUES = slice(5, 9)  # scale, x shift, y shift, angle, mapped onto their ranges
+OFFSETS = slice(9, 11)  # the window's left and top offset
+ERASE = slice(11, 15)  # the erased rectangle's area, log aspect ratio, top and left
+DRAWS = 15
+_MIRROR = 3  # the mirror's gate, a column of GATES
+_ERASE_GATE = 4
 
 
-def _affine(n: int, p: dict, g, device) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Per-image inverse affine maps (output -> input, normalised coords) and flip flags.
+@functools.lru_cache(maxsize=64)
+def _constants(device: torch.device, p_items: tuple, height: int, width: int, size: int) -> dict:
+    """The device tensors that map one batch's draws onto the settings `p_items` (sorted items of
+    `_params`) for `size` x `size` windows of height x width images; cached, so a step copies
+    nothing from the host (a warm-up's epochs add one entry each)."""
+    p = dict(p_items)
 
-    Returns theta (B, 2, 3), flip (B,) bool, and whether resampling is needed at all (False
-    when the settings make the geometry the identity: an exact integer crop will do).
-    The forward transform scales by s, rotates by a and shifts by t about the centre; its
-    inverse, which grid_sample needs, is  in = R(-a) (out - t) / s. The horizontal flip is
-    applied afterwards by indexing, which is exact (no resampling of unmoved images).
-    Every draw happens even when a probability is 0, so the stream of random numbers (and
-    so the crops and erasing that follow) does not depend on the probabilities.
+    def t(values):
+        return torch.tensor(values, dtype=torch.float32, device=device)
+
+    ms, sh, deg = p["max_scale"], p["max_shift"], math.radians(p["max_degrees"])
+    return {
+        "gate_p": t([p["p_scale"], p["p_shift"], p["p_rotate"], p["p_flip"], p["p_erase"]]),
+        "gate_of_value": torch.tensor([0, 1, 1, 2], device=device),  # both shifts share one gate
+        # scale in [1-ms, 1+ms]; a shift of f * side is 2f in normalised coordinates (which span
+        # 2); the angle in radians.  An ungated value is the identity's.
+        "lo": t([1 - ms, -2 * sh, -2 * sh, -deg]), "span": t([2 * ms, 4 * sh, 4 * sh, 2 * deg]),
+        "identity": t([1.0, 0.0, 0.0, 0.0]),
+        "windows": t([width - size + 1, height - size + 1]),  # offsets 0..W-size inclusive, like RandomCrop
+        **_window_map(device, height, width, size),
+    }
+
+
+def _window_map(device: torch.device, height: int, width: int, size: int) -> dict:
+    """Constants of the map from a window's normalised coordinates to the image's:
+    x = ax * x_win + (2 * left + size) / W - 1 with ax = size / W (-size / W mirrors), y likewise."""
+    def t(values):
+        return torch.tensor(values, dtype=torch.float32, device=device)
+
+    return {"keep": t([size / width]), "mirror": t([-size / width]), "y_scale": t([size / height]),
+            "centre": t([size / width - 1, size / height - 1]), "step": t([2 / width, 2 / height]),
+            "lin": (torch.arange(size, device=device, dtype=torch.float32) * 2 + 1) / size - 1,  # pixel centres
+            "phase": t([math.pi / 2, 0.0])}  # sin(a + pi/2) = cos(a)
+
+
+@functools.lru_cache(maxsize=16)
+def _erase_constants(device: torch.device, height: int, width: int, area: tuple, ratio: tuple) -> dict:
+    def t(values):
+        return torch.tensor(values, dtype=torch.float32, device=device)
+
+    lr = (math.log(ratio[0]), math.log(ratio[1]))
+    return {"lo": t([area[0] * height * width, lr[0] / 2]),  # area in pixels, half the log ratio
+            "span": t([(area[1] - area[0]) * height * width, (lr[1] - lr[0]) / 2]),
+            "sign": t([1.0, -1.0]), "ones": t([1.0, 1.0]), "most": t([height, width]),
+            "pos": torch.arange(max(height, width), device=device, dtype=torch.float32)}
+
+
+def _geometry(r: torch.Tensor, c: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gates (B, 5) bool and the per-image scale, x shift, y shift, angle (B, 4), identity where
+    their gate is off, from a batch's draws `r` (B, >= 9)."""
+    on = r[:, GATES] < c["gate_p"]
+    val = torch.addcmul(c["lo"], r[:, VALUES], c["span"])
+    return on, torch.where(on.index_select(1, c["gate_of_value"]), val, c["identity"])
+
+
+def _warp(xf: torch.Tensor, val: torch.Tensor, off: torch.Tensor | None, mirror: torch.Tensor | None,
+          c: dict, size: int) -> torch.Tensor:
+    """Sample a `size` x `size` window of the affinely transformed images: `(B, 1, size, size)`.
+
+    val (B, 4): scale s, shift (tx, ty), angle a of each image; the forward transform scales by
+    s, rotates by a and shifts by t about the centre, so the inverse that grid_sample needs is
+    in = R(-a) (out - t) / s.  off (B, 2) float: the window's left and top offset (None: 0);
+    mirror (B,) bool mirrors the window (x_win -> -x_win), which costs nothing extra.  Output
+    pixel (i, j) of image b is pixel (top+i, left+j) of the transformed image: the crop is itself
+    an affine map, composed in, then one bilinear `grid_sample` with zero fill (torchvision
+    RandomAffine's default fill), align_corners=False.  The grid is built by broadcasting (a
+    batched 3x2 matmul is slow on CPU for small images).
     """
-    def gate(prob):  # (B,) bool: apply this transform to this image
-        return torch.rand(n, generator=g, device=device) < prob
+    s, shift, ang = val[:, :1], val[:, 1:3], val[:, 3:]
+    cs = torch.sin(ang + c["phase"]) / s  # (B, 2): cos(a) / s, sin(a) / s
+    d = (c["centre"] if off is None else torch.addcmul(c["centre"], off, c["step"])) - shift  # (B, 2)
+    ax = c["keep"] if mirror is None else torch.where(mirror[:, None], c["mirror"], c["keep"])  # (B or 1, 1)
+    gx_col = torch.addcmul(d[:, :1], ax, c["lin"])  # (B, S): x - tx at each window column
+    gy_row = torch.addcmul(d[:, 1:], c["y_scale"], c["lin"])  # (B, S): y - ty at each window row
+    cos, sin = cs[:, :1, None], cs[:, 1:, None]  # (B, 1, 1)
+    gx = torch.addcmul(cos * gx_col[:, None, :], sin, gy_row[:, :, None])  # (B, S, S)
+    gy = torch.addcmul(cos * gy_row[:, :, None], sin, gx_col[:, None, :], value=-1)
+    grid = torch.stack((gx, gy), dim=-1)  # (B, S, S, 2)
+    return F.grid_sample(xf, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
-    s = torch.where(gate(p["p_scale"]), _uniform(n, 1 - p["max_scale"], 1 + p["max_scale"], g, device),
-                    torch.ones(n, device=device))
-    shift_on = gate(p["p_shift"])
-    # A shift of f * side in pixels is 2f in normalised coordinates (which span 2).
-    tx = torch.where(shift_on, _uniform(n, -p["max_shift"], p["max_shift"], g, device) * 2, 0.0)
-    ty = torch.where(shift_on, _uniform(n, -p["max_shift"], p["max_shift"], g, device) * 2, 0.0)
-    ang = torch.where(gate(p["p_rotate"]),
-                      _uniform(n, -p["max_degrees"], p["max_degrees"], g, device) * (math.pi / 180), 0.0)
-    flip = gate(p["p_flip"])
-    cos, sin = torch.cos(ang) / s, torch.sin(ang) / s
-    theta = torch.stack([
-        torch.stack([cos, sin, -(cos * tx + sin * ty)], dim=1),
-        torch.stack([-sin, cos, -(-sin * tx + cos * ty)], dim=1),
-    ], dim=1)  # (B, 2, 3)
-    # Decided from the settings, not the draws: no device sync, and p=0 stays exactly identity.
-    moved = any(p[k] > 0 and p[m] > 0 for k, m in
-                (("p_scale", "max_scale"), ("p_shift", "max_shift"), ("p_rotate", "max_degrees")))
-    return theta, flip, moved
+
+def _moves(p: dict) -> bool:
+    """Whether the settings can move pixels at all; decided from them, not the draws: no device
+    sync, and with every probability 0 an exact integer crop keeps p=0 exactly the identity."""
+    return any(p[k] > 0 and p[m] > 0 for k, m in
+               (("p_scale", "max_scale"), ("p_shift", "max_shift"), ("p_rotate", "max_degrees")))
 
 
 def _flip_where(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Mirror the images (B, 1, H, W) whose flag in flip (B,) is set; exact, no per-sample Python."""
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
-
-
-def _warp(xf: torch.Tensor, theta: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int,
-          flip: torch.Tensor | None = None) -> torch.Tensor:
-    """Sample a `size` x `size` window of the affinely transformed images: `(B, 1, size, size)`.
-
-    Output pixel (i, j) of image b is pixel (top[b]+i, left[b]+j) of the transformed full image,
-    so the random crop costs nothing extra: the crop is itself an affine map from the window's
-    normalised coordinates to the full image's (x48 = size/W * x_win + (2*left + size)/W - 1),
-    composed into theta, then one `affine_grid`-equivalent grid and one bilinear
-    `grid_sample` with zero fill (torchvision RandomAffine's default fill), align_corners=False.
-    flip (B,) bool mirrors the window too (x_win -> -x_win), saving a separate pass.
-    """
-    B, _, H, W = xf.shape
-    crop = torch.zeros(B, 3, 3, dtype=theta.dtype, device=theta.device)
-    crop[:, 0, 0] = size / W if flip is None else torch.where(flip, -size / W, size / W)
-    crop[:, 1, 1] = size / H
-    crop[:, 0, 2] = (2 * left.to(theta.dtype) + size) / W - 1
-    crop[:, 1, 2] = (2 * top.to(theta.dtype) + size) / H - 1
-    crop[:, 2, 2] = 1
-    t = (theta @ crop).to(xf.dtype)  # (B, 2, 3): window coords -> input coords
-    # affine_grid by broadcasting (its batched 3x2 matmul is slow on CPU for small images):
-    # grid[b, i, j] = t[b] @ (xs[j], ys[i], 1) with xs, ys the window's pixel centres.
-    lin = (torch.arange(size, device=xf.device, dtype=xf.dtype) * 2 + 1) / size - 1  # (size,)
-    xs, ys = lin[None, None, :, None], lin[None, :, None, None]  # (1, 1, S, 1), (1, S, 1, 1)
-    grid = t[:, None, None, :, 0] * xs + t[:, None, None, :, 1] * ys + t[:, None, None, :, 2]  # (B, S, S, 2)
-    return F.grid_sample(xf, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def _window(xf: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
@@ -200,31 +239,33 @@ def _window(xf: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) 
     return xf[:, 0][b, rows, cols].unsqueeze(1)
 
 
+def _erase_mask(u: torch.Tensor, on: torch.Tensor, c: dict, height: int, width: int) -> torch.Tensor:
+    """The rectangles to erase, `(B, 1, H, W)` bool, from draws u (B, 4) (area, log aspect ratio,
+    top, left) and gates on (B,).  Area a and ratio r give sides h = sqrt(a r), w = sqrt(a / r);
+    torchvision retries a rectangle that does not fit up to ten times, here its sides are
+    clamped to the image instead (no loop)."""
+    v = torch.addcmul(c["lo"], u[:, :2], c["span"])  # (B, 2): area in pixels, log(r) / 2
+    hw = torch.exp(v[:, 1:] * c["sign"]) * v[:, :1].sqrt()  # (B, 2): h, w
+    hw = torch.clamp(hw.round_(), c["ones"], c["most"])
+    tl = (c["most"] + 1 - hw).mul_(u[:, 2:]).floor_()  # (B, 2): top, left
+    inside = (c["pos"] >= tl[:, :, None]) & (c["pos"] < (tl + hw)[:, :, None])  # (B, 2, max(H, W))
+    rows = inside[:, 0, :height] & on[:, None]  # (B, H)
+    # A bool mask and one masked write: cheaper on CPU than writing the rectangles by flat
+    # index (measured), and on accelerators it needs no host sync.
+    return (rows[:, :, None] & inside[:, 1, None, :width]).unsqueeze(1)
+
+
 def random_erase(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None,
                  area=ERASE_AREA, ratio=ERASE_RATIO, value: float = 0.0, inplace: bool = False) -> torch.Tensor:
     """Random erasing (Zhong et al.; torchvision defaults) on a float batch `(B, C, H, W)`.
 
     Per image with probability p, a rectangle of area fraction U(area) and aspect ratio
-    log-uniform in `ratio` is set to `value`. torchvision retries a rectangle that does not
-    fit up to ten times; here its sides are clamped to the image instead (no loop).
+    log-uniform in `ratio` is set to `value` (sides clamped to the image, see `_erase_mask`).
     """
     B, _, H, W = x.shape
-    dev = x.device
-    g = generator
-    on = torch.rand(B, generator=g, device=dev) < p
-    frac = _uniform(B, area[0], area[1], g, dev) * (H * W)
-    r = torch.exp(_uniform(B, math.log(ratio[0]), math.log(ratio[1]), g, dev))
-    h = torch.sqrt(frac * r).round().clamp(1, H).long()
-    w = torch.sqrt(frac / r).round().clamp(1, W).long()
-    top = (torch.rand(B, generator=g, device=dev) * (H - h + 1).float()).long()
-    left = (torch.rand(B, generator=g, device=dev) * (W - w + 1).float()).long()
-    rows = torch.arange(H, device=dev)[None, :]
-    cols = torch.arange(W, device=dev)[None, :]
-    in_r = (rows >= top[:, None]) & (rows < (top + h)[:, None]) & on[:, None]  # (B, H)
-    in_c = (cols >= left[:, None]) & (cols < (left + w)[:, None])  # (B, W)
-    mask = (in_r[:, :, None] & in_c[:, None, :]).unsqueeze(1)  # (B, 1, H, W) the rectangles
-    # A bool mask and one masked write: cheaper on CPU than writing the rectangles by flat
-    # index (measured), and on accelerators it needs no host sync.
+    c = _erase_constants(x.device, H, W, tuple(area), tuple(ratio))
+    r = torch.rand(B, 5, generator=generator, device=x.device)
+    mask = _erase_mask(r[:, 1:], r[:, 0] < p, c, H, W)
     return x.masked_fill_(mask, value) if inplace else x.masked_fill(mask, value)
 
 
@@ -241,23 +282,25 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None, str
     p = _params(strength, erasing, overrides)
     xf = to_float(x)
     B, _, H, W = xf.shape
-    dev = xf.device
     if B == 0:
         return xf.new_zeros((0, 1, CROP, CROP))
     if strength == "none" and not any(v for k, v in p.items() if k.startswith("p_")):
         return center_crop(xf)
-    theta, flip, moved = _affine(B, p, generator, dev)
-    # One random 40x40 window per image (offsets 0..8 inclusive, like RandomCrop). Mirroring
-    # the window equals cropping the mirrored image at the mirrored offset, and the offsets
-    # are symmetric, so flipping after the crop samples the paper's flip-then-crop exactly.
-    top = torch.randint(0, H - CROP + 1, (B,), generator=generator, device=dev)
-    left = torch.randint(0, W - CROP + 1, (B,), generator=generator, device=dev)
-    if moved:
-        out = _warp(xf, theta, top, left, CROP, flip)
+    c = _constants(xf.device, tuple(sorted(p.items())), H, W, CROP)
+    r = torch.rand(B, DRAWS, generator=generator, device=xf.device)
+    on, val = _geometry(r, c)
+    # One random 40x40 window per image. Mirroring the window equals cropping the mirrored
+    # image at the mirrored offset, and the offsets are symmetric, so mirroring after the crop
+    # samples the paper's flip-then-crop exactly.
+    off = (r[:, OFFSETS] * c["windows"]).floor_()  # (B, 2): left, top
+    if _moves(p):
+        out = _warp(xf, val, off, on[:, _MIRROR], c, CROP)
     else:  # exact integer crop and mirror: p=0 is exactly the identity
-        out = _flip_where(_window(xf, top, left, CROP), flip)
+        off = off.long()
+        out = _flip_where(_window(xf, off[:, 1], off[:, 0], CROP), on[:, _MIRROR])
     if p["p_erase"] > 0:
-        out = random_erase(out, p["p_erase"], generator, inplace=True)
+        ec = _erase_constants(xf.device, CROP, CROP, ERASE_AREA, ERASE_RATIO)
+        out.masked_fill_(_erase_mask(r[:, ERASE], on[:, _ERASE_GATE], ec, CROP, CROP), 0.0)
     return out.clamp_(0.0, 1.0)
 
 
@@ -277,12 +320,10 @@ def train_crops_all(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     p = _params(strength, erasing, overrides)
     xf = to_float(x)
     B, _, H, W = xf.shape
-    dev = xf.device
-    if any(v for k, v in p.items() if k.startswith("p_") and k != "p_erase"):
-        theta, _, moved = _affine(B, p, generator, dev)
-        if moved:
-            zeros = torch.zeros(B, dtype=torch.long, device=dev)
-            xf = _warp(xf, theta, zeros, zeros, H)
+    if _moves(p):  # the geometry moves the whole image: a window of its full size, at offset 0
+        c = _constants(xf.device, tuple(sorted(p.items())), H, W, H)
+        _, val = _geometry(torch.rand(B, VALUES.stop, generator=generator, device=xf.device), c)
+        xf = _warp(xf, val, None, None, c, H)
     crops = ten_crop(xf).reshape(B * 10, 1, CROP, CROP)
     if p["p_erase"] > 0:
         crops = random_erase(crops, p["p_erase"], generator, inplace=True)

@@ -272,12 +272,14 @@ def _train_epoch(run: _Run, epoch: int, t0: float, progress: bool) -> tuple[floa
     run.model.train()
     x = run.train[0]
     perm = torch.randperm(x.shape[0], generator=run.gen, device=run.dev)
-    # Running sums stay on the device: no sync per step.
-    acc = {"loss": torch.zeros((), device=run.dev), "correct": torch.zeros((), device=run.dev, dtype=torch.long),
-           "seen": 0, "bad_step": torch.full((), -1, device=run.dev, dtype=torch.long),  # 1-based, first NaN/inf
-           "bad_value": torch.zeros((), device=run.dev)}
+    # Every step's loss and correct count land in a device buffer: one copy each and no sync
+    # per step.  Every step has the same number of inputs (the remainder is dropped), so the
+    # epoch's loss is the buffer's mean.
+    losses = torch.zeros(run.steps_per_epoch, device=run.dev)
+    correct = torch.zeros(run.steps_per_epoch, device=run.dev, dtype=torch.long)
     every = run.cfg.check_every or check_interval(run.dev)
     ramp = augment_ramp(run.cfg, epoch)  # constant over the epoch
+    seen = 0
     for step in range(run.steps_per_epoch):
         inputs, yb, sb = _inputs(run, perm[step * run.batch:(step + 1) * run.batch], ramp)
         with amp_context(run.dev, run.amp):
@@ -290,30 +292,28 @@ def _train_epoch(run: _Run, epoch: int, t0: float, progress: bool) -> tuple[floa
         run.scaler.update()
         if run.per_step:
             run.sched.step()
-        ld = loss.detach()
-        newly_bad = (acc["bad_step"] < 0) & ~torch.isfinite(ld)  # 0-d bool, stays on the device
-        acc["bad_step"] = torch.where(newly_bad, torch.full_like(acc["bad_step"], step + 1), acc["bad_step"])
-        acc["bad_value"] = torch.where(newly_bad, ld, acc["bad_value"])
-        acc["loss"] += ld * yb.shape[0]
-        acc["correct"] += (logits.detach().argmax(1) == yb).sum()
-        acc["seen"] += yb.shape[0]
+        losses[step] = loss.detach()
+        correct[step] = (logits.detach().argmax(1) == yb).sum()
+        seen += yb.shape[0]
         if (step + 1) % every == 0 or step + 1 == run.steps_per_epoch:
-            _check_finite(run, acc, epoch, step, t0, progress)
+            _check_finite(run, losses[:step + 1], epoch, seen, t0, progress)
     run.steps += run.steps_per_epoch
-    run.inputs += acc["seen"]
-    return float(acc["loss"]) / acc["seen"], float(acc["correct"]) / acc["seen"]
+    run.inputs += seen
+    return float(losses.mean()), float(correct.sum()) / seen
 
 
-def _check_finite(run: _Run, acc: dict, epoch: int, step: int, t0: float, progress: bool) -> None:
-    """Raise TrainingDiverged at the first non-finite loss; else refresh the progress line."""
-    bad = int(acc["bad_step"])
-    if bad >= 0:
-        raise TrainingDiverged(f"loss became {float(acc['bad_value']):.3g} at epoch {epoch + 1} "
-                               f"step {bad} (lr {_current_lr(run.opt):.3g})")
+def _check_finite(run: _Run, losses: torch.Tensor, epoch: int, seen: int, t0: float, progress: bool) -> None:
+    """Raise TrainingDiverged at the first non-finite loss of the epoch's `losses` (one per step
+    so far); else refresh the progress line."""
+    bad = ~torch.isfinite(losses)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        raise TrainingDiverged(f"loss became {float(losses[first]):.3g} at epoch {epoch + 1} "
+                               f"step {first + 1} (lr {_current_lr(run.opt):.3g})")
     if progress and sys.stderr.isatty():
         el = time.perf_counter() - t0
-        print(f"\r  [{run.cfg.phase}] epoch {epoch + 1}/{run.cfg.epochs} step {step + 1}/{run.steps_per_epoch} "
-              f"loss {float(acc['loss']) / acc['seen']:.4f} {acc['seen'] / max(el, 1e-9):.0f} inputs/s",
+        print(f"\r  [{run.cfg.phase}] epoch {epoch + 1}/{run.cfg.epochs} step {len(losses)}/{run.steps_per_epoch} "
+              f"loss {float(losses.mean()):.4f} {seen / max(el, 1e-9):.0f} inputs/s",
               end="", file=sys.stderr, flush=True)
 
 

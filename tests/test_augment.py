@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision.transforms as T
 
 from fernas.augment import (PRESETS, augment_batch, center_crop, random_erase, ten_crop, to_float, train_crops_all,
@@ -158,3 +159,56 @@ def test_cuda_matches_device_and_is_deterministic():
     assert a.is_cuda and torch.equal(a, b)
     # CUDA divides by a scalar as a multiply by its reciprocal: equal to within one float32 ulp at 1.0
     assert torch.allclose(ten_crop(x).cpu(), ten_crop(x.cpu()), rtol=0, atol=1.2e-7)
+
+
+def _reference_warp(xf, val, off, mirror, size):
+    """The window of the transformed images through an explicit 2x3 matrix and torch's own
+    affine_grid: the inverse transform composed with the window's map, as the docstring derives."""
+    B, _, H, W = xf.shape
+    s, tx, ty, a = val.unbind(1)
+    cos, sin = torch.cos(a) / s, torch.sin(a) / s
+    theta = torch.zeros(B, 3, 3)
+    theta[:, 0] = torch.stack([cos, sin, -(cos * tx + sin * ty)], 1)
+    theta[:, 1] = torch.stack([-sin, cos, -(-sin * tx + cos * ty)], 1)
+    theta[:, 2, 2] = 1
+    crop = torch.zeros(B, 3, 3)
+    crop[:, 0, 0] = torch.where(mirror, -size / W, size / W)
+    crop[:, 1, 1] = size / H
+    crop[:, 0, 2] = (2 * off[:, 0] + size) / W - 1
+    crop[:, 1, 2] = (2 * off[:, 1] + size) / H - 1
+    crop[:, 2, 2] = 1
+    grid = F.affine_grid((theta @ crop)[:, :2], (B, 1, size, size), align_corners=False)
+    return F.grid_sample(xf, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def test_warp_equals_affine_grid_of_the_composed_matrix():
+    from fernas.augment import _constants, _params, _warp
+    x = to_float(_images(8))
+    g = torch.Generator().manual_seed(5)
+    val = torch.stack([0.8 + 0.4 * torch.rand(8, generator=g), 0.8 * torch.rand(8, generator=g) - 0.4,
+                       0.8 * torch.rand(8, generator=g) - 0.4, torch.rand(8, generator=g) - 0.5], 1)
+    off = torch.randint(0, 9, (8, 2), generator=g).float()
+    mirror = torch.rand(8, generator=g) < 0.5
+    c = _constants(x.device, tuple(sorted(_params("vgg", True, {}).items())), 48, 48, 40)
+    assert torch.allclose(_warp(x, val, off, mirror, c, 40), _reference_warp(x, val, off, mirror, 40), atol=1e-5)
+
+
+def test_a_whole_pixel_shift_moves_the_window_content_by_that_many_pixels():
+    from fernas.augment import _constants, _params, _warp
+    x = to_float(_images(2))
+    k = 3  # pixels to the right and 2 down: the output at (i, j) shows the input at (i - 2, j - 3)
+    val = torch.tensor([[1.0, 2 * k / 48, 2 * 2 / 48, 0.0]] * 2)
+    off = torch.tensor([[4.0, 4.0]] * 2)
+    c = _constants(x.device, tuple(sorted(_params("vgg", True, {}).items())), 48, 48, 40)
+    out = _warp(x, val, off, torch.zeros(2, dtype=torch.bool), c, 40)
+    assert torch.allclose(out[:, 0], x[:, 0, 2:42, 1:41], atol=1e-5)
+
+
+def test_window_offsets_cover_every_position_uniformly():
+    x = torch.arange(48, dtype=torch.uint8).repeat(48, 1)[None].repeat(4000, 1, 1)  # pixel value = column
+    out = augment_batch(x, torch.Generator().manual_seed(0), strength="vgg", p_erase=0, p_flip=0,
+                        p_scale=0, p_shift=0, p_rotate=0.0)
+    left = (out[:, 0, 0, 0] * 255).round().long()
+    counts = torch.bincount(left, minlength=9)
+    assert counts.shape == (9,) and int(counts.min()) > 4000 / 9 * 0.8
+

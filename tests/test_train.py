@@ -110,6 +110,29 @@ def test_nan_guard_fires_on_absurd_learning_rate(micro_data):
     assert issubclass(TrainingDiverged, RuntimeError)
 
 
+class _NanFromCall(torch.nn.Module):
+    """A network whose training forward passes give NaN logits from its `bad`-th call on."""
+
+    def __init__(self, bad: int, classes: int):
+        super().__init__()
+        self.fc, self.calls, self.bad = torch.nn.Linear(40 * 40, classes), 0, bad
+
+    def forward(self, x):
+        self.calls += self.training
+        out = self.fc(x.flatten(1))
+        return out * float("nan") if self.training and self.calls >= self.bad else out
+
+
+def test_the_first_non_finite_step_is_named_between_checks(micro_data):
+    # checks every 4 steps: the error still names the step the loss first went bad, and the
+    # epoch stops at the check after it
+    model = _NanFromCall(bad=3, classes=micro_data.num_classes)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1 step 3 "):
+        train_genome(tiny_genome(optimizer="sgd", batch_size=8), micro_data,
+                     TrainConfig(epochs=2, check_every=4, max_steps_per_epoch=10), model=model)
+    assert model.calls == 4
+
+
 @pytest.mark.parametrize("warmup", [0, 3])  # 3: the resumed epoch is inside the augmentation warm-up
 def test_resume_gives_the_same_history_as_an_uninterrupted_run(demo, tmp_path, warmup):
     small = Dataset(demo.classes, Split(demo.train.x[:160], demo.train.y[:160]), demo.val, demo.test)

@@ -1,0 +1,43 @@
+"""Operators per training step (benchmarks/step_ops.py): what a short GPU trial pays in launches."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import step_ops  # noqa: E402
+from fernas.augment import augment_batch  # noqa: E402
+from fernas.genome import load_genome  # noqa: E402
+
+
+def _images(n=16):
+    return torch.randint(0, 256, (n, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+def test_the_counter_counts_compute_and_views_apart():
+    x = torch.ones(4, 4)
+    with step_ops.OpCounter() as n:
+        y = (x + 1)[:2].unsqueeze(0)
+        y.mul_(2)
+    assert n.compute == 2 and n.views == 2 and n.counts["aten.add"] == 1
+
+
+def test_a_batch_draws_its_randomness_in_one_call_and_augments_in_few_operators():
+    augment_batch(_images(), torch.Generator().manual_seed(0))  # builds the cached constants
+    with step_ops.OpCounter() as n:
+        augment_batch(_images(), torch.Generator().manual_seed(0))
+    # one draw; the whole VGG augmentation (warp, crop, mirror, erasing) in 42 operators (it was 129)
+    assert n.counts["aten.rand"] == 1 and n.compute <= 45
+
+
+def test_a_step_of_the_mobilenet_seed_in_cuda_form():
+    got = step_ops.step_ops(load_genome(ROOT / "genomes" / "daocong_mobilenetv2.json"), "vgg", torch.device("cpu"))
+    # one fused SGD kernel and a handful of bookkeeping operators; the network's own forward and
+    # backward are most of what is left (249 operators before the augmentation and the running
+    # sums were cut)
+    assert got["optimizer_cuda_form"] <= 3 and got["bookkeeping"] <= 6
+    assert got["step_cuda_form"] == got["augmentation"] + got["model"] + got["bookkeeping"] + got["optimizer_cuda_form"]
+    assert got["step_cuda_form"] <= 160 and got["model"] / got["step_cuda_form"] > 0.6
