@@ -18,6 +18,8 @@ to benchmarks/results/gpu-check.json (card, driver, versions, one entry per step
 6. trainer-benchmark: `benchmarks/train.py --gpu` (fernas against the reference pipeline;
    the 10x and 30%-of-bf16-peak targets) and a VGG epoch on FER2013-sized demo data, for the
    300+50-epoch projection.
+7. step-operators: operators and milliseconds per trial step of the MobileNetV2-style seed
+   (benchmarks/step_ops.py), with and without the augmentation.
 
 On a machine without a GPU it says so in one line and exits 0.
 """
@@ -223,8 +225,28 @@ def trainer_benchmark(work: Path) -> dict:
             "wall_seconds": round(time.perf_counter() - t0, 1)}
 
 
+def step_operators(work: Path) -> dict:
+    """Operators and wall time of one trial step of the MobileNetV2-style seed on the card, with
+    the trial recipe's augmentation (none) and decode's (vgg): how launch-bound a short trial is."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import step_ops
+
+    from fernas.genome import load_genome
+
+    doc, dev = load_genome(ROOT / "genomes" / "daocong_mobilenetv2.json"), torch.device("cuda")
+    got = {}
+    for augment in ("none", "vgg"):
+        ops = step_ops.step_ops(doc, augment, dev)
+        ms = step_ops.step_seconds(doc, augment, dev) * 1000
+        got[augment] = {"operators": ops["step"], "step_ms": round(ms, 3),
+                        "us_per_operator": round(ms * 1000 / ops["step"], 2)}
+    return {"mobilenetv2_batch32": got}
+
+
 STEPS = [cuda_tests, decode_evaluate_export, cross_device_resume, wide_genome_memory, evolve_shared_card,
-         trainer_benchmark]
+         trainer_benchmark, step_operators]
 
 
 def main() -> int:

@@ -7,9 +7,11 @@ search's trial recipe; vgg, decode's protocol), the aten operators one step of
 `fernas.train`'s loop dispatches, split by part:
 
 * augmentation: `_inputs` (indexing the batch, `fernas.augment`, channels_last);
-* model: forward, loss and backward;
+* model: forward, loss and backward, in fp32 and under bf16 autocast (as GPUs train: it casts
+  every weight, every step);
 * optimizer: `opt.step()` as this device builds it, and in the form CUDA builds it (fused
   where torch has a fused kernel, else foreach), which CPU tensors accept too;
+* step_cuda_form: the step as a GPU trains it (bf16 autocast, CUDA's optimizer form);
 * bookkeeping: the rest of the step (running loss, accuracy).
 
 Operators are counted with a TorchDispatchMode below autograd, so backward's are included.
@@ -88,19 +90,35 @@ def _cuda_form(opt: torch.optim.Optimizer, name: str) -> torch.optim.Optimizer:
     return type(opt)(params, **kw, **form)
 
 
-def _run(doc: dict, augment: str, device: torch.device, steps: int):
+def _run(doc: dict, augment: str, device: torch.device, steps: int, amp: bool = False):
     from fernas import train as T
 
-    cfg = T.TrainConfig(epochs=1, augment=augment, device=device, amp=False, batch_size=32,
-                        check_every=10**6)  # one finiteness check per epoch: it cancels in the difference
-    run = T._setup(doc, _data(32 * 6, device), cfg, None, None)
-    run.steps_per_epoch = steps
-    return run
+    cfg = T.TrainConfig(epochs=1, augment=augment, device=device, amp=amp, batch_size=32,
+                        check_every=10**6, max_steps_per_epoch=steps)  # one finiteness check per epoch
+    return T._setup(doc, _data(32 * steps, device), cfg, None, None)
+
+
+def step_seconds(doc: dict, augment: str, device: torch.device, steps: int = 50) -> float:
+    """Wall seconds of one training step of `doc` at batch 32 (bf16 autocast where the device
+    has it, as trials train), the best of three epochs of `steps` steps after a warm-up one."""
+    from fernas import train as T
+    from fernas.device import default_amp
+
+    run = _run(doc, augment, device, steps, amp=default_amp(device))
+    best = float("inf")
+    for i in range(4):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        T._train_epoch(run, 0, t0, False)  # ends with a read-back: the queue has drained
+        best = min(best, time.perf_counter() - t0) if i else best
+    return best / steps
 
 
 def step_ops(doc: dict, augment: str, device: torch.device) -> dict:
     """The operators of one training step of genome `doc`, by part (see the module docstring)."""
     from fernas import train as T
+    from fernas.device import amp_context
 
     # One step is the difference of a 4-step and a 2-step epoch (what each epoch does once cancels).
     epochs = []
@@ -113,11 +131,15 @@ def step_ops(doc: dict, augment: str, device: torch.device) -> dict:
     inputs, yb, _ = T._inputs(run, idx, {})
     augmentation = _count(lambda: T._inputs(run, idx, {}))
 
-    def forward_backward():  # as in the loop: the gradients were set to None first
+    def forward_backward(amp: bool):  # as in the loop: the gradients were set to None first
         run.opt.zero_grad(set_to_none=True)
-        F.cross_entropy(run.model(inputs).float(), yb).backward()
+        with amp_context(device, amp):
+            logits = run.model(inputs)
+        F.cross_entropy(logits.float(), yb).backward()
 
-    model = _count(forward_backward)
+    model = _count(lambda: forward_backward(False))
+    forward_backward(True)
+    model_autocast = _count(lambda: forward_backward(True))  # GPUs train in bf16: the weights are cast every step
     optimizer = _count(run.opt.step)
     cuda_opt = _cuda_form(run.opt, run.opt_name)
     cuda_opt.step()  # state (momentum buffers) exists from the first step on
@@ -125,9 +147,16 @@ def step_ops(doc: dict, augment: str, device: torch.device) -> dict:
     params = sum(1 for g in run.opt.param_groups for _ in g["params"])
     return {"step": step, "augmentation": augmentation, "model": model, "optimizer": optimizer,
             "bookkeeping": step - augmentation - model - optimizer,
-            "optimizer_cuda_form": optimizer_cuda_form,
-            "step_cuda_form": step - optimizer + optimizer_cuda_form,
+            "model_bf16_autocast": model_autocast, "optimizer_cuda_form": optimizer_cuda_form,
+            "step_cuda_form": step - model - optimizer + model_autocast + optimizer_cuda_form,
             "optimizer_name": run.opt_name, "parameter_tensors": params}
+
+
+def _commit() -> str | None:
+    import subprocess
+
+    res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return res.stdout.strip() or None
 
 
 def main() -> int:
@@ -147,9 +176,10 @@ def main() -> int:
             rows[f"{path.stem}/{augment}"] = got
             print(f"{path.stem:24s} augment {augment:4s}  step {got['step']:5.0f} compute ops "
                   f"(augmentation {got['augmentation']}, model {got['model']}, optimizer {got['optimizer']}, "
-                  f"bookkeeping {got['bookkeeping']:.0f}); in CUDA's optimizer form {got['step_cuda_form']:.0f}")
+                  f"bookkeeping {got['bookkeeping']:.0f}); as a GPU trains (bf16, {got['optimizer_cuda_form']}-operator "
+                  f"optimizer) {got['step_cuda_form']:.0f}")
     atomic_write_json(out, {"benchmark": "step_ops", "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                            "device": str(device), "torch": torch.__version__,
+                            "device": str(device), "torch": torch.__version__, "commit": _commit(),
                             "counts": "aten operators per optimizer step that can launch a kernel "
                                       "(views and allocations apart), batch 32",
                             "steps": rows})
