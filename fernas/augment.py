@@ -12,8 +12,8 @@ here works on whole uint8 batches on the training device: one `affine_grid`-styl
 `grid_sample` does scale, shift, rotation, flip *and* the random 40x40 crop at once (when every
 geometric probability is 0, an exact integer crop and mirror replace the resampling, so p=0 is
 exactly the identity); erasing is one masked write. A batch's randomness is one draw from the
-caller's `torch.Generator`, so the same seed gives the same batch, and the whole VGG
-augmentation of a batch is 42 tensor operators (kernel launches on a GPU; benchmarks/step_ops.py),
+caller's `torch.Generator` (ten-crop training draws once more, for its crops' erasing), so the
+same seed gives the same batch, and the whole VGG augmentation of a batch is 42 tensor operators (kernel launches on a GPU; benchmarks/step_ops.py),
 whatever its size. Ten-crop (corners, centre and their
 mirror images, torchvision's TenCrop order) is ten strided views stacked in one copy.
 Measured in benchmarks/data.py: about 20x the per-sample pipeline at equal output (ten crops
@@ -282,6 +282,8 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None, str
     p = _params(strength, erasing, overrides)
     xf = to_float(x)
     B, _, H, W = xf.shape
+    if H < CROP or W < CROP:
+        raise ValueError(f"augment_batch needs images of at least {CROP}x{CROP}, got {H}x{W}")
     if B == 0:
         return xf.new_zeros((0, 1, CROP, CROP))
     if strength == "none" and not any(v for k, v in p.items() if k.startswith("p_")):
@@ -320,10 +322,10 @@ def train_crops_all(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     p = _params(strength, erasing, overrides)
     xf = to_float(x)
     B, _, H, W = xf.shape
+    c = _constants(xf.device, tuple(sorted(p.items())), H, W, H)
+    r = torch.rand(B, VALUES.stop, generator=generator, device=xf.device)  # drawn whatever p: one stream
     if _moves(p):  # the geometry moves the whole image: a window of its full size, at offset 0
-        c = _constants(xf.device, tuple(sorted(p.items())), H, W, H)
-        _, val = _geometry(torch.rand(B, VALUES.stop, generator=generator, device=xf.device), c)
-        xf = _warp(xf, val, None, None, c, H)
+        xf = _warp(xf, _geometry(r, c)[1], None, None, c, H)
     crops = ten_crop(xf).reshape(B * 10, 1, CROP, CROP)
     if p["p_erase"] > 0:
         crops = random_erase(crops, p["p_erase"], generator, inplace=True)

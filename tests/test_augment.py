@@ -212,3 +212,18 @@ def test_window_offsets_cover_every_position_uniformly():
     counts = torch.bincount(left, minlength=9)
     assert counts.shape == (9,) and int(counts.min()) > 4000 / 9 * 0.8
 
+
+
+def test_images_smaller_than_the_crop_are_refused():
+    with pytest.raises(ValueError, match="at least 40x40, got 36x36"):
+        augment_batch(torch.zeros(2, 36, 36, dtype=torch.uint8))
+
+
+def test_ten_crop_training_draws_the_same_stream_whatever_the_probabilities():
+    # the erasing of the crops must not shift because the geometry is off (p 0) or on (p tiny)
+    x, y = torch.full((8, 48, 48), 255, dtype=torch.uint8), torch.zeros(8, dtype=torch.long)  # 0 where erased
+    off = dict(p_scale=0.0, p_shift=0.0, p_rotate=0.0, p_flip=0.0)
+    tiny = dict(p_scale=1e-12, p_shift=1e-12, p_rotate=1e-12, p_flip=0.0)
+    a, _ = train_crops_all(x, y, torch.Generator().manual_seed(2), **off)
+    b, _ = train_crops_all(x, y, torch.Generator().manual_seed(2), **tiny)
+    assert torch.equal(a < 0.5, b < 0.5) and bool((a < 0.5).any())
