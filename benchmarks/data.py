@@ -35,6 +35,9 @@ from fernas.augment import augment_batch, train_crops_all  # noqa: E402
 from fernas.data import load_dataset, parse_fer_csv  # noqa: E402
 from fernas.io import atomic_write_json  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from equal_compute import cpu_model  # noqa: E402
+
 FER_ROWS = 35887
 USAGE = [(28709, b"Training"), (3589, b"PublicTest"), (3589, b"PrivateTest")]
 
@@ -160,7 +163,7 @@ def main() -> int:
     out = {
         "benchmark": "data",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {os.cpu_count()} CPUs ({platform.processor() or 'cpu'}), no GPU, "
+        "machine": f"{platform.machine()} {os.cpu_count()} CPUs ({cpu_model()}), no GPU, "
                    f"torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f} at the end",
         "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
         "rows": FER_ROWS, "batch": b,

@@ -13,11 +13,12 @@ here works on whole uint8 batches on the training device: one `affine_grid`-styl
 geometric probability is 0, an exact integer crop and mirror replace the resampling, so p=0 is
 exactly the identity); erasing is one masked write. A batch's randomness is one draw from the
 caller's `torch.Generator` (ten-crop training draws once more, for its crops' erasing), so the
-same seed gives the same batch, and the whole VGG augmentation of a batch is 42 tensor operators (kernel launches on a GPU; benchmarks/step_ops.py),
-whatever its size. Ten-crop (corners, centre and their
-mirror images, torchvision's TenCrop order) is ten strided views stacked in one copy.
-Measured in benchmarks/data.py: about 20x the per-sample pipeline at equal output (ten crops
-per image) and about 60x in images per second with one crop per image, on 2 shared CPU cores.
+same seed gives the same batch, and the whole VGG augmentation of a batch is 42 tensor
+operators whatever its size (kernel launches on a GPU; benchmarks/step_ops.py). Ten-crop
+(corners, centre and their mirror images, torchvision's TenCrop order) is ten strided views
+stacked in one copy. Measured in benchmarks/data.py: about 20x the per-sample pipeline at
+equal output (ten crops per image) and about 60x in images per second with one crop per
+image, on 2 CPU cores.
 
 Scale is a zoom of the content by s in [1-r, 1+r] about the image centre (the paper's
 "rescaling"; its code uses RandomResizedCrop, which also changes the aspect ratio); borders
@@ -174,6 +175,7 @@ def _window_map(device: torch.device, height: int, width: int, size: int) -> dic
 
 @functools.lru_cache(maxsize=16)
 def _erase_constants(device: torch.device, height: int, width: int, area: tuple, ratio: tuple) -> dict:
+    """The device tensors of `_erase_mask` for height x width images; cached like `_constants`."""
     def t(values):
         return torch.tensor(values, dtype=torch.float32, device=device)
 
