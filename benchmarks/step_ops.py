@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import inspect
 import json
 import sys
 import time
@@ -79,14 +80,17 @@ def _data(n: int, device: torch.device):
 
 def _cuda_form(opt: torch.optim.Optimizer, name: str) -> torch.optim.Optimizer:
     """The same optimizer over the same parameters in the form CUDA builds (fernas.recipe):
-    fused where torch has a fused kernel; the capturable ones as foreach (capturable itself
-    refuses CPU tensors)."""
-    from fernas.recipe import OPTIMIZER_INFO
+    fused where torch has a fused kernel; on CPU tensors the capturable ones as foreach
+    (capturable itself refuses them)."""
+    from fernas.recipe import OPTIMIZER_INFO, device_flags
 
-    info = OPTIMIZER_INFO[name]
-    kw = {k: v for k, v in opt.defaults.items() if k not in ("fused", "foreach", "capturable")}
-    form = {"fused": True} if info.cuda_kwargs.get("fused") else {"foreach": True}
     params = [p for g in opt.param_groups for p in g["params"]]
+    takes = inspect.signature(type(opt).__init__).parameters  # AdamW keeps a default it does not take
+    kw = {k: v for k, v in opt.defaults.items() if k in takes and k not in ("fused", "foreach", "capturable")}
+    if params[0].is_cuda:
+        form = device_flags(name, True)
+    else:
+        form = {"fused": True} if OPTIMIZER_INFO[name].cuda_kwargs.get("fused") else {"foreach": True}
     return type(opt)(params, **kw, **form)
 
 

@@ -47,3 +47,17 @@ def test_a_step_of_the_mobilenet_seed_in_cuda_form():
 def test_step_seconds_times_whole_epochs_of_real_steps():
     doc = load_genome(ROOT / "genomes" / "daocong_mobilenetv2.json")
     assert 0 < step_ops.step_seconds(doc, "none", torch.device("cpu"), steps=2) < 10
+
+
+def test_every_optimizer_has_a_cuda_form_that_steps_on_cpu_tensors():
+    from fernas.recipe import OPTIMIZERS, make_optimizer
+
+    for name in OPTIMIZERS:
+        params = [torch.nn.Parameter(torch.randn(3)) for _ in range(4)]
+        opt = make_optimizer(params, {"optimizer": name})
+        for p in params:
+            p.grad = torch.ones(3)
+        form = step_ops._cuda_form(opt, name)
+        form.step()
+        # one fused kernel (a few operators) where torch has one, else a foreach over the group
+        assert step_ops._count(form.step) <= step_ops._count(opt.step), name
