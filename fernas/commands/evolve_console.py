@@ -44,7 +44,8 @@ class EvolveConsole:
         where = "local instance" if res["started_local"] else "cluster " + res["address"]
         self.say(f"Ray: {where}, {res['cpus']:g} CPU(s), {res['gpus']:g} GPU(s); {res['concurrent_trials']} "
                  f"trial(s) at a time, {res['cpus_per_trial']:g} CPU + {res['gpus_per_trial']:g} GPU each")
-        hint = _slot_note(ga.pop, res["concurrent_trials"])
+        # with rungs, promotions fill the slots a rung's last wave leaves
+        hint = _slot_note(ga.pop, res["concurrent_trials"]) if len(ga.rungs) == 1 else None
         if hint:
             self.say(hint)
         if res["dashboard_url"]:
@@ -201,8 +202,9 @@ def _reranking_note(cfg, entry: dict) -> str:
 
 
 def _slot_note(pop: int, slots: int) -> str | None:
-    """A line when the population does not fill the trial slots evenly: the last wave of a
-    generation's new genomes then leaves slots (GPU shares) idle while it trains."""
+    """A line when the population does not fill the trial slots evenly, for runs with one budget
+    per trial: the last wave of a generation's new genomes then leaves slots (GPU shares) idle
+    while it trains.  With rungs, promotions that are already certain fill those slots."""
     if pop <= slots or pop % slots == 0:
         return None
     lower, upper = pop - pop % slots, pop + slots - pop % slots
