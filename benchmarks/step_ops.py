@@ -143,7 +143,7 @@ def step_ops(doc: dict, augment: str, device: torch.device) -> dict:
 
     model = _count(lambda: forward_backward(False))
     forward_backward(True)
-    model_autocast = _count(lambda: forward_backward(True))  # GPUs train in bf16: the weights are cast every step
+    model_autocast = _count(lambda: forward_backward(True))  # as GPUs train: every weight cast, every step
     optimizer = _count(run.opt.step)
     cuda_opt = _cuda_form(run.opt, run.opt_name)
     cuda_opt.step()  # state (momentum buffers) exists from the first step on
