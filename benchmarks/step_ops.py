@@ -180,8 +180,8 @@ def main() -> int:
             rows[f"{path.stem}/{augment}"] = got
             print(f"{path.stem:24s} augment {augment:4s}  step {got['step']:5.0f} compute ops "
                   f"(augmentation {got['augmentation']}, model {got['model']}, optimizer {got['optimizer']}, "
-                  f"bookkeeping {got['bookkeeping']:.0f}); as a GPU trains (bf16, {got['optimizer_cuda_form']}-operator "
-                  f"optimizer) {got['step_cuda_form']:.0f}")
+                  f"bookkeeping {got['bookkeeping']:.0f}); as a GPU trains (bf16, "
+                  f"{got['optimizer_cuda_form']}-operator optimizer) {got['step_cuda_form']:.0f}")
     atomic_write_json(out, {"benchmark": "step_ops", "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
                             "device": str(device), "torch": torch.__version__, "commit": _commit(),
                             "counts": "aten operators per optimizer step that can launch a kernel "
