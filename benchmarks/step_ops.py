@@ -1,14 +1,14 @@
 """Operators per training step: what a short trial pays in kernel launches on a GPU.
 
-A search trial of a small genome is launch-bound on a GPU: each optimizer step dispatches a few
-hundred tensor operators, each a kernel launch of a few microseconds, against well under 0.1 ms
-of arithmetic. This counts, for every seed design and both augmentations a user meets (none, the
+A search trial of a small genome is launch-bound on a GPU: each optimizer step dispatches one
+to three hundred tensor operators, each a kernel launch of several microseconds, around little
+arithmetic (about 6.5 GFLOP for the MobileNetV2-style seed at batch 32). This counts, for every seed design and both augmentations a user meets (none, the
 search's trial recipe; vgg, decode's protocol), the aten operators one step of
 `fernas.train`'s loop dispatches, split by part:
 
 * augmentation: `_inputs` (indexing the batch, `fernas.augment`, channels_last);
-* model: forward, loss and backward, in fp32 and under bf16 autocast (as GPUs train: it casts
-  every weight, every step);
+* model: forward, loss and backward, in fp32 and under bf16 autocast (as GPUs train: its
+  casts of weights, input and gradients come every step);
 * optimizer: `opt.step()` as this device builds it, and in the form CUDA builds it (fused
   where torch has a fused kernel, else foreach), which CPU tensors accept too;
 * step_cuda_form: the step as a GPU trains it (bf16 autocast, CUDA's optimizer form);

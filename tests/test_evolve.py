@@ -752,11 +752,3 @@ def test_a_re_ranking_that_cannot_train_as_configured_is_refused(fields):
         GAConfig(max_budget=4, **fields)  # (own: a schedule of 48 shorter than 64 epochs; trial: 8 is not max_budget)
     assert GAConfig(max_budget=4, rerank_recipe="own", rerank_budget=48).rerank_epochs == 48
 
-
-def test_a_population_that_does_not_fill_the_slots_evenly_gets_one_line():
-    from fernas.commands.evolve_console import _slot_note
-
-    assert _slot_note(40, 4) is None and _slot_note(3, 4) is None and _slot_note(8, 8) is None
-    assert _slot_note(30, 4) == ("note: pop 30 is not a multiple of the 4 trials that run at once, so the last wave "
-                                 "of a generation's new genomes leaves 2 slot(s) idle; pop 28 or 32 keeps every slot "
-                                 "busy when its trials take equal time")

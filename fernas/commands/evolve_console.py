@@ -44,10 +44,6 @@ class EvolveConsole:
         where = "local instance" if res["started_local"] else "cluster " + res["address"]
         self.say(f"Ray: {where}, {res['cpus']:g} CPU(s), {res['gpus']:g} GPU(s); {res['concurrent_trials']} "
                  f"trial(s) at a time, {res['cpus_per_trial']:g} CPU + {res['gpus_per_trial']:g} GPU each")
-        # with rungs, promotions fill the slots a rung's last wave leaves
-        hint = _slot_note(ga.pop, res["concurrent_trials"]) if len(ga.rungs) == 1 else None
-        if hint:
-            self.say(hint)
         if res["dashboard_url"]:
             self.say(f"Ray dashboard: {res['dashboard_url']}  (log in with the token in "
                      f"{res['token_file']}; `ray get-auth-token` prints it)")
@@ -199,18 +195,6 @@ def _reranking_note(cfg, entry: dict) -> str:
     why = [t["error"] for t in entry.get("trials", []) if t.get("kind") == "rerank" and t.get("error")]
     return f" (not re-ranked: {why[0]})" if why else ""
 
-
-
-def _slot_note(pop: int, slots: int) -> str | None:
-    """A line when the population does not fill the trial slots evenly, for runs with one budget
-    per trial: the last wave of a generation's new genomes then leaves slots (GPU shares) idle
-    while it trains.  With rungs, promotions that are already certain fill those slots."""
-    if pop <= slots or pop % slots == 0:
-        return None
-    lower, upper = pop - pop % slots, pop + slots - pop % slots
-    return (f"note: pop {pop} is not a multiple of the {slots} trials that run at once, so the last wave of a "
-            f"generation's new genomes leaves {slots - pop % slots} slot(s) idle; pop {lower} or {upper} keeps "
-            "every slot busy when its trials take equal time")
 
 def _tie_note(ev, gid: str) -> str:
     """Why the best genome is first although another re-ranked genome has a higher mean: their
