@@ -75,15 +75,15 @@ def main() -> int:
     torch.set_num_threads(1)
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from equal_compute import cpu_model
+    from step_ops import commit
 
     rows = compare(_module_at(args.against), augment)
     for k, v in rows.items():
         print(f"{k:18s} then {v['then_img_per_s']:>8,} img/s   now {v['now_img_per_s']:>8,} img/s   "
               f"x{v['now_over_then']}")
-    now = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     atomic_write_json(args.out, {"benchmark": "augment_ab", "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                  "machine": cpu_model(), "torch": torch.__version__, "threads": 1,
-                                 "then": args.against, "now": now.strip(), "results": rows})
+                                 "then": args.against, "now": commit(), "results": rows})
     print(f"wrote {args.out}")
     return 0
 

@@ -69,15 +69,6 @@ def _count(fn) -> int:
     return n.compute
 
 
-def _data(n: int, device: torch.device):
-    from fernas.dataset import Dataset, Split
-
-    g = torch.Generator().manual_seed(0)
-    split = lambda k: Split(torch.randint(0, 256, (k, 48, 48), dtype=torch.uint8, generator=g),  # noqa: E731
-                            torch.randint(0, 7, (k,), generator=g))
-    return Dataset([str(i) for i in range(7)], split(n), split(16), split(16)).to(device)
-
-
 def _cuda_form(opt: torch.optim.Optimizer, name: str) -> torch.optim.Optimizer:
     """The same optimizer over the same parameters in the form CUDA builds (fernas.recipe):
     fused where torch has a fused kernel; on CPU tensors the capturable ones as foreach
@@ -96,10 +87,11 @@ def _cuda_form(opt: torch.optim.Optimizer, name: str) -> torch.optim.Optimizer:
 
 def _run(doc: dict, augment: str, device: torch.device, steps: int, amp: bool = False):
     from fernas import train as T
+    from fernas.demo_faces import make_demo
 
     cfg = T.TrainConfig(epochs=1, augment=augment, device=device, amp=amp, batch_size=32,
                         check_every=10**6, max_steps_per_epoch=steps)  # one finiteness check per epoch
-    return T._setup(doc, _data(32 * steps, device), cfg, None, None)
+    return T._setup(doc, make_demo(32 * steps, 16, 16).to(device), cfg, None, None)
 
 
 def step_seconds(doc: dict, augment: str, device: torch.device, steps: int = 50) -> float:
@@ -156,7 +148,8 @@ def step_ops(doc: dict, augment: str, device: torch.device) -> dict:
             "optimizer_name": run.opt_name, "parameter_tensors": params}
 
 
-def _commit() -> str | None:
+def commit() -> str | None:
+    """The checked-out commit, short; None outside a git checkout."""
     import subprocess
 
     res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
@@ -183,7 +176,7 @@ def main() -> int:
                   f"bookkeeping {got['bookkeeping']:.0f}); as a GPU trains (bf16, "
                   f"{got['optimizer_cuda_form']}-operator optimizer) {got['step_cuda_form']:.0f}")
     atomic_write_json(out, {"benchmark": "step_ops", "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                            "device": str(device), "torch": torch.__version__, "commit": _commit(),
+                            "device": str(device), "torch": torch.__version__, "commit": commit(),
                             "counts": "aten operators per optimizer step that can launch a kernel "
                                       "(views and allocations apart), batch 32",
                             "steps": rows})

@@ -138,16 +138,18 @@ _MIRROR = 3  # the mirror's gate, a column of GATES
 _ERASE_GATE = 4
 
 
+def _device_tensor(values, device: torch.device) -> torch.Tensor:
+    """float32 constants on the device (built once per setting, see the caches below)."""
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
 @functools.lru_cache(maxsize=64)
 def _constants(device: torch.device, p_items: tuple, height: int, width: int, size: int) -> dict:
     """The device tensors that map one batch's draws onto the settings `p_items` (sorted items of
     `_params`) for `size` x `size` windows of height x width images; cached, so a step copies
     nothing from the host (a warm-up's epochs add one entry each)."""
     p = dict(p_items)
-
-    def t(values):
-        return torch.tensor(values, dtype=torch.float32, device=device)
-
+    t = functools.partial(_device_tensor, device=device)
     ms, sh, deg = p["max_scale"], p["max_shift"], math.radians(p["max_degrees"])
     return {
         "gate_p": t([p["p_scale"], p["p_shift"], p["p_rotate"], p["p_flip"], p["p_erase"]]),
@@ -164,9 +166,7 @@ def _constants(device: torch.device, p_items: tuple, height: int, width: int, si
 def _window_map(device: torch.device, height: int, width: int, size: int) -> dict:
     """Constants of the map from a window's normalised coordinates to the image's:
     x = ax * x_win + (2 * left + size) / W - 1 with ax = size / W (-size / W mirrors), y likewise."""
-    def t(values):
-        return torch.tensor(values, dtype=torch.float32, device=device)
-
+    t = functools.partial(_device_tensor, device=device)
     return {"keep": t([size / width]), "mirror": t([-size / width]), "y_scale": t([size / height]),
             "centre": t([size / width - 1, size / height - 1]), "step": t([2 / width, 2 / height]),
             "lin": (torch.arange(size, device=device, dtype=torch.float32) * 2 + 1) / size - 1,  # pixel centres
@@ -176,9 +176,7 @@ def _window_map(device: torch.device, height: int, width: int, size: int) -> dic
 @functools.lru_cache(maxsize=16)
 def _erase_constants(device: torch.device, height: int, width: int, area: tuple, ratio: tuple) -> dict:
     """The device tensors of `_erase_mask` for height x width images; cached like `_constants`."""
-    def t(values):
-        return torch.tensor(values, dtype=torch.float32, device=device)
-
+    t = functools.partial(_device_tensor, device=device)
     lr = (math.log(ratio[0]), math.log(ratio[1]))
     return {"lo": t([area[0] * height * width, lr[0] / 2]),  # area in pixels, half the log ratio
             "span": t([(area[1] - area[0]) * height * width, (lr[1] - lr[0]) / 2]),
@@ -324,9 +322,9 @@ def train_crops_all(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     p = _params(strength, erasing, overrides)
     xf = to_float(x)
     B, _, H, W = xf.shape
-    c = _constants(xf.device, tuple(sorted(p.items())), H, W, H)
     r = torch.rand(B, VALUES.stop, generator=generator, device=xf.device)  # drawn whatever p: one stream
     if _moves(p):  # the geometry moves the whole image: a window of its full size, at offset 0
+        c = _constants(xf.device, tuple(sorted(p.items())), H, W, H)
         xf = _warp(xf, _geometry(r, c)[1], None, None, c, H)
     crops = ten_crop(xf).reshape(B * 10, 1, CROP, CROP)
     if p["p_erase"] > 0:

@@ -136,9 +136,9 @@ def _same_race(race: dict, docs: list[dict], dirs: list[Path], epochs: int, path
 def run_starts(docs, files, cfg, data, dirs, race: dict, path: Path, resume: bool, invocation) -> dict:
     """Each finalist's first `race["epochs"]` epochs (`fulltrain.train_start`); returns the race
     with each one's score (and why it dropped out) and its winner.  Each outcome is written to
-    `path` as it comes, so that a resume does not train again a finalist that diverged: the race then decides as an uninterrupted one did (on a CPU it
-    would diverge again from its last checkpoint; on a GPU it might not).  One finished by hand
-    meanwhile is read instead."""
+    `path` as it comes, so that a resume does not train again a finalist that diverged: the race
+    then decides as an uninterrupted one did (on a CPU it would diverge again from its last
+    checkpoint; on a GPU it might not).  One finished by hand meanwhile is read instead."""
     from fernas.fulltrain import is_complete, train_start
 
     epochs = race["epochs"]

@@ -751,4 +751,3 @@ def test_a_re_ranking_that_cannot_train_as_configured_is_refused(fields):
     with pytest.raises(ValueError, match="rerank"):
         GAConfig(max_budget=4, **fields)  # (own: a schedule of 48 shorter than 64 epochs; trial: 8 is not max_budget)
     assert GAConfig(max_budget=4, rerank_recipe="own", rerank_budget=48).rerank_epochs == 48
-
