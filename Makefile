@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test bench bench-gpu gpu-check install clean
+.PHONY: demo test bench bench-gpu gpu-check gpu-kit gpu-check-offline install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -60,6 +60,19 @@ bench-gpu:
 # what it runs); benchmarks/results/gpu-check.json.  Without a GPU it says so and exits 0.
 gpu-check: $(STAMP)
 	$(PY) benchmarks/gpu_check.py
+
+# The same on a GPU machine that reaches no package index but has torch in its python3:
+# `make gpu-kit` here packs the other wheels into .gpu-kit/ (tools/gpu_kit.py; copy that folder
+# over with the repository), then `make gpu-check-offline` there (or, without make,
+# `bash tools/gpu_check_offline.sh`) installs fernas from it into that python3 and runs the check.
+GPU_KIT ?= .gpu-kit
+GPU_KIT_PYTHON ?= 3.12
+OFFLINE_PY ?= python3
+gpu-kit: $(STAMP)
+	$(PY) tools/gpu_kit.py build --python-version $(GPU_KIT_PYTHON) --out $(GPU_KIT)
+
+gpu-check-offline:
+	GPU_KIT=$(GPU_KIT) OFFLINE_PY=$(OFFLINE_PY) bash tools/gpu_check_offline.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

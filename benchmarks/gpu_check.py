@@ -20,6 +20,8 @@ to benchmarks/results/gpu-check.json (card, driver, versions, one entry per step
    300+50-epoch projection.
 7. step-operators: operators and milliseconds per trial step of the MobileNetV2-style seed
    (benchmarks/step_ops.py), with and without the augmentation.
+8. graphs-compile: the augmentation eager against a CUDA graph of it (batch 32 and 256), and
+   the VGG seed's training step eager against torch.compile (benchmarks/step_levers.py).
 
 On a machine without a GPU it says so in one line and exits 0.
 """
@@ -245,35 +247,72 @@ def step_operators(work: Path) -> dict:
     return {"mobilenetv2_batch32": got}
 
 
+def graphs_compile(work: Path) -> dict:
+    """The two levers not yet used, measured: CUDA graphs for the augmentation, torch.compile
+    for long decodes (the VGG seed at the protocol's batch 64)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import step_levers
+
+    from fernas.genome import load_genome
+
+    dev = torch.device("cuda")
+    doc = load_genome(ROOT / "genomes" / "vgg_khaireddin.json")
+    return {"augment_graph": [step_levers.augment_graph(b, dev) for b in (32, 256)],
+            "compile_step_vgg": step_levers.compile_step(doc, dev, batch=64)}
+
+
 STEPS = [cuda_tests, decode_evaluate_export, cross_device_resume, wide_genome_memory, evolve_shared_card,
-         trainer_benchmark, step_operators]
+         trainer_benchmark, step_operators, graphs_compile]
 
 
-def main() -> int:
+def step_name(step) -> str:
+    return step.__name__.replace("_", "-")
+
+
+def parse_args(argv: list[str] | None):
+    import argparse
+
+    names = [step_name(s) for s in STEPS]
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--from", dest="start", choices=names, metavar="STEP", default=names[0],
+                    help=f"start at this step (after fixing a failure; one of {', '.join(names)}); the "
+                         "results of earlier steps already in --out are kept")
+    ap.add_argument("--out", type=Path, default=OUT, help="the results file (default %(default)s)")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
     import torch
 
     from fernas.io import atomic_write_json
 
+    args = parse_args(argv)
     if not torch.cuda.is_available():
         print("gpu-check: no CUDA GPU here (torch.cuda.is_available() is False); nothing to check")
         return 0
+    first = [step_name(s) for s in STEPS].index(args.start)
     result = {"benchmark": "gpu-check", "date": time.strftime("%Y-%m-%dT%H:%M:%S"), **card(), "steps": {}}
+    if first and args.out.is_file():  # a rerun from a later step keeps what came before it
+        earlier = json.loads(args.out.read_text()).get("steps", {})
+        result["steps"] = {step_name(s): earlier[step_name(s)] for s in STEPS[:first] if step_name(s) in earlier}
     with tempfile.TemporaryDirectory(prefix="fernas-gpu-check-") as tmp:
-        for step in STEPS:
+        for step in STEPS[first:]:
             t0 = time.perf_counter()
-            name = step.__name__.replace("_", "-")
+            name = step_name(step)
             try:
                 got = step(Path(tmp))
             except Exception as exc:  # the first failure ends the check, recorded with what came before
                 result["steps"][name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000],
                                          "seconds": round(time.perf_counter() - t0, 1)}
-                atomic_write_json(OUT, result)
+                atomic_write_json(args.out, result)
                 print(f"gpu-check: {name} FAILED: {exc}", file=sys.stderr)
                 return 1
             result["steps"][name] = {"ok": True, "seconds": round(time.perf_counter() - t0, 1), **got}
-            atomic_write_json(OUT, result)
+            atomic_write_json(args.out, result)
             print(f"gpu-check: {name} ok ({result['steps'][name]['seconds']} s)")
-    print(f"gpu-check: all steps passed; {OUT}")
+    print(f"gpu-check: all steps passed; {args.out}")
     return 0
 
 

@@ -85,30 +85,36 @@ def _cuda_form(opt: torch.optim.Optimizer, name: str) -> torch.optim.Optimizer:
     return type(opt)(params, **kw, **form)
 
 
-def _run(doc: dict, augment: str, device: torch.device, steps: int, amp: bool = False):
+def trainer_run(doc: dict, augment: str, device: torch.device, steps: int, amp: bool | None = False,
+                batch: int = 32):
+    """The trainer's state for epochs of `steps` steps of `doc` on demo faces (amp None: the
+    device's default, bf16 autocast on GPUs)."""
     from fernas import train as T
     from fernas.demo_faces import make_demo
 
-    cfg = T.TrainConfig(epochs=1, augment=augment, device=device, amp=amp, batch_size=32,
+    cfg = T.TrainConfig(epochs=1, augment=augment, device=device, amp=amp, batch_size=batch,
                         check_every=10**6, max_steps_per_epoch=steps)  # one finiteness check per epoch
-    return T._setup(doc, make_demo(32 * steps, 16, 16).to(device), cfg, None, None)
+    return T._setup(doc, make_demo(batch * steps, 16, 16).to(device), cfg, None, None)
+
+
+def epoch_seconds(run) -> float:
+    """Wall seconds of one epoch of the trainer's loop (it ends with a read-back: the device's
+    queue has drained)."""
+    from fernas import train as T
+
+    if run.dev.type == "cuda":
+        torch.cuda.synchronize(run.dev)
+    t0 = time.perf_counter()
+    T._train_epoch(run, 0, t0, False)
+    return time.perf_counter() - t0
 
 
 def step_seconds(doc: dict, augment: str, device: torch.device, steps: int = 50) -> float:
     """Wall seconds of one training step of `doc` at batch 32 (bf16 autocast where the device
     has it, as trials train), the best of three epochs of `steps` steps after a warm-up one."""
-    from fernas import train as T
-    from fernas.device import default_amp
-
-    run = _run(doc, augment, device, steps, amp=default_amp(device))
-    best = float("inf")
-    for i in range(4):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        T._train_epoch(run, 0, t0, False)  # ends with a read-back: the queue has drained
-        best = min(best, time.perf_counter() - t0) if i else best
-    return best / steps
+    run = trainer_run(doc, augment, device, steps, amp=None)
+    epoch_seconds(run)  # warm-up: cuDNN's choice, the augmentation's constants
+    return min(epoch_seconds(run) for _ in range(3)) / steps
 
 
 def step_ops(doc: dict, augment: str, device: torch.device) -> dict:
@@ -119,7 +125,7 @@ def step_ops(doc: dict, augment: str, device: torch.device) -> dict:
     # One step is the difference of a 4-step and a 2-step epoch (what each epoch does once cancels).
     epochs = []
     for steps in (2, 4):
-        run = _run(doc, augment, device, steps)
+        run = trainer_run(doc, augment, device, steps)
         T._train_epoch(run, 0, time.perf_counter(), False)  # builds the cached constants first
         epochs.append(_count(lambda: T._train_epoch(run, 0, time.perf_counter(), False)))
     step = (epochs[1] - epochs[0]) / 2

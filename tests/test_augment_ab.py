@@ -3,6 +3,8 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -10,6 +12,7 @@ import augment_ab  # noqa: E402
 from fernas import augment  # noqa: E402
 
 
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="a copy of the tree without its git history")
 def test_a_revision_s_module_loads_apart_and_both_are_timed():
     then = augment_ab._module_at("HEAD")
     assert then is not augment and then.__name__ == "augment_then" and hasattr(then, "augment_batch")

@@ -138,6 +138,17 @@ def test_gpu_check_says_there_is_no_gpu_and_exits_0():
         "gpu-check: no CUDA GPU here (torch.cuda.is_available() is False); nothing to check"]
 
 
+def test_gpu_check_refuses_an_unknown_step_in_one_line():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--from", "evolve"], cwd=root,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "evolve-shared-card" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_an_optional_output_that_fails_is_one_warning_not_the_end_of_a_run(capsys):
     from fernas.io import best_effort
 

@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,3 +62,11 @@ def test_every_optimizer_has_a_cuda_form_that_steps_on_cpu_tensors():
         form.step()
         # one fused kernel (a few operators) where torch has one, else a foreach over the group
         assert step_ops._count(form.step) <= step_ops._count(opt.step), name
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+def test_cuda_graph_of_the_augmentation_replays_new_draws():
+    import step_levers
+
+    got = step_levers.augment_graph(32, torch.device("cuda"))  # asserts that two replays differ
+    assert got["eager_ms"] > 0 and got["graph_ms"] > 0
