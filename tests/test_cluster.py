@@ -106,19 +106,25 @@ def test_evolve_on_a_two_node_cluster_survives_a_lost_node_and_a_killed_driver(c
             "--data", "demo:140,70,70", "--seed-genomes", str(seeds / "*.json"), "--pop", "4", "--generations", "4",
             "--min-budget", "1", "--max-budget", "2", "--eta", "2", "--max-steps-per-epoch", "2", "--rerank-top", "0",
             "--max-mmacs", "60", "--seed", "2", "--out", str(out)]
-    driver = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "driver.log"  # its tail says why, when the run ends (or dies) too soon
+    with log.open("w") as fh:
+        driver = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=fh, stderr=subprocess.STDOUT)
+
+    def ended(before: str) -> str:
+        return f"the run ended (exit {driver.returncode}) before {before}: {log.read_text()[-1500:]}"
+
     try:
         # 1. trials run on both nodes
         wait_for(lambda: len({r["node"] for r in completed(out)}) == 2 or driver.poll() is not None, 240,
                  "trials on both nodes")
-        assert driver.poll() is None, "the run ended before the worker node could be killed"
+        assert driver.poll() is None, ended("the worker node could be killed")
         worker.watch()
         before_node_loss = {(r["gid"], r["budget"], r["kind"]): r["trial_id"] for r in completed(out)}
         # 2. the worker node dies (kill -9 of its raylet and everything below it) in mid-run
         worker.kill()
         n = len(completed(out))
         wait_for(lambda: len(completed(out)) >= n + 2 or driver.poll() is not None, 240, "trials after the node loss")
-        assert driver.poll() is None, "the run ended before its driver could be killed"
+        assert driver.poll() is None, ended("its driver could be killed")
         # 3. then the driver dies too
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
