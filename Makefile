@@ -58,8 +58,10 @@ bench-gpu:
 
 # The whole GPU path in a few minutes on a machine with a GPU (benchmarks/gpu_check.py says
 # what it runs); benchmarks/results/gpu-check.json.  Without a GPU it says so and exits 0.
+# GPU_CHECK_ARGS: e.g. "--from evolve-shared-card" to rerun from a step after a fix.
+GPU_CHECK_ARGS ?=
 gpu-check: $(STAMP)
-	$(PY) benchmarks/gpu_check.py
+	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 # The same on a GPU machine that reaches no package index but has torch in its python3:
 # `make gpu-kit` here packs the other wheels into .gpu-kit/ (tools/gpu_kit.py; copy that folder
@@ -72,7 +74,7 @@ gpu-kit: $(STAMP)
 	$(PY) tools/gpu_kit.py build --python-version $(GPU_KIT_PYTHON) --out $(GPU_KIT)
 
 gpu-check-offline:
-	GPU_KIT=$(GPU_KIT) OFFLINE_PY=$(OFFLINE_PY) bash tools/gpu_check_offline.sh
+	GPU_KIT=$(GPU_KIT) OFFLINE_PY=$(OFFLINE_PY) bash tools/gpu_check_offline.sh $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

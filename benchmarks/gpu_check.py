@@ -20,8 +20,13 @@ to benchmarks/results/gpu-check.json (card, driver, versions, one entry per step
    300+50-epoch projection.
 7. step-operators: operators and milliseconds per trial step of the MobileNetV2-style seed
    (benchmarks/step_ops.py), with and without the augmentation.
-8. graphs-compile: the augmentation eager against a CUDA graph of it (batch 32 and 256), and
-   the VGG seed's training step eager against torch.compile (benchmarks/step_levers.py).
+8. augment-graph: the augmentation eager against a CUDA graph of it, at batch 32 and 256
+   (benchmarks/step_levers.py).
+9. compile-vgg: the VGG seed's training step (batch 64) eager against torch.compile: compile
+   seconds, milliseconds per step, steps to pay for the compile (benchmarks/step_levers.py).
+
+`--from STEP` starts at a later step (after fixing a failure), keeping the earlier steps'
+results already in `--out`; each step's entry carries its date and commit.
 
 On a machine without a GPU it says so in one line and exits 0.
 """
@@ -247,24 +252,33 @@ def step_operators(work: Path) -> dict:
     return {"mobilenetv2_batch32": got}
 
 
-def graphs_compile(work: Path) -> dict:
-    """The two levers not yet used, measured: CUDA graphs for the augmentation, torch.compile
-    for long decodes (the VGG seed at the protocol's batch 64)."""
-    import torch
-
+def _levers():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import step_levers
 
+    return step_levers
+
+
+def augment_graph(work: Path) -> dict:
+    """A lever not yet used, measured: the augmentation as one CUDA graph replay."""
+    import torch
+
+    return {"batches": [_levers().augment_graph(b, torch.device("cuda")) for b in (32, 256)]}
+
+
+def compile_vgg(work: Path) -> dict:
+    """A lever not yet used, measured: torch.compile for long decodes (the VGG seed at the
+    protocol's batch 64)."""
+    import torch
+
     from fernas.genome import load_genome
 
-    dev = torch.device("cuda")
     doc = load_genome(ROOT / "genomes" / "vgg_khaireddin.json")
-    return {"augment_graph": [step_levers.augment_graph(b, dev) for b in (32, 256)],
-            "compile_step_vgg": step_levers.compile_step(doc, dev, batch=64)}
+    return _levers().compile_step(doc, torch.device("cuda"), batch=64)
 
 
 STEPS = [cuda_tests, decode_evaluate_export, cross_device_resume, wide_genome_memory, evolve_shared_card,
-         trainer_benchmark, step_operators, graphs_compile]
+         trainer_benchmark, step_operators, augment_graph, compile_vgg]
 
 
 def step_name(step) -> str:
@@ -283,35 +297,54 @@ def parse_args(argv: list[str] | None):
     return ap.parse_args(argv)
 
 
+def earlier_steps(out: Path, first: int) -> dict:
+    """The results of the steps before STEPS[first] in an earlier results file."""
+    try:
+        earlier = json.loads(out.read_text()).get("steps", {}) if out.is_file() else {}
+    except (OSError, ValueError, AttributeError) as exc:
+        raise SystemExit(f"gpu-check: {out} is not an earlier gpu-check result ({exc}); give another --out")
+    return {step_name(s): earlier[step_name(s)] for s in STEPS[:first] if step_name(s) in earlier}
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
     from fernas.io import atomic_write_json
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from step_ops import commit
 
     args = parse_args(argv)
     if not torch.cuda.is_available():
         print("gpu-check: no CUDA GPU here (torch.cuda.is_available() is False); nothing to check")
         return 0
     first = [step_name(s) for s in STEPS].index(args.start)
-    result = {"benchmark": "gpu-check", "date": time.strftime("%Y-%m-%dT%H:%M:%S"), **card(), "steps": {}}
-    if first and args.out.is_file():  # a rerun from a later step keeps what came before it
-        earlier = json.loads(args.out.read_text()).get("steps", {})
-        result["steps"] = {step_name(s): earlier[step_name(s)] for s in STEPS[:first] if step_name(s) in earlier}
+    result = {"benchmark": "gpu-check", "date": time.strftime("%Y-%m-%dT%H:%M:%S"), **card(),
+              "steps": earlier_steps(args.out, first) if first else {}}
+    kept = result["steps"]
+    if first:
+        missing = [step_name(s) for s in STEPS[:first] if kept.get(step_name(s), {}).get("ok") is not True]
+        print(f"gpu-check: kept {len(kept)} earlier steps from {args.out}"
+              + (f"; not passed there: {', '.join(missing)}" if missing else ""))
     with tempfile.TemporaryDirectory(prefix="fernas-gpu-check-") as tmp:
         for step in STEPS[first:]:
             t0 = time.perf_counter()
             name = step_name(step)
+            stamp = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": commit()}
             try:
                 got = step(Path(tmp))
             except Exception as exc:  # the first failure ends the check, recorded with what came before
                 result["steps"][name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000],
-                                         "seconds": round(time.perf_counter() - t0, 1)}
+                                         "seconds": round(time.perf_counter() - t0, 1), **stamp}
                 atomic_write_json(args.out, result)
                 print(f"gpu-check: {name} FAILED: {exc}", file=sys.stderr)
                 return 1
-            result["steps"][name] = {"ok": True, "seconds": round(time.perf_counter() - t0, 1), **got}
+            result["steps"][name] = {"ok": True, "seconds": round(time.perf_counter() - t0, 1), **stamp, **got}
             atomic_write_json(args.out, result)
             print(f"gpu-check: {name} ok ({result['steps'][name]['seconds']} s)")
+    if first and missing:
+        print(f"gpu-check: the steps from {args.start} on passed; {', '.join(missing)} did not; {args.out}")
+        return 1
     print(f"gpu-check: all steps passed; {args.out}")
     return 0
 

@@ -3,14 +3,15 @@ augmentation, and torch.compile for long full trainings.
 
 * `augment_graph`: `fernas.augment.augment_batch` (vgg preset) eager against one CUDA-graph
   replay of the same call, at batch 32 (a search trial) and 256, timed with CUDA events (the
-  best of five runs of 50 calls). The graph registers the trainer's own generator
-  (`CUDAGraph.register_generator_state`), so replays draw new numbers: checked.
+  best of five runs of 50 calls). The graph registers its generator, a torch.Generator on the
+  card as the trainer's is (`CUDAGraph.register_generator_state`), so replays draw new
+  numbers: checked.
 * `compile_step`: the trainer's step (`fernas.train`'s loop, bf16 autocast where the device has
   it) of a genome eager and with `torch.compile(model)`: the seconds of the first compiled epoch
   (compilation), the milliseconds of a step after it, and the steps a training must run for the
   compilation to pay (a full VGG protocol run is about 350 epochs of 450 steps at batch 64).
 
-Run by `make gpu-check` (step graphs-compile) with the VGG seed; by hand:
+Run by `make gpu-check` (steps augment-graph and compile-vgg); by hand:
 
     python benchmarks/step_levers.py [--genome genomes/vgg_khaireddin.json] [--batch 64]
 

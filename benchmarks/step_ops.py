@@ -158,7 +158,10 @@ def commit() -> str | None:
     """The checked-out commit, short; None outside a git checkout."""
     import subprocess
 
-    res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    try:
+        res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:  # no git on this machine
+        return None
     return res.stdout.strip() or None
 
 

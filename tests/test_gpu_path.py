@@ -160,3 +160,23 @@ def test_an_optional_output_that_fails_is_one_warning_not_the_end_of_a_run(capsy
     assert err == ["fernas: warning: RUN/model-tencrop.onnx not written (RuntimeError: unsupported operator "
                    "aten::foo); fernas export RUN/model.pt --ten-crop writes it"]
     assert best_effort("x", "y", lambda: None) is True
+
+
+def test_gpu_check_from_a_later_step_keeps_only_the_earlier_steps_results(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("gpu_check", root / "benchmarks" / "gpu_check.py")
+    gc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gc)
+    names = [gc.step_name(s) for s in gc.STEPS]
+    out = tmp_path / "gpu-check.json"
+    out.write_text(json.dumps({"steps": {n: {"ok": True} for n in names}}))
+    first = names.index("evolve-shared-card")
+    assert list(gc.earlier_steps(out, first)) == names[:first]
+    assert gc.earlier_steps(tmp_path / "none.json", first) == {}
+    out.write_text("{not json")
+    with pytest.raises(SystemExit, match="is not an earlier gpu-check result"):
+        gc.earlier_steps(out, first)
