@@ -101,8 +101,12 @@ def main() -> int:
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = "step_levers-gpu.json" if device.type == "cuda" else "step_levers.json"
+    from equal_compute import cpu_model
+    from step_ops import commit
+
     got = {"benchmark": "step_levers", "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "device": str(device),
-           "card": torch.cuda.get_device_name(0) if device.type == "cuda" else None, "torch": torch.__version__}
+           "card": torch.cuda.get_device_name(0) if device.type == "cuda" else None, "cpu": cpu_model(),
+           "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "commit": commit()}
     if device.type == "cuda":
         got["augment_graph"] = [augment_graph(b, device) for b in (32, 256)]
         print(f"augmentation: {got['augment_graph']}")
