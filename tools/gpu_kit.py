@@ -84,7 +84,7 @@ def _kept(name: str) -> bool:
     return not name.startswith(RAY_LEFT_OUT) and not name.endswith(RAY_LEFT_OUT_SUFFIX)
 
 
-def restore(wheel: Path) -> None:
+def rewrite_stored(wheel: Path) -> None:
     """Rewrite a wheel in place uncompressed (xz then compresses the kit whole); Ray's without
     RAY_LEFT_OUT, its RECORD listing only what stays."""
     slim = project_name(wheel.name) == "ray"
@@ -119,7 +119,7 @@ def build(out: Path, python_version: str, max_mib: float) -> dict:
             if project_name(wheel.name) in ON_TARGET:  # pulled in by a small one
                 wheel.unlink()
             else:
-                restore(wheel)
+                rewrite_stored(wheel)
         kept = sorted((staged / "wheels").glob("*.whl"))
         with lzma.open(staged / "kit.tar.xz", "wb", preset=9) as xz, tarfile.open(fileobj=xz, mode="w") as tar:
             for wheel in kept:
