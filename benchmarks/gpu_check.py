@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # fernas, and the benchmarks it runs (step_ops, ...)
 OUT = ROOT / "benchmarks" / "results" / "gpu-check.json"
 PY = sys.executable
 ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
@@ -235,10 +235,8 @@ def trainer_benchmark(work: Path) -> dict:
 def step_operators(work: Path) -> dict:
     """Operators and wall time of one trial step of the MobileNetV2-style seed on the card, with
     the trial recipe's augmentation (none) and decode's (vgg): how launch-bound a short trial is."""
-    import torch
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import step_ops
+    import torch
 
     from fernas.genome import load_genome
 
@@ -252,29 +250,24 @@ def step_operators(work: Path) -> dict:
     return {"mobilenetv2_batch32": got}
 
 
-def _levers():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import step_levers
-
-    return step_levers
-
-
 def augment_graph(work: Path) -> dict:
     """A lever not yet used, measured: the augmentation as one CUDA graph replay."""
+    import step_levers
     import torch
 
-    return {"batches": [_levers().augment_graph(b, torch.device("cuda")) for b in (32, 256)]}
+    return {"batches": [step_levers.augment_graph(b, torch.device("cuda")) for b in (32, 256)]}
 
 
 def compile_vgg(work: Path) -> dict:
     """A lever not yet used, measured: torch.compile for long decodes (the VGG seed at the
     protocol's batch 64)."""
+    import step_levers
     import torch
 
     from fernas.genome import load_genome
 
     doc = load_genome(ROOT / "genomes" / "vgg_khaireddin.json")
-    return _levers().compile_step(doc, torch.device("cuda"), batch=64)
+    return step_levers.compile_step(doc, torch.device("cuda"), batch=64)
 
 
 STEPS = [cuda_tests, decode_evaluate_export, cross_device_resume, wide_genome_memory, evolve_shared_card,
@@ -308,11 +301,9 @@ def earlier_steps(out: Path, first: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     import torch
+    from step_ops import commit
 
     from fernas.io import atomic_write_json
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from step_ops import commit
 
     args = parse_args(argv)
     if not torch.cuda.is_available():
@@ -322,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "gpu-check", "date": time.strftime("%Y-%m-%dT%H:%M:%S"), **card(),
               "steps": earlier_steps(args.out, first) if first else {}}
     kept = result["steps"]
+    missing = [step_name(s) for s in STEPS[:first] if kept.get(step_name(s), {}).get("ok") is not True]
     if first:
-        missing = [step_name(s) for s in STEPS[:first] if kept.get(step_name(s), {}).get("ok") is not True]
         print(f"gpu-check: kept {len(kept)} earlier steps from {args.out}"
               + (f"; not passed there: {', '.join(missing)}" if missing else ""))
     with tempfile.TemporaryDirectory(prefix="fernas-gpu-check-") as tmp:
@@ -342,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             result["steps"][name] = {"ok": True, "seconds": round(time.perf_counter() - t0, 1), **stamp, **got}
             atomic_write_json(args.out, result)
             print(f"gpu-check: {name} ok ({result['steps'][name]['seconds']} s)")
-    if first and missing:
+    if missing:
         print(f"gpu-check: the steps from {args.start} on passed; {', '.join(missing)} did not; {args.out}")
         return 1
     print(f"gpu-check: all steps passed; {args.out}")

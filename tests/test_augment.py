@@ -213,7 +213,6 @@ def test_window_offsets_cover_every_position_uniformly():
     assert counts.shape == (9,) and int(counts.min()) > 4000 / 9 * 0.8
 
 
-
 def test_images_smaller_than_the_crop_are_refused():
     with pytest.raises(ValueError, match="at least 40x40, got 36x36"):
         augment_batch(torch.zeros(2, 36, 36, dtype=torch.uint8))
