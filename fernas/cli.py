@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for a command that runs itself again
     try:
         result = args.func(args)
     except BrokenPipeError:  # `fernas ... | head`

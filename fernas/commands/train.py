@@ -94,7 +94,7 @@ def register(sub) -> None:
 
 
 def _jsonable(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
+    return {k: v for k, v in vars(args).items() if k not in ("func", "argv") and not callable(v)}
 
 
 def _shown(value) -> str:
@@ -173,7 +173,7 @@ def run_training(args: argparse.Namespace, command: str) -> int:
     dev = device_from_args(args)
     cfg = ProtocolConfig(**{f.name: getattr(args, f.name) for f in fields(ProtocolConfig) if f.name != "device"},
                          device=dev)
-    invocation = {"command": command, "argv": sys.argv[1:], "args": _jsonable(args)}
+    invocation = {"command": command, "argv": args.argv, "args": _jsonable(args)}
     try:
         train_several.train_genomes(docs, list(args.genomes), cfg, lambda: dataset_from_args(args), dirs, base=base,
                                     resume=args.resume, invocation=invocation, race_epochs=args.race)
