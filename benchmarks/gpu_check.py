@@ -26,7 +26,8 @@ to benchmarks/results/gpu-check.json (card, driver, versions, one entry per step
    seconds, milliseconds per step, steps to pay for the compile (benchmarks/step_levers.py).
 
 `--from STEP` starts at a later step (after fixing a failure), keeping the earlier steps'
-results already in `--out`; each step's entry carries its date and commit.
+results already in `--out`; each step's entry carries its date and commit. `--keep-going` runs
+the steps after a failure too (exit status 1 at the end), for the most figures from one call.
 
 On a machine without a GPU it says so in one line and exits 0.
 """
@@ -287,6 +288,10 @@ def parse_args(argv: list[str] | None):
                     help=f"start at this step (after fixing a failure; one of {', '.join(names)}); the "
                          "results of earlier steps already in --out are kept")
     ap.add_argument("--out", type=Path, default=OUT, help="the results file (default %(default)s)")
+    ap.add_argument("--keep-going", action="store_true",
+                    help="run every step even after one fails (exit status 1 at the end): the most figures from "
+                         "one session on a lent GPU (a step that breaks the process's CUDA context fails the "
+                         "in-process steps after it too)")
     return ap.parse_args(argv)
 
 
@@ -301,9 +306,6 @@ def earlier_steps(out: Path, first: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     import torch
-    from step_ops import commit
-
-    from fernas.io import atomic_write_json
 
     args = parse_args(argv)
     if not torch.cuda.is_available():
@@ -318,26 +320,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu-check: kept {len(kept)} earlier steps from {args.out}"
               + (f"; not passed there: {', '.join(missing)}" if missing else ""))
     with tempfile.TemporaryDirectory(prefix="fernas-gpu-check-") as tmp:
-        for step in STEPS[first:]:
-            t0 = time.perf_counter()
-            name = step_name(step)
-            stamp = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": commit()}
-            try:
-                got = step(Path(tmp))
-            except Exception as exc:  # the first failure ends the check, recorded with what came before
-                result["steps"][name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000],
-                                         "seconds": round(time.perf_counter() - t0, 1), **stamp}
-                atomic_write_json(args.out, result)
-                print(f"gpu-check: {name} FAILED: {exc}", file=sys.stderr)
-                return 1
-            result["steps"][name] = {"ok": True, "seconds": round(time.perf_counter() - t0, 1), **stamp, **got}
-            atomic_write_json(args.out, result)
-            print(f"gpu-check: {name} ok ({result['steps'][name]['seconds']} s)")
+        failed = run_steps(STEPS[first:], Path(tmp), result, args.out, args.keep_going)
+    if failed:
+        print(f"gpu-check: FAILED: {', '.join(failed)}; {args.out}", file=sys.stderr)
+        return 1
     if missing:
         print(f"gpu-check: the steps from {args.start} on passed; {', '.join(missing)} did not; {args.out}")
         return 1
     print(f"gpu-check: all steps passed; {args.out}")
     return 0
+
+
+def run_steps(steps, work: Path, result: dict, out: Path, keep_going: bool) -> list[str]:
+    """Run the steps in order, writing `result` to `out` after each; the names of those that
+    failed (the first failure ends the run unless `keep_going`)."""
+    from step_ops import commit
+
+    from fernas.io import atomic_write_json
+
+    failed = []
+    for step in steps:
+        t0 = time.perf_counter()
+        name = step_name(step)
+        stamp = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": commit()}
+        try:
+            got = step(work)
+        except Exception as exc:  # recorded with what came before
+            result["steps"][name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000],
+                                     "seconds": round(time.perf_counter() - t0, 1), **stamp}
+            atomic_write_json(out, result)
+            print(f"gpu-check: {name} FAILED: {exc}", file=sys.stderr)
+            failed.append(name)
+            if not keep_going:
+                break
+            continue
+        result["steps"][name] = {"ok": True, "seconds": round(time.perf_counter() - t0, 1), **stamp, **got}
+        atomic_write_json(out, result)
+        print(f"gpu-check: {name} ok ({result['steps'][name]['seconds']} s)")
+    return failed
 
 
 if __name__ == "__main__":

@@ -180,3 +180,33 @@ def test_gpu_check_from_a_later_step_keeps_only_the_earlier_steps_results(tmp_pa
     out.write_text("{not json")
     with pytest.raises(SystemExit, match="is not an earlier gpu-check result"):
         gc.earlier_steps(out, first)
+
+
+def test_gpu_check_stops_at_the_first_failure_unless_told_to_keep_going(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("gpu_check", root / "benchmarks" / "gpu_check.py")
+    gc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gc)
+
+    def first_step(work):
+        return {"figure": 1}
+
+    def broken_step(work):
+        raise RuntimeError("no card")
+
+    def last_step(work):
+        return {"figure": 3}
+
+    out = tmp_path / "gpu-check.json"
+    for keep_going, ran in ((False, ["first-step", "broken-step"]), (True, ["first-step", "broken-step", "last-step"])):
+        result = {"steps": {}}
+        assert gc.run_steps([first_step, broken_step, last_step], tmp_path, result, out, keep_going) == ["broken-step"]
+        steps = json.loads(out.read_text())["steps"]
+        assert list(steps) == ran and steps["broken-step"]["error"] == "RuntimeError: no card"
+        assert steps["first-step"]["ok"] and steps["first-step"]["figure"] == 1
+    assert steps["last-step"] == {**steps["last-step"], "ok": True, "figure": 3}
+    assert capsys.readouterr().err.count("gpu-check: broken-step FAILED: no card") == 2
