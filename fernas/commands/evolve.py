@@ -145,7 +145,7 @@ def options_from_args(args: argparse.Namespace):
     from fernas.search import EvolveOptions
 
     _check(args.pop >= 2, f"--pop {args.pop}: need at least 2 genomes")
-    _check(args.restarts >= 0, f"--restarts {args.restarts}: expected >= 0")
+    _check(args.auto_resume >= 0, f"--auto-resume {args.auto_resume}: expected >= 0")
     _check(args.generations >= 1, f"--generations {args.generations}: need at least 1")
     try:
         objectives = parse_objectives(args.objectives)
@@ -247,10 +247,10 @@ def run(args: argparse.Namespace) -> int:
 
     opts = options_from_args(args)
     files, docs = load_seed_genomes(args.seed_genomes)
-    if args.restarts:  # the flags are checked above, once; each attempt runs in a child process
-        from fernas.commands.evolve_restarts import run_with_restarts
+    if args.auto_resume:  # the flags are checked above, once; each attempt runs in a child process
+        from fernas.commands.evolve_auto_resume import run_with_restarts
 
-        return run_with_restarts(args.argv, opts.out, args.restarts, args.resume)
+        run_with_restarts(args.argv, opts.out, args.auto_resume, args.resume)  # does not return
     opts.seed_genomes = files
     console = EvolveConsole(quiet=args.quiet)
     if not args.resume:

@@ -195,10 +195,10 @@ def add_system_flags(p, o) -> None:
                         "reaches or a cloud URI")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out (search settings come from its config.json)")
-    g.add_argument("--restarts", type=int, default=0, metavar="N",
-                   help="when the search process dies (a signal such as SIGKILL or SIGSEGV, an unexpected error), "
-                        "start it again with --resume, up to N times; not after a finished run, bad input "
-                        "(exit 2) or a stop asked for (Ctrl-C, SIGTERM)")
+    g.add_argument("--auto-resume", type=int, default=0, metavar="N",
+                   help="when the search process dies (a signal such as SIGKILL or SIGSEGV, an error after the run "
+                        "started), start it again with --resume, up to N times; not after a finished run, bad "
+                        "input or a stop asked for (Ctrl-C, SIGTERM, SIGHUP)")
     g.add_argument("--no-dashboard", action="store_true",
                    help="start the local Ray without its dashboard")
     g.add_argument("--verbose", action="store_true", help="show Ray's own trial table and logs")

@@ -1,0 +1,141 @@
+"""`fernas evolve --auto-resume N`: the search in a child process, started again with `--resume`
+when it dies, so that a crash at night costs minutes, not the night.
+
+Each attempt is `fernas evolve` with the flags the user gave; a restart adds `--resume`, which
+goes on from the GA checkpoint and trains nothing already recorded.  What counts as dying: a
+signal other than a stop (SIGKILL from the kernel's out-of-memory killer, SIGSEGV in a native
+library, SIGABRT), an exit status other than 0 and 2, and exit status 2 (an error fernas
+reports in one line) once the attempt had started its run (rewritten config.json: a full disk,
+too many open files, a lost connection).  What does not restart: a finished run, bad input
+found before the run started (restarting cannot fix it), and a stop asked of this process
+(SIGINT, SIGTERM, SIGHUP), which it passes on to the search.  A signal this process was
+started ignoring (`nohup` ignores SIGHUP) stays ignored, in the search too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+RESTART_DELAY_S = 5.0  # no hot loop when a start keeps failing; the dead attempt's Ray agents end within a minute
+
+
+def restart_reason(status: int, started: bool = False) -> str | None:
+    """Why an attempt that ended with `status` (Popen's returncode: -N for signal N) is started
+    again, or None when it is not: it finished, was asked to stop, or refused its input before
+    its run started (`started`: it had rewritten the run's config.json)."""
+    if status == 0 or (status == 2 and not started) or status in [-s for s in STOPS]:
+        return None
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit status {status}" + (" after its run had started" if status == 2 else "")
+
+
+def attempt_argv(argv: list[str], out: str, resume: bool) -> list[str]:
+    """The child's `fernas evolve` arguments: the user's, with no restarts of its own, the run
+    directory spelled out (a default `--out` holds the date and time of the first start), and
+    `--resume` to go on with a run.  Later flags win in argparse, so nothing is removed."""
+    return [*argv, "--auto-resume", "0", f"--out={out}", *(["--resume"] if resume else [])]
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def _terminal_sent(signum: int) -> bool:
+    """Whether a SIGINT most likely came from the terminal, which sends it to the whole
+    foreground process group (the search included): this process is that group."""
+    try:
+        return signum == signal.SIGINT and os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError):
+        return False
+
+
+def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lambda: None) -> int:
+    """Run `command(attempt)` (the argv of attempt 0, 1, ...) until it ends without a reason to
+    restart or `restarts` restarts are spent; the exit status is the last attempt's (128 + N
+    for a signal N, as a shell reports it).  An attempt counts as started when `stamp()`
+    differs after it from before it.  Stops asked of this process are passed on to the running
+    attempt, which shares its process group (so a terminal's keys and window size reach it)."""
+    stops: list[int] = []
+    child: list[subprocess.Popen] = []
+
+    def pass_on(signum, frame):  # no locks here: a signal may arrive inside any line below
+        stops.append(signum)
+        if child and child[-1].returncode is None and not _terminal_sent(signum):
+            try:
+                os.kill(child[-1].pid, signum)
+            except ProcessLookupError:
+                pass
+
+    old = {s: signal.signal(s, pass_on) for s in STOPS if signal.getsignal(s) is not signal.SIG_IGN}
+    try:
+        attempt = 0
+        while True:
+            before, started_at = stamp(), time.monotonic()
+            if stops:
+                return 128 + stops[0]
+            child.append(subprocess.Popen(command(attempt)))
+            if stops and not _terminal_sent(stops[0]):  # asked to stop while it was being started
+                os.kill(child[-1].pid, stops[0])
+            status = child[-1].wait()
+            reason = None if stops else restart_reason(status, started=stamp() != before)
+            if reason is None or attempt >= restarts:
+                if reason is not None:
+                    print(f"fernas: the search process ended ({reason}) and its {restarts} restart(s) are spent; "
+                          "continue it with --resume", file=sys.stderr)
+                return 128 - status if status < 0 else status
+            attempt += 1
+            print(f"fernas: the search process ended ({reason}) after {_duration(time.monotonic() - started_at)}; "
+                  f"restart {attempt} of {restarts} with --resume in {delay:.0f} s", file=sys.stderr, flush=True)
+            deadline = time.monotonic() + delay
+            while not stops and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def run_with_restarts(argv: list[str], out: str, restarts: int, resume: bool) -> None:
+    """`fernas evolve` (argv: the arguments after `fernas`) with up to `restarts` restarts.
+    This process becomes the supervisor by exec and never returns (same process id, so signals
+    and a job scheduler still reach it), shedding torch and the rest that the flag checks
+    imported: it waits for days in about 15 MB instead of 500."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", __name__, str(restarts), out, str(int(resume)), *argv])
+
+
+def attempt_command(argv: list[str], out: str, resume: bool, fresh: bool, attempt: int) -> list[str]:
+    """Attempt `attempt`'s command line.  A restart resumes when the first attempt was to
+    resume, or when OUT held no run before it (`fresh`) and holds one now: a run that was
+    there before is never taken over by a restart."""
+    again = resume or (attempt > 0 and fresh and (Path(out) / "config.json").is_file())
+    return [sys.executable, "-m", "fernas", *attempt_argv(argv, out, again)]
+
+
+def _config_stamp(out: str):
+    try:
+        return (Path(out) / "config.json").stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _supervise_evolve(restarts: int, out: str, resume: bool, argv: list[str]) -> int:
+    fresh = not (Path(out) / "config.json").exists()
+    return supervise(lambda attempt: attempt_command(argv, out, resume, fresh, attempt), restarts,
+                     stamp=lambda: _config_stamp(out))
+
+
+if __name__ == "__main__":  # from run_with_restarts: RESTARTS OUT RESUME ARGV...
+    sys.exit(_supervise_evolve(int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1", sys.argv[4:]))

@@ -1,0 +1,154 @@
+"""`fernas evolve --auto-resume N`: a search process that dies is started again with --resume;
+one that finished, refused its input or was asked to stop is not."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fernas.cli import build_parser, main
+from fernas.commands.evolve_auto_resume import attempt_command, restart_reason, supervise
+
+from test_search import read_trials
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("status, started, reason", [
+    (0, True, None), (2, False, None), (-2, True, None), (-15, True, None), (-1, True, None),
+    (2, True, "exit status 2 after its run had started"), (130, True, "exit status 130"),
+    (-9, False, "killed by SIGKILL"), (-11, True, "killed by SIGSEGV"), (-6, True, "killed by SIGABRT"),
+    (1, False, "exit status 1")])
+def test_what_restarts(status, started, reason):
+    assert restart_reason(status, started) == reason
+
+
+def test_a_restart_resumes_only_a_run_its_first_attempt_began(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = "-run"  # a name that starts with a dash, as --out=-run accepts it
+    argv = ["evolve", "--pop", "4", "--auto-resume", "3", "--out=-typed-"]
+    first = attempt_command(argv, out, resume=False, fresh=True, attempt=0)
+    assert first[1:3] == ["-m", "fernas"] and "--resume" not in first
+    assert "--resume" not in attempt_command(argv, out, False, True, 1)  # it died before making its run
+    Path(out).mkdir()
+    (Path(out) / "config.json").write_text("{}")
+    assert attempt_command(argv, out, False, True, 1)[-1] == "--resume"
+    assert "--resume" not in attempt_command(argv, out, False, False, 1)  # somebody else's run: never taken over
+    assert attempt_command(argv, out, True, False, 0)[-1] == "--resume"
+    args = build_parser().parse_args(attempt_command(argv, out, False, True, 1)[3:])
+    assert (args.auto_resume, args.out, args.resume, args.pop) == (0, out, True, 4)
+
+
+def child(*statuses: int):
+    """Attempt i of a stand-in search ends with statuses[i] (negative: killed by that signal)."""
+    def command(attempt: int) -> list[str]:
+        s = statuses[attempt]
+        code = f"import os, signal; os.kill(os.getpid(), {-s})" if s < 0 else f"raise SystemExit({s})"
+        return [sys.executable, "-c", code]
+    return command
+
+
+def test_a_dead_attempt_is_started_again_until_one_finishes(capfd):
+    assert supervise(child(-9, -11, 0), restarts=2, delay=0.01) == 0
+    err = capfd.readouterr().err.splitlines()
+    assert [line.split(" after ")[0] for line in err] == [
+        "fernas: the search process ended (killed by SIGKILL)", "fernas: the search process ended (killed by SIGSEGV)"]
+    assert err[1].endswith("restart 2 of 2 with --resume in 0 s")
+
+
+def test_spent_restarts_bad_input_and_a_finished_run_end_it(capfd):
+    assert supervise(child(-9, -9), restarts=1, delay=0.01) == 128 + 9
+    assert capfd.readouterr().err.splitlines()[-1] == (
+        "fernas: the search process ended (killed by SIGKILL) and its 1 restart(s) are spent; continue it with --resume")
+    assert supervise(child(2, 0), restarts=3, delay=0.01) == 2
+    assert supervise(child(1, 2, 0), restarts=3, delay=0.01) == 2
+    assert capfd.readouterr().err.count("restart 1 of 3") == 1
+    stamps = iter(range(100))  # every attempt rewrites config.json: its exit status 2 came after the start
+    assert supervise(child(2, 0), restarts=3, delay=0.01, stamp=lambda: next(stamps)) == 0
+
+
+def sleeper(started):
+    def command(attempt):
+        started.append(attempt)
+        return [sys.executable, "-c", "import time; time.sleep(60)"]
+    return command
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_is_passed_on_and_not_restarted(signum):
+    started = []
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signum))  # to this process: the supervisor
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        assert supervise(sleeper(started), restarts=3, delay=0.01) == 128 + signum
+    finally:
+        timer.cancel()
+    assert started == [0] and time.monotonic() - t0 < 30
+    assert signal.getsignal(signum) is signal.SIG_DFL  # handlers given back
+
+
+def test_a_stop_during_the_wait_ends_it(capfd):
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        assert supervise(child(-9, 0), restarts=1, delay=20) == 128 + signal.SIGTERM
+    finally:
+        timer.cancel()
+    assert "restart 1 of 1" in capfd.readouterr().err
+
+
+def test_an_ignored_hangup_stays_ignored_in_the_search():
+    """`nohup fernas evolve --auto-resume N &` survives the end of the login session."""
+    code = ("import os, signal, sys, time; sys.path.insert(0, %r)\n"
+            "from fernas.commands.evolve_auto_resume import supervise\n"
+            "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+            "cmd = lambda a: [sys.executable, '-c', 'import os, signal, time; time.sleep(0.5); "
+            "os.kill(os.getppid(), signal.SIGHUP); os.kill(os.getpid(), signal.SIGHUP); time.sleep(1.5)']\n"
+            "sys.exit(supervise(cmd, 0))" % str(ROOT))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+
+
+def test_bad_auto_resume_flag_is_one_line(capsys):
+    assert main(["evolve", "--auto-resume", "-1", "--out", "x"]) == 2
+    assert capsys.readouterr().err.strip() == "fernas: error: --auto-resume -1: expected >= 0"
+
+
+def test_a_search_killed_with_sigkill_goes_on_by_itself(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "fernas", "evolve", "--data", "demo:140,70,70", "--pop", "4", "--generations", "2",
+            "--epochs-per-trial", "1", "--max-steps-per-epoch", "1", "--rerank-top", "0", "--max-mmacs", "60",
+            "--no-dashboard", "--auto-resume", "1", "--out", str(out)]
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    log = tmp_path / "supervisor.log"
+    with log.open("w") as fh:  # in its own session: a failure below ends it and its searches at once
+        sup = subprocess.Popen(args, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not (out / "trials.csv").is_file() or len(read_trials(out)) < 1:  # the first attempt has trained
+            assert sup.poll() is None and time.time() < deadline, f"no trial before the kill: {log.read_text()}"
+            time.sleep(0.5)
+        (attempt,) = map(int, Path(f"/proc/{sup.pid}/task/{sup.pid}/children").read_text().split())
+        os.kill(attempt, signal.SIGKILL)
+        sup.wait(timeout=300)
+    finally:
+        if sup.poll() is None:
+            os.killpg(sup.pid, signal.SIGKILL)
+            sup.wait()
+    said = log.read_text()
+    assert sup.returncode == 0, said
+    assert "the search process ended (killed by SIGKILL)" in said and "restart 1 of 1 with --resume" in said
+    rows = read_trials(out)
+    keys = [(r["gid"], r["budget"], r["kind"]) for r in rows]
+    assert len(keys) == len(set(keys)), "a genome was trained twice"
+    state = json.loads((out / "checkpoint.json").read_text())
+    assert state["done"] and state["meta"]["attempts"] == 2
