@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fernas.cli import build_parser, main
-from fernas.commands.evolve_auto_resume import attempt_command, restart_reason, supervise
+from fernas.commands.evolve_auto_resume import attempt_command, python, restart_reason, supervise
 
 from test_search import read_trials
 
@@ -36,15 +36,23 @@ def test_a_restart_resumes_only_a_run_its_first_attempt_began(tmp_path, monkeypa
     out = "-run"  # a name that starts with a dash, as --out=-run accepts it
     argv = ["evolve", "--pop", "4", "--auto-resume", "3", "--out=-typed-"]
     first = attempt_command(argv, out, resume=False, fresh=True, attempt=0)
-    assert first[1:3] == ["-m", "fernas"] and "--resume" not in first
+    n = len(python()) + 2
+    assert first[:n] == [*python(), "-m", "fernas"] and "--resume" not in first
     assert "--resume" not in attempt_command(argv, out, False, True, 1)  # it died before making its run
     Path(out).mkdir()
     (Path(out) / "config.json").write_text("{}")
     assert attempt_command(argv, out, False, True, 1)[-1] == "--resume"
     assert "--resume" not in attempt_command(argv, out, False, False, 1)  # somebody else's run: never taken over
     assert attempt_command(argv, out, True, False, 0)[-1] == "--resume"
-    args = build_parser().parse_args(attempt_command(argv, out, False, True, 1)[3:])
+    args = build_parser().parse_args(attempt_command(argv, out, False, True, 1)[n:])
     assert (args.auto_resume, args.out, args.resume, args.pop) == (0, out, True, 4)
+
+
+def test_attempts_import_fernas_from_where_this_process_did(monkeypatch):
+    monkeypatch.setattr(sys, "path", [os.getcwd(), *sys.path[1:]])  # python -m fernas: the directory first
+    assert python() == [sys.executable]
+    monkeypatch.setattr(sys, "path", ["/venv/bin", *sys.path[1:]])  # the console script: -m must not add it
+    assert python() == [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else [])]
 
 
 def child(*statuses: int):
@@ -85,24 +93,28 @@ def sleeper(started):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_stop_is_passed_on_and_not_restarted(signum):
     started = []
+    given = signal.signal(signum, signal.SIG_DFL)  # as in a shell (under nohup, SIGHUP is ignored and stays so)
     timer = threading.Timer(1.5, os.kill, (os.getpid(), signum))  # to this process: the supervisor
     timer.start()
     t0 = time.monotonic()
     try:
         assert supervise(sleeper(started), restarts=3, delay=0.01) == 128 + signum
+        assert signal.getsignal(signum) is signal.SIG_DFL  # handlers given back
     finally:
         timer.cancel()
+        signal.signal(signum, given)
     assert started == [0] and time.monotonic() - t0 < 30
-    assert signal.getsignal(signum) is signal.SIG_DFL  # handlers given back
 
 
 def test_a_stop_during_the_wait_ends_it(capfd):
     timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
+    t0 = time.monotonic()
     try:
         assert supervise(child(-9, 0), restarts=1, delay=20) == 128 + signal.SIGTERM
     finally:
         timer.cancel()
+    assert time.monotonic() - t0 < 10  # the stop ended the wait
     assert "restart 1 of 1" in capfd.readouterr().err
 
 

@@ -8,7 +8,8 @@ library, SIGABRT), an exit status other than 0 and 2, and exit status 2 (an erro
 reports in one line) once the attempt had started its run (rewritten config.json: a full disk,
 too many open files, a lost connection).  What does not restart: a finished run, bad input
 found before the run started (restarting cannot fix it), and a stop asked of this process
-(SIGINT, SIGTERM, SIGHUP), which it passes on to the search.  A signal this process was
+(SIGINT, SIGTERM, SIGHUP), which it passes on to the search (a terminal's Ctrl-C reaches the
+search itself: they share a process group).  A signal this process was
 started ignoring (`nohup` ignores SIGHUP) stays ignored, in the search too.
 """
 
@@ -52,13 +53,21 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def _terminal_sent(signum: int) -> bool:
-    """Whether a SIGINT most likely came from the terminal, which sends it to the whole
-    foreground process group (the search included): this process is that group."""
+def _terminal_sent(signum: int, tty: int | None) -> bool:
+    """Whether a SIGINT most likely came from the controlling terminal (`tty`, an open
+    /dev/tty), which sends it to its whole foreground process group, the search included:
+    this process's group is that group."""
     try:
-        return signum == signal.SIGINT and os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
-    except (OSError, ValueError):
+        return signum == signal.SIGINT and tty is not None and os.tcgetpgrp(tty) == os.getpgrp()
+    except OSError:
         return False
+
+
+def _open_tty() -> int | None:
+    try:
+        return os.open("/dev/tty", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:  # no controlling terminal (a job scheduler, a service)
+        return None
 
 
 def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lambda: None) -> int:
@@ -69,10 +78,11 @@ def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lamb
     attempt, which shares its process group (so a terminal's keys and window size reach it)."""
     stops: list[int] = []
     child: list[subprocess.Popen] = []
+    tty = _open_tty()
 
     def pass_on(signum, frame):  # no locks here: a signal may arrive inside any line below
         stops.append(signum)
-        if child and child[-1].returncode is None and not _terminal_sent(signum):
+        if child and child[-1].returncode is None and not _terminal_sent(signum, tty):
             try:
                 os.kill(child[-1].pid, signum)
             except ProcessLookupError:
@@ -86,7 +96,7 @@ def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lamb
             if stops:
                 return 128 + stops[0]
             child.append(subprocess.Popen(command(attempt)))
-            if stops and not _terminal_sent(stops[0]):  # asked to stop while it was being started
+            if stops:  # asked to stop while it was being started (it may have missed even a terminal's)
                 os.kill(child[-1].pid, stops[0])
             status = child[-1].wait()
             reason = None if stops else restart_reason(status, started=stamp() != before)
@@ -104,6 +114,16 @@ def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lamb
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+        if tty is not None:
+            os.close(tty)
+
+
+def python() -> list[str]:
+    """This interpreter, to run fernas as this process does: `python -m` puts the working
+    directory first on sys.path, which the `fernas` console script does not, and a directory
+    holding another fernas checkout would then be imported instead (`-P`, Python 3.11+)."""
+    cwd_first = sys.path[0] in ("", os.getcwd())
+    return [sys.executable, *([] if cwd_first or sys.version_info < (3, 11) else ["-P"])]
 
 
 def run_with_restarts(argv: list[str], out: str, restarts: int, resume: bool) -> None:
@@ -113,7 +133,8 @@ def run_with_restarts(argv: list[str], out: str, restarts: int, resume: bool) ->
     imported: it waits for days in about 15 MB instead of 500."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", __name__, str(restarts), out, str(int(resume)), *argv])
+    cmd = [*python(), "-m", __name__, str(restarts), out, str(int(resume)), *argv]
+    os.execv(cmd[0], cmd)
 
 
 def attempt_command(argv: list[str], out: str, resume: bool, fresh: bool, attempt: int) -> list[str]:
@@ -121,7 +142,7 @@ def attempt_command(argv: list[str], out: str, resume: bool, fresh: bool, attemp
     resume, or when OUT held no run before it (`fresh`) and holds one now: a run that was
     there before is never taken over by a restart."""
     again = resume or (attempt > 0 and fresh and (Path(out) / "config.json").is_file())
-    return [sys.executable, "-m", "fernas", *attempt_argv(argv, out, again)]
+    return [*python(), "-m", "fernas", *attempt_argv(argv, out, again)]
 
 
 def _config_stamp(out: str):
