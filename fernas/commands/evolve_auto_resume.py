@@ -9,8 +9,8 @@ reports in one line) once the attempt had started its run (rewritten config.json
 too many open files, a lost connection).  What does not restart: a finished run, bad input
 found before the run started (restarting cannot fix it), and a stop asked of this process
 (SIGINT, SIGTERM, SIGHUP), which it passes on to the search (a terminal's Ctrl-C reaches the
-search itself: they share a process group).  A signal this process was
-started ignoring (`nohup` ignores SIGHUP) stays ignored, in the search too.
+search itself: they share a process group).  A signal this process was started ignoring
+(`nohup` ignores SIGHUP) stays ignored, in the search too.
 """
 
 from __future__ import annotations
