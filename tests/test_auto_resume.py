@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fernas.cli import build_parser, main
-from fernas.commands.evolve_auto_resume import attempt_command, python, restart_reason, supervise
+from fernas.commands.evolve_auto_resume import attempt_command, python, record_death, restart_reason, supervise
 
 from test_search import read_trials
 
@@ -65,7 +65,10 @@ def child(*statuses: int):
 
 
 def test_a_dead_attempt_is_started_again_until_one_finishes(capfd):
-    assert supervise(child(-9, -11, 0), restarts=2, delay=0.01) == 0
+    deaths = []
+    assert supervise(child(-9, -11, 0), restarts=2, delay=0.01, record=deaths.append) == 0
+    assert [(d["attempt"], d["reason"], d["restarted"]) for d in deaths] == [
+        (1, "killed by SIGKILL", True), (2, "killed by SIGSEGV", True)]
     err = capfd.readouterr().err.splitlines()
     assert [line.split(" after ")[0] for line in err] == [
         "fernas: the search process ended (killed by SIGKILL)", "fernas: the search process ended (killed by SIGSEGV)"]
@@ -81,6 +84,21 @@ def test_spent_restarts_bad_input_and_a_finished_run_end_it(capfd):
     assert capfd.readouterr().err.count("restart 1 of 3") == 1
     stamps = iter(range(100))  # every attempt rewrites config.json: its exit status 2 came after the start
     assert supervise(child(2, 0), restarts=3, delay=0.01, stamp=lambda: next(stamps)) == 0
+
+
+def test_deaths_are_kept_in_the_run_directory_once_it_holds_a_run(tmp_path, capsys):
+    death = {"attempt": 1, "reason": "killed by SIGKILL", "restarted": True}
+    record_death(str(tmp_path), death)
+    assert not (tmp_path / "auto_resume.json").exists()  # no run there yet
+    (tmp_path / "config.json").write_text("{}")
+    record_death(str(tmp_path), death)
+    record_death(str(tmp_path), {**death, "attempt": 2})
+    doc = json.loads((tmp_path / "auto_resume.json").read_text())
+    assert doc["fernas_auto_resume"] == 1 and [d["attempt"] for d in doc["deaths"]] == [1, 2]
+    (tmp_path / "auto_resume.json").write_text("{broken")
+    record_death(str(tmp_path), death)
+    assert (tmp_path / "auto_resume.json").read_text() == "{broken"
+    assert capsys.readouterr().err.startswith(f"fernas: warning: {tmp_path / 'auto_resume.json'} not updated")
 
 
 def sleeper(started):
@@ -164,3 +182,5 @@ def test_a_search_killed_with_sigkill_goes_on_by_itself(tmp_path):
     assert len(keys) == len(set(keys)), "a genome was trained twice"
     state = json.loads((out / "checkpoint.json").read_text())
     assert state["done"] and state["meta"]["attempts"] == 2
+    (death,) = json.loads((out / "auto_resume.json").read_text())["deaths"]
+    assert (death["attempt"], death["reason"], death["restarted"]) == (1, "killed by SIGKILL", True)

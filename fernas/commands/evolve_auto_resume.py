@@ -15,6 +15,7 @@ search itself: they share a process group).  A signal this process was started i
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+DEATHS_FILE = "auto_resume.json"  # in OUT: every attempt that died, when, why, whether it was restarted
 RESTART_DELAY_S = 5.0  # no hot loop when a start keeps failing; the dead attempt's Ray agents end within a minute
 
 
@@ -70,12 +72,14 @@ def _open_tty() -> int | None:
         return None
 
 
-def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lambda: None) -> int:
+def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lambda: None,
+              record=lambda death: None) -> int:
     """Run `command(attempt)` (the argv of attempt 0, 1, ...) until it ends without a reason to
     restart or `restarts` restarts are spent; the exit status is the last attempt's (128 + N
     for a signal N, as a shell reports it).  An attempt counts as started when `stamp()`
-    differs after it from before it.  Stops asked of this process are passed on to the running
-    attempt, which shares its process group (so a terminal's keys and window size reach it)."""
+    differs after it from before it; `record(death)` is told of every attempt that died.  Stops
+    asked of this process are passed on to the running attempt, which shares its process group
+    (so a terminal's keys and window size reach it)."""
     stops: list[int] = []
     child: list[subprocess.Popen] = []
     tty = _open_tty()
@@ -100,6 +104,9 @@ def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lamb
                 os.kill(child[-1].pid, stops[0])
             status = child[-1].wait()
             reason = None if stops else restart_reason(status, started=stamp() != before)
+            if reason is not None:
+                record({"ended": time.strftime("%Y-%m-%dT%H:%M:%S"), "attempt": attempt + 1, "reason": reason,
+                        "seconds": round(time.monotonic() - started_at, 1), "restarted": attempt < restarts})
             if reason is None or attempt >= restarts:
                 if reason is not None:
                     print(f"fernas: the search process ended ({reason}) and its {restarts} restart(s) are spent; "
@@ -152,10 +159,25 @@ def _config_stamp(out: str):
         return None
 
 
+def record_death(out: str, death: dict) -> None:
+    """Add an attempt that died to OUT/auto_resume.json (what happened overnight, for the
+    morning), once OUT holds a run; a file that cannot be read or written is left as it is."""
+    from fernas.io import atomic_write_json
+
+    path = Path(out) / DEATHS_FILE
+    if not (Path(out) / "config.json").is_file():
+        return
+    try:
+        deaths = json.loads(path.read_text())["deaths"] if path.is_file() else []
+        atomic_write_json(path, {"fernas_auto_resume": 1, "deaths": [*deaths, death]})
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # the restart matters more than its record
+        print(f"fernas: warning: {path} not updated ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+
 def _supervise_evolve(restarts: int, out: str, resume: bool, argv: list[str]) -> int:
     fresh = not (Path(out) / "config.json").exists()
     return supervise(lambda attempt: attempt_command(argv, out, resume, fresh, attempt), restarts,
-                     stamp=lambda: _config_stamp(out))
+                     stamp=lambda: _config_stamp(out), record=lambda death: record_death(out, death))
 
 
 if __name__ == "__main__":  # from run_with_restarts: RESTARTS OUT RESUME ARGV...
