@@ -338,25 +338,23 @@ def run_steps(steps, work: Path, result: dict, out: Path, keep_going: bool) -> l
 
     from fernas.io import atomic_write_json
 
-    failed = []
+    failed, built_from = [], commit()
     for step in steps:
-        t0 = time.perf_counter()
-        name = step_name(step)
-        stamp = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": commit()}
+        name, t0 = step_name(step), time.perf_counter()
+        stamp = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": built_from}
         try:
-            got = step(work)
+            got, ok = step(work), True
         except Exception as exc:  # recorded with what came before
-            result["steps"][name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000],
-                                     "seconds": round(time.perf_counter() - t0, 1), **stamp}
-            atomic_write_json(out, result)
+            got, ok = {"error": f"{type(exc).__name__}: {exc}"[:2000]}, False
             print(f"gpu-check: {name} FAILED: {exc}", file=sys.stderr)
-            failed.append(name)
-            if not keep_going:
-                break
-            continue
-        result["steps"][name] = {"ok": True, "seconds": round(time.perf_counter() - t0, 1), **stamp, **got}
+        result["steps"][name] = {"ok": ok, "seconds": round(time.perf_counter() - t0, 1), **stamp, **got}
         atomic_write_json(out, result)
-        print(f"gpu-check: {name} ok ({result['steps'][name]['seconds']} s)")
+        if ok:
+            print(f"gpu-check: {name} ok ({result['steps'][name]['seconds']} s)")
+            continue
+        failed.append(name)
+        if not keep_going:
+            break
     return failed
 
 

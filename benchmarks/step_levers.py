@@ -32,18 +32,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import torch  # noqa: E402
 
 
-def _cuda_ms(fn, calls: int = 50, repeats: int = 5) -> float:
-    """Milliseconds per call of fn on the current CUDA stream: the best of `repeats` runs."""
-    best = float("inf")
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+def _cuda_ms(fn, device: torch.device, calls: int = 50, repeats: int = 5) -> float:
+    """Milliseconds per call of fn on the card: the best of `repeats` runs of `calls` calls."""
+    from fernas.objectives import timed_seconds
+
+    def run():
         for _ in range(calls):
             fn()
-        end.record()
-        end.synchronize()
-        best = min(best, start.elapsed_time(end) / calls)
-    return best
+
+    return min(timed_seconds(run, device) for _ in range(repeats)) * 1000 / calls
 
 
 def augment_graph(batch: int, device: torch.device) -> dict:
@@ -53,7 +50,7 @@ def augment_graph(batch: int, device: torch.device) -> dict:
     x = torch.randint(0, 256, (batch, 48, 48), dtype=torch.uint8, device=device)
     gen = torch.Generator(device=device)
     gen.manual_seed(0)
-    eager_ms = _cuda_ms(lambda: augment_batch(x, gen))
+    eager_ms = _cuda_ms(lambda: augment_batch(x, gen), device)
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):  # capture needs warm-up calls off the default stream
@@ -69,7 +66,7 @@ def augment_graph(batch: int, device: torch.device) -> dict:
     graph.replay()
     assert not torch.equal(first, out), "replays of the augmentation graph drew the same numbers"
     assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
-    graph_ms = _cuda_ms(graph.replay)
+    graph_ms = _cuda_ms(graph.replay, device)
     return {"batch": batch, "eager_ms": round(eager_ms, 4), "graph_ms": round(graph_ms, 4),
             "speedup": round(eager_ms / graph_ms, 2)}
 

@@ -46,7 +46,7 @@ def measure_latency_ms(model, device, input_size: int = 40, budget_s: float = 0.
     try:
         with torch.inference_mode():
             for i in range(53):
-                t = _timed_forward(model, x, device)
+                t = timed_seconds(lambda: model(x), device)
                 if i >= 3:  # the first calls pay for allocation and kernel selection
                     times.append(t)
                 if i >= 8 and sum(times) > budget_s:
@@ -57,19 +57,20 @@ def measure_latency_ms(model, device, input_size: int = 40, budget_s: float = 0.
     return 1000.0 * min(times)
 
 
-def _timed_forward(model, x, device) -> float:
-    """Seconds of one forward pass."""
+def timed_seconds(fn, device) -> float:
+    """Seconds of one call of fn: between CUDA events on a GPU (the work it queued, not the
+    launches), by the wall clock elsewhere."""
     import torch
 
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        model(x)
+        fn()
         end.record()
         end.synchronize()
         return start.elapsed_time(end) / 1000.0
     t0 = time.perf_counter()
-    model(x)
+    fn()
     return time.perf_counter() - t0
 
 

@@ -50,6 +50,7 @@ ON_TARGET = {"torch", "torchvision", "numpy", "pandas", "pyarrow", "matplotlib",
 # and the dashboard's source maps. (Ray's `serve` console script stays declared and fails if run.)
 RAY_LEFT_OUT = ("ray/jars/", "ray/rllib/", "ray/serve/", "ray/llm/")
 RAY_LEFT_OUT_SUFFIX = (".js.map", ".css.map")
+KIT_FILES = ("kit.tar.xz", "kit.json")
 
 
 def requirements() -> list[str]:
@@ -99,9 +100,6 @@ def rewrite_stored(wheel: Path) -> None:
                                if _kept(line.split(",")[0])).encode()
             dst.writestr(info, data, compress_type=zipfile.ZIP_STORED)
     tmp.replace(wheel)
-
-
-KIT_FILES = ("kit.tar.xz", "kit.json")
 
 
 def build(out: Path, python_version: str, max_mib: float) -> dict:

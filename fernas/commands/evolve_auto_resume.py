@@ -42,13 +42,6 @@ def restart_reason(status: int, started: bool = False) -> str | None:
     return f"exit status {status}" + (" after its run had started" if status == 2 else "")
 
 
-def attempt_argv(argv: list[str], out: str, resume: bool) -> list[str]:
-    """The child's `fernas evolve` arguments: the user's, with no restarts of its own, the run
-    directory spelled out (a default `--out` holds the date and time of the first start), and
-    `--resume` to go on with a run.  Later flags win in argparse, so nothing is removed."""
-    return [*argv, "--auto-resume", "0", f"--out={out}", *(["--resume"] if resume else [])]
-
-
 def _duration(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
@@ -145,11 +138,13 @@ def run_with_restarts(argv: list[str], out: str, restarts: int, resume: bool) ->
 
 
 def attempt_command(argv: list[str], out: str, resume: bool, fresh: bool, attempt: int) -> list[str]:
-    """Attempt `attempt`'s command line.  A restart resumes when the first attempt was to
-    resume, or when OUT held no run before it (`fresh`) and holds one now: a run that was
-    there before is never taken over by a restart."""
+    """Attempt `attempt`'s command line: the user's flags, with no restarts of its own and the
+    run directory spelled out (a default `--out` holds the date and time of the first start);
+    later flags win in argparse, so nothing is removed.  A restart resumes when the first
+    attempt was to resume, or when OUT held no run before it (`fresh`) and holds one now: a run
+    that was there before is never taken over by a restart."""
     again = resume or (attempt > 0 and fresh and (Path(out) / "config.json").is_file())
-    return [*python(), "-m", "fernas", *attempt_argv(argv, out, again)]
+    return [*python(), "-m", "fernas", *argv, "--auto-resume", "0", f"--out={out}", *(["--resume"] if again else [])]
 
 
 def _config_stamp(out: str):
