@@ -45,8 +45,11 @@ demo: $(STAMP)
 	@echo "demo done: search in $(DEMO_DIR)/evolve (trials.csv, logbook.csv, progress.png, pareto.png, hall_of_fame/),"
 	@echo "           the best genome and the seed designs under the cap trained in $(DEMO_DIR)/trained (comparison.csv)"
 
+# Two test processes: most of the suite's time is Ray starting and stopping, which leaves a
+# core idle; the tests are written to run beside each other (CONTRIBUTING.md, "Tests").
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 bench: $(STAMP)
 	@for b in data train search search_quality fitness_noise budget_correlation chaos equal_compute cost_model memory_estimate step_ops; do \

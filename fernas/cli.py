@@ -14,6 +14,7 @@ import os
 import sys
 
 from fernas import __version__
+from fernas.commands import closed_output
 from fernas.errors import SettingError, TrainingDiverged, UserError
 
 # Order here is the order in `fernas --help`.
@@ -43,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for a command that runs itself again
     try:
         result = args.func(args)
-    except BrokenPipeError:  # `fernas ... | head`
-        return 0
+    except BrokenPipeError:  # `fernas ... | head`: ended as a shell reports a program its closed pipe ended
+        closed_output.OutputWatch().lost(sys.stdout)  # no "Exception ignored" from the flush at exit
+        return closed_output.STATUS
     except KeyboardInterrupt:
         print("fernas: interrupted", file=sys.stderr)
         return 130

@@ -99,7 +99,8 @@ class FakeRun:
 
         self.ev, self.trial_dirs = ev, {}
         noop = lambda *a, **k: None  # noqa: E731
-        self.console = SimpleNamespace(trials_queued=noop, trial_started=noop, trial_finished=noop)
+        self.console = SimpleNamespace(trials_queued=noop, trial_started=noop, trial_finished=noop,
+                                       output=SimpleNamespace(closed=None))
 
     def refuse(self, cand):
         return False

@@ -13,6 +13,7 @@ import math
 import time
 from pathlib import Path
 
+from fernas.commands import closed_output
 from fernas.commands.common import DATA_KEYS, add_data_arguments, dataset_from_args
 from fernas.commands.evolve_console import EvolveConsole
 from fernas.errors import GenomeError, RunDirError, RunExistsError, UserError
@@ -271,4 +272,8 @@ def run(args: argparse.Namespace) -> int:
         run_evolve(opts, load_data, docs, console)
     except RunExistsError as exc:
         raise RunDirError(f"{exc.path}: {exc.what}; pass --resume to continue that run or choose another --out") from None
+    except KeyboardInterrupt:
+        if console.output.closed:  # the search stopped because nobody reads its lines (already said)
+            return closed_output.STATUS
+        raise
     return 0

@@ -4,10 +4,11 @@ when it dies, so that a crash at night costs minutes, not the night.
 Each attempt is `fernas evolve` with the flags the user gave; a restart adds `--resume`, which
 goes on from the GA checkpoint and trains nothing already recorded.  What counts as dying: a
 signal other than a stop (SIGKILL from the kernel's out-of-memory killer, SIGSEGV in a native
-library, SIGABRT), an exit status other than 0 and 2, and exit status 2 (an error fernas
+library, SIGABRT), an exit status other than 0, 2 and 141, and exit status 2 (an error fernas
 reports in one line) once the attempt had started its run (rewritten config.json: a full disk,
 too many open files, a lost connection).  What does not restart: a finished run, bad input
-found before the run started (restarting cannot fix it), and a stop asked of this process
+found before the run started (restarting cannot fix it), a search whose output was closed
+(status 141 or SIGPIPE: `| head` closes on a restart too), and a stop asked of this process
 (SIGINT, SIGTERM, SIGHUP), which it passes on to the search (a terminal's Ctrl-C reaches the
 search itself: they share a process group).  A signal this process was started ignoring
 (`nohup` ignores SIGHUP) stays ignored, in the search too.
@@ -23,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from fernas.commands import closed_output
+
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DEATHS_FILE = "auto_resume.json"  # in OUT: every attempt that died, when, why, whether it was restarted
 RESTART_DELAY_S = 5.0  # no hot loop when a start keeps failing; the dead attempt's Ray agents end within a minute
@@ -32,14 +35,23 @@ def restart_reason(status: int, started: bool = False) -> str | None:
     """Why an attempt that ended with `status` (Popen's returncode: -N for signal N) is started
     again, or None when it is not: it finished, was asked to stop, or refused its input before
     its run started (`started`: it had rewritten the run's config.json)."""
-    if status == 0 or (status == 2 and not started) or status in [-s for s in STOPS]:
-        return None
+    if status in (0, closed_output.STATUS, -signal.SIGPIPE) or (status == 2 and not started) or \
+            status in [-s for s in STOPS]:
+        return None  # a closed output (`| head`) would close on the restart too
     if status < 0:
         try:
             return f"killed by {signal.Signals(-status).name}"
         except ValueError:
             return f"killed by signal {-status}"
     return f"exit status {status}" + (" after its run had started" if status == 2 else "")
+
+
+def _say(text: str) -> None:
+    """A line on stderr; a closed stderr does not end the supervision."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):
+        closed_output.OutputWatch().lost(sys.stderr)
 
 
 def _duration(seconds: float) -> str:
@@ -102,12 +114,12 @@ def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lamb
                         "seconds": round(time.monotonic() - started_at, 1), "restarted": attempt < restarts})
             if reason is None or attempt >= restarts:
                 if reason is not None:
-                    print(f"fernas: the search process ended ({reason}) and its {restarts} restart(s) are spent; "
-                          "continue it with --resume", file=sys.stderr)
+                    _say(f"fernas: the search process ended ({reason}) and its {restarts} restart(s) are spent; "
+                         "continue it with --resume")
                 return 128 - status if status < 0 else status
             attempt += 1
-            print(f"fernas: the search process ended ({reason}) after {_duration(time.monotonic() - started_at)}; "
-                  f"restart {attempt} of {restarts} with --resume in {delay:.0f} s", file=sys.stderr, flush=True)
+            _say(f"fernas: the search process ended ({reason}) after {_duration(time.monotonic() - started_at)}; "
+                 f"restart {attempt} of {restarts} with --resume in {delay:.0f} s")
             deadline = time.monotonic() + delay
             while not stops and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -166,7 +178,7 @@ def record_death(out: str, death: dict) -> None:
         deaths = json.loads(path.read_text())["deaths"] if path.is_file() else []
         atomic_write_json(path, {"fernas_auto_resume": 1, "deaths": [*deaths, death]})
     except (OSError, ValueError, KeyError, TypeError) as exc:  # the restart matters more than its record
-        print(f"fernas: warning: {path} not updated ({type(exc).__name__}: {exc})", file=sys.stderr)
+        _say(f"fernas: warning: {path} not updated ({type(exc).__name__}: {exc})")
 
 
 def _supervise_evolve(restarts: int, out: str, resume: bool, argv: list[str]) -> int:

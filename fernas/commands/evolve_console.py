@@ -19,14 +19,20 @@ class EvolveConsole:
     progress inside a generation on stderr (none with `quiet`)."""
 
     def __init__(self, stream=None, quiet: bool = False, progress_stream=None):
+        from fernas.commands.closed_output import OutputWatch
         from fernas.commands.trial_progress import TrialProgress
 
-        self.stream = stream or sys.stdout  # the real one, also while Tune's own output is silenced
-        self.progress = TrialProgress(progress_stream or sys.stderr, quiet=quiet)
+        self.output = OutputWatch(on_closed=self._output_closed)  # `| head`: the search stops, never hangs
+        self.stream = self.output.guard(stream or sys.stdout)  # the real one, also while Tune's own output is silenced
+        self.progress = TrialProgress(self.output.guard(progress_stream or sys.stderr), quiet=quiet)
 
     def say(self, text: str, err: bool = False) -> None:
         self.progress.close()  # a bar in place would be torn by the line
-        print(text, file=sys.stderr if err else self.stream, flush=True)
+        print(text, file=self.output.guard(sys.stderr) if err else self.stream, flush=True)
+
+    def _output_closed(self, name: str) -> None:
+        self.say(f"fernas evolve: {name} was closed (broken pipe): no new trial starts; the run stops when the "
+                 "trials running now end", err=True)
 
     def resuming(self, out, ev) -> None:
         from fernas.search.run import trial_count

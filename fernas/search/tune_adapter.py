@@ -65,6 +65,8 @@ class GenerationalSearcher(Searcher):
 
     def suggest(self, trial_id: str):
         self._flush_errors()
+        if self.run.console.output.closed:  # `| head` ended: start nothing; Tune ends once the running trials do
+            return Searcher.FINISHED
         if self.queue and not self.run.ev.search_over and self.run.out_of_budget(len(self.live)):
             self.run.ev.end_search(self.run.stop_reason, self._running())
             self._search_ended()

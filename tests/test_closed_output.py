@@ -1,0 +1,83 @@
+"""Output whose reader went away (`fernas evolve ... | head`): a real search stops cleanly with
+status 141 instead of waiting for ever, other commands end with 141 and no noise, and
+--auto-resume does not restart a search whose output is closed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from fernas.commands import closed_output
+from fernas.commands.evolve_auto_resume import restart_reason
+
+from test_search import read_trials
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import chaos  # noqa: E402
+
+ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+
+
+def test_a_write_to_a_closed_pipe_points_it_at_devnull_and_tells_once():
+    read_end, write_end = os.pipe()
+    told = []
+    watch = closed_output.OutputWatch(on_closed=told.append)
+    with os.fdopen(write_end, "w") as raw:
+        stream = watch.guard(raw)
+        print("read", file=stream, flush=True)
+        assert os.read(read_end, 100) == b"read\n" and watch.closed is None
+        os.close(read_end)
+        print("nobody reads this", file=stream, flush=True)  # EPIPE: no exception
+        print("nor this", file=stream, flush=True)
+        assert os.readlink(f"/proc/self/fd/{raw.fileno()}") == os.devnull
+    assert told == ["stdout"] and watch.closed == "stdout"
+
+
+def test_a_search_whose_output_closes_stops_instead_of_hanging(tmp_path):
+    """The lines after `Trial logs:` are printed inside Ray Tune's callbacks, where a
+    BrokenPipeError used to be swallowed with the search half-updated (it then waited for ever)."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "fernas", "evolve", "--data", "demo:140,70,70", "--pop", "4", "--generations", "3",
+           "--epochs-per-trial", "1", "--max-steps-per-epoch", "1", "--rerank-top", "0", "--max-mmacs", "60",
+           "--no-dashboard", "--out", str(out)]
+    with (tmp_path / "stderr").open("w") as log:  # a file, not a pipe: a hung search must not hang the test
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=log, text=True)
+    for line in proc.stdout:  # `| head` up to the last line before the trials
+        if line.startswith("Trial logs:"):
+            break
+    proc.stdout.close()
+    try:
+        status = proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        status = "still running after 120 s"
+    finally:
+        for pid in [proc.pid, *chaos.descendants(proc.pid)]:  # the search and the Ray it started
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+    err = (tmp_path / "stderr").read_text()
+    assert status == closed_output.STATUS, err
+    assert "stdout was closed (broken pipe): no new trial starts" in err and "--resume" in err, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    state = json.loads((out / "checkpoint.json").read_text())
+    assert not state["done"] and len(read_trials(out)) < 8  # stopped early, its trials recorded
+
+
+def test_other_commands_end_with_141_and_no_noise():
+    proc = subprocess.Popen([sys.executable, "-m", "fernas", "genome", "random", "--seed", "1"], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # closed before Python has even started: its first write finds no reader
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == closed_output.STATUS and err == "", err
+
+
+def test_auto_resume_does_not_restart_a_search_whose_output_closed():
+    assert restart_reason(closed_output.STATUS, started=True) is None
+    assert restart_reason(-13, started=True) is None  # killed by SIGPIPE
