@@ -1,9 +1,11 @@
-"""Output whose reader went away (`fernas evolve ... | head`): a real search stops cleanly with
-status 141 instead of waiting for ever, other commands end with 141 and no noise, and
---auto-resume does not restart a search whose output is closed."""
+"""Where Ray Tune would swallow why a search cannot go on (and the search would then wait for
+ever): output whose reader went away (`fernas evolve ... | head`): a real search stops cleanly
+with status 141, other commands end with 141 and no noise, --auto-resume does not restart it;
+an error of the driver's own code in a Tune callback ends the search with that error."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -11,10 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fernas.commands import closed_output
 from fernas.commands.evolve_auto_resume import restart_reason
+from fernas.evolve import Evolution, GAConfig
 
-from test_search import read_trials
+from test_oom_retry import FakeRun
+from test_search import read_trials, tiny_genome
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -81,3 +87,21 @@ def test_other_commands_end_with_141_and_no_noise():
 def test_auto_resume_does_not_restart_a_search_whose_output_closed():
     assert restart_reason(closed_output.STATUS, started=True) is None
     assert restart_reason(-13, started=True) is None  # killed by SIGPIPE
+
+
+def test_an_error_in_a_tune_callback_ends_the_search_instead_of_hanging(tmp_path):
+    """Tune logs an exception of `on_trial_complete` and goes on; the searcher keeps it and
+    raises it where Tune does not swallow it (the next `suggest`)."""
+    from fernas.search.tune_adapter import GenerationalSearcher
+
+    class FullDisk(FakeRun):
+        def record(self, cand, outcome, running=()):
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "checkpoint.json"))
+
+    ev = Evolution(GAConfig(pop=4, generations=2, seed=0), seed_docs=[tiny_genome(w) for w in (16, 24, 32, 48)],
+                   checkpoint_path=tmp_path / "checkpoint.json")
+    s = GenerationalSearcher(FullDisk(ev))
+    s.suggest("t0")
+    s.on_trial_complete("t0", {"status": "ok", "val_acc": 0.5, "epoch": 1})  # Tune would swallow a raise here
+    with pytest.raises(OSError, match="No space left"):
+        s.suggest("t1")

@@ -9,7 +9,9 @@ While a successive-halving rung ends, the promotions its last trials cannot chan
 once (`fernas.evolve.fidelity.certain_promotions`) rather than after the rung.  Decisions
 depend only on the seed and the fitness values, never on the order trials finish in.  A
 worker that dies (after Tune's retries) reaches the searcher as an errored trial; its reason
-arrives through `TrialEvents.on_trial_error`.
+arrives through `TrialEvents.on_trial_error`.  An error of the driver's own code inside these
+callbacks is kept and raised from `suggest` (Tune would log it and go on, and the search
+would wait for ever).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class GenerationalSearcher(Searcher):
         self.waiting_alone: set[str] = set()  # out-of-memory retries not started yet (they need a whole GPU)
         self.errored: dict[str, float] = {}  # trial_id -> time Tune reported the error
         self.finished = False
+        self.failure: Exception | None = None  # the first error of our own code in a Tune callback (_kept)
         self._load(run.ev.next_batch())
 
     def _load(self, batch: list[Candidate] | None) -> None:
@@ -63,7 +66,20 @@ class GenerationalSearcher(Searcher):
             batch = self.run.ev.next_batch()
         self.finished = True
 
+    @contextlib.contextmanager
+    def _kept(self):
+        """Tune logs an exception raised in `on_trial_complete` and goes on with the GA half
+        updated (its generator dead: the search would wait for ever).  Keep the first, for
+        `suggest` and `fit` to raise: the search ends with it (an OSError in one line)."""
+        try:
+            yield
+        except Exception as exc:
+            if self.failure is None:
+                self.failure = exc
+
     def suggest(self, trial_id: str):
+        if self.failure is not None:
+            raise self.failure
         self._flush_errors()
         if self.run.console.output.closed:  # `| head` ended: start nothing; Tune ends once the running trials do
             return Searcher.FINISHED
@@ -113,11 +129,13 @@ class GenerationalSearcher(Searcher):
             outcome.update(status="failed", error="the trial reported nothing")
         elif outcome["status"] == "ok" and int(result.get("epoch") or 0) < self.live[trial_id][0].budget:
             outcome["status"] = "stopped"  # ended early by ASHA
-        self._complete(trial_id, outcome)
+        with self._kept():
+            self._complete(trial_id, outcome)
 
     def trial_failed(self, trial_id: str, reason: str) -> None:
         if trial_id in self.live:
-            self._complete(trial_id, {"status": "failed", "error": reason, "val_acc": 0.0})
+            with self._kept():
+                self._complete(trial_id, {"status": "failed", "error": reason, "val_acc": 0.0})
         self.errored.pop(trial_id, None)
 
     def _flush_errors(self) -> None:
@@ -320,3 +338,5 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
         if not opts.verbose:
             stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
         tuner.fit()
+    if searcher.failure is not None:  # kept from a callback after the searcher had finished
+        raise searcher.failure
