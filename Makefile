@@ -46,10 +46,11 @@ demo: $(STAMP)
 	@echo "           the best genome and the seed designs under the cap trained in $(DEMO_DIR)/trained (comparison.csv)"
 
 # Two test processes: most of the suite's time is Ray starting and stopping, which leaves a
-# core idle; the tests are written to run beside each other (CONTRIBUTING.md, "Tests").
+# core idle; the tests are written to run beside each other (CONTRIBUTING.md). A file's tests
+# stay in one process, so a module's fixture (a whole search, some of them) runs once.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	@for b in data train search search_quality fitness_noise budget_correlation chaos equal_compute cost_model memory_estimate step_ops; do \

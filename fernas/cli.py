@@ -44,8 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for a command that runs itself again
     try:
         result = args.func(args)
-    except BrokenPipeError:  # `fernas ... | head`: ended as a shell reports a program its closed pipe ended
-        closed_output.OutputWatch().lost(sys.stdout)  # no "Exception ignored" from the flush at exit
+        sys.stdout.flush()  # a short output's closed pipe shows here, not in the flush at exit
+    except BrokenPipeError as exc:
+        closed = closed_output.closed_pipes(sys.stdout, sys.stderr)
+        if not closed:  # a socket's or a child's pipe: an error like any other
+            return _os_error(exc)
+        for stream in closed:  # `fernas ... | head`: ended as a shell reports a program its closed pipe ended
+            closed_output.OutputWatch().lost(stream, exc)  # no "Exception ignored" from the flush at exit
         return closed_output.STATUS
     except KeyboardInterrupt:
         print("fernas: interrupted", file=sys.stderr)
@@ -61,12 +66,16 @@ def main(argv: list[str] | None = None) -> int:
               "checkpoint", file=sys.stderr)
         return 1
     except OSError as exc:  # a path the user named: exists, is not a directory, no permission, disk full
-        where = f"{exc.filename}: " if exc.filename else ""
-        hint = ("; every file written before is intact (written atomically): free space, then run the same "
-                "command again (a search or training: add --resume)") if exc.errno == errno.ENOSPC else ""
-        print(f"fernas: error: {where}{exc.strerror or exc}{hint}", file=sys.stderr)
-        return 2
+        return _os_error(exc)
     return int(result or 0)
+
+
+def _os_error(exc: OSError) -> int:
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = ("; every file written before is intact (written atomically): free space, then run the same "
+            "command again (a search or training: add --resume)") if exc.errno == errno.ENOSPC else ""
+    print(f"fernas: error: {where}{exc.strerror or exc}{hint}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

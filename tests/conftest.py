@@ -17,3 +17,11 @@ GENOMES = os.path.join(REPO, "genomes")
 def _fernas_cache(tmp_path_factory, monkeypatch):
     """Keep every test's parsed-data cache out of the user's home directory."""
     monkeypatch.setenv("FERNAS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "fernas-cache"))
+
+
+def pytest_configure(config):
+    """Ray's token file before any test (or xdist worker) starts a Ray: made once, here."""
+    if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
+        from fernas.search.cluster import ensure_token_file
+
+        ensure_token_file()

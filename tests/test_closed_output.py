@@ -8,9 +8,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,9 +27,6 @@ from test_search import read_trials, tiny_genome
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import chaos  # noqa: E402
-
-ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-
 
 def test_a_write_to_a_closed_pipe_points_it_at_devnull_and_tells_once():
     read_end, write_end = os.pipe()
@@ -44,6 +43,37 @@ def test_a_write_to_a_closed_pipe_points_it_at_devnull_and_tells_once():
     assert told == ["stdout"] and watch.closed == "stdout"
 
 
+def test_a_terminal_that_went_away_costs_only_the_lines():
+    """EIO (a search started with `&` whose login ended): nobody asked for a stop."""
+    master, slave = os.openpty()
+    told = []
+    watch = closed_output.OutputWatch(on_closed=told.append)
+    with os.fdopen(slave, "w") as raw:
+        stream = watch.guard(raw)
+        os.close(master)
+        print("nobody can read this", file=stream, flush=True)
+        assert os.readlink(f"/proc/self/fd/{raw.fileno()}") == os.devnull
+    assert watch.gone and watch.closed is None and told == []
+
+
+def env(**changes) -> dict:
+    """This process's environment (as the test sees it) without Python's unbuffered mode."""
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, "RAY_USAGE_STATS_ENABLED": "0",
+            **changes}
+
+
+def read_until(proc, marker: str, seconds: float) -> str:
+    """`proc`'s stdout until it holds `marker`, ends or `seconds` pass (a hung search must not hang the test)."""
+    text, deadline, fd = b"", time.time() + seconds, proc.stdout.fileno()
+    while marker.encode() not in text and time.time() < deadline:
+        if select.select([fd], [], [], 1.0)[0]:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            text += chunk
+    return text.decode()
+
+
 def test_a_search_whose_output_closes_stops_instead_of_hanging(tmp_path):
     """The lines after `Trial logs:` are printed inside Ray Tune's callbacks, where a
     BrokenPipeError used to be swallowed with the search half-updated (it then waited for ever)."""
@@ -52,32 +82,27 @@ def test_a_search_whose_output_closes_stops_instead_of_hanging(tmp_path):
            "--epochs-per-trial", "1", "--max-steps-per-epoch", "1", "--rerank-top", "0", "--max-mmacs", "60",
            "--no-dashboard", "--out", str(out)]
     with (tmp_path / "stderr").open("w") as log:  # a file, not a pipe: a hung search must not hang the test
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=log, text=True)
-    for line in proc.stdout:  # `| head` up to the last line before the trials
-        if line.startswith("Trial logs:"):
-            break
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=log)
+    printed = read_until(proc, "Trial logs:", 120)  # `| head` up to the last line before the trials
     proc.stdout.close()
     try:
         status = proc.wait(timeout=120)
     except subprocess.TimeoutExpired:
-        status = "still running after 120 s"
-    finally:
         for pid in [proc.pid, *chaos.descendants(proc.pid)]:  # the search and the Ray it started
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            os.kill(pid, signal.SIGKILL)
         proc.wait()
+        status = "still running after 120 s"
     err = (tmp_path / "stderr").read_text()
-    assert status == closed_output.STATUS, err
-    assert "stdout was closed (broken pipe): no new trial starts" in err and "--resume" in err, err
+    assert "Trial logs:" in printed and status == closed_output.STATUS, printed + err
+    assert "stdout was closed (broken pipe): no further trial is handed out" in err and "--resume" in err, err
     assert "Traceback" not in err and "Exception ignored" not in err, err
     state = json.loads((out / "checkpoint.json").read_text())
     assert not state["done"] and len(read_trials(out)) < 8  # stopped early, its trials recorded
 
 
 def test_other_commands_end_with_141_and_no_noise():
-    proc = subprocess.Popen([sys.executable, "-m", "fernas", "genome", "random", "--seed", "1"], cwd=ROOT, env=ENV,
+    # `fernas genome random` prints about 40 lines: buffered, they reach the pipe in the flush at the end
+    proc = subprocess.Popen([sys.executable, "-m", "fernas", "genome", "random", "--seed", "1"], cwd=ROOT, env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdout.close()  # closed before Python has even started: its first write finds no reader
     err = proc.stderr.read()

@@ -1,32 +1,41 @@
-"""Output whose reader went away: `fernas evolve ... | head`, a killed `tee`, a dropped ssh
-session.  Writes go through `OutputWatch.guard(stream)`; the first write that finds the pipe
-closed points that file descriptor at /dev/null (later writes, Python's flush at exit and the
-libraries' own lines then go nowhere instead of raising) and tells `on_closed` once.
+"""Output whose reader went away.  Writes go through `OutputWatch.guard(stream)`; the first
+write that fails points that file descriptor at /dev/null, so later writes, Python's flush at
+exit and the libraries' own lines go nowhere instead of raising.
 
-A search cannot let the BrokenPipeError rise from where it happens: lines are printed inside
-Ray Tune's callbacks, and Tune swallows their exceptions with the search's state half-updated
-(the search then waits for ever).  So the search asks `OutputWatch.closed` where it hands out
-trials, and stops there.
+- A closed pipe (EPIPE: `fernas evolve ... | head`, a killed `tee`): somebody stopped reading
+  on purpose.  `OutputWatch.closed` names the stream and `on_closed` is told once; a search
+  asks `closed` where it hands out trials and stops there, with exit status `STATUS`.
+- A terminal that went away (EIO: a search started with `&` whose login session ended):
+  nobody can read any more, but nobody asked for a stop either.  The lines are dropped and
+  the search goes on (`OutputWatch.gone`).
+
+A search cannot let the error rise from where it happens: lines are printed inside Ray
+Tune's callbacks, and Tune swallows their exceptions with the search's state half-updated
+(the search then waits for ever).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import select
 
 STATUS = 141  # 128 + SIGPIPE: what a shell reports for a program its closed pipe ended
 
 
 class OutputWatch:
-    """Which of the guarded streams (if any) found its reader gone."""
+    """Which of the guarded streams (if any) lost its reader."""
 
     def __init__(self, on_closed=None):
-        self.closed: str | None = None  # "stdout" or "stderr", the first that closed
-        self.on_closed = on_closed  # called once, with that name, after the descriptor is redirected
+        self.closed: str | None = None  # "stdout" or "stderr": the first pipe that closed
+        self.gone = False  # a terminal went away (EIO)
+        self.on_closed = on_closed  # told once, with that name, after the descriptor is redirected
 
     def guard(self, stream):
         return GuardedStream(stream, self)
 
-    def lost(self, stream) -> None:
+    def lost(self, stream, error: OSError) -> None:
+        """`stream`'s write or flush failed with `error` (EPIPE or EIO)."""
         fd = _fd(stream)
         if fd is not None:
             try:
@@ -36,7 +45,9 @@ class OutputWatch:
                 stream.flush()  # what the failed write left in the buffer goes to /dev/null now
             except (OSError, ValueError):
                 pass
-        if self.closed is None:
+        if error.errno == errno.EIO:
+            self.gone = True
+        elif self.closed is None:
             self.closed = "stderr" if fd == 2 else "stdout"
             if self.on_closed is not None:
                 self.on_closed(self.closed)
@@ -49,25 +60,42 @@ def _fd(stream) -> int | None:
         return None
 
 
+def closed_pipes(*streams) -> list:
+    """Those of `streams` that are pipes whose reader closed them (poll reports an error)."""
+    found = []
+    for stream in streams:
+        fd = _fd(stream)
+        if fd is None:
+            continue
+        p = select.poll()
+        p.register(fd, select.POLLOUT)
+        if any(ev & select.POLLERR for _, ev in p.poll(0)):
+            found.append(stream)
+    return found
+
+
 class GuardedStream:
-    """A text stream (stdout, stderr) that reports a closed pipe to its watch instead of raising."""
+    """A text stream (stdout, stderr) that reports a lost reader to its watch instead of raising."""
 
     def __init__(self, stream, watch: OutputWatch):
         self._stream = stream
         self._watch = watch
 
-    def write(self, text: str) -> int:
+    def _call(self, method, *args):
         try:
-            return self._stream.write(text)
-        except BrokenPipeError:
-            self._watch.lost(self._stream)
-            return len(text)
+            return method(*args)
+        except OSError as exc:
+            if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EIO:
+                raise
+            self._watch.lost(self._stream, exc)
+            return None
+
+    def write(self, text: str) -> int:
+        n = self._call(self._stream.write, text)
+        return len(text) if n is None else n
 
     def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            self._watch.lost(self._stream)
+        self._call(self._stream.flush)
 
     def __getattr__(self, name):  # isatty, fileno, encoding...: the stream's own
         return getattr(self._stream, name)

@@ -48,10 +48,7 @@ def restart_reason(status: int, started: bool = False) -> str | None:
 
 def _say(text: str) -> None:
     """A line on stderr; a closed stderr does not end the supervision."""
-    try:
-        print(text, file=sys.stderr, flush=True)
-    except (BrokenPipeError, ValueError):
-        closed_output.OutputWatch().lost(sys.stderr)
+    print(text, file=closed_output.OutputWatch().guard(sys.stderr), flush=True)
 
 
 def _duration(seconds: float) -> str:

@@ -31,8 +31,8 @@ class EvolveConsole:
         print(text, file=self.output.guard(sys.stderr) if err else self.stream, flush=True)
 
     def _output_closed(self, name: str) -> None:
-        self.say(f"fernas evolve: {name} was closed (broken pipe): no new trial starts; the run stops when the "
-                 "trials running now end", err=True)
+        self.say(f"fernas evolve: {name} was closed (broken pipe): no further trial is handed out; the run stops "
+                 "when the trials under way end", err=True)
 
     def resuming(self, out, ev) -> None:
         from fernas.search.run import trial_count

@@ -58,6 +58,33 @@ def precheck_resources(opts: EvolveOptions) -> None:
         raise SettingError("cpus_per_trial", f"{opts.cpus_per_trial:g}", f"this machine has {os.cpu_count()} CPU(s)")
 
 
+def token_path() -> Path:
+    """Where Ray reads its token: `RAY_AUTH_TOKEN_PATH`, else ~/.ray/auth_token."""
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+
+
+def ensure_token_file() -> None:
+    """Make Ray's token file when there is none, atomically and readable by this user only.
+    Ray writes it in place: two searches (or two tests) starting at once on a fresh machine
+    could each write another token and have their Ray processes refuse each other."""
+    import secrets
+    import tempfile
+
+    path = token_path()
+    if os.environ.get("RAY_AUTH_TOKEN") or path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))  # as Ray makes one: 256 random bits in hex
+        os.link(tmp, path)  # never replaces: when another process was first, its token stays
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+
+
 def enable_token_auth() -> None:
     """Token mode for this process and the Ray processes it starts (a private Ray API)."""
     from ray._private.authentication.authentication_token_setup import _enable_token_auth
@@ -112,6 +139,7 @@ def connect_ray(opts: EvolveOptions) -> dict:
             print("fernas: note: RAY_AUTH_MODE is not 'token'; keeping the dashboard's token check on",
                   file=sys.stderr)
         enable_token_auth()
+        ensure_token_file()
         ctx = ray.init(address="local", include_dashboard=opts.dashboard, dashboard_host="127.0.0.1",
                        logging_level=level, log_to_driver=opts.verbose, runtime_env={"env_vars": env_vars})
         started = True
@@ -119,9 +147,8 @@ def connect_ray(opts: EvolveOptions) -> dict:
     url = getattr(ctx, "dashboard_url", None) or ""
     if url and not url.startswith("http"):
         url = "http://" + url
-    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
     return {"started_local": started, "address": opts.address or "local", "dashboard_url": url,
-            "token_file": token_path, "cpus": float(res.get("CPU", 0)), "gpus": float(res.get("GPU", 0)),
+            "token_file": str(token_path()), "cpus": float(res.get("CPU", 0)), "gpus": float(res.get("GPU", 0)),
             "memory": float(res.get("memory", 0))}
 
 

@@ -78,9 +78,9 @@ class GenerationalSearcher(Searcher):
                 self.failure = exc
 
     def suggest(self, trial_id: str):
+        self._flush_errors()
         if self.failure is not None:
             raise self.failure
-        self._flush_errors()
         if self.run.console.output.closed:  # `| head` ended: start nothing; Tune ends once the running trials do
             return Searcher.FINISHED
         if self.queue and not self.run.ev.search_over and self.run.out_of_budget(len(self.live)):
@@ -333,10 +333,11 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
                                   checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )
     # Tune prints its experiment banner whatever `verbose` says; keep stdout for our lines.
+    # With --verbose its lines (and the workers' forwarded logs) pass the console's guard.
     with contextlib.ExitStack() as stack:
         stack.enter_context(keep_idle_actors(slots))
-        if not opts.verbose:
-            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+        stdout = stack.enter_context(open(os.devnull, "w")) if not opts.verbose else run.console.stream
+        stack.enter_context(contextlib.redirect_stdout(stdout))
         tuner.fit()
     if searcher.failure is not None:  # kept from a callback after the searcher had finished
         raise searcher.failure
