@@ -51,9 +51,12 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     assert json.loads((a / "checkpoint.json").read_text())["done"] is True
     assert json.loads((a / "config.json").read_text())["options"]["ga"]["space"]["train.lr"] == [3]
 
-    # a spent budget starts nothing on a resume that does not raise it
+    # a spent budget starts nothing on a resume that does not raise it: not even Ray, and the
+    # run's files say the same as before
+    config = (a / "config.json").read_bytes()
     res = evolve(*run_a, "--resume")
     assert "already complete: --time-budget 0m04s spent" in res.stdout and read_trials(a) == timed
+    assert "Ray:" not in res.stdout and "best genome" in res.stdout and (a / "config.json").read_bytes() == config
 
     # a trial budget counts the search's trials over all attempts (the time budget raised): the
     # search goes on from the generation it ended in

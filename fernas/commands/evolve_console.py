@@ -37,16 +37,21 @@ class EvolveConsole:
     def resuming(self, out, ev) -> None:
         from fernas.search.run import trial_count
 
-        self.say(f"resuming {out}: generation {ev.gen + 1}/{ev.cfg.generations}, {trial_count(ev)} trials already "
+        gen = min(ev.gen + 1, ev.cfg.generations)  # a finished run's counter stands past its last generation
+        self.say(f"resuming {out}: generation {gen}/{ev.cfg.generations}, {trial_count(ev)} trials already "
                  "done (not repeated)")
 
-    def starting(self, out, ga, opts, res: dict, trial_logs: str) -> None:
+    def run_line(self, out, ga, opts) -> None:
+        """What the run searches: its strategy, size, objectives, budgets and trial recipe."""
         strategy = "random search, " if ga.strategy == "random" else ""
         budgets = (f"{ga.rungs[0]} epoch(s) per trial" if len(ga.rungs) == 1 else
                    f"budgets {','.join(map(str, ga.rungs))} epochs, eta {ga.eta}")
         recipe = recipe_text(opts.trial_batch, opts.trial_augment)
         self.say(f"fernas evolve: {out}  ({strategy}pop {ga.pop}, {ga.generations} generations, objectives "
                  f"{','.join(ga.objectives)}, {budgets}; trials at {recipe})")
+
+    def starting(self, out, ga, opts, res: dict, trial_logs: str) -> None:
+        self.run_line(out, ga, opts)
         where = "local instance" if res["started_local"] else "cluster " + res["address"]
         self.say(f"Ray: {where}, {res['cpus']:g} CPU(s), {res['gpus']:g} GPU(s); {res['concurrent_trials']} "
                  f"trial(s) at a time, {res['cpus_per_trial']:g} CPU + {res['gpus_per_trial']:g} GPU each")

@@ -66,10 +66,6 @@ class EvolveRun:
             self.stop_reason = ("max_compute", f"{o.max_compute:.3g} images x multiply-adds spent", o.max_compute)
         return self.stop_reason
 
-    def budget_limits(self) -> dict:
-        """This attempt's budgets, setting -> limit (None: none)."""
-        return {k: getattr(self.opts, k) for k in ("max_trials", "time_budget", "max_compute")}
-
     def checkpoint_path(self, cand: Candidate) -> str | None:
         if self.checkpoints is None or cand.kind == "rerank":  # a re-ranking trial is never continued
             return None
@@ -152,6 +148,11 @@ def recipe_hint(opts: EvolveOptions) -> str:
     return " ".join(flags)
 
 
+def budget_limits(opts: EvolveOptions) -> dict:
+    """An attempt's budgets, setting -> limit (None: none)."""
+    return {k: getattr(opts, k) for k in ("max_trials", "time_budget", "max_compute")}
+
+
 def run_evolve(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], console) -> Path:
     """The `fernas evolve` job.  `load_data(opts) -> Dataset` (the CLI's data flags)."""
     out = Path(cli_opts.out)
@@ -189,6 +190,13 @@ def _resolve(cli_opts: EvolveOptions, stored: dict | None, console) -> tuple[Evo
 def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], console, stored: dict | None) -> Path:
     opts, ev = _resolve(cli_opts, stored, console)
     out = Path(opts.out)
+    if ev is not None and ev.done and not ev.budget_raised(budget_limits(opts)):
+        # nothing to train: no data to load, no Ray to start; the outputs are written again (a
+        # kill may have come between the final checkpoint and them)
+        console.run_line(out, ev.cfg, opts)
+        console.already_complete(ev)
+        _finish(out, ev, _run_dir(out, opts, ev.meta["seeds"]), console)
+        return out
     cluster.precheck_resources(opts)  # flags that cannot work fail before the data loads and Ray starts
     data = load_data(opts)  # DataError before Ray starts
     data_info = {"source": data.source, "classes": list(data.classes), "n_train": len(data.train),
@@ -226,9 +234,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
                                              "names": {G.genome_id(d): d["name"] for d in seed_docs}})
         resources = {**ray_info, "cpus_per_trial": cpt, "gpus_per_trial": gpt, "concurrent_trials": slots}
         ev.meta.setdefault("slots", {})[str(attempt)] = slots  # for the utilisation (run_analysis)
-        trial_info = {"budgets": list(opts.ga.rungs), "data": opts.data,
-                      "trial_recipe": recipe_text(opts.trial_batch, opts.trial_augment)}
-        rdir = rundir.RunDir(out, seeds["names"], trial_info, set(seeds["designs"]))
+        rdir = _run_dir(out, opts, seeds)
         rdir.write_config(_config(opts, data_info, resources, attempt, stored, len(data.val), chance))
         ev.save()
         storage = opts.storage or str(out / "ray")
@@ -246,16 +252,27 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         if run.checkpoints is not None:  # the run is done: nothing continues a trainer checkpoint
             shutil.rmtree(run.checkpoints, ignore_errors=True)
         ev.save()
-        rdir.write_all(ev)
-        from fernas.html_report import write_report
-        from fernas.io import best_effort
-
-        best_effort(str(out / "report.html"), f"fernas report {out} writes it", write_report, out, own_lock=True)
-        console.finished(out, ev)
+        _finish(out, ev, rdir, console)
         return out
     finally:
         if ray_info["started_local"] or ray.is_initialized():
             ray.shutdown()
+
+
+def _run_dir(out: Path, opts: EvolveOptions, seeds: dict) -> rundir.RunDir:
+    trial_info = {"budgets": list(opts.ga.rungs), "data": opts.data,
+                  "trial_recipe": recipe_text(opts.trial_batch, opts.trial_augment)}
+    return rundir.RunDir(out, seeds["names"], trial_info, set(seeds["designs"]))
+
+
+def _finish(out: Path, ev: Evolution, rdir: rundir.RunDir, console) -> None:
+    """The run's files from its state, its report, and the closing lines."""
+    from fernas.html_report import write_report
+    from fernas.io import best_effort
+
+    rdir.write_all(ev)
+    best_effort(str(out / "report.html"), f"fernas report {out} writes it", write_report, out, own_lock=True)
+    console.finished(out, ev)
 
 
 def _search(run: EvolveRun, fit) -> None:
@@ -263,12 +280,9 @@ def _search(run: EvolveRun, fit) -> None:
     search whose budget was raised or ending one whose budget is spent; KeyboardInterrupt when
     it stopped before (Ctrl-C, a failed driver loop)."""
     ev, console = run.ev, run.console
-    if ev.budget_raised(run.budget_limits()):  # a budget ended the search; this attempt raised it
+    if ev.budget_raised(budget_limits(run.opts)):  # a budget ended the search; this attempt raised it
         ev.reopen_search()
         console.search_reopened(ev)
-    if ev.done:
-        console.already_complete(ev)
-        return
     if run.out_of_budget(live=0):  # spent before this attempt: the search is over, not its re-ranking
         ev.end_search(run.stop_reason, [])
     fit()
