@@ -75,8 +75,15 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     new = [r for r in after[len(first):] if r["kind"] != "rerank"]
     assert after[:len(first)] == first and 1 <= len(new) <= (os.cpu_count() or 1)
     assert spent + sum(float(r["compute"]) for r in new) >= spent + 1
-    res = evolve(*run_a, "--resume", "--max-trials", "100")  # the stored compute budget is spent
+    # the stored compute budget is spent: nothing trains, but a checkpoint that had to fall back
+    # to its copy is written again, and trainer checkpoints a kill left behind go
+    (a / "checkpoint.json").write_text("{trunc")
+    (a / "checkpoints").mkdir(exist_ok=True)
+    (a / "checkpoints" / "left.pt").write_bytes(b"x")
+    res = evolve(*run_a, "--resume", "--max-trials", "100")
     assert "already complete: --max-compute" in res.stdout and read_trials(a) == after
+    assert "checkpoint.prev.json" in res.stderr and not (a / "checkpoints").exists()
+    assert json.loads((a / "checkpoint.json").read_text())["done"] is True
     assert main(["evolve", *run_a, "--resume", "--max-compute", "0"]) == 2
     assert "--max-compute 0.0: expected images x multiply-adds above 0" in capsys.readouterr().err
     n = len(after)

@@ -190,19 +190,19 @@ def _resolve(cli_opts: EvolveOptions, stored: dict | None, console) -> tuple[Evo
 def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], console, stored: dict | None) -> Path:
     opts, ev = _resolve(cli_opts, stored, console)
     out = Path(opts.out)
+    seed_docs = at_batch(seed_docs, opts.trial_batch)  # as the run searches them (the stored run's batch on a resume)
+    designs = {G.genome_id(d): d["name"] for d in seed_docs}  # --seed-genomes files, not a warm start's genomes
     if ev is not None and ev.done and not ev.budget_raised(budget_limits(opts)):
-        # nothing to train: no data to load, no Ray to start; the outputs are written again (a
+        # nothing to train: no data to load, no Ray to start; the files are written again (a
         # kill may have come between the final checkpoint and them)
         console.run_line(out, ev.cfg, opts)
         console.already_complete(ev)
-        _finish(out, ev, _run_dir(out, opts, ev.meta["seeds"]), console)
+        _finish(out, ev, _run_dir(out, opts, _seeds(ev, designs, seed_docs)), console)
         return out
     cluster.precheck_resources(opts)  # flags that cannot work fail before the data loads and Ray starts
     data = load_data(opts)  # DataError before Ray starts
     data_info = {"source": data.source, "classes": list(data.classes), "n_train": len(data.train),
                  "n_val": len(data.val), "n_test": len(data.test), "info": data.info}
-    seed_docs = at_batch(seed_docs, opts.trial_batch)  # as the run searches them (the stored run's batch on a resume)
-    designs = {G.genome_id(d): d["name"] for d in seed_docs}  # --seed-genomes files, not a warm start's genomes
     warm = _warm_start(opts, data_info, console) if ev is None and opts.warm_start else ([], {})
     seed_docs = at_batch(warm[0], opts.trial_batch) + seed_docs  # the earlier run's hall of fame first
     ray_info = cluster.connect_ray(opts)
@@ -228,10 +228,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         else:
             chance = ev.cfg.chance_level  # a resume keeps (and reports) the level its checkpoint decided with
         ev.meta["attempts"] = attempt = int(ev.meta.get("attempts", 0)) + 1
-        # the seeds the run started with (names, and which are designs): a resume keeps them
-        # whatever --seed-genomes says now, and a warm start's names though it reads no run again
-        seeds = ev.meta.setdefault("seeds", {"designs": designs,
-                                             "names": {G.genome_id(d): d["name"] for d in seed_docs}})
+        seeds = _seeds(ev, designs, seed_docs)
         resources = {**ray_info, "cpus_per_trial": cpt, "gpus_per_trial": gpt, "concurrent_trials": slots}
         ev.meta.setdefault("slots", {})[str(attempt)] = slots  # for the utilisation (run_analysis)
         rdir = _run_dir(out, opts, seeds)
@@ -249,9 +246,6 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         _search(run, lambda: fit(run, data, cpt, gpt, slots, storage, exp_name))
         if not ev.search_over:
             ev.meta["search_seconds"] = run.search_seconds()
-        if run.checkpoints is not None:  # the run is done: nothing continues a trainer checkpoint
-            shutil.rmtree(run.checkpoints, ignore_errors=True)
-        ev.save()
         _finish(out, ev, rdir, console)
         return out
     finally:
@@ -265,11 +259,20 @@ def _run_dir(out: Path, opts: EvolveOptions, seeds: dict) -> rundir.RunDir:
     return rundir.RunDir(out, seeds["names"], trial_info, set(seeds["designs"]))
 
 
+def _seeds(ev: Evolution, designs: dict, seed_docs: list[dict]) -> dict:
+    """The seeds the run started with (names, and which are designs): a resume keeps them
+    whatever --seed-genomes says now, and a warm start's names though it reads no run again."""
+    return ev.meta.setdefault("seeds", {"designs": designs, "names": {G.genome_id(d): d["name"] for d in seed_docs}})
+
+
 def _finish(out: Path, ev: Evolution, rdir: rundir.RunDir, console) -> None:
-    """The run's files from its state, its report, and the closing lines."""
+    """A finished run: its checkpoint (again: it may be the copy a corrupt file fell back to),
+    its files, its report, and the closing lines."""
     from fernas.html_report import write_report
     from fernas.io import best_effort
 
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # nothing continues a trainer checkpoint now
+    ev.save()
     rdir.write_all(ev)
     best_effort(str(out / "report.html"), f"fernas report {out} writes it", write_report, out, own_lock=True)
     console.finished(out, ev)
