@@ -100,6 +100,48 @@ def test_other_commands_end_with_141_and_no_noise():
     assert proc.wait(timeout=120) == closed_output.STATUS and err == "", err
 
 
+def test_a_search_whose_output_closed_before_it_started_starts_no_ray(tmp_path):
+    """`fernas evolve ... | true`: no line may be written before Ray would start; the closed
+    pipe is seen there, and the run directory is left as it was (here: none)."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "fernas", "evolve", "--data", "demo:140,70,70", "--pop", "4", "--generations", "2",
+           "--epochs-per-trial", "1", "--rerank-top", "0", "--max-mmacs", "60", "--no-dashboard", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # before Python has even started
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == closed_output.STATUS, err
+    assert err == ("fernas evolve: stdout was closed (broken pipe) before the search started: nothing was trained "
+                   "or changed\n")
+    assert not (out / "config.json").exists() and not (out / "ray").exists()
+
+
+def close_standard_descriptors():
+    """In the child before exec: what `>&- 2>&- <&-` in a shell does."""
+    for fd in (0, 1, 2):
+        os.close(fd)
+
+
+def test_a_search_started_with_its_descriptors_closed_runs_to_its_end(tmp_path):
+    """`fernas evolve ... >&- 2>&- <&- &`: Python sets sys.stdout to None (the first line
+    used to raise AttributeError), and the next file opened would get descriptor 1."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "fernas", "evolve", "--data", "demo:140,70,70", "--pop", "4", "--generations", "2",
+           "--epochs-per-trial", "1", "--max-steps-per-epoch", "1", "--rerank-top", "0", "--max-mmacs", "60",
+           "--no-dashboard", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), preexec_fn=close_standard_descriptors)
+    assert proc.wait(timeout=300) == 0
+    state = json.loads((out / "checkpoint.json").read_text())
+    assert state["done"] and len(read_trials(out)) >= 4
+    for name in ("config.json", "best.json"):
+        json.loads((out / name).read_text())  # no library line landed in them
+
+
+def test_other_commands_with_stdout_closed_succeed_silently():
+    proc = subprocess.run([sys.executable, "-m", "fernas", "genome", "random", "--seed", "1"], cwd=ROOT, env=env(),
+                          preexec_fn=lambda: os.close(1), stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
 def test_auto_resume_does_not_restart_a_search_whose_output_closed():
     assert restart_reason(closed_output.STATUS, started=True) is None
     assert restart_reason(-13, started=True) is None  # killed by SIGPIPE

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import sys
 
 STATUS = 141  # 128 + SIGPIPE: what a shell reports for a program its closed pipe ended
 
@@ -58,6 +59,25 @@ def _fd(stream) -> int | None:
         return stream.fileno()
     except (OSError, ValueError):
         return None
+
+
+def open_standard_descriptors() -> None:
+    """Point descriptors 0-2 that the caller closed (`>&-`, `2>&-`, some daemon launchers) at
+    /dev/null.  Left closed, the next file fernas opens would get the number, and a library's
+    line to stdout or stderr would be written into a checkpoint; Python also sets the matching
+    `sys` stream to None, which any print would trip on.  Their lines go nowhere, as asked."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: `fd` itself, 0-2 go in order
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", buffering=1 if fd else -1, closefd=False))
 
 
 def closed_pipes(*streams) -> list:

@@ -6,6 +6,7 @@ wording users read lives here, next to the command's flags.
 
 from __future__ import annotations
 
+import errno
 import json
 import shlex
 import sys
@@ -25,14 +26,28 @@ class EvolveConsole:
         self.output = OutputWatch(on_closed=self._output_closed)  # `| head`: the search stops, never hangs
         self.stream = self.output.guard(stream or sys.stdout)  # the real one, also while Tune's own output is silenced
         self.progress = TrialProgress(self.output.guard(progress_stream or sys.stderr), quiet=quiet)
+        self.started = False  # whether Ray is up and the trials' lines begin (`starting`)
 
     def say(self, text: str, err: bool = False) -> None:
         self.progress.close()  # a bar in place would be torn by the line
         print(text, file=self.output.guard(sys.stderr) if err else self.stream, flush=True)
 
     def _output_closed(self, name: str) -> None:
+        if not self.started:
+            self.say(f"fernas evolve: {name} was closed (broken pipe) before the search started: nothing was "
+                     "trained or changed", err=True)
+            return
         self.say(f"fernas evolve: {name} was closed (broken pipe): no further trial is handed out; the run stops "
                  "when the trials under way end", err=True)
+
+    def reader_gone(self) -> bool:
+        """Whether stdout or stderr lost its reader (said once, on stderr); asked before Ray
+        starts, where no line may have been written yet (`fernas evolve ... | true`)."""
+        from fernas.commands.closed_output import closed_pipes
+
+        for stream in closed_pipes(self.stream, sys.stderr) if self.output.closed is None else []:
+            self.output.lost(stream, BrokenPipeError(errno.EPIPE, "Broken pipe"))
+        return self.output.closed is not None
 
     def resuming(self, out, ev) -> None:
         from fernas.search.run import trial_count
@@ -51,6 +66,7 @@ class EvolveConsole:
                  f"{','.join(ga.objectives)}, {budgets}; trials at {recipe})")
 
     def starting(self, out, ga, opts, res: dict, trial_logs: str) -> None:
+        self.started = True
         self.run_line(out, ga, opts)
         where = "local instance" if res["started_local"] else "cluster " + res["address"]
         self.say(f"Ray: {where}, {res['cpus']:g} CPU(s), {res['gpus']:g} GPU(s); {res['concurrent_trials']} "

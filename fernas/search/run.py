@@ -205,6 +205,8 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
                  "n_val": len(data.val), "n_test": len(data.test), "info": data.info}
     warm = _warm_start(opts, data_info, console) if ev is None and opts.warm_start else ([], {})
     seed_docs = at_batch(warm[0], opts.trial_batch) + seed_docs  # the earlier run's hall of fame first
+    if console.reader_gone():  # a run that would stop at its first line starts no Ray and keeps its files
+        raise KeyboardInterrupt
     ray_info = cluster.connect_ray(opts)
     import ray
     try:
