@@ -74,6 +74,8 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
                                                            "re-ranking trains the largest budget (4 epochs)"),
     (["--rerank-budget", "16", "--rerank-schedule", "12"], "--rerank-schedule 12: expected at least the re-ranking's 16"),
     (["--rerank-warmup", "-1"], "--rerank-warmup -1: expected >= 0"),
+    (["--storage", "/dev/null/trials", "--data", "demo:70,35,35"],
+     "--storage /dev/null/trials: cannot make the directory (Not a directory)"),
 ])
 def test_bad_flags_one_line_exit_2(capsys, tmp_path, argv, expect):
     code, err = run_cli(capsys, "--out", str(tmp_path / "run"), *argv) if "--resume" not in argv \
@@ -81,6 +83,16 @@ def test_bad_flags_one_line_exit_2(capsys, tmp_path, argv, expect):
     assert code == 2
     assert expect in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "run").exists()  # a failed start leaves no run directory behind
+
+
+@pytest.mark.parametrize("command", [["evolve"], ["train", str(ROOT / "genomes" / "vgg_khaireddin.json")]])
+def test_seeds_beyond_numpys_range_are_refused_by_the_flag(capsys, tmp_path, command):
+    """A seed past 2**63 used to end in OverflowError, after the run directory was written."""
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--seed", "99999999999999999999", "--out", str(tmp_path / "run")])
+    assert exc.value.code == 2
+    assert "argument --seed: expected an integer from 0 to 4294967295, got 99999999999999999999" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path):

@@ -11,6 +11,7 @@ import argparse
 import sys
 from dataclasses import fields
 
+from fernas.commands import flag_types
 from fernas.commands.common import DATA_KEYS, add_data_arguments, dataset_from_args, device_from_args
 from fernas.errors import RunDirError, RunExistsError, UserError
 from fernas.fulltrain import ProtocolConfig
@@ -53,7 +54,7 @@ TRAIN_FLAGS = [
                             "demo-hard at --epochs 48, two training seeds each); the re-ranking 13 of 20 "
                             "(docs/search_experiments.md, \"Racing the finalists\"). 0: every genome trained "
                             "fully, then compared")),
-    (("--seed",), dict(type=int, default=_D.seed, help="seeds python, numpy and torch")),
+    (("--seed",), dict(type=flag_types.seed, default=_D.seed, help="seeds python, numpy and torch")),
     (("--device",), dict(default=_D.device, help="auto, cpu or cuda")),
     (("--precision",), dict(choices=("auto", "bf16", "fp32"), default=_D.precision,
                             help="auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32")),

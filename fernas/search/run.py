@@ -221,6 +221,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
                             f"(torch.cuda.is_available() is False): {cuda_unusable_reason()}", err=True)
         from fernas.search.tune_adapter import fit
 
+        storage = _trial_storage(opts, out)  # before the run's files: a storage Tune cannot use leaves none
         out.mkdir(parents=True, exist_ok=True)
         chance = chance_level(data.val.class_counts(data.num_classes))
         if ev is None:
@@ -236,9 +237,6 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         rdir = _run_dir(out, opts, seeds)
         rdir.write_config(_config(opts, data_info, resources, attempt, stored, len(data.val), chance))
         ev.save()
-        storage = opts.storage or str(out / "ray")
-        if "://" not in storage:
-            storage = str(Path(storage).resolve())  # Tune wants absolute paths or URIs
         exp_name = f"{out.name}-{attempt}"
         console.starting(out, ev.cfg, opts, resources, f"{storage.rstrip('/')}/{exp_name}")
         run = EvolveRun(opts, ev, rdir, len(data.train), console)
@@ -253,6 +251,21 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
     finally:
         if ray_info["started_local"] or ray.is_initialized():
             ray.shutdown()
+
+
+def _trial_storage(opts: EvolveOptions, out: Path) -> str:
+    """Where Tune keeps the trials: OUT/ray, a URI, or the --storage directory, made now (Tune
+    wants absolute paths; one that cannot be made fails here, before the run writes a file)."""
+    if not opts.storage:
+        return str((out / "ray").resolve())  # Tune makes it
+    if "://" in opts.storage:
+        return opts.storage
+    path = Path(opts.storage).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"--storage {opts.storage}: cannot make the directory ({exc.strerror})") from None
+    return str(path)
 
 
 def _run_dir(out: Path, opts: EvolveOptions, seeds: dict) -> rundir.RunDir:
