@@ -3,7 +3,7 @@
 `describe(path)` reads only a run directory's small files and says what it is: an evolve run
 (config.json `fernas_evolve_run`) or a training run (`fernas_train_run`), its state (running:
 its lock is held; finished; stopped: resumable; lost race: a finalist its race stopped, resumable;
-incomplete: nothing to resume; `version N`:
+incomplete: nothing to resume; corrupt: config.json and its copy unreadable; `version N`:
 written by another fernas, not read further), progress,
 best accuracy, compute and times.  `load_run(path)` returns an evolve run's trials and
 logbook as pandas DataFrames and its best genomes as documents (a training run: its history
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fernas.errors import RunDirError
-from fernas.io import LOCK_NAME
+from fernas.io import LOCK_NAME, previous_path
 
 
 def lock_held(run: Path) -> bool:
@@ -43,12 +43,22 @@ def _json(path: Path) -> dict | None:
         return None
 
 
+def _json_or_previous(path: Path) -> dict | None:
+    """A run file that fernas writes with a copy of the one before (config.json, checkpoint.json):
+    the copy when the file is unreadable, as `--resume` reads it."""
+    obj = _json(path)
+    return obj if isinstance(obj, dict) else _json(previous_path(path))
+
+
 def describe(run: Path, probe_lock: bool = True) -> dict | None:
     """One row of `fernas runs` for a run directory; None when `run` is not one.
     `probe_lock=False`: the caller holds the run's lock (its state is what its files say)."""
-    cfg = _json(run / "config.json")
+    cfg = _json_or_previous(run / "config.json")
     if not isinstance(cfg, dict):
-        return None
+        if not (run / "config.json").is_file():
+            return None
+        return {"run": str(run), "kind": "?", "state": "corrupt", "progress": "config.json unreadable", "trials": None,
+                "best": None, "compute": None, "started": None, "seconds": None}
     from fernas.fulltrain import RUN_VERSION
     from fernas.search.rundir import CONFIG_VERSION
 
@@ -70,7 +80,7 @@ def describe(run: Path, probe_lock: bool = True) -> dict | None:
 
 def _evolve_row(run: Path, cfg: dict) -> dict:
     ga = cfg.get("options", {}).get("ga", {})
-    ck = _json(run / "checkpoint.json") or {}
+    ck = _json_or_previous(run / "checkpoint.json") or {}
     trials = [t for e in ck.get("cache", {}).values() for t in e.get("trials", []) if not t.get("from_run")]
     from fernas.run_analysis import is_fitness_trial, utilisation
 
@@ -161,7 +171,9 @@ def load_run(path: str | Path) -> Run:
     row = describe(run)
     if row is None:
         raise RunDirError(f"{run}: not a fernas run directory (no config.json of an evolve or training run)")
-    cfg = _json(run / "config.json")
+    if row["state"] == "corrupt":
+        raise RunDirError(f"{run / 'config.json'}: corrupt (not a JSON object), and no readable copy before it")
+    cfg = _json_or_previous(run / "config.json")
 
     def frame(name: str):
         return pd.read_csv(run / name) if (run / name).is_file() else pd.DataFrame()

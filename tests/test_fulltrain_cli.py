@@ -131,6 +131,7 @@ def test_bad_resume_targets_and_devices_fail_with_one_line(genome_file, tmp_path
     (other / "genome.json").write_text(json.dumps(dict(TINY, name="other", head={"reduce": "avg", "fc": []})))
     cases.append((["--resume", "--out", other], "holds a run of genome 'other'"))
     cases.append((["--augment-warmup", "-1", "--out", tmp_path / "warm"], "--augment-warmup -1: must be >= 0"))
+    cases.append((["--epochs", 0, "--out", tmp_path / "zero"], "--epochs 0 --fine-tune-epochs 0: nothing to train"))
     if not torch.cuda.is_available():
         cases.append((["--device", "cuda", "--out", tmp_path / "gpu"],
                       "--device cuda: no CUDA GPU is available here (torch.cuda.is_available() is False); "
@@ -140,7 +141,7 @@ def test_bad_resume_targets_and_devices_fail_with_one_line(genome_file, tmp_path
         rc, _, err = cli(*argv)
         assert rc == 2, (extra, err)
         assert message in err and len(err.strip().splitlines()) == 1, (extra, err)
-    assert not any((tmp_path / d).exists() for d in ("gpu", "empty", "warm"))
+    assert not any((tmp_path / d).exists() for d in ("gpu", "empty", "warm", "zero"))
     assert (broken / "checkpoint-train.pt").read_bytes() == b"truncated"
 
 

@@ -102,3 +102,24 @@ def test_runs_names_the_budget_that_ended_a_search(tmp_path):
     assert (row["state"], row["progress"], row["ended_by"]) == ("finished", "gen 1/5 --max-compute", "max_compute")
     rc, table, _ = cli("runs", tmp_path)
     assert rc == 0 and "gen 1/5 --max-compute" in table.splitlines()[1]
+
+
+def test_a_run_whose_files_are_truncated_is_read_as_resume_reads_it(tmp_path, capsys):
+    """A kill mid-write cannot truncate these files (they are replaced atomically), a full disk
+    or a copy can: `fernas runs` falls back to the copy before, as `--resume` does, and a run
+    with no readable config.json at all is listed as corrupt instead of left out."""
+    from fernas.cli import main
+
+    run = tmp_path / "search"
+    evolve_run(run, pop=6, generations=2)
+    before = describe(run)
+    for name in ("config.json", "checkpoint.json"):
+        shutil.copy(run / name, run / name.replace(".json", ".prev.json"))
+        (run / name).write_text((run / name).read_text()[:200])
+    assert describe(run) == before  # not "incomplete gen 0/2, 0 trials"
+    (run / "config.prev.json").unlink()
+    assert (describe(run)["kind"], describe(run)["state"]) == ("?", "corrupt")
+    assert main(["runs", str(tmp_path)]) == 0
+    assert "search" in capsys.readouterr().out
+    assert main(["runs", str(run / "config.json")]) == 2
+    assert capsys.readouterr().err.strip() == f"fernas: error: {run / 'config.json'}: not a directory"

@@ -176,7 +176,8 @@ def add_budget_flags(p) -> None:
                         "attempts); running ones finish, so the search ends somewhat above C")
     g.add_argument("--patience", type=int, default=None, metavar="G",
                    help="end the evolution after G generations without a better best; re-ranking then "
-                        "runs as at the last generation")
+                        "runs as at the last generation. 0: never (given with --resume, a search that "
+                        "patience ended goes on)")
 
 
 def add_system_flags(p, o) -> None:

@@ -1,7 +1,7 @@
 """`fernas runs [DIR]`: the run directories under DIR (default runs/) at a glance.
 
 One line per run: kind, state (running: its lock is held; finished; stopped: resumable;
-incomplete), progress (an evolve run a budget ended: the generation and the budget's flag),
+incomplete; corrupt: config.json unreadable), progress (an evolve run a budget ended: the generation and the budget's flag),
 trials, best accuracy, compute and time; `--json` for scripts.
 "best" of a search is the validation accuracy of the genome it returns (best.json, chosen by the
 fitness rule and the re-ranking; before the first generation ends, the highest trial's);
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     root = Path(args.dir)
     if not root.is_dir():
-        raise UserError(f"{root}: no such directory")
+        raise UserError(f"{root}: " + ("not a directory" if root.exists() else "no such directory"))
     rows = ([describe(root)] if describe(root) else []) + list_runs(root)
     if args.json:
         for r in rows:

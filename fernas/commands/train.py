@@ -162,6 +162,8 @@ def run_training(args: argparse.Namespace, command: str) -> int:
     for flag in ("epochs", "fine_tune_epochs", "augment_warmup"):
         if getattr(args, flag) < 0:
             raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 0")
+    if args.epochs + args.fine_tune_epochs == 0:
+        raise UserError("--epochs 0 --fine-tune-epochs 0: nothing to train (fernas evaluate tests a saved model)")
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
     if args.resume and args.out is None:
