@@ -54,8 +54,10 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     # a spent budget starts nothing on a resume that does not raise it: not even Ray, and the
     # run's files say the same as before
     config = (a / "config.json").read_bytes()
-    res = evolve(*run_a, "--resume")
+    res = evolve(*run_a, "--resume", "--pop", "6", "--data-seed", "3")  # settings a run keeps: said, not used
     assert "already complete: --time-budget 0m04s spent" in res.stdout and read_trials(a) == timed
+    assert ("the run keeps the settings it started with (its config.json): --data-seed, --pop of this command "
+            "line not used") in res.stderr, res.stderr
     assert "Ray:" not in res.stdout and "best genome" in res.stdout and (a / "config.json").read_bytes() == config
 
     # a trial budget counts the search's trials over all attempts (the time budget raised): the
@@ -63,6 +65,7 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     n = len(search) + 2
     res = evolve(*run_a, "--resume", "--time-budget", "1h", "--max-trials", str(n))
     assert "the search goes on" in res.stdout and f"--max-trials {n} reached" in res.stdout, res.stdout
+    assert "not used" not in res.stderr  # the run's own flags given again, and budgets, which a resume takes
     first = read_trials(a)
     assert first[:len(timed)] == timed and len([r for r in first if r["kind"] != "rerank"]) == n
 

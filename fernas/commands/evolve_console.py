@@ -27,6 +27,7 @@ class EvolveConsole:
         self.stream = self.output.guard(stream or sys.stdout)  # the real one, also while Tune's own output is silenced
         self.progress = TrialProgress(self.output.guard(progress_stream or sys.stderr), quiet=quiet)
         self.started = False  # whether Ray is up and the trials' lines begin (`starting`)
+        self.flag_settings: dict[str, list[str]] = {}  # a resume's given flags -> the settings they set
 
     def say(self, text: str, err: bool = False) -> None:
         self.progress.close()  # a bar in place would be torn by the line
@@ -49,12 +50,18 @@ class EvolveConsole:
             self.output.lost(stream, BrokenPipeError(errno.EPIPE, "Broken pipe"))
         return self.output.closed is not None
 
-    def resuming(self, out, ev) -> None:
+    def resuming(self, out, ev, given, kept) -> None:
+        """`given`: the options of this command line; `kept`: the run's own, which it resumes with."""
+        from fernas.search.options import flags_not_taken
         from fernas.search.run import trial_count
 
         gen = min(ev.gen + 1, ev.cfg.generations)  # a finished run's counter stands past its last generation
         self.say(f"resuming {out}: generation {gen}/{ev.cfg.generations}, {trial_count(ev)} trials already "
                  "done (not repeated)")
+        unused = flags_not_taken(self.flag_settings, given, kept)
+        if unused:
+            self.say(f"fernas evolve: the run keeps the settings it started with (its config.json): "
+                     f"{', '.join(unused)} of this command line not used", err=True)
 
     def run_line(self, out, ga, opts) -> None:
         """What the run searches: its strategy, size, objectives, budgets and trial recipe."""

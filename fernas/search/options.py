@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from fernas.evolve import GAConfig
 
@@ -27,6 +27,24 @@ def stored_recipe(options: dict) -> tuple[int, str]:
 def recipe_text(batch: int, augment: str) -> str:
     """A trial recipe in words (console, report, warm-start refusals)."""
     return f"batch {batch or 'own'}, augmentation {augment}"
+
+
+def flat_settings(opts: "EvolveOptions") -> dict:
+    """`opts` as {"data": ..., "ga.pop": ..., "data_args.data_seed": ...}: its nested settings spelled out."""
+    flat = {}
+    for k, v in asdict(opts).items():
+        if k in ("ga", "data_args"):
+            flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            flat[k] = v
+    return flat
+
+
+def flags_not_taken(flag_settings: dict[str, list[str]], given: "EvolveOptions", kept: "EvolveOptions") -> list[str]:
+    """Those flags (`flag_settings`: flag -> the settings it sets) whose settings differ between
+    `given` (a resume's command line) and `kept` (the run's own, which it resumes with)."""
+    a, b = flat_settings(given), flat_settings(kept)
+    return [flag for flag, keys in flag_settings.items() if any(a.get(k) != b.get(k) for k in keys)]
 
 
 @dataclass

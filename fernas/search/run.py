@@ -181,7 +181,7 @@ def _resolve(cli_opts: EvolveOptions, stored: dict | None, console) -> tuple[Evo
     if cli_opts.patience is not None:
         ev.cfg.patience = cli_opts.patience
     opts.ga = ev.cfg  # the checkpoint's GA is the one that resumes
-    console.resuming(out, ev)
+    console.resuming(out, ev, cli_opts, opts)
     if ev.reopen():
         console.reopened(ev)
     return opts, ev
