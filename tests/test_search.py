@@ -85,6 +85,18 @@ def test_bad_flags_one_line_exit_2(capsys, tmp_path, argv, expect):
     assert not (tmp_path / "run").exists()  # a failed start leaves no run directory behind
 
 
+def test_run_directories_that_are_not_are_named_as_such(capsys, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("kept")
+    for argv, expect in ((["--out", str(afile)], f"{afile}: not a directory (--out names the run directory)"),
+                         (["--out", str(afile), "--resume"], f"{afile}: not a directory"),
+                         (["--out", str(tmp_path / "run"), "--warm-start", str(tmp_path / "nosuch")],
+                          f"{tmp_path / 'nosuch'}: no such run directory")):
+        code, err = run_cli(capsys, *argv)
+        assert code == 2 and err == f"fernas: error: {expect}", err
+    assert afile.read_text() == "kept" and not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("command", [["evolve"], ["train", str(ROOT / "genomes" / "vgg_khaireddin.json")]])
 def test_seeds_beyond_numpys_range_are_refused_by_the_flag(capsys, tmp_path, command):
     """A seed past 2**63 used to end in OverflowError, after the run directory was written."""

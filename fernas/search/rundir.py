@@ -46,7 +46,7 @@ def read_config(out: Path) -> dict:
     unreadable); RunDirError (one line) for anything else."""
     cfg_path = out / "config.json"
     if not out.is_dir():
-        raise RunDirError(f"{out}: no such run directory to resume")
+        raise RunDirError(f"{out}: " + ("not a directory" if out.exists() else "no such run directory"))
     try:
         return _read_config(cfg_path, out)
     except OtherVersionError:
@@ -82,7 +82,9 @@ def prepare(out: Path, resume: bool) -> dict | None:
         if not (out / "checkpoint.json").is_file() and not previous_path(out / "checkpoint.json").is_file():
             raise RunDirError(f"{out / 'checkpoint.json'}: no GA checkpoint here (nothing to resume)")
         return stored
-    if out.exists() and (not out.is_dir() or any(p.name != LOCK_NAME for p in out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: not a directory (--out names the run directory)")
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise RunExistsError(out, "already exists and is not empty")
     return None
 

@@ -31,22 +31,38 @@ def _differences(stored: dict, opts, data_info: dict) -> list[str]:
     """What differs between the earlier run and this one, in the terms a trial depends on."""
     o = stored["options"]
     ga = o.get("ga", {})
-    there = {"data": (o.get("data"), o.get("data_args"), _data_sizes(stored.get("data", {}))),
-             "budgets": (ga.get("min_budget"), ga.get("max_budget"), ga.get("eta"), o.get("max_steps_per_epoch")),
-             "ASHA": bool(o.get("asha")), "seed": ga.get("seed"),
+    there = {"data": _data_text(o.get("data"), o.get("data_args"), stored.get("data", {})),
+             "budgets": _budget_text(ga.get("min_budget"), ga.get("max_budget"), ga.get("eta"),
+                                     o.get("max_steps_per_epoch")),
+             "ASHA": "on" if o.get("asha") else "off", "seed": str(ga.get("seed")),
              "trial recipe": recipe_text(*stored_recipe(o)),
              "re-ranking": _reranking(ga.get("rerank_recipe", "trial"), ga.get("rerank_schedule"),
                                       ga.get("rerank_budget") or ga.get("max_budget"), ga.get("rerank_warmup", 0)),
              # a run that searched the batch returns genomes of other batches: set to this run's,
              # they would be other genomes, their trials not reused
              "batch sizes": _batch_sizes(ga.get("space"))}
-    here = {"data": (opts.data, opts.data_args, _data_sizes(data_info)),
-            "budgets": (opts.ga.min_budget, opts.ga.max_budget, opts.ga.eta, opts.max_steps_per_epoch),
-            "ASHA": bool(opts.asha), "seed": opts.ga.seed, "trial recipe": recipe_text(opts.trial_batch, opts.trial_augment),
+    here = {"data": _data_text(opts.data, opts.data_args, data_info),
+            "budgets": _budget_text(opts.ga.min_budget, opts.ga.max_budget, opts.ga.eta, opts.max_steps_per_epoch),
+            "ASHA": "on" if opts.asha else "off", "seed": str(opts.ga.seed),
+            "trial recipe": recipe_text(opts.trial_batch, opts.trial_augment),
             "re-ranking": _reranking(opts.ga.rerank_recipe, opts.ga.rerank_schedule, opts.ga.rerank_epochs,
                                      opts.ga.rerank_warmup),
             "batch sizes": _batch_sizes(opts.ga.space)}
-    return [f"{k} ({_show(there[k])} there, {_show(here[k])} here)" for k in here if there[k] != here[k]]
+    return [f"{k} ({there[k]} there, {here[k]} here)" for k in here if there[k] != here[k]]
+
+
+def _data_text(source, data_args: dict | None, info: dict) -> str:
+    """A run's data as its trials saw it: the --data given, the data flags, the split sizes."""
+    flags = "".join(f", {k.replace('_', ' ')}" + ("" if v is True else f" {v}")
+                    for k, v in sorted((data_args or {}).items()) if v is not None and v is not False)
+    read = f" read as {info.get('source')}" if info.get("source") != source else ""
+    sizes = "/".join(str(info.get(k)) for k in ("n_train", "n_val", "n_test"))
+    return f"{source}{read}{flags}, {sizes} images"
+
+
+def _budget_text(low, high, eta, steps) -> str:
+    return (f"{low}-{high} epochs, eta {eta}" if low != high else f"{low} epoch(s)") + \
+        (f", at most {steps} step(s) per epoch" if steps else "")
 
 
 def _reranking(recipe: str, schedule: int, epochs: int, warmup: int) -> str:
@@ -61,14 +77,6 @@ def _batch_sizes(space: dict | None) -> str:
     """The batch sizes a run's genomes may have (its space's; "searched": all)."""
     allowed = (space or {}).get("train.batch_size")
     return " or ".join(str(G.BATCH_SIZES[int(v)]) for v in allowed) if allowed else "searched"
-
-
-def _data_sizes(info: dict) -> tuple:
-    return tuple(info.get(k) for k in ("source", "n_train", "n_val", "n_test"))
-
-
-def _show(v) -> str:
-    return str(v).replace("'", "")
 
 
 def load_warm_start(source: str, opts, data_info: dict) -> tuple[list[dict], dict[str, dict]]:
