@@ -186,9 +186,27 @@ def _fmt_choices(choices) -> str:
     return ", ".join(json.dumps(c) for c in choices)
 
 
+def json_type(value: Any) -> str:
+    """What a parsed JSON value is, by JSON's own names (null, boolean, number, string, array,
+    object): the user wrote JSON, not Python."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):  # before int: bool is an int in Python
+        return "boolean"
+    for kinds, name in (((int, float), "number"), (str, "string"), ((list, tuple), "array"), (dict, "object")):
+        if isinstance(value, kinds):
+            return name
+    return type(value).__name__
+
+
+def _show(value: Any) -> str:
+    """A value as JSON writes it; one JSON cannot hold (a tensor in a model file's genome) as Python shows it."""
+    return json.dumps(value, default=repr)
+
+
 def _check_keys(obj: Any, where: str, required: tuple, optional: tuple = ()) -> None:
     if not isinstance(obj, dict):
-        raise GenomeError(f"{where}: expected an object, found {type(obj).__name__}")
+        raise GenomeError(f"{where}: expected an object, found {json_type(obj)}")
     for key in obj:
         if key not in required and key not in optional:
             allowed = ", ".join(required + optional)
@@ -201,7 +219,7 @@ def _check_keys(obj: Any, where: str, required: tuple, optional: tuple = ()) -> 
 def _check_choice(value: Any, choices: tuple, where: str) -> Any:
     """Accept a value in `choices`; numbers compare with a tolerance (JSON 1e-4 vs 0.0001)."""
     if isinstance(value, bool):
-        raise GenomeError(f"{where}: expected one of {_fmt_choices(choices)}, found {json.dumps(value)}")
+        raise GenomeError(f"{where}: expected one of {_fmt_choices(choices)}, found {_show(value)}")
     for c in choices:
         if isinstance(c, str):
             if isinstance(value, str) and value.lower() == c:
@@ -210,8 +228,8 @@ def _check_choice(value: Any, choices: tuple, where: str) -> Any:
             return c
     kind = "a string" if isinstance(choices[0], str) else "a number"
     if (isinstance(choices[0], str)) != isinstance(value, str):
-        raise GenomeError(f"{where}: expected {kind} (one of {_fmt_choices(choices)}), found {json.dumps(value)}")
-    raise GenomeError(f"{where}: {json.dumps(value)} is not allowed; expected one of {_fmt_choices(choices)}")
+        raise GenomeError(f"{where}: expected {kind} (one of {_fmt_choices(choices)}), found {_show(value)}")
+    raise GenomeError(f"{where}: {_show(value)} is not allowed; expected one of {_fmt_choices(choices)}")
 
 
 def _validate_stage(stage: Any, where: str) -> dict:
@@ -236,10 +254,26 @@ def _validate_fc(fc: Any, where: str) -> dict:
 
 def _check_list(value: Any, where: str, lo: int, hi: int) -> list:
     if not isinstance(value, list):
-        raise GenomeError(f"{where}: expected a list, found {type(value).__name__}")
+        raise GenomeError(f"{where}: expected a list, found {json_type(value)}")
     if not lo <= len(value) <= hi:
         raise GenomeError(f"{where}: expected {lo} to {hi} entries, found {len(value)}")
     return value
+
+
+def _check_version(version: Any, where: str) -> None:
+    if not isinstance(version, int) or isinstance(version, bool):  # "1", 1.0, true: not a version number
+        raise GenomeError(f"{where}: fernas_genome: expected the integer {GENOME_VERSION}, found "
+                          f"{_show(version)} ({json_type(version)})")
+    if version != GENOME_VERSION:
+        raise GenomeError(f"{where}: fernas_genome: unsupported version {version} "
+                          f"(this fernas reads version {GENOME_VERSION})")
+
+
+def _check_object(doc: dict, key: str, where: str) -> None:
+    """`source` and `evolve` hold key-value records (the report and `fernas runs` read fields
+    of `evolve`), so anything but an object there is refused here, not met later as a crash."""
+    if key in doc and not isinstance(doc[key], dict):
+        raise GenomeError(f"{where}: {key}: expected an object, found {json_type(doc[key])}")
 
 
 def validate(doc: Any, where: str = "genome") -> dict:
@@ -248,16 +282,15 @@ def validate(doc: Any, where: str = "genome") -> dict:
     Every error names `where` (usually the file), the field and what was expected.
     """
     _check_keys(doc, where, _TOP_KEYS_REQUIRED, _TOP_KEYS_OPTIONAL)
-    version = doc["fernas_genome"]
-    if version != GENOME_VERSION or isinstance(version, bool):
-        raise GenomeError(f"{where}: fernas_genome: unsupported version {json.dumps(version)} "
-                          f"(this fernas reads version {GENOME_VERSION})")
+    _check_version(doc["fernas_genome"], where)
     stages = _check_list(doc["stages"], f"{where}: stages", 1, MAX_STAGES)
     out: dict[str, Any] = {"fernas_genome": GENOME_VERSION}
     name = doc.get("name", "")
     if not isinstance(name, str):
-        raise GenomeError(f"{where}: name: expected a string, found {json.dumps(name)}")
+        raise GenomeError(f"{where}: name: expected a string, found {_show(name)}")
     out["name"] = name
+    for key in ("source", "evolve"):
+        _check_object(doc, key, where)
     if "source" in doc:
         out["source"] = copy.deepcopy(doc["source"])
     out["stages"] = [_validate_stage(s, f"{where}: stages[{i}]") for i, s in enumerate(stages)]
@@ -340,9 +373,17 @@ def load_genome(path: str | os.PathLike) -> dict:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise GenomeError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # an integer of thousands of digits, arrays nested thousands deep
+        raise GenomeError(f"{p}: invalid JSON: {_parse_failure(exc)}") from None
     if isinstance(doc, dict) and not doc.get("name"):
         doc = dict(doc, name=p.stem)  # an unnamed genome is called after its file
     return validate(doc, where=str(p))
+
+
+def _parse_failure(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to read (expected a genome document)"
+    return str(exc).split(";")[0][:160] or type(exc).__name__  # Python's own advice after ';' is no help here
 
 
 def save_genome(doc: dict, path: str | os.PathLike) -> None:

@@ -16,11 +16,13 @@ import base64
 import csv
 import html
 import json
+import sys
 import time
 from pathlib import Path
 
 from fernas import __version__
-from fernas.errors import RunDirError
+from fernas.errors import RunDirError, first_line
+from fernas.genome import json_type
 from fernas.io import atomic_write_text
 from fernas.search.options import recipe_text, stored_recipe
 
@@ -262,7 +264,7 @@ def _chance(c: dict) -> str:
 def train_report(run: Path, cfg: dict, row: dict) -> str:
     from fernas.genome import load_genome
 
-    m = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    m = _metrics(run / "metrics.json")
     summary = [("state", row["state"]), ("progress", row["progress"]), ("started", row["started"])]
     if m:
         summary += [("test accuracy, ten-crop", fmt(m.get("test_accuracy_tencrop"))),
@@ -290,18 +292,36 @@ def train_report(run: Path, cfg: dict, row: dict) -> str:
     return page(f"fernas training run {run.name}", secs)
 
 
+def _metrics(path: Path) -> dict:
+    """A training run's metrics.json; {} before the run has tested.  A corrupt one is left out
+    with one warning line, as `fernas runs` counts it as absent: the curves and history on the
+    page still help, and the report is best-effort about a run's files."""
+    if not path.is_file():
+        return {}
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        reason = f"not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
+    except (OSError, ValueError, RecursionError) as exc:  # unreadable, not UTF-8, nested thousands deep
+        reason = f"not readable ({type(exc).__name__}: {first_line(exc)})"
+    else:
+        if isinstance(m, dict):
+            return m
+        reason = f"expected an object, found {json_type(m)}"
+    print(f"fernas: warning: {path}: {reason}; the report leaves out the test results", file=sys.stderr)
+    return {}
+
+
 def write_report(run_dir, own_lock: bool = False) -> Path:
     """Write RUN/report.html for an evolve or training run; RunDirError for anything else.
     `own_lock`: called by the process that runs it (its state is then what its files say)."""
-    from fernas.runs import describe
+    from fernas.runs import describe_run, read_config
 
     run = Path(run_dir)
-    row = describe(run, probe_lock=not own_lock)
-    if row is None:
-        raise RunDirError(f"{run}: not a fernas run directory (no config.json of an evolve or training run)")
+    row = describe_run(run, probe_lock=not own_lock)
     if row["state"].startswith("version"):
         raise RunDirError(f"{run}: written by another fernas ({row['state']}); this one reports its own runs only")
-    cfg = json.loads((run / "config.json").read_text())
+    cfg = read_config(run)
     text = evolve_report(run, cfg, row) if row["kind"] == "evolve" else train_report(run, cfg, row)
     out = run / REPORT_NAME
     atomic_write_text(out, text)

@@ -88,6 +88,16 @@ def best_effort(what: str, hint: str, fn: Callable, *args, **kwargs) -> bool:
         return False
 
 
+def refuse_file_in_path(out: Path) -> None:
+    """A file where `out` (a path given as --out) needs a directory (`afile/x`): a UserError
+    saying so, before any work, instead of the 'File exists' that making the directory raises."""
+    from fernas.errors import UserError
+
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{parent}: not a directory (in --out {out})")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     atomic_write(path, lambda fh: fh.write(data))
 
@@ -195,7 +205,7 @@ def read_versioned_json(path: str | os.PathLike, key: str, version: int | tuple[
         obj = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
         raise RunDirError(f"{path}: corrupt {what} ({type(exc).__name__}: {exc}); cannot resume") from None
     found = obj.get(key, 1) if isinstance(obj, dict) else None
     readable = version if isinstance(version, tuple) else (version,)

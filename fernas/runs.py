@@ -37,24 +37,25 @@ def lock_held(run: Path) -> bool:
 
 
 def _json(path: Path) -> dict | None:
+    """The JSON object in `path`; None when it is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         return None
+    return obj if isinstance(obj, dict) else None
 
 
 def _json_or_previous(path: Path) -> dict | None:
     """A run file that fernas writes with a copy of the one before (config.json, checkpoint.json):
     the copy when the file is unreadable, as `--resume` reads it."""
-    obj = _json(path)
-    return obj if isinstance(obj, dict) else _json(previous_path(path))
+    return _json(path) or _json(previous_path(path))
 
 
 def describe(run: Path, probe_lock: bool = True) -> dict | None:
     """One row of `fernas runs` for a run directory; None when `run` is not one.
     `probe_lock=False`: the caller holds the run's lock (its state is what its files say)."""
     cfg = _json_or_previous(run / "config.json")
-    if not isinstance(cfg, dict):
+    if cfg is None:
         if not (run / "config.json").is_file():
             return None
         return {"run": str(run), "kind": "?", "state": "corrupt", "progress": "config.json unreadable", "trials": None,
@@ -161,6 +162,21 @@ class Run:
     metrics: dict | None = None  # metrics.json (train)
 
 
+def describe_run(run: Path, probe_lock: bool = True) -> dict:
+    """`describe(run)` of a run directory whose files can be read further; RunDirError otherwise."""
+    row = describe(run, probe_lock)
+    if row is None:
+        raise RunDirError(f"{run}: not a fernas run directory (no config.json of an evolve or training run)")
+    if row["state"] == "corrupt":
+        raise RunDirError(f"{run / 'config.json'}: corrupt (not a JSON object), and no readable copy before it")
+    return row
+
+
+def read_config(run: Path) -> dict:
+    """A run's config.json as `describe` read it (the copy before it when it is unreadable)."""
+    return _json_or_previous(run / "config.json") or {}
+
+
 def load_run(path: str | Path) -> Run:
     """An evolve or training run directory as DataFrames and documents; RunDirError otherwise."""
     import pandas as pd
@@ -168,12 +184,8 @@ def load_run(path: str | Path) -> Run:
     from fernas.genome import load_genome
 
     run = Path(path)
-    row = describe(run)
-    if row is None:
-        raise RunDirError(f"{run}: not a fernas run directory (no config.json of an evolve or training run)")
-    if row["state"] == "corrupt":
-        raise RunDirError(f"{run / 'config.json'}: corrupt (not a JSON object), and no readable copy before it")
-    cfg = _json_or_previous(run / "config.json")
+    row = describe_run(run)
+    cfg = read_config(run)
 
     def frame(name: str):
         return pd.read_csv(run / name) if (run / name).is_file() else pd.DataFrame()

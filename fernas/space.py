@@ -203,14 +203,16 @@ def _range(gene: Gene, spec: dict, where: str) -> tuple[int, ...]:
     return tuple(range(lo, hi + 1))
 
 
-def _section(obj: Any, where: str, keys: tuple) -> dict:
+def _section(obj: Any, where: str, keys: tuple, top: bool = False) -> dict:
+    """`obj`'s fields, each one of `keys`; `top`: `where` is the file's name, which a field
+    follows after ': ' (never joined to it by a dot, as a field follows its section)."""
     if obj is None:
         return {}
     if not isinstance(obj, dict):
         raise SpaceError(f"{where}: expected a mapping of {', '.join(keys)}")
     for k in obj:
         if str(k) not in keys:
-            raise SpaceError(f"{where}.{k}: unknown field; expected one of {', '.join(keys)}")
+            raise SpaceError(f"{where}{': ' if top else '.'}{k}: unknown field; expected one of {', '.join(keys)}")
     return {str(k): v for k, v in obj.items()}
 
 
@@ -227,7 +229,7 @@ def _per_unit(obj: Any, where: str, prefix: str, count: int, genes: tuple, allow
 
 def parse_space(data: Any, where: str) -> Space:
     """A Space from the parsed file `data`; SpaceError names `where` and the field."""
-    top = _section(data, where, ("fernas_space", "stages", "head", "train"))
+    top = _section(data, where, ("fernas_space", "stages", "head", "train"), top=True)
     if top.get("fernas_space", SPACE_VERSION) != SPACE_VERSION:
         raise SpaceError(f"{where}: fernas_space {top['fernas_space']!r}: this fernas reads version {SPACE_VERSION}")
     allowed = list(Space.full().allowed)
@@ -275,9 +277,12 @@ def load_space(path: str | Path) -> Space:
     """Read and check a space file (YAML, or JSON by its name)."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")  # YAML and JSON files are UTF-8, whatever the locale says
     except OSError as exc:
         raise SpaceError(f"{p}: cannot read the space file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise SpaceError(f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                         "expected a YAML or JSON space file in UTF-8") from None
     try:
         if p.suffix.lower() == ".json":
             data = json.loads(text)

@@ -51,6 +51,29 @@ def test_decode_bad_input_one_line_exit_2(tmp_path, content, message):
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def _deep(path):
+    path.write_text("[" * 100_000 + "]" * 100_000)
+
+
+def _with_evolve_5(path):
+    doc = json.load(open(f"{GENOMES}/vgg_khaireddin.json"))
+    path.write_text(json.dumps({**doc, "evolve": 5}))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("null"), "expected an object, found null"),
+    (_deep, "invalid JSON: nested too deeply"),
+    (_with_evolve_5, "evolve: expected an object, found number"),
+])
+def test_genome_check_bad_files_one_line_exit_2(tmp_path, make, message):
+    p = tmp_path / "g.json"
+    make(p)
+    r = subprocess.run([sys.executable, "-m", "fernas", "genome", "check", str(p)], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"fernas: error: {p}: ") and message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 def test_decode_refuses_training_flags_without_train(capsys):
     assert main(["decode", f"{GENOMES}/vgg_khaireddin.json", "--epochs", "5"]) == 2
     assert "--epochs only applies with --train" in capsys.readouterr().err

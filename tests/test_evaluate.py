@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
 import torchvision.transforms.functional as TF
@@ -136,7 +140,7 @@ def test_foreign_missing_or_corrupt_model_files_are_refused(tmp_path):
         load_model_file(foreign)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(UserError, match="not a readable fernas model"):
+    with pytest.raises(UserError, match=r"junk.pt: not a fernas model file \(not a file torch.save wrote\)$"):
         load_model_file(junk)
 
 
@@ -174,3 +178,88 @@ def test_a_model_file_carrying_pickled_code_is_refused(tmp_path, capsys):
     with pytest.raises(UserError, match="not a readable fernas model file"):
         load_model_file(path)
     assert "this ran" not in capsys.readouterr().out
+
+
+def _model_file(path, **change) -> str:
+    """A model.pt of the tiny genome, with fields replaced (a value None: the field removed)."""
+    torch.manual_seed(3)
+    save_model_file(path, GENOME, build_model(GENOME).state_dict(), {"num_classes": 7, "classes": CLASSES})
+    obj = torch.load(path, weights_only=True)
+    obj.update(change)
+    torch.save({k: v for k, v in obj.items() if v is not None}, path)
+    return str(path)
+
+
+def _fails_in_one_line(capsys, argv) -> str:
+    from fernas.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"genome": None}, "missing field 'genome' (the genome document)"),
+    ({"state_dict": None}, "missing field 'state_dict' (the weights)"),
+    ({"genome": 5}, "genome: expected an object (the genome document), found number"),
+    ({"state_dict": [1]}, "state_dict: expected a mapping of parameter names to tensors"),
+    ({"num_classes": "7"}, "num_classes: expected a positive integer, found '7'"),
+    # fewer names than outputs: predict and export dropped the last class without a word
+    ({"classes": CLASSES[:6]}, "classes: 6 names for a network of 7 outputs"),
+    ({"classes": CLASSES + ["bored"]}, "classes: 8 names for a network of 7 outputs"),
+])
+def test_every_command_refuses_a_model_file_with_a_bad_field(tmp_path, capsys, change, message):
+    model = _model_file(tmp_path / "model.pt", **change)
+    Image.new("L", (48, 48), 100).save(tmp_path / "face.png")
+    for argv in (["predict", model, str(tmp_path / "face.png")],
+                 ["evaluate", model, "--data", "demo:14,7,7", "--out", str(tmp_path / "ev")],
+                 ["export", model, "--out", str(tmp_path / "m.onnx")]):
+        assert _fails_in_one_line(capsys, argv).startswith(f"fernas: error: {model}: {message}"), argv
+    assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "ev").exists()
+
+
+def test_files_that_are_no_model_file_say_what_they_are(tmp_path, capsys):
+    (tmp_path / "config.pt").write_text(json.dumps({"kind": "train"}))  # a JSON file renamed .pt
+    (tmp_path / "random.pt").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    whole = open(_model_file(tmp_path / "model.pt"), "rb").read()
+    (tmp_path / "cut.pt").write_bytes(whole[:len(whole) // 2])  # a copy that stopped half way
+    for name, what in (("config", "a JSON text file"), ("random", "not a file torch.save wrote"),
+                       ("empty", "empty file"), ("cut", "a damaged or truncated PyTorch archive")):
+        path = tmp_path / f"{name}.pt"
+        err = _fails_in_one_line(capsys, ["evaluate", str(path), "--data", "demo:14,7,7"])
+        assert err == f"fernas: error: {path}: not a fernas model file ({what})"
+
+
+def test_an_exported_torchscript_program_is_named_as_such(tmp_path):
+    """One line, without torch's warning about TorchScript archives before it."""
+    model = _model_file(tmp_path / "model.pt")
+    Image.new("L", (48, 48), 100).save(tmp_path / "face.png")
+    script = tmp_path / "model.torchscript.pt"
+    _, net, _ = load_model_file(model)
+    export_torchscript(net, script, ten_crop=False)
+    r = subprocess.run([sys.executable, "-m", "fernas", "predict", str(script), str(tmp_path / "face.png")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr == (
+        f"fernas: error: {script}: an exported TorchScript program (`fernas export --format torchscript`), not a "
+        "fernas model file; give the model.pt it was exported from\n")
+
+
+def test_export_and_evaluate_refuse_an_out_that_cannot_be_written_before_the_work(tmp_path, capsys):
+    model = _model_file(tmp_path / "model.pt")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("")
+    adir, afile = tmp_path / "adir", tmp_path / "afile"
+    err = _fails_in_one_line(capsys, ["export", model, "--out", str(adir), "--force"])
+    assert err == f"fernas: error: {adir}: is a directory; give --out a file name"
+    err = _fails_in_one_line(capsys, ["export", model, "--out", str(afile / "x.onnx")])
+    assert err == f"fernas: error: {afile}: not a directory (in --out {afile / 'x.onnx'})"
+    err = _fails_in_one_line(capsys, ["evaluate", model, "--data", "demo:14,7,7", "--out", str(afile)])
+    assert err.startswith(f"fernas: error: {afile}: not a directory (--out names the directory")
+    assert list(adir.iterdir()) == [] and afile.read_text() == ""
+    run = tmp_path / "trained"  # a run directory: its metrics.json is its result in `fernas runs`
+    run.mkdir()
+    (run / "config.json").write_text('{"fernas_train_run": 3}')
+    err = _fails_in_one_line(capsys, ["evaluate", model, "--data", "demo:14,7,7", "--out", str(run)])
+    assert err == f"fernas: error: {run}: holds a fernas run (config.json); choose another --out for the evaluation"

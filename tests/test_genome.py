@@ -83,6 +83,14 @@ def _vgg():
     (lambda d: d["train"].update(lr=0.3), "train.lr"),
     (lambda d: d.update(stages=[]), "stages: expected 1 to 5 entries, found 0"),
     (lambda d: d["head"].update(fc="4096"), "head.fc: expected a list"),
+    # wrong types are named as JSON names them, and the version must be the number 1
+    (lambda d: d.update(fernas_genome="1"), 'fernas_genome: expected the integer 1, found "1" (string)'),
+    (lambda d: d.update(fernas_genome=True), "fernas_genome: expected the integer 1, found true (boolean)"),
+    (lambda d: d.update(head=None), "head: expected an object, found null"),
+    (lambda d: d.update(stages={}), "stages: expected a list, found object"),
+    # the report and `fernas runs` read fields of `evolve`: anything but an object is refused here
+    (lambda d: d.update(evolve=5), "evolve: expected an object, found number"),
+    (lambda d: d.update(source=[1]), "source: expected an object, found array"),
 ])
 def test_bad_documents_name_the_field(mutate, message):
     doc = _vgg()
@@ -104,6 +112,18 @@ def test_load_genome_file_errors(tmp_path):
     empty.write_text("")
     with pytest.raises(GenomeError, match="empty file"):
         g.load_genome(empty)
+
+
+def test_deeply_nested_json_is_refused_in_one_line(tmp_path):
+    from fernas.errors import RunDirError
+    from fernas.io import read_versioned_json
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(GenomeError, match=r"deep.json: invalid JSON: nested too deeply"):
+        g.load_genome(deep)
+    with pytest.raises(RunDirError, match=r"deep.json: corrupt checkpoint \(RecursionError"):
+        read_versioned_json(deep, "version", 1, "checkpoint")
 
 
 def test_unnamed_genome_is_named_after_its_file(tmp_path):

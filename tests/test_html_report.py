@@ -129,3 +129,28 @@ def test_evolve_report_without_a_chance_level_has_no_chance_table(search, tmp_pa
     assert rc == 0, err
     text = (out / "report.html").read_text()
     assert "id='effects'" in text and "id='chance'" not in text
+
+
+def test_a_corrupt_metrics_json_leaves_the_test_results_out_with_one_warning(tmp_path):
+    genome = tmp_path / "tiny.json"
+    genome.write_text(json.dumps(TINY))
+    run = tmp_path / "run"
+    rc, _, err = cli("train", genome, "--epochs", 1, "--fine-tune-epochs", 0, "--out", run, "--data", "demo:14,7,7",
+                     "--train-crops", 1, "--augment", "none", "--device", "cpu")
+    assert rc == 0, err
+    (run / "metrics.json").write_text('{"x": 1')  # cut short
+    rc, stdout, err = cli("report", run)
+    assert rc == 0 and "report.html" in stdout
+    assert err == (f"fernas: warning: {run / 'metrics.json'}: not valid JSON (line 1 column 8: Expecting ',' "
+                   "delimiter); the report leaves out the test results\n")
+    text = (run / "report.html").read_text()
+    assert "id='curves'" in text and "id='network'" in text and "id='classes'" not in text
+
+
+def test_a_hall_of_fame_genome_whose_evolve_is_no_object_is_one_line(search, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(search[0], out)
+    first = sorted((out / "hall_of_fame").glob("*.json"))[0]
+    first.write_text(json.dumps({**json.loads(first.read_text()), "evolve": 5}))
+    rc, _, err = cli("report", out)
+    assert rc == 2 and err == f"fernas: error: {first}: evolve: expected an object, found number\n"

@@ -121,5 +121,15 @@ def test_a_run_whose_files_are_truncated_is_read_as_resume_reads_it(tmp_path, ca
     assert (describe(run)["kind"], describe(run)["state"]) == ("?", "corrupt")
     assert main(["runs", str(tmp_path)]) == 0
     assert "search" in capsys.readouterr().out
+    assert main(["report", str(run)]) == 2
+    assert capsys.readouterr().err.strip() == (f"fernas: error: {run / 'config.json'}: corrupt (not a JSON object), "
+                                               "and no readable copy before it")
+    from fernas.fulltrain import RUN_VERSION
+
+    trained = tmp_path / "trained"  # a training run whose metrics.json is valid JSON but no object
+    trained.mkdir()
+    (trained / "config.json").write_text(json.dumps({"fernas_train_run": RUN_VERSION, "args": {"epochs": 2}}))
+    (trained / "metrics.json").write_text("[1]")
+    assert (describe(trained)["state"], describe(trained)["best"]) == ("incomplete", None)
     assert main(["runs", str(run / "config.json")]) == 2
     assert capsys.readouterr().err.strip() == f"fernas: error: {run / 'config.json'}: not a directory"

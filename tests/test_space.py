@@ -137,12 +137,31 @@ def test_the_full_space_decides_as_before(tmp_path):
     ("train: {lr: {fixed: 0.01, choices: [0.1]}}\n", "train.lr: expected one of fixed"),
     ("train: [1\n", "not valid YAML"),
     ("fernas_space: 9\n", "fernas_space 9: this fernas reads version 1"),
+    ("foo: 1\n", "foo: unknown field; expected one of fernas_space"),  # after the file's name, not joined by '.'
 ])
 def test_bad_space_files_one_line_exit_2(tmp_path, capsys, text, expect):
     path = write(tmp_path, text)
     assert main(["space", "show", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"fernas: error: {path}: ") and expect in err and len(err.splitlines()) == 1
+
+
+def test_a_space_file_that_is_not_utf8_is_one_line_exit_2(tmp_path, capsys):
+    path = tmp_path / "space.yaml"
+    path.write_bytes(b"\xff\xfe")  # a UTF-16 byte order mark: not the UTF-8 fernas reads
+    assert main(["space", "show", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"fernas: error: {path}: not UTF-8 text (byte 0xff at offset 0); "
+                   "expected a YAML or JSON space file in UTF-8")
+    assert main(["evolve", "--space", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == err and not (tmp_path / "run").exists()
+
+
+def test_space_show_out_below_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / "afile" / "x.yaml"
+    assert main(["space", "show", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"fernas: error: {tmp_path / 'afile'}: not a directory (in --out {out})"
 
 
 def test_a_space_with_no_genome_under_the_cap_is_refused(tmp_path, capsys):

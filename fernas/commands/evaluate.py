@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     dev, doc, model, meta = model_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / f"evaluate-{datetime.now():%Y%m%d-%H%M%S}"
+    _check_out_dir(out)
     if (out / "metrics.json").exists():
         raise RunDirError(f"{out}: already holds metrics.json; choose another --out")
     data = dataset_from_args(args)
@@ -65,3 +66,16 @@ def run(args: argparse.Namespace) -> int:
                   f"n {v['support']}")
     print(f"wrote metrics.json, confusion.png, saliency.png to {out}", file=sys.stderr)
     return 0
+
+
+def _check_out_dir(out: Path) -> None:
+    """--out must be (or become) a directory: a file at it or above it is refused before the
+    evaluation's work, in words, not as the 'File exists' its creation would raise."""
+    from fernas.errors import UserError
+    from fernas.io import refuse_file_in_path
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: not a directory (--out names the directory for metrics.json and plots)")
+    refuse_file_in_path(out)
+    if (out / "config.json").exists():  # its metrics.json would become the run's result in `fernas runs`
+        raise UserError(f"{out}: holds a fernas run (config.json); choose another --out for the evaluation")

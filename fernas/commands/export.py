@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from fernas.modelfile import load_model_file
 
     out = Path(args.out) if args.out else default_out(args.model, args.format, args.ten_crop)
+    _check_out(out)
     if out.exists() and not args.force:
         raise UserError(f"{out}: exists; pass --force to replace it or choose another --out")
     doc, model, meta = load_model_file(args.model)
@@ -58,3 +59,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"{out}: ONNX (fp32, dynamic batch), {variant}, classes {','.join(classes)}; checked against PyTorch "
           f"with onnxruntime: max |difference| {diff:.1e} (tolerance {ONNX_TOLERANCE:g})")
     return 0
+
+
+def _check_out(out) -> None:
+    """Refuse an --out the program cannot be written to before the export's work, in words about
+    the path given (not the temporary file beside it, not 'File exists' for a file in the way)."""
+    from fernas.errors import UserError
+
+    from fernas.io import refuse_file_in_path
+
+    if out.is_dir():  # --force replaces files only
+        raise UserError(f"{out}: is a directory; give --out a file name")
+    refuse_file_in_path(out)

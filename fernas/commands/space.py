@@ -31,7 +31,7 @@ def register(sub) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from fernas.io import atomic_write_text
+    from fernas.io import atomic_write_text, refuse_file_in_path
     from fernas.space import Space, load_space, show
 
     space = load_space(args.file) if args.file else Space.full()
@@ -39,6 +39,7 @@ def run_show(args: argparse.Namespace) -> int:
     if args.out:
         if Path(args.out).exists():
             raise UserError(f"{args.out}: already exists; refusing to overwrite")
+        refuse_file_in_path(Path(args.out))
         atomic_write_text(Path(args.out), text)
         print(f"wrote {args.out}", file=sys.stderr)
     else:
