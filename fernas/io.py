@@ -193,6 +193,11 @@ def atomic_write_csv(path: str | os.PathLike, fieldnames: list[str], rows: list[
     atomic_write_text(path, buf.getvalue())
 
 
+# The version keys of the run directories' config.json, and what each is
+RUN_KINDS = {"fernas_evolve_run": "the config.json of a search (fernas evolve)",
+             "fernas_train_run": "the config.json of a training run (fernas train or decode --train)"}
+
+
 def read_versioned_json(path: str | os.PathLike, key: str, version: int | tuple[int, ...], what: str) -> dict:
     """A JSON object fernas wrote, holding `key: version` (files from before versions were
     written count as version 1).  A missing file raises
@@ -207,6 +212,10 @@ def read_versioned_json(path: str | os.PathLike, key: str, version: int | tuple[
         raise
     except (OSError, ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
         raise RunDirError(f"{path}: corrupt {what} ({type(exc).__name__}: {exc}); cannot resume") from None
+    if isinstance(obj, dict) and key not in obj:
+        other = next((k for k in obj if k in RUN_KINDS), None)
+        if other:  # another command's run: named as such, not as version 1 of this one
+            raise RunDirError(f"{path}: {RUN_KINDS[other]}, not a {what}")
     found = obj.get(key, 1) if isinstance(obj, dict) else None
     readable = version if isinstance(version, tuple) else (version,)
     if found not in readable:

@@ -88,7 +88,12 @@ def test_bad_flags_one_line_exit_2(capsys, tmp_path, argv, expect):
 def test_run_directories_that_are_not_are_named_as_such(capsys, tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("kept")
-    for argv, expect in ((["--out", str(afile)], f"{afile}: not a directory (--out names the run directory)"),
+    trained = tmp_path / "trained"  # a training run: its config.json has no evolve version (it is not version 1 of one)
+    trained.mkdir()
+    (trained / "config.json").write_text('{"fernas_train_run": 3}')
+    for argv, expect in ((["--out", str(trained), "--resume"], f"{trained / 'config.json'}: the config.json of a "
+                          "training run (fernas train or decode --train), not a fernas evolve run"),
+                         (["--out", str(afile)], f"{afile}: not a directory (--out names the run directory)"),
                          (["--out", str(afile), "--resume"], f"{afile}: not a directory"),
                          (["--out", str(tmp_path / "run"), "--warm-start", str(tmp_path / "nosuch")],
                           f"{tmp_path / 'nosuch'}: no such run directory")):
