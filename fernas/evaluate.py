@@ -145,11 +145,10 @@ def load_face_images(paths) -> torch.Tensor:
 
     Each image is converted to grayscale, centre-cropped to a square (a face crop is roughly
     square; squashing would distort the expression) and resized to 48x48 with antialiasing,
-    as FER2013's faces were prepared.  An unreadable file is a UserError naming it.
+    as FER2013's faces were prepared; 16-bit images are scaled to 8 bits (`fernas.data.images`).
+    An unreadable file (or one over Pillow's decompression-bomb limit) is a UserError naming it.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    from fernas.data import image_to_face
+    from fernas.data import BadImage, read_face
 
     out = []
     for p in paths:
@@ -157,9 +156,8 @@ def load_face_images(paths) -> torch.Tensor:
         if not p.is_file():
             raise UserError(f"{p}: no such image file")
         try:
-            with Image.open(p) as im:
-                face = image_to_face(im)  # (48, 48) uint8, as the folder loader does
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise UserError(f"{p}: not a readable image ({type(exc).__name__})") from None
+            face = read_face(p)  # (48, 48) uint8, as the folder loader reads it
+        except BadImage as exc:
+            raise UserError(f"{p}: not a readable image ({exc})") from None
         out.append(torch.from_numpy(face.copy()))
     return torch.stack(out) if out else torch.zeros((0, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)

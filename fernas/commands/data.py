@@ -25,7 +25,7 @@ def register(sub) -> None:
     c.add_argument("path", metavar="PATH", help="'demo[:N]', 'demo-hard[:N]', a FER2013 CSV or an image folder")
     c.add_argument("--labels", default=None, metavar="CSV", help="FER+ vote file (fer2013new.csv)")
     c.add_argument("--skip-bad", action="store_true", help="skip malformed rows/images and count them")
-    c.add_argument("--data-seed", type=int, default=0, help="seed of the demo data and stratified splits")
+    c.add_argument("--data-seed", type=int, default=0, help="seed of the demo data and stratified splits, 0..2**63-1")
     c.set_defaults(func=run_check)
 
     d = dsub.add_parser("demo", help="write the synthetic demo faces as a FER2013 CSV or an image folder",
@@ -33,18 +33,27 @@ def register(sub) -> None:
     d.add_argument("--out", required=True, metavar="PATH", help="output file (csv) or folder (folder); must not exist or be empty")
     d.add_argument("--format", choices=("csv", "folder"), default="csv", help="fer2013.csv layout or ROOT/split/class/*.png")
     sizes = demo_faces.DEFAULT_SIZES
-    d.add_argument("--n-train", type=int, default=sizes[0], help="training images")
+    d.add_argument("--n-train", type=int, default=sizes[0],
+                   help=f"training images (each split holds at most {fdata.MAX_DEMO_IMAGES:,})")
     d.add_argument("--n-val", type=int, default=sizes[1], help="validation images (Usage PublicTest)")
     d.add_argument("--n-test", type=int, default=sizes[2], help="test images (Usage PrivateTest)")
-    d.add_argument("--seed", type=int, default=0, help="generator seed")
+    d.add_argument("--seed", type=int, default=0, help=f"generator seed, 0..{fdata.MAX_SEED}")
     d.add_argument("--difficulty", choices=tuple(demo_faces.DIFFICULTIES), default="standard",
                    help="hard: more pose, occlusion, lighting and noise (what --data demo-hard loads)")
     d.set_defaults(func=run_demo)
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from fernas.errors import DataError, DataSettingError
+
     t0 = time.perf_counter()
-    ds = fdata.load_dataset(args.path, labels=args.labels, skip_bad=args.skip_bad, seed=args.data_seed)
+    try:
+        ds = fdata.load_dataset(args.path, labels=args.labels, skip_bad=args.skip_bad, seed=args.data_seed)
+    except DataSettingError as exc:
+        if exc.setting != "data":
+            raise
+        # `data check` takes the source as PATH, not --data: name it as the user typed it
+        raise DataError(exc._text(lambda s: "PATH" if s == "data" else "--" + s.replace("_", "-"))) from None
     secs = time.perf_counter() - t0
     info = ds.info
     kind = info.get("variant") or info.get("kind", "?")
@@ -68,11 +77,9 @@ def run_check(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fernas.errors import DataError
-
     for flag in ("n_train", "n_val", "n_test"):
-        if getattr(args, flag) < 1:
-            raise DataError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+        fdata.check_demo_size(getattr(args, flag), flag)  # 1..MAX_DEMO_IMAGES, before any memory is spent
+    fdata.check_seed(args.seed, "seed")
     fdata.refuse_nonempty(Path(args.out))  # before spending seconds on drawing
     ds = demo_faces.make_demo(args.n_train, args.n_val, args.n_test, seed=args.seed, difficulty=args.difficulty)
     if args.format == "csv":

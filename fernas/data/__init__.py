@@ -18,8 +18,11 @@ Sources (`--data`):
   vote is unknown, not-a-face or has no majority. Classes are FER2013's seven in FER2013 order
   plus ``contempt``; each split also carries ``soft``, the vote distribution.
 * an image folder ``ROOT/{train,test}/<class>/*`` with optional ``ROOT/val`` (else a stratified,
-  seeded part of train). Any image Pillow reads becomes 48x48 grayscale. Class folders named like
-  the FER2013 classes (any case) keep FER2013 order; other names are sorted.
+  seeded part of train); the split folders may also be named ``training``, ``valid``,
+  ``validation``, ``PublicTest``, ``testing``, ``PrivateTest`` (any case), other folders are
+  ignored with a warning. Any image Pillow reads becomes 48x48 grayscale, 16-bit ones scaled
+  (`images`). Class folders named like the FER2013 classes (any case) keep FER2013 order; other
+  names are sorted. Every class needs training images.
 
 Bad input raises `DataError` with one line naming the file, the line or image, and what was
 expected; ``skip_bad=True`` skips bad rows/images instead and counts them in `Dataset.skipped`.
@@ -27,16 +30,22 @@ expected; ``skip_bad=True`` skips bad rows/images instead and counts them in `Da
 Parsed data is cached under ``~/.cache/fernas`` (``FERNAS_CACHE_DIR`` or ``cache_dir`` override)
 as a torch file keyed by the SHA-256 of the input's content and the loader options, written
 atomically. To make a reload cheaper than hashing 290 MB again, the hash of a file is memoised
-by (path, size, mtime), the way git's index does.
+by (path, size, mtime), the way git's index does. A copy of the same bytes under another name
+hits the same entry, so a hit reports the path given now (`Dataset.source`, ``info["path"]``);
+an image folder's key also holds its folder listing (an empty class folder changes it).
 
-Modules: `fer_csv` (the CSV variants, FER+), `folder` (image folders, `image_to_face`),
-`cache` (the parse cache), `common` (splits), this one (`load_dataset`, the demo source).
+Seeds are 0..2**63-1 and demo splits 1..1,000,000 images (`MAX_SEED`, `MAX_DEMO_IMAGES`).
+
+Modules: `fer_csv` (the CSV variants, FER+), `folder` (image folders), `images` (any image file
+-> a face: `read_face`, `image_to_face`), `cache` (the parse cache), `common` (splits), this one
+(`load_dataset`, the demo source).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 from fernas import demo_faces
@@ -44,13 +53,36 @@ from fernas.data.cache import CACHE_VERSION, cache_root, cached, file_hash
 from fernas.data.common import refuse_nonempty, stratified_split
 from fernas.data.fer_csv import (FERPLUS_CLASSES, fer_csv_bytes, ferplus_targets, load_csv, parse_fer_csv,
                                  parse_ferplus, write_fer_csv)
-from fernas.data.folder import folder_hash, image_to_face, load_folder, write_image_folder
-from fernas.dataset import FER_CLASSES, Dataset
+from fernas.data.folder import SPLIT_FOLDERS, folder_hash, load_folder, write_image_folder
+from fernas.data.images import BadImage, image_to_face, read_face
+from fernas.dataset import FER_CLASSES, IMAGE_SIZE, Dataset
 from fernas.errors import DataError, DataSettingError
 
-__all__ = ["CACHE_VERSION", "FERPLUS_CLASSES", "FER_CLASSES", "cache_root", "demo_difficulty", "fer_csv_bytes",
-           "ferplus_targets", "image_to_face", "load_dataset", "parse_demo_spec", "parse_fer_csv", "parse_ferplus", "refuse_nonempty",
+__all__ = ["CACHE_VERSION", "FERPLUS_CLASSES", "FER_CLASSES", "MAX_DEMO_IMAGES", "MAX_SEED", "BadImage", "cache_root",
+           "check_demo_size", "check_seed", "demo_difficulty", "fer_csv_bytes", "ferplus_targets", "image_to_face",
+           "load_dataset", "parse_demo_spec", "parse_fer_csv", "parse_ferplus", "read_face", "refuse_nonempty",
            "stratified_split", "write_fer_csv", "write_image_folder"]
+
+MAX_SEED = 2**63 - 1  # the largest seed every generator fernas seeds takes as it is
+# Demo faces per split: they are drawn into memory (48 * 48 = 2,304 bytes each, so 2.3 GB per
+# split at the cap, and about 3 minutes of drawing on two cores); FER2013 has 35,887 in all.
+MAX_DEMO_IMAGES = 1_000_000
+
+
+def check_seed(seed: int, setting: str = "data_seed") -> int:
+    """`seed` if it is an integer in 0..MAX_SEED, else a DataSettingError naming `setting`."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise DataSettingError(setting, seed, f"a seed must be an integer in 0..{MAX_SEED} (2**63 - 1)")
+    return seed
+
+
+def check_demo_size(n: int, setting: str, shown=None) -> int:
+    """`n` if 1 <= n <= MAX_DEMO_IMAGES, else a DataSettingError naming `setting` (showing `shown`)."""
+    if not 1 <= n <= MAX_DEMO_IMAGES:
+        raise DataSettingError(setting, n if shown is None else shown,
+                               f"a demo split needs 1 to {MAX_DEMO_IMAGES:,} images (the demo faces are drawn into "
+                               f"memory, {IMAGE_SIZE * IMAGE_SIZE:,} bytes each)")
+    return n
 
 
 def demo_difficulty(source: str) -> str | None:
@@ -61,7 +93,7 @@ def demo_difficulty(source: str) -> str | None:
 
 def parse_demo_spec(source: str) -> tuple[int, int, int]:
     """'demo' -> default sizes; 'demo:N' -> (N, N//5, N//5); 'demo:N,V,T' -> (N, V, T); the
-    same after 'demo-hard'."""
+    same after 'demo-hard'.  Each size must be in 1..MAX_DEMO_IMAGES."""
     name, colon, spec = source.partition(":")
     if not colon:
         return demo_faces.DEFAULT_SIZES
@@ -74,6 +106,8 @@ def parse_demo_spec(source: str) -> tuple[int, int, int]:
     except ValueError:
         raise DataSettingError("data", source, f"expected '{name}', '{name}:N' or '{name}:TRAIN,VAL,TEST' "
                                "with positive sizes") from None
+    for n in sizes:
+        check_demo_size(n, "data", source)
     return tuple(sizes)  # type: ignore[return-value]
 
 
@@ -82,21 +116,14 @@ def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLik
                  val_fraction: float = 0.1, test_fraction: float = 0.1, use_cache: bool = True) -> Dataset:
     """Load `source` (see the module docstring) as a `Dataset` of uint8 (N, 48, 48) splits.
 
-    seed: the demo generator's seed, and the seed of stratified splits. Raises DataError.
+    seed: the demo generator's seed, and the seed of stratified splits (0..MAX_SEED). Raises DataError.
     """
     src = str(source)
+    check_seed(seed)
     root = cache_root(cache_dir) if use_cache else None
     difficulty = demo_difficulty(src)
     if difficulty:
-        if labels:
-            raise DataSettingError("labels", labels, "FER+ votes apply to fer2013.csv, not to the demo data")
-        sizes = parse_demo_spec(src)
-        demo_src = Path(demo_faces.__file__).read_bytes()  # a changed generator invalidates the cache
-        key = dict(v=CACHE_VERSION, kind="demo", sizes=list(sizes), seed=seed, difficulty=difficulty,
-                   gen=hashlib.sha256(demo_src).hexdigest())
-        ds = cached(key, root, lambda: demo_faces.make_demo(*sizes, seed=seed, difficulty=difficulty))
-        ds.source = src
-        return ds
+        return _load_demo(src, difficulty, labels, seed, root)
     path = Path(src)
     if not path.exists():
         raise DataError(f"{src}: no such file or directory (expected 'demo', 'demo-hard', a FER2013 CSV or an "
@@ -122,6 +149,30 @@ def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLik
             skip_bad=skip_bad, seed=seed, val=val_fraction, test=test_fraction)
         build = lambda: load_csv(path, str(labels) if labels else None, skip_bad, seed,  # noqa: E731
                                   val_fraction, test_fraction)
-    if root is None:
-        return build()
-    return cached(key_fn(), root, build)
+    # What this call names, never taken from a cache entry made from a copy at another path.
+    paths = {"path": src, **({"labels": str(labels)} if labels else {})}
+    ds = build() if root is None else cached(key_fn(), root, build, source=src, paths=paths)
+    _warn_ignored(ds)
+    return ds
+
+
+def _load_demo(src: str, difficulty: str, labels, seed: int, root: Path | None) -> Dataset:
+    if labels:
+        raise DataSettingError("labels", labels, "FER+ votes apply to fer2013.csv, not to the demo data")
+    sizes = parse_demo_spec(src)
+    demo_src = Path(demo_faces.__file__).read_bytes()  # a changed generator invalidates the cache
+    key = dict(v=CACHE_VERSION, kind="demo", sizes=list(sizes), seed=seed, difficulty=difficulty,
+               gen=hashlib.sha256(demo_src).hexdigest())
+    ds = cached(key, root, lambda: demo_faces.make_demo(*sizes, seed=seed, difficulty=difficulty))
+    ds.source = src  # 'demo' from the generator, or what the entry was made for
+    return ds
+
+
+def _warn_ignored(ds: Dataset) -> None:
+    """One stderr line for folders of an image folder that are no split (also on a cache hit)."""
+    ignored = ds.info.get("ignored")
+    if ignored:
+        names = ", ".join(f"'{n}'" for n in ignored)
+        known = ", ".join("/".join(names_) for names_ in SPLIT_FOLDERS.values())
+        print(f"fernas: warning: {ds.source}: ignored folder {names} (split folders are {known}, any case)",
+              file=sys.stderr)

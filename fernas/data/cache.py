@@ -53,8 +53,14 @@ def file_hash(path: Path, root: Path) -> str:
     return digest
 
 
-def cached(key_parts: dict, root: Path | None, build) -> Dataset:
-    """Return the dataset cached under the hash of key_parts, or build() and cache it."""
+def cached(key_parts: dict, root: Path | None, build, source: str | None = None,
+           paths: dict | None = None) -> Dataset:
+    """Return the dataset cached under the hash of key_parts, or build() and cache it.
+
+    The key holds content, not paths, so an entry may come from a copy of the same bytes under
+    another name: on a hit `source` and the info entries in `paths` (e.g. path=, labels=) are
+    the ones of this call, never the cached ones.
+    """
     if root is None:
         return build()
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:32]
@@ -64,8 +70,9 @@ def cached(key_parts: dict, root: Path | None, build) -> Dataset:
             blob = torch.load(path, weights_only=True)
             splits = [Split(blob[s]["x"], blob[s]["y"], blob[s].get("soft")) for s in ("train", "val", "test")]
             info = json.loads(blob["info"])
-            info["cache"] = "hit"
-            return Dataset(blob["classes"], *splits, source=blob["source"], skipped=blob["skipped"], info=info)
+            info.update(paths or {}, cache="hit")
+            return Dataset(blob["classes"], *splits, source=source or blob["source"], skipped=blob["skipped"],
+                           info=info)
         except Exception:  # noqa: BLE001 - a corrupt or foreign cache file is rebuilt, never fatal
             pass
     ds = build()

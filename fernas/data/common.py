@@ -49,3 +49,11 @@ def refuse_nonempty(out: Path) -> None:
         raise DataSettingError("out", out, "already exists and is not empty", "choose another {name} or remove it")
 
 
+def split_note(name: str, k: int, n: int, asked: float, unit: str) -> str:
+    """What a stratified split really took, e.g. 'val 7 of 14 train images (50.0%; 0.1 asked: ...)':
+    on a small set the per-class rounding and the one-image-per-class floor take more than asked."""
+    got = k / n if n else 0.0
+    text = f"{name} {k} of {n} {unit} ({got:.1%}"
+    if round(got, 3) != round(asked, 3):
+        text += f"; {asked:g} asked: counts are rounded per class, and each class with 2+ images gives at least one"
+    return text + ")"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fernas.data.common import check_nonempty, refuse_nonempty, stratified_split, take
+from fernas.data.common import check_nonempty, refuse_nonempty, split_note, stratified_split, take
 from fernas.dataset import FER_CLASSES, IMAGE_SIZE, Dataset
 from fernas.errors import DataError, DataSettingError
 
@@ -27,6 +27,7 @@ FERPLUS_COLUMNS = ["neutral", "happiness", "surprise", "sadness", "anger", "disg
                    "contempt", "unknown", "nf"]
 FERPLUS_TO_CLASS = [6, 3, 5, 4, 0, 1, 2, 7]
 USAGE_TO_SPLIT = {"training": "train", "publictest": "val", "privatetest": "test"}
+_SPLIT_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 
 
@@ -212,6 +213,47 @@ def ferplus_targets(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return keep, label, soft
 
 
+# Why FER+ drops a row (ferplus_targets), for the message when it drops all of a split.
+_DROPPED = "each row's vote is empty, unknown, not-a-face or without a majority"
+
+
+def _relabel_ferplus(parsed: dict, labels: str, path: Path, skip_bad: bool) -> tuple:
+    """Relabel parsed rows by FER+ majority vote -> (x, y, soft, vote rows skipped, rows dropped);
+    parsed["usage"] keeps only the kept rows.  Raises DataError naming the labels file."""
+    votes, vrows, vskipped = parse_ferplus(labels, skip_bad)
+    if vrows != parsed["rows"]:
+        raise DataError(f"{labels}: has {vrows} rows but {path} has {parsed['rows']}; "
+                        f"FER+ labels must come with the fer2013.csv they were made for")
+    rowidx = parsed["row"].tolist()
+    have = np.array([r in votes for r in rowidx], dtype=bool)  # rows whose vote line was skipped: dropped
+    table = np.stack([votes.get(r, np.zeros(10, np.float32)) for r in rowidx])  # (N, 10)
+    keep, lab, sft = ferplus_targets(table)
+    keep &= have
+    if not keep.any():
+        raise DataError(f"{labels}: the FER+ relabelling dropped all {len(keep)} rows of {path} ({_DROPPED})")
+    sel = torch.from_numpy(np.flatnonzero(keep))
+    if parsed["usage"] is not None:
+        before = {u: parsed["usage"].count(u) for u in USAGE_TO_SPLIT.values()}
+        parsed["usage"] = [parsed["usage"][i] for i in sel.tolist()]
+        for split, n in before.items():
+            if n and split not in parsed["usage"]:
+                raise DataError(f"{labels}: the FER+ relabelling dropped all {n} rows of split '{split}' "
+                                f"(Usage {_SPLIT_USAGE[split]}) of {path} ({_DROPPED})")
+    y, soft = torch.from_numpy(lab[keep].astype(np.int64)), torch.from_numpy(sft[keep])
+    return parsed["x"][sel], y, soft, vskipped, int((~keep).sum())
+
+
+def _usage_splits(x, y, soft, parsed: dict, path: Path, classes, skipped: int, info: dict) -> Dataset:
+    """The splits the Usage column names (Training, PublicTest, PrivateTest); each must have rows."""
+    use = np.array(parsed["usage"])
+    splits = [torch.from_numpy(np.flatnonzero(use == s)) for s in ("train", "val", "test")]
+    ds = Dataset(classes, *[take(x, y, soft, i) for i in splits], source=str(path), skipped=skipped, info=info)
+    for name, usage in _SPLIT_USAGE.items():
+        if len(getattr(ds, name)) == 0:
+            raise DataError(f"{path}: split '{name}' has no images (no rows with Usage {usage})")
+    return ds
+
+
 def load_csv(path: Path, labels: str | None, skip_bad: bool, seed: int, val_fraction: float,
               test_fraction: float) -> Dataset:
     parsed = parse_fer_csv(path, skip_bad)
@@ -220,39 +262,19 @@ def load_csv(path: Path, labels: str | None, skip_bad: bool, seed: int, val_frac
     classes = list(FER_CLASSES)
     info = {"kind": "csv", "variant": parsed["variant"], "path": str(path)}
     if labels:
-        votes, vrows, vskipped = parse_ferplus(labels, skip_bad)
-        if vrows != parsed["rows"]:
-            raise DataError(f"{labels}: has {vrows} rows but {path} has {parsed['rows']}; "
-                            f"FER+ labels must come with the fer2013.csv they were made for")
-        rowidx = parsed["row"].tolist()
-        have = np.array([r in votes for r in rowidx], dtype=bool)
-        table = np.stack([votes.get(r, np.zeros(10, np.float32)) for r in rowidx])
-        keep, lab, sft = ferplus_targets(table)
-        keep &= have
+        x, y, soft, vskipped, dropped = _relabel_ferplus(parsed, labels, path, skip_bad)
         skipped += vskipped
-        sel = torch.from_numpy(np.flatnonzero(keep))
-        x, y, soft = x[sel], torch.from_numpy(lab[keep].astype(np.int64)), torch.from_numpy(sft[keep])
-        if parsed["usage"] is not None:
-            parsed["usage"] = [parsed["usage"][i] for i in sel.tolist()]
         classes = list(FERPLUS_CLASSES)
-        info.update(labels=str(labels), ferplus_dropped=int((~keep).sum()))
+        info.update(labels=str(labels), ferplus_dropped=dropped)
     if parsed["usage"] is not None:
-        use = np.array(parsed["usage"])
-        splits = [torch.from_numpy(np.flatnonzero(use == s)) for s in ("train", "val", "test")]
-        hint = " (no rows with Usage {})"
-        ds = Dataset(classes, *[take(x, y, soft, i) for i in splits], source=str(path), skipped=skipped, info=info)
-        for name, usage in (("train", "Training"), ("val", "PublicTest"), ("test", "PrivateTest")):
-            if len(getattr(ds, name)) == 0:
-                raise DataError(f"{path}: split '{name}' has no images{hint.format(usage)}")
-        return ds
+        return _usage_splits(x, y, soft, parsed, path, classes, skipped, info)
     rest, val, test = stratified_split(y, [val_fraction, test_fraction], seed)
-    info.update(split=f"stratified, seed {seed}, val {val_fraction}, test {test_fraction}")
+    notes = [split_note(name, len(idx), len(y), frac, "rows")
+             for name, idx, frac in (("val", val, val_fraction), ("test", test, test_fraction))]
+    info.update(split=f"stratified by class, seed {seed}: {', '.join(notes)}")
     ds = Dataset(classes, take(x, y, soft, rest), take(x, y, soft, val), take(x, y, soft, test),
                  source=str(path), skipped=skipped, info=info)
     return check_nonempty(ds, str(path), " (too few rows to split off val and test)")
-
-
-_SPLIT_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
 
 
 def fer_csv_bytes(ds: Dataset) -> bytes:
