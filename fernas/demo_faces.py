@@ -33,12 +33,10 @@ from types import SimpleNamespace
 import torch
 
 from fernas.dataset import FER_CLASSES, Dataset, Split
+from fernas.demo_spec import DEFAULT_SIZES, DIFFICULTY_NAMES
 
 CLASSES = FER_CLASSES
 
-# Default sizes: big enough that search trials rank architectures, small enough that a
-# few-epoch trial of a small CNN takes seconds on two CPU cores (see benchmarks/demo_difficulty.py).
-DEFAULT_SIZES = (3500, 700, 700)
 
 # Expression geometry, in the face's own frame: x right, y down, face centre at 0, face
 # half-height about 0.8.  Each row is the change from neutral at full intensity.
@@ -90,6 +88,7 @@ DIFFICULTIES = {
     "hard": Difficulty(noise_std=(4.0, 24.0), p_occlude=0.5, occluder_radius=(0.2, 0.5), rotation_deg=22.0,
                        rotation_max=0.75, scale=(0.7, 1.2), shift_std=0.12, light_amp=0.8),
 }
+assert tuple(DIFFICULTIES) == DIFFICULTY_NAMES  # the names a command line offers (fernas.demo_spec)
 
 
 def _table(diff: Difficulty) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,48 +33,17 @@ from fernas.dataset import CROP_SIZE, Dataset, Split
 from fernas.device import amp_for, device_name, eval_batch_size, resolve_device
 from fernas.errors import RunDirError, RunExistsError, UserError
 from fernas.io import atomic_write_csv, atomic_write_json, best_effort, read_versioned_json
+from fernas.protocol import AUGMENT_WARMUP, RUN_VERSION, ProtocolConfig
 from fernas.train import TrainConfig, train_genome
 from fernas.train_checkpoint import load_checkpoint
 
-RUN_VERSION = 3  # config.json's "fernas_train_run"; a run of another version is not resumed
 HISTORY_FIELDS = ["phase", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 EXPORT_NAME = "model-tencrop.onnx"  # the ten-crop ONNX program (`fernas export` writes others)
 FINE_TUNE_LR = 1e-4  # seed 002: "train for a final 50 epochs using an initial learning rate of 0.0001"
 CHECKPOINTS = ("checkpoint-train.pt", "checkpoint-finetune.pt")
-AUGMENT_WARMUP = 8  # epochs; `ProtocolConfig.augment_warmup`
 RUN_MARKERS = ("genome.json", "config.json", "history.csv", "model.pt", "metrics.json") + CHECKPOINTS
 # GPU epochs take seconds and a VGG checkpoint is ~360 MB: at most one every 30 s there.
 GPU_CHECKPOINT_INTERVAL_S = 30.0
-
-
-@dataclass
-class ProtocolConfig:
-    """The protocol's settings; the defaults are the VGG paper's."""
-
-    epochs: int = 300  # "trained for 300 epochs"
-    fine_tune_epochs: int = 50  # "a final 50 epochs" at lr 1e-4 with cosine annealing; 0: none
-    # 10: all ten crops of every augmented image per step (the paper's code); 1: one random crop.
-    train_crops: int = 10
-    val_crops: int | None = None  # None: as train_crops
-    # Fine-tune on train+val (the paper's best, 73.28 %); the last fine-tuned weights are tested.
-    merge_val: bool = False
-    augment: str = "vgg"  # "vgg" (seeds 000/002), "mild" (seeds 001/004), "none"
-    # Epochs over which the augmentation rises from none to the preset's (`TrainConfig.augment_warmup`);
-    # not the paper's (0), which leaves some strongly regularised genomes at chance for most of a
-    # 48-epoch training (docs/search_experiments.md, "An augmentation warm-up").
-    augment_warmup: int = AUGMENT_WARMUP
-    batch_size: int | None = None  # images per step; None: the genome's
-    seed: int = 0  # seeds python, numpy, torch and the trainer's generator
-    device: str | torch.device = "auto"  # the GPU when there is one
-    precision: str = "auto"  # "auto": bf16 where the hardware has it (fernas.device), "bf16", "fp32"
-
-    def __post_init__(self):
-        if self.epochs < 0 or self.fine_tune_epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs} and {self.fine_tune_epochs}")
-        if self.augment_warmup < 0:
-            raise ValueError(f"augment_warmup must be >= 0 epochs, got {self.augment_warmup}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 # --------------------------------------------------------------------------- run directories

@@ -60,7 +60,7 @@ def describe(run: Path, probe_lock: bool = True) -> dict | None:
             return None
         return {"run": str(run), "kind": "?", "state": "corrupt", "progress": "config.json unreadable", "trials": None,
                 "best": None, "compute": None, "started": None, "seconds": None}
-    from fernas.fulltrain import RUN_VERSION
+    from fernas.protocol import RUN_VERSION
     from fernas.search.rundir import CONFIG_VERSION
 
     kinds = {"fernas_evolve_run": ("evolve", CONFIG_VERSION, _evolve_row),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from fernas.dataset import Dataset
+if TYPE_CHECKING:  # parsing a command line imports no torch
+    from fernas.dataset import Dataset
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

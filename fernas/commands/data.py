@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from fernas import data as fdata
-from fernas import demo_faces
+from fernas import demo_spec
 
 
 def register(sub) -> None:
@@ -32,18 +31,19 @@ def register(sub) -> None:
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d.add_argument("--out", required=True, metavar="PATH", help="output file (csv) or folder (folder); must not exist or be empty")
     d.add_argument("--format", choices=("csv", "folder"), default="csv", help="fer2013.csv layout or ROOT/split/class/*.png")
-    sizes = demo_faces.DEFAULT_SIZES
+    sizes = demo_spec.DEFAULT_SIZES
     d.add_argument("--n-train", type=int, default=sizes[0],
-                   help=f"training images (each split holds at most {fdata.MAX_DEMO_IMAGES:,})")
+                   help=f"training images (each split holds at most {demo_spec.MAX_DEMO_IMAGES:,})")
     d.add_argument("--n-val", type=int, default=sizes[1], help="validation images (Usage PublicTest)")
     d.add_argument("--n-test", type=int, default=sizes[2], help="test images (Usage PrivateTest)")
-    d.add_argument("--seed", type=int, default=0, help=f"generator seed, 0..{fdata.MAX_SEED}")
-    d.add_argument("--difficulty", choices=tuple(demo_faces.DIFFICULTIES), default="standard",
+    d.add_argument("--seed", type=int, default=0, help=f"generator seed, 0..{demo_spec.MAX_SEED}")
+    d.add_argument("--difficulty", choices=demo_spec.DIFFICULTY_NAMES, default="standard",
                    help="hard: more pose, occlusion, lighting and noise (what --data demo-hard loads)")
     d.set_defaults(func=run_demo)
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from fernas import data as fdata
     from fernas.errors import DataError, DataSettingError
 
     t0 = time.perf_counter()
@@ -76,6 +76,9 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    from fernas import data as fdata
+    from fernas import demo_faces
 
     for flag in ("n_train", "n_val", "n_test"):
         fdata.check_demo_size(getattr(args, flag), flag)  # 1..MAX_DEMO_IMAGES, before any memory is spent

@@ -9,7 +9,6 @@ import json
 from fernas import genome as g
 from fernas.commands import train as train_command
 from fernas.errors import UserError
-from fernas.model import summarize
 
 
 def register(sub) -> None:
@@ -56,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     for option, dest, default in getattr(args, "_train_only", []):
         if getattr(args, dest, default) != default:
             raise UserError(f"{option} only applies with --train (fernas decode GENOME.json --train {option} ...)")
+    from fernas.model import summarize
+
     for i, doc in enumerate(docs):
         summary = summarize(doc, input_size=args.input_size)
         if args.json:

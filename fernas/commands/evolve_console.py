@@ -182,7 +182,7 @@ class EvolveConsole:
 
     def _race_hint(self, out) -> None:
         """How to race the top three of the hall of fame (`fernas.race`), where it holds two or more."""
-        from fernas.fulltrain import AUGMENT_WARMUP
+        from fernas.protocol import AUGMENT_WARMUP
 
         if len(list(Path(out, "hall_of_fame").glob("0[1-3]_*.json"))) < 2:
             return

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from fernas.commands import flag_types
-from fernas.fulltrain import ProtocolConfig
+from fernas.protocol import ProtocolConfig
 from fernas.search.options import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH
 
 DEFAULT_SEED_GLOB = "genomes/*.json"

@@ -14,7 +14,7 @@ from dataclasses import fields
 from fernas.commands import flag_types
 from fernas.commands.common import DATA_KEYS, add_data_arguments, dataset_from_args, device_from_args
 from fernas.errors import RunDirError, RunExistsError, UserError
-from fernas.fulltrain import ProtocolConfig
+from fernas.protocol import ProtocolConfig
 from fernas.race import check_race, stored_race
 
 _D = ProtocolConfig()

@@ -56,6 +56,7 @@ from fernas.data.fer_csv import (FERPLUS_CLASSES, fer_csv_bytes, ferplus_targets
 from fernas.data.folder import SPLIT_FOLDERS, folder_hash, load_folder, write_image_folder
 from fernas.data.images import BadImage, image_to_face, read_face
 from fernas.dataset import FER_CLASSES, IMAGE_SIZE, Dataset
+from fernas.demo_spec import MAX_DEMO_IMAGES, MAX_SEED
 from fernas.errors import DataError, DataSettingError
 
 __all__ = ["CACHE_VERSION", "FERPLUS_CLASSES", "FER_CLASSES", "MAX_DEMO_IMAGES", "MAX_SEED", "BadImage", "cache_root",
@@ -63,10 +64,6 @@ __all__ = ["CACHE_VERSION", "FERPLUS_CLASSES", "FER_CLASSES", "MAX_DEMO_IMAGES",
            "load_dataset", "parse_demo_spec", "parse_fer_csv", "parse_ferplus", "read_face", "refuse_nonempty",
            "stratified_split", "write_fer_csv", "write_image_folder"]
 
-MAX_SEED = 2**63 - 1  # the largest seed every generator fernas seeds takes as it is
-# Demo faces per split: they are drawn into memory (48 * 48 = 2,304 bytes each, so 2.3 GB per
-# split at the cap, and about 3 minutes of drawing on two cores); FER2013 has 35,887 in all.
-MAX_DEMO_IMAGES = 1_000_000
 
 
 def check_seed(seed: int, setting: str = "data_seed") -> int:

@@ -12,8 +12,17 @@ generation, re-ranking), `checkpoint` (its file and reader API),
 `rng` (RNG states as JSON).  Nothing here imports Ray.
 """
 
-from fernas.evolve.checkpoint import CHECKPOINT_VERSION, is_done, read_outcomes
-from fernas.evolve.config import STRATEGIES, Candidate, GAConfig
-from fernas.evolve.evolution import Evolution
+import importlib
 
-__all__ = ["CHECKPOINT_VERSION", "STRATEGIES", "Candidate", "Evolution", "GAConfig", "is_done", "read_outcomes"]
+# name -> its module: imported when first asked for, so that GAConfig (a command line's
+# defaults) comes without the loop's DEAP, numpy and torch
+_EXPORTS = {"CHECKPOINT_VERSION": "checkpoint", "is_done": "checkpoint", "read_outcomes": "checkpoint",
+            "STRATEGIES": "config", "Candidate": "config", "GAConfig": "config", "Evolution": "evolution"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fernas.evolve' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"fernas.evolve.{_EXPORTS[name]}"), name)
