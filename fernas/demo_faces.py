@@ -220,7 +220,7 @@ def _split(n: int, seed: int, index: int, diff: Difficulty) -> Split:
     # Each split its own stream, derived from (seed, split index); a large seed's value wraps
     # into the 64 bits a generator takes (smaller ones, as before, are taken as they are).
     stream = int(seed) * 1000003 + 7919 * (index + 1)
-    g = torch.Generator().manual_seed(stream if stream < 1 << 64 else stream % (1 << 64))
+    g = torch.Generator().manual_seed(stream if -(1 << 63) <= stream < 1 << 64 else stream % (1 << 64))
     y = (torch.arange(n) % len(CLASSES))[torch.randperm(n, generator=g)]  # balanced
     xs = [_render(y[i:i + 1024], g, diff) for i in range(0, n, 1024)]  # chunks bound peak memory
     x = torch.cat(xs) if xs else torch.zeros((0, 48, 48), dtype=torch.uint8)

@@ -34,6 +34,7 @@ from fernas.device import amp_for, device_name, eval_batch_size, resolve_device
 from fernas.errors import RunDirError, RunExistsError, UserError
 from fernas.io import atomic_write_csv, atomic_write_json, best_effort, read_versioned_json
 from fernas.protocol import AUGMENT_WARMUP, RUN_VERSION, ProtocolConfig
+from fernas.runinfo import refuse_other_data
 from fernas.train import TrainConfig, train_genome
 from fernas.train_checkpoint import load_checkpoint
 
@@ -134,6 +135,8 @@ def _write_config(run_dir: Path, doc: dict, cfg: ProtocolConfig, dev, data: Data
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if resume and config_path.exists():
         config = json.loads(config_path.read_text())
+        refuse_other_data(config.get("data") or {}, ("train", "val", "test"), data.classes,
+                          [len(data.train), len(data.val), len(data.test)], data.source, run_dir)
         config.setdefault(resume_key, []).append(now)
         atomic_write_json(config_path, config)
         return

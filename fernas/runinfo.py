@@ -1,4 +1,5 @@
-"""What every run records about itself and prints: library versions, durations."""
+"""What every run records about itself and prints: library versions, durations, and whether a
+resume loaded the data the run recorded."""
 
 from __future__ import annotations
 
@@ -46,3 +47,21 @@ def parse_duration(text: str) -> float:
     if num or not t:
         raise ValueError(text)
     return total
+
+
+def refuse_other_data(recorded: dict, size_keys: tuple, classes, sizes, source: str, run) -> None:
+    """A RunDirError when the data a resume loaded (`classes`, `sizes`: train, val, test images)
+    differs from what the run recorded (`recorded`: its config.json's "data", the sizes under
+    `size_keys`); nothing recorded, nothing to compare.  A resume must not mix results measured
+    on two datasets (a file edited, or a folder read another way)."""
+    from fernas.errors import RunDirError
+
+    parts = []
+    if recorded.get("classes") is not None and list(recorded["classes"]) != list(classes):
+        parts.append(f"classes {','.join(recorded['classes'])} then, {','.join(classes)} now")
+    then = [recorded.get(k) for k in size_keys]
+    if None not in then and then != list(sizes):
+        parts.append(f"{'/'.join(map(str, then))} train/val/test images then, {'/'.join(map(str, sizes))} now")
+    if parts:
+        raise RunDirError(f"{source}: not the data the run in {run} began with ({'; '.join(parts)}); a run keeps "
+                          "its data: restore it, or start a new run")

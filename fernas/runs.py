@@ -22,6 +22,10 @@ from fernas.errors import RunDirError
 from fernas.io import LOCK_NAME, previous_path
 
 
+# Files beside an unreadable config.json that make the directory a fernas run (a corrupt one)
+RUN_SIGNS = ("config.prev.json", "checkpoint.json", "checkpoint.prev.json", "trials.csv", "genome.json", "history.csv")
+
+
 def lock_held(run: Path) -> bool:
     """Whether a fernas process holds the run directory's lock (a shared probe, released at once)."""
     lock = run / LOCK_NAME
@@ -56,8 +60,8 @@ def describe(run: Path, probe_lock: bool = True) -> dict | None:
     `probe_lock=False`: the caller holds the run's lock (its state is what its files say)."""
     cfg = _json_or_previous(run / "config.json")
     if cfg is None:
-        if not (run / "config.json").is_file():
-            return None
+        if not (run / "config.json").is_file() or not any((run / f).exists() for f in RUN_SIGNS):
+            return None  # no config.json, or one of something else
         return {"run": str(run), "kind": "?", "state": "corrupt", "progress": "config.json unreadable", "trials": None,
                 "best": None, "compute": None, "started": None, "seconds": None}
     from fernas.protocol import RUN_VERSION
@@ -168,7 +172,8 @@ def describe_run(run: Path, probe_lock: bool = True) -> dict:
     if row is None:
         raise RunDirError(f"{run}: not a fernas run directory (no config.json of an evolve or training run)")
     if row["state"] == "corrupt":
-        raise RunDirError(f"{run / 'config.json'}: corrupt (not a JSON object), and no readable copy before it")
+        raise RunDirError(f"{run / 'config.json'}: corrupt (not valid JSON, or not an object), and no readable "
+                          "copy before it")
     return row
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -97,7 +98,21 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     assert main(["evolve", *run_a[:-1], str(other), "--resume"]) == 2
     assert "not the search space of the run" in capsys.readouterr().err
 
-    res = evolve(*run_a, "--resume", "--max-trials", "100", "--time-budget", "1h", "--max-compute", "1e30")
+    # a resume that would load other data than the run began with (a file edited, a folder read
+    # another way) is refused before it trains: here the run's record says one image more
+    a2 = tmp_path / "A2"
+    shutil.copytree(a, a2)
+    cfg = json.loads((a2 / "config.json").read_text())
+    cfg["data"]["n_train"] = 141
+    (a2 / "config.json").write_text(json.dumps(cfg))
+    raised = ["--resume", "--max-trials", "100", "--time-budget", "1h", "--max-compute", "1e30"]
+    assert main(["evolve", *common, "--out", str(a2), "--generations", "8", "--space", str(space), *raised]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"demo:140,70,70: not the data the run in {a2} began with (141/70/70 train/val/test images then, 140/70/70 "
+        "now); a run keeps its data: restore it, or start a new run")
+    assert read_trials(a2) == after
+
+    res = evolve(*run_a, *raised)
     rows = read_trials(a)
     assert rows[:n] == after and "best genome" in res.stdout  # nothing trained again; the run ends
     events = list((a / "tensorboard").glob("events.out.tfevents.*"))  # run-level scalars per generation

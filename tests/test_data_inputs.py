@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from fernas import cli
-from fernas.data import MAX_SEED, load_dataset, write_fer_csv, write_image_folder
+from fernas.data import MAX_SEED, MIN_SEED, load_dataset, write_fer_csv, write_image_folder
 from fernas.data.folder import folder_hash
 from fernas.demo_faces import make_demo
 from fernas.errors import DataError, UserError
@@ -62,6 +62,11 @@ def test_16bit_faces_read_as_their_8bit_originals(tmp_path, faces):
     files = sorted(faces.rglob("*.png"))[:3]
     deep_files = [i16 / f.relative_to(faces) for f in files]
     assert (load_face_images(files).int() - load_face_images(deep_files).int()).abs().max() <= 1
+    pgm = [tmp_path / f"{i}.pgm" for i in range(len(files))]  # a 16-bit PGM: Pillow opens it as mode I
+    for f, p in zip(files, pgm):
+        Image.fromarray(np.asarray(Image.open(f)).astype(np.uint16) * 257).save(p)
+    assert Image.open(pgm[0]).mode == "I"
+    assert (load_face_images(files).int() - load_face_images(pgm).int()).abs().max() <= 1
 
 
 def test_float_images_scaled_and_32bit_integers_refused(tmp_path):
@@ -124,7 +129,7 @@ def test_cache_key_sees_an_empty_class_folder(tmp_path, faces):
 
 @pytest.mark.parametrize("argv, needle", [
     (["data", "check", "demo:50", "--data-seed", "99999999999999999999"], "--data-seed 99999999999999999999: "),
-    (["data", "check", "demo:50", "--data-seed", "-1"], "--data-seed -1: a seed must be an integer in 0.."),
+    (["data", "check", "demo:50", "--data-seed", str(-2**63 - 1)], f"--data-seed {-2**63 - 1}: a seed must be an integer from -2**63"),
     (["data", "demo", "--seed", "99999999999999999999", "--out", "x.csv"], "--seed 99999999999999999999: "),
     (["data", "check", "demo:99999999999"], "demo:99999999999: a demo split needs 1 to 1,000,000 images"),
     (["data", "demo", "--n-train", "99999999999999", "--out", "y.csv"], "--n-train 99999999999999: a demo split"),
@@ -140,6 +145,9 @@ def test_huge_seeds_and_sizes_refused_in_one_line(tmp_path, monkeypatch, capsys,
 def test_largest_seed_works(tmp_path):
     ds = load_dataset("demo:7,7,7", seed=MAX_SEED)
     assert len(ds.train) == 7 and not torch.equal(ds.train.x, load_dataset("demo:7,7,7").train.x)
+    for seed in (-1, -5):  # negative seeds worked before the limits, and still do
+        assert not torch.equal(load_dataset("demo:7,7,7", seed=seed).train.x, load_dataset("demo:7,7,7").train.x)
+    assert len(load_dataset("demo:7,7,7", seed=MIN_SEED).train) == 7
     p = tmp_path / "train.csv"  # no Usage column: a stratified split seeded by it
     p.write_text("emotion,pixels\n" + "".join(f"{i % 7},{' '.join(['9'] * 2304)}\n" for i in range(70)))
     assert len(load_dataset(p, seed=MAX_SEED).val) == 7

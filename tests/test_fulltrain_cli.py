@@ -342,3 +342,20 @@ def test_train_flags_without_train_are_refused_by_decode(genome_file):
         assert rc == 2 and f"{flags[0]} only applies with --train" in err, (flags, err)
     rc, out, _ = cli("decode", genome_file, "--device", "auto")  # the default value is no request
     assert rc == 0 and "total parameters" in out
+
+
+def test_a_training_resume_refuses_other_data(tmp_path):
+    """Its epochs would continue on another dataset than they began on (a file edited, a folder
+    now read another way): refused in one line before anything trains."""
+    from fernas.data import load_dataset
+    from fernas.errors import RunDirError
+    from fernas.fulltrain import ProtocolConfig, run_protocol, train_start
+
+    cfg = ProtocolConfig(epochs=2, fine_tune_epochs=0, train_crops=1, augment="none", device="cpu")
+    run = tmp_path / "run"
+    train_start(TINY, load_dataset("demo:70,35,35"), cfg, run, 1)
+    history = (run / "history.csv").read_text()
+    with pytest.raises(RunDirError, match=r"demo:84,35,35: not the data the run in .*run began with \(70/35/35 "
+                                          r"train/val/test images then, 84/35/35 now\); a run keeps its data"):
+        run_protocol(TINY, load_dataset("demo:84,35,35"), cfg, run, resume=True)
+    assert (run / "history.csv").read_text() == history

@@ -122,8 +122,12 @@ def test_a_run_whose_files_are_truncated_is_read_as_resume_reads_it(tmp_path, ca
     assert main(["runs", str(tmp_path)]) == 0
     assert "search" in capsys.readouterr().out
     assert main(["report", str(run)]) == 2
-    assert capsys.readouterr().err.strip() == (f"fernas: error: {run / 'config.json'}: corrupt (not a JSON object), "
-                                               "and no readable copy before it")
+    assert capsys.readouterr().err.strip() == (f"fernas: error: {run / 'config.json'}: corrupt (not valid JSON, or "
+                                               "not an object), and no readable copy before it")
+    foreign = tmp_path / "other"  # a config.json of something else, with no other file of a run: not listed
+    foreign.mkdir()
+    (foreign / "config.json").write_text("[]")
+    assert describe(foreign) is None
     from fernas.fulltrain import RUN_VERSION
 
     trained = tmp_path / "trained"  # a training run whose metrics.json is valid JSON but no object

@@ -104,11 +104,12 @@ def test_run_directories_that_are_not_are_named_as_such(capsys, tmp_path):
 
 @pytest.mark.parametrize("command", [["evolve"], ["train", str(ROOT / "genomes" / "vgg_khaireddin.json")]])
 def test_seeds_beyond_numpys_range_are_refused_by_the_flag(capsys, tmp_path, command):
-    """A seed past 2**63 used to end in OverflowError, after the run directory was written."""
+    """A seed past 2**63 used to end in OverflowError, after the run directory was written (seeds of
+    5e9 or -1 work, as they did)."""
     with pytest.raises(SystemExit) as exc:
         main([*command, "--seed", "99999999999999999999", "--out", str(tmp_path / "run")])
     assert exc.value.code == 2
-    assert "argument --seed: expected an integer from 0 to 4294967295, got 99999999999999999999" in capsys.readouterr().err
+    assert "argument --seed: expected an integer from -1000000000000 to 1000000000000, got 99999999999999999999" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
@@ -402,3 +403,28 @@ def test_random_strategy_end_to_end_and_resume(tmp_path):
     assert "already complete" in res.stdout and "random search" in res.stdout
     assert read_trials(out) == rows
     assert sorted(p.name for p in (out / "seed_designs").glob("*.json")) == kept
+
+
+def test_a_resume_names_typed_flags_the_run_does_not_take_by_the_settings_they_set():
+    """Which settings each typed flag sets, also for flags whose default the other flags refuse
+    (--elite 1 with --pop 2) and flags typed at their default (--trial-batch 32): a resume names
+    exactly those whose settings differ from the run's, as they were typed."""
+    from dataclasses import replace
+
+    from fernas.cli import build_parser
+    from fernas.commands.evolve import options_from_args
+    from fernas.commands.evolve_resume_flags import settings_of_typed_flags
+    from fernas.search.options import flags_not_taken
+
+    argv = ["evolve", "--out", "x", "--resume", "--pop", "2", "--elite", "1", "--epochs-per-trial", "2", "--asha",
+            "--asha-grace", "1", "--trial-batch", "32", "--no-novel-offspring", "--max-trials", "9", "--gpus-per-trial", "0"]
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    flags = settings_of_typed_flags(args, options_from_args)
+    assert set(flags) == {"--pop", "--elite", "--epochs-per-trial", "--asha", "--asha-grace", "--trial-batch",
+                          "--no-novel-offspring"}  # not the budget or the machine's settings, which a resume takes
+    assert all(flags.values()), flags
+    given = options_from_args(args)
+    assert flags_not_taken(flags, given, given) == []  # the run's own values typed again: nothing to say
+    kept = replace(given, trial_batch=0, ga=replace(given.ga, pop=4, novel_offspring=True))
+    assert set(flags_not_taken(flags, given, kept)) == {"--pop", "--trial-batch", "--no-novel-offspring"}

@@ -16,7 +16,6 @@ from pathlib import Path
 from fernas.commands import closed_output
 from fernas.commands.common import DATA_KEYS, add_data_arguments, dataset_from_args
 from fernas.commands.evolve_console import EvolveConsole
-from fernas.search.options import BUDGET_SETTINGS, SYSTEM_SETTINGS, flat_settings
 from fernas.errors import GenomeError, RunDirError, RunExistsError, UserError
 from fernas.commands.evolve_flags import (DEFAULT_OUT, DEFAULT_SEED_GLOB, add_budget_flags, add_search_flags,
                                           add_system_flags, add_trial_flags)
@@ -41,30 +40,6 @@ def register(sub) -> None:
     add_budget_flags(p)
     add_system_flags(p, EvolveOptions(out=""))
     p.set_defaults(func=run, command_parser=p)
-
-
-# What a resume takes from its command line; every other setting is the run's (config.json)
-RESUME_TAKES = {"out", "resume", "auto_resume", "quiet", "no_dashboard", "space", *SYSTEM_SETTINGS, *BUDGET_SETTINGS}
-
-
-def settings_of_given_flags(args: argparse.Namespace) -> dict[str, list[str]]:
-    """Flag -> the run settings it sets (`flat_settings` keys), for each flag this command line
-    gave a value other than its default and a resume does not take: found by building the
-    options again with that flag at its default."""
-    p, given = args.command_parser, flat_settings(options_from_args(args))
-    found = {}
-    for a in p._actions:
-        if not a.option_strings or a.dest in RESUME_TAKES | {"help"} or getattr(args, a.dest) == p.get_default(a.dest):
-            continue
-        if a.dest == "seed_genomes":  # resolved to files after the options are built
-            found[a.option_strings[0]] = ["seed_genomes"]
-            continue
-        try:
-            other = flat_settings(options_from_args(argparse.Namespace(**{**vars(args), a.dest: p.get_default(a.dest)})))
-        except UserError:  # the other flags need this value: count every setting as its
-            other = {}
-        found[a.option_strings[0]] = [k for k in given if given[k] != other.get(k)]
-    return found
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -280,7 +255,9 @@ def run(args: argparse.Namespace) -> int:
     opts.seed_genomes = files
     console = EvolveConsole(quiet=args.quiet)
     if args.resume:
-        console.flag_settings = settings_of_given_flags(args)
+        from fernas.commands.evolve_resume_flags import settings_of_typed_flags
+
+        console.flag_settings = settings_of_typed_flags(args, options_from_args)
     else:
         docs = at_batch(docs, opts.trial_batch)  # as the run will search them (their batch fixed to the trial's)
         from fernas.evolve.sampling import admitted_seeds

@@ -35,8 +35,8 @@ class EvolveConsole:
 
     def _output_closed(self, name: str) -> None:
         if not self.started:
-            self.say(f"fernas evolve: {name} was closed (broken pipe) before the search started: nothing was "
-                     "trained or changed", err=True)
+            self.say(f"fernas evolve: {name} was closed (broken pipe) before the search started: no trial was "
+                     "trained", err=True)
             return
         self.say(f"fernas evolve: {name} was closed (broken pipe): no further trial is handed out; the run stops "
                  "when the trials under way end", err=True)

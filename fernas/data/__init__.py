@@ -34,7 +34,7 @@ by (path, size, mtime), the way git's index does. A copy of the same bytes under
 hits the same entry, so a hit reports the path given now (`Dataset.source`, ``info["path"]``);
 an image folder's key also holds its folder listing (an empty class folder changes it).
 
-Seeds are 0..2**63-1 and demo splits 1..1,000,000 images (`MAX_SEED`, `MAX_DEMO_IMAGES`).
+Seeds are -2**63..2**63-1 and demo splits 1..1,000,000 images (`MIN_SEED`, `MAX_SEED`, `MAX_DEMO_IMAGES`).
 
 Modules: `fer_csv` (the CSV variants, FER+), `folder` (image folders), `images` (any image file
 -> a face: `read_face`, `image_to_face`), `cache` (the parse cache), `common` (splits), this one
@@ -56,10 +56,10 @@ from fernas.data.fer_csv import (FERPLUS_CLASSES, fer_csv_bytes, ferplus_targets
 from fernas.data.folder import SPLIT_FOLDERS, folder_hash, load_folder, write_image_folder
 from fernas.data.images import BadImage, image_to_face, read_face
 from fernas.dataset import FER_CLASSES, IMAGE_SIZE, Dataset
-from fernas.demo_spec import MAX_DEMO_IMAGES, MAX_SEED
+from fernas.demo_spec import MAX_DEMO_IMAGES, MAX_SEED, MIN_SEED
 from fernas.errors import DataError, DataSettingError
 
-__all__ = ["CACHE_VERSION", "FERPLUS_CLASSES", "FER_CLASSES", "MAX_DEMO_IMAGES", "MAX_SEED", "BadImage", "cache_root",
+__all__ = ["CACHE_VERSION", "FERPLUS_CLASSES", "FER_CLASSES", "MAX_DEMO_IMAGES", "MAX_SEED", "MIN_SEED", "BadImage", "cache_root",
            "check_demo_size", "check_seed", "demo_difficulty", "fer_csv_bytes", "ferplus_targets", "image_to_face",
            "load_dataset", "parse_demo_spec", "parse_fer_csv", "parse_ferplus", "read_face", "refuse_nonempty",
            "stratified_split", "write_fer_csv", "write_image_folder"]
@@ -67,9 +67,9 @@ __all__ = ["CACHE_VERSION", "FERPLUS_CLASSES", "FER_CLASSES", "MAX_DEMO_IMAGES",
 
 
 def check_seed(seed: int, setting: str = "data_seed") -> int:
-    """`seed` if it is an integer in 0..MAX_SEED, else a DataSettingError naming `setting`."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise DataSettingError(setting, seed, f"a seed must be an integer in 0..{MAX_SEED} (2**63 - 1)")
+    """`seed` if it is an integer in MIN_SEED..MAX_SEED, else a DataSettingError naming `setting`."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not MIN_SEED <= seed <= MAX_SEED:
+        raise DataSettingError(setting, seed, "a seed must be an integer from -2**63 to 2**63-1")
     return seed
 
 
@@ -113,7 +113,7 @@ def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLik
                  val_fraction: float = 0.1, test_fraction: float = 0.1, use_cache: bool = True) -> Dataset:
     """Load `source` (see the module docstring) as a `Dataset` of uint8 (N, 48, 48) splits.
 
-    seed: the demo generator's seed, and the seed of stratified splits (0..MAX_SEED). Raises DataError.
+    seed: the demo generator's seed, and the seed of stratified splits (MIN_SEED..MAX_SEED). Raises DataError.
     """
     src = str(source)
     check_seed(seed)

@@ -3,7 +3,7 @@
 Pillow's ``convert("L")`` clips the pixels of deeper modes instead of scaling them (a 16-bit
 face turns white), so images with more than 8 bits per pixel are scaled here first:
 16-bit integers (``I;16*``, and ``I`` where the file says 16 bits, as older Pillow opens a
-16-bit PNG) keep their top 8 bits, floats (``F``) in 0..1 are scaled by 255 and floats in
+16-bit PNG and Pillow a 16-bit PGM) keep their top 8 bits, floats (``F``) in 0..1 are scaled by 255 and floats in
 0..255 are kept; 32-bit integers or floats outside those ranges have no known scale and are
 refused.  Any reason a file cannot be read (not an image, truncated, a decompression bomb,
 such pixels) is a `BadImage` whose message is one line.
@@ -73,8 +73,10 @@ def _integer_bits(im) -> int | None:
         return 16
     if im.mode != "I":
         return None
-    if im.format == "PNG":
-        return 16  # PNG has no 32-bit grayscale: an 'I' PNG (Pillow < 10) is a 16-bit one
+    if im.format in ("PNG", "PPM"):
+        # neither has 32-bit grayscale: an 'I' PNG (Pillow < 10) is a 16-bit one, and Pillow
+        # opens a PGM of more than 8 bits as 'I' scaled to 0..65535
+        return 16
     tag = getattr(im, "tag_v2", None)  # TIFF: BitsPerSample
     bps = tag.get(258) if tag is not None else None
     bps = bps[0] if isinstance(bps, tuple) and bps else bps

@@ -25,7 +25,7 @@ from fernas.errors import RunDirError
 from fernas.evolve import Candidate, Evolution
 from fernas.fitness import at_chance, chance_level
 from fernas.io import run_dir_lock
-from fernas.runinfo import versions
+from fernas.runinfo import refuse_other_data, versions
 from fernas.search import cluster, rundir
 from fernas.search.options import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH, EvolveOptions, recipe_text
 from fernas.space import at_batch
@@ -203,10 +203,14 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
     data = load_data(opts)  # DataError before Ray starts
     data_info = {"source": data.source, "classes": list(data.classes), "n_train": len(data.train),
                  "n_val": len(data.val), "n_test": len(data.test), "info": data.info}
+    if stored:  # a resume: the data the run began with, or none
+        refuse_other_data(stored.get("data") or {}, ("n_train", "n_val", "n_test"), data.classes,
+                          [len(data.train), len(data.val), len(data.test)], opts.data, out)
     warm = _warm_start(opts, data_info, console) if ev is None and opts.warm_start else ([], {})
     seed_docs = at_batch(warm[0], opts.trial_batch) + seed_docs  # the earlier run's hall of fame first
     if console.reader_gone():  # a run that would stop at its first line starts no Ray and keeps its files
         raise KeyboardInterrupt
+    storage = _trial_storage(opts, out)  # a storage Tune cannot use: refused before Ray and the run's files
     ray_info = cluster.connect_ray(opts)
     import ray
     try:
@@ -221,7 +225,6 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
                             f"(torch.cuda.is_available() is False): {cuda_unusable_reason()}", err=True)
         from fernas.search.tune_adapter import fit
 
-        storage = _trial_storage(opts, out)  # before the run's files: a storage Tune cannot use leaves none
         out.mkdir(parents=True, exist_ok=True)
         chance = chance_level(data.val.class_counts(data.num_classes))
         if ev is None:
@@ -255,12 +258,15 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
 
 def _trial_storage(opts: EvolveOptions, out: Path) -> str:
     """Where Tune keeps the trials: OUT/ray, a URI, or the --storage directory, made now (Tune
-    wants absolute paths; one that cannot be made fails here, before the run writes a file)."""
+    wants absolute paths; one that cannot be made fails here, before the run writes a file).
+    One inside OUT is left to Tune: made now, it would leave a fresh run's OUT not empty."""
     if not opts.storage:
-        return str((out / "ray").resolve())  # Tune makes it
+        return str((out / "ray").resolve())
     if "://" in opts.storage:
         return opts.storage
     path = Path(opts.storage).resolve()
+    if path.is_relative_to(out.resolve()):
+        return str(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -1,0 +1,90 @@
+"""Which flags of a `fernas evolve --resume` command line the run's own settings replace.
+
+A resume keeps the settings its run began with (config.json) and takes from the command line
+only the machine's settings and the budgets (`RESUME_TAKES`).  A flag typed for anything else
+is said to be unused when the settings it sets differ from the run's, so a resume never drops
+a typed value without a word.  Which settings a flag sets is found by building the options
+again with that flag at another value (its default, another choice, a neighbouring number).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from fernas.errors import UserError
+from fernas.search.options import BUDGET_SETTINGS, SYSTEM_SETTINGS, flat_settings
+
+# What a resume takes from its command line (argparse destinations)
+RESUME_TAKES = {"out", "resume", "auto_resume", "quiet", "no_dashboard", "space", *SYSTEM_SETTINGS, *BUDGET_SETTINGS}
+# Settings the run works out itself (chance level, validation size, the space with the batch fixed)
+DERIVED = {"ga.chance_level", "ga.val_images", "ga.space"}
+
+
+def typed_flags(args: argparse.Namespace) -> dict[str, str]:
+    """argparse destination -> the option as typed, for every flag on the command line
+    (whatever its value: one typed at its default counts too)."""
+    p = args.command_parser
+    rest = args.argv[args.argv.index("evolve") + 1:]
+    saved = {a: a.default for a in p._actions}
+    try:
+        for a in p._actions:
+            a.default = argparse.SUPPRESS  # only what the command line sets ends up in the namespace
+        given = vars(p.parse_known_args(rest)[0])
+    finally:
+        for a, default in saved.items():
+            a.default = default
+    tokens = [t.split("=")[0] for t in rest if t.startswith("--")]
+    return {a.dest: _as_typed(a, tokens) for a in p._actions if a.option_strings and a.dest in given}
+
+
+def _as_typed(action, tokens: list[str]) -> str:
+    """The option string of `action` the user typed (`--no-novel-offspring`, not its first one)."""
+    for exact in (True, False):  # a whole option before an abbreviation of one
+        for t in tokens:
+            for o in action.option_strings:
+                if o == t or (not exact and len(t) > 2 and o.startswith(t)):
+                    return o
+    return action.option_strings[0]
+
+
+def settings_of_typed_flags(args: argparse.Namespace, build) -> dict[str, list[str]]:
+    """Option as typed -> the run settings (`flat_settings` keys) it sets, for each typed flag a
+    resume does not take; `build(args)` makes the options (`options_from_args`)."""
+    given = flat_settings(build(args))
+    found = {}
+    for dest, option in typed_flags(args).items():
+        if dest in RESUME_TAKES:
+            continue
+        if dest == "seed_genomes":  # resolved to files after the options are built
+            found[option] = ["seed_genomes"]
+            continue
+        found[option] = _settings_set_by(args, dest, given, build)
+    return found
+
+
+def _settings_set_by(args: argparse.Namespace, dest: str, given: dict, build) -> list[str]:
+    action = next(a for a in args.command_parser._actions if a.dest == dest)
+    for value in _other_values(action, getattr(args, dest), args.command_parser.get_default(dest)):
+        try:
+            other = flat_settings(build(argparse.Namespace(**{**vars(args), dest: value})))
+        except UserError:  # the other flags need this value
+            continue
+        changed = [k for k in given if k not in DERIVED and given[k] != other.get(k)]
+        if changed:
+            return changed
+    return [k for k in given if k.rsplit(".", 1)[-1] == dest]  # by its name, as a last resort
+
+
+def _other_values(action, value, default):
+    """Values other than `value` the flag may take: its default, its other choices, a neighbour."""
+    if default != value:
+        yield default
+    for choice in action.choices or ():
+        if choice != value:
+            yield choice
+    if isinstance(value, bool):
+        yield not value
+    elif isinstance(value, int):
+        yield from (value + 1, value - 1)
+    elif isinstance(value, float):
+        yield from (value / 2, value + 0.5)
