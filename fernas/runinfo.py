@@ -63,5 +63,5 @@ def refuse_other_data(recorded: dict, size_keys: tuple, classes, sizes, source: 
     if None not in then and then != list(sizes):
         parts.append(f"{'/'.join(map(str, then))} train/val/test images then, {'/'.join(map(str, sizes))} now")
     if parts:
-        raise RunDirError(f"{source}: not the data the run in {run} began with ({'; '.join(parts)}); a run keeps "
-                          "its data: restore it, or start a new run")
+        raise RunDirError(f"{source}: not the data the run in {run} began with ({'; '.join(parts)}: the data, or how "
+                          "this fernas reads it, changed); a run keeps its data: restore it, or start a new run")

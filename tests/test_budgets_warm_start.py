@@ -109,7 +109,7 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     assert main(["evolve", *common, "--out", str(a2), "--generations", "8", "--space", str(space), *raised]) == 2
     assert capsys.readouterr().err.strip().endswith(
         f"demo:140,70,70: not the data the run in {a2} began with (141/70/70 train/val/test images then, 140/70/70 "
-        "now); a run keeps its data: restore it, or start a new run")
+        "now: the data, or how this fernas reads it, changed); a run keeps its data: restore it, or start a new run")
     assert read_trials(a2) == after
 
     res = evolve(*run_a, *raised)

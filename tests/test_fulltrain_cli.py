@@ -356,6 +356,6 @@ def test_a_training_resume_refuses_other_data(tmp_path):
     train_start(TINY, load_dataset("demo:70,35,35"), cfg, run, 1)
     history = (run / "history.csv").read_text()
     with pytest.raises(RunDirError, match=r"demo:84,35,35: not the data the run in .*run began with \(70/35/35 "
-                                          r"train/val/test images then, 84/35/35 now\); a run keeps its data"):
+                                          r"train/val/test images then, 84/35/35 now: the data, or how this fernas reads it, changed\); a run keeps its data"):
         run_protocol(TINY, load_dataset("demo:84,35,35"), cfg, run, resume=True)
     assert (run / "history.csv").read_text() == history

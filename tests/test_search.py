@@ -428,3 +428,15 @@ def test_a_resume_names_typed_flags_the_run_does_not_take_by_the_settings_they_s
     assert flags_not_taken(flags, given, given) == []  # the run's own values typed again: nothing to say
     kept = replace(given, trial_batch=0, ga=replace(given.ga, pop=4, novel_offspring=True))
     assert set(flags_not_taken(flags, given, kept)) == {"--pop", "--trial-batch", "--no-novel-offspring"}
+
+    def options(*typed):
+        argv = ["evolve", "--out", "x", "--resume", "--epochs-per-trial", "1", *typed]
+        args = build_parser().parse_args(argv)
+        args.argv = argv
+        return args, options_from_args(args)
+
+    # --rerank-recipe moves the re-ranking's budget, which --epochs-per-trial sets too: only the
+    # flag whose own setting differs is named
+    args, given = options("--rerank-recipe", "trial")
+    flags = settings_of_typed_flags(args, options_from_args)
+    assert flags_not_taken(flags, given, options()[1]) == ["--rerank-recipe"]

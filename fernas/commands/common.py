@@ -22,7 +22,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--skip-bad", action="store_true",
                    help="skip malformed rows and unreadable images (and count them) instead of stopping")
     g.add_argument("--data-seed", type=int, default=0,
-                   help="seed of the demo generator and of stratified val/test splits, -2**63 to 2**63-1")
+                   help="seed of the demo generator and of stratified val/test splits, -2**63 to 2**63-1 (seeds equal modulo 2**32 give the same data)")
 
 
 DATA_KEYS = ("data", "labels", "skip_bad", "data_seed")  # what add_data_arguments defines

@@ -24,7 +24,7 @@ def register(sub) -> None:
     c.add_argument("path", metavar="PATH", help="'demo[:N]', 'demo-hard[:N]', a FER2013 CSV or an image folder")
     c.add_argument("--labels", default=None, metavar="CSV", help="FER+ vote file (fer2013new.csv)")
     c.add_argument("--skip-bad", action="store_true", help="skip malformed rows/images and count them")
-    c.add_argument("--data-seed", type=int, default=0, help="seed of the demo data and stratified splits, -2**63 to 2**63-1")
+    c.add_argument("--data-seed", type=int, default=0, help="seed of the demo data and stratified splits, -2**63 to 2**63-1 (seeds equal modulo 2**32 give the same data)")
     c.set_defaults(func=run_check)
 
     d = dsub.add_parser("demo", help="write the synthetic demo faces as a FER2013 CSV or an image folder",
@@ -36,7 +36,7 @@ def register(sub) -> None:
                    help=f"training images (each split holds at most {demo_spec.MAX_DEMO_IMAGES:,})")
     d.add_argument("--n-val", type=int, default=sizes[1], help="validation images (Usage PublicTest)")
     d.add_argument("--n-test", type=int, default=sizes[2], help="test images (Usage PrivateTest)")
-    d.add_argument("--seed", type=int, default=0, help="generator seed, -2**63 to 2**63-1")
+    d.add_argument("--seed", type=int, default=0, help="generator seed, -2**63 to 2**63-1 (seeds equal modulo 2**32 give the same faces)")
     d.add_argument("--difficulty", choices=demo_spec.DIFFICULTY_NAMES, default="standard",
                    help="hard: more pose, occlusion, lighting and noise (what --data demo-hard loads)")
     d.set_defaults(func=run_demo)

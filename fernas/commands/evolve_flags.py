@@ -80,7 +80,7 @@ def add_search_flags(p, d) -> None:
                         "NSGA-II is elitist by itself)")
     g.add_argument("--hall-of-fame", type=int, default=d.hof_size, metavar="N",
                    help="best genomes written to OUT/hall_of_fame/")
-    g.add_argument("--seed", type=flag_types.seed, default=d.seed, help="seed of the GA and of every trial's training, -10**12 to 10**12")
+    g.add_argument("--seed", type=flag_types.seed, default=d.seed, help="seed of the GA and of every trial's training, -10**12 to 10**12 (torch and numpy take it modulo 2**32)")
 
 
 def add_trial_flags(p, d) -> None:

@@ -25,16 +25,11 @@ def typed_flags(args: argparse.Namespace) -> dict[str, str]:
     (whatever its value: one typed at its default counts too)."""
     p = args.command_parser
     rest = args.argv[args.argv.index("evolve") + 1:]
-    saved = {a: a.default for a in p._actions}
-    try:
-        for a in p._actions:
-            a.default = argparse.SUPPRESS  # only what the command line sets ends up in the namespace
-        given = vars(p.parse_known_args(rest)[0])
-    finally:
-        for a, default in saved.items():
-            a.default = default
+    unset = object()  # argparse leaves an attribute the namespace already has, unless a flag sets it
+    options = [a for a in p._actions if a.option_strings and a.dest != argparse.SUPPRESS]
+    parsed = p.parse_known_args(rest, argparse.Namespace(**{a.dest: unset for a in options}))[0]
     tokens = [t.split("=")[0] for t in rest if t.startswith("--")]
-    return {a.dest: _as_typed(a, tokens) for a in p._actions if a.option_strings and a.dest in given}
+    return {a.dest: _as_typed(a, tokens) for a in options if getattr(parsed, a.dest) is not unset}
 
 
 def _as_typed(action, tokens: list[str]) -> str:
@@ -59,7 +54,15 @@ def settings_of_typed_flags(args: argparse.Namespace, build) -> dict[str, list[s
             found[option] = ["seed_genomes"]
             continue
         found[option] = _settings_set_by(args, dest, given, build)
-    return found
+    return {option: _own(option, keys, found) for option, keys in found.items()}
+
+
+def _own(option: str, keys: list[str], found: dict[str, list[str]]) -> list[str]:
+    """`keys` less those another typed flag sets too (--epochs-per-trial moves the re-ranking's
+    budget, which --rerank-recipe sets): each setting is charged to the flag that is its own,
+    where there is one."""
+    others = {k for o, ks in found.items() if o != option for k in ks}
+    return [k for k in keys if k not in others] or keys
 
 
 def _settings_set_by(args: argparse.Namespace, dest: str, given: dict, build) -> list[str]:

@@ -54,7 +54,7 @@ TRAIN_FLAGS = [
                             "demo-hard at --epochs 48, two training seeds each); the re-ranking 13 of 20 "
                             "(docs/search_experiments.md, \"Racing the finalists\"). 0: every genome trained "
                             "fully, then compared")),
-    (("--seed",), dict(type=flag_types.seed, default=_D.seed, help="seeds python, numpy and torch, -10**12 to 10**12")),
+    (("--seed",), dict(type=flag_types.seed, default=_D.seed, help="seeds python, numpy and torch, -10**12 to 10**12 (torch and numpy take it modulo 2**32)")),
     (("--device",), dict(default=_D.device, help="auto, cpu or cuda")),
     (("--precision",), dict(choices=("auto", "bf16", "fp32"), default=_D.precision,
                             help="auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32")),

@@ -18,7 +18,7 @@ import torch
 from fernas.dataset import Dataset, Split
 from fernas.io import atomic_torch_save, atomic_write_json
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # part of every key: raised when a loader reads the same file differently (2: deeper images scaled)
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
