@@ -154,7 +154,8 @@ def load_face_images(paths) -> torch.Tensor:
     for p in paths:
         p = Path(p)
         if not p.is_file():
-            raise UserError(f"{p}: no such image file")
+            raise UserError(f"{p}: " + ("a directory; give image files (a shell glob: DIR/*.png)" if p.is_dir()
+                                        else "no such image file"))
         try:
             face = read_face(p)  # (48, 48) uint8, as the folder loader reads it
         except BadImage as exc:

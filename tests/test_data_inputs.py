@@ -206,3 +206,17 @@ def test_class_only_in_test_is_refused(faces, capsys):
     _one_line_exit_2(["data", "check", faces], capsys,
                      f"{faces}/train/contempt: class 'contempt' has no training images "
                      "(the class folder is only in test)")
+
+
+def test_a_directory_where_a_file_belongs_and_a_negative_pixel_are_named_as_such(tmp_path, capsys):
+    csv = tmp_path / "fer2013.csv"
+    write_fer_csv(make_demo(14, 7, 7), csv)
+    _one_line_exit_2(["data", "check", csv, "--labels", tmp_path], capsys,
+                     f"{tmp_path}: a directory (expected the FER+ vote file fer2013new.csv)")
+    with pytest.raises(UserError, match="a directory; give image files"):  # what `fernas predict DIR` reads
+        load_face_images([tmp_path])
+    lines = csv.read_text().splitlines()
+    emotion, pixels, usage = lines[1].split(",")
+    lines[1] = ",".join([emotion, "-1" + pixels[pixels.index(" "):], usage])
+    csv.write_text("\n".join(lines) + "\n")
+    _one_line_exit_2(["data", "check", csv], capsys, "line 2: pixel value -1 is outside 0..255")

@@ -139,7 +139,8 @@ def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLik
         if path.stat().st_size == 0:
             raise DataError(f"{src}: empty file")
         if labels and not Path(labels).is_file():
-            raise DataError(f"{labels}: no such file (expected the FER+ vote file fer2013new.csv)")
+            what = "a directory" if Path(labels).is_dir() else "no such file"
+            raise DataError(f"{labels}: {what} (expected the FER+ vote file fer2013new.csv)")
         key_fn = lambda: dict(  # noqa: E731
             v=CACHE_VERSION, kind="csv", content=file_hash(path, root) if root else "",
             labels=file_hash(Path(labels), root) if (labels and root) else None,

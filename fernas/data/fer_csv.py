@@ -51,7 +51,10 @@ def _parse_pixels_slow(pix: bytes) -> tuple[np.ndarray | None, str]:
         return None, f"expected {PIXELS} pixel values, found {len(toks)}"
     for t in toks:
         if not t.isdigit():
-            return None, f"pixel value '{t.decode('utf-8', 'replace')[:20]}' is not a number (expected integers 0..255)"
+            shown = t.decode("utf-8", "replace")[:20]
+            if t[:1] == b"-" and t[1:].isdigit():
+                return None, f"pixel value {shown} is outside 0..255"
+            return None, f"pixel value '{shown}' is not a number (expected integers 0..255)"
         if int(t) > 255:
             return None, f"pixel value {int(t)} is outside 0..255"
     return np.array([int(t) for t in toks], dtype=np.uint8), ""
