@@ -146,12 +146,11 @@ def config_block(cfg: dict) -> str:
 # -- an evolve run
 def evolve_report(run: Path, cfg: dict, row: dict) -> str:
     from fernas import run_analysis as A
-    from fernas.genome import load_genome
 
     ga = cfg.get("options", {}).get("ga", {})
     max_budget = int(ga.get("max_budget") or 0)
     trials = read_csv(run / "trials.csv")
-    hof = [load_genome(p) for p in sorted((run / "hall_of_fame").glob("*.json"))]
+    hof = _genomes(run / "hall_of_fame")
     classes = len(cfg.get("data", {}).get("classes") or []) or 7
     secs = [section("summary", "Summary", key_values([
         ("state", row["state"]), ("progress", row["progress"]), ("trials", row["trials"]),
@@ -170,7 +169,7 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
                         + image(A.plot_best_vs_compute(points) if points else None, "best so far against compute")
                         + "</div>"))
     secs.append(section("hall-of-fame", "Hall of fame", _hall_of_fame(hof, classes)))
-    seeds = [load_genome(p) for p in sorted((run / "seed_designs").glob("*.json"))]
+    seeds = _genomes(run / "seed_designs")
     secs.append(section("seed-designs", "Seed designs", _seed_designs(run, seeds, classes)))
     fixed = A.untrained_properties(cfg.get("options", {}))
     secs.append(section("effects", "What the accuracy goes with", _effects(A.effects(trials, max_budget, fixed),
@@ -190,6 +189,21 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
 
 def _use(u: dict | None) -> str:
     return f"{u['busy']:.0%} / {u['training']:.0%} of the slots' time" if u else "-"
+
+
+def _genomes(folder: Path) -> list[dict]:
+    """The genome files in `folder`; one that does not load is left out with a warning line, as
+    a corrupt metrics.json is: the rest of the page still helps."""
+    from fernas.genome import load_genome
+    from fernas.errors import GenomeError
+
+    docs = []
+    for p in sorted(folder.glob("*.json")):
+        try:
+            docs.append(load_genome(p))
+        except GenomeError as exc:
+            print(f"fernas: warning: {exc}; the report leaves it out", file=sys.stderr)
+    return docs
 
 
 def _hall_of_fame(hof: list[dict], classes: int) -> str:

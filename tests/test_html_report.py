@@ -147,10 +147,15 @@ def test_a_corrupt_metrics_json_leaves_the_test_results_out_with_one_warning(tmp
     assert "id='curves'" in text and "id='network'" in text and "id='classes'" not in text
 
 
-def test_a_hall_of_fame_genome_whose_evolve_is_no_object_is_one_line(search, tmp_path):
+def test_a_corrupt_hall_of_fame_genome_is_left_out_with_one_warning(search, tmp_path):
+    """As a corrupt metrics.json is: the rest of the page still helps."""
     out = tmp_path / "run"
     shutil.copytree(search[0], out)
     first = sorted((out / "hall_of_fame").glob("*.json"))[0]
     first.write_text(json.dumps({**json.loads(first.read_text()), "evolve": 5}))
     rc, _, err = cli("report", out)
-    assert rc == 2 and err == f"fernas: error: {first}: evolve: expected an object, found number\n"
+    assert rc == 0 and err == f"fernas: warning: {first}: evolve: expected an object, found number; the report " \
+                              "leaves it out\n"
+    page = (out / "report.html").read_text()
+    shown = page[page.index("<section id='hall-of-fame'>"):].split("</section>")[0].count("<details>")
+    assert shown == len(list((out / "hall_of_fame").glob("*.json"))) - 1  # the others are shown
