@@ -97,8 +97,9 @@ def _evolve_row(run: Path, cfg: dict) -> dict:
     best_trial = max(accs) if accs else None
     meta = ck.get("meta") or {}
     progress = f"gen {ck.get('generation', 0)}/{ga.get('generations', '?')}"
-    if meta.get("search_end") is not None and isinstance(meta.get("ended_by"), str):  # a budget ended it
-        progress += " --" + meta["ended_by"].replace("_", "-")  # its flag: max_compute -> --max-compute
+    ended_by = meta.get("ended_by")
+    if isinstance(ended_by, str) and (meta.get("search_end") is not None or ended_by == "patience"):  # a budget ended it
+        progress += " --" + ended_by.replace("_", "-")  # its flag: max_compute -> --max-compute
     return {"kind": "evolve", "state": state, "progress": progress, "ended_by": meta.get("ended_by"),
             "trials": len(trials), "best": picked.get("val_acc", best_trial), "best_gid": picked.get("gid"),
             "best_trial": best_trial,

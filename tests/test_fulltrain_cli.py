@@ -359,3 +359,26 @@ def test_a_training_resume_refuses_other_data(tmp_path):
                                           r"train/val/test images then, 84/35/35 now: the data, or how this fernas reads it, changed\); a run keeps its data"):
         run_protocol(TINY, load_dataset("demo:84,35,35"), cfg, run, resume=True)
     assert (run / "history.csv").read_text() == history
+
+
+def test_a_training_resume_names_only_the_typed_flags_it_does_not_use(tmp_path, capsys):
+    """Not the flags left at their defaults (it named --data, --fine-tune-epochs, --train-crops
+    on a bare `decode --train --resume`), nor one typed at the run's own value."""
+    from fernas.cli import build_parser
+    from fernas.commands.train import _restore_run_settings
+    from fernas.fulltrain import RUN_VERSION
+    from fernas.io import atomic_write_json
+
+    run = tmp_path / "a"
+    run.mkdir()
+    atomic_write_json(run / "config.json", {"fernas_train_run": RUN_VERSION,
+                                            "args": {"data": "demo:70", "epochs": 48, "train_crops": 1, "seed": 0}})
+    for typed, named in (([], None), (["--epochs", "5", "--train-crops=1"], "--epochs")):
+        argv = ["decode", "g.json", "--train", "--out", str(run), "--resume", *typed]
+        args = build_parser().parse_args(argv)
+        args.argv = argv
+        _restore_run_settings(args, [run])
+        err = capsys.readouterr().err
+        assert (args.epochs, args.data) == (48, "demo:70")
+        assert err == ("" if named is None else
+                       f"resuming {run} with its stored settings ({named} from config.json, not from this command line)\n")

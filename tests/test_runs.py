@@ -102,6 +102,13 @@ def test_runs_names_the_budget_that_ended_a_search(tmp_path):
     assert (row["state"], row["progress"], row["ended_by"]) == ("finished", "gen 1/5 --max-compute", "max_compute")
     rc, table, _ = cli("runs", tmp_path)
     assert rc == 0 and "gen 1/5 --max-compute" in table.splitlines()[1]
+    # patience ends a search between generations (no search_end): named all the same
+    stalled = tmp_path / "stalled"
+    evolve_run(stalled, pop=4, generations=2)
+    ck = json.loads((stalled / "checkpoint.json").read_text())
+    ck["meta"]["ended_by"] = "patience"
+    (stalled / "checkpoint.json").write_text(json.dumps(ck))
+    assert describe(stalled)["progress"] == "gen 2/2 --patience"
 
 
 def test_a_run_whose_files_are_truncated_is_read_as_resume_reads_it(tmp_path, capsys):

@@ -20,7 +20,7 @@ def register(sub) -> None:
                    help="input height/width the summary is computed at (40: ten-crop size)")
     # Flags that only mean something with --train: refuse them without it, rather than ignore.
     train_only = train_command.add_train_arguments(p, switch=True)
-    p.set_defaults(func=run, _train_only=train_only)
+    p.set_defaults(func=run, _train_only=train_only, command_parser=p)
 
 
 def _fmt_int(n: int) -> str:

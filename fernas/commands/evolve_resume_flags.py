@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from fernas.commands.typed_flags import typed_flags
 from fernas.errors import UserError
 from fernas.search.options import BUDGET_SETTINGS, SYSTEM_SETTINGS, flat_settings
 
@@ -20,34 +21,12 @@ RESUME_TAKES = {"out", "resume", "auto_resume", "quiet", "no_dashboard", "space"
 DERIVED = {"ga.chance_level", "ga.val_images", "ga.space"}
 
 
-def typed_flags(args: argparse.Namespace) -> dict[str, str]:
-    """argparse destination -> the option as typed, for every flag on the command line
-    (whatever its value: one typed at its default counts too)."""
-    p = args.command_parser
-    rest = args.argv[args.argv.index("evolve") + 1:]
-    unset = object()  # argparse leaves an attribute the namespace already has, unless a flag sets it
-    options = [a for a in p._actions if a.option_strings and a.dest != argparse.SUPPRESS]
-    parsed = p.parse_known_args(rest, argparse.Namespace(**{a.dest: unset for a in options}))[0]
-    tokens = [t.split("=")[0] for t in rest if t.startswith("--")]
-    return {a.dest: _as_typed(a, tokens) for a in options if getattr(parsed, a.dest) is not unset}
-
-
-def _as_typed(action, tokens: list[str]) -> str:
-    """The option string of `action` the user typed (`--no-novel-offspring`, not its first one)."""
-    for exact in (True, False):  # a whole option before an abbreviation of one
-        for t in tokens:
-            for o in action.option_strings:
-                if o == t or (not exact and len(t) > 2 and o.startswith(t)):
-                    return o
-    return action.option_strings[0]
-
-
 def settings_of_typed_flags(args: argparse.Namespace, build) -> dict[str, list[str]]:
     """Option as typed -> the run settings (`flat_settings` keys) it sets, for each typed flag a
     resume does not take; `build(args)` makes the options (`options_from_args`)."""
     given = flat_settings(build(args))
     found = {}
-    for dest, option in typed_flags(args).items():
+    for dest, option in typed_flags(args.command_parser, args.argv[1:]).items():
         if dest in RESUME_TAKES:
             continue
         if dest == "seed_genomes":  # resolved to files after the options are built

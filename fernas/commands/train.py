@@ -91,11 +91,11 @@ def register(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("genomes", nargs="+", metavar="GENOME.json", help="one or more genome files")
     add_train_arguments(p)
-    p.set_defaults(func=lambda args: run_training(args, "fernas train"))
+    p.set_defaults(func=lambda args: run_training(args, "fernas train"), command_parser=p)
 
 
 def _jsonable(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in vars(args).items() if k not in ("func", "argv") and not callable(v)}
+    return {k: v for k, v in vars(args).items() if k not in ("func", "argv", "command_parser") and not callable(v)}
 
 
 def _shown(value) -> str:
@@ -132,13 +132,24 @@ def _restore_run_settings(args: argparse.Namespace, dirs) -> None:
         return
     _refuse_unlike_runs(args, runs)
     first, stored = runs[0]
-    changed = [k for k in RESUME_KEYS if k in stored and getattr(args, k, None) != stored[k]]
+    typed = _typed(args)
+    changed = [typed[k] for k in RESUME_KEYS if k in stored and k in typed and getattr(args, k, None) != stored[k]]
     for k in RESUME_KEYS:
         if k in stored:
             setattr(args, k, stored[k])
     if changed:
-        print(f"resuming {first} with its stored settings ({', '.join('--' + k.replace('_', '-') for k in changed)} "
-              f"from config.json, not from this command line)", file=sys.stderr)
+        print(f"resuming {first} with its stored settings ({', '.join(changed)} from config.json, not from this "
+              "command line)", file=sys.stderr)
+
+
+def _typed(args: argparse.Namespace) -> dict[str, str]:
+    """The flags the command line typed (destination -> option as typed); every setting's flag
+    when `args` did not come from a command line."""
+    from fernas.commands.typed_flags import typed_flags
+
+    if not hasattr(args, "command_parser"):
+        return {k: "--" + k.replace("_", "-") for k in RESUME_KEYS}
+    return typed_flags(args.command_parser, args.argv[1:])
 
 
 def _restore_race(args: argparse.Namespace, base) -> None:
