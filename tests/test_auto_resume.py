@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from fernas.cli import build_parser, main
-from fernas.commands.evolve_auto_resume import attempt_command, python, record_death, restart_reason, supervise
+from fernas.commands.evolve_auto_resume import (WATCH_S, attempt_command, python, record_death, restart_reason,
+                                               supervise)
 
-from test_search import read_trials
+from test_search import descendants, read_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -168,6 +169,9 @@ def test_a_search_killed_with_sigkill_goes_on_by_itself(tmp_path):
             assert sup.poll() is None and time.time() < deadline, f"no trial before the kill: {log.read_text()}"
             time.sleep(0.5)
         (attempt,) = map(int, Path(f"/proc/{sup.pid}/task/{sup.pid}/children").read_text().split())
+        # Ray started seconds before the first trial ended: the supervisor, which looks every
+        # WATCH_S, has seen its agents
+        below = {pid: _started(pid) for pid in descendants(attempt)}
         os.kill(attempt, signal.SIGKILL)
         sup.wait(timeout=300)
     finally:
@@ -184,3 +188,12 @@ def test_a_search_killed_with_sigkill_goes_on_by_itself(tmp_path):
     assert state["done"] and state["meta"]["attempts"] == 2
     (death,) = json.loads((out / "auto_resume.json").read_text())["deaths"]
     assert (death["attempt"], death["reason"], death["restarted"]) == (1, "killed by SIGKILL", True)
+    # Ray's agents outlived the killed attempt (for ever, holding about 200 MB): ended with it
+    assert below and [p for p, started in below.items() if _started(p) == started] == []
+
+
+def _started(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return None

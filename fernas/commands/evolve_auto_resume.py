@@ -11,7 +11,9 @@ found before the run started (restarting cannot fix it), a search whose output w
 (status 141 or SIGPIPE: `| head` closes on a restart too), and a stop asked of this process
 (SIGINT, SIGTERM, SIGHUP), which it passes on to the search (a terminal's Ctrl-C reaches the
 search itself: they share a process group).  A signal this process was started ignoring
-(`nohup` ignores SIGHUP) stays ignored, in the search too.
+(`nohup` ignores SIGHUP) stays ignored, in the search too.  When an attempt ends, the processes
+it left running below it are ended: Ray's dashboard and runtime-env agents outlive a driver
+killed with SIGKILL (about 200 MB an attempt, for ever).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from fernas.commands import closed_output
 
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DEATHS_FILE = "auto_resume.json"  # in OUT: every attempt that died, when, why, whether it was restarted
-RESTART_DELAY_S = 5.0  # no hot loop when a start keeps failing; the dead attempt's Ray agents end within a minute
+RESTART_DELAY_S = 5.0  # no hot loop when a start keeps failing
+WATCH_S = 2.0  # how often the processes below an attempt are noted (a /proc scan: milliseconds)
 
 
 def restart_reason(status: int, started: bool = False) -> str | None:
@@ -104,7 +107,8 @@ def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lamb
             child.append(subprocess.Popen(command(attempt)))
             if stops:  # asked to stop while it was being started (it may have missed even a terminal's)
                 os.kill(child[-1].pid, stops[0])
-            status = child[-1].wait()
+            status, left = _wait_watching(child[-1])
+            _end_leftovers(left)  # a killed search leaves Ray's agents behind, about 200 MB an attempt
             reason = None if stops else restart_reason(status, started=stamp() != before)
             if reason is not None:
                 record({"ended": time.strftime("%Y-%m-%dT%H:%M:%S"), "attempt": attempt + 1, "reason": reason,
@@ -125,6 +129,49 @@ def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lamb
             signal.signal(s, handler)
         if tty is not None:
             os.close(tty)
+
+
+def _wait_watching(proc: subprocess.Popen, every: float = WATCH_S) -> tuple[int, dict[int, str]]:
+    """`proc`'s exit status, and the processes below it as last seen (pid -> start time)."""
+    seen: dict[int, str] = {}
+    while True:
+        try:
+            return proc.wait(timeout=every), seen
+        except subprocess.TimeoutExpired:
+            try:
+                seen = _below(proc.pid)
+            except Exception:  # noqa: BLE001 - noting must never end the supervision of a search
+                pass
+
+
+def _below(pid: int) -> dict[int, str]:
+    """The processes below `pid` (pid -> start time, from /proc)."""
+    parent, start = {}, {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            parent[int(d.name)], start[int(d.name)] = int(fields[1]), fields[19]
+    found, todo = {}, [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in found]
+        found.update({c: start[c] for c in kids})
+        todo.extend(kids)
+    return found
+
+
+def _end_leftovers(seen: dict[int, str]) -> None:
+    """SIGKILL those of `seen` still running (the same process: its start time matches).  Ray's
+    dashboard and runtime-env agents outlive a driver killed with SIGKILL and ignore SIGTERM."""
+    for pid, started in seen.items():
+        try:
+            if (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) == started:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, IndexError):
+            pass
 
 
 def python() -> list[str]:
