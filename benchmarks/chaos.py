@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fernas.commands.evolve_auto_resume import processes_below  # noqa: E402
+
 ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
 
 
@@ -42,20 +44,7 @@ def trials(out: Path) -> list[dict]:
 
 def descendants(pid: int) -> set[int]:
     """Process ids below `pid`, from /proc."""
-    parent = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    found, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        kids = {c for c, pp in parent.items() if pp == p} - found
-        found |= kids
-        todo.extend(kids)
-    return found
+    return set(processes_below(pid))
 
 
 def _kill(proc: subprocess.Popen, below: set[int]) -> None:

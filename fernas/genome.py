@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from fernas.errors import GenomeError
-from fernas.io import atomic_write_text
+from fernas.io import atomic_write_text, json_type
 
 GENOME_VERSION = 1
 MAX_STAGES = 5
@@ -184,19 +184,6 @@ _TOP_KEYS_OPTIONAL = ("name", "source", "dormant", "evolve", "notes")
 
 def _fmt_choices(choices) -> str:
     return ", ".join(json.dumps(c) for c in choices)
-
-
-def json_type(value: Any) -> str:
-    """What a parsed JSON value is, by JSON's own names (null, boolean, number, string, array,
-    object): the user wrote JSON, not Python."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):  # before int: bool is an int in Python
-        return "boolean"
-    for kinds, name in (((int, float), "number"), (str, "string"), ((list, tuple), "array"), (dict, "object")):
-        if isinstance(value, kinds):
-            return name
-    return type(value).__name__
 
 
 def _show(value: Any) -> str:

@@ -22,8 +22,7 @@ from pathlib import Path
 
 from fernas import __version__
 from fernas.errors import RunDirError, first_line
-from fernas.genome import json_type
-from fernas.io import atomic_write_text
+from fernas.io import atomic_write_text, json_type
 from fernas.search.options import recipe_text, stored_recipe
 
 REPORT_NAME = "report.html"

@@ -193,6 +193,19 @@ def atomic_write_csv(path: str | os.PathLike, fieldnames: list[str], rows: list[
     atomic_write_text(path, buf.getvalue())
 
 
+def json_type(value: Any) -> str:
+    """What a parsed JSON value is, by JSON's own names (null, boolean, number, string, array,
+    object): the user wrote JSON, not Python."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):  # before int: bool is an int in Python
+        return "boolean"
+    for kinds, name in (((int, float), "number"), (str, "string"), ((list, tuple), "array"), (dict, "object")):
+        if isinstance(value, kinds):
+            return name
+    return type(value).__name__
+
+
 # The version keys of the run directories' config.json, and what each is
 RUN_KINDS = {"fernas_evolve_run": "the config.json of a search (fernas evolve)",
              "fernas_train_run": "the config.json of a training run (fernas train or decode --train)"}

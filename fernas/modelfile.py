@@ -124,7 +124,7 @@ def _looks_like_text(head: bytes) -> bool:
 # ---- the fields ------------------------------------------------------------------------------
 def _check_fields(path: Path, obj: dict) -> None:
     """Each field the loader and the commands use: present where required, of its type."""
-    from fernas.genome import json_type
+    from fernas.io import json_type
 
     version = obj["fernas_model"]
     if not _is_int(version) or version != MODEL_FILE_VERSION:

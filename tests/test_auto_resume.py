@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fernas.cli import build_parser, main
-from fernas.commands.evolve_auto_resume import (WATCH_S, attempt_command, python, record_death, restart_reason,
+from fernas.commands.evolve_auto_resume import (attempt_command, python, record_death, restart_reason, start_time,
                                                supervise)
 
 from test_search import descendants, read_trials
@@ -170,8 +170,8 @@ def test_a_search_killed_with_sigkill_goes_on_by_itself(tmp_path):
             time.sleep(0.5)
         (attempt,) = map(int, Path(f"/proc/{sup.pid}/task/{sup.pid}/children").read_text().split())
         # Ray started seconds before the first trial ended: the supervisor, which looks every
-        # WATCH_S, has seen its agents
-        below = {pid: _started(pid) for pid in descendants(attempt)}
+        # WATCH_S seconds, has seen its agents
+        below = {pid: start_time(pid) for pid in descendants(attempt)}
         os.kill(attempt, signal.SIGKILL)
         sup.wait(timeout=300)
     finally:
@@ -189,11 +189,4 @@ def test_a_search_killed_with_sigkill_goes_on_by_itself(tmp_path):
     (death,) = json.loads((out / "auto_resume.json").read_text())["deaths"]
     assert (death["attempt"], death["reason"], death["restarted"]) == (1, "killed by SIGKILL", True)
     # Ray's agents outlived the killed attempt (for ever, holding about 200 MB): ended with it
-    assert below and [p for p, started in below.items() if _started(p) == started] == []
-
-
-def _started(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except OSError:
-        return None
+    assert below and [p for p, started in below.items() if start_time(p) == started] == []

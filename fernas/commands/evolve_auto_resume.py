@@ -139,21 +139,21 @@ def _wait_watching(proc: subprocess.Popen, every: float = WATCH_S) -> tuple[int,
             return proc.wait(timeout=every), seen
         except subprocess.TimeoutExpired:
             try:
-                seen = _below(proc.pid)
+                seen = processes_below(proc.pid)
             except Exception:  # noqa: BLE001 - noting must never end the supervision of a search
                 pass
 
 
-def _below(pid: int) -> dict[int, str]:
-    """The processes below `pid` (pid -> start time, from /proc)."""
+def processes_below(pid: int) -> dict[int, str]:
+    """The processes below `pid`, with their start times (pid -> start time, from /proc)."""
     parent, start = {}, {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
+                fields = _stat(d.name)
+                parent[int(d.name)], start[int(d.name)] = int(fields[1]), fields[19]
+            except (OSError, IndexError, ValueError):
                 continue
-            parent[int(d.name)], start[int(d.name)] = int(fields[1]), fields[19]
     found, todo = {}, [pid]
     while todo:
         p = todo.pop()
@@ -163,15 +163,29 @@ def _below(pid: int) -> dict[int, str]:
     return found
 
 
+def start_time(pid: int) -> str | None:
+    """When process `pid` started (clock ticks after boot, as /proc says); None when it is gone.
+    With the pid it names one process: a pid alone may have been reused."""
+    try:
+        return _stat(pid)[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _stat(pid) -> list[str]:
+    """/proc/PID/stat's fields after the command name (state, ppid, ...; start time at 19)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _end_leftovers(seen: dict[int, str]) -> None:
     """SIGKILL those of `seen` still running (the same process: its start time matches).  Ray's
     dashboard and runtime-env agents outlive a driver killed with SIGKILL and ignore SIGTERM."""
     for pid, started in seen.items():
-        try:
-            if (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) == started:
+        if start_time(pid) == started:
+            try:
                 os.kill(pid, signal.SIGKILL)
-        except (OSError, IndexError):
-            pass
+            except OSError:
+                pass
 
 
 def python() -> list[str]:
