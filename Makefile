@@ -53,7 +53,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
-	@for b in data train search search_quality fitness_noise budget_correlation chaos equal_compute cost_model memory_estimate step_ops; do \
+	@for b in data train search search_quality fitness_noise budget_correlation chaos equal_compute cost_model memory_estimate step_ops cli_startup; do \
 	  if [ -f benchmarks/$$b.py ]; then echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py $(BENCH_ARGS) || exit 1; fi; done
 
 # The larger settings, for a machine with a GPU (results go to *-gpu.json with the card's name).
