@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fernas.commands.evolve_auto_resume import processes_below  # noqa: E402
+from fernas.processes import processes_below  # noqa: E402
 
 ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from fernas.commands import closed_output
+from fernas.processes import end_still_running, processes_below
 
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DEATHS_FILE = "auto_resume.json"  # in OUT: every attempt that died, when, why, whether it was restarted
@@ -108,7 +109,7 @@ def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lamb
             if stops:  # asked to stop while it was being started (it may have missed even a terminal's)
                 os.kill(child[-1].pid, stops[0])
             status, left = _wait_watching(child[-1])
-            _end_leftovers(left)  # a killed search leaves Ray's agents behind, about 200 MB an attempt
+            end_still_running(left)  # a killed search leaves Ray's agents behind, about 200 MB an attempt
             reason = None if stops else restart_reason(status, started=stamp() != before)
             if reason is not None:
                 record({"ended": time.strftime("%Y-%m-%dT%H:%M:%S"), "attempt": attempt + 1, "reason": reason,
@@ -141,50 +142,6 @@ def _wait_watching(proc: subprocess.Popen, every: float = WATCH_S) -> tuple[int,
             try:
                 seen = processes_below(proc.pid)
             except Exception:  # noqa: BLE001 - noting must never end the supervision of a search
-                pass
-
-
-def processes_below(pid: int) -> dict[int, str]:
-    """The processes below `pid`, with their start times (pid -> start time, from /proc)."""
-    parent, start = {}, {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                fields = _stat(d.name)
-                parent[int(d.name)], start[int(d.name)] = int(fields[1]), fields[19]
-            except (OSError, IndexError, ValueError):
-                continue
-    found, todo = {}, [pid]
-    while todo:
-        p = todo.pop()
-        kids = [c for c, pp in parent.items() if pp == p and c not in found]
-        found.update({c: start[c] for c in kids})
-        todo.extend(kids)
-    return found
-
-
-def start_time(pid: int) -> str | None:
-    """When process `pid` started (clock ticks after boot, as /proc says); None when it is gone.
-    With the pid it names one process: a pid alone may have been reused."""
-    try:
-        return _stat(pid)[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _stat(pid) -> list[str]:
-    """/proc/PID/stat's fields after the command name (state, ppid, ...; start time at 19)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _end_leftovers(seen: dict[int, str]) -> None:
-    """SIGKILL those of `seen` still running (the same process: its start time matches).  Ray's
-    dashboard and runtime-env agents outlive a driver killed with SIGKILL and ignore SIGTERM."""
-    for pid, started in seen.items():
-        if start_time(pid) == started:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
                 pass
 
 

@@ -26,7 +26,7 @@ from fernas.evolve import Candidate, Evolution
 from fernas.fitness import at_chance, chance_level
 from fernas.io import run_dir_lock
 from fernas.runinfo import refuse_other_data, versions
-from fernas.search import cluster, rundir
+from fernas.search import cluster, leftovers, rundir
 from fernas.search.options import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH, EvolveOptions, recipe_text
 from fernas.space import at_batch
 
@@ -188,6 +188,9 @@ def _resolve(cli_opts: EvolveOptions, stored: dict | None, console) -> tuple[Evo
 
 
 def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], console, stored: dict | None) -> Path:
+    ended = leftovers.end_leftovers(Path(cli_opts.out))  # Ray's agents outlive a search killed with SIGKILL
+    if ended:
+        console.say(ended, err=True)
     opts, ev = _resolve(cli_opts, stored, console)
     out = Path(opts.out)
     seed_docs = at_batch(seed_docs, opts.trial_batch)  # as the run searches them (the stored run's batch on a resume)
@@ -212,6 +215,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         raise KeyboardInterrupt
     storage = _trial_storage(opts, out)  # a storage Tune cannot use: refused before Ray and the run's files
     ray_info = cluster.connect_ray(opts)
+    notes = leftovers.ProcessNotes(out).start()  # for the next search here, should this one be killed
     import ray
     try:
         cpt, gpt, slots = cluster.resolve_resources(opts, ray_info)
@@ -254,6 +258,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
     finally:
         if ray_info["started_local"] or ray.is_initialized():
             ray.shutdown()
+        notes.stop()
 
 
 def _trial_storage(opts: EvolveOptions, out: Path) -> str:

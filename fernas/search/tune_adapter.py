@@ -339,5 +339,7 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
         stdout = stack.enter_context(open(os.devnull, "w")) if not opts.verbose else run.console.stream
         stack.enter_context(contextlib.redirect_stdout(stdout))
         tuner.fit()
+    with contextlib.suppress(OSError):  # the watchdogs' folder, when none left a marker there
+        (run.out / "stuck").rmdir()
     if searcher.failure is not None:  # kept from a callback after the searcher had finished
         raise searcher.failure

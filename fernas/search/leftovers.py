@@ -1,0 +1,90 @@
+"""Ray processes that a killed search left running, noted while it runs and ended by the next
+search in its run directory.
+
+A driver killed with SIGKILL takes Ray's GCS server and raylet with it, but Ray's dashboard agent
+and runtime-env agent live on (about 210 MB together, for ever).  `--auto-resume` ends them
+itself; a plain `kill -9` (the kernel's out-of-memory killer, a job scheduler) has nobody to.  So
+while a search runs, the processes below it are noted in OUT/.processes.json (boot id and pid ->
+start time, rewritten when the set changes), and a search started in OUT later, holding the run's
+lock (so the one that wrote the notes has ended), ends those still running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from fernas.io import atomic_write_json
+from fernas.processes import boot_id, end_still_running, processes_below, start_time
+
+NOTES = ".processes.json"
+NOTES_VERSION = 1
+WATCH_S = 2.0  # Ray starts its agents within a second or two of ray.init; a /proc scan is milliseconds
+STOP_WAIT_S = 3.0
+
+
+class ProcessNotes:
+    """Notes the processes below this one in OUT/.processes.json every WATCH_S seconds, in a
+    thread, from `start()` to `stop()`."""
+
+    def __init__(self, out: Path, every: float = WATCH_S):
+        self.path, self.every = Path(out) / NOTES, every
+        self.noted: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="fernas-process-notes", daemon=True)
+
+    def start(self) -> ProcessNotes:
+        self._thread.start()
+        return self
+
+    def stop(self, wait: float = STOP_WAIT_S) -> None:
+        """Stop noting; remove the notes once every noted process has ended (Ray's shutdown ends
+        its agents within moments), or keep them for the next search here after `wait` seconds."""
+        self._stop.set()
+        self._thread.join()
+        deadline = time.monotonic() + wait
+        while any(start_time(pid) == started for pid, started in self.noted.items()):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
+        self.path.unlink(missing_ok=True)
+
+    def _watch(self) -> None:
+        while True:
+            self.note()
+            if self._stop.wait(self.every):
+                return
+
+    def note(self) -> None:
+        """Add the processes now below this one to the notes; a failure here never ends a search."""
+        try:
+            now = {**self.noted, **processes_below(os.getpid())}
+            if now != self.noted:
+                atomic_write_json(self.path, {"fernas_processes": NOTES_VERSION, "boot_id": boot_id(),
+                                              "pid": os.getpid(), "processes": {str(p): s for p, s in now.items()}})
+                self.noted = now
+        except Exception:  # noqa: BLE001 - a full disk or a vanished /proc entry: noted next time
+            pass
+
+
+def end_leftovers(out: Path) -> str | None:
+    """End the processes noted in OUT by a search that has ended (the caller holds the run's lock)
+    and are still running; a line saying what was ended, or None.  Notes from another boot or
+    machine, or that cannot be read, end nothing."""
+    path = Path(out) / NOTES
+    try:
+        notes = json.loads(path.read_text())
+        seen = {int(p): str(s) for p, s in notes["processes"].items()} if notes["boot_id"] == boot_id() else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    ended = end_still_running(seen)
+    path.unlink(missing_ok=True)
+    if not ended:
+        return None
+    names = ", ".join(sorted({name for name, _ in ended.values()}))
+    mb = sum(rss for _, rss in ended.values()) / 2**20
+    return (f"fernas: ended {len(ended)} process{'es' if len(ended) > 1 else ''} left running by the search "
+            f"killed earlier in {out} ({names}; {mb:.0f} MB)")
