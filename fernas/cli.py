@@ -11,9 +11,10 @@ import argparse
 import errno
 import importlib
 import os
+import signal
 import sys
 
-from fernas import __version__
+from fernas import __version__, stop_signals
 from fernas.commands import closed_output
 from fernas.errors import SettingError, TrainingDiverged, UserError
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     closed_output.open_standard_descriptors()  # before anything opens a file
+    stop_signals.received.clear()
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for a command that runs itself again
@@ -51,9 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         for stream in closed:  # `fernas ... | head`: ended as a shell reports a program its closed pipe ended
             closed_output.OutputWatch().lost(stream, exc)  # no "Exception ignored" from the flush at exit
         return closed_output.STATUS
-    except KeyboardInterrupt:
-        print("fernas: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP where a command takes them as Ctrl-C
+        how = f"stopped by {signal.Signals(stop_signals.received[0]).name}" if stop_signals.received else "interrupted"
+        print(f"fernas: {how}", file=sys.stderr)
+        return stop_signals.exit_status()
     except SettingError as exc:  # the core names the setting; the user typed the flag
         print(f"fernas: error: {exc.as_flag()}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from fernas.commands import closed_output
 from fernas.commands.common import DATA_KEYS, add_data_arguments, dataset_from_args
 from fernas.commands.evolve_console import EvolveConsole
 from fernas.errors import GenomeError, RunDirError, RunExistsError, UserError
+from fernas.stop_signals import stopping_as_ctrl_c
 from fernas.commands.evolve_flags import (DEFAULT_OUT, DEFAULT_SEED_GLOB, add_budget_flags, add_search_flags,
                                           add_system_flags, add_trial_flags)
 
@@ -273,7 +274,8 @@ def run(args: argparse.Namespace) -> int:
         return dataset_from_args(ns)
 
     try:
-        run_evolve(opts, load_data, docs, console)
+        with stopping_as_ctrl_c():  # a scheduler's SIGTERM, a closed terminal's SIGHUP
+            run_evolve(opts, load_data, docs, console)
     except RunExistsError as exc:
         raise RunDirError(f"{exc.path}: {exc.what}; pass --resume to continue that run or choose another --out") from None
     except KeyboardInterrupt:

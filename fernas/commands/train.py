@@ -8,6 +8,7 @@ same code (`run_training`).  The flags' defaults are `fernas.fulltrain.ProtocolC
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from dataclasses import fields
 
@@ -16,6 +17,7 @@ from fernas.commands.common import DATA_KEYS, add_data_arguments, dataset_from_a
 from fernas.errors import RunDirError, RunExistsError, UserError
 from fernas.protocol import ProtocolConfig
 from fernas.race import check_race, stored_race
+from fernas.stop_signals import stopping_as_ctrl_c
 
 _D = ProtocolConfig()
 
@@ -189,9 +191,15 @@ def run_training(args: argparse.Namespace, command: str) -> int:
                          device=dev)
     invocation = {"command": command, "argv": args.argv, "args": _jsonable(args)}
     try:
-        train_several.train_genomes(docs, list(args.genomes), cfg, lambda: dataset_from_args(args), dirs, base=base,
-                                    resume=args.resume, invocation=invocation, race_epochs=args.race)
+        with stopping_as_ctrl_c():  # a scheduler's SIGTERM, a closed terminal's SIGHUP
+            train_several.train_genomes(docs, list(args.genomes), cfg, lambda: dataset_from_args(args), dirs,
+                                        base=base, resume=args.resume, invocation=invocation, race_epochs=args.race)
     except RunExistsError as exc:
         raise RunDirError(f"{exc.path}: holds another run; pass --resume to continue it, "
                           "or choose another --out") from None
+    except KeyboardInterrupt:
+        if any((d / "genome.json").is_file() for d in dirs):  # a run was begun: say how to go on with it
+            again = shlex.join([*command.split(), *args.genomes, "--out", str(base or dirs[0]), "--resume"])
+            print(f"{command}: stopped; continue from the last checkpoint with  {again}", file=sys.stderr)
+        raise
     return 0

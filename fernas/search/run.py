@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from fernas import genome as G
+from fernas import genome as G, stop_signals
 from fernas.errors import RunDirError
 from fernas.evolve import Candidate, Evolution
 from fernas.fitness import at_chance, chance_level
@@ -215,6 +215,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         raise KeyboardInterrupt
     storage = _trial_storage(opts, out)  # a storage Tune cannot use: refused before Ray and the run's files
     ray_info = cluster.connect_ray(opts)
+    stop_signals.install()  # ray.init replaced the SIGTERM handler (a stack dump, status 1)
     notes = leftovers.ProcessNotes(out).start()  # for the next search here, should this one be killed
     import ray
     try:

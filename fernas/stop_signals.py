@@ -1,0 +1,57 @@
+"""SIGTERM and SIGHUP stop a long command (a search, a full training) as Ctrl-C does.
+
+A job scheduler's time limit (SLURM sends SIGTERM, then SIGKILL after a grace time), a plain
+`kill PID` and a closed terminal (SIGHUP) would otherwise end the process at once: a training
+without a word on how to continue it, and a search with Ray's stack dump and status 1 (ray.init
+installs a SIGTERM handler of its own) or, on SIGHUP, with its trial workers left running
+(about 1 GB each).  Inside `stopping_as_ctrl_c()` they call the SIGINT handler of the moment
+(Ray Tune's during a search: it ends the trials and returns) or raise KeyboardInterrupt, so
+the command stops on Ctrl-C's path: it says how to continue and exits 128 + the signal's
+number.  A signal the process was started ignoring (`nohup` ignores SIGHUP) stays ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+
+STOPS = (signal.SIGTERM, signal.SIGHUP)
+received: list[int] = []  # the stop signals that arrived inside the block, in order
+_handled: list[int] = []  # those this block handles: not ignored when it began
+
+
+@contextlib.contextmanager
+def stopping_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM and SIGHUP act as Ctrl-C in the block (the main thread's); the handlers before it
+    come back after it."""
+    received.clear()
+    old = {s: signal.getsignal(s) for s in STOPS}
+    _handled[:] = [s for s in STOPS if old[s] is not signal.SIG_IGN]
+    install()
+    try:
+        yield
+    finally:
+        for s in _handled:
+            signal.signal(s, old[s] if old[s] is not None else signal.SIG_DFL)
+        _handled.clear()
+
+
+def install() -> None:
+    """(Again) inside the block: after something replaced the handlers, as ray.init does."""
+    for s in _handled:
+        signal.signal(s, _as_ctrl_c)
+
+
+def exit_status() -> int:
+    """The status a stopped command ends with: 128 + the first stop signal's number, 130 for Ctrl-C."""
+    return 128 + received[0] if received else 128 + signal.SIGINT
+
+
+def _as_ctrl_c(signum: int, frame) -> None:
+    received.append(signum)
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:  # SIGINT ignored (a background job of a script) or not Python's: stop all the same
+        raise KeyboardInterrupt
