@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from fernas import genome as g
+from fernas import genome as g, published_spaces
 from fernas.errors import GenomeError
 
 
@@ -61,7 +61,7 @@ def test_random_search_spaces_produce_valid_genomes():
     rng = random.Random(1)
     for space in ("sarmah", "vulpe"):
         for _ in range(20):
-            doc = g.sample_random_search_space(rng, space)
+            doc = published_spaces.sample(rng, space)
             assert all(s["block"] == "conv" and s["kernel"] == 3 for s in doc["stages"])
             assert doc["train"]["optimizer"] == "adam"
 

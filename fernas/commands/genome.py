@@ -7,7 +7,7 @@ import json
 import random
 import sys
 
-from fernas import genome as g
+from fernas import genome as g, published_spaces
 from fernas.errors import UserError
 
 
@@ -19,7 +19,7 @@ def register(sub) -> None:
     r = gsub.add_parser("random", help="print a random valid genome JSON",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     r.add_argument("--seed", type=int, default=None, help="random seed (default: fresh randomness)")
-    r.add_argument("--space", choices=("uniform", "sarmah", "vulpe"), default="uniform",
+    r.add_argument("--space", choices=("uniform", *published_spaces.SPACES), default="uniform",
                    help="uniform over all genes (the learning rate within its optimizer's range, as the GA "
                         "draws), or the random-search space of seed 001 (sarmah) or 004 (vulpe)")
     r.add_argument("--out", default=None, help="write to this file instead of stdout (refuses to overwrite)")
@@ -36,7 +36,7 @@ def run_random(args: argparse.Namespace) -> int:
         from fernas.space import Space
         doc = g.from_vector(Space.full().random_vector(rng))
     else:
-        doc = g.sample_random_search_space(rng, args.space)
+        doc = published_spaces.sample(rng, args.space)
     if args.out:
         from pathlib import Path
         if Path(args.out).exists():

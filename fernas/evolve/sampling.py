@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from fernas import genome as G
+from fernas import genome as G, published_spaces
 from fernas.evolve.config import GAConfig
 from fernas.evolve.operators import vector_id
 from fernas.space import Space
@@ -71,7 +71,7 @@ def sample_fresh(cfg: GAConfig, n: int, seen: set, make_ind: Callable, share: fl
         if len(out) >= min(target, n):
             break
         name, origin = spaces[tries % 2]
-        add(space.project(G.to_vector(G.sample_random_search_space(random, name)), random), origin)
+        add(space.project(G.to_vector(published_spaces.sample(random, name)), random), origin)
     # Under a small cap the search spaces of 001/004 (wide convs) may have nothing: uniform fills up.
     for _ in range(2000 * max(n, 1)):
         if len(out) >= n:
