@@ -101,7 +101,7 @@ def stored_metrics(run_dir: Path) -> dict:
     path = Path(run_dir) / "metrics.json"
     try:
         metrics = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise RunDirError(f"{path}: unreadable metrics of a finished run ({exc})") from None
     if not isinstance(metrics, dict):
         raise RunDirError(f"{path}: unreadable metrics of a finished run (not a JSON object)")

@@ -76,7 +76,7 @@ def stored_race(base: Path) -> dict | None:
         return None
     try:
         race = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
         raise RunDirError(f"{path}: unreadable race record ({exc})") from None
     if not isinstance(race, dict) or race.get("fernas_race") != RACE_VERSION:
         raise RunDirError(f"{path}: not a race record of this fernas (expected fernas_race {RACE_VERSION}); "

@@ -192,7 +192,7 @@ def record_death(out: str, death: dict) -> None:
     try:
         deaths = json.loads(path.read_text())["deaths"] if path.is_file() else []
         atomic_write_json(path, {"fernas_auto_resume": 1, "deaths": [*deaths, death]})
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # the restart matters more than its record
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:  # the restart matters more than its record
         _say(f"fernas: warning: {path} not updated ({type(exc).__name__}: {exc})")
 
 

@@ -254,7 +254,7 @@ def _design_files(out, names: list[str]) -> list[str] | None:
 
     try:
         files = json.loads(Path(out, "config.json").read_text())["options"]["seed_genomes"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     by_name: dict[str, str] = {}
     for f in files:
@@ -288,7 +288,7 @@ def _data_flags(out) -> str:
         opts = json.loads(Path(out, "config.json").read_text())["options"]
         extra = opts.get("data_args") or {}
         flags = f" --data {shlex.quote(str(opts['data']))}"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # a hint only: the user adds --data
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):  # a hint only: the user adds --data
         return " --data ..."
     if extra.get("labels"):
         flags += f" --labels {shlex.quote(str(extra['labels']))}"

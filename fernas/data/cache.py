@@ -35,7 +35,7 @@ def file_hash(path: Path, root: Path) -> str:
     key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
     try:
         memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         memo = {}
     if key in memo:
         return memo[key]

@@ -78,7 +78,7 @@ def end_leftovers(out: Path) -> str | None:
     try:
         notes = json.loads(path.read_text())
         seen = {int(p): str(s) for p, s in notes["processes"].items()} if notes["boot_id"] == boot_id() else {}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
     ended = end_still_running(seen)
     path.unlink(missing_ok=True)
