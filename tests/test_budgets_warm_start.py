@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -129,7 +130,8 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     # a warm start from A with the same data, budgets and seed trains nothing A trained
     b = tmp_path / "B"
     res = evolve(*common, "--out", str(b), "--generations", "1", "--space", str(space), "--warm-start", str(a))
-    assert "warm start from" in res.stdout
+    said = re.search(r"warm start from .*: (\d+) of its (\d+) hall-of-fame genomes head", res.stdout)
+    assert said and int(said[1]) == min(4, int(said[2])) == min(4, len(list((a / "hall_of_fame").glob("*.json"))))
     assert read_trials(b) == [] and G.load_genome(b / "best.json")["evolve"]["gid"] == \
         G.load_genome(a / "best.json")["evolve"]["gid"]
 

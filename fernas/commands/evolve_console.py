@@ -117,9 +117,10 @@ class EvolveConsole:
     def left_out(self, doc: dict, reason: str) -> None:
         self.say(f"seed design {doc.get('name') or '?'} left out: {reason}")
 
-    def warm_start(self, source, n_hof: int, n_reused: int) -> None:
-        self.say(f"warm start from {source}: its {n_hof} hall-of-fame genomes head the initial population; "
-                 f"{n_reused} genomes it trained are not trained again")
+    def warm_start(self, source, n_hof: int, n_head: int, n_reused: int) -> None:
+        why = "" if n_head == n_hof else " (the rest: outside this run's space or caps, the same network, or past --pop)"
+        self.say(f"warm start from {source}: {n_head} of its {n_hof} hall-of-fame genomes head the initial "
+                 f"population{why}; {n_reused} genomes it trained are not trained again")
 
     def reopened(self, ev) -> None:
         self.say(f"evolution goes on: --patience {ev.cfg.patience} allows more generations")

@@ -325,8 +325,18 @@ def _warm_start(opts: EvolveOptions, data_info: dict, console) -> tuple[list[dic
     from fernas.search.warm_start import load_warm_start
 
     hof, reused = load_warm_start(opts.warm_start, opts, data_info)
-    console.warm_start(opts.warm_start, len(hof), len(reused))
+    console.warm_start(opts.warm_start, len(hof), heading_genomes(opts, hof), len(reused))
     return hof, reused
+
+
+def heading_genomes(opts: EvolveOptions, docs: list[dict]) -> int:
+    """How many of `docs` start the initial population: those inside the space and caps, one
+    per network, at most --pop (`sampling.initial_population`)."""
+    from fernas.evolve.operators import vector_id
+    from fernas.evolve.sampling import admitted_seeds
+
+    vectors = admitted_seeds(opts.ga, at_batch(docs, opts.trial_batch))[0]
+    return min(opts.ga.pop, len({vector_id(v)[0] for v in vectors}))
 
 
 def _same_space(given: dict | None, stored: dict | None, trial_batch: int) -> bool:
