@@ -115,10 +115,10 @@ class EvolveRun:
         return bool(ends)
 
     def on_generation(self, ev: Evolution, rec: dict) -> None:
-        elapsed = time.time() - self.t0
-        eta = elapsed / max(1, ev.gen - self.gens_at_start) * (ev.cfg.generations - ev.gen)
+        this_attempt = time.time() - self.t0  # the ETA goes by this attempt's pace
+        eta = this_attempt / max(1, ev.gen - self.gens_at_start) * (ev.cfg.generations - ev.gen)
         ev.meta.setdefault("generation_times", {})[str(rec["gen"])] = time.time()
-        ev.meta["search_seconds"] = self.search_seconds()
+        ev.meta["search_seconds"] = elapsed = self.search_seconds()  # with earlier attempts', as --time-budget counts
         ev.save()
         if self.checkpoints is not None:  # promotions stay inside a generation: nothing continues these
             shutil.rmtree(self.checkpoints, ignore_errors=True)
