@@ -68,6 +68,8 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     res = evolve(*run_a, "--resume", "--time-budget", "1h", "--max-trials", str(n))
     assert "the search goes on" in res.stdout and f"--max-trials {n} reached" in res.stdout, res.stdout
     assert "not used" not in res.stderr  # the run's own flags given again, and budgets, which a resume takes
+    config = json.loads((a / "config.json").read_text())  # the command that began the run, and this attempt's
+    assert config["argv"] == ["evolve", *run_a, "--time-budget", "4s"] and "--max-trials" in config["attempt_argv"]
     first = read_trials(a)
     assert first[:len(timed)] == timed and len([r for r in first if r["kind"] != "rerank"]) == n
 

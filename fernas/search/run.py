@@ -398,7 +398,8 @@ def _config(opts: EvolveOptions, data_info: dict, resources: dict, attempt: int,
                    "tie, and the fitness above orders them" if opts.ga.val_images else "")}
     from fernas.search.trial import TRIAL_VERSION
 
-    return {"command": "fernas evolve", "argv": sys.argv[1:], "options": _jsonable(asdict(opts)),
+    argv = (stored or {}).get("argv", sys.argv[1:])  # the command that began the run; this attempt's in attempt_argv
+    return {"command": "fernas evolve", "argv": argv, "attempt_argv": sys.argv[1:], "options": _jsonable(asdict(opts)),
             "trial_version": TRIAL_VERSION,
             "seed": opts.ga.seed, "versions": versions("torch", "ray", "deap", "numpy"), "fitness": fitness,
             "data": _jsonable(data_info), "ray": resources, "attempt": attempt, "started": now,
