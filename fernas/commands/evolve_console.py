@@ -143,8 +143,10 @@ class EvolveConsole:
                  "(raise it to go on searching)")
 
     def stopped(self, out, ev) -> None:
-        self.say(f"fernas evolve: stopped at generation {ev.gen + 1}/{ev.cfg.generations}; nothing done is "
-                 f"lost: continue with  fernas evolve --out {out} --resume", err=True)
+        where = ("in the re-ranking of its best genomes" if ev.search_over else
+                 f"in generation {ev.gen + 1}/{ev.cfg.generations} ({ev.gen} finished)")  # `fernas runs` counts finished
+        self.say(f"fernas evolve: stopped {where}; nothing done is lost: continue with  fernas evolve --out {out} "
+                 "--resume", err=True)
 
     def finished(self, out, ev) -> None:
         best = ev.best()
