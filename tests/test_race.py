@@ -218,14 +218,15 @@ def test_an_evolve_run_ends_with_how_to_race_its_top_three(tmp_path):
     hof.mkdir()
     (hof / "01_aaa.json").write_text("{}")
     printed = io.StringIO()
-    EvolveConsole(stream=printed, quiet=True)._race_hint(tmp_path)
+    EvolveConsole(stream=printed, quiet=True)._race_hint(tmp_path, 48)
     assert printed.getvalue() == ""  # one genome: nothing to race
     for rank, gid in enumerate(["bbb", "ccc", "ddd"], start=2):
         (hof / f"{rank:02d}_{gid}.json").write_text("{}")
-    EvolveConsole(stream=printed, quiet=True)._race_hint(tmp_path)
+    EvolveConsole(stream=printed, quiet=True)._race_hint(tmp_path, 48)
     assert printed.getvalue().startswith("or race the top three (each trains 8 epochs")
     assert printed.getvalue().rstrip().endswith(
-        f"fernas decode {tmp_path}/hall_of_fame/0[1-3]_*.json --train --race 8 --data demo-hard:1400")
+        f"fernas decode {tmp_path}/hall_of_fame/0[1-3]_*.json --train --race 8 --data demo-hard:1400 "
+        "--epochs 48 --fine-tune-epochs 2 --train-crops 1")  # the length the race was measured at
 
 
 def test_a_finalist_that_lost_can_be_finished_later(raced, genomes, tmp_path):

@@ -180,18 +180,20 @@ class EvolveConsole:
         self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
         self.say(f"report: {out}/report.html (open it in a browser)")
         self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: fernas decode {out}/best.json --train")
-        self._race_hint(out)
+        self._race_hint(out, ev.cfg.rerank_schedule)
         self._seed_designs(out, best.gid if best is not None else None, ev.cfg.rerank_schedule)
 
-    def _race_hint(self, out) -> None:
-        """How to race the top three of the hall of fame (`fernas.race`), where it holds two or more."""
+    def _race_hint(self, out, epochs: int) -> None:
+        """How to race the top three of the hall of fame (`fernas.race`), where it holds two or
+        more, at the length the race was measured and the kept network will train (`epochs`:
+        the run's --rerank-schedule, as the seed-design line says)."""
         from fernas.protocol import AUGMENT_WARMUP
 
         if len(list(Path(out, "hall_of_fame").glob("0[1-3]_*.json"))) < 2:
             return
         self.say(f"or race the top three (each trains {AUGMENT_WARMUP} epochs, the best trains on: README, "
                  f"\"Racing the finalists\"): fernas decode {shlex.quote(str(out))}/hall_of_fame/0[1-3]_*.json "
-                 f"--train --race {AUGMENT_WARMUP}{_data_flags(out)}")
+                 f"--train --race {AUGMENT_WARMUP}{_data_flags(out)} {_SHORT_PROTOCOL.format(epochs=epochs)}")
 
     def _seed_designs(self, out, best_gid: str | None, epochs: int) -> None:
         """The best seed design of the run, and how to train the best beside the seed designs:
@@ -212,7 +214,13 @@ class EvolveConsole:
             designs = " ".join(map(shlex.quote, own)) if own else f"{where}/seed_designs/*.json"
             self.say("compare them at the length you will train (short trials favour fast learners): "
                      f"fernas train {where}/best.json {designs}{_data_flags(out)} "
-                     f"--epochs {epochs} --fine-tune-epochs 2 --train-crops 1")
+                     f"{_SHORT_PROTOCOL.format(epochs=epochs)}")
+
+
+# The length the kept network trains in the finishing lines' commands: --rerank-schedule epochs
+# and two of fine-tuning on single crops, the setting races and comparisons were measured at
+# (README, "Racing the finalists"), not the paper's 300+50 on ten crops.
+_SHORT_PROTOCOL = "--epochs {epochs} --fine-tune-epochs 2 --train-crops 1"
 
 
 def _budget_flag(setting: str) -> str:
