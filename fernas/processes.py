@@ -33,9 +33,11 @@ def processes_below(pid: int) -> dict[int, str]:
 
 
 def start_time(pid: int) -> str | None:
-    """When process `pid` started; None when it is gone."""
+    """When process `pid` started; None when it is gone (a zombie has ended: only its exit
+    status waits for its parent, which a container's init may collect late)."""
     try:
-        return _stat(pid)[19]
+        fields = _stat(pid)
+        return None if fields[0] == "Z" else fields[19]
     except (OSError, IndexError):
         return None
 

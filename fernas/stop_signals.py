@@ -14,33 +14,55 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 
 STOPS = (signal.SIGTERM, signal.SIGHUP)
-received: list[int] = []  # the stop signals that arrived inside the block, in order
-_handled: list[int] = []  # those this block handles: not ignored when it began
+received: list[int] = []  # the stop signals that arrived inside the outermost block, in order
+_handled: list[int] = []  # those the innermost block handles: not ignored when it began
 
 
 @contextlib.contextmanager
 def stopping_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM and SIGHUP act as Ctrl-C in the block (the main thread's); the handlers before it
-    come back after it."""
-    received.clear()
+    """SIGTERM and SIGHUP act as Ctrl-C in the block; the handlers before it come back after it.
+    Outside the main thread, where Python takes no signal handler, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    outer = list(_handled)
+    if not outer:
+        received.clear()
     old = {s: signal.getsignal(s) for s in STOPS}
-    _handled[:] = [s for s in STOPS if old[s] is not signal.SIG_IGN]
+    handled = [s for s in STOPS if old[s] is not signal.SIG_IGN]
+    _handled[:] = handled
     install()
     try:
         yield
     finally:
-        for s in _handled:
-            signal.signal(s, old[s] if old[s] is not None else signal.SIG_DFL)
-        _handled.clear()
+        for s in handled:
+            signal.signal(s, old[s] if old[s] is not None else signal.SIG_DFL)  # None: not Python's
+        _handled[:] = outer
 
 
 def install() -> None:
     """(Again) inside the block: after something replaced the handlers, as ray.init does."""
     for s in _handled:
         signal.signal(s, _as_ctrl_c)
+
+
+@contextlib.contextmanager
+def through_ray_init() -> Iterator[None]:
+    """Around ray.init, which installs a SIGTERM handler of its own (`sys.exit(15)`: a silent exit
+    with status 15 while Ray starts) and leaves it: a SIGTERM there stops as Ctrl-C does, and
+    the block's handlers are installed again after."""
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code != signal.SIGTERM or signal.SIGTERM not in _handled:
+            raise
+        received.append(signal.SIGTERM)
+        raise KeyboardInterrupt from None
+    install()
 
 
 def exit_status() -> int:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
     (0, True, None), (2, False, None), (-2, True, None), (-15, True, None), (-1, True, None),
     (2, True, "exit status 2 after its run had started"), (130, True, "exit status 130"),
     (-9, False, "killed by SIGKILL"), (-11, True, "killed by SIGSEGV"), (-6, True, "killed by SIGABRT"),
-    (1, False, "exit status 1")])
+    (1, False, "exit status 1"), (143, True, None), (129, True, None)])  # 143, 129: SIGTERM, SIGHUP sent to the search
 def test_what_restarts(status, started, reason):
     assert restart_reason(status, started) == reason
 

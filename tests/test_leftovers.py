@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,6 +79,51 @@ def test_notes_from_another_boot_or_a_reused_pid_end_nothing(tmp_path):
         os.kill(orphan, signal.SIGKILL)
 
 
+def test_a_search_that_still_runs_or_a_copy_of_its_directory_ends_nothing(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(out)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        child = int(driver.stdout.readline())
+        assert end_leftovers(out) is None and _running(child)  # its writer still runs (no lock: NFS without flock)
+        copy = tmp_path / "copy"
+        shutil.copytree(out, copy)
+        driver.kill()
+        driver.wait()
+        assert end_leftovers(copy) is None and _running(child)  # notes of another directory
+        assert end_leftovers(out) is not None and not _running(child)
+    finally:
+        driver.kill()
+
+
+def test_what_ran_below_before_the_search_is_never_noted(tmp_path):
+    earlier = subprocess.Popen(["sleep", "600"])  # the caller's own (a notebook's TensorBoard, say)
+    try:
+        notes = ProcessNotes(tmp_path, every=0.05).start()
+        later = subprocess.Popen(["sleep", "600"])
+        while later.pid not in notes.noted:
+            time.sleep(0.05)
+        assert earlier.pid not in _noted(tmp_path)
+        later.kill()
+        later.wait()
+        notes.stop()
+    finally:
+        earlier.kill()
+        earlier.wait()
+
+
+def test_a_zombie_counts_as_ended():
+    child = subprocess.Popen(["sleep", "600"])
+    assert start_time(child.pid) is not None
+    child.kill()
+    deadline = time.time() + 10
+    while start_time(child.pid) is not None:  # killed, not yet collected: a zombie
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert Path(f"/proc/{child.pid}").exists()  # still a zombie: nobody waited for it
+    child.wait()
+
+
 def test_notes_of_a_search_that_ended_cleanly_are_removed(tmp_path):
     notes = ProcessNotes(tmp_path, every=0.05).start()
     child = subprocess.Popen(["sleep", "600"])
@@ -103,7 +149,7 @@ def test_a_real_search_killed_with_sigkill_leaves_nothing_running_after_its_resu
         while not (out / "trials.csv").is_file():  # Ray and its agents have started, the notes name them
             assert search.poll() is None and time.time() < deadline, "no trial before the kill"
             time.sleep(0.2)
-        time.sleep(1.0)  # a note is at most WATCH_S old
+        time.sleep(2.5)  # a note is at most WATCH_S (2 s) old
         noted = _noted(out)
         search.kill()
         search.wait()

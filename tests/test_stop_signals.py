@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,6 +45,39 @@ def test_a_signal_ignored_before_stays_ignored():
         assert stop_signals.received == [] and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, old)
+
+
+def test_blocks_nest_and_outside_the_main_thread_change_nothing():
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_signals.stopping_as_ctrl_c():
+        with stop_signals.stopping_as_ctrl_c():
+            pass
+        assert signal.getsignal(signal.SIGTERM) is not before  # the outer block's handler is back
+    assert signal.getsignal(signal.SIGTERM) == before
+    failures = []
+
+    def in_a_thread():
+        try:
+            with stop_signals.stopping_as_ctrl_c():
+                pass
+        except Exception as exc:  # noqa: BLE001
+            failures.append(exc)
+
+    worker = threading.Thread(target=in_a_thread)
+    worker.start()
+    worker.join()
+    assert failures == []
+
+
+def test_a_sigterm_while_ray_starts_stops_as_ctrl_c():
+    """ray.init installs `sys.exit(15)` for SIGTERM: inside `through_ray_init` it is Ctrl-C's stop."""
+    with pytest.raises(KeyboardInterrupt):
+        with stop_signals.stopping_as_ctrl_c(), stop_signals.through_ray_init():
+            sys.exit(signal.SIGTERM)
+    assert stop_signals.received == [signal.SIGTERM]
+    with pytest.raises(SystemExit):  # any other exit is left alone
+        with stop_signals.stopping_as_ctrl_c(), stop_signals.through_ray_init():
+            sys.exit(3)
 
 
 def _stopped(args: list[str], started: Path, signum: int) -> subprocess.CompletedProcess:

@@ -4,13 +4,14 @@ when it dies, so that a crash at night costs minutes, not the night.
 Each attempt is `fernas evolve` with the flags the user gave; a restart adds `--resume`, which
 goes on from the GA checkpoint and trains nothing already recorded.  What counts as dying: a
 signal other than a stop (SIGKILL from the kernel's out-of-memory killer, SIGSEGV in a native
-library, SIGABRT), an exit status other than 0, 2 and 141, and exit status 2 (an error fernas
+library, SIGABRT), an exit status other than 0, 2, 141, 143 and 129, and exit status 2 (an error fernas
 reports in one line) once the attempt had started its run (rewritten config.json: a full disk,
 too many open files, a lost connection).  What does not restart: a finished run, bad input
 found before the run started (restarting cannot fix it), a search whose output was closed
 (status 141 or SIGPIPE: `| head` closes on a restart too), and a stop asked of this process
 (SIGINT, SIGTERM, SIGHUP), which it passes on to the search (a terminal's Ctrl-C reaches the
-search itself: they share a process group).  A signal this process was started ignoring
+search itself: they share a process group), or sent to the search itself (it ends with 143
+or 129).  A signal this process was started ignoring
 (`nohup` ignores SIGHUP) stays ignored, in the search too.  When an attempt ends, the processes
 it left running below it are ended: Ray's dashboard and runtime-env agents outlive a driver
 killed with SIGKILL (about 200 MB an attempt, for ever).
@@ -40,8 +41,8 @@ def restart_reason(status: int, started: bool = False) -> str | None:
     again, or None when it is not: it finished, was asked to stop, or refused its input before
     its run started (`started`: it had rewritten the run's config.json)."""
     if status in (0, closed_output.STATUS, -signal.SIGPIPE) or (status == 2 and not started) or \
-            status in [-s for s in STOPS]:
-        return None  # a closed output (`| head`) would close on the restart too
+            status in [-s for s in STOPS] or status in (128 + signal.SIGTERM, 128 + signal.SIGHUP):
+        return None  # a closed output (`| head`) would close on the restart too; 143, 129: a stop sent to the search
     if status < 0:
         try:
             return f"killed by {signal.Signals(-status).name}"

@@ -2,11 +2,14 @@
 search in its run directory.
 
 A driver killed with SIGKILL takes Ray's GCS server and raylet with it, but Ray's dashboard agent
-and runtime-env agent live on (about 210 MB together, for ever).  `--auto-resume` ends them
-itself; a plain `kill -9` (the kernel's out-of-memory killer, a job scheduler) has nobody to.  So
-while a search runs, the processes below it are noted in OUT/.processes.json (boot id and pid ->
-start time, rewritten when the set changes), and a search started in OUT later, holding the run's
-lock (so the one that wrote the notes has ended), ends those still running.
+and runtime-env agent live on (about 210 MB together, for ever), and after a SIGTERM to the
+whole process group its trial workers too (about 1 GB each).  `--auto-resume` ends them itself;
+a plain `kill -9` (the kernel's out-of-memory killer, a job scheduler) has nobody to.  So while
+a search runs, the processes that appeared below it since it began (Ray's, not a caller's) are
+noted in OUT/.processes.json, rewritten when the set changes, with who wrote it (pid and start
+time), on which boot, for which directory.  A search started in OUT later, holding the run's
+lock, ends those still running, but only when the writer has ended and the notes are of this
+directory on this boot: a copy of a running search's directory ends nothing.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ STOP_WAIT_S = 3.0
 
 
 class ProcessNotes:
-    """Notes the processes below this one in OUT/.processes.json every WATCH_S seconds, in a
-    thread, from `start()` to `stop()`."""
+    """Notes the processes below this one that were not there when it was made (the caller's
+    own children are never noted) in OUT/.processes.json every WATCH_S seconds, in a thread,
+    from `start()` to `stop()`.  The set only grows: a few processes per slot over a search."""
 
     def __init__(self, out: Path, every: float = WATCH_S):
-        self.path, self.every = Path(out) / NOTES, every
+        self.out, self.path, self.every = Path(out).resolve(), Path(out) / NOTES, every
+        self.before = set(processes_below(os.getpid()).items())  # (pid, start time) already running
         self.noted: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="fernas-process-notes", daemon=True)
@@ -43,6 +48,8 @@ class ProcessNotes:
     def stop(self, wait: float = STOP_WAIT_S) -> None:
         """Stop noting; remove the notes once every noted process has ended (Ray's shutdown ends
         its agents within moments), or keep them for the next search here after `wait` seconds."""
+        if not self._thread.is_alive():
+            return  # never started: nothing noted
         self._stop.set()
         self._thread.join()
         deadline = time.monotonic() + wait
@@ -59,12 +66,14 @@ class ProcessNotes:
                 return
 
     def note(self) -> None:
-        """Add the processes now below this one to the notes; a failure here never ends a search."""
+        """Add the new processes now below this one to the notes; a failure here never ends a search."""
         try:
-            now = {**self.noted, **processes_below(os.getpid())}
+            below = {p: s for p, s in processes_below(os.getpid()).items() if (p, s) not in self.before}
+            now = {**self.noted, **below}
             if now != self.noted:
                 atomic_write_json(self.path, {"fernas_processes": NOTES_VERSION, "boot_id": boot_id(),
-                                              "pid": os.getpid(), "processes": {str(p): s for p, s in now.items()}})
+                                              "out": str(self.out), "writer": [os.getpid(), start_time(os.getpid())],
+                                              "processes": {str(p): s for p, s in now.items()}})
                 self.noted = now
         except Exception:  # noqa: BLE001 - a full disk or a vanished /proc entry: noted next time
             pass
@@ -72,14 +81,18 @@ class ProcessNotes:
 
 def end_leftovers(out: Path) -> str | None:
     """End the processes noted in OUT by a search that has ended (the caller holds the run's lock)
-    and are still running; a line saying what was ended, or None.  Notes from another boot or
-    machine, or that cannot be read, end nothing."""
+    and are still running; a line saying what was ended, or None.  Notes of another boot or
+    directory (a copy), of a writer still running, or that cannot be read end nothing."""
     path = Path(out) / NOTES
     try:
         notes = json.loads(path.read_text())
-        seen = {int(p): str(s) for p, s in notes["processes"].items()} if notes["boot_id"] == boot_id() else {}
+        writer_pid, writer_start = notes["writer"]
+        ours = notes["boot_id"] == boot_id() and notes["out"] == str(Path(out).resolve())
+        seen = {int(p): str(s) for p, s in notes["processes"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
+    if not ours or start_time(int(writer_pid)) == writer_start:
+        return None  # not this run's processes, or their search still runs (a copied directory)
     ended = end_still_running(seen)
     path.unlink(missing_ok=True)
     if not ended:

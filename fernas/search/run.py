@@ -214,11 +214,13 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
     if console.reader_gone():  # a run that would stop at its first line starts no Ray and keeps its files
         raise KeyboardInterrupt
     storage = _trial_storage(opts, out)  # a storage Tune cannot use: refused before Ray and the run's files
-    ray_info = cluster.connect_ray(opts)
-    stop_signals.install()  # ray.init replaced the SIGTERM handler (a stack dump, status 1)
-    notes = leftovers.ProcessNotes(out).start()  # for the next search here, should this one be killed
+    notes = leftovers.ProcessNotes(out)  # what runs below this process before Ray is not Ray's
+    ray_info = {"started_local": False}
     import ray
     try:
+        with stop_signals.through_ray_init():  # ray.init installs a SIGTERM handler of its own
+            ray_info = cluster.connect_ray(opts)
+        notes.start()  # for the next search here, should this one be killed
         cpt, gpt, slots = cluster.resolve_resources(opts, ray_info)
         if gpt > 0 and ray_info["started_local"]:
             import torch

@@ -35,6 +35,7 @@ from fernas.fitness import fitness_of, is_ok, reranked_accuracy, reranked_traini
 from fernas.io import (LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_write_text, keep_previous,
                        previous_path, read_versioned_json)
 from fernas.objectives import FIELDS, OBJECTIVES
+from fernas.search.leftovers import NOTES
 
 CONFIG_VERSION = 3
 VERSION_KEY = "fernas_evolve_run"
@@ -85,7 +86,7 @@ def prepare(out: Path, resume: bool) -> dict | None:
         return stored
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: not a directory (--out names the run directory)")
-    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
+    if out.exists() and any(p.name not in (LOCK_NAME, NOTES) for p in out.iterdir()):  # a start killed before its config
         raise RunExistsError(out, "already exists and is not empty")
     return None
 

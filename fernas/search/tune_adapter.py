@@ -20,6 +20,8 @@ import contextlib
 import logging
 import os
 import re
+import signal
+import threading
 import time
 from collections import deque
 from dataclasses import replace
@@ -306,6 +308,19 @@ def asha_scheduler(opts) -> ASHAScheduler | None:
                          max_t=ga.max_budget, grace_period=opts.asha_grace, reduction_factor=2)
 
 
+@contextlib.contextmanager
+def _own_ctrl_c():
+    """The SIGINT handler before the Tuner, back after it: Tune installs one that ends its run and
+    leaves it behind, where it would swallow a Ctrl-C (or SIGTERM, fernas.stop_signals) while
+    the run's files are written."""
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if before is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, before)
+
+
 def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: str) -> None:
     """One Tuner for the run (or the rest of it): trials until the GA is done."""
     opts = run.opts
@@ -336,6 +351,7 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
     # With --verbose its lines (and the workers' forwarded logs) pass the console's guard.
     with contextlib.ExitStack() as stack:
         stack.enter_context(keep_idle_actors(slots))
+        stack.enter_context(_own_ctrl_c())
         stdout = stack.enter_context(open(os.devnull, "w")) if not opts.verbose else run.console.stream
         stack.enter_context(contextlib.redirect_stdout(stdout))
         tuner.fit()
