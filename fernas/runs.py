@@ -88,6 +88,7 @@ def _evolve_row(run: Path, cfg: dict) -> dict:
     ck = _json_or_previous(run / "checkpoint.json") or {}
     trials = [t for e in ck.get("cache", {}).values() for t in e.get("trials", []) if not t.get("from_run")]
     from fernas.run_analysis import is_fitness_trial, utilisation
+    from fernas.search.leftovers import left_running
 
     # a warm start's trials count too: its genomes are in the run's population and hall of fame
     accs = [float(t["val_acc"]) for e in ck.get("cache", {}).values() for t in e.get("trials", [])
@@ -105,7 +106,8 @@ def _evolve_row(run: Path, cfg: dict) -> dict:
             "best_trial": best_trial,
             "compute": sum(int(t.get("compute") or 0) for t in trials),
             "started": cfg.get("first_started"), "seconds": meta.get("search_seconds"),
-            "utilisation": utilisation(trials, meta.get("slots") or {})}
+            "utilisation": utilisation(trials, meta.get("slots") or {}),
+            "left_running": sorted(left_running(run))}  # Ray processes its killed search left running
 
 
 def _picked(run: Path, ck: dict) -> dict:

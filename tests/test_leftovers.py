@@ -159,6 +159,9 @@ def test_a_real_search_killed_with_sigkill_leaves_nothing_running_after_its_resu
     time.sleep(1.0)
     alive = [p for p, started in noted.items() if _running(p, started)]
     assert alive, "nothing outlived the killed search: Ray now ends its agents itself?"
+    listed = subprocess.run([sys.executable, "-m", "fernas", "runs", str(tmp_path)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert f"{out}: its killed search left {len(alive)} Ray process(es) running (kill " in listed.stderr
     done = subprocess.run([*args, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"left running by the search killed earlier in {out}" in done.stderr

@@ -53,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
         trials = "-" if r["trials"] is None else str(r["trials"])
         print(f"{_short(r['run'], root):44s} {r['kind']:6s} {r['state']:10s} {r['progress']:{wide}s} {trials:>6s} "
               f"{best:>6s} {compute:>8s} {secs:>7s}  {(r['started'] or '-')[:19]}")
+    for r in rows:
+        if r.get("left_running"):
+            pids = " ".join(map(str, r["left_running"]))
+            print(f"{r['run']}: its killed search left {len(r['left_running'])} Ray process(es) running "
+                  f"(kill {pids}; `fernas evolve --out {r['run']} --resume` ends them too)", file=sys.stderr)
     return 0
 
 

@@ -79,13 +79,34 @@ class ProcessNotes:
             pass
 
 
+def left_running(out: Path) -> dict[int, str]:
+    """The processes noted in OUT by a search that has ended that still run (pid -> start time):
+    {} when there are none, or the notes are of another boot or directory (a copy), of a writer
+    still running, or cannot be read."""
+    notes = _notes_of_an_ended_search(out)
+    return {} if notes is None else {p: s for p, s in notes.items() if start_time(p) == s}
+
+
 def end_leftovers(out: Path) -> str | None:
-    """End the processes noted in OUT by a search that has ended (the caller holds the run's lock)
-    and are still running; a line saying what was ended, or None.  Notes of another boot or
-    directory (a copy), of a writer still running, or that cannot be read end nothing."""
-    path = Path(out) / NOTES
+    """End what `left_running(out)` names (the caller holds the run's lock) and drop the notes; a
+    line saying what was ended, or None."""
+    if _notes_of_an_ended_search(out) is None:
+        return None
+    ended = end_still_running(left_running(out))
+    (Path(out) / NOTES).unlink(missing_ok=True)
+    if not ended:
+        return None
+    names = ", ".join(sorted({name for name, _ in ended.values()}))
+    mb = sum(rss for _, rss in ended.values()) / 2**20
+    return (f"fernas: ended {len(ended)} process{'es' if len(ended) > 1 else ''} left running by the search "
+            f"killed earlier in {out} ({names}; {mb:.0f} MB)")
+
+
+def _notes_of_an_ended_search(out: Path) -> dict[int, str] | None:
+    """The notes in OUT (pid -> start time) when their writer has ended and they are of this
+    directory on this boot, else None."""
     try:
-        notes = json.loads(path.read_text())
+        notes = json.loads((Path(out) / NOTES).read_text())
         writer_pid, writer_start = notes["writer"]
         ours = notes["boot_id"] == boot_id() and notes["out"] == str(Path(out).resolve())
         seen = {int(p): str(s) for p, s in notes["processes"].items()}
@@ -93,11 +114,4 @@ def end_leftovers(out: Path) -> str | None:
         return None
     if not ours or start_time(int(writer_pid)) == writer_start:
         return None  # not this run's processes, or their search still runs (a copied directory)
-    ended = end_still_running(seen)
-    path.unlink(missing_ok=True)
-    if not ended:
-        return None
-    names = ", ".join(sorted({name for name, _ in ended.values()}))
-    mb = sum(rss for _, rss in ended.values()) / 2**20
-    return (f"fernas: ended {len(ended)} process{'es' if len(ended) > 1 else ''} left running by the search "
-            f"killed earlier in {out} ({names}; {mb:.0f} MB)")
+    return seen
