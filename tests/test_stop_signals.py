@@ -27,13 +27,16 @@ ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_stop_signal_raises_as_ctrl_c_inside_the_block_only(signum):
-    before = signal.getsignal(signum)
-    with pytest.raises(KeyboardInterrupt):
-        with stop_signals.stopping_as_ctrl_c():
-            os.kill(os.getpid(), signum)
-            time.sleep(5)  # the handler runs in this thread before the sleep ends
-    assert stop_signals.received == [signum] and stop_signals.exit_status() == 128 + signum
-    assert signal.getsignal(signum) == before
+    given = signal.signal(signum, signal.SIG_DFL)  # as in a shell (under nohup, as CI may run, SIGHUP is ignored)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with stop_signals.stopping_as_ctrl_c():
+                os.kill(os.getpid(), signum)
+                time.sleep(5)  # the handler runs in this thread before the sleep ends
+        assert stop_signals.received == [signum] and stop_signals.exit_status() == 128 + signum
+        assert signal.getsignal(signum) == signal.SIG_DFL
+    finally:
+        signal.signal(signum, given)
 
 
 def test_a_signal_ignored_before_stays_ignored():

@@ -103,7 +103,7 @@ def test_a_real_search_reports_failed_and_hung_trials_as_they_happen(tmp_path):
     # stuck in C: the watchdog ended its worker; Tune's retry found the reason and did not hang again
     assert rows[stuck]["status"] == "failed", rows[stuck]
     assert rows[stuck]["error"].startswith("timed out") and "its worker was ended" in rows[stuck]["error"]
-    assert not list((tmp_path / "run" / "stuck").iterdir())  # the retry took the reason
+    assert not (tmp_path / "run" / "stuck").exists()  # the retry took the reason; the empty folder is removed
     assert rows[G.genome_id(docs[0])]["status"] == "ok"
 
 
