@@ -69,7 +69,7 @@ class EvolveConsole:
         budgets = (f"{ga.rungs[0]} epoch(s) per trial" if len(ga.rungs) == 1 else
                    f"budgets {','.join(map(str, ga.rungs))} epochs, eta {ga.eta}")
         recipe = recipe_text(opts.trial_batch, opts.trial_augment)
-        self.say(f"fernas evolve: {out}  ({strategy}pop {ga.pop}, {ga.generations} generations, objectives "
+        self.say(f"fernas evolve: {out}  ({strategy}pop {ga.pop}, {ga.generations} generation{'s' if ga.generations != 1 else ''}, objectives "
                  f"{','.join(ga.objectives)}, {budgets}; trials at {recipe})")
 
     def starting(self, out, ga, opts, res: dict, trial_logs: str) -> None:

@@ -26,7 +26,7 @@ def stored_recipe(options: dict) -> tuple[int, str]:
 
 def recipe_text(batch: int, augment: str) -> str:
     """A trial recipe in words (console, report, warm-start refusals)."""
-    return f"batch {batch or 'own'}, augmentation {augment}"
+    return f"{f'batch {batch}' if batch else 'each genome at its own batch'}, augmentation {augment}"
 
 
 def flat_settings(opts: "EvolveOptions") -> dict:
