@@ -46,6 +46,8 @@ def stopping_as_ctrl_c() -> Iterator[None]:
 
 def install() -> None:
     """(Again) inside the block: after something replaced the handlers, as ray.init does."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # the block did nothing there either
     for s in _handled:
         signal.signal(s, _as_ctrl_c)
 
@@ -57,12 +59,12 @@ def through_ray_init() -> Iterator[None]:
     the block's handlers are installed again after."""
     try:
         yield
+        install()  # inside the try: Ray's handler may still fire until this returns
     except SystemExit as exc:
         if exc.code != signal.SIGTERM or signal.SIGTERM not in _handled:
             raise
         received.append(signal.SIGTERM)
         raise KeyboardInterrupt from None
-    install()
 
 
 def exit_status() -> int:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from fernas.processes import start_time
-from fernas.search.leftovers import NOTES, ProcessNotes, end_leftovers
+from fernas.search.leftovers import NOTES, ProcessNotes, end_leftovers, left_running
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,21 +86,29 @@ def test_notes_from_another_boot_or_a_reused_pid_end_nothing(tmp_path):
         os.kill(orphan, signal.SIGKILL)
 
 
-def test_a_search_that_still_runs_or_a_copy_of_its_directory_ends_nothing(tmp_path):
+def test_a_search_that_still_runs_ends_nothing_and_a_moved_run_still_ends_what_it_left(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(out)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         child = int(driver.stdout.readline())
-        assert end_leftovers(out) is None and _running(child)  # its writer still runs (no lock: NFS without flock)
         copy = tmp_path / "copy"
-        shutil.copytree(out, copy)
+        shutil.copytree(out, copy)  # a copy of a running search's directory
+        assert end_leftovers(out) is None and _running(child)  # its writer still runs (no lock: NFS without flock)
+        assert end_leftovers(copy) is None and _running(child)
         driver.kill()
         driver.wait()
-        assert end_leftovers(copy) is None and _running(child)  # notes of another directory
-        assert end_leftovers(out) is not None and _ends(child)
+        moved = tmp_path / "moved"
+        out.rename(moved)  # the killed run's directory moved: what it left is still its own
+        assert left_running(moved) == {child: start_time(child)}
+        assert end_leftovers(moved) is not None and _ends(child)
     finally:
         driver.kill()
+
+
+def test_notes_of_another_version_are_dropped(tmp_path):
+    (tmp_path / NOTES).write_text(json.dumps({"fernas_processes": 1, "boot_id": "x", "pid": 1, "processes": {}}))
+    assert end_leftovers(tmp_path) is None and not (tmp_path / NOTES).exists()
 
 
 def test_what_ran_below_before_the_search_is_never_noted(tmp_path):
@@ -169,7 +177,7 @@ def test_a_real_search_killed_with_sigkill_leaves_nothing_running_after_its_resu
     assert alive, "nothing outlived the killed search: Ray now ends its agents itself?"
     listed = subprocess.run([sys.executable, "-m", "fernas", "runs", str(tmp_path)], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
-    assert f"{out}: its killed search left {len(alive)} Ray process(es) running (kill " in listed.stderr
+    assert f"{out}: its killed search left {len(alive)} Ray process(es) running (kill -9 " in listed.stderr
     done = subprocess.run([*args, "--resume", "--max-trials", "1"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)  # the budget is spent: the resume ends the search at once
     assert done.returncode == 0, done.stderr

@@ -224,6 +224,9 @@ def test_an_evolve_run_ends_with_how_to_race_its_top_three(tmp_path):
         (hof / f"{rank:02d}_{gid}.json").write_text("{}")
     EvolveConsole(stream=printed, quiet=True)._race_hint(tmp_path, 48)
     assert printed.getvalue().startswith("or race the top three (each trains 8 epochs")
+    short = io.StringIO()
+    EvolveConsole(stream=short, quiet=True)._race_hint(tmp_path, 8)
+    assert short.getvalue() == ""  # a race must end before the training does: --race 8 needs --epochs > 8
     assert printed.getvalue().rstrip().endswith(
         f"fernas decode {tmp_path}/hall_of_fame/0[1-3]_*.json --train --race 8 --data demo-hard:1400 "
         "--epochs 48 --fine-tune-epochs 2 --train-crops 1")  # the length the race was measured at

@@ -120,3 +120,17 @@ def test_sigterm_stops_a_full_training_with_how_to_continue_it(tmp_path):
     assert done.returncode == 128 + signal.SIGTERM, done.stderr
     assert (f"fernas train: stopped; continue from the last checkpoint with  fernas train {genome} --out {out} "
             "--resume") in done.stderr
+
+
+def test_the_stop_line_names_the_generation_in_progress_and_those_finished(capsys):
+    from types import SimpleNamespace
+
+    from fernas.commands.evolve_console import EvolveConsole
+
+    console = EvolveConsole(quiet=True)
+    console.stopped("runs/x", SimpleNamespace(gen=3, cfg=SimpleNamespace(generations=300), search_over=False))
+    console.stopped("runs/x", SimpleNamespace(gen=300, cfg=SimpleNamespace(generations=300), search_over=True))
+    first, second = capsys.readouterr().err.splitlines()
+    assert first == ("fernas evolve: stopped in generation 4/300 (3 finished); nothing done is lost: continue with  "
+                     "fernas evolve --out runs/x --resume")
+    assert second.startswith("fernas evolve: stopped after its search ended, before the re-ranking")

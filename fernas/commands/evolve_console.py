@@ -143,7 +143,7 @@ class EvolveConsole:
                  "(raise it to go on searching)")
 
     def stopped(self, out, ev) -> None:
-        where = ("in the re-ranking of its best genomes" if ev.search_over else
+        where = ("after its search ended, before the re-ranking of its best genomes finished" if ev.search_over else
                  f"in generation {ev.gen + 1}/{ev.cfg.generations} ({ev.gen} finished)")  # `fernas runs` counts finished
         self.say(f"fernas evolve: stopped {where}; nothing done is lost: continue with  fernas evolve --out {out} "
                  "--resume", err=True)
@@ -189,8 +189,8 @@ class EvolveConsole:
         the run's --rerank-schedule, as the seed-design line says)."""
         from fernas.protocol import AUGMENT_WARMUP
 
-        if len(list(Path(out, "hall_of_fame").glob("0[1-3]_*.json"))) < 2:
-            return
+        if len(list(Path(out, "hall_of_fame").glob("0[1-3]_*.json"))) < 2 or epochs <= AUGMENT_WARMUP:
+            return  # nothing to race, or a training too short for a race (decided before its end)
         self.say(f"or race the top three (each trains {AUGMENT_WARMUP} epochs, the best trains on: README, "
                  f"\"Racing the finalists\"): fernas decode {shlex.quote(str(out))}/hall_of_fame/0[1-3]_*.json "
                  f"--train --race {AUGMENT_WARMUP}{_data_flags(out)} {_SHORT_PROTOCOL.format(epochs=epochs)}")

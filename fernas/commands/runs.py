@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         if r.get("left_running"):
             pids = " ".join(map(str, r["left_running"]))
             print(f"{r['run']}: its killed search left {len(r['left_running'])} Ray process(es) running "
-                  f"(kill {pids}; `fernas evolve --out {r['run']} --resume` ends them too)", file=sys.stderr)
+                  f"(kill -9 {pids}, they ignore SIGTERM; `fernas evolve --out {shlex.quote(r['run'])} --resume` "
+                  "ends them too)", file=sys.stderr)
     return 0
 
 

@@ -7,9 +7,10 @@ whole process group its trial workers too (about 1 GB each).  `--auto-resume` en
 a plain `kill -9` (the kernel's out-of-memory killer, a job scheduler) has nobody to.  So while
 a search runs, the processes that appeared below it since it began (Ray's, not a caller's) are
 noted in OUT/.processes.json, rewritten when the set changes, with who wrote it (pid and start
-time), on which boot, for which directory.  A search started in OUT later, holding the run's
-lock, ends those still running, but only when the writer has ended and the notes are of this
-directory on this boot: a copy of a running search's directory ends nothing.
+time) and on which boot.  A search started in OUT later, holding the run's lock, ends those
+still running, but only when the writer has ended and the notes are of this boot: a copy of a
+running search's directory ends nothing, and a run directory moved after its search was
+killed still ends what it left.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fernas.io import atomic_write_json
 from fernas.processes import boot_id, end_still_running, processes_below, start_time
 
 NOTES = ".processes.json"
-NOTES_VERSION = 1
+NOTES_VERSION = 2  # 2: the writer (pid, start time) and the directory
 WATCH_S = 2.0  # Ray starts its agents within a second or two of ray.init; a /proc scan is milliseconds
 STOP_WAIT_S = 3.0
 
@@ -36,7 +37,10 @@ class ProcessNotes:
 
     def __init__(self, out: Path, every: float = WATCH_S):
         self.out, self.path, self.every = Path(out).resolve(), Path(out) / NOTES, every
-        self.before = set(processes_below(os.getpid()).items())  # (pid, start time) already running
+        try:
+            self.before = set(processes_below(os.getpid()).items())  # (pid, start time) already running
+        except OSError:  # no /proc: nothing is noted (note() fails quietly)
+            self.before = set()
         self.noted: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="fernas-process-notes", daemon=True)
@@ -81,8 +85,8 @@ class ProcessNotes:
 
 def left_running(out: Path) -> dict[int, str]:
     """The processes noted in OUT by a search that has ended that still run (pid -> start time):
-    {} when there are none, or the notes are of another boot or directory (a copy), of a writer
-    still running, or cannot be read."""
+    {} when there are none, or the notes are of another boot, of a writer still running (a copy
+    of a running search's directory), or cannot be read."""
     notes = _notes_of_an_ended_search(out)
     return {} if notes is None else {p: s for p, s in notes.items() if start_time(p) == s}
 
@@ -91,6 +95,8 @@ def end_leftovers(out: Path) -> str | None:
     """End what `left_running(out)` names (the caller holds the run's lock) and drop the notes; a
     line saying what was ended, or None."""
     if _notes_of_an_ended_search(out) is None:
+        if _version(out) not in (None, NOTES_VERSION):  # another fernas's notes: not read, not kept
+            (Path(out) / NOTES).unlink(missing_ok=True)
         return None
     ended = end_still_running(left_running(out))
     (Path(out) / NOTES).unlink(missing_ok=True)
@@ -103,15 +109,23 @@ def end_leftovers(out: Path) -> str | None:
 
 
 def _notes_of_an_ended_search(out: Path) -> dict[int, str] | None:
-    """The notes in OUT (pid -> start time) when their writer has ended and they are of this
-    directory on this boot, else None."""
+    """The notes in OUT (pid -> start time) when their writer has ended on this boot, else None.
+    The directory they name is not compared: a run moved after its kill still ends what it
+    left, and a copy of a running search's has a writer that still runs."""
     try:
         notes = json.loads((Path(out) / NOTES).read_text())
+        if notes["fernas_processes"] != NOTES_VERSION or notes["boot_id"] != boot_id():
+            return None
         writer_pid, writer_start = notes["writer"]
-        ours = notes["boot_id"] == boot_id() and notes["out"] == str(Path(out).resolve())
         seen = {int(p): str(s) for p, s in notes["processes"].items()}
+        writer_runs = start_time(int(writer_pid)) == writer_start
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
-    if not ours or start_time(int(writer_pid)) == writer_start:
-        return None  # not this run's processes, or their search still runs (a copied directory)
-    return seen
+    return None if writer_runs else seen
+
+
+def _version(out: Path):
+    try:
+        return json.loads((Path(out) / NOTES).read_text()).get("fernas_processes")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None

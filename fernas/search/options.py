@@ -26,7 +26,8 @@ def stored_recipe(options: dict) -> tuple[int, str]:
 
 def recipe_text(batch: int, augment: str) -> str:
     """A trial recipe in words (console, report, warm-start refusals)."""
-    return f"{f'batch {batch}' if batch else 'each genome at its own batch'}, augmentation {augment}"
+    size = f"batch {batch}" if batch else "each genome's own batch"
+    return f"{size}, augmentation {augment}"
 
 
 def flat_settings(opts: "EvolveOptions") -> dict:

@@ -218,9 +218,9 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
     ray_info = {"started_local": False}
     import ray
     try:
+        notes.start()  # Ray's processes, for the next search here should this one be killed (from ray.init on)
         with stop_signals.through_ray_init():  # ray.init installs a SIGTERM handler of its own
             ray_info = cluster.connect_ray(opts)
-        notes.start()  # for the next search here, should this one be killed
         cpt, gpt, slots = cluster.resolve_resources(opts, ray_info)
         if gpt > 0 and ray_info["started_local"]:
             import torch
@@ -259,9 +259,11 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         _finish(out, ev, rdir, console)
         return out
     finally:
-        if ray_info["started_local"] or ray.is_initialized():
-            ray.shutdown()
-        notes.stop()
+        try:
+            if ray_info["started_local"] or ray.is_initialized():
+                ray.shutdown()
+        finally:
+            notes.stop()
 
 
 def _trial_storage(opts: EvolveOptions, out: Path) -> str:
