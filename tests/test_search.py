@@ -341,6 +341,9 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
     assert "seed designs trained: 2 in" in res.stdout
     for name in ("config.json", "checkpoint.json", "pareto.csv", "pareto.png", "progress.png"):
         assert (out / name).stat().st_size > 0, name
+    with (out / "pareto.csv").open() as fh:
+        marked = [r["gid"] for r in csv.DictReader(fh) if r["best"] == "1"]
+    assert marked == [best["evolve"]["gid"]]  # best.json's genome, on the measured front or not
     from fernas.evolve import is_done, read_outcomes
 
     assert is_done(out / "checkpoint.json") and set(read_outcomes(out / "checkpoint.json")) == set(gids)

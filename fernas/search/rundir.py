@@ -8,7 +8,8 @@
     seed_designs/     <name>.json: the seed designs the run trained, with what they reached (to train
                       the best beside them: `fernas train OUT/best.json OUT/seed_designs/*.json`)
     best.json         the best genome
-    pareto.csv/.png   accuracy against the cost objective (parameters with one objective)
+    pareto.csv/.png   accuracy against the cost objective (parameters with one objective), the
+                      measured front and best.json's genome marked
     progress.png      best so far, best and mean of each generation
     tensorboard/      the same per generation as TensorBoard scalars (Ray Tune's per-trial ones are in ray/)
     ray/              Ray Tune's trial directories (unless --storage says elsewhere)
@@ -187,7 +188,7 @@ class RunDir:
     def write_hall_of_fame(self, ev) -> None:
         hof_dir = self.out / "hall_of_fame"
         hof_dir.mkdir(parents=True, exist_ok=True)
-        ranked = [ind for ind in ev.hall_of_fame_so_far() if is_ok(ev.cache.get(ind.gid, {}))]
+        ranked = _hall_of_fame(ev)
         wanted = {f"{rank:02d}_{ind.gid}.json": self.genome_file(ev, ind, rank)
                   for rank, ind in enumerate(ranked[:max(ev.cfg.hof_size, 1)], start=1)}
         for name, doc in wanted.items():
@@ -220,7 +221,10 @@ class RunDir:
                 p.unlink(missing_ok=True)
 
     def write_pareto(self, ev) -> None:
-        """Accuracy against the run's cost objective over every trained genome; the front marked."""
+        """Accuracy against the run's cost objective over every trained genome; the front of the
+        measured accuracies marked, and best.json's genome, which the fitness rule and the
+        re-ranking chose (larger budgets first, ties by loss, re-ranked means): it can lie off
+        that front."""
         cost = OBJECTIVES[ev.cfg.objectives[1] if ev.cfg.multi else "params"]
         acc = OBJECTIVES["accuracy"].field
         pts = [e for e in ev.cache.values() if is_ok(e) and e.get(cost.field) is not None and e.get(acc) is not None]
@@ -230,11 +234,13 @@ class RunDir:
             if e[acc] > best_acc:
                 front.add(e["gid"])
                 best_acc = e[acc]
-        atomic_write_csv(self.out / "pareto.csv", ["gid", "generation", *FIELDS, "on_front"],
-                         [{**{k: e.get(k) for k in ("gid", "generation", *FIELDS)}, "on_front": int(e["gid"] in front)}
-                          for e in pts])
+        ranked = _hall_of_fame(ev)
+        best = ranked[0].gid if ranked else None  # best.json's
+        atomic_write_csv(self.out / "pareto.csv", ["gid", "generation", *FIELDS, "on_front", "best"],
+                         [{**{k: e.get(k) for k in ("gid", "generation", *FIELDS)}, "on_front": int(e["gid"] in front),
+                           "best": int(e["gid"] == best)} for e in pts])
         if pts:
-            _plot_front(pts, front, cost, self.out)
+            _plot_front(pts, front, best, cost, self.out)
 
     def write_progress_plot(self, ev) -> None:
         recs = list(ev.logbook)
@@ -272,7 +278,13 @@ def _trial_row(i: int, t: dict, e: dict) -> dict:
             "log_dir": t.get("log_dir", "")}
 
 
-def _plot_front(pts: list[dict], front: set, cost, out: Path) -> None:
+def _hall_of_fame(ev) -> list:
+    """The hall of fame as the run's files show it (the generation in flight's genomes too),
+    trained ones only, best first: best.json is its first."""
+    return [ind for ind in ev.hall_of_fame_so_far() if is_ok(ev.cache.get(ind.gid, {}))]
+
+
+def _plot_front(pts: list[dict], front: set, best: str | None, cost, out: Path) -> None:
     from fernas.report import new_figure, save_figure
 
     acc = OBJECTIVES["accuracy"]
@@ -280,6 +292,8 @@ def _plot_front(pts: list[dict], front: set, cost, out: Path) -> None:
     ax.scatter([e[cost.field] for e in pts], [e[acc.field] for e in pts], s=14, c="0.6", label="trained genomes")
     fr = [e for e in pts if e["gid"] in front]
     ax.plot([e[cost.field] for e in fr], [e[acc.field] for e in fr], "o-", c="C3", ms=5, label="Pareto front")
+    for e in (e for e in pts if e["gid"] == best):
+        ax.plot([e[cost.field]], [e[acc.field]], "*", c="C0", ms=14, label="best.json")
     ax.set_xscale("log")
     ax.set_xlabel(cost.label)
     ax.set_ylabel(acc.label)
