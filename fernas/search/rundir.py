@@ -293,7 +293,7 @@ def _plot_front(pts: list[dict], front: set, best: str | None, cost, out: Path) 
     fr = [e for e in pts if e["gid"] in front]
     ax.plot([e[cost.field] for e in fr], [e[acc.field] for e in fr], "o-", c="C3", ms=5, label="Pareto front")
     for e in (e for e in pts if e["gid"] == best):
-        ax.plot([e[cost.field]], [e[acc.field]], "*", c="C0", ms=14, label="best.json")
+        ax.plot([e[cost.field]], [e[acc.field]], "*", c="C0", ms=16, mfc="none", mew=1.5, label="best.json")
     ax.set_xscale("log")
     ax.set_xlabel(cost.label)
     ax.set_ylabel(acc.label)
