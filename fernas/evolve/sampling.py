@@ -39,16 +39,24 @@ def admitted_seeds(cfg: GAConfig, seed_docs: list[dict]) -> tuple[list[list[int]
     return kept, left
 
 
+def heading_seeds(cfg: GAConfig, seed_docs: list[dict]) -> list[list[int]]:
+    """The seed designs' vectors that head the initial population: admitted, one per network
+    (genome id), at most cfg.pop."""
+    kept, seen = [], set()
+    for vec in admitted_seeds(cfg, seed_docs)[0]:
+        gid = vector_id(vec)[0]
+        if gid not in seen and len(kept) < cfg.pop:
+            seen.add(gid)
+            kept.append(vec)
+    return kept
+
+
 def initial_population(cfg: GAConfig, seed_docs: list[dict], make_ind: Callable) -> list:
     """Seed designs, then random-search-space samples (001/004), then uniform random; unique ids."""
-    pop, seen = [], set()
-    for vec in admitted_seeds(cfg, seed_docs)[0]:
-        ind = make_ind(vec)
-        if ind.gid not in seen and len(pop) < cfg.pop:
-            seen.add(ind.gid)
-            ind.origin = "seed"
-            pop.append(ind)
-    return pop + sample_fresh(cfg, cfg.pop - len(pop), seen, make_ind)
+    pop = [make_ind(vec) for vec in heading_seeds(cfg, seed_docs)]
+    for ind in pop:
+        ind.origin = "seed"
+    return pop + sample_fresh(cfg, cfg.pop - len(pop), {ind.gid for ind in pop}, make_ind)
 
 
 def sample_fresh(cfg: GAConfig, n: int, seen: set, make_ind: Callable, share: float | None = None) -> list:

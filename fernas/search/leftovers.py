@@ -25,7 +25,7 @@ from fernas.io import atomic_write_json
 from fernas.processes import boot_id, end_still_running, processes_below, start_time
 
 NOTES = ".processes.json"
-NOTES_VERSION = 2  # 2: the writer (pid, start time) and the directory
+NOTES_VERSION = 2  # 2: the writer (pid, start time)
 WATCH_S = 2.0  # Ray starts its agents within a second or two of ray.init; a /proc scan is milliseconds
 STOP_WAIT_S = 3.0
 
@@ -36,7 +36,7 @@ class ProcessNotes:
     from `start()` to `stop()`.  The set only grows: a few processes per slot over a search."""
 
     def __init__(self, out: Path, every: float = WATCH_S):
-        self.out, self.path, self.every = Path(out).resolve(), Path(out) / NOTES, every
+        self.path, self.every = Path(out) / NOTES, every
         try:
             self.before = set(processes_below(os.getpid()).items())  # (pid, start time) already running
         except OSError:  # no /proc: nothing is noted (note() fails quietly)
@@ -76,7 +76,7 @@ class ProcessNotes:
             now = {**self.noted, **below}
             if now != self.noted:
                 atomic_write_json(self.path, {"fernas_processes": NOTES_VERSION, "boot_id": boot_id(),
-                                              "out": str(self.out), "writer": [os.getpid(), start_time(os.getpid())],
+                                              "writer": [os.getpid(), start_time(os.getpid())],
                                               "processes": {str(p): s for p, s in now.items()}})
                 self.noted = now
         except Exception:  # noqa: BLE001 - a full disk or a vanished /proc entry: noted next time
@@ -87,18 +87,18 @@ def left_running(out: Path) -> dict[int, str]:
     """The processes noted in OUT by a search that has ended that still run (pid -> start time):
     {} when there are none, or the notes are of another boot, of a writer still running (a copy
     of a running search's directory), or cannot be read."""
-    notes = _notes_of_an_ended_search(out)
-    return {} if notes is None else {p: s for p, s in notes.items() if start_time(p) == s}
+    notes = _processes_of_an_ended_search(_read_notes(out))
+    return {p: s for p, s in (notes or {}).items() if start_time(p) == s}
 
 
 def end_leftovers(out: Path) -> str | None:
-    """End what `left_running(out)` names (the caller holds the run's lock) and drop the notes; a
-    line saying what was ended, or None."""
-    if _notes_of_an_ended_search(out) is None:
-        if _version(out) not in (None, NOTES_VERSION):  # another fernas's notes: not read, not kept
-            (Path(out) / NOTES).unlink(missing_ok=True)
-        return None
-    ended = end_still_running(left_running(out))
+    """End what `left_running(out)` names (the caller holds the run's lock) and drop the notes,
+    also those of another fernas version; a line saying what was ended, or None."""
+    notes = _read_notes(out)
+    noted = _processes_of_an_ended_search(notes)
+    if noted is None and (notes or {}).get("fernas_processes") in (None, NOTES_VERSION):
+        return None  # none, unreadable, of another boot, or their search still runs
+    ended = end_still_running(noted or {})  # only those still the same process
     (Path(out) / NOTES).unlink(missing_ok=True)
     if not ended:
         return None
@@ -108,24 +108,25 @@ def end_leftovers(out: Path) -> str | None:
             f"killed earlier in {out} ({names}; {mb:.0f} MB)")
 
 
-def _notes_of_an_ended_search(out: Path) -> dict[int, str] | None:
-    """The notes in OUT (pid -> start time) when their writer has ended on this boot, else None.
-    The directory they name is not compared: a run moved after its kill still ends what it
-    left, and a copy of a running search's has a writer that still runs."""
+def _read_notes(out: Path) -> dict | None:
+    """OUT's notes as read, or None (none, unreadable, not a JSON object)."""
     try:
         notes = json.loads((Path(out) / NOTES).read_text())
-        if notes["fernas_processes"] != NOTES_VERSION or notes["boot_id"] != boot_id():
+    except (OSError, ValueError, RecursionError):
+        return None
+    return notes if isinstance(notes, dict) else None
+
+
+def _processes_of_an_ended_search(notes: dict | None) -> dict[int, str] | None:
+    """The noted processes (pid -> start time) when the notes are of this version and boot and
+    their writer has ended, else None.  The directory is not compared: a run moved after its
+    kill still ends what it left, and a copy of a running search's has a writer that still runs."""
+    try:
+        if notes is None or notes["fernas_processes"] != NOTES_VERSION or notes["boot_id"] != boot_id():
             return None
         writer_pid, writer_start = notes["writer"]
         seen = {int(p): str(s) for p, s in notes["processes"].items()}
         writer_runs = start_time(int(writer_pid)) == writer_start
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
     return None if writer_runs else seen
-
-
-def _version(out: Path):
-    try:
-        return json.loads((Path(out) / NOTES).read_text()).get("fernas_processes")
-    except (OSError, ValueError, AttributeError, RecursionError):
-        return None

@@ -12,20 +12,16 @@ cache (trials that were in flight when the process died run again; completed one
 
 from __future__ import annotations
 
-import json
 import shutil
-import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from fernas import genome as G, stop_signals
 from fernas.errors import RunDirError
 from fernas.evolve import Candidate, Evolution
 from fernas.fitness import at_chance, chance_level
 from fernas.io import run_dir_lock
-from fernas.runinfo import refuse_other_data, versions
+from fernas.runinfo import refuse_other_data
 from fernas.search import cluster, leftovers, rundir
 from fernas.search.options import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH, EvolveOptions, recipe_text
 from fernas.space import at_batch
@@ -245,7 +241,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         resources = {**ray_info, "cpus_per_trial": cpt, "gpus_per_trial": gpt, "concurrent_trials": slots}
         ev.meta.setdefault("slots", {})[str(attempt)] = slots  # for the utilisation (run_analysis)
         rdir = _run_dir(out, opts, seeds)
-        rdir.write_config(_config(opts, data_info, resources, attempt, stored, len(data.val), chance))
+        rdir.write_config(rundir.run_config(opts, data_info, resources, attempt, stored, len(data.val), chance))
         ev.save()
         exp_name = f"{out.name}-{attempt}"
         console.starting(out, ev.cfg, opts, resources, f"{storage.rstrip('/')}/{exp_name}")
@@ -329,18 +325,11 @@ def _warm_start(opts: EvolveOptions, data_info: dict, console) -> tuple[list[dic
     from fernas.search.warm_start import load_warm_start
 
     hof, reused = load_warm_start(opts.warm_start, opts, data_info)
-    console.warm_start(opts.warm_start, len(hof), heading_genomes(opts, hof), len(reused))
+    from fernas.evolve.sampling import heading_seeds
+
+    heading = len(heading_seeds(opts.ga, at_batch(hof, opts.trial_batch)))  # as the initial population takes them
+    console.warm_start(opts.warm_start, len(hof), heading, len(reused))
     return hof, reused
-
-
-def heading_genomes(opts: EvolveOptions, docs: list[dict]) -> int:
-    """How many of `docs` start the initial population: those inside the space and caps, one
-    per network, at most --pop (`sampling.initial_population`)."""
-    from fernas.evolve.operators import vector_id
-    from fernas.evolve.sampling import admitted_seeds
-
-    vectors = admitted_seeds(opts.ga, at_batch(docs, opts.trial_batch))[0]
-    return min(opts.ga.pop, len({vector_id(v)[0] for v in vectors}))
 
 
 def _same_space(given: dict | None, stored: dict | None, trial_batch: int) -> bool:
@@ -383,33 +372,3 @@ def trial_count(ev: Evolution, search_only: bool = False) -> int:
 def total_compute(ev: Evolution, search_only: bool = False) -> int:
     """Training compute of the run's trials so far (images processed x multiply-adds)."""
     return sum(int(t.get("compute") or 0) for t in run_trials(ev, search_only))
-
-
-def _config(opts: EvolveOptions, data_info: dict, resources: dict, attempt: int, stored: dict | None,
-            n_val: int, chance: float) -> dict:
-    now = time.strftime("%Y-%m-%dT%H:%M:%S")
-    # The noise of one fitness value: the binomial standard error of an accuracy near 50% on
-    # this many validation images (differences smaller than about twice it are mostly luck).
-    fitness = {"rule": "larger budget first, then validation accuracy at the end of the budget (centre crop), "
-                       "accuracies at or below chance_level tied, then the lower validation loss",
-               "budgets": list(opts.ga.rungs), "eta": opts.ga.eta, "val_images": n_val,
-               "trial_recipe": recipe_text(opts.trial_batch, opts.trial_augment),
-               "standard_error_at_50pct": round((0.25 / max(1, n_val)) ** 0.5, 4),
-               # at or below it a trial learnt nothing: the largest class's share plus one standard error
-               "chance_level": round(chance, 4),
-               "rerank_order": "by the mean over a genome's re-ranking trainings" + (
-                   "; two means above chance_level closer than one binomial standard error of their difference "
-                   "tie, and the fitness above orders them" if opts.ga.val_images else "")}
-    from fernas.search.trial import TRIAL_VERSION
-
-    argv = (stored or {}).get("argv", sys.argv[1:])  # the command that began the run; this attempt's in attempt_argv
-    return {"command": "fernas evolve", "argv": argv, "attempt_argv": sys.argv[1:], "options": _jsonable(asdict(opts)),
-            "trial_version": TRIAL_VERSION,
-            "seed": opts.ga.seed, "versions": versions("torch", "ray", "deap", "numpy"), "fitness": fitness,
-            "data": _jsonable(data_info), "ray": resources, "attempt": attempt, "started": now,
-            "first_started": stored["first_started"] if stored else now,
-            "resumes": stored["resumes"] + 1 if stored else 0}
-
-
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))

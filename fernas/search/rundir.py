@@ -28,7 +28,9 @@ import math
 import re
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from fernas import genome as G
 from fernas.errors import OtherVersionError, RunDirError, RunExistsError
@@ -36,7 +38,9 @@ from fernas.fitness import fitness_of, is_ok, reranked_accuracy, reranked_traini
 from fernas.io import (LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_write_text, keep_previous,
                        previous_path, read_versioned_json)
 from fernas.objectives import FIELDS, OBJECTIVES
+from fernas.runinfo import versions
 from fernas.search.leftovers import NOTES
+from fernas.search.options import recipe_text
 
 CONFIG_VERSION = 3
 VERSION_KEY = "fernas_evolve_run"
@@ -300,3 +304,35 @@ def _plot_front(pts: list[dict], front: set, best: str | None, cost, out: Path) 
     ax.set_title(f"{out.name}: accuracy against {cost.label}")
     ax.legend(loc="lower right")
     save_figure(fig, out / "pareto.png")
+
+
+def run_config(opts, data_info: dict, resources: dict, attempt: int, stored: dict | None,
+            n_val: int, chance: float) -> dict:
+    """config.json of an attempt: the run's resolved options, versions, data, Ray resources and
+    fitness rule; `stored`: the config of the attempt before (a resume), else None."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    # The noise of one fitness value: the binomial standard error of an accuracy near 50% on
+    # this many validation images (differences smaller than about twice it are mostly luck).
+    fitness = {"rule": "larger budget first, then validation accuracy at the end of the budget (centre crop), "
+                       "accuracies at or below chance_level tied, then the lower validation loss",
+               "budgets": list(opts.ga.rungs), "eta": opts.ga.eta, "val_images": n_val,
+               "trial_recipe": recipe_text(opts.trial_batch, opts.trial_augment),
+               "standard_error_at_50pct": round((0.25 / max(1, n_val)) ** 0.5, 4),
+               # at or below it a trial learnt nothing: the largest class's share plus one standard error
+               "chance_level": round(chance, 4),
+               "rerank_order": "by the mean over a genome's re-ranking trainings" + (
+                   "; two means above chance_level closer than one binomial standard error of their difference "
+                   "tie, and the fitness above orders them" if opts.ga.val_images else "")}
+    from fernas.search.trial import TRIAL_VERSION
+
+    argv = (stored or {}).get("argv", sys.argv[1:])  # the command that began the run; this attempt's in attempt_argv
+    return {"command": "fernas evolve", "argv": argv, "attempt_argv": sys.argv[1:], "options": _jsonable(asdict(opts)),
+            "trial_version": TRIAL_VERSION,
+            "seed": opts.ga.seed, "versions": versions("torch", "ray", "deap", "numpy"), "fitness": fitness,
+            "data": _jsonable(data_info), "ray": resources, "attempt": attempt, "started": now,
+            "first_started": stored["first_started"] if stored else now,
+            "resumes": stored["resumes"] + 1 if stored else 0}
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
