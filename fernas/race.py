@@ -3,7 +3,8 @@
 `fernas train A.json B.json C.json --race N` (and `fernas decode ... --train --race N`) trains
 the training phase of each genome in turn to epoch N of its full schedule (`fulltrain.train_start`:
 the same learning-rate curve and augmentation warm-up as the whole run, checkpoint kept), then
-continues only the genome with the highest validation accuracy after epoch N from its checkpoint
+continues only the genome with the highest validation accuracy after epoch N (on a tie, the lower
+validation loss) from its checkpoint
 through the rest of training, fine-tuning and the ten-crop test (`fulltrain.run_protocol` with
 resume: on CPU the continued run equals an uninterrupted one).  The others keep their checkpoint,
 and their directories are let go once the race is decided, so `fernas train G.json --out
@@ -91,23 +92,36 @@ def stored_race(base: Path) -> dict | None:
     return race
 
 
-def score_at(history: list[dict], epoch: int) -> float | None:
-    """Validation accuracy after `epoch` of the training phase; None when it did not get there.
-    To history.csv's 6 significant digits, whether read from a checkpoint or from the csv of a
-    finalist finished by hand: a tie is a tie either way (`winner_index`)."""
+def score_at(history: list[dict], epoch: int, field: str = "val_acc") -> float | None:
+    """Validation accuracy (or `field`: val_loss) after `epoch` of the training phase; None when
+    it did not get there.  To history.csv's 6 significant digits, whether read from a checkpoint
+    or from the csv of a finalist finished by hand: a tie is a tie either way (`winner_index`)."""
     for r in history:
         if r.get("phase", "train") == "train" and int(r["epoch"]) == epoch:
-            val = float(r["val_acc"])
+            try:
+                val = float(r[field])
+            except (KeyError, TypeError, ValueError):
+                return None
             return float(f"{val:.6g}") if math.isfinite(val) else None
     return None
 
 
-def winner_index(scores: list[float | None]) -> int:
-    """The best score's index, the first on ties (the order given: the search's order)."""
-    ranked = [(s, -i) for i, s in enumerate(scores) if s is not None]
+def winner_index(scores: list[float | None], losses: list | None = None) -> int:
+    """The best score's index.  On a tie of accuracy (a few hundred validation images make ties
+    common) the lower validation loss wins, then the first in the order given (the search's
+    order); a loss not known counts as the highest."""
+    losses = losses or [None] * len(scores)
+    ranked = [(s, -(math.inf if loss is None else loss), -i)
+              for i, (s, loss) in enumerate(zip(scores, losses)) if s is not None]
     if not ranked:
         raise RunDirError("every finalist of the race diverged: no winner to continue")
-    return -max(ranked)[1]
+    return -max(ranked)[2]
+
+
+def _decide(race: dict) -> dict:
+    """The race with its winner (every finalist's outcome is in it)."""
+    genomes = race["genomes"]
+    return {**race, "winner": winner_index([g.get("val_acc") for g in genomes], [g.get("val_loss") for g in genomes])}
 
 
 def _entry(docs: list[dict], dirs: list[Path], epochs: int) -> dict:
@@ -148,20 +162,21 @@ def run_starts(docs, files, cfg, data, dirs, race: dict, path: Path, resume: boo
             continue  # its outcome stands in race
         try:
             history = train_start(doc, data, cfg, d, epochs, resume=resume, genome_file=file, invocation=invocation)
-            score = score_at(history, epochs)
+            score, loss = score_at(history, epochs), score_at(history, epochs, "val_loss")
             note = "" if score is not None else f"no validation accuracy at epoch {epochs}"
         except TrainingDiverged as exc:
-            score, note = None, f"diverged: {exc}"
+            score, loss, note = None, None, f"diverged: {exc}"
             print(f"  {doc.get('name', 'genome')}: {exc}; out of the race", file=sys.stderr, flush=True)
-        race = _outcome(race, i, score, note)
+        race = _outcome(race, i, score, loss, note)
         atomic_write_json(path, race)
-    return {**race, "winner": winner_index([g.get("val_acc") for g in race["genomes"]])}  # dropped: None
+    return _decide(race)  # dropped: None
 
 
-def _outcome(race: dict, i: int, score: float | None, note: str) -> dict:
-    """The race with finalist i's score (and why it dropped out), before a winner is decided."""
-    entry = {k: v for k, v in race["genomes"][i].items() if k != "dropped"}
-    entry = {**entry, "val_acc": score, **({"dropped": note} if note else {})}
+def _outcome(race: dict, i: int, score: float | None, loss: float | None, note: str) -> dict:
+    """The race with finalist i's score and loss (and why it dropped out), before a winner is decided."""
+    entry = {k: v for k, v in race["genomes"][i].items() if k not in ("dropped", "val_loss")}
+    entry = {**entry, "val_acc": score, **({"val_loss": loss} if loss is not None else {}),
+             **({"dropped": note} if note else {})}
     return {**race, "genomes": [*race["genomes"][:i], entry, *race["genomes"][i + 1:]]}
 
 
@@ -172,9 +187,14 @@ def print_race(race: dict, base: Path) -> None:
 
     rows = sorted(enumerate(race["genomes"]), key=lambda r: -score(r[1]))
     width = max(len(str(g.get("name", "genome"))) for g in race["genomes"])
-    print(f"\nrace: validation accuracy after epoch {race['epochs']}; the best continues ({base / RACE_FILE})")
+    won = race["genomes"][race["winner"]]
+    tied = [g for g in race["genomes"] if g is not won and score(g) == score(won)]
+    print(f"\nrace: validation accuracy after epoch {race['epochs']}; the best continues ({base / RACE_FILE})"
+          + ("; a tie of accuracy goes to the lower validation loss" if tied else ""))
     for i, g in rows:
         acc = f"{g['val_acc']:.4f}" if score(g) >= 0 else g.get("dropped", "-")
+        if tied and score(g) == score(won):
+            acc += f" (loss {g['val_loss']:.4f})" if isinstance(g.get("val_loss"), (int, float)) else " (loss -)"
         mark = "continues" if i == race["winner"] else f"stopped ({g['dir']})"
         print(f"  {str(g.get('name', 'genome')).ljust(width)}  {acc}  {mark}")
 
@@ -218,7 +238,7 @@ def _runner_up_hint(race: dict, files: list, dirs: list[Path]) -> str:
     scores = [g.get("val_acc") if i != race["winner"] else None for i, g in enumerate(race["genomes"])]
     if all(s is None for s in scores):
         return ""
-    r = winner_index(scores)
+    r = winner_index(scores, [g.get("val_loss") for g in race["genomes"]])
     return (f" (the race's winner, {race['genomes'][race['winner']].get('name', 'genome')}); the runner-up "
             f"{race['genomes'][r].get('name', 'genome')} ({scores[r]:.4f} after epoch {race['epochs']}) "
             f"is finished by `fernas train {files[r]} --out {dirs[r]} --resume`")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,13 +62,14 @@ def history(run: Path) -> list[list[str]]:
 def test_the_winner_is_the_run_an_uninterrupted_training_writes(raced, genomes, tmp_path):
     out, stdout = raced
     race = json.loads((out / "race.json").read_text())
-    scores = [g["val_acc"] for g in race["genomes"]]
-    assert race["epochs"] == 2 and race["winner"] == winner_index(scores)
+    scores, losses = ([g[k] for g in race["genomes"]] for k in ("val_acc", "val_loss"))
+    assert race["epochs"] == 2 and race["winner"] == winner_index(scores, losses)
     w = race["genomes"][race["winner"]]["name"]
-    assert f"{w}  {max(scores):.4f}  continues" in stdout
+    assert re.search(rf"{w}  {max(scores):.4f}( \(loss [0-9.]+\))?  continues", stdout), stdout
     for g in race["genomes"]:  # each score is the finalist's own epoch 2
         run = out / g["name"]
         assert g["val_acc"] == pytest.approx(float(history(run)[2][6]), abs=1e-6)
+        assert g["val_loss"] == pytest.approx(float(history(run)[2][5]), rel=1e-5)
         assert (run / "metrics.json").exists() == (g["name"] == w)
         assert (run / "checkpoint-train.pt").exists() == (g["name"] != w)  # a loser can be finished later
         if g["name"] != w:
@@ -187,13 +189,35 @@ def test_every_genome_gets_its_own_directory():
     assert all(d.parent.name == "out" for d in dirs)
 
 
-def test_the_score_is_epoch_n_and_ties_go_to_the_order_given():
-    rows = [{"phase": "train", "epoch": 1, "val_acc": 0.5}, {"phase": "train", "epoch": 2, "val_acc": 0.3}]
+def test_the_score_is_epoch_n_and_ties_go_to_the_lower_loss_then_the_order_given():
+    rows = [{"phase": "train", "epoch": 1, "val_acc": 0.5, "val_loss": 1.0},
+            {"phase": "train", "epoch": 2, "val_acc": 0.3, "val_loss": 1.2345678}]
     assert score_at(rows, 2) == 0.3 and score_at(rows, 3) is None
+    assert score_at(rows, 2, "val_loss") == 1.23457
     assert score_at([{"phase": "train", "epoch": 2, "val_acc": float("nan")}], 2) is None
+    assert score_at([{"phase": "train", "epoch": 2, "val_acc": 0.1}], 2, "val_loss") is None
     assert winner_index([0.3, 0.5, 0.5]) == 1 and winner_index([None, 0.1]) == 1
+    assert winner_index([0.3, 0.5, 0.5], [0.1, 1.2, 1.1]) == 2  # the tie: the lower loss
+    assert winner_index([0.5, 0.5], [None, 1.1]) == 1 and winner_index([0.5, 0.5], [1.1, 1.1]) == 0
+    assert winner_index([0.4, 0.5], [0.1, 9.0]) == 1  # the loss only settles a tie
     with pytest.raises(RunDirError, match="every finalist of the race diverged"):
         winner_index([None, None])
+
+
+def test_the_race_table_shows_the_losses_that_settled_a_tie(capsys, tmp_path):
+    from fernas.race import print_race
+
+    race = {"epochs": 8, "winner": 1, "genomes": [
+        {"name": "a", "dir": "r/a", "val_acc": 0.5, "val_loss": 1.25},
+        {"name": "b", "dir": "r/b", "val_acc": 0.5, "val_loss": 1.125},
+        {"name": "c", "dir": "r/c", "val_acc": 0.25, "val_loss": 0.5}]}
+    print_race(race, tmp_path)
+    out = capsys.readouterr().out
+    assert "a tie of accuracy goes to the lower validation loss" in out
+    assert "b  0.5000 (loss 1.1250)  continues" in out and "a  0.5000 (loss 1.2500)  stopped (r/a)" in out
+    assert "c  0.2500  stopped (r/c)" in out  # not in the tie: no loss shown
+    print_race({**race, "genomes": race["genomes"][1:], "winner": 0}, tmp_path)
+    assert "loss" not in capsys.readouterr().out
 
 
 def test_a_race_without_a_validation_split_is_refused_before_it_trains(tmp_path):
