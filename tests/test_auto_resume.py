@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from fernas.cli import build_parser, main
-from fernas.commands.evolve_auto_resume import attempt_command, python, record_death, restart_reason, supervise
+from fernas.commands.evolve_auto_resume import (RESTARTS_ENV, attempt_command, continue_command, python, record_death,
+                                               restart_reason, restarts_asked, supervise)
 from fernas.processes import start_time
 
 from test_search import descendants, read_trials
@@ -77,14 +78,28 @@ def test_a_dead_attempt_is_started_again_until_one_finishes(capfd):
 
 
 def test_spent_restarts_bad_input_and_a_finished_run_end_it(capfd):
-    assert supervise(child(-9, -9), restarts=1, delay=0.01) == 128 + 9
+    assert supervise(child(-9, -9), restarts=1, delay=0.01, again=continue_command("runs/my run", 1)) == 128 + 9
     assert capfd.readouterr().err.splitlines()[-1] == (
-        "fernas: the search process ended (killed by SIGKILL) and its 1 restart(s) are spent; continue it with --resume")
+        "fernas: the search process ended (killed by SIGKILL) and its 1 restart(s) are spent; continue it with  "
+        "fernas evolve --out 'runs/my run' --resume --auto-resume 1")
     assert supervise(child(2, 0), restarts=3, delay=0.01) == 2
     assert supervise(child(1, 2, 0), restarts=3, delay=0.01) == 2
     assert capfd.readouterr().err.count("restart 1 of 3") == 1
     stamps = iter(range(100))  # every attempt rewrites config.json: its exit status 2 came after the start
     assert supervise(child(2, 0), restarts=3, delay=0.01, stamp=lambda: next(stamps)) == 0
+
+
+def test_each_attempt_knows_its_restarts_and_its_stop_line_names_them(tmp_path, monkeypatch):
+    seen = tmp_path / "restarts"
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1])!r}); " \
+           "from fernas.commands.evolve_auto_resume import restarts_asked; " \
+           f"open({str(seen)!r}, 'w').write(str(restarts_asked()))"
+    assert supervise(lambda attempt: [sys.executable, "-c", code], restarts=3, delay=0.01) == 0
+    assert seen.read_text() == "3"
+    monkeypatch.delenv(RESTARTS_ENV, raising=False)
+    assert restarts_asked() == 0 and continue_command("o") == "fernas evolve --out o --resume"
+    monkeypatch.setenv(RESTARTS_ENV, "x")
+    assert restarts_asked() == 0
 
 
 def test_deaths_are_kept_in_the_run_directory_once_it_holds_a_run(tmp_path, capsys):

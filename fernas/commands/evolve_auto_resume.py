@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from fernas.commands import closed_output
 from fernas.processes import end_still_running, processes_below
 
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+RESTARTS_ENV = "FERNAS_AUTO_RESUME"  # in each attempt's environment: the restarts asked for (its stop line names them)
 DEATHS_FILE = "auto_resume.json"  # in OUT: every attempt that died, when, why, whether it was restarted
 RESTART_DELAY_S = 5.0  # no hot loop when a start keeps failing
 WATCH_S = 2.0  # how often the processes below an attempt are noted (a /proc scan: milliseconds)
@@ -80,13 +82,14 @@ def _open_tty() -> int | None:
 
 
 def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lambda: None,
-              record=lambda death: None) -> int:
+              record=lambda death: None, again: str = "--resume") -> int:
     """Run `command(attempt)` (the argv of attempt 0, 1, ...) until it ends without a reason to
     restart or `restarts` restarts are spent; the exit status is the last attempt's (128 + N
     for a signal N, as a shell reports it).  An attempt counts as started when `stamp()`
     differs after it from before it; `record(death)` is told of every attempt that died.  Stops
     asked of this process are passed on to the running attempt, which shares its process group
-    (so a terminal's keys and window size reach it)."""
+    (so a terminal's keys and window size reach it).  `again`: how to go on once the restarts
+    are spent."""
     stops: list[int] = []
     child: list[subprocess.Popen] = []
     tty = _open_tty()
@@ -106,7 +109,7 @@ def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lamb
             before, started_at = stamp(), time.monotonic()
             if stops:
                 return 128 + stops[0]
-            child.append(subprocess.Popen(command(attempt)))
+            child.append(subprocess.Popen(command(attempt), env={**os.environ, RESTARTS_ENV: str(restarts)}))
             if stops:  # asked to stop while it was being started (it may have missed even a terminal's)
                 os.kill(child[-1].pid, stops[0])
             status, left = _wait_watching(child[-1])
@@ -118,7 +121,7 @@ def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lamb
             if reason is None or attempt >= restarts:
                 if reason is not None:
                     _say(f"fernas: the search process ended ({reason}) and its {restarts} restart(s) are spent; "
-                         "continue it with --resume")
+                         f"continue it with  {again}")
                 return 128 - status if status < 0 else status
             attempt += 1
             _say(f"fernas: the search process ended ({reason}) after {_duration(time.monotonic() - started_at)}; "
@@ -200,7 +203,21 @@ def record_death(out: str, death: dict) -> None:
 def _supervise_evolve(restarts: int, out: str, resume: bool, argv: list[str]) -> int:
     fresh = not (Path(out) / "config.json").exists()
     return supervise(lambda attempt: attempt_command(argv, out, resume, fresh, attempt), restarts,
-                     stamp=lambda: _config_stamp(out), record=lambda death: record_death(out, death))
+                     stamp=lambda: _config_stamp(out), record=lambda death: record_death(out, death),
+                     again=continue_command(out, restarts))
+
+
+def continue_command(out, restarts: int = 0) -> str:
+    """The command line that goes on with the run in `out` (with the restarts it was given)."""
+    return f"fernas evolve --out {shlex.quote(str(out))} --resume" + (f" --auto-resume {restarts}" if restarts else "")
+
+
+def restarts_asked() -> int:
+    """In an attempt: the restarts its supervisor was given (0 when it runs without one)."""
+    try:
+        return max(0, int(os.environ.get(RESTARTS_ENV, "0")))
+    except ValueError:
+        return 0
 
 
 if __name__ == "__main__":  # from run_with_restarts: RESTARTS OUT RESUME ARGV...

@@ -145,8 +145,10 @@ class EvolveConsole:
     def stopped(self, out, ev) -> None:
         where = ("after its search ended, before the re-ranking of its best genomes finished" if ev.search_over else
                  f"in generation {ev.gen + 1}/{ev.cfg.generations} ({ev.gen} finished)")  # `fernas runs` counts finished
-        self.say(f"fernas evolve: stopped {where}; nothing done is lost: continue with  fernas evolve --out {out} "
-                 "--resume", err=True)
+        from fernas.commands.evolve_auto_resume import continue_command, restarts_asked
+
+        self.say(f"fernas evolve: stopped {where}; nothing done is lost: continue with  "
+                 f"{continue_command(out, restarts_asked())}", err=True)
 
     def finished(self, out, ev) -> None:
         best = ev.best()
