@@ -5,7 +5,7 @@ best: SGD with Nesterov momentum 0.9, lr 0.01, weight decay 1e-4, reduce-on-plat
 after 5 epochs without validation gain), training on the ten crops of every augmented image
 as the paper's public code does (`train_crops=1`: one random crop, ten times cheaper); then
 reload the best weights and fine-tune for 50 epochs at lr 1e-4 with cosine annealing (on
-train+val with `merge_val`, the paper's 73.28 % setting); then test the selected weights on
+train+val with `merge_val`, the paper's 73.28 % setting, on PublicTest); then test the selected weights on
 the test split with ten-crop averaging.  Unlike the paper's code, the test uses the best
 weights (not the last epoch) and a resumed run restores optimizer and scheduler state.
 
@@ -257,7 +257,9 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
     res1, final, selected, rows = phases
     name, gid = doc.get("name", "genome"), genome_id(doc)
     model = final.model.eval()
-    print(f"  testing on {len(data.test)} images (ten-crop) ...", file=sys.stderr, flush=True)
+    usage = (data.info or {}).get("test_usage")  # a FER2013 CSV's: which of its held-out splits
+    print(f"  testing on {len(data.test)} images ({f'{usage}, ' if usage else ''}ten-crop) ...",
+          file=sys.stderr, flush=True)
     m, probs = evaluate_model(model, data.test, data.classes, device=dev, amp=amp_for(cfg.precision, dev),
                               batch_crops=eval_batch_size(dev, doc), return_probs=True)
     metrics = {

@@ -19,7 +19,7 @@ class ProtocolConfig:
     # 10: all ten crops of every augmented image per step (the paper's code); 1: one random crop.
     train_crops: int = 10
     val_crops: int | None = None  # None: as train_crops
-    # Fine-tune on train+val (the paper's best, 73.28 %); the last fine-tuned weights are tested.
+    # Fine-tune on train+val (the paper's best, 73.28 % on PublicTest: `--fer-test public`); the last fine-tuned weights are tested.
     merge_val: bool = False
     augment: str = "vgg"  # "vgg" (seeds 000/002), "mild" (seeds 001/004), "none"
     # Epochs over which the augmentation rises from none to the preset's (`TrainConfig.augment_warmup`);

@@ -52,6 +52,27 @@ def test_fer2013_csv_splits_and_pixels(tmp_path):
     assert ds.info["variant"] == "fer2013.csv"
 
 
+def test_fer_test_public_swaps_val_and_test_as_the_vgg_paper_ran(tmp_path, capsys):
+    rows = _rows(n_per=(4, 2, 3))  # PublicTest 14 rows, PrivateTest 21
+    path = _write(tmp_path / "fer2013.csv", "emotion,pixels,Usage", rows)
+    private, public = load_dataset(path), load_dataset(path, fer_test="public")  # the second is no cache hit
+    assert (len(private.val), len(private.test)) == (14, 21) and (len(public.val), len(public.test)) == (21, 14)
+    assert torch.equal(public.test.x, private.val.x) and torch.equal(public.val.x, private.test.x)
+    assert torch.equal(public.train.x, private.train.x)
+    assert public.info["split"] == "Usage column: val = PrivateTest, test = PublicTest"
+    assert private.info["test_usage"] == "PrivateTest" and public.info["test_usage"] == "PublicTest"
+    assert cli.main(["data", "check", str(path), "--fer-test", "public"]) == 0
+    assert "split: Usage column: val = PrivateTest, test = PublicTest" in capsys.readouterr().out
+    no_usage = _write(tmp_path / "train.csv", "emotion,pixels", rows, cols=("emotion", "pixels"))
+    with pytest.raises(DataError, match=r"fer_test public: .*train.csv has no Usage column"):
+        load_dataset(no_usage, fer_test="public")
+    for source, what in (("demo:70", "the demo data"), (str(tmp_path), "an image folder")):
+        with pytest.raises(DataError, match=f"fer_test public: applies to a FER2013 CSV with a Usage column, not to {what}"):
+            load_dataset(source, fer_test="public")
+    with pytest.raises(DataError, match="fer_test both: expected private or public"):
+        load_dataset(path, fer_test="both")
+
+
 def test_icml_spaced_header_with_crlf(tmp_path):
     rows = _rows()
     p = _write(tmp_path / "icml_face_data.csv", "emotion, Usage, pixels", rows,

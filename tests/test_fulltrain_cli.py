@@ -268,9 +268,10 @@ def test_resume_takes_the_runs_own_settings(tmp_path, capsys):
     atomic_write_json(run / "config.json", {"fernas_train_run": RUN_VERSION,
                                             "args": {"data": "fer2013.csv", "epochs": 300, "train_crops": 10,
                                                      "seed": 7}})
-    args = argparse.Namespace(data="demo", epochs=5, train_crops=1, seed=0, merge_val=False)
+    args = argparse.Namespace(data="demo", epochs=5, train_crops=1, seed=0, merge_val=False, fer_test="public")
     _restore_run_settings(args, [run])
     assert (args.data, args.epochs, args.train_crops, args.seed) == ("fer2013.csv", 300, 10, 7)
+    assert args.fer_test == "private"  # stored before --fer-test existed: it tested on PrivateTest
     assert "--data" in capsys.readouterr().err
 
 

@@ -168,6 +168,10 @@ def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path)
     assert EvolveOptions.from_stored(stored, parse(*asha8)).asha_grace == 2
     del stored["asha_grace"]
     assert EvolveOptions.from_stored(stored, parse(*asha8)).asha_grace == 1
+    # a FER2013 CSV's test split: a run stored before --fer-test read PrivateTest as its test
+    assert stored["data_args"]["fer_test"] == "private"
+    del stored["data_args"]["fer_test"]
+    assert EvolveOptions.from_stored(stored, parse("--fer-test", "public")).data_args["fer_test"] == "private"
     # the trial recipe: batch 32 without augmentation unless given; a run stored before it had
     # trained each genome at its own batch with the VGG paper's augmentation, and resumes so
     assert (parse().trial_batch, parse().trial_augment) == (32, "none")

@@ -23,16 +23,29 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                    help="skip malformed rows and unreadable images (and count them) instead of stopping")
     g.add_argument("--data-seed", type=int, default=0,
                    help="seed of the demo generator and of stratified val/test splits, -2**63 to 2**63-1 (seeds equal modulo 2**32 give the same data)")
+    add_fer_test_argument(g)
 
 
-DATA_KEYS = ("data", "labels", "skip_bad", "data_seed")  # what add_data_arguments defines
+FER_TEST_HELP = ("a FER2013 CSV's test split: private = PrivateTest, with PublicTest as validation (Kaggle's final "
+                 "ranking); public = PublicTest, with PrivateTest as validation, as the VGG paper's code ran (its "
+                 "73.28%% is on PublicTest)")
+
+
+def add_fer_test_argument(group) -> None:
+    group.add_argument("--fer-test", choices=("private", "public"), default="private", help=FER_TEST_HELP)
+
+
+DATA_KEYS = ("data", "labels", "skip_bad", "data_seed", "fer_test")  # what add_data_arguments defines
+# Data settings a run's config.json may lack: it was written before the flag existed and read
+# its data this way.
+DATA_DEFAULTS_OF_OLDER_RUNS = {"fer_test": "private"}
 
 
 def dataset_from_args(args: argparse.Namespace) -> Dataset:
     from fernas.data import load_dataset
 
     return load_dataset(args.data, labels=getattr(args, "labels", None), skip_bad=getattr(args, "skip_bad", False),
-                        seed=getattr(args, "data_seed", 0))
+                        seed=getattr(args, "data_seed", 0), fer_test=getattr(args, "fer_test", "private"))
 
 
 def device_from_args(args: argparse.Namespace):

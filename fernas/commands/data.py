@@ -11,6 +11,7 @@ import argparse
 import time
 
 from fernas import demo_spec
+from fernas.commands.common import add_fer_test_argument
 
 
 def register(sub) -> None:
@@ -25,6 +26,7 @@ def register(sub) -> None:
     c.add_argument("--labels", default=None, metavar="CSV", help="FER+ vote file (fer2013new.csv)")
     c.add_argument("--skip-bad", action="store_true", help="skip malformed rows/images and count them")
     c.add_argument("--data-seed", type=int, default=0, help="seed of the demo data and stratified splits, -2**63 to 2**63-1 (seeds equal modulo 2**32 give the same data)")
+    add_fer_test_argument(c)
     c.set_defaults(func=run_check)
 
     d = dsub.add_parser("demo", help="write the synthetic demo faces as a FER2013 CSV or an image folder",
@@ -48,7 +50,8 @@ def run_check(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        ds = fdata.load_dataset(args.path, labels=args.labels, skip_bad=args.skip_bad, seed=args.data_seed)
+        ds = fdata.load_dataset(args.path, labels=args.labels, skip_bad=args.skip_bad, seed=args.data_seed,
+                                fer_test=args.fer_test)
     except DataSettingError as exc:
         if exc.setting != "data":
             raise

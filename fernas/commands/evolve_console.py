@@ -307,4 +307,6 @@ def _data_flags(out) -> str:
         flags += f" --labels {shlex.quote(str(extra['labels']))}"
     if extra.get("skip_bad"):
         flags += " --skip-bad"
+    if extra.get("fer_test", "private") != "private":
+        flags += f" --fer-test {extra['fer_test']}"
     return flags + (f" --data-seed {extra['data_seed']}" if extra.get("data_seed") else "")

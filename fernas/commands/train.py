@@ -13,7 +13,8 @@ import sys
 from dataclasses import fields
 
 from fernas.commands import flag_types
-from fernas.commands.common import DATA_KEYS, add_data_arguments, dataset_from_args, device_from_args
+from fernas.commands.common import (DATA_DEFAULTS_OF_OLDER_RUNS, DATA_KEYS, add_data_arguments, dataset_from_args,
+                                    device_from_args)
 from fernas.errors import RunDirError, RunExistsError, UserError
 from fernas.protocol import ProtocolConfig
 from fernas.race import check_race, stored_race
@@ -129,7 +130,7 @@ def _restore_run_settings(args: argparse.Namespace, dirs) -> None:
     """On --resume: the run's stored settings replace this command line's (a note says which)."""
     from fernas.fulltrain import stored_settings
 
-    runs = [(d, s) for d in dirs if (s := stored_settings(d)) is not None]
+    runs = [(d, {**DATA_DEFAULTS_OF_OLDER_RUNS, **s}) for d in dirs if (s := stored_settings(d)) is not None]
     if not runs:
         return
     _refuse_unlike_runs(args, runs)

@@ -9,7 +9,8 @@ Sources (`--data`):
   distributed variants, recognised by the header:
   ``fer2013.csv`` (``emotion,pixels,Usage``), ``icml_face_data.csv`` (``emotion, Usage, pixels``,
   with spaces) and the Kaggle challenge ``train.csv`` (``emotion,pixels``, no Usage).
-  Splits follow the seed papers: train = Training, val = PublicTest, test = PrivateTest.
+  Splits: train = Training, val = PublicTest, test = PrivateTest (Kaggle's final ranking);
+  ``fer_test="public"`` swaps val and test, as the VGG paper's code did (it reports on PublicTest).
   Without a Usage column a stratified, seeded validation and test part is split off
   (``val_fraction``, ``test_fraction``).
 * FER+ labels (Barsoum et al. 2016): ``labels="fer2013new.csv"`` relabels the rows of fer2013.csv
@@ -51,8 +52,8 @@ from pathlib import Path
 from fernas import demo_faces
 from fernas.data.cache import CACHE_VERSION, cache_root, cached, file_hash
 from fernas.data.common import refuse_nonempty, stratified_split
-from fernas.data.fer_csv import (FERPLUS_CLASSES, fer_csv_bytes, ferplus_targets, load_csv, parse_fer_csv,
-                                 parse_ferplus, write_fer_csv)
+from fernas.data.fer_csv import (FER_TEST_CHOICES, FERPLUS_CLASSES, fer_csv_bytes, ferplus_targets, load_csv,
+                                 parse_fer_csv, parse_ferplus, write_fer_csv)
 from fernas.data.folder import SPLIT_FOLDERS, folder_hash, load_folder, write_image_folder
 from fernas.data.images import BadImage, image_to_face, read_face
 from fernas.dataset import FER_CLASSES, IMAGE_SIZE, Dataset
@@ -110,15 +111,22 @@ def parse_demo_spec(source: str) -> tuple[int, int, int]:
 
 def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLike | None = None,
                  skip_bad: bool = False, seed: int = 0, cache_dir: str | os.PathLike | None = None,
-                 val_fraction: float = 0.1, test_fraction: float = 0.1, use_cache: bool = True) -> Dataset:
+                 val_fraction: float = 0.1, test_fraction: float = 0.1, use_cache: bool = True,
+                 fer_test: str = "private") -> Dataset:
     """Load `source` (see the module docstring) as a `Dataset` of uint8 (N, 48, 48) splits.
 
-    seed: the demo generator's seed, and the seed of stratified splits (MIN_SEED..MAX_SEED). Raises DataError.
+    seed: the demo generator's seed, and the seed of stratified splits (MIN_SEED..MAX_SEED).
+    fer_test: "private" or "public", the Usage a FER2013 CSV's test split is read from.  Raises DataError.
     """
     src = str(source)
     check_seed(seed)
+    if fer_test not in FER_TEST_CHOICES:
+        raise DataSettingError("fer_test", fer_test, f"expected {' or '.join(FER_TEST_CHOICES)}")
     root = cache_root(cache_dir) if use_cache else None
     difficulty = demo_difficulty(src)
+    if fer_test != "private" and (difficulty or Path(src).is_dir()):
+        what = "the demo data" if difficulty else "an image folder (its split folders say which is which)"
+        raise DataSettingError("fer_test", fer_test, f"applies to a FER2013 CSV with a Usage column, not to {what}")
     if difficulty:
         return _load_demo(src, difficulty, labels, seed, root)
     path = Path(src)
@@ -144,9 +152,10 @@ def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLik
         key_fn = lambda: dict(  # noqa: E731
             v=CACHE_VERSION, kind="csv", content=file_hash(path, root) if root else "",
             labels=file_hash(Path(labels), root) if (labels and root) else None,
-            skip_bad=skip_bad, seed=seed, val=val_fraction, test=test_fraction)
+            skip_bad=skip_bad, seed=seed, val=val_fraction, test=test_fraction,
+            **({"fer_test": fer_test} if fer_test != "private" else {}))
         build = lambda: load_csv(path, str(labels) if labels else None, skip_bad, seed,  # noqa: E731
-                                  val_fraction, test_fraction)
+                                 val_fraction, test_fraction, fer_test)
     # What this call names, never taken from a cache entry made from a copy at another path.
     paths = {"path": src, **({"labels": str(labels)} if labels else {})}
     ds = build() if root is None else cached(key_fn(), root, build, source=src, paths=paths)

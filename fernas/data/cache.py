@@ -18,7 +18,8 @@ import torch
 from fernas.dataset import Dataset, Split
 from fernas.io import atomic_torch_save, atomic_write_json
 
-CACHE_VERSION = 2  # part of every key: raised when a loader reads the same file differently (2: deeper images scaled)
+CACHE_VERSION = 3  # part of every key: raised when a loader reads the same file differently (2: deeper images
+# scaled; 3: a FER2013 CSV's info names the Usage of val and test)
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

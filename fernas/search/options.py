@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from fernas.commands.common import DATA_DEFAULTS_OF_OLDER_RUNS
 from fernas.evolve import GAConfig
 
 # Settings of the machine rather than the search: on --resume they come from the new command
@@ -86,6 +87,7 @@ class EvolveOptions:
         """The stored run's settings, with the machine's settings from the new command line."""
         o = dict(stored)
         o["ga"] = GAConfig(**o["ga"])
+        o["data_args"] = {**DATA_DEFAULTS_OF_OLDER_RUNS, **o.get("data_args", {})}
         opts = cls(**o)
         for k in SYSTEM_SETTINGS:
             setattr(opts, k, getattr(cli, k))

@@ -19,6 +19,7 @@ import copy
 from pathlib import Path
 
 from fernas import genome as G
+from fernas.commands.common import DATA_DEFAULTS_OF_OLDER_RUNS
 from fernas.errors import RunDirError
 from fernas.evolve import GAConfig, read_outcomes
 from fernas.search import rundir
@@ -53,8 +54,9 @@ def _differences(stored: dict, opts, data_info: dict) -> list[str]:
 
 def _data_text(source, data_args: dict | None, info: dict) -> str:
     """A run's data as its trials saw it: the --data given, the data flags, the split sizes."""
+    data_args = {**DATA_DEFAULTS_OF_OLDER_RUNS, **(data_args or {})}
     flags = "".join(f", {k.replace('_', ' ')}" + ("" if v is True else f" {v}")
-                    for k, v in sorted((data_args or {}).items()) if v is not None and v is not False)
+                    for k, v in sorted(data_args.items()) if v is not None and v is not False)
     read = f" read as {info.get('source')}" if info.get("source") != source else ""
     sizes = "/".join(str(info.get(k)) for k in ("n_train", "n_val", "n_test"))
     return f"{source}{read}{flags}, {sizes} images"
