@@ -158,3 +158,22 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "48, warm-up 8 there, own recipe, 8 epochs of a schedule of 48 here" in err and \
         not (tmp_path / "E").exists()
+
+
+def test_a_raised_budget_continues_the_promotions_of_the_generation_it_ended(tmp_path):
+    """A multi-fidelity search a budget ended keeps its generation's trainer checkpoints: the
+    resume that raises the budget promotes genomes trained before the end from them (without
+    them each such promotion failed, and the genome stayed at the lower budget)."""
+    out = tmp_path / "run"
+    run = ["--data", "demo:140,70,70", "--pop", "4", "--generations", "1", "--min-budget", "1", "--max-budget", "2",
+           "--max-steps-per-epoch", "1", "--max-mmacs", "5", "--rerank-top", "0", "--no-dashboard",
+           "--max-concurrent", "2", "--out", str(out)]
+    res = evolve(*run, "--max-trials", "4")  # the first rung's four trials: the end comes before any promotion
+    assert "--max-trials 4 reached" in res.stdout and {r["kind"] for r in read_trials(out)} == {"first"}
+    assert len(list((out / "checkpoints").glob("*.pt"))) == 4
+    evolve(*run, "--resume", "--max-trials", "100")
+    rows = read_trials(out)
+    promoted = [r for r in rows if r["kind"] == "promotion"]
+    assert len(promoted) == 2 and all(r["status"] == "ok" for r in rows), rows
+    assert {r["gid"] for r in promoted} <= {r["gid"] for r in rows[:4]}  # genomes trained before the end
+    assert not (out / "checkpoints").exists()  # the run is done: nothing continues them

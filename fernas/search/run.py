@@ -298,7 +298,8 @@ def _finish(out: Path, ev: Evolution, rdir: rundir.RunDir, console) -> None:
     from fernas.html_report import write_report
     from fernas.io import best_effort
 
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # nothing continues a trainer checkpoint now
+    if not (ev.ended_by_budget and len(ev.cfg.rungs) > 1):  # a raised budget reopens the search: its promotions continue these
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # nothing continues a trainer checkpoint now
     ev.save()
     rdir.write_all(ev)
     best_effort(str(out / "report.html"), f"fernas report {out} writes it", write_report, out, own_lock=True)
