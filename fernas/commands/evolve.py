@@ -159,6 +159,9 @@ def options_from_args(args: argparse.Namespace):
     _check(args.tournament >= 1, f"--tournament {args.tournament}: need at least 1")
     _check(0 <= args.elite < args.pop, f"--elite {args.elite}: expected 0 to pop-1 ({args.pop - 1})")
     _check(args.hall_of_fame >= 1, f"--hall-of-fame {args.hall_of_fame}: need at least 1")
+    _check(len(objectives) > 1 or args.rerank_top <= args.hall_of_fame,  # two objectives: the whole front is kept
+           f"--rerank-top {args.rerank_top}: the re-ranking takes the best of the hall of fame, which keeps "
+           f"{args.hall_of_fame} (--hall-of-fame); give --hall-of-fame {args.rerank_top} or more")
     budgets = _budgets(args)
     _check(args.max_steps_per_epoch >= 0, f"--max-steps-per-epoch {args.max_steps_per_epoch}: expected >= 0")
     _check(args.max_mmacs > 0, f"--max-mmacs {args.max_mmacs:g}: expected > 0")
