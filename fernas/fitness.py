@@ -97,6 +97,12 @@ def is_ok(outcome: dict) -> bool:
     return outcome.get("status") in OK_STATUSES
 
 
+def is_rerank(trial: dict) -> bool:
+    """A trial of the re-ranking (or its try that ran out of memory beside others: kind "oom"),
+    not of the search: the search's budgets and counts leave it out."""
+    return trial.get("kind") == "rerank" or trial.get("oom_of") == "rerank"
+
+
 def validation_loss(outcome: dict) -> float:
     """The outcome's validation loss; infinite when missing or not finite (it then breaks no tie)."""
     v = outcome.get("val_loss")

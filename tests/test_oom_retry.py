@@ -59,6 +59,19 @@ def test_the_genome_takes_the_retry_outcome_not_the_out_of_memory_one():
     assert ev.cache["g2"]["error"] == "out of memory: again" and ev.cache["g2"]["kind"] == "first"
 
 
+def test_a_reranking_try_that_ran_out_of_memory_is_no_search_trial():
+    """The search's budgets and counts leave out the re-ranking, its out-of-memory tries too
+    (`tune_adapter` records them as kind "oom" with the kind they were of)."""
+    from fernas.search.run import run_trials, total_compute
+
+    ev = Evolution(GAConfig(pop=4, generations=1, seed=0))
+    ev.record(Candidate("g1", [0], {}, 0, budget=2), {"status": "ok", "val_acc": 0.3, "compute": 10})
+    ev.record(Candidate("g1", [0], {}, 0, budget=8, kind="oom"), {**OOM, "oom_of": "rerank", "compute": 5})
+    ev.record(Candidate("g2", [1], {}, 0, budget=2, kind="oom"), {**OOM, "oom_of": "first", "compute": 3})
+    assert [t["kind"] for t in run_trials(ev, search_only=True)] == ["first", "oom"]
+    assert total_compute(ev, search_only=True) == 13 and total_compute(ev) == 18
+
+
 def test_a_real_search_retries_out_of_memory_trials_alone_and_records_both(tmp_path):
     seeds = tmp_path / "seeds"
     seeds.mkdir()

@@ -47,7 +47,7 @@ from fernas.evolve.sampling import initial_population, sample_fresh
 from fernas.evolve.standing import Standing
 from fernas.evolve.budget_end import BudgetEnd
 from fernas.evolve.fidelity import bracket, certain_promotions, rerank
-from fernas.fitness import fitness_of, is_ok
+from fernas.fitness import fitness_of, is_ok, is_rerank
 from fernas.io import atomic_write_text, keep_previous, previous_path
 
 LOG_HEADER = ["gen", "evals", "cache_hits", "failures", "skipped", "penalised", "trials", "compute", "min", "mean",
@@ -134,7 +134,7 @@ class Evolution(BudgetEnd, Standing):
         skipped = sum(1 for e in mine if e.get("status") == "skipped")  # refused untrained (too large)
         failures = sum(1 for e in mine if not is_ok(e)) - skipped
         # the generation's search trials (a re-ranking after a budget ended the search is not one)
-        trials = [t for e in mine for t in e.get("trials", []) if t.get("kind") != "rerank"]
+        trials = [t for e in mine for t in e.get("trials", []) if not is_rerank(t)]
         return {"evals": evals, "cache_hits": hits, "failures": failures, "skipped": skipped,
                 "trials": len(trials), "compute": sum(int(t.get("compute") or 0) for t in trials)}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from fernas import genome as G, stop_signals
 from fernas.errors import RunDirError
 from fernas.evolve import Candidate, Evolution
-from fernas.fitness import at_chance, chance_level
+from fernas.fitness import at_chance, chance_level, is_rerank
 from fernas.io import run_dir_lock
 from fernas.runinfo import refuse_other_data
 from fernas.search import cluster, leftovers, rundir
@@ -362,7 +362,7 @@ def run_trials(ev: Evolution, search_only: bool = False) -> list[dict]:
     """The trials this run trained (not those a warm start brought in); `search_only`: not the
     re-ranking's (the budgets count the search)."""
     return [t for e in ev.cache.values() for t in e.get("trials", [])
-            if not t.get("from_run") and not (search_only and t.get("kind") == "rerank")]
+            if not t.get("from_run") and not (search_only and is_rerank(t))]
 
 
 def trial_count(ev: Evolution, search_only: bool = False) -> int:

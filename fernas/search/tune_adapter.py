@@ -161,7 +161,7 @@ class GenerationalSearcher(Searcher):
             outcome["error"] = f"{outcome['error']} (sharing its device: retried alone{where})"[:500]
             if cand.resume_from:  # the retry continues the checkpoint of its finished epochs and counts them
                 outcome.update(images=0, compute=0)
-            self.run.record(replace(cand, kind="oom"), outcome)
+            self.run.record(replace(cand, kind="oom"), {**outcome, "oom_of": cand.kind})  # of the search or the re-ranking
             self.run.console.trial_finished(self._name(cand, trial_id), outcome, False)
             self.queue.appendleft(cand)
             return
