@@ -349,18 +349,22 @@ def _print_epoch(run: _Run, record: dict, t_call: float) -> None:
 
 def train_genome(doc: dict, data: Dataset, cfg: TrainConfig, *, model: nn.Module | None = None,
                  init_state: dict | None = None, checkpoint_path=None, resume: bool = False,
-                 on_epoch: Callable[[dict], Any] | None = None, progress: bool = False) -> TrainResult:
+                 on_epoch: Callable[[dict], Any] | None = None, progress: bool = False,
+                 on_restore: Callable[[list[dict]], Any] | None = None) -> TrainResult:
     """Train `doc` on `data.train` as `cfg` says, validating on `data.val` after each epoch.
 
     model: a network to train instead of `build_model(doc)` (initialised by the caller);
     init_state: weights to start from; checkpoint_path/resume: write a checkpoint each epoch /
     continue from it; on_epoch: called with a copy of each epoch's history record; progress:
-    a progress line on stderr.  Raises TrainingDiverged on a non-finite loss, RunDirError for a
-    bad resume checkpoint.
+    a progress line on stderr; on_restore: called with a copy of the history a resume restored
+    (the epochs trained before, which no on_epoch call repeats).  Raises TrainingDiverged on a
+    non-finite loss, RunDirError for a bad resume checkpoint.
     """
     run = _setup(doc, data, cfg, model, init_state)
     if resume and checkpoint_path is not None:
         _restore(run, checkpoint_path)
+        if on_restore is not None:
+            on_restore([dict(r) for r in run.history])
     t_call = last_ck = time.perf_counter()
     last = min(cfg.epochs, cfg.stop_after_epoch or cfg.epochs)
     for epoch in range(run.start_epoch, last):

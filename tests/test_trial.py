@@ -81,6 +81,15 @@ def test_a_promotion_continues_from_the_checkpoint_as_one_longer_trial(data, tmp
     again = train_trial(doc, data, TrialBudget(epochs=3, checkpoint=ck, resume=True, resume_from=1, **base))
     for k in ("epoch", "val_acc", "train_loss", "images", "compute"):
         assert again[k] == promoted[k], k
+    # killed after epoch 2 of the promotion (its checkpoint at epoch 2) and run again: its reports,
+    # of which Tune keeps the last, count epoch 2 too (the compute a --max-compute budget adds up)
+    train_trial(doc, data, TrialBudget(epochs=1, checkpoint=ck, **base))
+    train_trial(doc, data, TrialBudget(epochs=2, checkpoint=ck, resume=True, resume_from=1, **base))
+    reports = []
+    resumed = train_trial(doc, data, TrialBudget(epochs=3, checkpoint=ck, resume=True, resume_from=1, **base),
+                          report=reports.append)
+    assert [r["epoch"] for r in reports] == [3] and reports[-1]["images"] == resumed["images"] == promoted["images"]
+    assert resumed["val_acc"] == promoted["val_acc"]
 
 
 def test_the_score_ray_tunes_asha_ranks_ties_at_chance_by_the_loss():

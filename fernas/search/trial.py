@@ -144,8 +144,11 @@ def _train_trial(doc: dict, data, budget: TrialBudget, report, gid: str, dog) ->
                           device=device, seed=budget.seed, max_steps_per_epoch=budget.max_steps_per_epoch or None,
                           augment=budget.augment, augment_warmup=budget.augment_warmup,
                           batch_size=budget.batch or None)
+        # A promotion continued from a later checkpoint than its start (a kill, an out-of-memory
+        # retry): the epochs it trained before count from its first report on, as its compute.
         res = train_genome(doc, data, cfg, model=model, on_epoch=on_epoch, checkpoint_path=budget.checkpoint,
-                           resume=budget.resume)
+                           resume=budget.resume, on_restore=lambda restored: history.extend(
+                               r for r in restored if int(r["epoch"]) > budget.resume_from))
         # The trial's epochs from the trainer's own history: a trial killed after its last
         # checkpoint resumes with nothing left to train, and its epochs are still its own.
         history[:] = [dict(r) for r in res.history if int(r["epoch"]) > budget.resume_from]
