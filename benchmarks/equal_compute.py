@@ -65,7 +65,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from budget_correlation import spearman  # noqa: E402
 from search_quality import first_reach, fmt, mean_std, run_cmd  # noqa: E402
 
-from fernas.fitness import at_chance, is_ok  # noqa: E402
+from fernas.fitness import at_chance, is_ok, is_rerank  # noqa: E402
 from fernas.fulltrain import ProtocolConfig  # noqa: E402
 from fernas.io import atomic_write_json  # noqa: E402
 
@@ -187,7 +187,7 @@ def ranked_best(out: Path, val_images: int) -> str | None:
 def spent_compute(trials: list[dict], search_only: bool = False) -> float:
     """Training compute of these trials (images x multiply-adds, trials.csv's `compute`);
     `search_only`: without the re-ranking trials."""
-    return sum(float(t.get("compute") or 0) for t in trials if not (search_only and t.get("kind") == "rerank"))
+    return sum(float(t.get("compute") or 0) for t in trials if not (search_only and is_rerank(t)))
 
 
 def at_max(t: dict, max_budget: int) -> bool:
@@ -279,11 +279,11 @@ def decode_key(a, gid: str, seed: int) -> str:
             + (f"-b{batch}" if batch else "") + (f"-w{decode_warmup(a)}" if decode_warmup(a) else ""))
 
 
-def early_val(run: Path, epochs) -> dict[str, float]:
-    """Validation accuracy after each of the first `epochs` of a decode's training phase
-    (history.csv), keyed by the epoch: what a re-ranking that trains the start of the decode
-    protocol sees (`--rerank-recipe own`)."""
-    val = {int(r["epoch"]): float(r["val_acc"]) for r in _history(run) if r["phase"] == "train"}
+def early_val(run: Path, epochs, field: str = "val_acc") -> dict[str, float]:
+    """Validation accuracy (or `field`) after each of the first `epochs` of a decode's training
+    phase (history.csv), keyed by the epoch: what a re-ranking that trains the start of the
+    decode protocol sees (`--rerank-recipe own`), and a race."""
+    val = {int(r["epoch"]): float(r[field]) for r in _history(run) if r["phase"] == "train"}
     return {str(e): round(val[e], 4) for e in epochs if e in val}
 
 

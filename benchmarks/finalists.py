@@ -128,8 +128,13 @@ def price_stopped(rows: list[dict], at: list[int], decodes: dict[str, Path], tra
 
 
 def chosen(rows: list[dict], signal: str) -> dict:
-    """The finalist a signal picks (highest value; missing values last, then hall of fame rank)."""
-    return min(rows, key=lambda r: (r.get(signal) is None, -(r.get(signal) or 0.0), r["rank"]))
+    """The finalist a signal picks (highest value; missing values last; then, for own@N as the
+    race decides, the lower validation loss; then hall of fame rank)."""
+    def loss(r: dict) -> float:
+        v = r.get(signal.replace("own@", "own_loss@")) if signal.startswith("own@") else None
+        return float("inf") if v is None else v
+
+    return min(rows, key=lambda r: (r.get(signal) is None, -(r.get(signal) or 0.0), loss(r), r["rank"]))
 
 
 def run_summary(rows: list[dict], signals: list[str], truth: str = "test") -> dict:
@@ -206,6 +211,7 @@ def race_run(a, args, work: Path, seed: int, arm: str, at: list[int], big) -> tu
         mine.append({"seed": seed, "arm": arm, "rank": f["rank"], "gid": f["gid"], "run": -f["rank"],
                      "trial": trial_accuracy(run, f["gid"], run_max_budget(run)),
                      **{f"own@{n}": v for n, v in ec.early_val(dec, at).items()},
+                     **{f"own_loss@{n}": v for n, v in ec.early_val(dec, at, "val_loss").items()},
                      "test": d["test_acc_tencrop"], "macs": d["macs"]})
         if big:
             mine[-1]["test_big"] = ec.evaluate_on(dec, big, a.data_seed)

@@ -184,14 +184,14 @@ def train_start(doc: dict, data: Dataset, cfg: ProtocolConfig, run_dir, epochs: 
     _write_config(run_dir, doc, cfg, dev, data, _announce(doc, data, cfg, dev, run_dir, f"first {epochs} of "),
                   resume, genome_file, invocation)
     ck = run_dir / CHECKPOINTS[0]
-    rows = list(load_checkpoint(ck)["history"]) if resume and ck.exists() else []
+    rows: list[dict] = []
 
     def on_epoch(record: dict) -> None:
         rows.append(record)
         atomic_write_csv(run_dir / "history.csv", HISTORY_FIELDS, rows)
 
     res = train_genome(doc, data, _training_phase(cfg, dev, stop_after=epochs), checkpoint_path=ck,
-                       resume=resume and ck.exists(), on_epoch=on_epoch, progress=True)
+                       resume=resume and ck.exists(), on_epoch=on_epoch, progress=True, on_restore=rows.extend)
     atomic_write_csv(run_dir / "history.csv", HISTORY_FIELDS, res.history)
     return list(res.history)
 
@@ -220,11 +220,8 @@ def _train_phases(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: P
         atomic_write_csv(run_dir / "history.csv", HISTORY_FIELDS, rows)
 
     def phase(tc: TrainConfig, ck: Path, phase_data: Dataset, **kw):
-        resuming = resume and ck.exists()
-        if resuming:
-            rows.extend(load_checkpoint(ck)["history"])
-        return train_genome(doc, phase_data, tc, checkpoint_path=ck, resume=resuming, on_epoch=on_epoch,
-                            progress=True, **kw)
+        return train_genome(doc, phase_data, tc, checkpoint_path=ck, resume=resume and ck.exists(), on_epoch=on_epoch,
+                            progress=True, on_restore=rows.extend, **kw)
 
     tc = _training_phase(cfg, dev)
     res1 = phase(tc, run_dir / CHECKPOINTS[0], data)
@@ -279,6 +276,7 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
     }
     save_model_file(run_dir / "model.pt", doc, final.best_state,
                     {"num_classes": data.num_classes, "classes": list(data.classes), "genome_id": gid,
+                     **({"test_usage": data.info["test_usage"]} if (data.info or {}).get("test_usage") else {}),
                      "test_accuracy_tencrop": metrics["test_accuracy_tencrop"], "fernas_version": __version__})
     write_plots(run_dir, rows, metrics, model, data.test, probs, data.classes, title=name)
     atomic_write_json(run_dir / "metrics.json", metrics)  # the run is complete from here on

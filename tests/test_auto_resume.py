@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from fernas.cli import build_parser, main
-from fernas.commands.evolve_auto_resume import (RESTARTS_ENV, attempt_command, continue_command, python, record_death,
-                                               restart_reason, restarts_asked, supervise)
+from fernas.commands.evolve_auto_resume import (attempt_command, continue_command, python, record_death, restart_reason,
+                                               supervise)
 from fernas.processes import start_time
 
 from test_search import descendants, read_trials
@@ -89,17 +89,21 @@ def test_spent_restarts_bad_input_and_a_finished_run_end_it(capfd):
     assert supervise(child(2, 0), restarts=3, delay=0.01, stamp=lambda: next(stamps)) == 0
 
 
-def test_each_attempt_knows_its_restarts_and_its_stop_line_names_them(tmp_path, monkeypatch):
-    seen = tmp_path / "restarts"
-    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1])!r}); " \
-           "from fernas.commands.evolve_auto_resume import restarts_asked; " \
-           f"open({str(seen)!r}, 'w').write(str(restarts_asked()))"
-    assert supervise(lambda attempt: [sys.executable, "-c", code], restarts=3, delay=0.01) == 0
-    assert seen.read_text() == "3"
-    monkeypatch.delenv(RESTARTS_ENV, raising=False)
-    assert restarts_asked() == 0 and continue_command("o") == "fernas evolve --out o --resume"
-    monkeypatch.setenv(RESTARTS_ENV, "x")
-    assert restarts_asked() == 0
+def test_the_command_that_goes_on_has_the_machine_flags_and_the_restarts(tmp_path):
+    from fernas.commands.evolve import machine_flags
+
+    argv = ["evolve", "--pop", "6", "--address", "10.0.0.1:6379", "--gpus-per-trial", "0.5", "--no-dashboard",
+            "--out", "runs/my run", "--auto-resume", "3"]
+    args = build_parser().parse_args(argv)
+    assert machine_flags(args) == ["--gpus-per-trial", "0.5", "--address", "10.0.0.1:6379", "--no-dashboard"]
+    assert continue_command("runs/my run", 3, machine_flags(args)) == (
+        "fernas evolve --gpus-per-trial 0.5 --address 10.0.0.1:6379 --no-dashboard --out 'runs/my run' --resume "
+        "--auto-resume 3")
+    assert continue_command("o") == "fernas evolve --out o --resume"
+    # an attempt knows its supervisor's restarts from its command line (nothing in the environment)
+    attempt = build_parser().parse_args(attempt_command(argv, "o", False, True, 0, restarts=3)[len(python()) + 2:])
+    assert attempt.supervised_restarts == 3 and attempt.auto_resume == 0
+    assert "--supervised-restarts" not in build_parser().format_help()
 
 
 def test_deaths_are_kept_in_the_run_directory_once_it_holds_a_run(tmp_path, capsys):

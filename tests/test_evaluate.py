@@ -263,3 +263,25 @@ def test_export_and_evaluate_refuse_an_out_that_cannot_be_written_before_the_wor
     (run / "config.json").write_text('{"fernas_train_run": 3}')
     err = _fails_in_one_line(capsys, ["evaluate", model, "--data", "demo:14,7,7", "--out", str(run)])
     assert err == f"fernas: error: {run}: holds a fernas run (config.json); choose another --out for the evaluation"
+
+
+def test_evaluate_names_the_usage_and_warns_of_the_split_a_model_chose_on(tmp_path, capsys):
+    """A model tested on PublicTest (`--fer-test public`) chose its weights on PrivateTest: an
+    evaluation of PrivateTest says so in one warning line; each line names the Usage."""
+    from fernas.cli import main
+
+    csv_path = tmp_path / "fer2013.csv"
+    assert main(["data", "demo", "--out", str(csv_path), "--n-train", "14", "--n-val", "7", "--n-test", "14"]) == 0
+    model = tmp_path / "model.pt"
+    net = build_model(GENOME)
+    save_model_file(model, GENOME, net.state_dict(), {"num_classes": 7, "classes": CLASSES, "test_usage": "PublicTest"})
+    capsys.readouterr()
+    assert main(["evaluate", str(model), "--data", str(csv_path), "--out", str(tmp_path / "e1")]) == 0
+    out, err = capsys.readouterr()
+    assert "test (PrivateTest, 14 images)" in out
+    assert (f"warning: {model} was tested on PublicTest and chose its weights on PrivateTest, which this evaluates; "
+            "--fer-test public evaluates the split it was tested on") in err
+    assert json.loads((tmp_path / "e1" / "metrics.json").read_text())["usage"] == "PrivateTest"
+    assert main(["evaluate", str(model), "--data", str(csv_path), "--fer-test", "public", "--out", str(tmp_path / "e2")]) == 0
+    out, err = capsys.readouterr()
+    assert "test (PublicTest, 7 images)" in out and "warning" not in err

@@ -214,10 +214,15 @@ def test_the_race_table_shows_the_losses_that_settled_a_tie(capsys, tmp_path):
     print_race(race, tmp_path)
     out = capsys.readouterr().out
     assert "a tie of accuracy goes to the lower validation loss" in out
-    assert "b  0.5000 (loss 1.1250)  continues" in out and "a  0.5000 (loss 1.2500)  stopped (r/a)" in out
+    assert "b  0.5000 (loss 1.1250)  continues\n  a  0.5000 (loss 1.2500)  stopped (r/a)" in out
     assert "c  0.2500  stopped (r/c)" in out  # not in the tie: no loss shown
     print_race({**race, "genomes": race["genomes"][1:], "winner": 0}, tmp_path)
     assert "loss" not in capsys.readouterr().out
+    unrecorded = [{k: v for k, v in g.items() if k != "val_loss"} for g in race["genomes"]]
+    print_race({**race, "genomes": unrecorded, "winner": 0}, tmp_path)  # a race recorded without losses
+    out = capsys.readouterr().out
+    assert "a tie of accuracy goes to the first given (no validation losses recorded)" in out
+    assert "a  0.5000  continues" in out and "(loss" not in out
 
 
 def test_a_race_without_a_validation_split_is_refused_before_it_trains(tmp_path):

@@ -106,7 +106,7 @@ def test_sigterm_stops_a_search_resumably_and_ends_its_ray(tmp_path):
                      "--epochs-per-trial", "1", "--max-steps-per-epoch", "1", "--rerank-top", "0", "--max-mmacs", "60",
                      "--no-dashboard", "--out", str(out)], out / "trials.csv", signal.SIGTERM)
     assert done.returncode == 128 + signal.SIGTERM, done.stderr
-    assert f"nothing done is lost: continue with  fernas evolve --out {out} --resume" in done.stderr
+    assert f"nothing done is lost: continue with  fernas evolve --no-dashboard --out {out} --resume" in done.stderr
     assert done.stderr.rstrip().endswith("fernas: stopped by SIGTERM") and "SIGTERM received" not in done.stderr
     assert not (out / NOTES).exists()  # every process below it ended with it
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from fernas.data_spec import FER_TEST_CHOICES, FER_TEST_DEFAULT
+
 if TYPE_CHECKING:  # parsing a command line imports no torch
     from fernas.dataset import Dataset
 
@@ -32,20 +34,17 @@ FER_TEST_HELP = ("a FER2013 CSV's test split: private = PrivateTest, with Public
 
 
 def add_fer_test_argument(group) -> None:
-    group.add_argument("--fer-test", choices=("private", "public"), default="private", help=FER_TEST_HELP)
+    group.add_argument("--fer-test", choices=FER_TEST_CHOICES, default=FER_TEST_DEFAULT, help=FER_TEST_HELP)
 
 
 DATA_KEYS = ("data", "labels", "skip_bad", "data_seed", "fer_test")  # what add_data_arguments defines
-# Data settings a run's config.json may lack: it was written before the flag existed and read
-# its data this way.
-DATA_DEFAULTS_OF_OLDER_RUNS = {"fer_test": "private"}
 
 
 def dataset_from_args(args: argparse.Namespace) -> Dataset:
     from fernas.data import load_dataset
 
     return load_dataset(args.data, labels=getattr(args, "labels", None), skip_bad=getattr(args, "skip_bad", False),
-                        seed=getattr(args, "data_seed", 0), fer_test=getattr(args, "fer_test", "private"))
+                        seed=getattr(args, "data_seed", 0), fer_test=getattr(args, "fer_test", FER_TEST_DEFAULT))
 
 
 def device_from_args(args: argparse.Namespace):

@@ -45,10 +45,12 @@ def run(args: argparse.Namespace) -> int:
     split = data.splits()[args.split]
     if len(split) == 0:
         raise UserError(f"--split {args.split}: the dataset's {args.split} split is empty")
+    usage = _held_out_usage(args, meta, data)
     m, probs = evaluate_model(model, split, data.classes, device=dev, amp=default_amp(dev),
                               batch_crops=eval_batch_size(dev, doc), return_probs=True)
     s = summarize(doc, input_size=CROP_SIZE, num_classes=len(data.classes))
     metrics = {"model": str(args.model), "genome": doc.get("name"), "data": data.source, "split": args.split,
+               **({"usage": usage} if usage else {}),
                **{k: m[k] for k in ("test_accuracy_tencrop", "test_accuracy_single", "macro_f1",
                                     "test_loss_tencrop", "n", "per_class", "confusion", "classes")},
                "params": s["params"], "macs": s["macs"], "device": str(dev)}
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"{args.model} on {data.source} {args.split} ({m['n']} images): ten-crop accuracy "
+        print(f"{args.model} on {data.source} {args.split} ({f'{usage}, ' if usage else ''}{m['n']} images): ten-crop accuracy "
               f"{m['test_accuracy_tencrop']:.4f}, single crop {m['test_accuracy_single']:.4f}, "
               f"macro F1 {m['macro_f1']:.4f}")
         for c, v in m["per_class"].items():
@@ -66,6 +68,21 @@ def run(args: argparse.Namespace) -> int:
                   f"n {v['support']}")
     print(f"wrote metrics.json, confusion.png, saliency.png to {out}", file=sys.stderr)
     return 0
+
+
+def _held_out_usage(args: argparse.Namespace, meta: dict, data) -> str | None:
+    """The FER2013 Usage the evaluated split is read from (None for other data and for train);
+    a warning line when the model was tested on the other held-out split, which then was its
+    validation split (chosen on, and trained on with --merge-val)."""
+    info = data.info or {}
+    usage = info.get(f"{args.split}_usage")
+    trained_test = meta.get("test_usage")
+    if usage and trained_test in ("PublicTest", "PrivateTest") and args.split != "train" and usage != trained_test:
+        flag = "public" if trained_test == "PublicTest" else "private"
+        print(f"fernas evaluate: warning: {args.model} was tested on {trained_test} and chose its weights on "
+              f"{usage}, which this evaluates; --fer-test {flag} evaluates the split it was tested on",
+              file=sys.stderr)
+    return usage
 
 
 def _check_out_dir(out: Path) -> None:

@@ -140,6 +140,21 @@ def check_space(ga, path: str) -> None:
                          f"{cheapest}); widen the space or raise the cap")
 
 
+# Flags of the machine rather than the run: a resume takes them from its own command line.
+MACHINE_FLAGS = ("--address", "--storage", "--gpus-per-trial", "--cpus-per-trial", "--max-concurrent",
+                 "--trial-timeout", "--no-dashboard", "--verbose", "--quiet")
+
+
+def machine_flags(args: argparse.Namespace) -> list[str]:
+    """The machine's flags this command line set, to repeat in the command that goes on."""
+    flags = []
+    for action in args.command_parser._actions:
+        flag, value = (action.option_strings or [None])[0], getattr(args, action.dest, None)
+        if flag in MACHINE_FLAGS and value != action.default:
+            flags += [flag] if value is True else [flag, str(value)]
+    return flags
+
+
 def options_from_args(args: argparse.Namespace):
     """Validate the flags (UserError, one line) and build EvolveOptions."""
     from fernas.evolve import GAConfig
@@ -159,7 +174,8 @@ def options_from_args(args: argparse.Namespace):
     _check(args.tournament >= 1, f"--tournament {args.tournament}: need at least 1")
     _check(0 <= args.elite < args.pop, f"--elite {args.elite}: expected 0 to pop-1 ({args.pop - 1})")
     _check(args.hall_of_fame >= 1, f"--hall-of-fame {args.hall_of_fame}: need at least 1")
-    _check(len(objectives) > 1 or args.rerank_top <= args.hall_of_fame,  # two objectives: the whole front is kept
+    _check(args.resume or len(objectives) > 1 or args.rerank_top <= args.hall_of_fame,  # a resume keeps the run's; two
+           # objectives keep the whole front
            f"--rerank-top {args.rerank_top}: the re-ranking takes the best of the hall of fame, which keeps "
            f"{args.hall_of_fame} (--hall-of-fame); give --hall-of-fame {args.rerank_top} or more")
     budgets = _budgets(args)
@@ -252,12 +268,14 @@ def run(args: argparse.Namespace) -> int:
 
     opts = options_from_args(args)
     files, docs = load_seed_genomes(args.seed_genomes)
-    if args.auto_resume:  # the flags are checked above, once; each attempt runs in a child process
-        from fernas.commands.evolve_auto_resume import run_with_restarts
+    from fernas.commands.evolve_auto_resume import continue_command, run_with_restarts
 
-        run_with_restarts(args.argv, opts.out, args.auto_resume, args.resume)  # does not return
+    go_on = continue_command(opts.out, args.auto_resume or args.supervised_restarts, machine_flags(args))
+    if args.auto_resume:  # the flags are checked above, once; each attempt runs in a child process
+        run_with_restarts(args.argv, opts.out, args.auto_resume, args.resume, go_on)  # does not return
     opts.seed_genomes = files
     console = EvolveConsole(quiet=args.quiet)
+    console.go_on = go_on
     if args.resume:
         from fernas.commands.evolve_resume_flags import settings_of_typed_flags
 

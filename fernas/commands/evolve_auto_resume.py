@@ -32,7 +32,6 @@ from fernas.commands import closed_output
 from fernas.processes import end_still_running, processes_below
 
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-RESTARTS_ENV = "FERNAS_AUTO_RESUME"  # in each attempt's environment: the restarts asked for (its stop line names them)
 DEATHS_FILE = "auto_resume.json"  # in OUT: every attempt that died, when, why, whether it was restarted
 RESTART_DELAY_S = 5.0  # no hot loop when a start keeps failing
 WATCH_S = 2.0  # how often the processes below an attempt are noted (a /proc scan: milliseconds)
@@ -109,7 +108,7 @@ def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lamb
             before, started_at = stamp(), time.monotonic()
             if stops:
                 return 128 + stops[0]
-            child.append(subprocess.Popen(command(attempt), env={**os.environ, RESTARTS_ENV: str(restarts)}))
+            child.append(subprocess.Popen(command(attempt)))
             if stops:  # asked to stop while it was being started (it may have missed even a terminal's)
                 os.kill(child[-1].pid, stops[0])
             status, left = _wait_watching(child[-1])
@@ -157,25 +156,28 @@ def python() -> list[str]:
     return [sys.executable, *([] if cwd_first or sys.version_info < (3, 11) else ["-P"])]
 
 
-def run_with_restarts(argv: list[str], out: str, restarts: int, resume: bool) -> None:
-    """`fernas evolve` (argv: the arguments after `fernas`) with up to `restarts` restarts.
-    This process becomes the supervisor by exec and never returns (same process id, so signals
-    and a job scheduler still reach it), shedding torch and the rest that the flag checks
-    imported: it waits for days in about 15 MB instead of 500."""
+def run_with_restarts(argv: list[str], out: str, restarts: int, resume: bool, go_on: str) -> None:
+    """`fernas evolve` (argv: the arguments after `fernas`) with up to `restarts` restarts;
+    `go_on`: the command that continues the run once they are spent.  This process becomes the
+    supervisor by exec and never returns (same process id, so signals and a job scheduler still
+    reach it), shedding torch and the rest that the flag checks imported: it waits for days in
+    about 15 MB instead of 500."""
     sys.stdout.flush()
     sys.stderr.flush()
-    cmd = [*python(), "-m", __name__, str(restarts), out, str(int(resume)), *argv]
+    cmd = [*python(), "-m", __name__, str(restarts), out, str(int(resume)), go_on, *argv]
     os.execv(cmd[0], cmd)
 
 
-def attempt_command(argv: list[str], out: str, resume: bool, fresh: bool, attempt: int) -> list[str]:
-    """Attempt `attempt`'s command line: the user's flags, with no restarts of its own and the
-    run directory spelled out (a default `--out` holds the date and time of the first start);
-    later flags win in argparse, so nothing is removed.  A restart resumes when the first
-    attempt was to resume, or when OUT held no run before it (`fresh`) and holds one now: a run
-    that was there before is never taken over by a restart."""
+def attempt_command(argv: list[str], out: str, resume: bool, fresh: bool, attempt: int, restarts: int = 0) -> list[str]:
+    """Attempt `attempt`'s command line: the user's flags, with no restarts of its own (but
+    knowing its supervisor's `restarts`, which its stop line names) and the run directory
+    spelled out (a default `--out` holds the date and time of the first start); later flags win
+    in argparse, so nothing is removed.  A restart resumes when the first attempt was to resume,
+    or when OUT held no run before it (`fresh`) and holds one now: a run that was there before
+    is never taken over by a restart."""
     again = resume or (attempt > 0 and fresh and (Path(out) / "config.json").is_file())
-    return [*python(), "-m", "fernas", *argv, "--auto-resume", "0", f"--out={out}", *(["--resume"] if again else [])]
+    return [*python(), "-m", "fernas", *argv, "--auto-resume", "0", f"--supervised-restarts={restarts}",
+            f"--out={out}", *(["--resume"] if again else [])]
 
 
 def _config_stamp(out: str):
@@ -200,25 +202,19 @@ def record_death(out: str, death: dict) -> None:
         _say(f"fernas: warning: {path} not updated ({type(exc).__name__}: {exc})")
 
 
-def _supervise_evolve(restarts: int, out: str, resume: bool, argv: list[str]) -> int:
+def _supervise_evolve(restarts: int, out: str, resume: bool, go_on: str, argv: list[str]) -> int:
     fresh = not (Path(out) / "config.json").exists()
-    return supervise(lambda attempt: attempt_command(argv, out, resume, fresh, attempt), restarts,
-                     stamp=lambda: _config_stamp(out), record=lambda death: record_death(out, death),
-                     again=continue_command(out, restarts))
+    return supervise(lambda attempt: attempt_command(argv, out, resume, fresh, attempt, restarts), restarts,
+                     stamp=lambda: _config_stamp(out), record=lambda death: record_death(out, death), again=go_on)
 
 
-def continue_command(out, restarts: int = 0) -> str:
-    """The command line that goes on with the run in `out` (with the restarts it was given)."""
-    return f"fernas evolve --out {shlex.quote(str(out))} --resume" + (f" --auto-resume {restarts}" if restarts else "")
+def continue_command(out, restarts: int = 0, machine: list[str] = ()) -> str:
+    """The command line that goes on with the run in `out`: the machine's flags it was given
+    (`machine`: a resume takes those from its own command line, the rest from the run), and
+    its restarts."""
+    return shlex.join(["fernas", "evolve", *machine, "--out", str(out), "--resume",
+                       *(["--auto-resume", str(restarts)] if restarts else [])])
 
 
-def restarts_asked() -> int:
-    """In an attempt: the restarts its supervisor was given (0 when it runs without one)."""
-    try:
-        return max(0, int(os.environ.get(RESTARTS_ENV, "0")))
-    except ValueError:
-        return 0
-
-
-if __name__ == "__main__":  # from run_with_restarts: RESTARTS OUT RESUME ARGV...
-    sys.exit(_supervise_evolve(int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1", sys.argv[4:]))
+if __name__ == "__main__":  # from run_with_restarts: RESTARTS OUT RESUME GO_ON ARGV...
+    sys.exit(_supervise_evolve(int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1", sys.argv[4], sys.argv[5:]))

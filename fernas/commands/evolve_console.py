@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from fernas.data_spec import FER_TEST_DEFAULT
 from fernas.search.options import recipe_text
 
 
@@ -28,6 +29,7 @@ class EvolveConsole:
         self.progress = TrialProgress(self.output.guard(progress_stream or sys.stderr), quiet=quiet)
         self.started = False  # whether Ray is up and the trials' lines begin (`starting`)
         self.flag_settings: dict[str, list[str]] = {}  # a resume's given flags -> the settings they set
+        self.go_on = ""  # the command that continues the run (`fernas.commands.evolve.run` sets it)
 
     def say(self, text: str, err: bool = False) -> None:
         self.progress.close()  # a bar in place would be torn by the line
@@ -145,10 +147,10 @@ class EvolveConsole:
     def stopped(self, out, ev) -> None:
         where = ("after its search ended, before the re-ranking of its best genomes finished" if ev.search_over else
                  f"in generation {ev.gen + 1}/{ev.cfg.generations} ({ev.gen} finished)")  # `fernas runs` counts finished
-        from fernas.commands.evolve_auto_resume import continue_command, restarts_asked
+        from fernas.commands.evolve_auto_resume import continue_command
 
         self.say(f"fernas evolve: stopped {where}; nothing done is lost: continue with  "
-                 f"{continue_command(out, restarts_asked())}", err=True)
+                 f"{self.go_on or continue_command(out)}", err=True)
 
     def finished(self, out, ev) -> None:
         best = ev.best()
@@ -181,7 +183,8 @@ class EvolveConsole:
                      "(the rest: Ray starting trials, loading data, waiting at rung and generation ends)")
         self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
         self.say(f"report: {out}/report.html (open it in a browser)")
-        self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: fernas decode {out}/best.json --train")
+        self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: fernas decode "
+                 f"{shlex.quote(str(out))}/best.json --train{_data_flags(out)}")
         self._race_hint(out, ev.cfg.rerank_schedule)
         self._seed_designs(out, best.gid if best is not None else None, ev.cfg.rerank_schedule)
 
@@ -307,6 +310,6 @@ def _data_flags(out) -> str:
         flags += f" --labels {shlex.quote(str(extra['labels']))}"
     if extra.get("skip_bad"):
         flags += " --skip-bad"
-    if extra.get("fer_test", "private") != "private":
+    if extra.get("fer_test", FER_TEST_DEFAULT) != FER_TEST_DEFAULT:
         flags += f" --fer-test {extra['fer_test']}"
     return flags + (f" --data-seed {extra['data_seed']}" if extra.get("data_seed") else "")

@@ -201,6 +201,7 @@ def add_system_flags(p, o) -> None:
                    help="when the search process dies (a signal such as SIGKILL or SIGSEGV, an error after the run "
                         "started), start it again with --resume, up to N times; not after a finished run, bad "
                         "input or a stop asked for (Ctrl-C, SIGTERM, SIGHUP)")
+    g.add_argument("--supervised-restarts", type=int, default=0, help=argparse.SUPPRESS)  # an --auto-resume attempt's
     g.add_argument("--no-dashboard", action="store_true",
                    help="start the local Ray without its dashboard")
     g.add_argument("--verbose", action="store_true", help="show Ray's own trial table and logs")

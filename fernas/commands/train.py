@@ -13,8 +13,8 @@ import sys
 from dataclasses import fields
 
 from fernas.commands import flag_types
-from fernas.commands.common import (DATA_DEFAULTS_OF_OLDER_RUNS, DATA_KEYS, add_data_arguments, dataset_from_args,
-                                    device_from_args)
+from fernas.commands.common import DATA_KEYS, add_data_arguments, dataset_from_args, device_from_args
+from fernas.data_spec import DATA_DEFAULTS_OF_OLDER_RUNS
 from fernas.errors import RunDirError, RunExistsError, UserError
 from fernas.protocol import ProtocolConfig
 from fernas.race import check_race, stored_race

@@ -52,10 +52,11 @@ from pathlib import Path
 from fernas import demo_faces
 from fernas.data.cache import CACHE_VERSION, cache_root, cached, file_hash
 from fernas.data.common import refuse_nonempty, stratified_split
-from fernas.data.fer_csv import (FER_TEST_CHOICES, FERPLUS_CLASSES, fer_csv_bytes, ferplus_targets, load_csv,
+from fernas.data.fer_csv import (FERPLUS_CLASSES, fer_csv_bytes, ferplus_targets, load_csv,
                                  parse_fer_csv, parse_ferplus, write_fer_csv)
 from fernas.data.folder import SPLIT_FOLDERS, folder_hash, load_folder, write_image_folder
 from fernas.data.images import BadImage, image_to_face, read_face
+from fernas.data_spec import FER_TEST_CHOICES, FER_TEST_DEFAULT
 from fernas.dataset import FER_CLASSES, IMAGE_SIZE, Dataset
 from fernas.demo_spec import MAX_DEMO_IMAGES, MAX_SEED, MIN_SEED
 from fernas.errors import DataError, DataSettingError
@@ -112,7 +113,7 @@ def parse_demo_spec(source: str) -> tuple[int, int, int]:
 def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLike | None = None,
                  skip_bad: bool = False, seed: int = 0, cache_dir: str | os.PathLike | None = None,
                  val_fraction: float = 0.1, test_fraction: float = 0.1, use_cache: bool = True,
-                 fer_test: str = "private") -> Dataset:
+                 fer_test: str = FER_TEST_DEFAULT) -> Dataset:
     """Load `source` (see the module docstring) as a `Dataset` of uint8 (N, 48, 48) splits.
 
     seed: the demo generator's seed, and the seed of stratified splits (MIN_SEED..MAX_SEED).
@@ -124,7 +125,7 @@ def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLik
         raise DataSettingError("fer_test", fer_test, f"expected {' or '.join(FER_TEST_CHOICES)}")
     root = cache_root(cache_dir) if use_cache else None
     difficulty = demo_difficulty(src)
-    if fer_test != "private" and (difficulty or Path(src).is_dir()):
+    if fer_test != FER_TEST_DEFAULT and (difficulty or Path(src).is_dir()):
         what = "the demo data" if difficulty else "an image folder (its split folders say which is which)"
         raise DataSettingError("fer_test", fer_test, f"applies to a FER2013 CSV with a Usage column, not to {what}")
     if difficulty:
@@ -153,7 +154,7 @@ def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLik
             v=CACHE_VERSION, kind="csv", content=file_hash(path, root) if root else "",
             labels=file_hash(Path(labels), root) if (labels and root) else None,
             skip_bad=skip_bad, seed=seed, val=val_fraction, test=test_fraction,
-            **({"fer_test": fer_test} if fer_test != "private" else {}))
+            **({"fer_test": fer_test} if fer_test != FER_TEST_DEFAULT else {}))
         build = lambda: load_csv(path, str(labels) if labels else None, skip_bad, seed,  # noqa: E731
                                  val_fraction, test_fraction, fer_test)
     # What this call names, never taken from a cache entry made from a copy at another path.

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from fernas.data.common import check_nonempty, refuse_nonempty, split_note, stratified_split, take
+from fernas.data_spec import FER_TEST_DEFAULT
 from fernas.dataset import FER_CLASSES, IMAGE_SIZE, Dataset
 from fernas.errors import DataError, DataSettingError
 
@@ -29,10 +30,9 @@ FERPLUS_COLUMNS = ["neutral", "happiness", "surprise", "sadness", "anger", "disg
 FERPLUS_TO_CLASS = [6, 3, 5, 4, 0, 1, 2, 7]
 USAGE_TO_SPLIT = {"training": "train", "publictest": "val", "privatetest": "test"}
 _SPLIT_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
-FER_TEST_CHOICES = ("private", "public")  # which Usage is the test split (the other held-out one: val)
 
 
-def split_usage(fer_test: str = "private") -> dict[str, str]:
+def split_usage(fer_test: str = FER_TEST_DEFAULT) -> dict[str, str]:
     """Split -> the Usage it is read from: with "public" val and test trade places."""
     if fer_test == "public":
         return {**_SPLIT_USAGE, "val": _SPLIT_USAGE["test"], "test": _SPLIT_USAGE["val"]}
@@ -261,7 +261,7 @@ def _usage_splits(x, y, soft, parsed: dict, path: Path, classes, skipped: int, i
     use = np.array(parsed["usage"])
     splits = [torch.from_numpy(np.flatnonzero(use == s)) for s in ("train", "val", "test")]
     info = {**info, "split": f"Usage column: val = {usage_of['val']}, test = {usage_of['test']}",
-            "test_usage": usage_of["test"]}
+            "test_usage": usage_of["test"], "val_usage": usage_of["val"]}
     ds = Dataset(classes, *[take(x, y, soft, i) for i in splits], source=str(path), skipped=skipped, info=info)
     for name, usage in usage_of.items():
         if len(getattr(ds, name)) == 0:
@@ -270,7 +270,7 @@ def _usage_splits(x, y, soft, parsed: dict, path: Path, classes, skipped: int, i
 
 
 def load_csv(path: Path, labels: str | None, skip_bad: bool, seed: int, val_fraction: float,
-             test_fraction: float, fer_test: str = "private") -> Dataset:
+             test_fraction: float, fer_test: str = FER_TEST_DEFAULT) -> Dataset:
     """fer_test: which Usage is the test split (`split_usage`); "public" needs a Usage column."""
     parsed = parse_fer_csv(path, skip_bad)
     usage_of = split_usage(fer_test)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from fernas.commands.common import DATA_DEFAULTS_OF_OLDER_RUNS
+from fernas.data_spec import DATA_DEFAULTS_OF_OLDER_RUNS
 from fernas.evolve import GAConfig
 
 # Settings of the machine rather than the search: on --resume they come from the new command

@@ -160,7 +160,7 @@ class GenerationalSearcher(Searcher):
             where = " on a whole GPU" if self.gpus_per_trial > 0 else ""
             outcome["error"] = f"{outcome['error']} (sharing its device: retried alone{where})"[:500]
             if cand.resume_from:  # the retry continues the checkpoint of its finished epochs and counts them
-                outcome.update(images=0, compute=0)
+                outcome.update(images=0, compute=0, train_seconds=0.0)
             self.run.record(replace(cand, kind="oom"), {**outcome, "oom_of": cand.kind})  # of the search or the re-ranking
             self.run.console.trial_finished(self._name(cand, trial_id), outcome, False)
             self.queue.appendleft(cand)

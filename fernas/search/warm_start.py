@@ -19,7 +19,7 @@ import copy
 from pathlib import Path
 
 from fernas import genome as G
-from fernas.commands.common import DATA_DEFAULTS_OF_OLDER_RUNS
+from fernas.data_spec import DATA_DEFAULTS_OF_OLDER_RUNS
 from fernas.errors import RunDirError
 from fernas.evolve import GAConfig, read_outcomes
 from fernas.search import rundir
