@@ -177,3 +177,17 @@ def test_a_raised_budget_continues_the_promotions_of_the_generation_it_ended(tmp
     assert len(promoted) == 2 and all(r["status"] == "ok" for r in rows), rows
     assert {r["gid"] for r in promoted} <= {r["gid"] for r in rows[:4]}  # genomes trained before the end
     assert not (out / "checkpoints").exists()  # the run is done: nothing continues them
+
+
+def test_a_budget_spent_by_the_last_trials_of_the_search_lets_it_end_as_planned(tmp_path):
+    """--max-trials equal to the trials the search has: spent while its last trials run, with
+    no trial left to start. They finish, the generation closes (a logbook row, the hall of
+    fame) and the search ends by its generations, not by a budget with a generation lost."""
+    out = tmp_path / "run"
+    res = evolve("--data", "demo:140,70,70", "--pop", "4", "--generations", "1", "--epochs-per-trial", "1",
+                 "--max-steps-per-epoch", "1", "--max-mmacs", "5", "--rerank-top", "0", "--no-dashboard",
+                 "--max-concurrent", "2", "--max-trials", "4", "--out", str(out))
+    assert "reached" not in res.stdout and "gen   1/1" in res.stdout, res.stdout
+    assert len(read_trials(out)) == 4 and len((out / "logbook.csv").read_text().strip().splitlines()) == 2
+    ck = json.loads((out / "checkpoint.json").read_text())
+    assert ck["meta"]["ended_by"] == "generations" and "search_end" not in ck["meta"]

@@ -218,6 +218,20 @@ def test_a_budget_that_ends_generation_0_of_a_warm_start_ranks_the_genomes_it_br
     assert [i.gid for i in ev.hall_of_fame()] == [ind.gid for ind in warm]
 
 
+def test_trials_running_when_a_budget_was_spent_are_known_to_a_resume_until_the_search_ends():
+    from fernas.evolve import Candidate
+
+    ev = Evolution(GAConfig(pop=4, generations=2, seed=0))
+    a, b = Candidate("a", [0], {}, 0, budget=1), Candidate("b", [1], {}, 0, budget=1)
+    ev.note_spent([a])
+    assert ev.ran_when_spent(a) and not ev.ran_when_spent(b) and not ev.ran_when_spent(replace(a, budget=2))
+    ev.gen = 1  # the generation closed: what ran in generation 0 is no longer in flight
+    assert not ev.ran_when_spent(a)
+    ev.gen = 0
+    ev.end_search(("max_trials", "4 reached", 4), [])
+    assert not ev.ran_when_spent(a) and "spent_with" not in ev.meta
+
+
 def test_a_search_a_budget_ended_goes_on_when_reopened_and_decides_as_if_never_ended(tmp_path):
     cfg = dict(pop=8, generations=4, seed=3, min_budget=1, max_budget=2, rerank_top=1, rerank_seeds=1)
     ref, _ = run_full(None, **cfg)

@@ -38,6 +38,7 @@ class BudgetEnd:
         meanwhile resumes to the same re-ranking."""
         if self.search_over:
             return
+        self.meta.pop("spent_with", None)
         self.meta["ended_by"] = budget[0]
         self.meta["search_end"] = {"generation": self.gen, "why": budget[1], "limit": budget[2],
                                    "in_flight": [asdict(replace(c, cost_hint=0.0)) for c in in_flight]}
@@ -45,6 +46,22 @@ class BudgetEnd:
             self._gen_obj.close()  # the generation's remaining batches are never run
         self._gen_obj, self.pending, self.rung = None, [], []
         self.save()
+
+    def note_spent(self, running: list[Candidate]) -> None:
+        """A budget was spent while `running`, the last trials of the rung in flight, ran and no
+        other trial waited to start: they finish and the search goes on to its next trial to
+        start (which the budget refuses: the search ends there, after the generation closed if
+        they were its last).  Stored with the outcome that spent it, so that a resume lets
+        those a kill lost run again, as they would have (`ran_when_spent`)."""
+        self.meta["spent_with"] = {"generation": self.gen,
+                                   "trials": [asdict(replace(c, cost_hint=0.0)) for c in running]}
+
+    def ran_when_spent(self, cand: Candidate) -> bool:
+        """Whether `cand` was running in this generation when a budget was spent (`note_spent`)."""
+        spent = self.meta.get("spent_with")
+        key = (cand.gid, cand.budget, cand.seed, cand.kind)
+        return bool(spent) and spent["generation"] == self.gen and \
+            any((t["gid"], t["budget"], t["seed"], t["kind"]) == key for t in spent["trials"])
 
     def budget_raised(self, limits: dict) -> bool:
         """The budget that ended the search is above its limit then (`limits`: setting -> the

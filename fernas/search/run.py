@@ -90,10 +90,13 @@ class EvolveRun:
                                "wall_seconds": 0.0})
         return reason is not None
 
-    def record(self, cand: Candidate, outcome: dict, running: list[Candidate] | None = None) -> bool:
+    def record(self, cand: Candidate, outcome: dict, running: list[Candidate] | None = None,
+               waiting: bool = True) -> bool:
         """Record a trial's outcome.  `running` (from the searcher: the trials still running or
-        waiting to retry): when this outcome spends a budget, the search ends with them, in the
-        same checkpoint write as the outcome (a kill finds both or neither).  True if it ended."""
+        waiting to retry): when this outcome spends a budget and trials wait to start
+        (`waiting`), the search ends with them, in the same checkpoint write as the outcome (a
+        kill finds both or neither); when none waits, they finish first (`note_spent`), so that
+        a generation whose last trials they are closes.  True if it ended."""
         from fernas.search.trial import trainer_version
 
         if not self.ev.search_over:  # the time budget counts the search, not the re-ranking
@@ -102,10 +105,13 @@ class EvolveRun:
         outcome = {**outcome, "finished_at": time.time(), "attempt": self.ev.meta.get("attempts"),
                    "trainer": trainer_version()}
         self.ev.record(cand, outcome, save=False)
-        ends = running is not None and not self.ev.search_over and self.out_of_budget(len(running))
+        spent = running is not None and not self.ev.search_over and self.out_of_budget(len(running))
+        ends = spent and waiting
         if ends:
             self.ev.end_search(self.stop_reason, running)  # persists the outcome with the end
         else:
+            if spent:
+                self.ev.note_spent(running)
             self.ev.save()
         self.rundir.write_trials(self.ev)
         return bool(ends)
@@ -314,7 +320,9 @@ def _search(run: EvolveRun, fit) -> None:
     if ev.budget_raised(budget_limits(run.opts)):  # a budget ended the search; this attempt raised it
         ev.reopen_search()
         console.search_reopened(ev)
-    if run.out_of_budget(live=0):  # spent before this attempt: the search is over, not its re-ranking
+    # spent before this attempt: the search is over, not its re-ranking (unless trials running
+    # when it was spent are to finish: the searcher ends it at its next trial to start)
+    if run.out_of_budget(live=0) and not (ev.meta.get("spent_with") or {}).get("generation") == ev.gen:
         ev.end_search(run.stop_reason, [])
     fit()
     if not ev.done:

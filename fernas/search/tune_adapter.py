@@ -85,7 +85,7 @@ class GenerationalSearcher(Searcher):
             raise self.failure
         if self.run.console.output.closed:  # `| head` ended: start nothing; Tune ends once the running trials do
             return Searcher.FINISHED
-        if self.queue and not self.run.ev.search_over and self.run.out_of_budget(len(self.live)):
+        if self.queue and not self.run.ev.search_over and self._waiting() and self.run.out_of_budget(len(self.live)):
             self.run.ev.end_search(self.run.stop_reason, self._running())
             self._search_ended()
         if self.queue and not self.waiting_alone:  # a retry alone waits for its card to empty
@@ -103,17 +103,25 @@ class GenerationalSearcher(Searcher):
         return Searcher.FINISHED if self.finished else None
 
     def _running(self) -> list[Candidate]:
-        """The search's trials a budget's end lets finish: those running, and out-of-memory
-        retries waiting in the queue (their first try ran within the budget)."""
-        cache = self.run.ev.cache
-        return [c for c, _ in self.live.values()] + [c for c in self.queue if ran_out_of_memory(cache, c)]
+        """The search's trials a budget's end lets finish: those running, and those queued that
+        count as in flight (`_in_flight`)."""
+        return [c for c, _ in self.live.values()] + [c for c in self.queue if self._in_flight(c)]
+
+    def _in_flight(self, cand: Candidate) -> bool:
+        """A queued trial that ran within the budget: an out-of-memory retry (its first try did),
+        or one a kill lost that was running when the budget was spent (`Evolution.note_spent`)."""
+        return ran_out_of_memory(self.run.ev.cache, cand) or self.run.ev.ran_when_spent(cand)
+
+    def _waiting(self) -> bool:
+        """Whether a queued trial would be a new one (not in flight): a spent budget refuses it."""
+        return any(not self._in_flight(c) for c in self.queue)
 
     def _search_ended(self) -> None:
         """A budget ended the search (`Evolution.end_search`): no further trial of it starts; those
         running and waiting retries finish and are recorded, then the re-ranking runs (the GA's
         next batch once they are in)."""
         ev = self.run.ev
-        self.queue = deque(c for c in self.queue if ran_out_of_memory(ev.cache, c))
+        self.queue = deque(c for c in self.queue if self._in_flight(c))
         self.run.console.search_ended(ev, len(self.live) + len(self.queue))
         if not self.live and not self.queue:
             self._load(ev.next_batch())
@@ -165,7 +173,7 @@ class GenerationalSearcher(Searcher):
             self.run.console.trial_finished(self._name(cand, trial_id), outcome, False)
             self.queue.appendleft(cand)
             return
-        ended = self.run.record(cand, outcome, running=self._running())
+        ended = self.run.record(cand, outcome, running=self._running(), waiting=self._waiting())
         at_max = cand.budget == self.run.ev.cfg.max_budget and not own_recipe(cand, self.run.ev.cfg)
         self.run.console.trial_finished(self._name(cand, trial_id), outcome, at_max)  # best: trial recipe only
         if ended:
