@@ -23,6 +23,7 @@ from pathlib import Path
 from fernas import __version__
 from fernas.errors import RunDirError, first_line
 from fernas.io import atomic_write_text, json_type
+from fernas.search import next_steps
 from fernas.search.options import recipe_text, stored_recipe
 
 REPORT_NAME = "report.html"
@@ -169,7 +170,8 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
                         + "</div>"))
     secs.append(section("hall-of-fame", "Hall of fame", _hall_of_fame(hof, classes)))
     seeds = _genomes(run / "seed_designs")
-    secs.append(section("seed-designs", "Seed designs", _seed_designs(run, seeds, classes)))
+    compare = next_steps.compare_command(run, row.get("best_gid"), int(ga.get("rerank_schedule") or 48))
+    secs.append(section("seed-designs", "Seed designs", _seed_designs(seeds, classes, compare)))
     fixed = A.untrained_properties(cfg.get("options", {}))
     secs.append(section("effects", "What the accuracy goes with", _effects(A.effects(trials, max_budget, fixed),
                                                                              len(A.fitness_trials(trials, max_budget)))))
@@ -221,13 +223,15 @@ def _hall_of_fame(hof: list[dict], classes: int) -> str:
     return head + blocks
 
 
-def _seed_designs(run: Path, seeds: list[dict], classes: int) -> str:
-    """The --seed-genomes designs the run has results for, as the hall of fame lists genomes."""
+def _seed_designs(seeds: list[dict], classes: int, compare: str | None) -> str:
+    """The --seed-genomes designs the run has results for, as the hall of fame lists genomes, and
+    the command that trains the best beside them (`next_steps.compare_command`, as the run's
+    last lines give it)."""
     if not seeds:
         return "<p class=note>No seed design trained (none given, or none under the caps).</p>"
     note = ("<p class=note>Short trials favour networks that learn fast: train the best beside these "
-            f"at the length you will train the one you keep: <code>fernas train {esc(run)}/best.json "
-            f"{esc(run)}/seed_designs/*.json --data ... --epochs 48 --fine-tune-epochs 2 --train-crops 1</code></p>")
+            f"at the length you will train the one you keep: <code>{esc(compare)}</code></p>" if compare else
+            "<p class=note>The best genome is one of these designs: no new genome beat it.</p>")
     return note + _hall_of_fame(seeds, classes)
 
 

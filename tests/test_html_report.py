@@ -5,6 +5,7 @@ numbers are on the page, the trials sort; a screenshot of each is kept in build/
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 import shutil
@@ -60,6 +61,10 @@ def test_evolve_report_content(search):
     seeds = text[text.index("id='seed-designs'"):text.index("id='effects'")]
     kept = sorted((out / "seed_designs").glob("*.json"))
     assert kept and all(G.load_genome(p)["evolve"]["gid"] in seeds for p in kept)
+    from fernas.search.next_steps import compare_command  # the command the run's last lines give
+
+    said = compare_command(out, ev.best().gid, 48)
+    assert (html.escape(said) in seeds) if said else "The best genome is one of these designs" in seeds
     assert text.count("data:image/png;base64,") >= 4  # progress, Pareto, best vs compute, effects
     best = ev.hall_of_fame()[0]
     assert best.gid in text and f"{ev.cache[best.gid]['val_acc']:.4f}" in text

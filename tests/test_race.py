@@ -238,25 +238,17 @@ def test_a_race_without_a_validation_split_is_refused_before_it_trains(tmp_path)
 
 
 def test_an_evolve_run_ends_with_how_to_race_its_top_three(tmp_path):
-    import io
-
-    from fernas.commands.evolve_console import EvolveConsole
+    from fernas.search.next_steps import race_command
 
     (tmp_path / "config.json").write_text(json.dumps({"options": {"data": "demo-hard:1400", "data_args": {}}}))
     hof = tmp_path / "hall_of_fame"
     hof.mkdir()
     (hof / "01_aaa.json").write_text("{}")
-    printed = io.StringIO()
-    EvolveConsole(stream=printed, quiet=True)._race_hint(tmp_path, 48)
-    assert printed.getvalue() == ""  # one genome: nothing to race
+    assert race_command(tmp_path, 48) is None  # one genome: nothing to race
     for rank, gid in enumerate(["bbb", "ccc", "ddd"], start=2):
         (hof / f"{rank:02d}_{gid}.json").write_text("{}")
-    EvolveConsole(stream=printed, quiet=True)._race_hint(tmp_path, 48)
-    assert printed.getvalue().startswith("or race the top three (each trains 8 epochs")
-    short = io.StringIO()
-    EvolveConsole(stream=short, quiet=True)._race_hint(tmp_path, 8)
-    assert short.getvalue() == ""  # a race must end before the training does: --race 8 needs --epochs > 8
-    assert printed.getvalue().rstrip().endswith(
+    assert race_command(tmp_path, 8) is None  # a race must end before the training does: --race 8 needs --epochs > 8
+    assert race_command(tmp_path, 48) == (
         f"fernas decode {tmp_path}/hall_of_fame/0[1-3]_*.json --train --race 8 --data demo-hard:1400 "
         "--epochs 48 --fine-tune-epochs 2 --train-crops 1")  # the length the race was measured at
 

@@ -72,12 +72,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _held_out_usage(args: argparse.Namespace, meta: dict, data) -> str | None:
     """The FER2013 Usage the evaluated split is read from (None for other data and for train);
-    a warning line when the model was tested on the other held-out split, which then was its
-    validation split (chosen on, and trained on with --merge-val)."""
+    a warning line when a test evaluates the held-out split the model was not tested on, which
+    then was its validation split (chosen on, and trained on with --merge-val)."""
     info = data.info or {}
     usage = info.get(f"{args.split}_usage")
     trained_test = meta.get("test_usage")
-    if usage and trained_test in ("PublicTest", "PrivateTest") and args.split != "train" and usage != trained_test:
+    if usage and trained_test in ("PublicTest", "PrivateTest") and args.split == "test" and usage != trained_test:
         flag = "public" if trained_test == "PublicTest" else "private"
         print(f"fernas evaluate: warning: {args.model} was tested on {trained_test} and chose its weights on "
               f"{usage}, which this evaluates; --fer-test {flag} evaluates the split it was tested on",

@@ -7,12 +7,12 @@ wording users read lives here, next to the command's flags.
 from __future__ import annotations
 
 import errno
-import json
 import shlex
 import sys
 from pathlib import Path
 
-from fernas.data_spec import FER_TEST_DEFAULT
+from fernas.protocol import AUGMENT_WARMUP
+from fernas.search import next_steps
 from fernas.search.options import recipe_text
 
 
@@ -183,49 +183,27 @@ class EvolveConsole:
                      "(the rest: Ray starting trials, loading data, waiting at rung and generation ends)")
         self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
         self.say(f"report: {out}/report.html (open it in a browser)")
-        self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: fernas decode "
-                 f"{shlex.quote(str(out))}/best.json --train{_data_flags(out)}")
-        self._race_hint(out, ev.cfg.rerank_schedule)
+        self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: {next_steps.train_best_command(out)}")
+        race = next_steps.race_command(out, ev.cfg.rerank_schedule)
+        if race:
+            self.say(f"or race the top three (each trains {AUGMENT_WARMUP} epochs, the best trains on: README, "
+                     f"\"Racing the finalists\"): {race}")
         self._seed_designs(out, best.gid if best is not None else None, ev.cfg.rerank_schedule)
 
-    def _race_hint(self, out, epochs: int) -> None:
-        """How to race the top three of the hall of fame (`fernas.race`), where it holds two or
-        more, at the length the race was measured and the kept network will train (`epochs`:
-        the run's --rerank-schedule, as the seed-design line says)."""
-        from fernas.protocol import AUGMENT_WARMUP
-
-        if len(list(Path(out, "hall_of_fame").glob("0[1-3]_*.json"))) < 2 or epochs <= AUGMENT_WARMUP:
-            return  # nothing to race, or a training too short for a race (decided before its end)
-        self.say(f"or race the top three (each trains {AUGMENT_WARMUP} epochs, the best trains on: README, "
-                 f"\"Racing the finalists\"): fernas decode {shlex.quote(str(out))}/hall_of_fame/0[1-3]_*.json "
-                 f"--train --race {AUGMENT_WARMUP}{_data_flags(out)} {_SHORT_PROTOCOL.format(epochs=epochs)}")
-
     def _seed_designs(self, out, best_gid: str | None, epochs: int) -> None:
-        """The best seed design of the run, and how to train the best beside the seed designs:
-        short trials favour networks that learn fast, so the search's best is worth checking
-        against them at the length it will be trained, `epochs` (the run's --rerank-schedule)
-        (README, "Searchers at equal compute")."""
-        evolved = [d["evolve"] for d in _seed_design_docs(out)]
+        """The best seed design of the run, and how to train the best beside the seed designs
+        (`next_steps.compare_command`)."""
+        evolved = [d["evolve"] for d in next_steps.seed_design_docs(out)]
         if not evolved:
             return
         mine = [e for e in evolved if e.get("gid") == best_gid]  # the best genome may be a seed design
         top = mine[0] if mine else max(evolved, key=lambda e: (e.get("fitness") or [0.0])[0])
-        where = shlex.quote(str(out))
-        self.say(f"seed designs trained: {len(evolved)} in {where}/seed_designs/; the best, {top['name']}: validation "
-                 f"accuracy {top.get('val_acc') or 0:.4f} after {top.get('budget')} epoch(s)"
+        self.say(f"seed designs trained: {len(evolved)} in {shlex.quote(str(out))}/seed_designs/; the best, "
+                 f"{top['name']}: validation accuracy {top.get('val_acc') or 0:.4f} after {top.get('budget')} epoch(s)"
                  + ("; it is the best genome: no new genome beat it" if mine else ""))
-        if not mine:
-            own = _design_files(out, [e["name"] for e in evolved])
-            designs = " ".join(map(shlex.quote, own)) if own else f"{where}/seed_designs/*.json"
-            self.say("compare them at the length you will train (short trials favour fast learners): "
-                     f"fernas train {where}/best.json {designs}{_data_flags(out)} "
-                     f"{_SHORT_PROTOCOL.format(epochs=epochs)}")
-
-
-# The length the kept network trains in the finishing lines' commands: --rerank-schedule epochs
-# and two of fine-tuning on single crops, the setting races and comparisons were measured at
-# (README, "Racing the finalists"), not the paper's 300+50 on ten crops.
-_SHORT_PROTOCOL = "--epochs {epochs} --fine-tune-epochs 2 --train-crops 1"
+        compare = next_steps.compare_command(out, best_gid, epochs)
+        if compare:
+            self.say(f"compare them at the length you will train (short trials favour fast learners): {compare}")
 
 
 def _budget_flag(setting: str) -> str:
@@ -260,56 +238,3 @@ def _tie_note(ev, gid: str) -> str:
         return ""
     mean = reranked_accuracy(ev.cache[higher[1]], top, cfg.rerank_with_own)
     return f" (tied within one standard error with {higher[1]}'s mean {mean:.4f}: the search's accuracy decided)"
-
-
-def _design_files(out, names: list[str]) -> list[str] | None:
-    """The --seed-genomes files of the seed designs of these names, to train by their own recipe
-    (the run's copies in OUT/seed_designs carry its trial batch); None when one is not found."""
-    from fernas.errors import UserError
-    from fernas.genome import load_genome
-
-    try:
-        files = json.loads(Path(out, "config.json").read_text())["options"]["seed_genomes"]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        return None
-    by_name: dict[str, str] = {}
-    for f in files:
-        try:
-            by_name.setdefault(load_genome(f)["name"], f)
-        except (UserError, KeyError, TypeError):
-            continue
-    found = [by_name.get(n) for n in names]
-    return None if None in found else list(dict.fromkeys(found))
-
-
-def _seed_design_docs(out) -> list[dict]:
-    """The genome files in OUT/seed_designs (rundir.RunDir.write_seed_designs), their names in
-    `evolve`; a file that does not read is left out (the run's outputs are written already)."""
-    from fernas.errors import UserError
-    from fernas.genome import load_genome
-
-    docs = []
-    for p in sorted(Path(out, "seed_designs").glob("*.json")):
-        try:
-            doc = load_genome(p)
-            docs.append({**doc, "evolve": {**doc["evolve"], "name": doc["name"]}})
-        except (UserError, KeyError, TypeError):
-            continue
-    return docs
-
-
-def _data_flags(out) -> str:
-    """The run's data flags (config.json), to train on the same data: ' --data SOURCE ...'."""
-    try:
-        opts = json.loads(Path(out, "config.json").read_text())["options"]
-        extra = opts.get("data_args") or {}
-        flags = f" --data {shlex.quote(str(opts['data']))}"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):  # a hint only: the user adds --data
-        return " --data ..."
-    if extra.get("labels"):
-        flags += f" --labels {shlex.quote(str(extra['labels']))}"
-    if extra.get("skip_bad"):
-        flags += " --skip-bad"
-    if extra.get("fer_test", FER_TEST_DEFAULT) != FER_TEST_DEFAULT:
-        flags += f" --fer-test {extra['fer_test']}"
-    return flags + (f" --data-seed {extra['data_seed']}" if extra.get("data_seed") else "")
