@@ -263,6 +263,7 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
         "genome": name, "genome_id": gid,
         "test_accuracy_tencrop": m["test_accuracy_tencrop"], "test_accuracy_single": m["test_accuracy_single"],
         "macro_f1": m["macro_f1"], "test_loss_tencrop": m["test_loss_tencrop"], "n_test": m["n"],
+        **({"test_usage": usage} if usage else {}),  # a FER2013 CSV's: which held-out split was tested
         "per_class": m["per_class"], "confusion": m["confusion"], "classes": data.classes,
         "params": summary["params"], "macs": summary["macs"],
         "best_val_acc": {"train": res1.best_val_acc, **({"finetune": final.best_val_acc}
@@ -276,7 +277,7 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
     }
     save_model_file(run_dir / "model.pt", doc, final.best_state,
                     {"num_classes": data.num_classes, "classes": list(data.classes), "genome_id": gid,
-                     **({"test_usage": data.info["test_usage"]} if (data.info or {}).get("test_usage") else {}),
+                     **({"test_usage": usage} if usage else {}),
                      "test_accuracy_tencrop": metrics["test_accuracy_tencrop"], "fernas_version": __version__})
     write_plots(run_dir, rows, metrics, model, data.test, probs, data.classes, title=name)
     atomic_write_json(run_dir / "metrics.json", metrics)  # the run is complete from here on

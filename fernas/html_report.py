@@ -332,6 +332,13 @@ def _metrics(path: Path) -> dict:
 def write_report(run_dir, own_lock: bool = False) -> Path:
     """Write RUN/report.html for an evolve or training run; RunDirError for anything else.
     `own_lock`: called by the process that runs it (its state is then what its files say)."""
+    out, text = report_page(run_dir, own_lock)
+    atomic_write_text(out, text)
+    return out
+
+
+def report_page(run_dir, own_lock: bool = False) -> tuple[Path, str]:
+    """(RUN/report.html, its text), written by `write_report`."""
     from fernas.runs import describe_run, read_config
 
     run = Path(run_dir)
@@ -340,6 +347,4 @@ def write_report(run_dir, own_lock: bool = False) -> Path:
         raise RunDirError(f"{run}: written by another fernas ({row['state']}); this one reports its own runs only")
     cfg = read_config(run)
     text = evolve_report(run, cfg, row) if row["kind"] == "evolve" else train_report(run, cfg, row)
-    out = run / REPORT_NAME
-    atomic_write_text(out, text)
-    return out
+    return run / REPORT_NAME, text

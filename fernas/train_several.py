@@ -84,6 +84,7 @@ def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, loa
             started = check_race_dir(base, docs, dirs, race_epochs, resume)
         finished = _check_dirs(docs, dirs, resume, started)
         data = load_data()
+        warn_chosen_on_the_test_split(docs, data)
         if race_epochs:
             from fernas.race import race
 
@@ -101,6 +102,31 @@ def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, loa
         if len(results) > 1:
             _compare(base, results, time.perf_counter() - t0, centre_crop_only(cfg))
     return [m for _, m in results]
+
+
+def warn_chosen_on_the_test_split(docs: list[dict], data) -> None:
+    """One warning line for each genome a search chose by its validation accuracy on the FER2013
+    split this training tests on (the search read the same CSV with the other --fer-test): its
+    test accuracy is then no held-out figure."""
+    from fernas.data_spec import FER_TEST_DEFAULT
+
+    test = (data.info or {}).get("test_usage")
+    for doc in docs if test else []:
+        found = doc.get("evolve") or {}
+        searched = found.get("fer_test", FER_TEST_DEFAULT)
+        validated_on = "PrivateTest" if searched == "public" else "PublicTest"
+        if validated_on == test and _same_file(found.get("data"), data.source):
+            flag = f"--fer-test {searched}"
+            print(f"fernas: warning: {doc.get('name', 'genome')} was chosen by a search that validated on {test} "
+                  f"({flag}), the split this training tests on: its test accuracy is not held out; train with "
+                  f"{flag}", file=sys.stderr)
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return a is not None and Path(str(a)).samefile(str(b))
+    except OSError:
+        return False
 
 
 def _check_dirs(docs: list[dict], dirs: list[Path], resume: bool, started: bool = False) -> list[Path]:

@@ -333,3 +333,22 @@ def test_data_check_prints_counts_size_and_statistics(tmp_path, capsys):
     assert "angry" in out and "48x48" in out and "mean" in out
     val_line = next(line for line in out.splitlines() if line.startswith("val"))
     assert val_line.split()[1:8] == ["2"] * 7
+
+
+def test_training_a_genome_a_search_chose_on_the_split_it_tests_on_is_warned(tmp_path, capsys):
+    from fernas.train_several import warn_chosen_on_the_test_split
+
+    path = _write(tmp_path / "fer2013.csv", "emotion,pixels,Usage", _rows())
+    searched = {"name": "evolved-x", "evolve": {"data": str(path)}}  # a search with the default --fer-test
+    warn_chosen_on_the_test_split([searched], load_dataset(path, fer_test="public"))
+    assert capsys.readouterr().err == (
+        "fernas: warning: evolved-x was chosen by a search that validated on PublicTest (--fer-test private), the "
+        "split this training tests on: its test accuracy is not held out; train with --fer-test private\n")
+    warn_chosen_on_the_test_split([searched], load_dataset(path))
+    other = {"name": "y", "evolve": {"data": str(tmp_path / "other.csv")}}
+    warn_chosen_on_the_test_split([other, {"name": "z"}], load_dataset(path, fer_test="public"))
+    public = {"name": "p", "evolve": {"data": str(path), "fer_test": "public"}}
+    warn_chosen_on_the_test_split([public], load_dataset(path, fer_test="public"))
+    assert capsys.readouterr().err == ""
+    warn_chosen_on_the_test_split([public], load_dataset(path))
+    assert "validated on PrivateTest (--fer-test public)" in capsys.readouterr().err

@@ -118,10 +118,15 @@ def test_training_run_writes_its_report_and_it_renders(tmp_path):
     browser.screenshot((run / "report.html").resolve().as_uri(), SHOTS / "report-train.png", 1280, 2400)
 
 
-def test_report_refuses_what_is_not_a_run(tmp_path):
+def test_report_refuses_what_is_not_a_run(tmp_path, search):
     rc, _, err = cli("report", tmp_path)
     assert rc == 2 and "not a fernas run directory" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "report.html").exists()
+    run = tmp_path / "run"  # with a good run before it: neither page is written
+    shutil.copytree(search[0], run)
+    (run / "report.html").unlink()
+    rc, out, err = cli("report", run, tmp_path)
+    assert rc == 2 and out == "" and not (run / "report.html").exists()
 
 
 def test_evolve_report_without_a_chance_level_has_no_chance_table(search, tmp_path):

@@ -58,7 +58,8 @@ class EvolveConsole:
         from fernas.search.run import trial_count
 
         gen = min(ev.gen + 1, ev.cfg.generations)  # a finished run's counter stands past its last generation
-        self.say(f"resuming {out}: generation {gen}/{ev.cfg.generations}, {trial_count(ev)} trials already "
+        n = trial_count(ev)
+        self.say(f"resuming {out}: generation {gen}/{ev.cfg.generations}, {n} trial{'' if n == 1 else 's'} already "
                  "done (not repeated)")
         unused = flags_not_taken(self.flag_settings, given, kept)
         if unused:

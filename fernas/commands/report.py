@@ -16,9 +16,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fernas.html_report import write_report
+    from fernas.html_report import report_page
+    from fernas.io import atomic_write_text
 
-    paths = [write_report(r) for r in args.runs]
-    for path in paths:
+    pages = [report_page(r) for r in args.runs]  # every run read first: a bad one writes nothing
+    for path, text in pages:
+        atomic_write_text(path, text)
         print(f"{path}  (open file://{path.resolve()})")
     return 0

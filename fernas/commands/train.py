@@ -98,7 +98,8 @@ def register(sub) -> None:
 
 
 def _jsonable(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in vars(args).items() if k not in ("func", "argv", "command_parser") and not callable(v)}
+    return {k: v for k, v in vars(args).items()
+            if k not in ("func", "argv", "command_parser") and not k.startswith("_") and not callable(v)}
 
 
 def _shown(value) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from fernas import genome as G, stop_signals
 from fernas.errors import RunDirError
 from fernas.evolve import Candidate, Evolution
+from fernas.data_spec import FER_TEST_DEFAULT
 from fernas.fitness import at_chance, chance_level, is_rerank
 from fernas.io import run_dir_lock
 from fernas.runinfo import refuse_other_data
@@ -287,7 +288,9 @@ def _trial_storage(opts: EvolveOptions, out: Path) -> str:
 
 
 def _run_dir(out: Path, opts: EvolveOptions, seeds: dict) -> rundir.RunDir:
+    fer_test = opts.data_args.get("fer_test", FER_TEST_DEFAULT)  # which FER2013 split the search validated on
     trial_info = {"budgets": list(opts.ga.rungs), "data": opts.data,
+                  **({"fer_test": fer_test} if fer_test != FER_TEST_DEFAULT else {}),
                   "trial_recipe": recipe_text(opts.trial_batch, opts.trial_augment)}
     return rundir.RunDir(out, seeds["names"], trial_info, set(seeds["designs"]))
 
