@@ -42,6 +42,11 @@ def test_eta_from_trial_pace():
     assert p.total == 15 and p.best == 0.5
     p.queued(3, 4, best=0.5)  # the next generation starts afresh
     assert (p.total, p.done, p.gen) == (4, 0, 3)
+    assert p.summary().startswith("gen 4: trials 0/4 done")
+    from fernas.evolve.config import RERANKING
+
+    p.queued(RERANKING, 6, best=0.5)  # the re-ranking's trials are no generation's
+    assert p.summary().startswith("re-ranking: trials 0/6 done")
 
 
 def test_plain_lines_are_rate_limited_and_quiet_is_silent():

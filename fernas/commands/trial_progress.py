@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 import time
 
+from fernas.evolve.config import RERANKING
+
 PLAIN_EVERY_S = 30.0  # a log file gets a line this often, not one per trial
 
 
@@ -37,7 +39,8 @@ class TrialProgress:
 
     # -- events (from the run)
     def queued(self, gen: int, n: int, best: float | None) -> None:
-        """`n` trials of generation `gen` (0-based) were queued; `best`: the run's best so far."""
+        """`n` trials of generation `gen` (0-based; `RERANKING`: of the re-ranking) were queued;
+        `best`: the run's best so far."""
         if gen != self.gen:
             self.close()
             self.gen = gen
@@ -86,8 +89,11 @@ class TrialProgress:
 
         eta = self.eta_seconds()
         best = "-" if self.best is None else f"{self.best:.4f}"
-        return (f"gen {self.gen + 1}: trials {self.done}/{self.total} done, {self.running} running, "
+        return (f"{self._label()}: trials {self.done}/{self.total} done, {self.running} running, "
                 f"{self.failed} failed  best {best}  ETA {'?' if eta is None else fmt_duration(eta)}")
+
+    def _label(self) -> str:
+        return "re-ranking" if self.gen == RERANKING else f"gen {self.gen + 1}"
 
     def _show(self) -> None:
         if self.quiet or self.gen is None:
@@ -104,7 +110,7 @@ class TrialProgress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, desc=f"gen {self.gen + 1}", file=self.stream, leave=False,
+            self.bar = tqdm(total=self.total, desc=self._label(), file=self.stream, leave=False,
                             unit="trial", dynamic_ncols=True, bar_format="{desc}: {n}/{total} {bar} {postfix}")
         self.bar.total = self.total
         self.bar.n = self.done

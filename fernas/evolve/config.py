@@ -182,6 +182,9 @@ class GAConfig:
 
 
 
+RERANKING = -1  # the generation a progress display shows the re-ranking's trials under
+
+
 @dataclass
 class Candidate:
     """One trial to run: a genome (id, vector, document, generation) and its budget."""

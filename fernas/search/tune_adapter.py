@@ -32,6 +32,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from fernas.evolve import Candidate
+from fernas.evolve.config import RERANKING
 from fernas.io import atomic_write_json
 from fernas.objectives import FIELDS
 from fernas.search.cluster import keep_idle_actors
@@ -63,7 +64,9 @@ class GenerationalSearcher(Searcher):
             runnable = [c for c in batch if not self.run.refuse(c)]  # refused ones are recorded
             if runnable:
                 self.queue.extend(sorted(runnable, key=lambda c: -c.cost_hint))
-                self.run.console.trials_queued(runnable[0].generation, len(runnable), self.run.ev.best_accuracy())
+                first = runnable[0]
+                self.run.console.trials_queued(RERANKING if first.kind == "rerank" else first.generation, len(runnable),
+                                               self.run.ev.best_accuracy())
                 return
             batch = self.run.ev.next_batch()
         self.finished = True
