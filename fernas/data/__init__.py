@@ -126,7 +126,8 @@ def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLik
     root = cache_root(cache_dir) if use_cache else None
     difficulty = demo_difficulty(src)
     if fer_test != FER_TEST_DEFAULT and (difficulty or Path(src).is_dir()):
-        what = "the demo data" if difficulty else "an image folder (its split folders say which is which)"
+        what = "the demo data" if difficulty else ("an image folder (its val and test are the folders so named, "
+                                                   "PublicTest and PrivateTest among them: rename them to swap)")
         raise DataSettingError("fer_test", fer_test, f"applies to a FER2013 CSV with a Usage column, not to {what}")
     if difficulty:
         return _load_demo(src, difficulty, labels, seed, root)
