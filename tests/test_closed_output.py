@@ -152,7 +152,7 @@ def test_an_error_in_a_tune_callback_ends_the_search_instead_of_hanging(tmp_path
     from fernas.search.tune_adapter import GenerationalSearcher
 
     class FullDisk(FakeRun):
-        def record(self, cand, outcome, running=()):
+        def record(self, cand, outcome, running=(), waiting=True):
             raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "checkpoint.json"))
 
     ev = Evolution(GAConfig(pop=4, generations=2, seed=0), seed_docs=[tiny_genome(w) for w in (16, 24, 32, 48)],
