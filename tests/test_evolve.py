@@ -219,17 +219,27 @@ def test_a_budget_that_ends_generation_0_of_a_warm_start_ranks_the_genomes_it_br
 
 
 def test_trials_running_when_a_budget_was_spent_are_known_to_a_resume_until_the_search_ends():
+    """`note_spent` (a budget spent while the rung's last trials run): a resume takes the budget
+    as spent, unless raised, and lets the trials a kill lost run; a later note keeps those noted
+    earlier until they are recorded (a promotion running beside them is not forgotten)."""
     from fernas.evolve import Candidate
 
     ev = Evolution(GAConfig(pop=4, generations=2, seed=0))
-    a, b = Candidate("a", [0], {}, 0, budget=1), Candidate("b", [1], {}, 0, budget=1)
-    ev.note_spent([a])
-    assert ev.ran_when_spent(a) and not ev.ran_when_spent(b) and not ev.ran_when_spent(replace(a, budget=2))
+    spent = ("max_trials", "7 reached", 7)
+    d, p = Candidate("d", [0], {}, 0, budget=1), Candidate("p", [1], {}, 0, budget=2, kind="promotion")
+    ev.note_spent(spent, [d, p])
+    assert ev.ran_when_spent(d) and ev.ran_when_spent(p) and not ev.ran_when_spent(replace(d, budget=2))
+    ev.record(d, {"status": "ok", "val_acc": 0.3})
+    ev.note_spent(spent, [])  # d's outcome: recorded, no longer in flight; p still is
+    assert not ev.ran_when_spent(d) and ev.ran_when_spent(p)
+    assert ev.spent_budget({"max_trials": 7}) == spent and "spent_with" in ev.meta
     ev.gen = 1  # the generation closed: what ran in generation 0 is no longer in flight
-    assert not ev.ran_when_spent(a)
+    assert not ev.ran_when_spent(p)
     ev.gen = 0
-    ev.end_search(("max_trials", "4 reached", 4), [])
-    assert not ev.ran_when_spent(a) and "spent_with" not in ev.meta
+    assert ev.spent_budget({"max_trials": 9}) is None and "spent_with" not in ev.meta  # raised: dropped
+    ev.note_spent(spent, [p])
+    ev.end_search(spent, [])
+    assert not ev.ran_when_spent(p) and "spent_with" not in ev.meta
 
 
 def test_a_search_a_budget_ended_goes_on_when_reopened_and_decides_as_if_never_ended(tmp_path):

@@ -17,6 +17,10 @@ from fernas.evolve.config import Candidate
 from fernas.evolve.fidelity import run_batch, trial_at
 
 
+def _key(trial: dict) -> tuple:
+    return trial["gid"], trial["budget"], trial["seed"], trial["kind"]
+
+
 class BudgetEnd:
     """Ending the search on a budget, and going on (mixed into `Evolution`)."""
 
@@ -47,21 +51,40 @@ class BudgetEnd:
         self._gen_obj, self.pending, self.rung = None, [], []
         self.save()
 
-    def note_spent(self, running: list[Candidate]) -> None:
-        """A budget was spent while `running`, the last trials of the rung in flight, ran and no
-        other trial waited to start: they finish and the search goes on to its next trial to
-        start (which the budget refuses: the search ends there, after the generation closed if
-        they were its last).  Stored with the outcome that spent it, so that a resume lets
-        those a kill lost run again, as they would have (`ran_when_spent`)."""
-        self.meta["spent_with"] = {"generation": self.gen,
-                                   "trials": [asdict(replace(c, cost_hint=0.0)) for c in running]}
+    def note_spent(self, budget: tuple[str, str, float], running: list[Candidate]) -> None:
+        """A budget (setting, what happened, its limit) was spent while `running`, the last
+        trials of the rung in flight, ran and no other trial waited to start: they finish and
+        the search goes on to its next trial to start (which the budget refuses: the search
+        ends there, after the generation closed if they were its last).  Stored with the
+        outcome that spent it, so that a resume takes the budget as spent (`spent_budget`) and
+        lets the trials a kill lost run again, as they would have (`ran_when_spent`); those
+        noted earlier stay until recorded."""
+        earlier = [t for t in self._spent_trials() if trial_at(self.cache, t["gid"], t["budget"]) is None]
+        now = [asdict(replace(c, cost_hint=0.0)) for c in running]
+        keys = {_key(t) for t in now}
+        self.meta["spent_with"] = {"generation": self.gen, "budget": list(budget),
+                                   "trials": now + [t for t in earlier if _key(t) not in keys]}
+
+    def _spent_trials(self) -> list[dict]:
+        spent = self.meta.get("spent_with")
+        return spent["trials"] if spent and spent.get("generation") == self.gen else []
 
     def ran_when_spent(self, cand: Candidate) -> bool:
         """Whether `cand` was running in this generation when a budget was spent (`note_spent`)."""
+        return any(_key(t) == (cand.gid, cand.budget, cand.seed, cand.kind) for t in self._spent_trials())
+
+    def spent_budget(self, limits: dict) -> tuple[str, str, float] | None:
+        """The budget `note_spent` stored in this generation, unless this attempt raised it
+        (`limits`: setting -> the value it runs with); a raised or stale one is dropped."""
         spent = self.meta.get("spent_with")
-        key = (cand.gid, cand.budget, cand.seed, cand.kind)
-        return bool(spent) and spent["generation"] == self.gen and \
-            any((t["gid"], t["budget"], t["seed"], t["kind"]) == key for t in spent["trials"])
+        if not spent:
+            return None
+        setting, words, limit = spent.get("budget") or (None, "", 0)
+        now = limits.get(setting)
+        if spent.get("generation") != self.gen or not now or now > limit:
+            del self.meta["spent_with"]
+            return None
+        return setting, words, limit
 
     def budget_raised(self, limits: dict) -> bool:
         """The budget that ended the search is above its limit then (`limits`: setting -> the

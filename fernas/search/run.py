@@ -61,6 +61,8 @@ class EvolveRun:
             self.stop_reason = ("time_budget", f"{fmt_duration(o.time_budget)} spent", o.time_budget)
         elif o.max_compute and total_compute(self.ev, search_only=True) >= o.max_compute:
             self.stop_reason = ("max_compute", f"{o.max_compute:.3g} images x multiply-adds spent", o.max_compute)
+        else:  # spent in an earlier attempt, whose trials then running a kill lost (not counted above)
+            self.stop_reason = self.stop_reason or self.ev.spent_budget(budget_limits(o))
         return self.stop_reason
 
     def checkpoint_path(self, cand: Candidate) -> str | None:
@@ -112,7 +114,7 @@ class EvolveRun:
             self.ev.end_search(self.stop_reason, running)  # persists the outcome with the end
         else:
             if spent:
-                self.ev.note_spent(running)
+                self.ev.note_spent(self.stop_reason, running)
             self.ev.save()
         self.rundir.write_trials(self.ev)
         return bool(ends)
@@ -325,7 +327,7 @@ def _search(run: EvolveRun, fit) -> None:
         console.search_reopened(ev)
     # spent before this attempt: the search is over, not its re-ranking (unless trials running
     # when it was spent are to finish: the searcher ends it at its next trial to start)
-    if run.out_of_budget(live=0) and not (ev.meta.get("spent_with") or {}).get("generation") == ev.gen:
+    if run.out_of_budget(live=0) and "spent_with" not in ev.meta:
         ev.end_search(run.stop_reason, [])
     fit()
     if not ev.done:
