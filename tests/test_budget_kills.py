@@ -1,0 +1,116 @@
+"""A budget that ends a search, and a kill after any outcome: the resumed run trains exactly
+what the uninterrupted one does, and decides alike.  The real searcher (`GenerationalSearcher`),
+`EvolveRun.record`/`out_of_budget` and `run._search`, driven by a fake Tune loop that completes
+trials in a seeded random order (no Ray, no training: each trial's outcome is a function of its
+genome and budget), with successive halving over three slots, so that certain promotions run
+beside the rung's last trials when the budget is spent."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import random
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from ray.tune.search import Searcher
+
+from fernas import genome as G
+from fernas.evolve import Evolution, GAConfig
+from fernas.search import run as R
+from fernas.search.tune_adapter import GenerationalSearcher
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = dict(pop=6, generations=2, seed=0, min_budget=1, max_budget=2, rerank_top=0)
+SLOTS = 3
+
+
+class _Console:
+    output = SimpleNamespace(closed=False)
+
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+
+class _Run(R.EvolveRun):
+    """The real run, with a clock that advances one second per completed trial and no refusals."""
+
+    def __init__(self, *args, clock, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clock, self.started_at = clock, clock[0]
+
+    def search_seconds(self) -> float:
+        return self.seconds_before + self.clock[0] - self.started_at
+
+    def refuse(self, cand) -> bool:
+        cand.cost_hint = float(int(hashlib.md5(cand.gid.encode()).hexdigest(), 16) % 97)
+        return False
+
+
+def _outcome(config: dict) -> dict:
+    s, b = int(hashlib.md5(config["gid"].encode()).hexdigest(), 16), config["budget"]
+    return {"status": "ok", "val_acc": (s % 101) / 125.0 + 0.05 * b, "epoch": b,
+            "compute": (s % 1000) * (b - (config.get("resume_from") or 0)), "rank_score": 0.0}
+
+
+def _search(tmp: Path, budgets: dict, order: int, kill_after: int | None = None) -> dict:
+    """The search to its end; killed (the driver gone, its state as saved) once `kill_after`
+    trials completed, then resumed.  Returns what it trained and decided."""
+    seeds = [G.load_genome(p) for p in sorted(glob.glob(str(ROOT / "genomes" / "*.json")))]
+    ev = Evolution(GAConfig(**CONFIG), seed_docs=seeds, checkpoint_path=tmp / "checkpoint.json")
+    rng, clock, completed, spent_at = random.Random(order), [0.0], [0], []
+    for attempt in (1, 2):
+        if attempt == 2:
+            ev = Evolution.load(tmp / "checkpoint.json", seed_docs=[])
+        opts = SimpleNamespace(max_trials=budgets.get("max_trials"), time_budget=budgets.get("time_budget"),
+                               max_compute=budgets.get("max_compute"), max_steps_per_epoch=0, trial_batch=0)
+        rdir = SimpleNamespace(out=tmp, write_trials=lambda ev: None, write_all=lambda ev: None,
+                               write_scalars=lambda *a: None)
+        run = _Run(opts, ev, rdir, 100, _Console(), clock=clock)
+        killed = []
+
+        def fit():
+            searcher, live = GenerationalSearcher(run), []
+            while True:
+                while len(live) < SLOTS:
+                    tid = f"a{attempt}-t{completed[0]}-{len(live)}"
+                    config = searcher.suggest(tid)
+                    if config is None or config == Searcher.FINISHED:
+                        break
+                    searcher.started(tid)
+                    live.append((tid, config))
+                if not live:
+                    return
+                tid, config = live.pop(rng.randrange(len(live)))
+                clock[0] += 1.0
+                searcher.on_trial_complete(tid, _outcome(config))
+                completed[0] += 1
+                if not spent_at and (ev.search_over or ev.meta.get("spent_with")):
+                    spent_at.append(completed[0])
+                if attempt == 1 and completed[0] == kill_after:
+                    killed.append(True)
+                    return
+
+        try:
+            R._search(run, fit)
+        except KeyboardInterrupt:  # the stop a kill leaves: the resume goes on
+            pass
+        if not killed:
+            break
+    return {"trials": sorted((e["gid"], t["budget"], t["kind"]) for e in ev.cache.values() for t in e["trials"]),
+            "ended_by": ev.meta.get("ended_by"), "logbook": len(ev.logbook), "done": ev.done,
+            "hall_of_fame": [i.gid for i in ev.hall_of_fame()], "spent_at": spent_at[:1] if kill_after is None else None}
+
+
+@pytest.mark.parametrize("budget", [{"max_trials": n} for n in (4, 7, 9, 12)]
+                         + [{"time_budget": t} for t in (5.5, 8.5)] + [{"max_compute": c} for c in (2500, 6000)])
+def test_a_kill_after_any_outcome_of_a_budget_ended_search_changes_nothing(tmp_path, budget):
+    """Kills after the budget was spent (before it, a kill changes which trials complete first,
+    and so which ones a budget admits, as any other completion order would)."""
+    for order in (1, 2):
+        whole = _search(tmp_path / f"whole-{order}", budget, order)
+        assert whole["done"] and whole["spent_at"], whole
+        for kill_after in range(whole["spent_at"][0], len(whole["trials"])):
+            resumed = _search(tmp_path / f"kill-{order}-{kill_after}", budget, order, kill_after)
+            assert {**resumed, "spent_at": None} == {**whole, "spent_at": None}, (order, kill_after)
