@@ -9,6 +9,19 @@ from __future__ import annotations
 # paper's code ran.
 FER_TEST_CHOICES = ("private", "public")
 FER_TEST_DEFAULT = "private"
+_SPLIT_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+
+
+def split_usage(fer_test: str = FER_TEST_DEFAULT) -> dict[str, str]:
+    """Split -> the Usage it is read from: with "public" val and test trade places."""
+    if fer_test == "public":
+        return {**_SPLIT_USAGE, "val": _SPLIT_USAGE["test"], "test": _SPLIT_USAGE["val"]}
+    return dict(_SPLIT_USAGE)
+
+
+def fer_test_of(test_usage: str) -> str:
+    """The --fer-test that reads `test_usage` as the test split."""
+    return next(c for c in FER_TEST_CHOICES if split_usage(c)["test"] == test_usage)
 
 # Data settings a run's config.json may lack: it was written before the flag existed and read
 # its data this way.

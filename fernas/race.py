@@ -185,8 +185,7 @@ def print_race(race: dict, base: Path) -> None:
     def score(g: dict) -> float:
         return g["val_acc"] if isinstance(g.get("val_acc"), (int, float)) else -1.0
 
-    rows = sorted(enumerate(race["genomes"]), key=lambda r: r[0] != race["winner"])  # the winner first,
-    rows = sorted(rows, key=lambda r: -score(r[1]))  # then by score (a stable sort: the winner heads its tie)
+    rows = sorted(enumerate(race["genomes"]), key=lambda r: (-score(r[1]), r[0] != race["winner"]))  # winner heads its tie
     width = max(len(str(g.get("name", "genome"))) for g in race["genomes"])
     won = race["genomes"][race["winner"]]
     tied = [g for g in race["genomes"] if g is not won and score(g) == score(won)]

@@ -108,14 +108,13 @@ def warn_chosen_on_the_test_split(docs: list[dict], data) -> None:
     """One warning line for each genome a search chose by its validation accuracy on the FER2013
     split this training tests on (the search read the same CSV with the other --fer-test): its
     test accuracy is then no held-out figure."""
-    from fernas.data_spec import FER_TEST_DEFAULT
+    from fernas.data_spec import FER_TEST_DEFAULT, split_usage
 
     test = (data.info or {}).get("test_usage")
     for doc in docs if test else []:
         found = doc.get("evolve") or {}
         searched = found.get("fer_test", FER_TEST_DEFAULT)
-        validated_on = "PrivateTest" if searched == "public" else "PublicTest"
-        if validated_on == test and _same_file(found.get("data"), data.source):
+        if split_usage(searched)["val"] == test and _same_file(found.get("data"), data.source):
             flag = f"--fer-test {searched}"
             print(f"fernas: warning: {doc.get('name', 'genome')} was chosen by a search that validated on {test} "
                   f"({flag}), the split this training tests on: its test accuracy is not held out; train with "

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from fernas.cli import build_parser, main
-from fernas.commands.evolve_auto_resume import (attempt_command, continue_command, python, record_death, restart_reason,
-                                               supervise)
+from fernas.commands.evolve_auto_resume import attempt_command, python, record_death, restart_reason, supervise
+from fernas.search.next_steps import continue_command
 from fernas.processes import start_time
 
 from test_search import descendants, read_trials

@@ -78,7 +78,9 @@ def _held_out_usage(args: argparse.Namespace, meta: dict, data) -> str | None:
     usage = info.get(f"{args.split}_usage")
     trained_test = meta.get("test_usage")
     if usage and trained_test in ("PublicTest", "PrivateTest") and args.split == "test" and usage != trained_test:
-        flag = "public" if trained_test == "PublicTest" else "private"
+        from fernas.data_spec import fer_test_of
+
+        flag = fer_test_of(trained_test)
         print(f"fernas evaluate: warning: {args.model} was tested on {trained_test} and chose its weights on "
               f"{usage}, which this evaluates; --fer-test {flag} evaluates the split it was tested on",
               file=sys.stderr)

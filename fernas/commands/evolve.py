@@ -268,7 +268,8 @@ def run(args: argparse.Namespace) -> int:
 
     opts = options_from_args(args)
     files, docs = load_seed_genomes(args.seed_genomes)
-    from fernas.commands.evolve_auto_resume import continue_command, run_with_restarts
+    from fernas.commands.evolve_auto_resume import run_with_restarts
+    from fernas.search.next_steps import continue_command
 
     go_on = continue_command(opts.out, args.auto_resume or args.supervised_restarts, machine_flags(args))
     if args.auto_resume:  # the flags are checked above, once; each attempt runs in a child process

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -206,14 +205,6 @@ def _supervise_evolve(restarts: int, out: str, resume: bool, go_on: str, argv: l
     fresh = not (Path(out) / "config.json").exists()
     return supervise(lambda attempt: attempt_command(argv, out, resume, fresh, attempt, restarts), restarts,
                      stamp=lambda: _config_stamp(out), record=lambda death: record_death(out, death), again=go_on)
-
-
-def continue_command(out, restarts: int = 0, machine: list[str] = ()) -> str:
-    """The command line that goes on with the run in `out`: the machine's flags it was given
-    (`machine`: a resume takes those from its own command line, the rest from the run), and
-    its restarts."""
-    return shlex.join(["fernas", "evolve", *machine, "--out", str(out), "--resume",
-                       *(["--auto-resume", str(restarts)] if restarts else [])])
 
 
 if __name__ == "__main__":  # from run_with_restarts: RESTARTS OUT RESUME GO_ON ARGV...

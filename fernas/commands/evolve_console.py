@@ -148,10 +148,8 @@ class EvolveConsole:
     def stopped(self, out, ev) -> None:
         where = ("after its search ended, before the re-ranking of its best genomes finished" if ev.search_over else
                  f"in generation {ev.gen + 1}/{ev.cfg.generations} ({ev.gen} finished)")  # `fernas runs` counts finished
-        from fernas.commands.evolve_auto_resume import continue_command
-
         self.say(f"fernas evolve: stopped {where}; nothing done is lost: continue with  "
-                 f"{self.go_on or continue_command(out)}", err=True)
+                 f"{self.go_on or next_steps.continue_command(out)}", err=True)
 
     def finished(self, out, ev) -> None:
         best = ev.best()

@@ -154,8 +154,7 @@ def load_dataset(source: str | os.PathLike = "demo", *, labels: str | os.PathLik
         key_fn = lambda: dict(  # noqa: E731
             v=CACHE_VERSION, kind="csv", content=file_hash(path, root) if root else "",
             labels=file_hash(Path(labels), root) if (labels and root) else None,
-            skip_bad=skip_bad, seed=seed, val=val_fraction, test=test_fraction,
-            **({"fer_test": fer_test} if fer_test != FER_TEST_DEFAULT else {}))
+            skip_bad=skip_bad, seed=seed, val=val_fraction, test=test_fraction, fer_test=fer_test)
         build = lambda: load_csv(path, str(labels) if labels else None, skip_bad, seed,  # noqa: E731
                                  val_fraction, test_fraction, fer_test)
     # What this call names, never taken from a cache entry made from a copy at another path.

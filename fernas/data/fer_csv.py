@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from fernas.data.common import check_nonempty, refuse_nonempty, split_note, stratified_split, take
-from fernas.data_spec import FER_TEST_DEFAULT
+from fernas.data_spec import FER_TEST_DEFAULT, split_usage
 from fernas.dataset import FER_CLASSES, IMAGE_SIZE, Dataset
 from fernas.errors import DataError, DataSettingError
 
@@ -29,14 +29,6 @@ FERPLUS_COLUMNS = ["neutral", "happiness", "surprise", "sadness", "anger", "disg
                    "contempt", "unknown", "nf"]
 FERPLUS_TO_CLASS = [6, 3, 5, 4, 0, 1, 2, 7]
 USAGE_TO_SPLIT = {"training": "train", "publictest": "val", "privatetest": "test"}
-_SPLIT_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
-
-
-def split_usage(fer_test: str = FER_TEST_DEFAULT) -> dict[str, str]:
-    """Split -> the Usage it is read from: with "public" val and test trade places."""
-    if fer_test == "public":
-        return {**_SPLIT_USAGE, "val": _SPLIT_USAGE["test"], "test": _SPLIT_USAGE["val"]}
-    return dict(_SPLIT_USAGE)
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 
 
@@ -304,7 +296,7 @@ def fer_csv_bytes(ds: Dataset) -> bytes:
     lut = [str(i).encode() for i in range(256)]
     out = [b"emotion,pixels,Usage"]
     for name, sp in ds.splits().items():
-        usage = _SPLIT_USAGE[name].encode()
+        usage = split_usage()[name].encode()
         for row, lab in zip(sp.x.reshape(len(sp), -1).tolist(), sp.y.tolist()):
             out.append(b"%d,%s,%s" % (lab, b" ".join([lut[v] for v in row]), usage))
     return b"\n".join(out) + b"\n"

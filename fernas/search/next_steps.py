@@ -1,6 +1,7 @@
-"""The commands a finished search suggests (its last lines, and its report page): train the
-best genome, race the top three, compare the best with the seed designs; each on the run's
-data (config.json's data flags) and at the length races and comparisons were measured at."""
+"""The commands a search suggests: the one that goes on after a stop, and, once it finished (its
+last lines, and its report page), train the best genome, race the top three, compare the best
+with the seed designs; each on the run's data (config.json's data flags) and at the length
+races and comparisons were measured at."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from fernas.data_spec import FER_TEST_DEFAULT
 # of fine-tuning on single crops, the setting races and comparisons were measured at (README,
 # "Racing the finalists"), not the paper's 300+50 on ten crops.
 SHORT_PROTOCOL = "--epochs {epochs} --fine-tune-epochs 2 --train-crops 1"
+
+
+def continue_command(out, restarts: int = 0, machine: list[str] = ()) -> str:
+    """The command line that goes on with the run in `out`: the machine's flags it was given
+    (`machine`: a resume takes those from its own command line, the rest from the run), and
+    its restarts."""
+    return shlex.join(["fernas", "evolve", *machine, "--out", str(out), "--resume",
+                       *(["--auto-resume", str(restarts)] if restarts else [])])
 
 
 def train_best_command(out) -> str:

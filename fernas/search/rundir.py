@@ -307,7 +307,7 @@ def _plot_front(pts: list[dict], front: set, best: str | None, cost, out: Path) 
 
 
 def run_config(opts, data_info: dict, resources: dict, attempt: int, stored: dict | None,
-            n_val: int, chance: float) -> dict:
+               n_val: int, chance: float) -> dict:
     """config.json of an attempt: the run's resolved options, versions, data, Ray resources and
     fitness rule; `stored`: the config of the attempt before (a resume), else None."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
