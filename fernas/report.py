@@ -161,8 +161,9 @@ def plot_saliency(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, prob
 
 
 def write_plots(run_dir, history: list[dict], metrics: dict, model, test_split, probs, classes,
-                title: str = "") -> list[str]:
-    """curves.png, confusion.png and saliency.png in run_dir; returns the names written."""
+                title: str = "", split: str = "test") -> list[str]:
+    """curves.png, confusion.png and saliency.png in run_dir; returns the names written. `split`
+    names the evaluated split (its accuracy is metrics[f"{split}_accuracy_tencrop"])."""
     from pathlib import Path
 
     run_dir = Path(run_dir)
@@ -171,7 +172,7 @@ def write_plots(run_dir, history: list[dict], metrics: dict, model, test_split, 
         plot_curves(history, run_dir / "curves.png", title)
         names.append("curves.png")
     plot_confusion(metrics["confusion"], classes, run_dir / "confusion.png",
-                   f"{title} ten-crop test accuracy {metrics['test_accuracy_tencrop']:.4f}".strip())
+                   f"{title} ten-crop {split} accuracy {metrics[f'{split}_accuracy_tencrop']:.4f}".strip())
     names.append("confusion.png")
     if len(test_split):
         plot_saliency(model, test_split.x, test_split.y, probs, classes, run_dir / "saliency.png")

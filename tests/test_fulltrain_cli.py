@@ -200,6 +200,11 @@ def test_evaluate_writes_metrics_and_plots(run_dir, tmp_path):
     assert "ten-crop accuracy" in stdout
     rc, _, err = cli("evaluate", run_dir / "model.pt", "--data", "demo:280", "--out", out)
     assert rc == 2 and "already holds" in err
+    rc, _, err = cli("evaluate", run_dir / "model.pt", "--data", "demo:280", "--split", "val",
+                     "--out", tmp_path / "val", "--device", "cpu")
+    m = json.loads((tmp_path / "val" / "metrics.json").read_text())
+    assert rc == 0 and m["split"] == "val" and not any(k.startswith("test_") for k in m), m.keys()
+    assert 0 <= m["val_accuracy_tencrop"] <= 1 and m["val_loss_tencrop"] > 0
 
 
 def test_evaluate_and_predict_refuse_files_that_are_not_fernas_models(tmp_path):

@@ -49,13 +49,16 @@ def run(args: argparse.Namespace) -> int:
     m, probs = evaluate_model(model, split, data.classes, device=dev, amp=default_amp(dev),
                               batch_crops=eval_batch_size(dev, doc), return_probs=True)
     s = summarize(doc, input_size=CROP_SIZE, num_classes=len(data.classes))
+    # The accuracy keys name the evaluated split: a --split val figure is not a test figure.
+    named = {k.replace("test_", f"{args.split}_", 1): m[k]
+             for k in ("test_accuracy_tencrop", "test_accuracy_single", "test_loss_tencrop")}
     metrics = {"model": str(args.model), "genome": doc.get("name"), "data": data.source, "split": args.split,
-               **({"usage": usage} if usage else {}),
-               **{k: m[k] for k in ("test_accuracy_tencrop", "test_accuracy_single", "macro_f1",
-                                    "test_loss_tencrop", "n", "per_class", "confusion", "classes")},
+               **({"usage": usage} if usage else {}), **named,
+               **{k: m[k] for k in ("macro_f1", "n", "per_class", "confusion", "classes")},
                "params": s["params"], "macs": s["macs"], "device": str(dev)}
     out.mkdir(parents=True, exist_ok=True)
-    write_plots(out, [], metrics, model, split, probs, data.classes, title=str(doc.get("name", "")))
+    write_plots(out, [], metrics, model, split, probs, data.classes, title=str(doc.get("name", "")),
+                split=args.split)
     atomic_write_json(out / "metrics.json", metrics)
     if args.json:
         print(json.dumps(metrics))
