@@ -114,3 +114,31 @@ def test_a_kill_after_any_outcome_of_a_budget_ended_search_changes_nothing(tmp_p
         for kill_after in range(whole["spent_at"][0], len(whole["trials"])):
             resumed = _search(tmp_path / f"kill-{order}-{kill_after}", budget, order, kill_after)
             assert {**resumed, "spent_at": None} == {**whole, "spent_at": None}, (order, kill_after)
+
+
+def test_a_trial_whose_worker_died_counts_the_training_it_reported(tmp_path):
+    """A worker that dies after reporting epochs (Tune's `on_trial_error`): the trial is recorded
+    failed, with the images, compute and seconds of its last report spent (they count against
+    --max-compute and in trials.csv), not as free."""
+    from fernas.search.tune_adapter import TrialEvents
+
+    seeds = [G.load_genome(p) for p in sorted(glob.glob(str(ROOT / "genomes" / "*.json")))]
+    ev = Evolution(GAConfig(**CONFIG), seed_docs=seeds, checkpoint_path=tmp_path / "checkpoint.json")
+    opts = SimpleNamespace(max_trials=None, time_budget=None, max_compute=None, max_steps_per_epoch=0,
+                           trial_batch=0, max_failures=1)
+    rdir = SimpleNamespace(out=tmp_path, write_trials=lambda ev: None, write_all=lambda ev: None,
+                           write_scalars=lambda *a: None)
+    run = _Run(opts, ev, rdir, 100, _Console(), clock=[0.0])
+    searcher = GenerationalSearcher(run)
+    died, silent = (searcher.suggest(tid) for tid in ("t0", "t1"))
+    report = {"images": 320, "compute": 320 * 1000, "train_seconds": 4.5, "epoch": 1, "val_acc": 0.4}
+    for tid, last in (("t0", report), ("t1", None)):
+        trial = SimpleNamespace(trial_id=tid, last_result=last, error_file=None, path="",
+                                get_error=lambda: "ray.exceptions.ActorDiedError: The actor died unexpectedly")
+        TrialEvents(searcher).on_trial_error(0, [], trial)
+    trials = {t["trial_id"]: t for e in ev.cache.values() for t in e["trials"]}
+    assert trials["t0"]["status"] == "failed" and "The actor died unexpectedly" in trials["t0"]["error"]
+    assert (trials["t0"]["images"], trials["t0"]["compute"], trials["t0"]["train_seconds"]) == (320, 320000, 4.5)
+    assert trials["t0"]["val_acc"] == 0.0  # its accuracy is not the genome's: the worker died
+    assert (trials["t1"]["compute"], trials["t1"]["images"]) == (0, 0)  # died before any report
+    assert {died["gid"], silent["gid"]} <= set(ev.cache)
