@@ -617,6 +617,17 @@ def test_search_only_pairs_each_arm_with_the_other_arms_of_the_same_source(tmp_p
         "random-sh-all": {"per_seed": [0.25, 0.26, None], "within_quarter": 1}}
 
 
+def test_search_only_keeps_the_earlier_redecodes_when_not_asked_again():
+    so = load("search_only")
+    rec = {"source_arms": {"ga-single": {"decode": 0.7}, "seeds": {"test_whole_budget": 0.72},
+                           "ga-mf": {"decode": 0.6, "decode_here": 0.65}}}
+    old = {"source_arms": {"ga-single": {"decode": 0.7, "decode_here": 0.77}, "seeds": {"decode_here": 0.37},
+                           "ga-mf": {"decode_here": 0.5}, "gone": {"decode_here": 0.1}}}
+    so.keep_decodes_here(rec, old)
+    assert {arm: v.get("decode_here") for arm, v in rec["source_arms"].items()} == {
+        "ga-single": 0.77, "seeds": 0.37, "ga-mf": 0.65}  # a re-decode made now wins
+
+
 def test_finalists_read_a_search_only_arm_from_its_own_file_and_its_budget_from_its_run(tmp_path):
     fl = load("finalists")
     result = {"per_seed": [{"seed": 0, "budget_compute": 10.0, "ga-mf": {"compute": 9, "search_compute": 5}}]}
