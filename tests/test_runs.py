@@ -65,10 +65,14 @@ def test_runs_lists_evolve_and_training_runs(tmp_path):
     train = describe(root / "trained")
     assert (train["kind"], train["state"], train["progress"]) == ("train", "finished", "epoch 1/1")
 
-    shutil.copytree(root / "trained", root / "demo" / "trained" / "tiny")  # make demo's layout
+    long = "demo-20261207-223409/trained/evolved-627b849040bf"  # make demo's layout and names
+    shutil.copytree(root / "trained", root / long)
     rc, out, _ = cli("runs", root)
     assert rc == 0 and "search" in out and "trained" in out and "finished" in out
-    assert "demo/trained/tiny" in out
+    assert long in out
+    lines = out.splitlines()  # the columns line up however long a run's name
+    assert len({line.index(" evolve " if " evolve " in line else " train ") for line in lines[1:]}
+               | {lines[0].index(" kind ")}) == 1, out
     rc, out, _ = cli("runs", root, "--json")
     assert {json.loads(line)["kind"] for line in out.splitlines()} == {"evolve", "train"}
     rc, _, err = cli("runs", tmp_path / "nowhere")

@@ -44,15 +44,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"no fernas runs under {root}", file=sys.stderr)
         return 0
     wide = max(12, *(len(r["progress"]) for r in rows))  # "gen 12/30 --time-budget"
-    head = f"{'run':44s} {'kind':6s} {'state':10s} {'progress':{wide}s} {'trials':>6s} {'best':>6s} {'compute':>8s} " \
+    names = [_short(r["run"], root) for r in rows]
+    name_w = max(len(n) for n in names)  # make demo's runs/demo-DATE-TIME/trained/evolved-GID are 50
+    head = f"{'run':{name_w}s} {'kind':6s} {'state':10s} {'progress':{wide}s} {'trials':>6s} {'best':>6s} {'compute':>8s} " \
            f"{'time':>7s}  started"
     print(head)
-    for r in rows:
+    for r, name in zip(rows, names):
         best = "-" if r["best"] is None else f"{r['best']:.3f}"
         compute = "-" if not r["compute"] else f"{r['compute']:.2g}"
         secs = "-" if r["seconds"] is None else fmt_duration(float(r["seconds"]))
         trials = "-" if r["trials"] is None else str(r["trials"])
-        print(f"{_short(r['run'], root):44s} {r['kind']:6s} {r['state']:10s} {r['progress']:{wide}s} {trials:>6s} "
+        print(f"{name:{name_w}s} {r['kind']:6s} {r['state']:10s} {r['progress']:{wide}s} {trials:>6s} "
               f"{best:>6s} {compute:>8s} {secs:>7s}  {(r['started'] or '-')[:19]}")
     for r in rows:
         if r.get("left_running"):
