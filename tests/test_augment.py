@@ -112,6 +112,15 @@ def test_erasing_blanks_a_rectangle_of_the_paper_size():
     assert (off == 1).all()
 
 
+def test_only_the_vgg_protocol_erases():
+    """Seeds 001/004 (`mild`) list zoom, rotation, shift and mirroring; erasing is the VGG paper's."""
+    white = torch.full((400, 48, 48), 255, dtype=torch.uint8)
+    geometry_off = dict(p_scale=0, p_shift=0, p_rotate=0, p_flip=0)
+    erased = {s: float((augment_batch(white, torch.Generator().manual_seed(0), strength=s, **geometry_off) == 0)
+                       .flatten(1).any(1).float().mean()) for s in ("vgg", "mild", "none")}
+    assert 0.4 < erased["vgg"] < 0.6 and erased["mild"] == erased["none"] == 0.0, erased
+
+
 def test_erasing_probability_half():
     white = torch.ones(1000, 1, 40, 40)
     out = random_erase(white, 0.5, torch.Generator().manual_seed(0))
