@@ -268,7 +268,7 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
         "params": summary["params"], "macs": summary["macs"],
         "best_val_acc": {"train": res1.best_val_acc, **({"finetune": final.best_val_acc}
                                                        if final is not res1 else {})},
-        "selected_weights": selected, "merge_val": bool(cfg.merge_val),
+        "selected_weights": selected, "merge_val": bool(cfg.merge_val), "precision": cfg.precision,
         "train_crops": cfg.train_crops, "epochs": cfg.epochs, "fine_tune_epochs": cfg.fine_tune_epochs,
         "train_seconds": sum(r["seconds"] for r in rows), "device": str(dev),
         # the unit of trials.csv's `compute`: a decode's cost beside a search's
@@ -277,7 +277,7 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
     }
     save_model_file(run_dir / "model.pt", doc, final.best_state,
                     {"num_classes": data.num_classes, "classes": list(data.classes), "genome_id": gid,
-                     **({"test_usage": usage} if usage else {}),
+                     **({"test_usage": usage} if usage else {}), "precision": cfg.precision,
                      "test_accuracy_tencrop": metrics["test_accuracy_tencrop"], "fernas_version": __version__})
     write_plots(run_dir, rows, metrics, model, data.test, probs, data.classes, title=name)
     atomic_write_json(run_dir / "metrics.json", metrics)  # the run is complete from here on

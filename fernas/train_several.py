@@ -77,6 +77,8 @@ def train_genomes(docs: list[dict], genome_files: list, cfg: ProtocolConfig, loa
         if base is not None and holds_run(base):
             raise RunDirError(f"{base}: holds one genome's training run; several genomes need a directory of "
                               "their own (another --out)")
+        if base is not None and len(dirs) > 1:
+            _check_comparison(base, dirs)
         started = False  # a race's record: its resume may find no finalist started yet
         if race_epochs:
             from fernas.race import check_race_dir
@@ -141,6 +143,25 @@ def _check_dirs(docs: list[dict], dirs: list[Path], resume: bool, started: bool 
             stored_metrics(d)  # readable, or one line now, before the data loads
             finished.append(d)
     return finished
+
+
+def _check_comparison(base: Path, dirs: list[Path]) -> None:
+    """base/comparison.csv of another command's genomes would be overwritten: refused (a resume of
+    the same genomes, or of a subset of them, rewrites it)."""
+    import csv
+
+    path = base / "comparison.csv"
+    if not path.is_file():
+        return
+    try:
+        with path.open(newline="") as f:
+            listed = {Path(r["run_dir"]).name for r in csv.DictReader(f)}
+    except (OSError, KeyError, UnicodeDecodeError, csv.Error):
+        listed = {"?"}  # unreadable: not this command's to replace
+    others = sorted(listed - {d.name for d in dirs})
+    if others:
+        raise RunDirError(f"{path}: compares other genomes' runs ({', '.join(others)}); choose another --out "
+                          "(or train them again together into it with --resume)")
 
 
 def _compare(base: Path, results: list[tuple[Path, dict]], seconds: float, by_single: bool) -> None:

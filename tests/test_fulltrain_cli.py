@@ -132,6 +132,8 @@ def test_bad_resume_targets_and_devices_fail_with_one_line(genome_file, tmp_path
     cases.append((["--resume", "--out", other], "holds a run of genome 'other'"))
     cases.append((["--augment-warmup", "-1", "--out", tmp_path / "warm"], "--augment-warmup -1: must be >= 0"))
     cases.append((["--epochs", 0, "--out", tmp_path / "zero"], "--epochs 0 --fine-tune-epochs 0: nothing to train"))
+    cases.append((["--merge-val", "--out", tmp_path / "merge"], "--merge-val --fine-tune-epochs 0: --merge-val "
+                                                                 "fine-tunes on train+val"))
     if not torch.cuda.is_available():
         cases.append((["--device", "cuda", "--out", tmp_path / "gpu"],
                       "--device cuda: no CUDA GPU is available here (torch.cuda.is_available() is False); "
@@ -141,7 +143,7 @@ def test_bad_resume_targets_and_devices_fail_with_one_line(genome_file, tmp_path
         rc, _, err = cli(*argv)
         assert rc == 2, (extra, err)
         assert message in err and len(err.strip().splitlines()) == 1, (extra, err)
-    assert not any((tmp_path / d).exists() for d in ("gpu", "empty", "warm", "zero"))
+    assert not any((tmp_path / d).exists() for d in ("gpu", "empty", "warm", "zero", "merge"))
     assert (broken / "checkpoint-train.pt").read_bytes() == b"truncated"
 
 
@@ -205,6 +207,25 @@ def test_evaluate_writes_metrics_and_plots(run_dir, tmp_path):
     m = json.loads((tmp_path / "val" / "metrics.json").read_text())
     assert rc == 0 and m["split"] == "val" and not any(k.startswith("test_") for k in m), m.keys()
     assert 0 <= m["val_accuracy_tencrop"] <= 1 and m["val_loss_tencrop"] > 0
+
+
+def test_evaluate_and_predict_run_the_model_at_the_precision_its_run_tested_it_with(run_dir):
+    """model.pt records the run's precision; evaluate and predict use it unless told otherwise, so
+    `fernas evaluate` reproduces metrics.json (bf16 autocast where the CPU has it changes the third decimal)."""
+    import argparse
+
+    import torch
+
+    from fernas.commands.common import inference_amp
+    from fernas.device import default_amp
+
+    meta = torch.load(run_dir / "model.pt", weights_only=True)
+    assert meta["precision"] == json.loads((run_dir / "metrics.json").read_text())["precision"]
+    cpu = torch.device("cpu")
+    for asked, recorded, want in (("model", "fp32", False), ("model", "bf16", True), ("model", None, default_amp(cpu)),
+                                  ("fp32", "bf16", False), ("bf16", "fp32", True), ("auto", "fp32", default_amp(cpu))):
+        meta = {} if recorded is None else {"precision": recorded}
+        assert inference_amp(argparse.Namespace(precision=asked), meta, cpu) is want, (asked, recorded)
 
 
 def test_evaluate_and_predict_refuse_files_that_are_not_fernas_models(tmp_path):
@@ -388,3 +409,25 @@ def test_a_training_resume_names_only_the_typed_flags_it_does_not_use(tmp_path, 
         assert (args.epochs, args.data) == (48, "demo:70")
         assert err == ("" if named is None else
                        f"resuming {run} with its stored settings ({named} from config.json, not from this command line)\n")
+
+
+def test_a_second_comparison_into_the_same_out_is_refused(tmp_path):
+    """Two multi-genome trainings into one --out: the second would replace the first's
+    comparison.csv with its own genomes; it is refused before training (one line, exit 2), and
+    training the four together with --resume compares them all."""
+    files = []
+    for name in ("ta", "tb", "tc"):
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps(dict(TINY, name=name)))
+    out = tmp_path / "cmp"
+    argv = ["train", "--epochs", 1, "--fine-tune-epochs", 0, *FAST, "--out", out]
+    rc, _, err = cli(*argv[:1], files[0], files[1], *argv[1:])
+    assert rc == 0, err
+    before = (out / "comparison.csv").read_text()
+    rc, _, err = cli(*argv[:1], files[2], files[1], *argv[1:])
+    assert rc == 2 and "compares other genomes' runs (ta)" in err and len(err.strip().splitlines()) == 1, err
+    assert (out / "comparison.csv").read_text() == before and not (out / "tc").exists()
+    rc, _, err = cli(*argv[:1], *files, *argv[1:], "--resume")
+    assert rc == 0, err
+    assert [r.split(",")[0] for r in (out / "comparison.csv").read_text().splitlines()[1:]].count("ta") == 1
+    assert len((out / "comparison.csv").read_text().splitlines()) == 4

@@ -47,6 +47,24 @@ def dataset_from_args(args: argparse.Namespace) -> Dataset:
                         seed=getattr(args, "data_seed", 0), fer_test=getattr(args, "fer_test", FER_TEST_DEFAULT))
 
 
+def add_inference_arguments(parser: argparse.ArgumentParser, device_help: str = "auto, cpu or cuda") -> None:
+    """--device and --precision of the commands that run a saved model (evaluate, predict)."""
+    parser.add_argument("--device", default="auto", help=device_help)
+    parser.add_argument("--precision", choices=("model", "auto", "bf16", "fp32"), default="model",
+                        help="inference precision: model = the one the model was tested with when trained (its "
+                             "model.pt's precision), so the run's metrics.json is reproduced; auto = bf16 autocast "
+                             "where the hardware has it")
+
+
+def inference_amp(args: argparse.Namespace, meta: dict, dev) -> bool:
+    """bf16 autocast on or off for a saved model's inference (`add_inference_arguments`); a
+    model.pt without a recorded precision was tested at `auto`."""
+    from fernas.device import amp_for
+
+    precision = meta.get("precision", "auto") if args.precision == "model" else args.precision
+    return amp_for(precision if precision in ("auto", "bf16", "fp32") else "auto", dev)
+
+
 def device_from_args(args: argparse.Namespace):
     """`args.device` as a torch.device; an unusable one is a one-line error naming --device
     (e.g. "--device cuda: no CUDA GPU is available here ...; use --device cpu or auto")."""

@@ -13,21 +13,21 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="test a saved model (ten-crop) on a dataset; write metrics and plots",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("model", metavar="MODEL.pt", help="a model.pt written by `fernas decode --train`")
-    from fernas.commands.common import add_data_arguments
+    from fernas.commands.common import add_data_arguments, add_inference_arguments
 
     add_data_arguments(p)
     p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split to evaluate")
     p.add_argument("--out", default=None,
                    help="directory for metrics.json, confusion.png, saliency.png (default: a new one under runs/)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_inference_arguments(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON on stdout")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from fernas.commands.common import dataset_from_args, model_from_args
+    from fernas.commands.common import dataset_from_args, inference_amp, model_from_args
     from fernas.dataset import CROP_SIZE
-    from fernas.device import default_amp, eval_batch_size
+    from fernas.device import eval_batch_size
     from fernas.errors import RunDirError, UserError
     from fernas.evaluate import evaluate_model
     from fernas.io import atomic_write_json
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if len(split) == 0:
         raise UserError(f"--split {args.split}: the dataset's {args.split} split is empty")
     usage = _held_out_usage(args, meta, data)
-    m, probs = evaluate_model(model, split, data.classes, device=dev, amp=default_amp(dev),
+    m, probs = evaluate_model(model, split, data.classes, device=dev, amp=inference_amp(args, meta, dev),
                               batch_crops=eval_batch_size(dev, doc), return_probs=True)
     s = summarize(doc, input_size=CROP_SIZE, num_classes=len(data.classes))
     # The accuracy keys name the evaluated split: a --split val figure is not a test figure.

@@ -12,7 +12,9 @@ def register(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="a model.pt written by `fernas decode --train`, or an ONNX file "
                                                   "(`fernas export`, a run's model-tencrop.onnx), run with onnxruntime")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, each taken as a face crop")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (an ONNX file runs on the CPU)")
+    from fernas.commands.common import add_inference_arguments
+
+    add_inference_arguments(p, "auto, cpu or cuda (an ONNX file runs on the CPU, in fp32)")
     p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     p.set_defaults(func=run)
 
@@ -24,14 +26,13 @@ def _probabilities(args: argparse.Namespace, x) -> tuple[list[str], object]:
     if is_onnx_file(args.model):  # its own crops (one or ten) and class order
         clf = OnnxClassifier(args.model)
         return clf.classes, clf.predict_proba(x)
-    from fernas.commands.common import model_from_args
+    from fernas.commands.common import inference_amp, model_from_args
     from fernas.dataset import FER_CLASSES
-    from fernas.device import default_amp
     from fernas.evaluate import predict_proba
 
     dev, doc, model, meta = model_from_args(args)
     return list(meta.get("classes") or FER_CLASSES), predict_proba(model, x, crops=10, device=dev,
-                                                                   amp=default_amp(dev))
+                                                                   amp=inference_amp(args, meta, dev))
 
 
 def run(args: argparse.Namespace) -> int:
