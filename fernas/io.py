@@ -7,6 +7,7 @@ A run killed at any moment leaves either the old file or the new one, never half
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -115,7 +116,21 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     checkpoint is never half-written."""
     import torch
 
-    atomic_write(path, lambda fh: torch.save(obj, fh))
+    def save(fh) -> None:
+        try:
+            torch.save(obj, fh)
+        except RuntimeError as exc:  # torch's zip writer reports a failed write so ("unexpected pos ...")
+            if not any(s in str(exc) for s in TORCH_WRITE_ERRORS):
+                raise
+            full = shutil.disk_usage(Path(path).parent).free < (1 << 20)
+            raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC if full else errno.EIO),
+                          str(path)) from None
+
+    atomic_write(path, save)
+
+
+# How torch.save's zip writer words a write that failed (a full disk, an I/O error).
+TORCH_WRITE_ERRORS = ("inline_container.cc", "PytorchStreamWriter", "file write failed")
 
 
 def lock_run_dir(path: str | os.PathLike) -> IO | None:

@@ -50,3 +50,59 @@ def test_a_full_disk_mid_search_is_one_line_and_resume_finishes(small_disk, tmp_
     assert res.returncode == 0, res.stdout + res.stderr
     after = Evolution.load(out / "checkpoint.json")
     assert after.done and set(before.cache) <= set(after.cache)
+
+
+@pytest.fixture
+def disk_of_64m(tmp_path):
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({res.stderr.decode().strip()[:80]})")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_full_disk_under_a_trials_checkpoint_ends_the_search_and_penalises_no_genome(disk_of_64m, tmp_path):
+    """Successive halving: every first training writes a checkpoint for its promotion (megabytes,
+    where checkpoint.json is kilobytes).  A disk with room for the JSON files only: torch.save's
+    failed write is not the genome's fault, so the search ends in one line (exit 2) with no
+    genome recorded failed, and --resume trains them once there is space."""
+    filler = disk_of_64m / "filler"
+    filler.write_bytes(b"x" * (64 * 1024 * 1024 - 400 * 1024))
+    out = disk_of_64m / "run"
+    args = [sys.executable, "-m", "fernas", "evolve", "--data", "demo:140,70,70", "--pop", "4", "--generations", "1",
+            "--min-budget", "1", "--max-budget", "2", "--max-steps-per-epoch", "1", "--rerank-top", "0",
+            "--max-mmacs", "60", "--no-dashboard", "--quiet", "--storage", str(tmp_path / "storage"), "--out", str(out)]
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    res = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stdout + res.stderr
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and str(out / "checkpoints") in err[0], err
+    assert "--resume" in err[0], err
+    before = Evolution.load(out / "checkpoint.json")
+    trials = [t for e in before.cache.values() for t in e.get("trials", [])]
+    assert not any("I/O error" in (t.get("error") or "") or "unexpected pos" in (t.get("error") or "")
+                   for t in trials), trials
+
+    filler.unlink()
+    res = subprocess.run([*args, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    after = Evolution.load(out / "checkpoint.json")
+    done = [t for e in after.cache.values() for t in e.get("trials", [])]
+    assert after.done and done and all(t["status"] == "ok" for t in done), done
+
+
+def test_a_full_disk_under_a_trainings_checkpoint_is_one_line(disk_of_64m):
+    """`fernas train` of the VGG seed (a checkpoint of about 50 MB with its optimizer) on a disk
+    with room for its small files only: one line naming the checkpoint, exit 2, no traceback."""
+    (disk_of_64m / "filler").write_bytes(b"x" * (40 * 1024 * 1024))
+    out = disk_of_64m / "vgg"
+    res = subprocess.run([sys.executable, "-m", "fernas", "train", str(ROOT / "genomes" / "vgg_khaireddin.json"),
+                          "--data", "demo:70,35,35", "--epochs", "1", "--fine-tune-epochs", "0", "--train-crops", "1",
+                          "--device", "cpu", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    err = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "No space left on device" in err[-1] and str(out) in err[-1] and "--resume" in err[-1], err

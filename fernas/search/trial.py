@@ -159,6 +159,10 @@ def _train_trial(doc: dict, data, budget: TrialBudget, report, gid: str, dog) ->
         return _failed(outcome(), dog.reason if dog is not None else "timed out")
     except torch.OutOfMemoryError as exc:
         return _failed(outcome(), f"out of memory: {str(exc).splitlines()[0]}")
+    except OSError as exc:  # its checkpoint could not be written or read back (a full disk, storage lost)
+        failed = _failed(outcome(), f"I/O error: {exc}")
+        failed["io_error"] = [exc.errno, exc.strerror or str(exc), str(exc.filename or "")]  # not the genome's fault
+        return failed
     except Exception as exc:  # an invalid model, a bug in a block: penalise, keep searching
         if state["reporting"]:
             raise  # the caller's control flow (Tune stopping the trial), not the genome's fault

@@ -140,6 +140,8 @@ class GenerationalSearcher(Searcher):
             return
         result = result or {}
         outcome = {k: result.get(k) for k in OUTCOME_KEYS}
+        if result.get("io_error"):  # the trial's files could not be written (`_complete` ends the search)
+            outcome["io_error"] = result["io_error"]
         outcome["status"] = outcome["status"] or "failed"
         if not result:
             outcome.update(status="failed", error="the trial reported nothing")
@@ -167,6 +169,9 @@ class GenerationalSearcher(Searcher):
         self.waiting_alone.discard(trial_id)
 
     def _complete(self, trial_id: str, outcome: dict) -> None:
+        if outcome.get("io_error"):  # a full disk is not the genome's fault: end the search, unrecorded
+            code, text, path = outcome["io_error"]
+            raise OSError(code, f"{text} (trial {self._name(self.live[trial_id][0], trial_id)})", path or None)
         cand, t0 = self.live.pop(trial_id)
         self.errored.pop(trial_id, None)
         self.waiting_alone.discard(trial_id)
