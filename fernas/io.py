@@ -63,13 +63,18 @@ def keep_previous(path: Path) -> None:
     """Make the current file the previous copy (a hard link put in place atomically), before
     the file is replaced: a disk that loses the next write still has the one before."""
     prev = previous_path(path)
-    tmp = prev.with_name(f".{prev.name}.{os.getpid()}.tmp")
+    # A name no earlier process left behind (a kill between link and replace leaves its file;
+    # a container's fernas often has the same pid every start).
+    tmp = prev.with_name(f".{prev.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
-        os.link(path, tmp)
+        try:
+            os.link(path, tmp)
+        except OSError:  # a file system without hard links: a plain copy, also atomic
+            shutil.copyfile(path, tmp)
         os.replace(tmp, prev)
-    except OSError:  # a file system without hard links: a plain copy, also atomic
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, prev)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def best_effort(what: str, hint: str, fn: Callable, *args, **kwargs) -> bool:

@@ -516,6 +516,13 @@ def test_an_unreadable_checkpoint_resumes_from_the_copy_before_its_last_write(tm
     assert back.recovered and "checkpoint.prev.json" in back.recovered and str(path) in back.recovered
     assert back.checkpoint_path == path  # it goes on writing the checkpoint itself
     assert len(back.cache) >= len(ev.cache) - 1
+    good = prev.read_bytes()
+    back.save()  # the first save after the recovery keeps the good copy, not the unreadable file
+    assert prev.read_bytes() == good and Evolution.load(path).recovered is None
+    back.meta["marker"] = 1
+    back.save()  # and then goes on as before: one save behind
+    assert "marker" not in json.loads(prev.read_text())["meta"] and json.loads(path.read_text())["meta"]["marker"] == 1
+    path.unlink() if damage == "missing" else path.write_text("{")
     prev.write_text("{")
     if damage != "missing":
         with pytest.raises(RunDirError, match=rf"^{re.escape(str(path))}: corrupt"):
@@ -531,6 +538,14 @@ def test_a_run_directory_keeps_the_config_before_its_last_write(tmp_path, capsys
     (tmp_path / "config.json").write_text('{"fernas_evolve_run": 3, "opt')
     assert read_config(tmp_path)["resumes"] == 0
     assert "config.prev.json" in capsys.readouterr().err
+    rd.write_config({"options": {"a": 1}, "first_started": "t0", "resumes": 1})  # the resume's: the truncated
+    assert read_config(tmp_path.parent / tmp_path.name)["resumes"] == 1          # file is not kept as .prev
+    assert json.loads((tmp_path / "config.prev.json").read_text())["resumes"] == 0
+    import os  # a kill between keep_previous's link and replace left its file; this process has that pid
+
+    os.link(tmp_path / "config.json", tmp_path / f".config.prev.json.{os.getpid()}.tmp")
+    rd.write_config({"options": {"a": 1}, "first_started": "t0", "resumes": 2})
+    assert json.loads((tmp_path / "config.prev.json").read_text())["resumes"] == 1
 
 
 def run_out_of_order(ev: Evolution, order_seed: int, kill_after: int | None = None) -> tuple[list, int]:

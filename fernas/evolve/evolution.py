@@ -66,6 +66,7 @@ class Evolution(BudgetEnd, Standing):
         self.on_generation = on_generation
         self.meta: dict = {}  # free-form, saved with the checkpoint (the driver's bookkeeping)
         self.recovered: str | None = None  # set by `load` when it had to take the previous checkpoint
+        self._current_unreadable = False  # checkpoint_path is unreadable until the next save (recovered)
         self.Ind = individual_class(cfg.objectives)
         self.toolbox = make_toolbox(cfg)
         self.gen = 0  # the generation being built/evaluated
@@ -316,9 +317,10 @@ class Evolution(BudgetEnd, Standing):
         if self.checkpoint_path is None:
             return
         path = self.checkpoint_path
-        if path.is_file():
+        if path.is_file() and not self._current_unreadable:  # after a recovery the .prev copy is the good one
             keep_previous(path)
         atomic_write_text(path, json.dumps(self.state_dict()) + "\n")
+        self._current_unreadable = False
 
     @classmethod
     def load(cls, path: str | Path, **kwargs) -> "Evolution":
@@ -338,6 +340,7 @@ class Evolution(BudgetEnd, Standing):
                 ev = cls._load(prev, path, **kwargs)
             except RunDirError:
                 raise exc from None
+            ev._current_unreadable = True
             ev.recovered = (f"{path} is unreadable ({str(exc).split(': ', 1)[-1][:160]}); resuming from "
                             f"{prev.name}, the copy before its last write: what that write recorded (one trial "
                             "or a generation's end) is done again")

@@ -35,7 +35,7 @@ class EvolveRun:
         self.opts, self.ev, self.rundir, self.console = opts, ev, rdir, console
         self.out = rdir.out
         self.trial_dirs: dict[str, str] = {}  # Tune trial id -> its directory
-        self.t0 = time.time()
+        self.t0 = time.monotonic()  # elapsed time by a clock that NTP steps do not move (--time-budget)
         self.gens_at_start = ev.gen
         self.n_train = n_train
         # Trainer checkpoints of this generation's genomes, continued by their promotions (a run
@@ -48,7 +48,7 @@ class EvolveRun:
         self.chance = 0.0  # validation accuracy at or below which a trial learnt nothing (fitness.chance_level)
 
     def search_seconds(self) -> float:
-        return self.seconds_before + time.time() - self.t0
+        return self.seconds_before + time.monotonic() - self.t0
 
     def out_of_budget(self, live: int) -> tuple[str, str, float] | None:
         """(setting, what happened, its limit) when a budget is spent and no further trial of the
@@ -120,7 +120,7 @@ class EvolveRun:
         return bool(ends)
 
     def on_generation(self, ev: Evolution, rec: dict) -> None:
-        this_attempt = time.time() - self.t0  # the ETA goes by this attempt's pace
+        this_attempt = time.monotonic() - self.t0  # the ETA goes by this attempt's pace
         eta = this_attempt / max(1, ev.gen - self.gens_at_start) * (ev.cfg.generations - ev.gen)
         ev.meta.setdefault("generation_times", {})[str(rec["gen"])] = time.time()
         ev.meta["search_seconds"] = elapsed = self.search_seconds()  # with earlier attempts', as --time-budget counts

@@ -71,6 +71,14 @@ def read_config(out: Path) -> dict:
         raise
 
 
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
 def _read_config(cfg_path: Path, out: Path) -> dict:
     try:
         stored = read_versioned_json(cfg_path, VERSION_KEY, CONFIG_VERSION, "fernas evolve run")
@@ -122,7 +130,7 @@ class RunDir:
 
     def write_config(self, config: dict) -> None:
         path = self.out / "config.json"
-        if path.is_file():
+        if path.is_file() and _readable_json(path):  # an unreadable one would replace the good copy
             keep_previous(path)  # config.prev.json: what a resume falls back to if this write is lost
         atomic_write_json(path, {VERSION_KEY: CONFIG_VERSION, **config})
 
