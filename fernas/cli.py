@@ -16,7 +16,7 @@ import sys
 
 from fernas import __version__, stop_signals
 from fernas.commands import closed_output
-from fernas.errors import SettingError, TrainingDiverged, UserError
+from fernas.errors import ClusterUnreachable, SettingError, TrainingDiverged, UserError
 
 # Order here is the order in `fernas --help`.
 COMMAND_MODULES = ["genome", "decode", "train", "data", "space", "evolve", "runs", "report", "evaluate", "predict", "export"]
@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         how = f"stopped by {signal.Signals(stop_signals.received[0]).name}" if stop_signals.received else "interrupted"
         print(f"fernas: {how}", file=sys.stderr)
         return stop_signals.exit_status()
+    except ClusterUnreachable as exc:  # on an --auto-resume restart: a head node down for now
+        print(f"fernas: error: {exc.as_flag()}", file=sys.stderr)
+        return ClusterUnreachable.status()
     except SettingError as exc:  # the core names the setting; the user typed the flag
         print(f"fernas: error: {exc.as_flag()}", file=sys.stderr)
         return 2

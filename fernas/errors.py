@@ -55,6 +55,22 @@ class SettingError(UserError):
         return self._text(lambda s: "--" + s.replace("_", "-"))
 
 
+class ClusterUnreachable(SettingError):
+    """--address cannot be reached or joined.  Bad input on a search's first start (exit status
+    2); on an --auto-resume restart, whose attempt before reached it, a head node that is down
+    for now: `status()` is EX_TEMPFAIL, which the supervisor restarts with a growing delay."""
+
+    TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL
+    ATTEMPT_ENV = "FERNAS_SUPERVISED_ATTEMPT"  # set by the --auto-resume supervisor: 1, 2, ... on restarts
+
+    @classmethod
+    def status(cls) -> int:
+        import os
+
+        attempt = os.environ.get(cls.ATTEMPT_ENV, "0")
+        return cls.TEMPFAIL if attempt.isdigit() and int(attempt) > 0 else 2
+
+
 class _Names(dict):
     """Setting names in a hint, shown as the reader knows them (a setting or a flag)."""
 

@@ -89,6 +89,32 @@ def test_spent_restarts_bad_input_and_a_finished_run_end_it(capfd):
     assert supervise(child(2, 0), restarts=3, delay=0.01, stamp=lambda: next(stamps)) == 0
 
 
+def test_a_restart_that_finds_the_cluster_down_waits_longer_and_goes_on(capfd, monkeypatch, tmp_path):
+    """The head node lost: the restart's --address is unreachable.  On a first start that is bad
+    input (exit 2, not restarted); on a restart (FERNAS_SUPERVISED_ATTEMPT > 0) it exits 75 and
+    the supervisor restarts it after a doubling delay, recording each death."""
+    seen = tmp_path / "attempts"
+
+    def command(attempt: int) -> list[str]:  # attempt 0 dies, 1 and 2 find the cluster down, 3 finishes
+        code = (f"import os, sys; open({str(seen)!r}, 'a').write(os.environ['FERNAS_SUPERVISED_ATTEMPT'] + ' '); "
+                f"sys.exit({(137, 75, 75, 0)[attempt]})")
+        return [sys.executable, "-c", code]
+
+    deaths = []
+    assert supervise(command, restarts=3, delay=0.5, record=deaths.append) == 0
+    assert seen.read_text().split() == ["0", "1", "2", "3"]
+    assert [d["reason"] for d in deaths] == ["exit status 137"] + ["the Ray cluster (--address) could not be reached"] * 2
+    waits = [line.rsplit(" in ", 1)[1] for line in capfd.readouterr().err.splitlines()]
+    assert waits == ["0 s", "1 s", "2 s"]  # the delay, then doubling while the cluster stays down
+    assert restart_reason(75, started=False) == "the Ray cluster (--address) could not be reached"
+
+    argv = ["evolve", "--address", "127.0.0.1:9", "--out", str(tmp_path / "run"), "--no-dashboard"]
+    monkeypatch.delenv("FERNAS_SUPERVISED_ATTEMPT", raising=False)
+    assert main(argv) == 2 and "cannot connect to 127.0.0.1:9" in capfd.readouterr().err
+    monkeypatch.setenv("FERNAS_SUPERVISED_ATTEMPT", "2")
+    assert main(argv) == 75 and "cannot connect to 127.0.0.1:9" in capfd.readouterr().err
+
+
 def test_the_command_that_goes_on_has_the_machine_flags_and_the_restarts(tmp_path):
     from fernas.commands.evolve import machine_flags
 

@@ -7,6 +7,7 @@ the run without losing or retraining a completed trial.  The nodes are stopped b
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -101,6 +102,13 @@ def test_evolve_on_a_two_node_cluster_survives_a_lost_node_and_a_killed_driver(c
     for w in (16, 24, 32):
         d = tiny_genome(w)
         G.save_genome(d, seeds / f"{d['name']}.json")
+    # every node is asked whether it sees a path (a run directory on a shared file system)
+    code = (f"import json, ray; ray.init(address={address!r}, logging_level='ERROR'); "
+            "from fernas.search.cluster import nodes_without; "
+            f"print(json.dumps([nodes_without({str(tmp_path)!r}), nodes_without({str(tmp_path / 'nowhere')!r})]))")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    seen, unseen = json.loads(res.stdout.strip().splitlines()[-1])
+    assert seen == [] and len(unseen) == 2 and all(len(n) == 12 for n in unseen), res.stdout + res.stderr
     out = tmp_path / "run"
     args = [sys.executable, "-m", "fernas", "evolve", "--address", address, "--storage", str(tmp_path / "storage"),
             "--data", "demo:140,70,70", "--seed-genomes", str(seeds / "*.json"), "--pop", "4", "--generations", "4",

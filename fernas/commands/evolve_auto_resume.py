@@ -6,7 +6,9 @@ goes on from the GA checkpoint and trains nothing already recorded.  What counts
 signal other than a stop (SIGKILL from the kernel's out-of-memory killer, SIGSEGV in a native
 library, SIGABRT), an exit status other than 0, 2, 141, 143 and 129, and exit status 2 (an error fernas
 reports in one line) once the attempt had started its run (rewritten config.json: a full disk,
-too many open files, a lost connection).  What does not restart: a finished run, bad input
+too many open files, a lost connection), and exit status 75 (a restart that found --address
+unreachable: the head node may be coming back; restarted after a delay that doubles each time).
+What does not restart: a finished run, bad input
 found before the run started (restarting cannot fix it), a search whose output was closed
 (status 141 or SIGPIPE: `| head` closes on a restart too), and a stop asked of this process
 (SIGINT, SIGTERM, SIGHUP), which it passes on to the search (a terminal's Ctrl-C reaches the
@@ -28,11 +30,16 @@ import time
 from pathlib import Path
 
 from fernas.commands import closed_output
+from fernas.errors import ClusterUnreachable
 from fernas.processes import end_still_running, processes_below
 
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DEATHS_FILE = "auto_resume.json"  # in OUT: every attempt that died, when, why, whether it was restarted
 RESTART_DELAY_S = 5.0  # no hot loop when a start keeps failing
+MAX_DELAY_S = 300.0  # the longest wait between restarts that find the Ray cluster unreachable
+# A restart that found --address unreachable exits TEMPFAIL (fernas.errors.ClusterUnreachable):
+# the head node may come back, so it is restarted after a growing delay.
+TEMPFAIL, ATTEMPT_ENV = ClusterUnreachable.TEMPFAIL, ClusterUnreachable.ATTEMPT_ENV
 WATCH_S = 2.0  # how often the processes below an attempt are noted (a /proc scan: milliseconds)
 
 
@@ -43,6 +50,8 @@ def restart_reason(status: int, started: bool = False) -> str | None:
     if status in (0, closed_output.STATUS, -signal.SIGPIPE) or (status == 2 and not started) or \
             status in [-s for s in STOPS] or status in (128 + signal.SIGTERM, 128 + signal.SIGHUP):
         return None  # a closed output (`| head`) would close on the restart too; 143, 129: a stop sent to the search
+    if status == TEMPFAIL:
+        return "the Ray cluster (--address) could not be reached"
     if status < 0:
         try:
             return f"killed by {signal.Signals(-status).name}"
@@ -102,12 +111,12 @@ def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lamb
 
     old = {s: signal.signal(s, pass_on) for s in STOPS if signal.getsignal(s) is not signal.SIG_IGN}
     try:
-        attempt = 0
+        attempt = unreachable = 0  # unreachable: restarts in a row that found the cluster down
         while True:
             before, started_at = stamp(), time.monotonic()
             if stops:
                 return 128 + stops[0]
-            child.append(subprocess.Popen(command(attempt)))
+            child.append(subprocess.Popen(command(attempt), env={**os.environ, ATTEMPT_ENV: str(attempt)}))
             if stops:  # asked to stop while it was being started (it may have missed even a terminal's)
                 os.kill(child[-1].pid, stops[0])
             status, left = _wait_watching(child[-1])
@@ -122,9 +131,11 @@ def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lamb
                          f"continue it with  {again}")
                 return 128 - status if status < 0 else status
             attempt += 1
+            unreachable = unreachable + 1 if status == TEMPFAIL else 0
+            wait = min(MAX_DELAY_S, delay * 2 ** unreachable) if unreachable else delay  # a head node restarting
             _say(f"fernas: the search process ended ({reason}) after {_duration(time.monotonic() - started_at)}; "
-                 f"restart {attempt} of {restarts} with --resume in {delay:.0f} s")
-            deadline = time.monotonic() + delay
+                 f"restart {attempt} of {restarts} with --resume in {wait:.0f} s")
+            deadline = time.monotonic() + wait
             while not stops and time.monotonic() < deadline:
                 time.sleep(0.1)
     finally:

@@ -21,7 +21,7 @@ import sys
 import threading
 from pathlib import Path
 
-from fernas.errors import SettingError
+from fernas.errors import ClusterUnreachable, SettingError
 from fernas.search.options import EvolveOptions
 from fernas.search.trial import FAULT_ENV
 
@@ -39,7 +39,7 @@ def check_address(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as exc:
-        raise SettingError("address", address, f"cannot connect to {host}:{port} ({exc})",
+        raise ClusterUnreachable("address", address, f"cannot connect to {host}:{port} ({exc})",
                            "start the head with `ray start --head` there, or leave out {name} for a local run") from None
 
 
@@ -107,15 +107,15 @@ def _join(opts: EvolveOptions, level: int, env_vars: dict):
 
     def watchdog():
         if not done.wait(CONNECT_TIMEOUT_S):
-            err = SettingError("address", opts.address, f"Ray did not answer within {CONNECT_TIMEOUT_S} s")
+            err = ClusterUnreachable("address", opts.address, f"Ray did not answer within {CONNECT_TIMEOUT_S} s")
             print(f"fernas: error: {err.as_flag()}", file=sys.stderr, flush=True)
-            os._exit(2)
+            os._exit(err.status())
     threading.Thread(target=watchdog, daemon=True).start()
     try:
         return ray.init(address=opts.address, logging_level=level, log_to_driver=opts.verbose,
                         runtime_env=runtime_env)
     except Exception as exc:  # ConnectionError, auth errors, version mismatch
-        raise SettingError("address", opts.address, "cannot join the Ray cluster "
+        raise ClusterUnreachable("address", opts.address, "cannot join the Ray cluster "
                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     finally:
         done.set()
@@ -150,6 +150,43 @@ def connect_ray(opts: EvolveOptions) -> dict:
     return {"started_local": started, "address": opts.address or "local", "dashboard_url": url,
             "token_file": str(token_path()), "cpus": float(res.get("CPU", 0)), "gpus": float(res.get("GPU", 0)),
             "memory": float(res.get("memory", 0))}
+
+
+def nodes_without(path: str, timeout_s: float = 60.0) -> list[str] | None:
+    """The alive Ray nodes on which `path` does not exist (the first 12 hex digits of their ids,
+    as trials.csv's `node`), by one task pinned to each; None when they did not all answer."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    exists = ray.remote(num_cpus=0, max_retries=0)(os.path.exists)
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    refs = [exists.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(path)
+            for n in nodes]
+    try:
+        seen = ray.get(refs, timeout=timeout_s)
+    except Exception:  # a node busy or lost meanwhile: no verdict
+        return None
+    return [n[:12] for n, ok in zip(nodes, seen) if not ok]
+
+
+def check_out_shared(out: Path) -> None:
+    """On a cluster every node's trials write under the run directory (the checkpoints that
+    promotions continue, stuck-trial markers): refuse a run directory that some node does not
+    see (its promotions would fail there as the genome's fault)."""
+    import secrets
+
+    from fernas.errors import UserError
+
+    marker = out.resolve() / f".fernas-node-check-{secrets.token_hex(4)}"
+    marker.touch()
+    try:
+        missing = nodes_without(str(marker))
+    finally:
+        marker.unlink(missing_ok=True)
+    if missing:
+        raise UserError(f"--out {out}: not on a file system that Ray node(s) {', '.join(missing)} share with this "
+                        "one (their trials write checkpoints and markers under it); put the run directory on "
+                        "the shared file system, as --storage")
 
 
 def resolve_resources(opts: EvolveOptions, ray_info: dict) -> tuple[float, float, int]:

@@ -238,6 +238,8 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         from fernas.search.tune_adapter import fit
 
         out.mkdir(parents=True, exist_ok=True)
+        if opts.address:  # a node that cannot see OUT would fail every promotion it ran
+            cluster.check_out_shared(out)
         chance = chance_level(data.val.class_counts(data.num_classes))
         if ev is None:
             opts.ga.chance_level, opts.ga.val_images = chance, len(data.val)
