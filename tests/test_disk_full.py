@@ -4,6 +4,7 @@ one line naming the file and what to do, exit status 2, the last good files inta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,17 +17,23 @@ from fernas.evolve import Evolution
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    mnt = tmp_path / "small"
+@contextlib.contextmanager
+def tmpfs(mnt: Path, size: str):
+    """A tmpfs of `size` mounted at `mnt` (as root), unmounted afterwards; skips the test elsewhere."""
     mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True)
     if res.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({res.stderr.decode().strip()[:80]})")
+        pytest.skip(f"cannot mount a tmpfs here ({res.stderr.decode().strip()[:80]})")
     try:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    with tmpfs(tmp_path / "small", "1m") as mnt:
+        yield mnt
 
 
 def test_a_full_disk_mid_search_is_one_line_and_resume_finishes(small_disk, tmp_path):
@@ -54,15 +61,8 @@ def test_a_full_disk_mid_search_is_one_line_and_resume_finishes(small_disk, tmp_
 
 @pytest.fixture
 def disk_of_64m(tmp_path):
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({res.stderr.decode().strip()[:80]})")
-    try:
+    with tmpfs(tmp_path / "disk", "64m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_a_full_disk_under_a_trials_checkpoint_ends_the_search_and_penalises_no_genome(disk_of_64m, tmp_path):
