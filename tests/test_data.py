@@ -1,6 +1,8 @@
 """Loaders of fernas.data on small files written here in the distributed FER2013 formats,
 the image-folder loader, FER+ relabelling, the cache, bad input, and `fernas data`."""
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -320,6 +322,17 @@ def test_data_demo_csv_and_folder_round_trip(tmp_path, capsys):
     assert cli.main(["data", "demo", "--out", str(out)] + sizes) == 2
     assert "already exists" in capsys.readouterr().err and out.read_bytes() == before
     assert cli.main(["data", "demo", "--out", str(folder), "--format", "folder"] + sizes) == 2
+    from fernas.io import UMASK
+
+    assert (folder.stat().st_mode & 0o777) == 0o777 & ~UMASK != 0o700  # as mkdir makes it, not mkdtemp's 0700
+    capsys.readouterr()
+    fifo, link = tmp_path / "fifo", tmp_path / "link.csv"  # empty, but a pipe and a link are not ours to replace
+    os.mkfifo(fifo)
+    link.symlink_to(tmp_path / "elsewhere.csv")
+    for special in (fifo, link):
+        assert cli.main(["data", "demo", "--out", str(special)] + sizes) == 2
+        assert "is a link or a special file" in capsys.readouterr().err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and link.is_symlink() and not (tmp_path / "elsewhere.csv").exists()
     hard = tmp_path / "hard.csv"
     assert cli.main(["data", "demo", "--out", str(hard), "--difficulty", "hard"] + sizes) == 0
     assert "hard demo faces" in capsys.readouterr().out

@@ -45,6 +45,11 @@ def take(x, y, soft, idx) -> Split:
 
 
 def refuse_nonempty(out: Path) -> None:
+    """An output path that may be replaced: absent, an empty regular file or an empty folder
+    (a device, a pipe or a link, even an empty one, is not ours to replace)."""
+    if out.is_symlink() or out.exists() and not (out.is_file() or out.is_dir()):
+        raise DataSettingError("out", out, "is a link or a special file, not a regular file or folder",
+                               "choose another {name}")
     if out.exists() and (out.is_file() and out.stat().st_size > 0 or out.is_dir() and any(out.iterdir())):
         raise DataSettingError("out", out, "already exists and is not empty", "choose another {name} or remove it")
 

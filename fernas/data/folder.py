@@ -21,6 +21,7 @@ from fernas.data.common import check_nonempty, refuse_nonempty, split_note, stra
 from fernas.data.images import BadImage, read_face
 from fernas.dataset import FER_CLASSES, IMAGE_SIZE, Dataset, Split
 from fernas.errors import DataError, DataSettingError
+from fernas.io import UMASK
 
 
 def image_files(root: Path) -> list[Path]:
@@ -151,6 +152,8 @@ def write_image_folder(ds: Dataset, out: str | os.PathLike) -> None:
         raise DataSettingError("out", out, "is an (empty) file", "{format} folder needs a folder name")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    # mkdtemp makes it 0700: the mode a plain mkdir gives (an existing empty folder keeps its own)
+    os.chmod(tmp, out.stat().st_mode & 0o7777 if out.is_dir() else 0o777 & ~UMASK)
     try:
         for name, sp in ds.splits().items():
             for c in ds.classes:
