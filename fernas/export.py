@@ -109,6 +109,8 @@ def _check_against_torch(data: bytes, wrapper: nn.Module) -> float:
     got = session.run(None, {"x": x.numpy()})[0]
     with torch.inference_mode():
         want = wrapper(x).numpy()
+    if not np.isfinite(want).all():  # a NaN would pass any tolerance: nothing to check against
+        raise RuntimeError("the model's probabilities are not finite (weights holding NaN or inf)")
     return float(np.abs(got - want).max())
 
 

@@ -431,3 +431,30 @@ def test_a_second_comparison_into_the_same_out_is_refused(tmp_path):
     assert rc == 0, err
     assert [r.split(",")[0] for r in (out / "comparison.csv").read_text().splitlines()[1:]].count("ta") == 1
     assert len((out / "comparison.csv").read_text().splitlines()) == 4
+
+
+def test_export_refuses_its_own_input_a_model_of_nan_and_names_a_ctrl_c(run_dir, tmp_path):
+    import shutil
+
+    import torch
+
+    from fernas.commands.export import _interrupted
+
+    model = tmp_path / "model.pt"
+    shutil.copy(run_dir / "model.pt", model)
+    before = model.read_bytes()
+    rc, _, err = cli("export", model, "--out", model, "--force")
+    assert rc == 2 and "is the input model" in err and model.read_bytes() == before
+    obj = torch.load(model, weights_only=True)
+    obj["state_dict"] = {k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
+    torch.save(obj, tmp_path / "nan.pt")
+    rc, _, err = cli("export", tmp_path / "nan.pt", "--out", tmp_path / "nan.onnx")
+    assert rc == 2 and "probabilities are not finite" in err and not (tmp_path / "nan.onnx").exists(), err
+    try:  # torch.export wraps a Ctrl-C during its tracing in its own error
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as inner:
+            raise RuntimeError("Failed to export the model with torch.export") from inner
+    except RuntimeError as wrapped:
+        assert _interrupted(wrapped)
+    assert not _interrupted(RuntimeError("an unsupported operator"))

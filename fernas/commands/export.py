@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else default_out(args.model, args.format, args.ten_crop)
     _check_out(out)
+    if out.exists() and Path(args.model).exists() and out.samefile(args.model):  # --force replaces outputs only
+        raise UserError(f"--out {out}: is the input model; choose another --out")
     if out.exists() and not args.force:
         raise UserError(f"{out}: exists; pass --force to replace it or choose another --out")
     doc, model, meta = load_model_file(args.model)
@@ -52,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, UserError):
         raise
     except Exception as exc:  # the exporter's own failures (an unsupported op, the check against PyTorch)
+        if _interrupted(exc):  # torch.export wraps a Ctrl-C that came during its tracing
+            raise KeyboardInterrupt from None
         raise UserError(f"{args.model}: {args.format} export failed ({type(exc).__name__}: {first_line(exc)})") from None
     if args.format == "torchscript":
         print(f"{out}: TorchScript, {variant}; load with torch.jit.load")
@@ -59,6 +63,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"{out}: ONNX (fp32, dynamic batch), {variant}, classes {','.join(classes)}; checked against PyTorch "
           f"with onnxruntime: max |difference| {diff:.1e} (tolerance {ONNX_TOLERANCE:g})")
     return 0
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """A KeyboardInterrupt (Ctrl-C, or SIGTERM taken as one) anywhere in the exception's chain."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    from fernas import stop_signals
+
+    return bool(stop_signals.received)
 
 
 def _check_out(out) -> None:
