@@ -62,6 +62,8 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     (["--objectives", "accuracy,speed"], "unknown objective 'speed'"),
     (["--address", "127.0.0.1:9"], "cannot connect to 127.0.0.1:9"),
     (["--gpus-per-trial", "64"], "--gpus-per-trial 64"),
+    (["--max-mmacs", "0.001"], "the full search space: no genome of this space found under --max-mmacs 0.001 "
+                               "(the cheapest found: about 0.0401M multiply-adds)"),
     (["--resume"], "--resume needs --out"),
     (["--immigrants", "1.5"], "--immigrants 1.5"),
     (["--asha-grace", "2", "--epochs-per-trial", "8"], "--asha-grace 2: only with --asha"),

@@ -98,10 +98,10 @@ def cheapest_in_space(cfg: GAConfig, draws: int = 300) -> tuple[bool, str]:
 
     def load(vec) -> tuple[float, str]:  # the largest fraction of a cap the genome uses
         p = plan(G.from_vector(vec))
-        parts = [(p.macs / (cfg.max_mmacs * 1e6), f"{p.macs / 1e6:.0f}M multiply-adds")] if cfg.max_mmacs else []
+        parts = [(p.macs / (cfg.max_mmacs * 1e6), f"{p.macs / 1e6:.3g}M multiply-adds")] if cfg.max_mmacs else []
         if cfg.max_cost:
             cost = training_cost(p)
-            parts.append((cost / (cfg.max_cost * 1e6), f"{cost / 1e6:.0f}M multiply-add equivalents"))
+            parts.append((cost / (cfg.max_cost * 1e6), f"{cost / 1e6:.3g}M multiply-add equivalents"))
         return max(parts) if parts else (0.0, "")
 
     vec = [a[0] for a in space.allowed]
