@@ -133,10 +133,17 @@ def genome_block(doc: dict, num_classes: int = 7) -> str:
 
 
 def read_csv(path: Path) -> list[dict]:
+    """A run's CSV file as rows; a damaged one (not UTF-8 after a crash, not CSV) is left out
+    with one warning line: the report is best-effort about a run's files."""
     if not path.is_file():
         return []
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        print(f"fernas: warning: {path}: not readable ({type(exc).__name__}: {first_line(exc)}); the report "
+              "leaves it out", file=sys.stderr)
+        return []
 
 
 def config_block(cfg: dict) -> str:

@@ -123,8 +123,11 @@ def _train_row(run: Path, cfg: dict) -> dict:
     metrics = _json(run / "metrics.json")
     epochs = 0
     if (run / "history.csv").is_file():
-        with (run / "history.csv").open() as fh:
-            epochs = sum(1 for _ in csv.DictReader(fh))
+        try:
+            with (run / "history.csv").open(newline="", encoding="utf-8") as fh:
+                epochs = sum(1 for _ in csv.DictReader(fh))
+        except (OSError, UnicodeDecodeError, csv.Error):  # damaged by a crash: the row shows 0 epochs
+            epochs = 0
     args = cfg.get("args") or {}
     total = int(args.get("epochs") or 0) + int(args.get("fine_tune_epochs") or 0)
     resumable = any(run.glob("checkpoint-*.pt"))
@@ -196,7 +199,13 @@ def load_run(path: str | Path) -> Run:
     cfg = read_config(run)
 
     def frame(name: str):
-        return pd.read_csv(run / name) if (run / name).is_file() else pd.DataFrame()
+        if not (run / name).is_file():
+            return pd.DataFrame()
+        try:
+            return pd.read_csv(run / name)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # pandas' ParserError is a ValueError
+            raise RunDirError(f"{run / name}: not readable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") \
+                from None
 
     if row["kind"] == "evolve":
         best = [load_genome(p) for p in sorted((run / "hall_of_fame").glob("*.json"))]

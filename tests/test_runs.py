@@ -7,9 +7,12 @@ import json
 import shutil
 from dataclasses import asdict
 
+import pytest
+
 import fernas
 from fernas import genome as G
 from fernas.evolve import Evolution, GAConfig
+from fernas.errors import RunDirError
 from fernas.io import lock_run_dir
 from fernas.runs import describe
 from fernas.search.rundir import RunDir
@@ -146,5 +149,12 @@ def test_a_run_whose_files_are_truncated_is_read_as_resume_reads_it(tmp_path, ca
     (trained / "config.json").write_text(json.dumps({"fernas_train_run": RUN_VERSION, "args": {"epochs": 2}}))
     (trained / "metrics.json").write_text("[1]")
     assert (describe(trained)["state"], describe(trained)["best"]) == ("incomplete", None)
+    (trained / "history.csv").write_bytes(b"epoch\n\x00\xff\n")  # not UTF-8 after a crash: no traceback
+    assert describe(trained)["progress"] == "epoch 0/2"
+    assert main(["runs", str(tmp_path)]) == 0 and "trained" in capsys.readouterr().out
+    assert main(["report", str(trained)]) == 0
+    assert f"{trained / 'history.csv'}: not readable (UnicodeDecodeError" in capsys.readouterr().err
+    with pytest.raises(RunDirError, match="history.csv: not readable"):
+        fernas.load_run(trained)
     assert main(["runs", str(run / "config.json")]) == 2
     assert capsys.readouterr().err.strip() == f"fernas: error: {run / 'config.json'}: not a directory"
