@@ -143,8 +143,7 @@ class OnnxClassifier:
             raise UserError(f"{path}: an ONNX file without fernas metadata (classes, crops); "
                             "expected one written by `fernas export` or `fernas decode --train`")
         self.path = path
-        self.classes = json.loads(props["classes"])
-        self.crops = int(props["crops"])
+        self.classes, self.crops = _checked_metadata(path, self.session, props)
         self.meta = dict(props)
 
     def predict_proba(self, x: torch.Tensor, batch: int = 256) -> np.ndarray:
@@ -152,6 +151,27 @@ class OnnxClassifier:
         xf = x.float().div(255.0).unsqueeze(1).numpy()  # (N, 1, 48, 48) in [0, 1]
         out = [self.session.run(None, {"x": xf[i:i + batch]})[0] for i in range(0, len(xf), batch)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+
+def _checked_metadata(path: Path, session, props: dict) -> tuple[list[str], int]:
+    """(classes, crops) of an ONNX file's fernas metadata, checked against its graph: one input
+    `x` of (N, 1, 48, 48) images and one output of a probability per class."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if [i.name for i in inputs] != ["x"] or len(outputs) != 1:
+        raise UserError(f"{path}: expected one input 'x' (N, 1, 48, 48) and one output, as `fernas export` writes; "
+                        f"found inputs {[i.name for i in inputs]} and {len(outputs)} output(s)")
+    n_out = outputs[0].shape[-1] if outputs[0].shape else None
+    try:
+        classes = json.loads(props["classes"])
+    except ValueError:
+        classes = None
+    if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)
+            and (not isinstance(n_out, int) or len(classes) == n_out)):
+        raise UserError(f"{path}: metadata 'classes': expected a JSON list of {n_out or 'its'} class names, "
+                        f"found {props['classes'][:80]!r}")
+    if props["crops"] not in ("1", "10"):
+        raise UserError(f"{path}: metadata 'crops': expected 1 or 10, found {props['crops'][:20]!r}")
+    return classes, int(props["crops"])
 
 
 def default_out(model_path, fmt: str, ten_crop: bool) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -129,6 +130,30 @@ def test_onnx_files_without_fernas_metadata_or_unreadable_are_refused(tmp_path):
         OnnxClassifier(junk)
     with pytest.raises(UserError, match="no such ONNX file"):
         OnnxClassifier(tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("classes", "angry,disgust", "metadata 'classes': expected a JSON list of 7 class names"),
+    ("classes", '{"a": 1}', "metadata 'classes'"), ("classes", '["a", "b"]', "metadata 'classes'"),
+    ("classes", "5", "metadata 'classes'"), ("crops", "x", "metadata 'crops': expected 1 or 10"),
+    ("input", "", "expected one input 'x' (N, 1, 48, 48) and one output")])
+def test_onnx_files_with_malformed_fernas_metadata_are_refused(tmp_path, field, value, message):
+    """Metadata another tool wrote (a comma-separated class list), or a graph of another input:
+    one line naming the field, not a traceback at the first prediction."""
+    import onnx
+
+    path = tmp_path / "m.onnx"
+    export_onnx(build_model(GENOME).eval(), path, ten_crop=False, classes=CLASSES)
+    model = onnx.load(path)
+    if field == "input":
+        model.graph.input[0].name = "images"
+        for node in model.graph.node:
+            node.input[:] = ["images" if i == "x" else i for i in node.input]
+    else:
+        onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, field: value})
+    onnx.save(model, path)
+    with pytest.raises(UserError, match=re.escape(message)):
+        OnnxClassifier(path)
 
 
 def test_foreign_missing_or_corrupt_model_files_are_refused(tmp_path):
