@@ -73,6 +73,10 @@ def check_run_dir(path: Path, doc: dict, resume: bool) -> None:
     if not resume:
         if holds_run(path):
             raise RunExistsError(path)
+        from fernas.io import LOCK_NAME
+
+        if path.is_dir() and any(p.name != LOCK_NAME for p in path.iterdir()):  # a dataset, a user's notes
+            raise RunDirError(f"{path}: exists, is not empty and holds no fernas run; choose another --out")
         return
     if not holds_run(path):
         raise RunDirError(f"{path}: no run to resume (no genome.json or checkpoint there)")

@@ -132,6 +132,9 @@ def test_bad_resume_targets_and_devices_fail_with_one_line(genome_file, tmp_path
     cases.append((["--resume", "--out", other], "holds a run of genome 'other'"))
     cases.append((["--augment-warmup", "-1", "--out", tmp_path / "warm"], "--augment-warmup -1: must be >= 0"))
     cases.append((["--epochs", 0, "--out", tmp_path / "zero"], "--epochs 0 --fine-tune-epochs 0: nothing to train"))
+    (tmp_path / "notes").mkdir()  # a folder of the user's (a dataset, notes) is not a run directory
+    (tmp_path / "notes" / "notes.txt").write_text("mine")
+    cases.append((["--out", tmp_path / "notes"], "exists, is not empty and holds no fernas run"))
     cases.append((["--merge-val", "--out", tmp_path / "merge"], "--merge-val --fine-tune-epochs 0: --merge-val "
                                                                  "fine-tunes on train+val"))
     if not torch.cuda.is_available():
@@ -145,6 +148,7 @@ def test_bad_resume_targets_and_devices_fail_with_one_line(genome_file, tmp_path
         assert message in err and len(err.strip().splitlines()) == 1, (extra, err)
     assert not any((tmp_path / d).exists() for d in ("gpu", "empty", "warm", "zero", "merge"))
     assert (broken / "checkpoint-train.pt").read_bytes() == b"truncated"
+    assert [p.name for p in (tmp_path / "notes").iterdir() if p.name != ".lock"] == ["notes.txt"]
 
 
 def test_the_header_names_the_augmentation_warm_up_where_one_applies():
