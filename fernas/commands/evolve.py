@@ -174,7 +174,9 @@ def options_from_args(args: argparse.Namespace):
                     ("--gene-mutation", args.gene_mutation), ("--immigrants", args.immigrants)):
         _check(0.0 <= v <= 1.0, f"{flag} {v:g}: expected a probability in [0, 1]")
     _check(args.tournament >= 1, f"--tournament {args.tournament}: need at least 1")
-    _check(0 <= args.elite < args.pop, f"--elite {args.elite}: expected 0 to pop-1 ({args.pop - 1})")
+    typed = any(a == "--elite" or a.startswith("--elite=") for a in getattr(args, "argv", []))
+    _check(0 <= args.elite < args.pop, f"--elite {args.elite}{'' if typed else ' (its default)'}: expected 0 "
+           f"to pop-1 ({args.pop - 1}) with --pop {args.pop}; give --elite {max(0, args.pop - 1)} or a larger --pop")
     _check(args.hall_of_fame >= 1, f"--hall-of-fame {args.hall_of_fame}: need at least 1")
     _check(args.resume or len(objectives) > 1 or args.rerank_top <= args.hall_of_fame,  # a resume keeps the run's; two
            # objectives keep the whole front
