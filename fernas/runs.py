@@ -176,6 +176,11 @@ def describe_run(run: Path, probe_lock: bool = True) -> dict:
     """`describe(run)` of a run directory whose files can be read further; RunDirError otherwise."""
     row = describe(run, probe_lock)
     if row is None:
+        inside = [r["run"] for r in list_runs(run)] if run.is_dir() else []  # a multi-genome train, make demo's
+        if inside:
+            shown = ", ".join(inside[:4]) + (f" and {len(inside) - 4} more" if len(inside) > 4 else "")
+            raise RunDirError(f"{run}: holds no run itself but {len(inside)} run(s) below it ({shown}); name one "
+                              f"of them (`fernas runs {run}` lists them)")
         raise RunDirError(f"{run}: not a fernas run directory (no config.json of an evolve or training run)")
     if row["state"] == "corrupt":
         raise RunDirError(f"{run / 'config.json'}: corrupt (not valid JSON, or not an object), and no readable "

@@ -76,6 +76,8 @@ def test_runs_lists_evolve_and_training_runs(tmp_path):
     lines = out.splitlines()  # the columns line up however long a run's name
     assert len({line.index(" evolve " if " evolve " in line else " train ") for line in lines[1:]}
                | {lines[0].index(" kind ")}) == 1, out
+    rc, _, err = cli("report", root / "demo-20261207-223409")  # make demo's folder: the runs are below it
+    assert rc == 2 and "holds no run itself but 1 run(s) below it" in err and long in err, err
     rc, out, _ = cli("runs", root, "--json")
     assert {json.loads(line)["kind"] for line in out.splitlines()} == {"evolve", "train"}
     rc, _, err = cli("runs", tmp_path / "nowhere")
