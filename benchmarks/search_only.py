@@ -153,13 +153,18 @@ def seed_result(a, src: dict, run: dict, work: Path, train_seeds: list[int], red
     return rec
 
 
-def keep_decodes_here(rec: dict, old: dict) -> None:
+def keep_decodes_here(rec: dict, old: dict, same_machine: bool) -> None:
     """Carry the earlier file's re-decodes on this machine (`--redecode`) into `rec` for the arms
-    not re-decoded now: a later invocation without --redecode must not drop them."""
-    for arm, was in old.get("source_arms", {}).items():
-        if was.get("decode_here") is not None and rec["source_arms"].get(arm, {}).get("decode_here") is None \
-                and arm in rec["source_arms"]:
-            rec["source_arms"][arm]["decode_here"] = was["decode_here"]
+    not re-decoded now, when that file was written on this machine and the arm's pick is the
+    same: a later invocation without --redecode must not drop them."""
+    def pick(arm_rec: dict):
+        return arm_rec.get("pick_gid") or arm_rec.get("pick_name")
+
+    for arm, was in old.get("source_arms", {}).items() if same_machine else ():
+        now = rec["source_arms"].get(arm)
+        if was.get("decode_here") is not None and now is not None and now.get("decode_here") is None \
+                and pick(now) == pick(was):
+            now["decode_here"] = was["decode_here"]
 
 
 def sibling_records(results: Path, tag: str, source: str, this: str) -> dict[str, dict[int, dict]]:
@@ -231,7 +236,7 @@ def main(argv=None) -> int:
                              {arm: recs[seed] for arm, recs in siblings.items() if seed in recs})
         if result["wall_s"] is None and seed in by_seed:  # a reused run: its seconds as first measured
             result["wall_s"] = by_seed[seed]["wall_s"]
-        keep_decodes_here(result, by_seed.get(seed, {}))
+        keep_decodes_here(result, by_seed.get(seed, {}), old.get("machine", {}).get("cpu") == EC.cpu_model())
         by_seed[seed] = result
         per_seed = [by_seed[k] for k in sorted(by_seed)]
         atomic_write_json(out_json, {

@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ClusterUnreachable.take_attempt()
     closed_output.open_standard_descriptors()  # before anything opens a file
     stop_signals.received.clear()
     parser = build_parser()

@@ -62,13 +62,20 @@ class ClusterUnreachable(SettingError):
 
     TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL
     ATTEMPT_ENV = "FERNAS_SUPERVISED_ATTEMPT"  # set by the --auto-resume supervisor: 1, 2, ... on restarts
+    attempt = 0  # this process's (`take_attempt`)
+
+    @classmethod
+    def take_attempt(cls) -> None:
+        """Read the supervisor's attempt number and remove it from the environment, so that no
+        process started from here (Ray's, a trial's) takes itself for a restart."""
+        import os
+
+        text = os.environ.pop(cls.ATTEMPT_ENV, "0")
+        cls.attempt = int(text) if text.isdigit() else 0
 
     @classmethod
     def status(cls) -> int:
-        import os
-
-        attempt = os.environ.get(cls.ATTEMPT_ENV, "0")
-        return cls.TEMPFAIL if attempt.isdigit() and int(attempt) > 0 else 2
+        return cls.TEMPFAIL if cls.attempt > 0 else 2
 
 
 class _Names(dict):

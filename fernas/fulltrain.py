@@ -261,7 +261,8 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
     usage = (data.info or {}).get("test_usage")  # a FER2013 CSV's: which of its held-out splits
     print(f"  testing on {len(data.test)} images ({f'{usage}, ' if usage else ''}ten-crop) ...",
           file=sys.stderr, flush=True)
-    m, probs = evaluate_model(model, data.test, data.classes, device=dev, amp=amp_for(cfg.precision, dev),
+    tested_in = "bf16" if amp_for(cfg.precision, dev) else "fp32"  # what `auto` chose here, for evaluate and predict
+    m, probs = evaluate_model(model, data.test, data.classes, device=dev, amp=tested_in == "bf16",
                               batch_crops=eval_batch_size(dev, doc), return_probs=True)
     metrics = {
         "genome": name, "genome_id": gid,
@@ -272,7 +273,7 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
         "params": summary["params"], "macs": summary["macs"],
         "best_val_acc": {"train": res1.best_val_acc, **({"finetune": final.best_val_acc}
                                                        if final is not res1 else {})},
-        "selected_weights": selected, "merge_val": bool(cfg.merge_val), "precision": cfg.precision,
+        "selected_weights": selected, "merge_val": bool(cfg.merge_val), "precision": tested_in,
         "train_crops": cfg.train_crops, "epochs": cfg.epochs, "fine_tune_epochs": cfg.fine_tune_epochs,
         "train_seconds": sum(r["seconds"] for r in rows), "device": str(dev),
         # the unit of trials.csv's `compute`: a decode's cost beside a search's
@@ -281,7 +282,7 @@ def _test_and_save(doc: dict, data: Dataset, cfg: ProtocolConfig, dev, run_dir: 
     }
     save_model_file(run_dir / "model.pt", doc, final.best_state,
                     {"num_classes": data.num_classes, "classes": list(data.classes), "genome_id": gid,
-                     **({"test_usage": usage} if usage else {}), "precision": cfg.precision,
+                     **({"test_usage": usage} if usage else {}), "precision": tested_in,
                      "test_accuracy_tencrop": metrics["test_accuracy_tencrop"], "fernas_version": __version__})
     write_plots(run_dir, rows, metrics, model, data.test, probs, data.classes, title=name)
     atomic_write_json(run_dir / "metrics.json", metrics)  # the run is complete from here on

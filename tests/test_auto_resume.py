@@ -113,6 +113,7 @@ def test_a_restart_that_finds_the_cluster_down_waits_longer_and_goes_on(capfd, m
     assert main(argv) == 2 and "cannot connect to 127.0.0.1:9" in capfd.readouterr().err
     monkeypatch.setenv("FERNAS_SUPERVISED_ATTEMPT", "2")
     assert main(argv) == 75 and "cannot connect to 127.0.0.1:9" in capfd.readouterr().err
+    assert "FERNAS_SUPERVISED_ATTEMPT" not in os.environ  # taken: nothing this process starts inherits it
 
 
 def test_the_command_that_goes_on_has_the_machine_flags_and_the_restarts(tmp_path):

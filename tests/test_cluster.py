@@ -107,8 +107,8 @@ def test_evolve_on_a_two_node_cluster_survives_a_lost_node_and_a_killed_driver(c
             "from fernas.search.cluster import nodes_without; "
             f"print(json.dumps([nodes_without({str(tmp_path)!r}), nodes_without({str(tmp_path / 'nowhere')!r})]))")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
-    seen, unseen = json.loads(res.stdout.strip().splitlines()[-1])
-    assert seen == [] and len(unseen) == 2 and all(len(n) == 12 for n in unseen), res.stdout + res.stderr
+    (seen, silent), (unseen, silent2) = json.loads(res.stdout.strip().splitlines()[-1])
+    assert seen == silent == silent2 == [] and len(unseen) == 2 and all(len(n) == 12 for n in unseen), res.stdout
     out = tmp_path / "run"
     args = [sys.executable, "-m", "fernas", "evolve", "--address", address, "--storage", str(tmp_path / "storage"),
             "--data", "demo:140,70,70", "--seed-genomes", str(seeds / "*.json"), "--pop", "4", "--generations", "4",
@@ -161,3 +161,27 @@ def test_evolve_on_a_two_node_cluster_survives_a_lost_node_and_a_killed_driver(c
         assert len(fh.read().strip().splitlines()) == 1 + 4  # header + every generation
     for name in ("best.json", "report.html", "pareto.csv", "progress.png"):
         assert (out / name).is_file(), name
+
+
+def test_a_run_directory_a_node_does_not_see_is_refused(tmp_path, monkeypatch):
+    """`check_out_shared` on the verdicts of `nodes_without` (the real one is run above): a node
+    that does not see OUT refuses the run in one line; one that did not answer is a warning."""
+    from fernas.errors import UserError
+    from fernas.search import cluster
+
+    lines, asked = [], []
+
+    def verdicts(missing, silent):
+        def nodes_without(path):
+            asked.append(Path(path))
+            assert Path(path).is_file() and Path(path).parent == tmp_path  # the marker exists while asked
+            return missing, silent
+        return nodes_without
+
+    monkeypatch.setattr(cluster, "nodes_without", verdicts(["0123456789ab"], []))
+    with pytest.raises(UserError, match=r"--out .*: not on a file system that Ray node\(s\) 0123456789ab share"):
+        cluster.check_out_shared(tmp_path, lines.append)
+    monkeypatch.setattr(cluster, "nodes_without", verdicts([], ["ba9876543210"]))
+    cluster.check_out_shared(tmp_path, lines.append)
+    assert len(lines) == 1 and "ba9876543210 did not say whether they see" in lines[0]
+    assert not any(p.exists() for p in asked) and list(tmp_path.iterdir()) == []  # the markers are gone

@@ -619,13 +619,21 @@ def test_search_only_pairs_each_arm_with_the_other_arms_of_the_same_source(tmp_p
 
 def test_search_only_keeps_the_earlier_redecodes_when_not_asked_again():
     so = load("search_only")
-    rec = {"source_arms": {"ga-single": {"decode": 0.7}, "seeds": {"test_whole_budget": 0.72},
-                           "ga-mf": {"decode": 0.6, "decode_here": 0.65}}}
-    old = {"source_arms": {"ga-single": {"decode": 0.7, "decode_here": 0.77}, "seeds": {"decode_here": 0.37},
-                           "ga-mf": {"decode_here": 0.5}, "gone": {"decode_here": 0.1}}}
-    so.keep_decodes_here(rec, old)
-    assert {arm: v.get("decode_here") for arm, v in rec["source_arms"].items()} == {
-        "ga-single": 0.77, "seeds": 0.37, "ga-mf": 0.65}  # a re-decode made now wins
+    def rec():
+        return {"source_arms": {"ga-single": {"pick_gid": "a", "decode": 0.7}, "seeds": {"pick_name": "d"},
+                                "ga-mf": {"pick_gid": "b", "decode": 0.6, "decode_here": 0.65},
+                                "random-sh": {"pick_gid": "new"}}}
+    old = {"source_arms": {"ga-single": {"pick_gid": "a", "decode_here": 0.77}, "seeds": {"pick_name": "d",
+                                                                                        "decode_here": 0.37},
+                           "ga-mf": {"pick_gid": "b", "decode_here": 0.5}, "gone": {"decode_here": 0.1},
+                           "random-sh": {"pick_gid": "old", "decode_here": 0.4}}}
+    here = rec()
+    so.keep_decodes_here(here, old, same_machine=True)
+    assert {arm: v.get("decode_here") for arm, v in here["source_arms"].items()} == {
+        "ga-single": 0.77, "seeds": 0.37, "ga-mf": 0.65, "random-sh": None}  # a re-decode made now wins; another pick's not
+    elsewhere = rec()
+    so.keep_decodes_here(elsewhere, old, same_machine=False)  # a figure of another machine is not this one's
+    assert {v.get("decode_here") for v in elsewhere["source_arms"].values()} == {None, 0.65}
 
 
 def test_finalists_read_a_search_only_arm_from_its_own_file_and_its_budget_from_its_run(tmp_path):

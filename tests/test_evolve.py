@@ -546,6 +546,10 @@ def test_a_run_directory_keeps_the_config_before_its_last_write(tmp_path, capsys
     os.link(tmp_path / "config.json", tmp_path / f".config.prev.json.{os.getpid()}.tmp")
     rd.write_config({"options": {"a": 1}, "first_started": "t0", "resumes": 2})
     assert json.loads((tmp_path / "config.prev.json").read_text())["resumes"] == 1
+    (tmp_path / "config.json").write_text('{"fernas_evolve_run": 3}')  # valid JSON that a resume cannot use
+    assert read_config(tmp_path)["resumes"] == 1
+    rd.write_config({"options": {"a": 1}, "first_started": "t0", "resumes": 2})
+    assert json.loads((tmp_path / "config.prev.json").read_text())["resumes"] == 1  # the good copy stays
 
 
 def run_out_of_order(ev: Evolution, order_seed: int, kill_after: int | None = None) -> tuple[list, int]:

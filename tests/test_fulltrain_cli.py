@@ -201,7 +201,9 @@ def test_evaluate_writes_metrics_and_plots(run_dir, tmp_path):
     assert rc == 0, err
     m = json.loads((out / "metrics.json").read_text())
     want = json.loads((run_dir / "metrics.json").read_text())
-    assert m["test_accuracy_tencrop"] == pytest.approx(want["test_accuracy_tencrop"])  # same data, same model
+    # same data, same model, the precision its run tested in: the run's figures exactly
+    assert (m["test_accuracy_tencrop"], m["test_loss_tencrop"]) == (want["test_accuracy_tencrop"], want["test_loss_tencrop"])
+    assert m["precision"] == want["precision"] in ("bf16", "fp32")
     assert (out / "confusion.png").is_file() and (out / "saliency.png").is_file()
     assert "ten-crop accuracy" in stdout
     rc, _, err = cli("evaluate", run_dir / "model.pt", "--data", "demo:280", "--out", out)
@@ -213,7 +215,13 @@ def test_evaluate_writes_metrics_and_plots(run_dir, tmp_path):
     assert 0 <= m["val_accuracy_tencrop"] <= 1 and m["val_loss_tencrop"] > 0
 
 
-def test_evaluate_and_predict_run_the_model_at_the_precision_its_run_tested_it_with(run_dir):
+def meta_of(run_dir):
+    import torch
+
+    return {k: v for k, v in torch.load(run_dir / "model.pt", weights_only=True).items() if k != "state_dict"}
+
+
+def test_evaluate_and_predict_run_the_model_at_the_precision_its_run_tested_it_with(run_dir, tmp_path):
     """model.pt records the run's precision; evaluate and predict use it unless told otherwise, so
     `fernas evaluate` reproduces metrics.json (bf16 autocast where the CPU has it changes the third decimal)."""
     import argparse
@@ -230,6 +238,25 @@ def test_evaluate_and_predict_run_the_model_at_the_precision_its_run_tested_it_w
                                   ("fp32", "bf16", False), ("bf16", "fp32", True), ("auto", "fp32", default_amp(cpu))):
         meta = {} if recorded is None else {"precision": recorded}
         assert inference_amp(argparse.Namespace(precision=asked), meta, cpu) is want, (asked, recorded)
+    # through the commands: evaluate records what it ran in; predict in fp32 gives the fp32 ONNX program's
+    other = "fp32" if meta_of(run_dir)["precision"] == "bf16" else "bf16"
+    obj = torch.load(run_dir / "model.pt", weights_only=True)
+    torch.save({**obj, "precision": other}, tmp_path / "other.pt")
+    for model, flag, ran in ((tmp_path / "other.pt", "model", other), (run_dir / "model.pt", "fp32", "fp32")):
+        rc, _, err = cli("evaluate", model, "--data", "demo:280", "--precision", flag, "--out", tmp_path / f"e-{flag}",
+                         "--device", "cpu")
+        assert rc == 0 and json.loads((tmp_path / f"e-{flag}" / "metrics.json").read_text())["precision"] == ran, err
+    from PIL import Image
+
+    from fernas.export import OnnxClassifier
+
+    face = torch.randint(0, 256, (48, 48), dtype=torch.uint8)
+    Image.fromarray(face.numpy(), mode="L").save(tmp_path / "face.png")
+    rc, out, err = cli("predict", run_dir / "model.pt", tmp_path / "face.png", "--precision", "fp32", "--json",
+                       "--device", "cpu")
+    got = list(json.loads(out)["probabilities"].values())
+    want = OnnxClassifier(run_dir / "model-tencrop.onnx").predict_proba(face[None])[0]
+    assert rc == 0 and max(abs(a - float(b)) for a, b in zip(got, want)) < 1e-4, (got, want)
 
 
 def test_evaluate_and_predict_refuse_files_that_are_not_fernas_models(tmp_path):

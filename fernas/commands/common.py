@@ -51,14 +51,14 @@ def add_inference_arguments(parser: argparse.ArgumentParser, device_help: str = 
     """--device and --precision of the commands that run a saved model (evaluate, predict)."""
     parser.add_argument("--device", default="auto", help=device_help)
     parser.add_argument("--precision", choices=("model", "auto", "bf16", "fp32"), default="model",
-                        help="inference precision: model = the one the model was tested with when trained (its "
-                             "model.pt's precision), so the run's metrics.json is reproduced; auto = bf16 autocast "
-                             "where the hardware has it")
+                        help="inference precision: model = the one the model was tested in when trained (its "
+                             "model.pt's precision: bf16 or fp32), so the run's metrics.json is reproduced; auto = "
+                             "bf16 autocast where the hardware has it")
 
 
 def inference_amp(args: argparse.Namespace, meta: dict, dev) -> bool:
     """bf16 autocast on or off for a saved model's inference (`add_inference_arguments`); a
-    model.pt without a recorded precision was tested at `auto`."""
+    model.pt records the precision its test ran in (bf16 or fp32); one without it, `auto`."""
     from fernas.device import amp_for
 
     precision = meta.get("precision", "auto") if args.precision == "model" else args.precision

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if len(split) == 0:
         raise UserError(f"--split {args.split}: the dataset's {args.split} split is empty")
     usage = _held_out_usage(args, meta, data)
-    m, probs = evaluate_model(model, split, data.classes, device=dev, amp=inference_amp(args, meta, dev),
+    amp = inference_amp(args, meta, dev)
+    m, probs = evaluate_model(model, split, data.classes, device=dev, amp=amp,
                               batch_crops=eval_batch_size(dev, doc), return_probs=True)
     s = summarize(doc, input_size=CROP_SIZE, num_classes=len(data.classes))
     # The accuracy keys name the evaluated split: a --split val figure is not a test figure.
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = {"model": str(args.model), "genome": doc.get("name"), "data": data.source, "split": args.split,
                **({"usage": usage} if usage else {}), **named,
                **{k: m[k] for k in ("macro_f1", "n", "per_class", "confusion", "classes")},
-               "params": s["params"], "macs": s["macs"], "device": str(dev)}
+               "params": s["params"], "macs": s["macs"], "device": str(dev), "precision": "bf16" if amp else "fp32"}
     out.mkdir(parents=True, exist_ok=True)
     write_plots(out, [], metrics, model, split, probs, data.classes, title=str(doc.get("name", "")),
                 split=args.split)

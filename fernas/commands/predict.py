@@ -24,6 +24,10 @@ def _probabilities(args: argparse.Namespace, x) -> tuple[list[str], object]:
     from fernas.export import OnnxClassifier, is_onnx_file
 
     if is_onnx_file(args.model):  # its own crops (one or ten) and class order
+        if args.precision not in ("model", "fp32"):
+            from fernas.errors import UserError
+
+            raise UserError(f"--precision {args.precision}: {args.model} is an ONNX program, which runs in fp32")
         clf = OnnxClassifier(args.model)
         return clf.classes, clf.predict_proba(x)
     from fernas.commands.common import inference_amp, model_from_args

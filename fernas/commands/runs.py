@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     wide = max(12, *(len(r["progress"]) for r in rows))  # "gen 12/30 --time-budget"
     names = [_short(r["run"], root) for r in rows]
-    name_w = max(len(n) for n in names)  # make demo's runs/demo-DATE-TIME/trained/evolved-GID are 50
+    name_w = max(3, *(len(n) for n in names))  # make demo's runs/demo-DATE-TIME/trained/evolved-GID are 50
     head = f"{'run':{name_w}s} {'kind':6s} {'state':10s} {'progress':{wide}s} {'trials':>6s} {'best':>6s} {'compute':>8s} " \
            f"{'time':>7s}  started"
     print(head)

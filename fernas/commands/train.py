@@ -179,9 +179,6 @@ def run_training(args: argparse.Namespace, command: str) -> int:
             raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 0")
     if args.epochs + args.fine_tune_epochs == 0:
         raise UserError("--epochs 0 --fine-tune-epochs 0: nothing to train (fernas evaluate tests a saved model)")
-    if args.merge_val and args.fine_tune_epochs == 0:  # train+val is the fine-tuning phase's training set
-        raise UserError("--merge-val --fine-tune-epochs 0: --merge-val fine-tunes on train+val; give "
-                        "--fine-tune-epochs N (the paper: 50)")
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
     if args.resume and args.out is None:
@@ -190,6 +187,9 @@ def run_training(args: argparse.Namespace, command: str) -> int:
     if args.resume:
         _restore_run_settings(args, dirs)
         _restore_race(args, base)
+    if args.merge_val and args.fine_tune_epochs == 0:  # train+val is the fine-tuning phase's training set
+        raise UserError("--merge-val --fine-tune-epochs 0: --merge-val fine-tunes on train+val; give "
+                        "--fine-tune-epochs N (the paper: 50)")
     check_race(args.race, len(docs), args.epochs)
     dev = device_from_args(args)
     cfg = ProtocolConfig(**{f.name: getattr(args, f.name) for f in fields(ProtocolConfig) if f.name != "device"},

@@ -152,27 +152,35 @@ def connect_ray(opts: EvolveOptions) -> dict:
             "memory": float(res.get("memory", 0))}
 
 
-def nodes_without(path: str, timeout_s: float = 60.0) -> list[str] | None:
-    """The alive Ray nodes on which `path` does not exist (the first 12 hex digits of their ids,
-    as trials.csv's `node`), by one task pinned to each; None when they did not all answer."""
+def nodes_without(path: str, timeout_s: float = 30.0) -> tuple[list[str], list[str]]:
+    """(the alive Ray nodes on which `path` does not exist, those that did not answer within
+    `timeout_s`), by one task pinned to each node; nodes by the first 12 hex digits of their
+    ids, as trials.csv's `node`."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     exists = ray.remote(num_cpus=0, max_retries=0)(os.path.exists)
     nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-    refs = [exists.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(path)
-            for n in nodes]
-    try:
-        seen = ray.get(refs, timeout=timeout_s)
-    except Exception:  # a node busy or lost meanwhile: no verdict
-        return None
-    return [n[:12] for n, ok in zip(nodes, seen) if not ok]
+    refs = {exists.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(path): n
+            for n in nodes}
+    done, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+    missing, silent = [], [refs[r][:12] for r in pending]
+    for ref in done:
+        try:
+            if not ray.get(ref):
+                missing.append(refs[ref][:12])
+        except Exception:  # the node was lost meanwhile: no verdict on it
+            silent.append(refs[ref][:12])
+    for ref in pending:
+        ray.cancel(ref)
+    return missing, silent
 
 
-def check_out_shared(out: Path) -> None:
+def check_out_shared(out: Path, say=print) -> None:
     """On a cluster every node's trials write under the run directory (the checkpoints that
     promotions continue, stuck-trial markers): refuse a run directory that some node does not
-    see (its promotions would fail there as the genome's fault)."""
+    see (its promotions would fail there as the genome's fault); `say` a warning line for the
+    nodes that did not answer."""
     import secrets
 
     from fernas.errors import UserError
@@ -180,9 +188,12 @@ def check_out_shared(out: Path) -> None:
     marker = out.resolve() / f".fernas-node-check-{secrets.token_hex(4)}"
     marker.touch()
     try:
-        missing = nodes_without(str(marker))
+        missing, silent = nodes_without(str(marker))
     finally:
         marker.unlink(missing_ok=True)
+    if silent:
+        say(f"fernas: warning: Ray node(s) {', '.join(silent)} did not say whether they see {out}; on a cluster "
+            "the run directory must be on the file system every node shares")
     if missing:
         raise UserError(f"--out {out}: not on a file system that Ray node(s) {', '.join(missing)} share with this "
                         "one (their trials write checkpoints and markers under it); put the run directory on "

@@ -239,7 +239,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
 
         out.mkdir(parents=True, exist_ok=True)
         if opts.address:  # a node that cannot see OUT would fail every promotion it ran
-            cluster.check_out_shared(out)
+            cluster.check_out_shared(out, lambda line: console.say(line, err=True))
         chance = chance_level(data.val.class_counts(data.num_classes))
         if ev is None:
             opts.ga.chance_level, opts.ga.val_images = chance, len(data.val)

@@ -71,11 +71,12 @@ def read_config(out: Path) -> dict:
         raise
 
 
-def _readable_json(path: Path) -> bool:
+def _resumable(cfg_path: Path, out: Path) -> bool:
+    """Whether `read_config` takes this config.json itself (not the copy before it)."""
     try:
-        json.loads(path.read_text())
+        _read_config(cfg_path, out)
         return True
-    except (OSError, ValueError, RecursionError):
+    except (RunDirError, FileNotFoundError):
         return False
 
 
@@ -130,7 +131,7 @@ class RunDir:
 
     def write_config(self, config: dict) -> None:
         path = self.out / "config.json"
-        if path.is_file() and _readable_json(path):  # an unreadable one would replace the good copy
+        if path.is_file() and _resumable(path, self.out):  # one a resume cannot read would replace the good copy
             keep_previous(path)  # config.prev.json: what a resume falls back to if this write is lost
         atomic_write_json(path, {VERSION_KEY: CONFIG_VERSION, **config})
 

@@ -12,6 +12,7 @@ GA penalises; an exception raised by `report` itself (Tune stopping the trial) p
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import sys
@@ -159,13 +160,14 @@ def _train_trial(doc: dict, data, budget: TrialBudget, report, gid: str, dog) ->
         return _failed(outcome(), dog.reason if dog is not None else "timed out")
     except torch.OutOfMemoryError as exc:
         return _failed(outcome(), f"out of memory: {str(exc).splitlines()[0]}")
-    except OSError as exc:  # its checkpoint could not be written or read back (a full disk, storage lost)
-        failed = _failed(outcome(), f"I/O error: {exc}")
-        failed["io_error"] = [exc.errno, exc.strerror or str(exc), str(exc.filename or "")]  # not the genome's fault
-        return failed
     except Exception as exc:  # an invalid model, a bug in a block: penalise, keep searching
         if state["reporting"]:
             raise  # the caller's control flow (Tune stopping the trial), not the genome's fault
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+            # its checkpoint could not be written (a full disk, a quota, storage gone read-only or
+            # lost): not the genome's fault and not recorded; the driver ends the search (`io_error`)
+            return {**_failed(outcome(), f"I/O error: {exc}"),
+                    "io_error": [exc.errno, exc.strerror or str(exc), str(exc.filename or "")]}
         msg = str(exc).splitlines()[0] if str(exc) else ""
         if is_device_oom(msg):  # out of memory outside torch's allocator (cuBLAS, cuDNN, CUDA itself)
             return _failed(outcome(), f"out of memory: {msg}")
@@ -173,6 +175,9 @@ def _train_trial(doc: dict, data, budget: TrialBudget, report, gid: str, dog) ->
         if is_cuda_context_error(exc):
             failed["cuda_context_lost"] = True  # the process must end: every later kernel would fail
         return failed
+
+
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)  # the storage's fault, not the genome's
 
 
 def _device(budget: TrialBudget):

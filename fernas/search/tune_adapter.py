@@ -41,8 +41,9 @@ from fernas.search.trial import TrialBudget, run_trial, shared_oom, trial_gpus
 # What the run keeps of a trial's last report (the rest is Tune's bookkeeping).
 OUTCOME_KEYS = ("status", "error", *FIELDS, "val_loss", "train_seconds", "epoch", "device", "node", "gpus",
                 "images", "compute")
-# What a trial whose worker died is recorded as having spent: its last report's running totals
-# (the epochs before that report; an attempt Tune retried from the start is not in them).
+# What a trial whose worker died is recorded as having spent: the running totals of its last
+# report (Tune's `last_result`: of the last attempt that reported; the training of an attempt that
+# died before reporting, and of any earlier attempt, is not in them).
 SPENT_KEYS = ("images", "compute", "train_seconds")
 ERROR_WAIT_S = 2.0  # how long an errored trial waits for its reason before a generic one
 
@@ -57,7 +58,7 @@ class GenerationalSearcher(Searcher):
         self.queue: deque[Candidate] = deque()
         self.live: dict[str, tuple[Candidate, float]] = {}  # trial_id -> (candidate, start time)
         self.waiting_alone: set[str] = set()  # out-of-memory retries not started yet (they need a whole GPU)
-        self.errored: dict[str, tuple] = {}  # trial_id -> (time Tune reported the error, its last result)
+        self.errored: dict[str, float] = {}  # trial_id -> time Tune reported the error
         self.finished = False
         self.failure: Exception | None = None  # the first error of our own code in a Tune callback (_kept)
         self._load(run.ev.next_batch())
@@ -136,7 +137,7 @@ class GenerationalSearcher(Searcher):
         if trial_id not in self.live:
             return
         if error:
-            self.errored[trial_id] = (time.perf_counter(), result)  # the reason follows in on_trial_error
+            self.errored[trial_id] = time.perf_counter()  # the reason (and last report) follow in on_trial_error
             return
         result = result or {}
         outcome = {k: result.get(k) for k in OUTCOME_KEYS}
@@ -161,9 +162,9 @@ class GenerationalSearcher(Searcher):
 
     def _flush_errors(self) -> None:
         now = time.perf_counter()
-        for tid, (t, last) in list(self.errored.items()):
+        for tid, t in list(self.errored.items()):
             if now - t > ERROR_WAIT_S:
-                self.trial_failed(tid, "trial worker failed (no reason reported)", last)
+                self.trial_failed(tid, "trial worker failed (no reason reported)")
 
     def started(self, trial_id: str) -> None:
         self.waiting_alone.discard(trial_id)
@@ -284,7 +285,10 @@ class TrialEvents(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         n = self.searcher.run.opts.max_failures
         reason = f"worker failed after {n} retr{'y' if n == 1 else 'ies'}: {_error_line(trial)}"
-        self.searcher.trial_failed(trial.trial_id, reason[:500], getattr(trial, "last_result", None))
+        last = None
+        with contextlib.suppress(Exception):  # a property that may ask Ray; the compute is then unknown
+            last = trial.last_result
+        self.searcher.trial_failed(trial.trial_id, reason[:500], last)
 
 
 def trial_resources(cpt: float, gpt: float, alone: bool):
