@@ -281,6 +281,7 @@ def run(args: argparse.Namespace) -> int:
     opts.seed_genomes = files
     console = EvolveConsole(quiet=args.quiet)
     console.go_on = go_on
+    left_out = []  # seed designs over the caps: said once the run directory and the data are good
     if args.resume:
         from fernas.commands.evolve_resume_flags import settings_of_typed_flags
 
@@ -289,15 +290,17 @@ def run(args: argparse.Namespace) -> int:
         docs = at_batch(docs, opts.trial_batch)  # as the run will search them (their batch fixed to the trial's)
         from fernas.evolve.sampling import admitted_seeds
 
-        for doc, reason in admitted_seeds(opts.ga, docs)[1]:
-            console.left_out(doc, reason)
+        left_out = admitted_seeds(opts.ga, docs)[1]
 
     def load_data(resolved):  # on --resume the stored data flags win
         ns = argparse.Namespace(**vars(args))
         ns.data = resolved.data
         for k, v in resolved.data_args.items():
             setattr(ns, k, v)
-        return dataset_from_args(ns)
+        data = dataset_from_args(ns)
+        for doc, reason in left_out:  # bad input fails in one line, without these before it
+            console.left_out(doc, reason)
+        return data
 
     try:
         with stopping_as_ctrl_c():  # a scheduler's SIGTERM, a closed terminal's SIGHUP
