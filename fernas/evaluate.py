@@ -155,6 +155,7 @@ def load_face_images(paths) -> torch.Tensor:
         p = Path(p)
         if not p.is_file():
             raise UserError(f"{p}: " + ("a directory; give image files (a shell glob: DIR/*.png)" if p.is_dir()
+                                        else "not a regular file (a device, a pipe)" if p.exists()
                                         else "no such image file"))
         try:
             face = read_face(p)  # (48, 48) uint8, as the folder loader reads it

@@ -244,12 +244,16 @@ def read_versioned_json(path: str | os.PathLike, key: str, version: int | tuple[
     except FileNotFoundError:
         raise
     except (OSError, ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
-        raise RunDirError(f"{path}: corrupt {what} ({type(exc).__name__}: {exc}); cannot resume") from None
-    if isinstance(obj, dict) and key not in obj:
+        raise RunDirError(f"{path}: corrupt {what} ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict):
+        raise RunDirError(f"{path}: corrupt {what} (expected a JSON object, found {type(obj).__name__})")
+    if key not in obj:
         other = next((k for k in obj if k in RUN_KINDS), None)
         if other:  # another command's run: named as such, not as version 1 of this one
             raise RunDirError(f"{path}: {RUN_KINDS[other]}, not a {what}")
-    found = obj.get(key, 1) if isinstance(obj, dict) else None
+        if not obj:
+            raise RunDirError(f"{path}: corrupt {what} (an empty object)")
+    found = obj.get(key, 1)
     readable = version if isinstance(version, tuple) else (version,)
     if found not in readable:
         raise OtherVersionError(f"{path}: {what} version {found!r}, this fernas reads version "

@@ -58,8 +58,10 @@ def load_model_file(path, device="cpu") -> tuple[dict, nn.Module, dict]:
     try:
         model.load_state_dict(obj["state_dict"])
     except (RuntimeError, KeyError) as exc:
+        # torch's first line only says "Error(s) in loading state_dict for FERNet:"; the next names the layer
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         raise UserError(f"{path}: weights do not fit the genome's network "
-                        f"({str(exc).splitlines()[0][:160]})") from None
+                        f"({(lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__)[:200]})") from None
     model.to(device).eval()
     meta = {k: v for k, v in obj.items() if k not in ("state_dict", "genome")}
     return doc, model, meta
@@ -69,7 +71,9 @@ def load_model_file(path, device="cpu") -> tuple[dict, nn.Module, dict]:
 def _read(path: Path) -> dict:
     """The file's dict, read with weights_only=True; anything else is a UserError."""
     if not path.is_file():
-        raise UserError(f"{path}: no such model file")
+        raise UserError(f"{path}: " + ("a directory, not a model file" if path.is_dir()
+                                       else "not a regular file (a device, a pipe)" if path.exists()
+                                       else "no such model file"))
     _refuse_torchscript(path)
     try:
         with warnings.catch_warnings():

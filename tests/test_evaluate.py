@@ -159,6 +159,14 @@ def test_onnx_files_with_malformed_fernas_metadata_are_refused(tmp_path, field, 
 def test_foreign_missing_or_corrupt_model_files_are_refused(tmp_path):
     with pytest.raises(UserError, match="no such model file"):
         load_model_file(tmp_path / "missing.pt")
+    with pytest.raises(UserError, match="a directory, not a model file"):
+        load_model_file(tmp_path)
+    with pytest.raises(UserError, match="/dev/null: not a regular file"):
+        load_face_images(["/dev/null"])
+    wider = {**GENOME, "stages": [{**GENOME["stages"][0], "width": 24}]}  # weights of another network
+    save_model_file(tmp_path / "other.pt", wider, build_model(GENOME).state_dict())
+    with pytest.raises(UserError, match=r"weights do not fit the genome's network \((Missing|Unexpected|size mismatch)"):
+        load_model_file(tmp_path / "other.pt")
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(UserError, match="not a fernas model"):

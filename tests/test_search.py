@@ -101,6 +101,10 @@ def test_run_directories_that_are_not_are_named_as_such(capsys, tmp_path):
     (trained / "config.json").write_text('{"fernas_train_run": 3}')
     for argv, expect in ((["--out", str(trained), "--resume"], f"{trained / 'config.json'}: the config.json of a "
                           "training run (fernas train or decode --train), not a fernas evolve run"),
+                         (["--out", str(trained)], f"{trained}: holds a training run (fernas train), not a "
+                          "search; choose another --out"),
+                         (["--out", str(tmp_path)], f"{tmp_path}: already exists and is not empty, and holds no "
+                          "fernas evolve run; choose another --out"),
                          (["--out", str(afile)], f"{afile}: not a directory (--out names the run directory)"),
                          (["--out", str(afile), "--resume"], f"{afile}: not a directory"),
                          (["--out", str(tmp_path / "run"), "--warm-start", str(tmp_path / "nosuch")],

@@ -71,6 +71,14 @@ def read_config(out: Path) -> dict:
         raise
 
 
+def _json_object(path: Path) -> dict | None:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def _resumable(cfg_path: Path, out: Path) -> bool:
     """Whether `read_config` takes this config.json itself (not the copy before it)."""
     try:
@@ -101,6 +109,11 @@ def prepare(out: Path, resume: bool) -> dict | None:
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: not a directory (--out names the run directory)")
     if out.exists() and any(p.name not in (LOCK_NAME, NOTES) for p in out.iterdir()):  # a start killed before its config
+        if not (out / "checkpoint.json").is_file() and not (out / "config.json").is_file():
+            raise RunDirError(f"{out}: already exists and is not empty, and holds no fernas evolve run; "
+                              "choose another --out")
+        if "fernas_train_run" in (_json_object(out / "config.json") or {}):  # `--resume` would not help
+            raise RunDirError(f"{out}: holds a training run (fernas train), not a search; choose another --out")
         raise RunExistsError(out, "already exists and is not empty")
     return None
 
