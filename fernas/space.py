@@ -285,14 +285,40 @@ def load_space(path: str | Path) -> Space:
                          "expected a YAML or JSON space file in UTF-8") from None
     try:
         if p.suffix.lower() == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         else:
-            import yaml
-            data = yaml.safe_load(text)
+            data = _load_yaml(text)
     except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError: the parser's one-line reason
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SpaceError(f"{p}: not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'} ({first})") from None
+    if data is None:
+        raise SpaceError(f"{p}: empty; expected a space file (`fernas space show > FILE` writes the full space)")
     return parse_space(data, str(p))
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A mapping whose keys are all different: a key given twice (two `train:` sections) would
+    silently drop the first one's constraints."""
+    keys = [k for k, _ in pairs]
+    twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ValueError(f"the key {twice[0]!r} appears twice in one mapping")
+    return dict(pairs)
+
+
+def _load_yaml(text: str):
+    """yaml.safe_load, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node):
+        return _unique_keys([(loader.construct_object(k, deep=True), loader.construct_object(v, deep=True))
+                             for k, v in node.value])
+
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=UniqueKeyLoader)
 
 
 # ---- `fernas space show` -----------------------------------------------------------------

@@ -138,6 +138,10 @@ def test_the_full_space_decides_as_before(tmp_path):
     ("train: [1\n", "not valid YAML"),
     ("fernas_space: 9\n", "fernas_space 9: this fernas reads version 1"),
     ("foo: 1\n", "foo: unknown field; expected one of fernas_space"),  # after the file's name, not joined by '.'
+    ("", "empty; expected a space file"), ("# only a comment\n", "empty; expected a space file"),
+    ("train:\n  lr: {fixed: 0.001}\ntrain:\n  optimizer: {fixed: adam}\n",  # the first would be dropped
+     "not valid YAML (the key 'train' appears twice in one mapping)"),
+    ("stages: {all: {width: {min: 32}, width: {max: 64}}}\n", "the key 'width' appears twice"),
 ])
 def test_bad_space_files_one_line_exit_2(tmp_path, capsys, text, expect):
     path = write(tmp_path, text)
