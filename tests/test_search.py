@@ -64,6 +64,8 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     (["--gpus-per-trial", "64"], "--gpus-per-trial 64"),
     (["--max-mmacs", "5", "--data", "/nonexistent/fer2013.csv"],  # the seed designs over the cap go unsaid
      "/nonexistent/fer2013.csv: no such file or directory"),
+    (["--rerank-top", "1", "--rerank-seeds", "0"], "--rerank-seeds 0: re-ranks nothing, which contradicts "
+                                                    "--rerank-top 1; give --rerank-top 0"),
     (["--pop", "2"], "--elite 2 (its default): expected 0 to pop-1 (1) with --pop 2; give --elite 1 or a larger --pop"),
     (["--pop", "3", "--elite", "3"], "--elite 3: expected 0 to pop-1 (2) with --pop 3"),
     (["--max-mmacs", "0.001"], "the full search space: no genome of this space found under --max-mmacs 0.001 "

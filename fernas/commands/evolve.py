@@ -64,6 +64,8 @@ def rerank_settings(args: argparse.Namespace) -> dict:
     """GAConfig's re-ranking fields from the --rerank-* flags (their defaults resolved)."""
     _check(args.rerank_top >= 0, f"--rerank-top {args.rerank_top}: expected >= 0")
     _check(args.rerank_seeds >= 0, f"--rerank-seeds {args.rerank_seeds}: expected >= 0")
+    _check(args.rerank_seeds > 0 or args.rerank_top == 0, f"--rerank-seeds 0: re-ranks nothing, which "
+           f"contradicts --rerank-top {args.rerank_top}; give --rerank-top 0 to leave the re-ranking out")
     from fernas.evolve import GAConfig
     from fernas.evolve.config import OWN_RERANK_EPOCHS
 
