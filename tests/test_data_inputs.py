@@ -94,6 +94,13 @@ def test_decompression_bomb_is_a_bad_image(faces, monkeypatch, capsys):
                      "decompression bomb")
 
 
+def test_a_broken_link_in_an_image_folder_is_a_bad_image_not_dropped(faces):
+    (faces / "train" / "happy" / "gone.png").symlink_to(faces / "nowhere.png")
+    with pytest.raises(DataError, match=r"gone\.png: unreadable image \(a link to a file that does not exist"):
+        load_dataset(faces, use_cache=False)
+    assert load_dataset(faces, skip_bad=True, use_cache=False).skipped == 1  # counted in the summary
+
+
 # ---------------------------------------------------------------------------- 2: the parse cache
 
 def test_cache_hit_names_the_path_given_now(tmp_path, faces, capsys):

@@ -25,7 +25,10 @@ from fernas.io import UMASK
 
 
 def image_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    """The files under root, broken links included (read, they are bad images: counted, or one
+    line, never dropped without a word); hidden ones left out."""
+    return sorted(p for p in root.rglob("*") if (p.is_file() or p.is_symlink() and not p.exists())
+                  and not p.name.startswith("."))
 
 
 # Split folder names (any case) -> split.  FER2013 dumped as images often uses the CSV's Usage

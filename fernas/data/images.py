@@ -11,6 +11,7 @@ such pixels) is a `BadImage` whose message is one line.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -41,6 +42,8 @@ def read_face(path) -> np.ndarray:
         raise BadImage(f"more than {limit:,} pixels, Pillow's limit against decompression bombs") from None
     except BadImage:
         raise
+    except FileNotFoundError:
+        raise BadImage("a link to a file that does not exist" if os.path.islink(path) else "no such file") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt data
         raise BadImage(first_line(exc)) from None
 
