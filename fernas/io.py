@@ -48,7 +48,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(exc, OSError) and not exc.filename:  # a full disk: say which file could not be written
+        if isinstance(exc, OSError) and (not exc.filename or exc.filename == tmp):
+            # a full disk, a directory in the way: the file asked for, not the temporary one beside it
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
 

@@ -333,6 +333,8 @@ def test_data_demo_csv_and_folder_round_trip(tmp_path, capsys):
         assert cli.main(["data", "demo", "--out", str(special)] + sizes) == 2
         assert "is a link or a special file" in capsys.readouterr().err
     assert stat.S_ISFIFO(fifo.lstat().st_mode) and link.is_symlink() and not (tmp_path / "elsewhere.csv").exists()
+    assert cli.main(["data", "demo", "--out", str(out / "x.csv")] + sizes) == 2  # below a file
+    assert f"{out}: not a directory (in --out {out / 'x.csv'})" in capsys.readouterr().err
     hard = tmp_path / "hard.csv"
     assert cli.main(["data", "demo", "--out", str(hard), "--difficulty", "hard"] + sizes) == 0
     assert "hard demo faces" in capsys.readouterr().out

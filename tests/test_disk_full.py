@@ -106,3 +106,14 @@ def test_a_full_disk_under_a_trainings_checkpoint_is_one_line(disk_of_64m):
     err = res.stderr.strip().splitlines()
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert "No space left on device" in err[-1] and str(out) in err[-1] and "--resume" in err[-1], err
+
+
+def test_a_failed_atomic_write_names_the_file_asked_for_not_its_temporary(tmp_path):
+    """A directory where the file goes (a report.html made by hand): the error names that path,
+    not the temporary file beside it, and leaves no temporary file."""
+    from fernas.io import atomic_write_text
+
+    (tmp_path / "report.html").mkdir()
+    with pytest.raises(OSError) as err:
+        atomic_write_text(tmp_path / "report.html", "<html>")
+    assert err.value.filename == str(tmp_path / "report.html") and list(tmp_path.iterdir()) == [tmp_path / "report.html"]

@@ -84,6 +84,7 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     (["--rerank-warmup", "-1"], "--rerank-warmup -1: expected >= 0"),
     (["--rerank-top", "5", "--hall-of-fame", "2"], "--rerank-top 5: the re-ranking takes the best of the hall of "
                                                    "fame, which keeps 2 (--hall-of-fame); give --hall-of-fame 5 or more"),
+    (["--storage", "/dev/null", "--data", "demo:70,35,35"], "--storage /dev/null: a file, not a directory"),
     (["--storage", "/dev/null/trials", "--data", "demo:70,35,35"],
      "--storage /dev/null/trials: cannot make the directory (Not a directory)"),
 ])

@@ -86,6 +86,9 @@ def run_demo(args: argparse.Namespace) -> int:
     for flag in ("n_train", "n_val", "n_test"):
         fdata.check_demo_size(getattr(args, flag), flag)  # 1..MAX_DEMO_IMAGES, before any memory is spent
     fdata.check_seed(args.seed, "seed")
+    from fernas.io import refuse_file_in_path
+
+    refuse_file_in_path(Path(args.out))  # a file where a folder of the path should be: said, not 'File exists'
     fdata.refuse_nonempty(Path(args.out))  # before spending seconds on drawing
     ds = demo_faces.make_demo(args.n_train, args.n_val, args.n_test, seed=args.seed, difficulty=args.difficulty)
     if args.format == "csv":

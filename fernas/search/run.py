@@ -284,6 +284,8 @@ def _trial_storage(opts: EvolveOptions, out: Path) -> str:
     path = Path(opts.storage).resolve()
     if path.is_relative_to(out.resolve()):
         return str(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"--storage {opts.storage}: a file, not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
