@@ -1,6 +1,6 @@
 """`python -m fernas` is the same as the `fernas` console script."""
 import sys
 
-from fernas.cli import main
+from fernas.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

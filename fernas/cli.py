@@ -8,6 +8,7 @@ Errors the user caused (`UserError`) end in one line on stderr and exit status 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import os
@@ -34,6 +35,25 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(f"fernas.commands.{name}").register(sub)
     return parser
+
+
+def entry() -> int:
+    """The `fernas` program (console script, `python -m fernas`): `main`, after which a stop
+    signal no longer changes the outcome: the command's files are written and its status is
+    decided, so a Ctrl-C while the interpreter shuts down (joining library threads) ends the
+    process at once with that status instead of turning it into an interrupt (130)."""
+    status = main()
+
+    def leave(signum, frame):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(status)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's ignored SIGHUP stays ignored
+            signal.signal(signum, leave)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:

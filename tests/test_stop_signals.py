@@ -50,6 +50,21 @@ def test_a_signal_ignored_before_stays_ignored():
         signal.signal(signal.SIGHUP, old)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_after_the_command_finished_keeps_its_exit_status(signum):
+    """The program's entry point: a Ctrl-C that arrives once `main` has returned (the interpreter
+    joining library threads) ends the process with the command's status, not as interrupted."""
+    code = ("import os, signal, sys, time\n"
+            "import fernas.cli as cli\n"
+            "cli.main = lambda: 3  # a command that finished with status 3\n"
+            "status = cli.entry()\n"
+            f"os.kill(os.getpid(), {int(signum)})\n"
+            "time.sleep(5)\n"
+            "sys.exit(9)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 3, (res.returncode, res.stderr)
+
+
 def test_blocks_nest_and_outside_the_main_thread_change_nothing():
     before = signal.getsignal(signal.SIGTERM)
     with stop_signals.stopping_as_ctrl_c():
