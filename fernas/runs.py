@@ -132,10 +132,7 @@ def _train_row(run: Path, cfg: dict) -> dict:
     total = int(args.get("epochs") or 0) + int(args.get("fine_tune_epochs") or 0)
     resumable = any(run.glob("checkpoint-*.pt"))
     stopped = "lost race" if _lost_race(run) else "stopped"
-    # complete as `fulltrain.is_complete` says (metrics.json, the training checkpoint gone): a run
-    # stopped while it exported its program still has it, and --resume finishes it
-    finished = metrics and not (run / "checkpoint-train.pt").exists()
-    return {"kind": "train", "state": "finished" if finished else (stopped if resumable else "incomplete"),
+    return {"kind": "train", "state": "finished" if metrics else (stopped if resumable else "incomplete"),
             "progress": f"epoch {epochs}/{total or '?'}", "trials": None,
             "best": metrics.get("test_accuracy_tencrop") if metrics else None, "compute": None,
             "started": cfg.get("started"), "seconds": metrics.get("train_seconds") if metrics else None}
