@@ -238,6 +238,9 @@ def test_existing_run_is_not_overwritten(capsys, tmp_path):
     out.mkdir()
     (out / "trials.csv").write_text("precious\n")
     code, err = run_cli(capsys, "--out", str(out))
+    assert code == 2 and "already exists and is not empty, and holds no fernas evolve run" in err
+    (out / "checkpoint.json").write_text("{}")  # a search's files: --resume is the way on
+    code, err = run_cli(capsys, "--out", str(out))
     assert code == 2 and "--resume" in err
     assert (out / "trials.csv").read_text() == "precious\n"
 
