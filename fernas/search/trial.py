@@ -31,7 +31,7 @@ from fernas.search.watchdog import TrialTimeout
 FAULT_ENV = "FERNAS_FAULT_INJECT"
 # Bump when a trial of the same genome, data, budget and seed would score differently (the
 # trainer, augmentation, fitness rule): a warm start reuses only trials of the same version.
-TRIAL_VERSION = 4  # 4: --trial-augment mild no longer erases
+TRIAL_VERSION = 4
 
 
 def trainer_version() -> str:
