@@ -61,7 +61,9 @@ def test_a_stop_after_the_command_finished_keeps_its_exit_status(signum):
             f"os.kill(os.getpid(), {int(signum)})\n"
             "time.sleep(5)\n"
             "sys.exit(9)\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # a background job of a non-interactive shell (CI) starts with SIGINT ignored, which stays so
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
     assert res.returncode == 3, (res.returncode, res.stderr)
 
 
