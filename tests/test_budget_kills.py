@@ -142,3 +142,15 @@ def test_a_trial_whose_worker_died_counts_the_training_it_reported(tmp_path):
     assert trials["t0"]["val_acc"] == 0.0  # its accuracy is not the genome's: the worker died
     assert (trials["t1"]["compute"], trials["t1"]["images"]) == (0, 0)  # died before any report
     assert {died["gid"], silent["gid"]} <= set(ev.cache)
+
+
+def test_a_resume_names_trials_another_trainer_measured():
+    """After fernas changed how a trial scores (TRIAL_VERSION), a resumed run says how many of
+    its trials the other trainer measured: the new trials' scores may not compare with theirs."""
+    from fernas.search.run import other_trainers
+    from fernas.search.trial import trainer_version
+
+    ev = SimpleNamespace(cache={"a": {"trials": [{"trainer": "trial 3, torch 2.14.1"}, {"trainer": trainer_version()}]},
+                                "b": {"trials": [{"trainer": "trial 3, torch 2.14.1"}, {}]}})
+    assert other_trainers(ev) == (["trial 3, torch 2.14.1"], 2)
+    assert other_trainers(SimpleNamespace(cache={"a": {"trials": [{"trainer": trainer_version()}]}})) is None

@@ -25,6 +25,7 @@ from fernas.io import run_dir_lock
 from fernas.runinfo import refuse_other_data
 from fernas.search import cluster, leftovers, rundir
 from fernas.search.options import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH, EvolveOptions, recipe_text
+from fernas.search.trial import trainer_version
 from fernas.space import at_batch
 
 
@@ -100,8 +101,6 @@ class EvolveRun:
         (`waiting`), the search ends with them, in the same checkpoint write as the outcome (a
         kill finds both or neither); when none waits, they finish first (`note_spent`), so that
         a generation whose last trials they are closes.  True if it ended."""
-        from fernas.search.trial import trainer_version
-
         if not self.ev.search_over:  # the time budget counts the search, not the re-ranking
             self.ev.meta["search_seconds"] = self.search_seconds()
         # the trainer that measured it: a warm start reuses only trials of the trainer it runs
@@ -180,6 +179,11 @@ def _resolve(cli_opts: EvolveOptions, stored: dict | None, console) -> tuple[Evo
     ev = Evolution.load(out / "checkpoint.json")  # RunDirError names a corrupt file
     if ev.recovered:
         console.say(f"fernas: warning: {ev.recovered}", err=True)
+    older = other_trainers(ev)
+    if older:
+        console.say(f"fernas: warning: {older[1]} of this run's trials were measured by another trainer "
+                    f"({', '.join(older[0])}; now: {trainer_version()}); their scores and the new trials' may not "
+                    "compare (a warm start from this run into a new one trains them again)", err=True)
     if cli_opts.space_file is not None and not _same_space(cli_opts.ga.space, ev.cfg.space, opts.trial_batch):
         raise RunDirError(f"{cli_opts.space_file}: not the search space of the run in {out} (see its "
                           "config.json); a run keeps its space: start a new run (it may warm-start from this one)")
@@ -190,6 +194,14 @@ def _resolve(cli_opts: EvolveOptions, stored: dict | None, console) -> tuple[Evo
     if ev.reopen():
         console.reopened(ev)
     return opts, ev
+
+
+def other_trainers(ev: Evolution) -> tuple[list[str], int] | None:
+    """(the trainer versions other than this one's that measured trials of `ev`, how many such
+    trials), or None: a resume after fernas changed how a trial scores (`TRIAL_VERSION`)."""
+    now = trainer_version()
+    others = [t["trainer"] for e in ev.cache.values() for t in e.get("trials", []) if t.get("trainer", now) != now]
+    return (sorted(set(others)), len(others)) if others else None
 
 
 def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], console, stored: dict | None) -> Path:
