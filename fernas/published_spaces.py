@@ -17,7 +17,7 @@ def sample(rng: random.Random, space: str = "sarmah") -> dict:
 
     Both: first conv 32..256 step 32, further convs 64..512 step 64, 3x3 kernels, ReLU,
     Adam.  Sarmah et al. (001): 5 or 8 conv layers, dropout 0..0.5 step 0.05, lr 1e-4,
-    batch 64.  Vulpe-Grigorasi & Grigore (004): up to 4 convs after the first, dropout
+    batch 32 (the paper's final batch; it does not say which its random search used).  Vulpe-Grigorasi & Grigore (004): up to 4 convs after the first, dropout
     0.1..0.4 step 0.1, FC 256, lr 1e-3, batch 128.  Layer-to-stage grouping and pooling
     (a max-pool after each stage) are our choice; the papers show them only in figures.
     """
@@ -28,7 +28,7 @@ def sample(rng: random.Random, space: str = "sarmah") -> dict:
         drop = lambda: rng.choice(DROPOUTS)  # noqa: E731
         repeats = [1, 1, 1, 1, 1] if n_conv == 5 else [1, 1, 2, 2, 2]
         fc = [{"width": rng.choice((256, 512)), "dropout": drop()}, {"width": rng.choice((256, 512)), "dropout": drop()}]
-        train = {"optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "scheduler": "constant", "batch_size": 64}
+        train = {"optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "scheduler": "constant", "batch_size": 32}
     elif space == "vulpe":
         n_conv = 1 + rng.randint(1, 4)
         drop = lambda: rng.choice((0.1, 0.2, 0.3, 0.4))  # noqa: E731

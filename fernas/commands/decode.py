@@ -16,8 +16,6 @@ def register(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("genomes", nargs="+", metavar="GENOME.json", help="one or more genome files")
     p.add_argument("--json", action="store_true", help="print one JSON object per genome instead of a table")
-    p.add_argument("--input-size", type=int, default=40, choices=(40, 48),
-                   help="input height/width the summary is computed at (40: ten-crop size)")
     # Flags that only mean something with --train: refuse them without it, rather than ignore.
     train_only = train_command.add_train_arguments(p, switch=True)
     p.set_defaults(func=run, _train_only=train_only, command_parser=p)
@@ -58,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from fernas.model import summarize
 
     for i, doc in enumerate(docs):
-        summary = summarize(doc, input_size=args.input_size)
+        summary = summarize(doc)  # at the 40x40 crops fernas builds, trains and tests every network at
         if args.json:
             out = dict(summary, id=g.genome_id(doc), file=args.genomes[i], train=doc["train"])
             print(json.dumps(out))
