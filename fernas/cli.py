@@ -23,8 +23,17 @@ from fernas.errors import ClusterUnreachable, SettingError, TrainingDiverged, Us
 COMMAND_MODULES = ["genome", "decode", "train", "data", "space", "evolve", "runs", "report", "evaluate", "predict", "export"]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's parser whose error is one line (the rule for bad input), not the usage block
+    (27 lines for `fernas evolve`) before it; its subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        lists = "the commands" if self.prog == "fernas" else "the flags"
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists {lists})\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="fernas",
         description="Genetic-algorithm neural architecture search for facial emotion recognition.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -96,6 +96,17 @@ def test_bad_flags_one_line_exit_2(capsys, tmp_path, argv, expect):
     assert not (tmp_path / "run").exists()  # a failed start leaves no run directory behind
 
 
+def test_a_flag_argparse_refuses_is_one_line(capsys):
+    """A mistyped value or command: one line and exit 2, not the 27-line usage block before it."""
+    for argv, line in ((["evolve", "--pop", "abc"], "fernas evolve: error: argument --pop: invalid int value: 'abc' "
+                                                    "(`fernas evolve --help` lists the flags)"),
+                       (["evolv"], "fernas: error: argument COMMAND: invalid choice: 'evolv'")):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.startswith(line) and len(err.strip().splitlines()) == 1, err
+
+
 def test_run_directories_that_are_not_are_named_as_such(capsys, tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("kept")

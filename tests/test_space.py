@@ -246,3 +246,17 @@ def test_a_reopened_run_still_sees_better_genomes(tmp_path):
     top = ev.by_fitness()[0]
     assert ev.logbook[-1]["best"] == ev.cache[top.gid]["val_acc"]
     assert any(t["kind"] == "rerank" for t in ev.cache[top.gid]["trials"])  # the new best was re-ranked too
+
+
+def test_the_at_chance_hint_suggests_only_a_trial_batch_the_space_allows():
+    from types import SimpleNamespace
+
+    from fernas.search.run import recipe_hint
+    from fernas.space import Space, parse_space
+
+    def opts(space):
+        return SimpleNamespace(trial_batch=0, trial_augment="vgg", ga=SimpleNamespace(space=space.to_config()))
+
+    assert recipe_hint(opts(Space.full())) == "--trial-batch 32 --trial-augment none"
+    at_64 = parse_space({"train": {"batch_size": {"fixed": 64}}}, "vgg-recipe.yaml")
+    assert recipe_hint(opts(at_64)) == "--trial-augment none"  # --trial-batch 32 would be refused with it

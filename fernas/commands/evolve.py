@@ -283,7 +283,6 @@ def run(args: argparse.Namespace) -> int:
     opts.seed_genomes = files
     console = EvolveConsole(quiet=args.quiet)
     console.go_on = go_on
-    left_out = []  # seed designs over the caps: said once the run directory and the data are good
     if args.resume:
         from fernas.commands.evolve_resume_flags import settings_of_typed_flags
 
@@ -292,17 +291,14 @@ def run(args: argparse.Namespace) -> int:
         docs = at_batch(docs, opts.trial_batch)  # as the run will search them (their batch fixed to the trial's)
         from fernas.evolve.sampling import admitted_seeds
 
-        left_out = admitted_seeds(opts.ga, docs)[1]
+        console.left_out_seeds = admitted_seeds(opts.ga, docs)[1]  # said as the run starts, after every check
 
     def load_data(resolved):  # on --resume the stored data flags win
         ns = argparse.Namespace(**vars(args))
         ns.data = resolved.data
         for k, v in resolved.data_args.items():
             setattr(ns, k, v)
-        data = dataset_from_args(ns)
-        for doc, reason in left_out:  # bad input fails in one line, without these before it
-            console.left_out(doc, reason)
-        return data
+        return dataset_from_args(ns)
 
     try:
         with stopping_as_ctrl_c():  # a scheduler's SIGTERM, a closed terminal's SIGHUP

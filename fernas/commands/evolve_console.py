@@ -30,6 +30,7 @@ class EvolveConsole:
         self.started = False  # whether Ray is up and the trials' lines begin (`starting`)
         self.flag_settings: dict[str, list[str]] = {}  # a resume's given flags -> the settings they set
         self.go_on = ""  # the command that continues the run (`fernas.commands.evolve.run` sets it)
+        self.left_out_seeds: list[tuple[dict, str]] = []  # named when the run starts: bad input stays one line
 
     def say(self, text: str, err: bool = False) -> None:
         self.progress.close()  # a bar in place would be torn by the line
@@ -77,6 +78,8 @@ class EvolveConsole:
 
     def starting(self, out, ga, opts, res: dict, trial_logs: str) -> None:
         self.started = True
+        for doc, reason in self.left_out_seeds:
+            self.left_out(doc, reason)
         self.run_line(out, ga, opts)
         where = "local instance" if res["started_local"] else "cluster " + res["address"]
         self.say(f"Ray: {where}, {res['cpus']:g} CPU(s), {res['gpus']:g} GPU(s); {res['concurrent_trials']} "
@@ -105,8 +108,8 @@ class EvolveConsole:
                 else "selection ranked them by validation loss alone")
         recipe = f"the trial recipe {recipe_hint}, " if recipe_hint else ""
         self.say(f"gen {gen + 1:>3}: {n} of {of} new genomes ended at chance after {budget} epoch(s) (validation "
-                 f"accuracy <= {level:.3f}, the largest class's share + 1 s.e.): {then}; {recipe}a larger "
-                 f"{'--min-budget' if halving else '--epochs-per-trial'} or more training images would carry signal")
+                 f"accuracy <= {level:.3f}, the largest class's share + 1 s.e.): {then}; these would carry signal: "
+                 f"{recipe}a larger {'--min-budget' if halving else '--epochs-per-trial'}, or more training images")
 
     def trials_queued(self, gen: int, n: int, best: float | None) -> None:
         self.progress.queued(gen, n, best)
@@ -131,7 +134,7 @@ class EvolveConsole:
     def search_ended(self, ev, running: int) -> None:
         end = ev.meta["search_end"]
         then = f"the {running} trial(s) running finish, then " if running else ""
-        rerank = "the re-ranking" if ev.cfg.rerank_top else "the outputs"
+        rerank = "the re-ranking of the best genomes runs" if ev.cfg.rerank_top else "the outputs are written"
         self.say(f"search ended in generation {end['generation'] + 1}/{ev.cfg.generations}: "
                  f"{_budget_flag(ev.meta['ended_by'])} {end['why']}; {then}{rerank}")
 
@@ -152,6 +155,14 @@ class EvolveConsole:
                  f"{self.go_on or next_steps.continue_command(out)}", err=True)
 
     def finished(self, out, ev) -> None:
+        if ev.meta.get("ended_by") == "patience":  # why it ended, then what it found
+            self.say(f"evolution ended after generation {ev.gen}/{ev.cfg.generations}: no better best for "
+                     f"{ev.cfg.patience} generation{'s' if ev.cfg.patience != 1 else ''} (--patience)")
+        if ev.ended_by_budget:
+            end, flag = ev.meta["search_end"], _budget_flag(ev.meta["ended_by"])
+            self.say(f"the search ended in generation {end['generation'] + 1}/{ev.cfg.generations}: {flag} "
+                     f"{end['why']}; go on with a larger budget:  fernas evolve --out {shlex.quote(str(out))} "
+                     f"--resume {flag} ...")
         best = ev.best()
         if best is not None:
             e = ev.cache.get(best.gid, {})
@@ -159,14 +170,6 @@ class EvolveConsole:
                      f"{e.get('budget')} epoch(s){_reranking_note(ev.cfg, e)}{_tie_note(ev, best.gid)}, "
                      f"{e.get('params') or 0:,} parameters, "
                      f"{(e.get('macs') or 0) / 1e6:.1f}M multiply-adds")
-        if ev.meta.get("ended_by") == "patience":
-            self.say(f"evolution ended after generation {ev.gen}/{ev.cfg.generations}: no better best for "
-                     f"{ev.cfg.patience} generations (--patience)")
-        if ev.ended_by_budget:
-            end, flag = ev.meta["search_end"], _budget_flag(ev.meta["ended_by"])
-            self.say(f"the search ended in generation {end['generation'] + 1}/{ev.cfg.generations}: {flag} "
-                     f"{end['why']}; go on with a larger budget:  fernas evolve --out {shlex.quote(str(out))} "
-                     f"--resume {flag} ...")
         from fernas.search.run import run_trials, total_compute
 
         trials = run_trials(ev)

@@ -126,7 +126,8 @@ class EvolveRun:
         ev.save()
         if self.checkpoints is not None:  # promotions stay inside a generation: nothing continues these
             shutil.rmtree(self.checkpoints, ignore_errors=True)
-        self.console.generation(rec, ev.cfg.generations, elapsed, eta, total_compute(ev))
+        # the search's compute, as --max-compute counts it (the re-ranking's is in the run's last lines)
+        self.console.generation(rec, ev.cfg.generations, elapsed, eta, total_compute(ev, search_only=True))
         self._check_signal(ev, rec["gen"])
         self.rundir.write_all(ev)
         self.rundir.write_scalars(rec, total_compute(ev))
@@ -145,8 +146,14 @@ class EvolveRun:
 
 
 def recipe_hint(opts: EvolveOptions) -> str:
-    """The --trial-batch/--trial-augment flags of the default trial recipe that the run lacks."""
-    flags = [f"--trial-batch {DEFAULT_TRIAL_BATCH}"] if opts.trial_batch != DEFAULT_TRIAL_BATCH else []
+    """The --trial-batch/--trial-augment flags of the default trial recipe that the run lacks
+    (the batch only where the run's space allows it: `with_batch` refuses it otherwise)."""
+    from fernas.space import BY_FIELD, Space
+
+    gene = BY_FIELD["train.batch_size"]
+    allowed = Space.from_config(opts.ga.space).allowed[gene.index] if opts.ga.space else None
+    fits = allowed is None or G.BATCH_SIZES.index(DEFAULT_TRIAL_BATCH) in allowed
+    flags = [f"--trial-batch {DEFAULT_TRIAL_BATCH}"] if opts.trial_batch != DEFAULT_TRIAL_BATCH and fits else []
     if opts.trial_augment != DEFAULT_TRIAL_AUGMENT:
         flags.append(f"--trial-augment {DEFAULT_TRIAL_AUGMENT}")
     return " ".join(flags)
