@@ -18,7 +18,8 @@ def register(sub) -> None:
     add_data_arguments(p)
     p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split to evaluate")
     p.add_argument("--out", default=None,
-                   help="directory for metrics.json, confusion.png, saliency.png (default: a new one under runs/)")
+                   help="directory for metrics.json, confusion.png, saliency.png (default: a new one under runs/)"
+                        "%(default).0s")  # printed as nothing: no "(default: None)" after it
     add_inference_arguments(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON on stdout")
     p.set_defaults(func=run)

@@ -18,7 +18,7 @@ def register(sub) -> None:
     gsub.required = True
     r = gsub.add_parser("random", help="print a random valid genome JSON",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    r.add_argument("--seed", type=int, default=None, help="random seed (default: fresh randomness)")
+    r.add_argument("--seed", type=int, default=None, help="random seed (default: fresh randomness)%(default).0s")
     r.add_argument("--space", choices=("uniform", *published_spaces.SPACES), default="uniform",
                    help="uniform over all genes (the learning rate within its optimizer's range, as the GA "
                         "draws), or the random-search space of seed 001 (sarmah) or 004 (vulpe)")
