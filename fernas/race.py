@@ -185,18 +185,23 @@ def print_race(race: dict, base: Path) -> None:
     def score(g: dict) -> float:
         return g["val_acc"] if isinstance(g.get("val_acc"), (int, float)) else -1.0
 
-    rows = sorted(enumerate(race["genomes"]), key=lambda r: (-score(r[1]), r[0] != race["winner"]))  # winner heads its tie
     width = max(len(str(g.get("name", "genome"))) for g in race["genomes"])
     won = race["genomes"][race["winner"]]
     tied = [g for g in race["genomes"] if g is not won and score(g) == score(won)]
     losses = all(isinstance(g.get("val_loss"), (int, float)) for g in [won, *tied])  # an earlier fernas recorded none
+
+    def order(r):  # best first; the winner heads its tie, the rest of a tie by the loss that settled it
+        i, g = r
+        return -score(g), i != race["winner"], g["val_loss"] if losses and g in tied else 0.0, i
+
+    rows = sorted(enumerate(race["genomes"]), key=order)
     rule = "the lower validation loss" if losses else "the first given (no validation losses recorded)"
     print(f"\nrace: validation accuracy after epoch {race['epochs']}; the best continues ({base / RACE_FILE})"
           + (f"; a tie of accuracy goes to {rule}" if tied else ""))
     for i, g in rows:
         acc = f"{g['val_acc']:.4f}" if score(g) >= 0 else g.get("dropped", "-")
         if tied and losses and score(g) == score(won):
-            acc += f" (loss {g['val_loss']:.4f})"
+            acc += f" (loss {g['val_loss']:.5f})"
         mark = "continues" if i == race["winner"] else f"stopped ({g['dir']})"
         print(f"  {str(g.get('name', 'genome')).ljust(width)}  {acc}  {mark}")
 

@@ -209,14 +209,18 @@ def test_the_race_table_shows_the_losses_that_settled_a_tie(capsys, tmp_path):
 
     race = {"epochs": 8, "winner": 1, "genomes": [
         {"name": "a", "dir": "r/a", "val_acc": 0.5, "val_loss": 1.25},
-        {"name": "b", "dir": "r/b", "val_acc": 0.5, "val_loss": 1.125},
-        {"name": "c", "dir": "r/c", "val_acc": 0.25, "val_loss": 0.5}]}
+        {"name": "b", "dir": "r/b", "val_acc": 0.5, "val_loss": 1.94636},
+        {"name": "c", "dir": "r/c", "val_acc": 0.25, "val_loss": 0.5},
+        {"name": "d", "dir": "r/d", "val_acc": 0.5, "val_loss": 1.9464}]}  # the winner's loss to 4 decimals
+    race["genomes"][0]["val_loss"] = 1.95
     print_race(race, tmp_path)
     out = capsys.readouterr().out
     assert "a tie of accuracy goes to the lower validation loss" in out
-    assert "b  0.5000 (loss 1.1250)  continues\n  a  0.5000 (loss 1.2500)  stopped (r/a)" in out
+    # the tie in the order its loss settled it, to five decimals (four would show d's as the winner's)
+    assert ("b  0.5000 (loss 1.94636)  continues\n  d  0.5000 (loss 1.94640)  stopped (r/d)\n"
+            "  a  0.5000 (loss 1.95000)  stopped (r/a)") in out
     assert "c  0.2500  stopped (r/c)" in out  # not in the tie: no loss shown
-    print_race({**race, "genomes": race["genomes"][1:], "winner": 0}, tmp_path)
+    print_race({**race, "genomes": race["genomes"][1:3], "winner": 0}, tmp_path)  # b and c: no tie
     assert "loss" not in capsys.readouterr().out
     unrecorded = [{k: v for k, v in g.items() if k != "val_loss"} for g in race["genomes"]]
     print_race({**race, "genomes": unrecorded, "winner": 0}, tmp_path)  # a race recorded without losses

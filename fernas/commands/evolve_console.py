@@ -185,7 +185,8 @@ class EvolveConsole:
                      "(the rest: Ray starting trials, loading data, waiting at rung and generation ends)")
         self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
         self.say(f"report: {out}/report.html (open it in a browser)")
-        self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best: {next_steps.train_best_command(out)}")
+        self.say(f"best genomes: {out}/hall_of_fame/*.json; train the best by the VGG paper's protocol (300+50 "
+                 f"epochs on ten crops: hours on a GPU): {next_steps.train_best_command(out)}")
         race = next_steps.race_command(out, ev.cfg.rerank_schedule)
         if race:
             self.say(f"or race the top three (each trains {AUGMENT_WARMUP} epochs, the best trains on: README, "
