@@ -154,3 +154,18 @@ def test_a_resume_names_trials_another_trainer_measured():
                                 "b": {"trials": [{"trainer": "trial 3, torch 2.14.1"}, {}]}})
     assert other_trainers(ev) == (["trial 3, torch 2.14.1"], 2)
     assert other_trainers(SimpleNamespace(cache={"a": {"trials": [{"trainer": trainer_version()}]}})) is None
+
+
+def test_a_cpu_search_names_the_seed_designs_that_are_slow_there():
+    """The README's first search (the default cap of 3000M) on a laptop: generation 0 trains the
+    VGG (351M) and the 8-conv Sarmah design (1,771M) seeds; a CPU-only run says so at its start."""
+    from fernas.search.run import slow_on_cpus
+
+    seeds = [G.load_genome(p) for p in sorted(glob.glob(str(ROOT / "genomes" / "*.json")))]
+
+    def slow(**caps):
+        return [n for n, _ in slow_on_cpus(seeds, GAConfig(pop=4, generations=1, **caps))]
+
+    assert slow(max_mmacs=3000) == ["sarmah_8conv", "vgg_khaireddin", "vulpe_random_search"]
+    assert slow(max_mmacs=60) == []  # make demo's cap leaves them out (and the refusal says so)
+    assert slow(max_mmacs=400) == ["vgg_khaireddin"]

@@ -131,6 +131,11 @@ class EvolveConsole:
     def reopened(self, ev) -> None:
         self.say(f"evolution goes on: --patience {ev.cfg.patience} allows more generations")
 
+    def slow_on_cpus(self, slow: list[tuple[str, float]]) -> None:
+        names = ", ".join(f"{n} ({m:.0f}M multiply-adds per image)" for n, m in slow)
+        self.say(f"note: the trials train on CPUs, and generation 0 trains the seed designs {names}: minutes to "
+                 "hours an epoch on a few cores; --max-mmacs 60 leaves them out (make demo's cap)", err=True)
+
     def search_ended(self, ev, running: int) -> None:
         end = ev.meta["search_end"]
         then = f"the {running} trial(s) running finish, then " if running else ""

@@ -203,6 +203,21 @@ def _resolve(cli_opts: EvolveOptions, stored: dict | None, console) -> tuple[Evo
     return opts, ev
 
 
+SLOW_ON_CPUS_MMACS = 200  # seed designs above this train an epoch of FER2013 in tens of minutes on a few cores
+
+
+def slow_on_cpus(seed_docs: list[dict], ga) -> list[tuple[str, float]]:
+    """(name, million multiply-adds) of the seed designs the run admits (`admitted_seeds`: under
+    its caps, inside its space) that are slow to train on CPUs: generation 0 trains them all,
+    which a CPU-only first run does not expect."""
+    from fernas.evolve.sampling import admitted_seeds
+    from fernas.model import plan
+
+    left = {id(d) for d, _ in admitted_seeds(ga, seed_docs)[1]}
+    costs = [(d.get("name", "?"), plan(d).macs / 1e6) for d in seed_docs if id(d) not in left]
+    return [(n, m) for n, m in costs if m > SLOW_ON_CPUS_MMACS]
+
+
 def other_trainers(ev: Evolution) -> tuple[list[str], int] | None:
     """(the trainer versions other than this one's that measured trials of `ev`, how many such
     trials), or None: a resume after fernas changed how a trial scores (`TRIAL_VERSION`)."""
@@ -275,6 +290,9 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         ev.save()
         exp_name = f"{out.name}-{attempt}"
         console.starting(out, ev.cfg, opts, resources, f"{storage.rstrip('/')}/{exp_name}")
+        slow = slow_on_cpus(seed_docs, ev.cfg) if gpt == 0 and ev.gen == 0 else []
+        if slow:
+            console.slow_on_cpus(slow)
         run = EvolveRun(opts, ev, rdir, len(data.train), console)
         run.chance = chance
         if gpt == 0 and ray_info.get("memory"):  # CPU trials: their tensors live in host memory
