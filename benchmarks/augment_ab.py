@@ -29,11 +29,12 @@ def _module_at(rev: str):
     """fernas/augment.py as it was at `rev`, imported under another name."""
     src = subprocess.run(["git", "show", f"{rev}:fernas/augment.py"], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
-    path = Path(tempfile.mkdtemp(prefix="fernas-augment-")) / "augment_then.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("augment_then", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    with tempfile.TemporaryDirectory(prefix="fernas-augment-") as tmp:  # imported, the file is no longer needed
+        path = Path(tmp) / "augment_then.py"
+        path.write_text(src)
+        spec = importlib.util.spec_from_file_location("augment_then", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
     return mod
 
 
