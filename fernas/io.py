@@ -54,6 +54,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
         raise
 
 
+def read_json_object(path: Path) -> dict | None:
+    """The JSON object in `path`; None when it is missing, unreadable or not an object."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def previous_path(path: str | Path) -> Path:
     """Where the copy before the current file is kept: checkpoint.json -> checkpoint.prev.json."""
     path = Path(path)

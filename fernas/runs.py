@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import csv
 import fcntl
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fernas.errors import RunDirError
-from fernas.io import LOCK_NAME, previous_path
+from fernas.io import LOCK_NAME, previous_path, read_json_object
 
 
 # Files beside an unreadable config.json that make the directory a fernas run (a corrupt one)
@@ -40,19 +39,10 @@ def lock_held(run: Path) -> bool:
     return False
 
 
-def _json(path: Path) -> dict | None:
-    """The JSON object in `path`; None when it is missing, unreadable or not an object."""
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
 def _json_or_previous(path: Path) -> dict | None:
     """A run file that fernas writes with a copy of the one before (config.json, checkpoint.json):
     the copy when the file is unreadable, as `--resume` reads it."""
-    return _json(path) or _json(previous_path(path))
+    return read_json_object(path) or read_json_object(previous_path(path))
 
 
 def describe(run: Path, probe_lock: bool = True) -> dict | None:
@@ -114,13 +104,13 @@ def _picked(run: Path, ck: dict) -> dict:
     """The `evolve` block of the genome the run returns (best.json: the fitness rule's and the
     re-ranking's choice, which need not hold the highest accuracy of any trial); {} before the
     first generation has one (the row then shows the highest trial's accuracy)."""
-    doc = _json(run / "best.json")
+    doc = read_json_object(run / "best.json")
     ev = doc.get("evolve") if isinstance(doc, dict) else None
     return ev if isinstance(ev, dict) and ev.get("gid") in (ck.get("cache") or {}) else {}
 
 
 def _train_row(run: Path, cfg: dict) -> dict:
-    metrics = _json(run / "metrics.json")
+    metrics = read_json_object(run / "metrics.json")
     epochs = 0
     if (run / "history.csv").is_file():
         try:
@@ -140,7 +130,7 @@ def _train_row(run: Path, cfg: dict) -> dict:
 
 def _lost_race(run: Path) -> bool:
     """Whether the run is a finalist its race (`fernas.race`: race.json beside it) stopped."""
-    race = _json(run.parent / "race.json")
+    race = read_json_object(run.parent / "race.json")
     if not isinstance(race, dict) or not isinstance(race.get("winner"), int):
         return False
     names = [Path(str(g.get("dir", ""))).name for g in race.get("genomes", []) if isinstance(g, dict)]
@@ -215,4 +205,4 @@ def load_run(path: str | Path) -> Run:
     if row["kind"] == "evolve":
         best = [load_genome(p) for p in sorted((run / "hall_of_fame").glob("*.json"))]
         return Run(run, "evolve", cfg, trials=frame("trials.csv"), logbook=frame("logbook.csv"), best=best)
-    return Run(run, "train", cfg, history=frame("history.csv"), metrics=_json(run / "metrics.json"))
+    return Run(run, "train", cfg, history=frame("history.csv"), metrics=read_json_object(run / "metrics.json"))

@@ -147,7 +147,7 @@ def test_a_trial_whose_worker_died_counts_the_training_it_reported(tmp_path):
 def test_a_resume_names_trials_another_trainer_measured():
     """After fernas changed how a trial scores (TRIAL_VERSION), a resumed run says how many of
     its trials the other trainer measured: the new trials' scores may not compare with theirs."""
-    from fernas.search.run import other_trainers
+    from fernas.search.start_notes import other_trainers
     from fernas.search.trial import trainer_version
 
     ev = SimpleNamespace(cache={"a": {"trials": [{"trainer": "trial 3, torch 2.14.1"}, {"trainer": trainer_version()}]},
@@ -159,7 +159,7 @@ def test_a_resume_names_trials_another_trainer_measured():
 def test_a_cpu_search_names_the_seed_designs_that_are_slow_there():
     """The README's first search (the default cap of 3000M) on a laptop: generation 0 trains the
     VGG (351M) and the 8-conv Sarmah design (1,771M) seeds; a CPU-only run says so at its start."""
-    from fernas.search.run import slow_on_cpus
+    from fernas.search.start_notes import slow_on_cpus
 
     seeds = [G.load_genome(p) for p in sorted(glob.glob(str(ROOT / "genomes" / "*.json")))]
 

@@ -251,7 +251,7 @@ def test_a_reopened_run_still_sees_better_genomes(tmp_path):
 def test_the_at_chance_hint_suggests_only_a_trial_batch_the_space_allows():
     from types import SimpleNamespace
 
-    from fernas.search.run import recipe_hint
+    from fernas.search.start_notes import recipe_hint
     from fernas.space import Space, parse_space
 
     def opts(space):

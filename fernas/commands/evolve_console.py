@@ -132,6 +132,8 @@ class EvolveConsole:
         self.say(f"evolution goes on: --patience {ev.cfg.patience} allows more generations")
 
     def slow_on_cpus(self, slow: list[tuple[str, float]]) -> None:
+        if not slow:
+            return
         names = ", ".join(f"{n} ({m:.0f}M multiply-adds per image)" for n, m in slow)
         self.say(f"note: the trials train on CPUs, and generation 0 trains the seed designs {names}: minutes to "
                  "hours an epoch on a few cores; --max-mmacs 60 leaves them out (make demo's cap)", err=True)

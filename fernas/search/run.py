@@ -23,8 +23,8 @@ from fernas.data_spec import FER_TEST_DEFAULT
 from fernas.fitness import at_chance, chance_level, is_rerank
 from fernas.io import run_dir_lock
 from fernas.runinfo import refuse_other_data
-from fernas.search import cluster, leftovers, rundir
-from fernas.search.options import DEFAULT_TRIAL_AUGMENT, DEFAULT_TRIAL_BATCH, EvolveOptions, recipe_text
+from fernas.search import cluster, leftovers, rundir, start_notes
+from fernas.search.options import EvolveOptions, recipe_text
 from fernas.search.trial import trainer_version
 from fernas.space import at_batch
 
@@ -142,21 +142,7 @@ class EvolveRun:
         n = at_chance(first, self.chance)
         if self.chance and first and 2 * n > len(first):
             self.console.no_signal(gen, n, len(first), ev.cfg.rungs[0], self.chance, len(ev.cfg.rungs) > 1,
-                                   recipe_hint=recipe_hint(self.opts))
-
-
-def recipe_hint(opts: EvolveOptions) -> str:
-    """The --trial-batch/--trial-augment flags of the default trial recipe that the run lacks
-    (the batch only where the run's space allows it: `with_batch` refuses it otherwise)."""
-    from fernas.space import BY_FIELD, Space
-
-    gene = BY_FIELD["train.batch_size"]
-    allowed = Space.from_config(opts.ga.space).allowed[gene.index] if opts.ga.space else None
-    fits = allowed is None or G.BATCH_SIZES.index(DEFAULT_TRIAL_BATCH) in allowed
-    flags = [f"--trial-batch {DEFAULT_TRIAL_BATCH}"] if opts.trial_batch != DEFAULT_TRIAL_BATCH and fits else []
-    if opts.trial_augment != DEFAULT_TRIAL_AUGMENT:
-        flags.append(f"--trial-augment {DEFAULT_TRIAL_AUGMENT}")
-    return " ".join(flags)
+                                   recipe_hint=start_notes.recipe_hint(self.opts))
 
 
 def budget_limits(opts: EvolveOptions) -> dict:
@@ -186,11 +172,7 @@ def _resolve(cli_opts: EvolveOptions, stored: dict | None, console) -> tuple[Evo
     ev = Evolution.load(out / "checkpoint.json")  # RunDirError names a corrupt file
     if ev.recovered:
         console.say(f"fernas: warning: {ev.recovered}", err=True)
-    older = other_trainers(ev)
-    if older:
-        console.say(f"fernas: warning: {older[1]} of this run's trials were measured by another trainer "
-                    f"({', '.join(older[0])}; now: {trainer_version()}); their scores and the new trials' may not "
-                    "compare (a warm start from this run into a new one trains them again)", err=True)
+    start_notes.say_other_trainers(ev, console)
     if cli_opts.space_file is not None and not _same_space(cli_opts.ga.space, ev.cfg.space, opts.trial_batch):
         raise RunDirError(f"{cli_opts.space_file}: not the search space of the run in {out} (see its "
                           "config.json); a run keeps its space: start a new run (it may warm-start from this one)")
@@ -201,29 +183,6 @@ def _resolve(cli_opts: EvolveOptions, stored: dict | None, console) -> tuple[Evo
     if ev.reopen():
         console.reopened(ev)
     return opts, ev
-
-
-SLOW_ON_CPUS_MMACS = 200  # seed designs above this train an epoch of FER2013 in tens of minutes on a few cores
-
-
-def slow_on_cpus(seed_docs: list[dict], ga) -> list[tuple[str, float]]:
-    """(name, million multiply-adds) of the seed designs the run admits (`admitted_seeds`: under
-    its caps, inside its space) that are slow to train on CPUs: generation 0 trains them all,
-    which a CPU-only first run does not expect."""
-    from fernas.evolve.sampling import admitted_seeds
-    from fernas.model import plan
-
-    left = {id(d) for d, _ in admitted_seeds(ga, seed_docs)[1]}
-    costs = [(d.get("name", "?"), plan(d).macs / 1e6) for d in seed_docs if id(d) not in left]
-    return [(n, m) for n, m in costs if m > SLOW_ON_CPUS_MMACS]
-
-
-def other_trainers(ev: Evolution) -> tuple[list[str], int] | None:
-    """(the trainer versions other than this one's that measured trials of `ev`, how many such
-    trials), or None: a resume after fernas changed how a trial scores (`TRIAL_VERSION`)."""
-    now = trainer_version()
-    others = [t["trainer"] for e in ev.cache.values() for t in e.get("trials", []) if t.get("trainer", now) != now]
-    return (sorted(set(others)), len(others)) if others else None
 
 
 def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], console, stored: dict | None) -> Path:
@@ -262,13 +221,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
             ray_info = cluster.connect_ray(opts)
         cpt, gpt, slots = cluster.resolve_resources(opts, ray_info)
         if gpt > 0 and ray_info["started_local"]:
-            import torch
-
-            if not torch.cuda.is_available():  # the trials would fail one by one: say why at once
-                from fernas.device import cuda_unusable_reason
-
-                console.say(f"warning: Ray sees {ray_info['gpus']:g} GPU(s) but torch cannot use them "
-                            f"(torch.cuda.is_available() is False): {cuda_unusable_reason()}", err=True)
+            start_notes.unusable_gpus(ray_info, console)
         from fernas.search.tune_adapter import fit
 
         out.mkdir(parents=True, exist_ok=True)
@@ -290,9 +243,8 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         ev.save()
         exp_name = f"{out.name}-{attempt}"
         console.starting(out, ev.cfg, opts, resources, f"{storage.rstrip('/')}/{exp_name}")
-        slow = slow_on_cpus(seed_docs, ev.cfg) if gpt == 0 and ev.gen == 0 else []
-        if slow:
-            console.slow_on_cpus(slow)
+        if gpt == 0 and ev.gen == 0:
+            console.slow_on_cpus(start_notes.slow_on_cpus(seed_docs, ev.cfg))
         run = EvolveRun(opts, ev, rdir, len(data.train), console)
         run.chance = chance
         if gpt == 0 and ray_info.get("memory"):  # CPU trials: their tensors live in host memory

@@ -36,7 +36,7 @@ from fernas import genome as G
 from fernas.errors import OtherVersionError, RunDirError, RunExistsError
 from fernas.fitness import fitness_of, is_ok, reranked_accuracy, reranked_trainings
 from fernas.io import (LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_write_text, keep_previous,
-                       previous_path, read_versioned_json)
+                       previous_path, read_json_object, read_versioned_json)
 from fernas.objectives import FIELDS, OBJECTIVES
 from fernas.runinfo import versions
 from fernas.search.leftovers import NOTES
@@ -69,14 +69,6 @@ def read_config(out: Path) -> dict:
                   file=sys.stderr)
             return stored
         raise
-
-
-def _json_object(path: Path) -> dict | None:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 def _resumable(cfg_path: Path, out: Path) -> bool:
@@ -112,7 +104,7 @@ def prepare(out: Path, resume: bool) -> dict | None:
         if not (out / "checkpoint.json").is_file() and not (out / "config.json").is_file():
             raise RunDirError(f"{out}: already exists and is not empty, and holds no fernas evolve run; "
                               "choose another --out")
-        if "fernas_train_run" in (_json_object(out / "config.json") or {}):  # `--resume` would not help
+        if "fernas_train_run" in (read_json_object(out / "config.json") or {}):  # `--resume` would not help
             raise RunDirError(f"{out}: holds a training run (fernas train), not a search; choose another --out")
         raise RunExistsError(out, "already exists and is not empty")
     return None
