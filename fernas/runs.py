@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fernas.errors import RunDirError
 from fernas.io import LOCK_NAME, previous_path, read_json_object
+from fernas.search.clock import earlier_seconds
 
 
 # Files beside an unreadable config.json that make the directory a fernas run (a corrupt one)
@@ -95,7 +96,7 @@ def _evolve_row(run: Path, cfg: dict) -> dict:
             "trials": len(trials), "best": picked.get("val_acc", best_trial), "best_gid": picked.get("gid"),
             "best_trial": best_trial,
             "compute": sum(int(t.get("compute") or 0) for t in trials),
-            "started": cfg.get("first_started"), "seconds": meta.get("search_seconds"),
+            "started": cfg.get("first_started"), "seconds": earlier_seconds(run, meta) if "search_seconds" in meta else None,
             "utilisation": utilisation(trials, meta.get("slots") or {}),
             "left_running": sorted(left_running(run))}  # Ray processes its killed search left running
 

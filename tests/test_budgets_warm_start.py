@@ -52,6 +52,9 @@ def test_budgets_space_resume_and_warm_start(tmp_path, capsys):
     assert len(search) < 12 and [r["kind"] for r in timed[len(search):]] == ["rerank"], timed
     assert json.loads((a / "checkpoint.json").read_text())["done"] is True
     assert json.loads((a / "config.json").read_text())["options"]["ga"]["space"]["train.lr"] == [3]
+    # the search time a kill would not lose, written from Tune's loop (its first step) on
+    clock = json.loads((a / "search_clock.json").read_text())["search_seconds"]
+    assert 0 < clock <= json.loads((a / "checkpoint.json").read_text())["meta"]["search_seconds"]
 
     # a spent budget starts nothing on a resume that does not raise it: not even Ray, and the
     # run's files say the same as before

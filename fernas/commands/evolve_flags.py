@@ -169,7 +169,8 @@ def add_budget_flags(p) -> None:
                         "of the run)")
     g.add_argument("--time-budget", default=None, metavar="DURATION",
                    help="end the search after this much time (e.g. 90m, 2h, 1h30m, 1d; summed over "
-                        "attempts, the time a killed run was down not counted)")
+                        "attempts, the time a killed run was down not counted; a kill loses at most its last "
+                        "minute, kept in OUT/search_clock.json)")
     g.add_argument("--max-compute", type=float, default=None, metavar="C",
                    help="end the search once its completed trials have trained this much compute (images "
                         "processed x multiply-adds per image, trials.csv's `compute`, e.g. 2e12; over all "

@@ -9,6 +9,7 @@ Ray is imported only inside this package, and only when a search runs (importing
 - `cluster`      starting or joining Ray, token auth, resources, every private Ray API
 - `rundir`       the run directory: config.json, trials.csv, logbook, hall of fame, plots
 - `run`          `run_evolve`: the orchestration of all of the above
+- `clock`        the search time `--time-budget` counts, kept where a kill does not lose it
 - `next_steps`   the commands a finished run suggests (its last lines, its report page)
 
 The GA itself is `fernas.evolve` (no Ray); a trial's score is decided in `fernas.fitness`.

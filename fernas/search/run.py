@@ -23,7 +23,7 @@ from fernas.data_spec import FER_TEST_DEFAULT
 from fernas.fitness import at_chance, chance_level, is_rerank
 from fernas.io import run_dir_lock
 from fernas.runinfo import refuse_other_data
-from fernas.search import cluster, leftovers, rundir, start_notes
+from fernas.search import clock, cluster, leftovers, rundir, start_notes
 from fernas.search.options import EvolveOptions, recipe_text
 from fernas.search.trial import trainer_version
 from fernas.space import at_batch
@@ -36,20 +36,26 @@ class EvolveRun:
         self.opts, self.ev, self.rundir, self.console = opts, ev, rdir, console
         self.out = rdir.out
         self.trial_dirs: dict[str, str] = {}  # Tune trial id -> its directory
-        self.t0 = time.monotonic()  # elapsed time by a clock that NTP steps do not move (--time-budget)
+        self.t0 = time.monotonic()  # this attempt's start, for the ETA (the search time is `clock`'s)
         self.gens_at_start = ev.gen
         self.n_train = n_train
         # Trainer checkpoints of this generation's genomes, continued by their promotions (a run
         # with one budget needs none).  On a cluster OUT must be storage every node reaches.
         self.checkpoints = self.out / "checkpoints" if len(ev.cfg.rungs) > 1 else None
         ev.on_generation = self.on_generation
-        self.seconds_before = float(ev.meta.get("search_seconds", 0.0))  # earlier attempts' search time
+        self.seconds_before = clock.earlier_seconds(self.out, ev.meta)  # earlier attempts' search time
+        self.clock = clock.SearchClock(self.out, self.seconds_before)
         self.stop_reason: tuple[str, str] | None = None  # (setting, what happened): the budget that stopped the run
         self.trial_memory = 0.0  # host memory a CPU trial may take (bytes; 0: not checked), set by run_evolve
         self.chance = 0.0  # validation accuracy at or below which a trial learnt nothing (fitness.chance_level)
 
     def search_seconds(self) -> float:
-        return self.seconds_before + time.monotonic() - self.t0
+        return self.clock.seconds()
+
+    def tick(self) -> None:
+        """On every step of Tune's loop: keep the search time where a kill does not lose it."""
+        if not self.ev.search_over:  # the time budget counts the search, not the re-ranking
+            self.clock.tick()
 
     def out_of_budget(self, live: int) -> tuple[str, str, float] | None:
         """(setting, what happened, its limit) when a budget is spent and no further trial of the

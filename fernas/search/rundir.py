@@ -13,6 +13,7 @@
     progress.png      best so far, best and mean of each generation
     tensorboard/      the same per generation as TensorBoard scalars (Ray Tune's per-trial ones are in ray/)
     ray/              Ray Tune's trial directories (unless --storage says elsewhere)
+    search_clock.json the search time --time-budget counts, every minute (fernas.search.clock)
     .lock             held by the process that runs the search
     .processes.json   the processes below it (Ray's), ended by the next search here if it is killed
     auto_resume.json  with --auto-resume: every search process that died, when, why, whether restarted

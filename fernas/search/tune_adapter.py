@@ -282,6 +282,9 @@ class TrialEvents(tune.Callback):
         self.searcher.run.trial_dirs[trial.trial_id] = str(trial.path or "")
         self.searcher.started(trial.trial_id)
 
+    def on_step_end(self, iteration, trials, **info):
+        self.searcher.run.tick()
+
     def on_trial_error(self, iteration, trials, trial, **info):
         n = self.searcher.run.opts.max_failures
         reason = f"worker failed after {n} retr{'y' if n == 1 else 'ies'}: {_error_line(trial)}"
