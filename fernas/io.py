@@ -137,11 +137,24 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         except RuntimeError as exc:  # torch's zip writer reports a failed write so ("unexpected pos ...")
             if not any(s in str(exc) for s in TORCH_WRITE_ERRORS):
                 raise
-            full = shutil.disk_usage(Path(path).parent).free < (1 << 20)
-            raise OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC if full else errno.EIO),
-                          str(path)) from None
+            code = _failing_write_errno(fh, Path(path).parent)
+            raise OSError(code, os.strerror(code), str(path)) from None
 
     atomic_write(path, save)
+
+
+def _failing_write_errno(fh: IO[bytes], folder: Path) -> int:
+    """The error a write into `fh` fails with now (torch's writer hides it): a plain 1 MiB write
+    tells a full disk (ENOSPC) from a quota (EDQUOT) or an I/O error; when that write succeeds,
+    ENOSPC if under 1 MiB is free, else EIO."""
+    try:
+        fh.flush()
+        os.write(fh.fileno(), bytes(1 << 20))
+        os.fsync(fh.fileno())
+    except OSError as exc:
+        if exc.errno:
+            return exc.errno
+    return errno.ENOSPC if shutil.disk_usage(folder).free < (1 << 20) else errno.EIO
 
 
 # How torch.save's zip writer words a write that failed (a full disk, an I/O error).

@@ -117,3 +117,32 @@ def test_a_failed_atomic_write_names_the_file_asked_for_not_its_temporary(tmp_pa
     with pytest.raises(OSError) as err:
         atomic_write_text(tmp_path / "report.html", "<html>")
     assert err.value.filename == str(tmp_path / "report.html") and list(tmp_path.iterdir()) == [tmp_path / "report.html"]
+
+
+def test_a_quota_under_torch_save_is_told_as_a_quota(tmp_path, monkeypatch):
+    """torch's zip writer words every failed write alike ("unexpected pos"): the error raised is
+    the one a plain write into the file then meets (here a quota, EDQUOT), not a guess."""
+    import errno
+
+    import torch
+
+    from fernas import io
+
+    real_write = os.write
+
+    def write(fd, data):
+        if len(data) == 1 << 20:  # the probe's write
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+        return real_write(fd, data)
+
+    def save(obj, fh):
+        raise RuntimeError("[enforce fail at inline_container.cc:858] . PytorchStreamWriter failed writing "
+                           "file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(OSError) as err:
+        io.atomic_torch_save({"w": torch.zeros(4)}, tmp_path / "ck.pt")
+    monkeypatch.undo()
+    assert err.value.errno == errno.EDQUOT and err.value.filename == str(tmp_path / "ck.pt")
+    assert list(tmp_path.iterdir()) == []  # no temporary file left
