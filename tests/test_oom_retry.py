@@ -34,7 +34,7 @@ def test_only_an_out_of_memory_failure_of_a_shared_trial_is_retried_once():
 
 
 def test_the_retry_asks_for_a_whole_gpu_and_a_cpu_trial_stays_on_cpu():
-    from fernas.search.tune_adapter import trial_resources
+    from fernas.search.tuner import trial_resources
 
     assert trial_gpus(0.25, alone=True) == 1.0 and trial_gpus(0.25, alone=False) == 0.25
     assert trial_gpus(2.0, alone=True) == 2.0 and trial_gpus(0.0, alone=True) == 0.0

@@ -146,7 +146,7 @@ def test_ga_flags_reach_the_config_and_stored_options_resume_unchanged(tmp_path)
     from fernas.commands.evolve import options_from_args
     from fernas.evolve import GAConfig
     from fernas.search import EvolveOptions
-    from fernas.search.tune_adapter import asha_scheduler
+    from fernas.search.tuner import asha_scheduler
 
     parse = lambda *a: options_from_args(build_parser().parse_args(["evolve", "--out", str(tmp_path), *a]))  # noqa: E731
     assert parse().ga.novel_offspring and parse().ga.mutation == "creep" and parse().ga.max_mmacs == 3000

@@ -5,7 +5,8 @@ Ray is imported only inside this package, and only when a search runs (importing
 
 - `options`      EvolveOptions, the settings of a run (config.json "options")
 - `trial`        `train_trial(genome, data, budget) -> outcome` (plain) and `run_trial` (Tune)
-- `tune_adapter` the generational Searcher, the trial-error callback, `fit` (one Tuner)
+- `tune_adapter` the generational Searcher, the trial-error callback
+- `tuner`        `fit`: the run's Tuners (a new one every `SEGMENT_TRIALS` trials), ASHA, resources
 - `cluster`      starting or joining Ray, token auth, resources, every private Ray API
 - `rundir`       the run directory: config.json, trials.csv, logbook, hall of fame, plots
 - `run`          `run_evolve`: the orchestration of all of the above

@@ -228,7 +228,7 @@ def _run_locked(cli_opts: EvolveOptions, load_data, seed_docs: list[dict], conso
         cpt, gpt, slots = cluster.resolve_resources(opts, ray_info)
         if gpt > 0 and ray_info["started_local"]:
             start_notes.unusable_gpus(ray_info, console)
-        from fernas.search.tune_adapter import fit
+        from fernas.search.tuner import fit
 
         out.mkdir(parents=True, exist_ok=True)
         if opts.address:  # a node that cannot see OUT would fail every promotion it ran

@@ -1,4 +1,5 @@
-"""The Ray Tune side of a search: a generational `Searcher`, a callback, and `fit`.
+"""The Ray Tune side of a search: a generational `Searcher` and a callback (`fernas.search.tuner`
+runs the Tuners they drive).
 
 `GenerationalSearcher.suggest` hands out the never-evaluated genomes of the current
 generation (longest estimated job first, so the slots finish a generation together),
@@ -11,14 +12,13 @@ depend only on the seed and the fitness values, never on the order trials finish
 worker that dies (after Tune's retries) reaches the searcher as an errored trial; its reason
 arrives through `TrialEvents.on_trial_error`.  An error of the driver's own code inside these
 callbacks is kept and raised from `suggest` (Tune would log it and go on, and the search
-would wait for ever).
+would wait for ever).  Once a Tuner has started `SEGMENT_TRIALS` trials, the next generation's
+batch is held for a new Tuner (`next_tuner`) and this one finishes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
 import re
 import signal
 import threading
@@ -28,15 +28,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from fernas.evolve import Candidate
 from fernas.evolve.config import RERANKING
 from fernas.io import atomic_write_json
 from fernas.objectives import FIELDS
-from fernas.search.cluster import keep_idle_actors
-from fernas.search.trial import TrialBudget, run_trial, shared_oom, trial_gpus
+from fernas.search.trial import shared_oom
 
 # What the run keeps of a trial's last report (the rest is Tune's bookkeeping).
 OUTCOME_KEYS = ("status", "error", *FIELDS, "val_loss", "train_seconds", "epoch", "device", "node", "gpus",
@@ -46,6 +44,8 @@ OUTCOME_KEYS = ("status", "error", *FIELDS, "val_loss", "train_seconds", "epoch"
 # died before reporting, and of any earlier attempt, is not in them).
 SPENT_KEYS = ("images", "compute", "train_seconds")
 ERROR_WAIT_S = 2.0  # how long an errored trial waits for its reason before a generic one
+# Trials one Tuner starts before the next generation goes to a new one (why: `fernas.search.tuner`)
+SEGMENT_TRIALS = 250
 
 
 class GenerationalSearcher(Searcher):
@@ -61,6 +61,8 @@ class GenerationalSearcher(Searcher):
         self.errored: dict[str, float] = {}  # trial_id -> time Tune reported the error
         self.finished = False
         self.failure: Exception | None = None  # the first error of our own code in a Tune callback (_kept)
+        self.started_here = 0  # trials the current Tuner started (SEGMENT_TRIALS)
+        self.held: list[Candidate] | None = None  # a generation's batch kept for the next Tuner
         self._load(run.ev.next_batch())
 
     def _load(self, batch: list[Candidate] | None) -> None:
@@ -98,6 +100,7 @@ class GenerationalSearcher(Searcher):
         if self.queue and not self.waiting_alone:  # a retry alone waits for its card to empty
             cand = self.queue.popleft()
             self.live[trial_id] = (cand, time.perf_counter())
+            self.started_here += 1
             alone = ran_out_of_memory(self.run.ev.cache, cand)
             if alone:
                 self.waiting_alone.add(trial_id)
@@ -107,7 +110,24 @@ class GenerationalSearcher(Searcher):
                     "alone": alone, **own_recipe(cand, self.run.ev.cfg)}
         if self.queue:
             return None
-        return Searcher.FINISHED if self.finished else None
+        return Searcher.FINISHED if self.finished or self.held is not None else None
+
+    def _next_batch(self) -> None:
+        """Nothing runs or waits: the GA's next batch, kept for the next Tuner (`next_tuner`)
+        once this one has started `SEGMENT_TRIALS` trials (this one then finishes)."""
+        batch = self.run.ev.next_batch()
+        if batch is not None and self.started_here >= SEGMENT_TRIALS:
+            self.held = batch
+        else:
+            self._load(batch)
+
+    def next_tuner(self) -> bool:
+        """For a new Tuner: the batch held for it queued; False when none was held."""
+        if self.held is None:
+            return False
+        batch, self.held, self.started_here = self.held, None, 0
+        self._load(batch)
+        return True
 
     def _running(self) -> list[Candidate]:
         """The search's trials a budget's end lets finish: those running, and those queued that
@@ -131,7 +151,7 @@ class GenerationalSearcher(Searcher):
         self.queue = deque(c for c in self.queue if self._in_flight(c))
         self.run.console.search_ended(ev, len(self.live) + len(self.queue))
         if not self.live and not self.queue:
-            self._load(ev.next_batch())
+            self._next_batch()
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.live:
@@ -194,7 +214,7 @@ class GenerationalSearcher(Searcher):
         if ended:
             self._search_ended()
         elif not self.live and not self.queue and not self.finished:
-            self._load(self.run.ev.next_batch())
+            self._next_batch()
         elif not self.queue:
             self._queue_certain()
 
@@ -274,9 +294,20 @@ class TrialEvents(tune.Callback):
 
     def __init__(self, searcher: GenerationalSearcher):
         self.searcher = searcher
+        self.sigint_handler = None  # Tune's, seen at its first step (`interrupted`)
+        self.stopped = False  # Tune's Ctrl-C handler fired during its run (`_own_ctrl_c`)
 
     def __getstate__(self):
         return {}
+
+    def on_step_begin(self, iteration, trials, **info):
+        if self.sigint_handler is None and threading.current_thread() is threading.main_thread():
+            self.sigint_handler = signal.getsignal(signal.SIGINT)
+
+    def interrupted(self) -> bool:
+        """Whether Tune's Ctrl-C handler fired (it puts the one before it back when it does; a
+        SIGTERM or SIGHUP calls it too, `fernas.stop_signals`)."""
+        return self.sigint_handler is not None and signal.getsignal(signal.SIGINT) is not self.sigint_handler
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.searcher.run.trial_dirs[trial.trial_id] = str(trial.path or "")
@@ -294,97 +325,9 @@ class TrialEvents(tune.Callback):
         self.searcher.trial_failed(trial.trial_id, reason[:500], last)
 
 
-def trial_resources(cpt: float, gpt: float, alone: bool):
-    """A trial's resource request: its share, or a whole GPU for an out-of-memory retry."""
-    from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
-
-    return resource_dict_to_pg_factory({"cpu": cpt, "gpu": trial_gpus(gpt, alone)})
-
-
 def own_recipe(cand, ga) -> dict:
     """The settings that make a re-ranking trial train the genome's own recipe
     (`GAConfig.rerank_recipe` "own"; `trial.with_recipe` applies them); none for other trials."""
     if ga.trains_own_recipe(cand):
         return {"recipe": "own", "schedule_epochs": ga.rerank_schedule, "warmup": ga.rerank_warmup}
     return {}
-
-
-class SearchASHA(ASHAScheduler):
-    """Ray Tune's ASHA for the search's trials; a re-ranking trial of the genome's own recipe
-    trains its whole budget and stays out of the rungs: they hold trial-recipe results, and an
-    own-recipe training (augmented, slower to leave chance) would be cut by a comparison of
-    two recipes."""
-
-    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        if trial.config.get("recipe") == "own":
-            return TrialScheduler.CONTINUE
-        return super().on_trial_result(tune_controller, trial, result)
-
-    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        if trial.config.get("recipe") == "own":
-            self._trial_info.pop(trial.trial_id, None)
-            return
-        super().on_trial_complete(tune_controller, trial, result)
-
-
-def asha_scheduler(opts) -> ASHAScheduler | None:
-    """Ray Tune's ASHA for `--asha` (one budget of 2+ epochs): rungs at the grace period and its
-    doublings below the budget, cutting on `rank_score`; None without it."""
-    ga = opts.ga
-    if not (opts.asha and len(ga.rungs) == 1 and ga.max_budget > 1):
-        return None
-    return SearchASHA(metric="rank_score", mode="max", time_attr="training_iteration",
-                         max_t=ga.max_budget, grace_period=opts.asha_grace, reduction_factor=2)
-
-
-@contextlib.contextmanager
-def _own_ctrl_c():
-    """The SIGINT handler before the Tuner, back after it: Tune installs one that ends its run and
-    leaves it behind, where it would swallow a Ctrl-C (or SIGTERM, fernas.stop_signals) while
-    the run's files are written."""
-    before = signal.getsignal(signal.SIGINT)
-    try:
-        yield
-    finally:
-        if before is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, before)
-
-
-def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: str) -> None:
-    """One Tuner for the run (or the rest of it): trials until the GA is done."""
-    opts = run.opts
-    if not opts.verbose:
-        for name in ("ray", "ray.tune", "ray.train", "ray.air"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-    searcher = GenerationalSearcher(run, gpus_per_trial=gpt)
-    ga = opts.ga
-    budget = TrialBudget(epochs=ga.max_budget, schedule_epochs=ga.max_budget, max_steps_per_epoch=opts.max_steps_per_epoch,
-                         seed=ga.seed, threads=max(1, int(cpt)), gpus=gpt, timeout=opts.trial_timeout,
-                         markers=str((run.out / "stuck").resolve()),  # OUT: every node's storage
-                         chance=run.chance, batch=opts.trial_batch, augment=opts.trial_augment)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, budget=budget),
-                                    lambda config: trial_resources(cpt, gpt, bool(config.get("alone"))))
-    scheduler = asha_scheduler(opts)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
-                                    max_concurrent_trials=slots, trial_name_creator=trial_name,
-                                    trial_dirname_creator=trial_name,
-                                    reuse_actors=True),  # an actor per slot, reused: no process start per trial
-        run_config=tune.RunConfig(name=exp_name, storage_path=storage, verbose=2 if opts.verbose else 0,
-                                  callbacks=[TrialEvents(searcher)],
-                                  failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                                  checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
-    )
-    # Tune prints its experiment banner whatever `verbose` says; keep stdout for our lines.
-    # With --verbose its lines (and the workers' forwarded logs) pass the console's guard.
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(keep_idle_actors(slots))
-        stack.enter_context(_own_ctrl_c())
-        stdout = stack.enter_context(open(os.devnull, "w")) if not opts.verbose else run.console.stream
-        stack.enter_context(contextlib.redirect_stdout(stdout))
-        tuner.fit()
-    with contextlib.suppress(OSError):  # the watchdogs' folder, when none left a marker there
-        (run.out / "stuck").rmdir()
-    if searcher.failure is not None:  # kept from a callback after the searcher had finished
-        raise searcher.failure
