@@ -162,7 +162,7 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
     secs = [section("summary", "Summary", key_values([
         ("state", row["state"]), ("progress", row["progress"]), ("trials", row["trials"]),
         ("best genome", row.get("best_gid") or "-"), ("its validation accuracy", fmt(row["best"])),
-        ("highest validation accuracy of any trial", fmt(row.get("best_trial"))),
+        (f"highest validation accuracy at the largest budget ({max_budget} epochs)", fmt(row.get("best_trial"))),
         ("training compute (images x multiply-adds)", fmt(row["compute"])),
         ("search time (s)", fmt(row["seconds"], 1)), ("trial slots busy / training", _use(row.get("utilisation"))),
         ("started", row["started"]),

@@ -69,8 +69,12 @@ def plot_curves(history: list[dict], path, title: str = "") -> None:
                 ax.axvline(i + 0.5, color="grey", ls="--", lw=1)
             axes[1].text(i + 0.5, axes[1].get_ylim()[0], f" {history[i].get('phase')}", color="grey",
                          va="bottom")
+    from matplotlib.ticker import MaxNLocator
+
+    phases = " then ".join(dict.fromkeys(h.get("phase", "train") for h in history))
     for ax in axes:
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(f"epoch ({phases})" if " " in phases else "epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
     axes[0].legend()
     axes[1].legend()

@@ -184,9 +184,14 @@ def plot_best_vs_compute(points: list[tuple[float, float]], title: str = "") -> 
         xs, ys = zip(*points)
         ax.step(xs, ys, where="post", color="tab:blue")
         ax.set_xscale("log")
-        from matplotlib.ticker import NullFormatter
+        from matplotlib.ticker import LogFormatterSciNotation
 
-        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a short range
+        # a range under a decade has no power of ten to label: label its minor ticks (2, 3, 5
+        # times a power) instead; over more than a decade the powers alone (labels would overlap)
+        low, high = min(xs), max(xs)
+        few = low > 0 and high / low < 10
+        ax.xaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(2, 1) if few
+                                                             else (0, 0)))
     ax.set_xlabel("training compute spent (images x multiply-adds)")
     ax.set_ylabel("best validation accuracy so far")
     ax.set_title(title or "best so far against compute")

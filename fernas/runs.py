@@ -88,7 +88,7 @@ def _evolve_row(run: Path, cfg: dict) -> dict:
     picked = _picked(run, ck)
     best_trial = max(accs) if accs else None
     meta = ck.get("meta") or {}
-    progress = f"gen {ck.get('generation', 0)}/{ga.get('generations', '?')}"
+    progress = f"{ck.get('generation', 0)}/{ga.get('generations', '?')} generations"  # finished of all
     ended_by = meta.get("ended_by")
     if isinstance(ended_by, str) and (meta.get("search_end") is not None or ended_by == "patience"):  # a budget ended it
         progress += " --" + ended_by.replace("_", "-")  # its flag: max_compute -> --max-compute

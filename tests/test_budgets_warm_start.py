@@ -190,7 +190,7 @@ def test_a_budget_spent_by_the_last_trials_of_the_search_lets_it_end_as_planned(
     res = evolve("--data", "demo:140,70,70", "--pop", "4", "--generations", "1", "--epochs-per-trial", "1",
                  "--max-steps-per-epoch", "1", "--max-mmacs", "5", "--rerank-top", "0", "--no-dashboard",
                  "--max-concurrent", "2", "--max-trials", "4", "--out", str(out))
-    assert "reached" not in res.stdout and "gen   1/1" in res.stdout, res.stdout
+    assert "reached" not in res.stdout and "gen   0 (1/1)" in res.stdout, res.stdout
     assert len(read_trials(out)) == 4 and len((out / "logbook.csv").read_text().strip().splitlines()) == 2
     ck = json.loads((out / "checkpoint.json").read_text())
     assert ck["meta"]["ended_by"] == "generations" and "search_end" not in ck["meta"]

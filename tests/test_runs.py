@@ -45,7 +45,7 @@ def test_runs_lists_evolve_and_training_runs(tmp_path):
 
     row = describe(root / "search")
     n_trials = sum(len(e["trials"]) for e in ev.cache.values())
-    assert (row["kind"], row["state"], row["progress"], row["trials"]) == ("evolve", "finished", "gen 2/2", n_trials)
+    assert (row["kind"], row["state"], row["progress"], row["trials"]) == ("evolve", "finished", "2/2 generations", n_trials)
     assert row["ended_by"] == "generations"
     # "best" is the returned genome's (best.json), best_trial the highest fitness trial's
     picked = json.loads((root / "search" / "best.json").read_text())["evolve"]
@@ -108,16 +108,16 @@ def test_runs_names_the_budget_that_ended_a_search(tmp_path):
     drive_to_a_budget(ev, end_after=13)
     RunDir(out, {}, {}, set()).write_config({"options": {"ga": json.loads(json.dumps(asdict(ga)))}})
     row = describe(out)
-    assert (row["state"], row["progress"], row["ended_by"]) == ("finished", "gen 1/5 --max-compute", "max_compute")
+    assert (row["state"], row["progress"], row["ended_by"]) == ("finished", "1/5 generations --max-compute", "max_compute")
     rc, table, _ = cli("runs", tmp_path)
-    assert rc == 0 and "gen 1/5 --max-compute" in table.splitlines()[1]
+    assert rc == 0 and "1/5 generations --max-compute" in table.splitlines()[1]
     # patience ends a search between generations (no search_end): named all the same
     stalled = tmp_path / "stalled"
     evolve_run(stalled, pop=4, generations=2)
     ck = json.loads((stalled / "checkpoint.json").read_text())
     ck["meta"]["ended_by"] = "patience"
     (stalled / "checkpoint.json").write_text(json.dumps(ck))
-    assert describe(stalled)["progress"] == "gen 2/2 --patience"
+    assert describe(stalled)["progress"] == "2/2 generations --patience"
 
 
 def test_a_run_whose_files_are_truncated_is_read_as_resume_reads_it(tmp_path, capsys):

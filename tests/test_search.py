@@ -316,7 +316,7 @@ def test_evolve_dashboard_kill_resume_penalty(tmp_path):
                          capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "resuming" in res.stdout
-    assert re.search(r"trial slots busy \d+% of the search, training \d+%", res.stdout), res.stdout
+    assert re.search(r"trial slots busy \d+% of the run, training \d+%", res.stdout), res.stdout
 
     rows = read_trials(out)
     keys = [(r["gid"], r["budget"], r["kind"]) for r in rows]

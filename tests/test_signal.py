@@ -38,7 +38,7 @@ def run_with(outcomes: list[float], budgets=(2, 4), augment="none") -> str:
 
 def test_a_generation_mostly_at_chance_is_reported_once_with_what_to_change():
     line = run_with([0.143, 0.143, 0.16, 0.31])
-    assert line.startswith("gen   1: 3 of 4 new genomes ended at chance after 2 epoch(s)") and "--min-budget" in line
+    assert line.startswith("gen   0: 3 of 4 new genomes ended at chance after 2 epoch(s)") and "--min-budget" in line
     assert run_with([0.143, 0.25, 0.26, 0.31]) == ""  # most learnt something: nothing to say
     assert "--epochs-per-trial" in run_with([0.1, 0.1, 0.1], budgets=(4,))
     # a run that trains with augmentation is pointed at the default trial recipe too

@@ -148,6 +148,6 @@ def test_the_stop_line_names_the_generation_in_progress_and_those_finished(capsy
     console.stopped("runs/x", SimpleNamespace(gen=3, cfg=SimpleNamespace(generations=300), search_over=False))
     console.stopped("runs/x", SimpleNamespace(gen=300, cfg=SimpleNamespace(generations=300), search_over=True))
     first, second = capsys.readouterr().err.splitlines()
-    assert first == ("fernas evolve: stopped in generation 4/300 (3 finished); nothing done is lost: continue with  "
+    assert first == ("fernas evolve: stopped in generation 3 (4/300; 3 finished); nothing done is lost: continue with  "
                      "fernas evolve --out runs/x --resume")
     assert second.startswith("fernas evolve: stopped after its search ended, before the re-ranking")

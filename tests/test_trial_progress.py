@@ -26,7 +26,7 @@ def test_plain_lines_count_failures_and_best():
     text = out.getvalue()
     assert "trial gen0_g1_b4_x failed: CUDA out of memory" in text
     last = text.strip().splitlines()[-1]
-    assert last == "gen 1: trials 3/3 done, 0 running, 1 failed  best 0.4100  ETA 0m00s"
+    assert last == "gen 0: trials 3/3 done, 0 running, 1 failed  best 0.4100  ETA 0m00s"
     assert p.best == 0.41
 
 
@@ -42,7 +42,7 @@ def test_eta_from_trial_pace():
     assert p.total == 15 and p.best == 0.5
     p.queued(3, 4, best=0.5)  # the next generation starts afresh
     assert (p.total, p.done, p.gen) == (4, 0, 3)
-    assert p.summary().startswith("gen 4: trials 0/4 done")
+    assert p.summary().startswith("gen 3: trials 0/4 done")
     from fernas.evolve.config import RERANKING
 
     p.queued(RERANKING, 6, best=0.5)  # the re-ranking's trials are no generation's
@@ -68,7 +68,7 @@ def test_terminal_bar_in_place():
     assert p.bar is not None and p.bar.n == 2 and p.bar.total == 2
     p.close()
     text = out.getvalue()
-    assert "\r" in text and "gen 1: 2/2" in text and "failed 1" in text
+    assert "\r" in text and "gen 0: 2/2" in text and "failed 1" in text
     assert "trial gen0_g1_b4_x failed: boom" in text
 
 
@@ -102,7 +102,7 @@ def test_a_real_search_reports_failed_and_hung_trials_as_they_happen(tmp_path):
     assert any(f"_{bad}_b1_" in ln and "injected fault" in ln for ln in failed), failed
     assert any(f"_{hung}_b1_" in ln and "timed out: no epoch ended within 12 s (--trial-timeout)" in ln
                for ln in failed), failed
-    assert "trial gen0_" not in res.stdout and "gen   1/1" in res.stdout
+    assert "trial gen0_" not in res.stdout and "gen   0 (1/1)" in res.stdout
     rows = {r["gid"]: r for r in read_trials(tmp_path / "run")}
     assert rows[hung]["status"] == "failed" and rows[hung]["error"].startswith("timed out")
     # stuck in C: the watchdog ended its worker; Tune's retry found the reason and did not hang again

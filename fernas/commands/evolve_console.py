@@ -16,6 +16,12 @@ from fernas.search import next_steps
 from fernas.search.options import recipe_text
 
 
+
+def nth(gen: int, generations: int) -> str:
+    """Generation `gen` as the run's files number it (from 0), and which of how many it is:
+    "2 (3/5)"."""
+    return f"{gen} ({gen + 1}/{generations})"
+
 class EvolveConsole:
     """What `fernas evolve` prints while a run goes on: one line per event on stdout, and the
     progress inside a generation on stderr (none with `quiet`)."""
@@ -58,9 +64,9 @@ class EvolveConsole:
         from fernas.search.options import flags_not_taken
         from fernas.search.run import trial_count
 
-        gen = min(ev.gen + 1, ev.cfg.generations)  # a finished run's counter stands past its last generation
+        gen = min(ev.gen, ev.cfg.generations - 1)  # a finished run's counter stands past its last generation
         n = trial_count(ev)
-        self.say(f"resuming {out}: generation {gen}/{ev.cfg.generations}, {n} trial{'' if n == 1 else 's'} already "
+        self.say(f"resuming {out}: generation {nth(gen, ev.cfg.generations)}, {n} trial{'' if n == 1 else 's'} already "
                  "done (not repeated)")
         unused = flags_not_taken(self.flag_settings, given, kept)
         if unused:
@@ -95,10 +101,10 @@ class EvolveConsole:
         def acc(v):
             return "     -" if v is None else f"{v:.4f}"
 
-        self.say(f"gen {rec['gen'] + 1:>3}/{generations}  best {acc(rec['best'])}  mean {acc(rec['mean'])}  "
+        self.say(f"gen {rec['gen']:>3} ({rec['gen'] + 1}/{generations})  best {acc(rec['best'])}  mean {acc(rec['mean'])}  "
                  f"evals {rec['evals']:>3}  cache hits {rec['cache_hits']:>3}  failures {rec['failures']:>2}  "
                  + (f"too large {rec['skipped']:>2}  " if rec.get("skipped") else "")
-                 + f"trials {rec['trials']:>3}  compute {compute:.3g} img*MAC  "
+                 + f"trials {rec['trials']:>3}  compute so far {compute:.3g} img*MAC  "
                  f"elapsed {fmt_duration(elapsed)}  ETA {fmt_duration(eta)}")
 
     def no_signal(self, gen: int, n: int, of: int, budget: int, level: float, halving: bool,
@@ -107,7 +113,7 @@ class EvolveConsole:
         then = ("promotions and selection ranked them by validation loss alone" if halving
                 else "selection ranked them by validation loss alone")
         recipe = f"the trial recipe {recipe_hint}, " if recipe_hint else ""
-        self.say(f"gen {gen + 1:>3}: {n} of {of} new genomes ended at chance after {budget} epoch(s) (validation "
+        self.say(f"gen {gen:>3}: {n} of {of} new genomes ended at chance after {budget} epoch(s) (validation "
                  f"accuracy <= {level:.3f}, the largest class's share + 1 s.e.): {then}; these would carry signal: "
                  f"{recipe}a larger {'--min-budget' if halving else '--epochs-per-trial'}, or more training images")
 
@@ -142,12 +148,12 @@ class EvolveConsole:
         end = ev.meta["search_end"]
         then = f"the {running} trial(s) running finish, then " if running else ""
         rerank = "the re-ranking of the best genomes runs" if ev.cfg.rerank_top else "the outputs are written"
-        self.say(f"search ended in generation {end['generation'] + 1}/{ev.cfg.generations}: "
+        self.say(f"search ended in generation {nth(end['generation'], ev.cfg.generations)}: "
                  f"{_budget_flag(ev.meta['ended_by'])} {end['why']}; {then}{rerank}")
 
     def search_reopened(self, ev) -> None:
-        self.say(f"the search goes on: the budget that ended it is raised (generation {ev.gen + 1}/"
-                 f"{ev.cfg.generations} replays from its start; nothing trained is trained again)")
+        self.say(f"the search goes on: the budget that ended it is raised (generation {nth(ev.gen, ev.cfg.generations)} "
+                 "replays from its start; nothing trained is trained again)")
 
     def already_complete(self, ev) -> None:
         end = ev.meta.get("search_end")
@@ -157,17 +163,17 @@ class EvolveConsole:
 
     def stopped(self, out, ev) -> None:
         where = ("after its search ended, before the re-ranking of its best genomes finished" if ev.search_over else
-                 f"in generation {ev.gen + 1}/{ev.cfg.generations} ({ev.gen} finished)")  # `fernas runs` counts finished
+                 f"in generation {ev.gen} ({ev.gen + 1}/{ev.cfg.generations}; {ev.gen} finished)")  # `fernas runs` counts finished
         self.say(f"fernas evolve: stopped {where}; nothing done is lost: continue with  "
                  f"{self.go_on or next_steps.continue_command(out)}", err=True)
 
     def finished(self, out, ev) -> None:
         if ev.meta.get("ended_by") == "patience":  # why it ended, then what it found
-            self.say(f"evolution ended after generation {ev.gen}/{ev.cfg.generations}: no better best for "
+            self.say(f"evolution ended after generation {nth(ev.gen - 1, ev.cfg.generations)}: no better best for "
                      f"{ev.cfg.patience} generation{'s' if ev.cfg.patience != 1 else ''} (--patience)")
         if ev.ended_by_budget:
             end, flag = ev.meta["search_end"], _budget_flag(ev.meta["ended_by"])
-            self.say(f"the search ended in generation {end['generation'] + 1}/{ev.cfg.generations}: {flag} "
+            self.say(f"the search ended in generation {nth(end['generation'], ev.cfg.generations)}: {flag} "
                      f"{end['why']}; go on with a larger budget:  fernas evolve --out {shlex.quote(str(out))} "
                      f"--resume {flag} ...")
         best = ev.best()
@@ -188,7 +194,7 @@ class EvolveConsole:
 
         use = utilisation(trials, ev.meta.get("slots") or {})
         if use:
-            self.say(f"trial slots busy {use['busy']:.0%} of the search, training {use['training']:.0%} "
+            self.say(f"trial slots busy {use['busy']:.0%} of the run, training {use['training']:.0%} "
                      "(the rest: Ray starting trials, loading data, waiting at rung and generation ends)")
         self.say(f"results: {out}/trials.csv, logbook.csv, pareto.csv; plots: {out}/progress.png, {out}/pareto.png")
         self.say(f"report: {out}/report.html (open it in a browser)")

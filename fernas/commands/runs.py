@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no fernas runs under {root}", file=sys.stderr)
         return 0
-    wide = max(12, *(len(r["progress"]) for r in rows))  # "gen 12/30 --time-budget"
+    wide = max(12, *(len(r["progress"]) for r in rows))  # "12/30 generations --time-budget"
     names = [_short(r["run"], root) for r in rows]
     name_w = max(3, *(len(n) for n in names))  # make demo's runs/demo-DATE-TIME/trained/evolved-GID are 50
     head = f"{'run':{name_w}s} {'kind':6s} {'state':10s} {'progress':{wide}s} {'trials':>6s} {'best':>6s} {'compute':>8s} " \

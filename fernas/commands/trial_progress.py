@@ -93,7 +93,7 @@ class TrialProgress:
                 f"{self.failed} failed  best {best}  ETA {'?' if eta is None else fmt_duration(eta)}")
 
     def _label(self) -> str:
-        return "re-ranking" if self.gen == RERANKING else f"gen {self.gen + 1}"
+        return "re-ranking" if self.gen == RERANKING else f"gen {self.gen}"
 
     def _show(self) -> None:
         if self.quiet or self.gen is None:

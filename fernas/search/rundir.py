@@ -273,7 +273,8 @@ class RunDir:
         def col(key):  # None (nothing trained that generation) -> a gap
             return [math.nan if r.get(key) is None else r[key] for r in recs]
 
-        ax.plot(gens, col("best"), "o-", label="best so far (the fittest genome)")
+        # the fittest genome's accuracy: it can fall when at-chance ties are broken by validation loss
+        ax.plot(gens, col("best"), "o-", label="the fittest genome so far (its accuracy)")
         ax.plot(gens, col("max"), "^--", label="best of generation")
         ax.plot(gens, col("mean"), "s-", label="mean of generation (trained genomes)")
         from matplotlib.ticker import MaxNLocator
@@ -282,7 +283,7 @@ class RunDir:
         ax.set_xlabel("generation")
         ax.set_ylabel(OBJECTIVES["accuracy"].label)
         ax.set_title(f"{self.out.name}: progress")
-        ax.legend(loc="lower right")
+        ax.legend(loc="best")
         save_figure(fig, self.out / "progress.png")
 
 
