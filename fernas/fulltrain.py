@@ -23,7 +23,6 @@ import csv
 import json
 import sys
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -34,7 +33,7 @@ from fernas.device import amp_for, device_name, eval_batch_size, resolve_device
 from fernas.errors import RunDirError, RunExistsError, UserError
 from fernas.io import atomic_write_csv, atomic_write_json, best_effort, read_versioned_json
 from fernas.protocol import AUGMENT_WARMUP, RUN_VERSION, ProtocolConfig
-from fernas.runinfo import refuse_other_data
+from fernas.runinfo import refuse_other_data, timestamp
 from fernas.train import TrainConfig, train_genome
 from fernas.train_checkpoint import load_checkpoint
 
@@ -136,7 +135,7 @@ def _write_config(run_dir: Path, doc: dict, cfg: ProtocolConfig, dev, data: Data
     from fernas.runinfo import versions
 
     config_path = run_dir / "config.json"
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = timestamp()
     if resume and config_path.exists():
         config = json.loads(config_path.read_text())
         refuse_other_data(config.get("data") or {}, ("train", "val", "test"), data.classes,

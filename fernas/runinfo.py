@@ -20,6 +20,29 @@ def versions(*packages: str) -> dict:
     return out
 
 
+def timestamp(t: float | None = None) -> str:
+    """A moment (now, or the epoch seconds `t`) as the runs record it: local time with its UTC
+    offset, '2026-12-08T04:05:06+01:00' (readable, and comparable across time zones)."""
+    from datetime import datetime
+
+    return (datetime.now() if t is None else datetime.fromtimestamp(t)).astimezone().isoformat(timespec="seconds")
+
+
+def local_time(text) -> str | None:
+    """A recorded moment as this machine's local time, 'YYYY-MM-DDTHH:MM:SS' (how `fernas runs`
+    shows and sorts them); one without an offset (older runs) is taken as local; None for
+    anything that is not a moment."""
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone().replace(tzinfo=None)
+    return moment.isoformat(timespec="seconds")
+
+
 def fmt_duration(seconds: float) -> str:
     """'4m07s' below an hour, '2h05m' above."""
     s = max(0, int(round(seconds)))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fernas.errors import RunDirError
 from fernas.io import LOCK_NAME, previous_path, read_json_object
+from fernas.runinfo import local_time
 from fernas.search.clock import earlier_seconds
 
 
@@ -71,6 +72,7 @@ def describe(run: Path, probe_lock: bool = True) -> dict | None:
         row = read(run, cfg)
     if probe_lock and lock_held(run):
         row["state"] = "running"
+    row["started"] = local_time(row["started"]) if row.get("started") else None  # comparable across time zones
     return {"run": str(run), **row}
 
 

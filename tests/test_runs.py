@@ -160,3 +160,17 @@ def test_a_run_whose_files_are_truncated_is_read_as_resume_reads_it(tmp_path, ca
         fernas.load_run(trained)
     assert main(["runs", str(run / "config.json")]) == 2
     assert capsys.readouterr().err.strip() == f"fernas: error: {run / 'config.json'}: not a directory"
+
+
+def test_start_times_of_other_time_zones_compare_as_moments():
+    """A search started under TZ=Asia/Tokyo at 03:03 UTC and a training at 02:51 UTC: `fernas runs`
+    shows and sorts both in this machine's local time (the strings as written sort the other
+    way); a time without an offset (older runs) is local; anything else is no time."""
+    from fernas.runinfo import local_time, timestamp
+
+    tokyo, utc = "2026-12-08T12:03:26+09:00", "2026-12-08T02:51:00+00:00"
+    assert tokyo > utc and local_time(tokyo) > local_time(utc)
+    assert local_time("2026-12-08T12:03:26") == "2026-12-08T12:03:26"
+    assert local_time("") is None and local_time("yesterday") is None
+    now = timestamp()
+    assert now[-6] in "+-" and local_time(now) == now[:19]

@@ -32,6 +32,7 @@ from pathlib import Path
 from fernas.commands import closed_output
 from fernas.errors import ClusterUnreachable
 from fernas.processes import end_still_running, processes_below
+from fernas.runinfo import timestamp
 
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DEATHS_FILE = "auto_resume.json"  # in OUT: every attempt that died, when, why, whether it was restarted
@@ -123,7 +124,7 @@ def supervise(command, restarts: int, delay: float = RESTART_DELAY_S, stamp=lamb
             end_still_running(left)  # a killed search leaves Ray's agents behind, about 200 MB an attempt
             reason = None if stops else restart_reason(status, started=stamp() != before)
             if reason is not None:
-                record({"ended": time.strftime("%Y-%m-%dT%H:%M:%S"), "attempt": attempt + 1, "reason": reason,
+                record({"ended": timestamp(), "attempt": attempt + 1, "reason": reason,
                         "seconds": round(time.monotonic() - started_at, 1), "restarted": attempt < restarts})
             if reason is None or attempt >= restarts:
                 if reason is not None:

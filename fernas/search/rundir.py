@@ -28,7 +28,6 @@ import json
 import math
 import re
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from fernas.fitness import fitness_of, is_ok, reranked_accuracy, reranked_traini
 from fernas.io import (LOCK_NAME, atomic_write_csv, atomic_write_json, atomic_write_text, keep_previous,
                        previous_path, read_json_object, read_versioned_json)
 from fernas.objectives import FIELDS, OBJECTIVES
-from fernas.runinfo import versions
+from fernas.runinfo import timestamp, versions
 from fernas.search.leftovers import NOTES
 from fernas.search.options import recipe_text
 
@@ -183,7 +182,7 @@ class RunDir:
 
         def when(gen) -> str:
             t = times.get(str(gen))
-            return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t)) if t else ""
+            return timestamp(t) if t else ""
 
         atomic_write_csv(self.out / "logbook.csv", [*ev.logbook.header, "time"],
                          [{**rec, "time": when(rec["gen"])} for rec in ev.logbook], digits=None)
@@ -326,7 +325,7 @@ def run_config(opts, data_info: dict, resources: dict, attempt: int, stored: dic
                n_val: int, chance: float) -> dict:
     """config.json of an attempt: the run's resolved options, versions, data, Ray resources and
     fitness rule; `stored`: the config of the attempt before (a resume), else None."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    now = timestamp()
     # The noise of one fitness value: the binomial standard error of an accuracy near 50% on
     # this many validation images (differences smaller than about twice it are mostly luck).
     fitness = {"rule": "larger budget first, then validation accuracy at the end of the budget (centre crop), "
