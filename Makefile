@@ -52,9 +52,12 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
+# With --gpu (make bench-gpu) a benchmark without a GPU setting (host memory, command start-up) is skipped.
 bench: $(STAMP)
 	@for b in data train search search_quality fitness_noise budget_correlation chaos equal_compute cost_model memory_estimate step_ops cli_startup; do \
-	  if [ -f benchmarks/$$b.py ]; then echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py $(BENCH_ARGS) || exit 1; fi; done
+	  [ -f benchmarks/$$b.py ] || continue; \
+	  case " $(BENCH_ARGS) " in *" --gpu "*) grep -q -- '"--gpu"' benchmarks/$$b.py || { echo "== benchmarks/$$b.py: no GPU setting, skipped"; continue; };; esac; \
+	  echo "== benchmarks/$$b.py"; $(PY) benchmarks/$$b.py $(BENCH_ARGS) || exit 1; done
 
 # The larger settings, for a machine with a GPU (results go to *-gpu.json with the card's name).
 bench-gpu:

@@ -1,4 +1,5 @@
-"""The private Ray APIs fernas uses (all in fernas/search/cluster.py) still exist and behave.
+"""The private Ray APIs fernas uses (fernas/search/cluster.py; ASHA's trial table and Tune's
+placement-group factory in fernas/search/tuner.py) still exist and behave.
 
 These fail loudly when a Ray release moves or changes one of them, instead of fernas
 silently losing token auth or its idle-actor reuse.
@@ -34,3 +35,23 @@ def test_object_cache_has_the_fields_keep_idle_actors_patches():
         assert list(cache.flush_cached_objects()) == []  # kept across the generation barrier
         assert sorted(cache.flush_cached_objects(force_all=True)) == ["a", "b", "c"]
     assert (_ObjectCache.cache_object, _ObjectCache.flush_cached_objects) == orig
+
+
+def test_asha_keeps_its_trials_where_search_asha_drops_an_own_recipe_one():
+    """`SearchASHA.on_trial_complete` pops an own-recipe trial from ASHA's `_trial_info`
+    (keyed by trial id), which it never entered a rung of."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    from fernas.search.tuner import SearchASHA
+
+    assert issubclass(SearchASHA, ASHAScheduler)
+    asha = SearchASHA(metric="rank_score", mode="max", time_attr="training_iteration", max_t=4, grace_period=1)
+    assert isinstance(asha._trial_info, dict)
+
+
+def test_trial_resources_is_a_placement_group_factory():
+    from ray.tune.execution.placement_groups import PlacementGroupFactory
+
+    from fernas.search.tuner import trial_resources
+
+    assert isinstance(trial_resources(1.0, 0.25, alone=False), PlacementGroupFactory)
