@@ -16,6 +16,7 @@ import base64
 import csv
 import html
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -296,8 +297,13 @@ def train_report(run: Path, cfg: dict, row: dict) -> str:
                     ("macro F1", fmt(m.get("macro_f1"))), ("test images", m.get("n_test")),
                     ("parameters", fmt(m.get("params"))), ("multiply-adds per image", fmt(m.get("macs"))),
                     ("training time (s)", fmt(m.get("train_seconds"), 1)), ("device", m.get("device"))]
+        if row.get("best_crop") == "single":
+            summary.insert(3, ("the figure to compare", "centre crop: it trained on the centre crop alone (augment "
+                               "none, one crop), so the ten-crop test, macro F1, per-class table and confusion "
+                               "matrix show views it never saw"))
     secs = [section("summary", "Summary", key_values(summary) + config_block(cfg))]
-    secs.append(section("curves", "Training curves", image_file(run / "curves.png", "training curves")))
+    hist = read_csv(run / "history.csv")
+    secs.append(section("curves", "Training curves", _curves(run, hist)))
     if m:
         per = [(c, fmt(v["precision"]), fmt(v["recall"]), fmt(v["f1"]), v["support"])
                for c, v in m.get("per_class", {}).items()]
@@ -308,12 +314,29 @@ def train_report(run: Path, cfg: dict, row: dict) -> str:
     if (run / "genome.json").is_file():
         classes = len(m.get("classes") or cfg.get("data", {}).get("classes") or []) or 7
         secs.append(section("network", "Network", genome_block(load_genome(run / "genome.json"), classes)))
-    hist = read_csv(run / "history.csv")
     if hist:
         cols = list(hist[0])
         secs.append(section("history", "History", table(cols, [[fmt(h[c]) if c != "phase" else h[c] for c in cols]
                                                                 for h in hist], text_cols=(0,))))
     return page(f"fernas training run {run.name}", secs)
+
+
+def _curves(run: Path, hist: list[dict]) -> str:
+    """curves.png, which a training writes once it has tested; before that (running, stopped)
+    the curves of the epochs history.csv holds so far."""
+    if (run / "curves.png").is_file() or not hist:
+        return image_file(run / "curves.png", "training curves")
+    from fernas.report import curves_png
+
+    def number(v):
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return math.nan
+
+    rows = [{k: v if k == "phase" else number(v) for k, v in h.items()} for h in hist]
+    return (f"<p class=note>the {len(rows)} epoch(s) trained so far (history.csv)</p>"
+            + image(curves_png(rows, run.name), "training curves"))
 
 
 def _metrics(path: Path) -> dict:

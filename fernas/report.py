@@ -47,7 +47,12 @@ def save_figure(fig, path) -> None:
 
 
 def plot_curves(history: list[dict], path, title: str = "") -> None:
-    """Loss, accuracy and learning rate per epoch; phases (train, finetune) follow each other."""
+    """curves.png: `curves_png`, written atomically."""
+    atomic_write_bytes(path, curves_png(history, title))
+
+
+def curves_png(history: list[dict], title: str = "") -> bytes:
+    """PNG of the loss, accuracy and learning rate per epoch; phases (train, finetune) follow each other."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     x = list(range(1, len(history) + 1))
     series = {k: [h.get(k, math.nan) for h in history]
@@ -80,7 +85,7 @@ def plot_curves(history: list[dict], path, title: str = "") -> None:
     axes[1].legend()
     if title:
         fig.suptitle(title)
-    save_figure(fig, path)
+    return figure_png(fig)
 
 
 def plot_confusion(confusion: list[list[int]], classes: list[str], path, title: str = "") -> None:

@@ -125,9 +125,12 @@ def _train_row(run: Path, cfg: dict) -> dict:
     total = int(args.get("epochs") or 0) + int(args.get("fine_tune_epochs") or 0)
     resumable = any(run.glob("checkpoint-*.pt"))
     stopped = "lost race" if _lost_race(run) else "stopped"
+    # trained on the centre crop alone (fulltrain.centre_crop_only): the single crop is the fair figure
+    crop = "single" if args.get("augment") == "none" and args.get("train_crops") == 1 else "tencrop"
     return {"kind": "train", "state": "finished" if metrics else (stopped if resumable else "incomplete"),
             "progress": f"epoch {epochs}/{total or '?'}", "trials": None,
-            "best": metrics.get("test_accuracy_tencrop") if metrics else None, "compute": None,
+            "best": metrics.get(f"test_accuracy_{crop}") if metrics else None, "best_crop": crop,
+            "compute": metrics.get("train_compute") if metrics else None,
             "started": cfg.get("started"), "seconds": metrics.get("train_seconds") if metrics else None}
 
 

@@ -148,6 +148,8 @@ def test_a_corrupt_metrics_json_leaves_the_test_results_out_with_one_warning(tmp
     rc, _, err = cli("train", genome, "--epochs", 1, "--fine-tune-epochs", 0, "--out", run, "--data", "demo:14,7,7",
                      "--train-crops", 1, "--augment", "none", "--device", "cpu")
     assert rc == 0, err
+    # trained on the centre crop alone: the report says which test figure to compare
+    assert "the figure to compare</td><td>centre crop" in (run / "report.html").read_text()
     (run / "metrics.json").write_text('{"x": 1')  # cut short
     rc, stdout, err = cli("report", run)
     assert rc == 0 and "report.html" in stdout
@@ -155,6 +157,11 @@ def test_a_corrupt_metrics_json_leaves_the_test_results_out_with_one_warning(tmp
                    "delimiter); the report leaves out the test results\n")
     text = (run / "report.html").read_text()
     assert "id='curves'" in text and "id='network'" in text and "id='classes'" not in text
+    # a training stopped before its test has no curves.png yet: the page draws history.csv's epochs
+    (run / "curves.png").unlink()
+    assert cli("report", run)[0] == 0
+    text = (run / "report.html").read_text()
+    assert "the 1 epoch(s) trained so far (history.csv)" in text and "training curves: not written yet" not in text
 
 
 def test_a_corrupt_hall_of_fame_genome_is_left_out_with_one_warning(search, tmp_path):

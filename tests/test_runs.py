@@ -70,8 +70,10 @@ def test_runs_lists_evolve_and_training_runs(tmp_path):
 
     long = "demo-20261207-223409/trained/evolved-627b849040bf"  # make demo's layout and names
     shutil.copytree(root / "trained", root / long)
-    rc, out, _ = cli("runs", root)
+    rc, out, err = cli("runs", root)
     assert rc == 0 and "search" in out and "trained" in out and "finished" in out
+    # trained on the centre crop alone: its single-crop accuracy, marked, and why (stderr)
+    assert train["best_crop"] == "single" and f"{train['best']:.3f}*" in out and "* single-crop" in err
     assert long in out
     lines = out.splitlines()  # the columns line up however long a run's name
     assert len({line.index(" evolve " if " evolve " in line else " train ") for line in lines[1:]}
@@ -87,7 +89,7 @@ def test_runs_lists_evolve_and_training_runs(tmp_path):
     assert run.kind == "evolve" and len(run.trials) == n_trials and len(run.logbook) == 2
     assert run.best and run.best[0]["evolve"]["gid"] == ev.hall_of_fame()[0].gid
     run = fernas.load_run(root / "trained")
-    assert run.kind == "train" and len(run.history) == 1 and run.metrics["test_accuracy_tencrop"] == train["best"]
+    assert run.kind == "train" and len(run.history) == 1 and run.metrics["test_accuracy_single"] == train["best"]
 
 
 def test_a_stopped_evolve_run_is_resumable(tmp_path):

@@ -46,16 +46,19 @@ def run(args: argparse.Namespace) -> int:
     wide = max(12, *(len(r["progress"]) for r in rows))  # "12/30 generations --time-budget"
     names = [_short(r["run"], root) for r in rows]
     name_w = max(3, *(len(n) for n in names))  # make demo's runs/demo-DATE-TIME/trained/evolved-GID are 50
-    head = f"{'run':{name_w}s} {'kind':6s} {'state':10s} {'progress':{wide}s} {'trials':>6s} {'best':>6s} {'compute':>8s} " \
+    head = f"{'run':{name_w}s} {'kind':6s} {'state':10s} {'progress':{wide}s} {'trials':>6s} {'best':>7s} {'compute':>8s} " \
            f"{'time':>7s}  started"
     print(head)
     for r, name in zip(rows, names):
-        best = "-" if r["best"] is None else f"{r['best']:.3f}"
+        best = "-" if r["best"] is None else f"{r['best']:.3f}" + ("*" if r.get("best_crop") == "single" else "")
         compute = "-" if not r["compute"] else f"{r['compute']:.2g}"
         secs = "-" if r["seconds"] is None else fmt_duration(float(r["seconds"]))
         trials = "-" if r["trials"] is None else str(r["trials"])
         print(f"{name:{name_w}s} {r['kind']:6s} {r['state']:10s} {r['progress']:{wide}s} {trials:>6s} "
-              f"{best:>6s} {compute:>8s} {secs:>7s}  {(r['started'] or '-')[:19]}")
+              f"{best:>7s} {compute:>8s} {secs:>7s}  {(r['started'] or '-')[:19]}")
+    if any(r.get("best_crop") == "single" and r["best"] is not None for r in rows):
+        print("* single-crop test accuracy: trained on the centre crop alone (--augment none, --train-crops 1), "
+              "so the ten-crop test shows it views it never saw", file=sys.stderr)
     for r in rows:
         if r.get("left_running"):
             pids = " ".join(map(str, r["left_running"]))
