@@ -215,16 +215,23 @@ def _genomes(folder: Path) -> list[dict]:
     return docs
 
 
-def _hall_of_fame(hof: list[dict], classes: int) -> str:
+def _hall_of_fame(hof: list[dict], classes: int, ranked: bool = True) -> str:
     if not hof:
         return "<p class=note>No genome trained yet.</p>"
     rows = []
     for doc in hof:
         e = doc.get("evolve", {})
-        rows.append((e.get("rank"), e.get("gid"), doc.get("name"), fmt(e.get("val_acc")), e.get("budget"),
+        rr = e.get("rerank") if isinstance(e.get("rerank"), dict) else {}
+        reranked = f"{fmt(rr.get('mean_val_acc'))} ({rr.get('trainings')})" if rr else "-"
+        rows.append((e.get("rank"), e.get("gid"), doc.get("name"), fmt(e.get("val_acc")), reranked, e.get("budget"),
                      fmt(e.get("params")), fmt(e.get("macs")), e.get("generation")))
-    head = table(("rank", "genome id", "name", "val acc", "budget", "params", "MACs", "generation"), rows,
-                 text_cols=(1, 2))
+    note = ("<p class=note>Ranked as the run ranks them: the re-ranked genomes first, by the mean accuracy of "
+            "their re-ranking trainings (means within one standard error of each other tie and go by their "
+            "search trial), then the others by the fitness rule (larger budget, then validation accuracy; "
+            "accuracies at or below the chance level tie and the lower validation loss ranks higher). "
+            "\"val acc\" is the genome's search trial at its largest budget.</p>")
+    head = (note if ranked else "") + table(("rank", "genome id", "name", "val acc", "re-ranked mean (trainings)", "budget", "params",
+                         "MACs", "generation"), rows, text_cols=(1, 2, 4))
     rank = lambda d: f"{d['evolve']['rank']}. " if d.get("evolve", {}).get("rank") is not None else ""  # noqa: E731
     blocks = "".join(f"<details><summary>{esc(rank(d))}{esc(d.get('name'))}: layers and "
                      f"recipe</summary>{genome_block(d, classes)}</details>" for d in hof)
@@ -240,7 +247,7 @@ def _seed_designs(seeds: list[dict], classes: int, compare: str | None) -> str:
     note = ("<p class=note>Short trials favour networks that learn fast: train the best beside these "
             f"at the length you will train the one you keep: <code>{esc(compare)}</code></p>" if compare else
             "<p class=note>The best genome is one of these designs: no new genome beat it.</p>")
-    return note + _hall_of_fame(seeds, classes)
+    return note + _hall_of_fame(seeds, classes, ranked=False)
 
 
 def _effects(effs: list[dict], n: int) -> str:

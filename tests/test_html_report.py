@@ -68,6 +68,8 @@ def test_evolve_report_content(search):
     assert text.count("data:image/png;base64,") >= 4  # progress, Pareto, best vs compute, effects
     best = ev.hall_of_fame()[0]
     assert best.gid in text and f"{ev.cache[best.gid]['val_acc']:.4f}" in text
+    hof = text[text.index("id='hall-of-fame'"):text.index("id='seed-designs'")]
+    assert "Ranked as the run ranks them" in hof and "Ranked as" not in seeds  # what ranked it, and why
     assert "ω²" in text and "not causes" in text
     summary = text[text.index("id='summary'"):text.index("id='plots'")]
     assert "trial recipe" in summary and "batch 32, augmentation none" in summary
@@ -127,6 +129,19 @@ def test_report_refuses_what_is_not_a_run(tmp_path, search):
     (run / "report.html").unlink()
     rc, out, err = cli("report", run, tmp_path)
     assert rc == 2 and out == "" and not (run / "report.html").exists()
+
+
+def test_the_hall_of_fame_shows_the_re_ranked_mean_that_ranked_a_genome(search, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(search[0], out)
+    first = sorted((out / "hall_of_fame").glob("*.json"))[0]
+    doc = json.loads(first.read_text())
+    doc["evolve"]["rerank"] = {"recipe": "trial", "epochs": 4, "trainings": 3, "mean_val_acc": 0.5}
+    first.write_text(json.dumps(doc))
+    assert cli("report", out)[0] == 0
+    text = (out / "report.html").read_text()
+    hof = text[text.index("id='hall-of-fame'"):text.index("id='seed-designs'")]
+    assert "re-ranked mean (trainings)" in hof and "<td class=t>0.5000 (3)</td>" in hof
 
 
 def test_evolve_report_without_a_chance_level_has_no_chance_table(search, tmp_path):
