@@ -26,7 +26,7 @@ def test_plain_lines_count_failures_and_best():
     text = out.getvalue()
     assert "trial gen0_g1_b4_x failed: CUDA out of memory" in text
     last = text.strip().splitlines()[-1]
-    assert last == "gen 0: trials 3/3 done, 0 running, 1 failed  best 0.4100  ETA 0m00s"
+    assert last == "gen 0: trials 3/3 done, 0 running, 1 failed  highest 0.4100  ETA 0m00s"
     assert p.best == 0.41
 
 

@@ -1,7 +1,7 @@
 """Progress inside a generation of `fernas evolve`, on stderr (`TrialProgress`).
 
 Trials done / running / failed of the generation's trials so far (promotions join the total
-when their rung opens), the best validation accuracy so far and an ETA from the trials'
+when their rung opens), the highest validation accuracy of a trial at the largest budget so far and an ETA from the trials'
 own pace: the mean wall time of the generation's finished trials, divided by the trials
 running at once, times the trials left.  On a terminal a tqdm bar is updated in place; when
 stderr is not a terminal (a log file, a batch job) a plain line is written every
@@ -28,7 +28,9 @@ class TrialProgress:
         self.every_s = every_s
         self.bar = None
         self.gen = None
-        self.best: float | None = None  # best fitness of the run so far (largest budget)
+        # the highest validation accuracy of a trial at the largest budget so far: not the
+        # generation line's "best" (the fittest genome's, which ties at chance can put lower)
+        self.best: float | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -90,7 +92,7 @@ class TrialProgress:
         eta = self.eta_seconds()
         best = "-" if self.best is None else f"{self.best:.4f}"
         return (f"{self._label()}: trials {self.done}/{self.total} done, {self.running} running, "
-                f"{self.failed} failed  best {best}  ETA {'?' if eta is None else fmt_duration(eta)}")
+                f"{self.failed} failed  highest {best}  ETA {'?' if eta is None else fmt_duration(eta)}")
 
     def _label(self) -> str:
         return "re-ranking" if self.gen == RERANKING else f"gen {self.gen}"
@@ -115,7 +117,7 @@ class TrialProgress:
         self.bar.total = self.total
         self.bar.n = self.done
         eta = self.eta_seconds()
-        self.bar.set_postfix_str(f"running {self.running}, failed {self.failed}, best "
+        self.bar.set_postfix_str(f"running {self.running}, failed {self.failed}, highest "
                                  f"{'-' if self.best is None else f'{self.best:.4f}'}, ETA "
                                  f"{'?' if eta is None else fmt_duration(eta)}", refresh=True)
 
