@@ -37,8 +37,8 @@ class RunExistsError(RunDirError):
 class SettingError(UserError):
     """A setting whose value cannot work here (a device that is absent, more GPUs than exist).
 
-    The core names settings as the code does (`gpus_per_trial`) and never a command-line flag;
-    the CLI shows the flags instead (`as_flag`).  `hint` may name settings in braces:
+    A `SettingError` names its setting as the code does (`gpus_per_trial`), not as a
+    command-line flag; the CLI shows the flags instead (`as_flag`).  `hint` may name settings in braces:
     "{name}" is this one, "{labels}" another ("use {name} cpu or auto").
     """
 

@@ -2,6 +2,10 @@
 lock that keeps two processes out of one run directory.
 
 A run killed at any moment leaves either the old file or the new one, never half of one.
+Also: the copy kept before a rewrite (`keep_previous`, `previous_path`: checkpoint.prev.json),
+`best_effort` (an optional output step whose failure is one warning line), the readers of
+JSON run files (`read_json_object`, `read_versioned_json`), `refuse_file_in_path` and
+`json_type`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The flags of `fernas evolve`, by group (search, trials, budgets, system), with their help.
+"""The flags of `fernas evolve`, in five groups (search space, GA, trials, budgets, Ray / system),
+with their help.
 
 `fernas.commands.evolve` registers the command with them and turns the parsed flags into a
 run's options.  Nothing here imports torch or Ray: parsing a command line stays fast.

@@ -1,12 +1,14 @@
 """`fernas runs [DIR]`: the run directories under DIR (default runs/) at a glance.
 
-One line per run: kind, state (running: its lock is held; finished; stopped: resumable;
-incomplete; corrupt: config.json unreadable), progress (an evolve run a budget ended: the generation and the budget's flag),
+One line per run: kind, state (running: its lock is held; finished; stopped: resumable; lost
+race: a finalist its race stopped, resumable; incomplete; corrupt: config.json and its copy
+unreadable; `version N`: written by another fernas), progress (an evolve run a budget ended: the generation and the budget's flag),
 trials, best accuracy, compute and time; `--json` for scripts.
 "best" of a search is the validation accuracy of the genome it returns (best.json, chosen by the
 fitness rule and the re-ranking; before the first generation ends, the highest trial's);
 `best_trial` in --json is the highest of any trial at the largest budget, which can be another
-genome's; of a training run, "best" is its ten-crop test accuracy.
+genome's; of a training run, "best" is its ten-crop test accuracy (its single-crop one, marked *,
+when it trained on the centre crop alone: --augment none --train-crops 1).
 """
 
 from __future__ import annotations

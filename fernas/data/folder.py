@@ -1,4 +1,4 @@
-"""Image folders ``ROOT/{train,val,test}/<class>/*`` <-> datasets, and any image -> a 48x48 face.
+"""Image folders ``ROOT/{train,val,test}/<class>/*`` <-> datasets.
 
 Any image Pillow reads becomes 48x48 grayscale (`fernas.data.images`).  Split folders may also be
 named ``training``, ``valid``/``validation``/``PublicTest``, ``testing``/``PrivateTest`` (any

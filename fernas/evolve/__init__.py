@@ -7,9 +7,10 @@ loop of select -> clone/vary -> evaluate the invalid only -> replace, statistics
 
 Modules: `config` (GAConfig, Candidate), `operators` (DEAP types, toolbox, creep mutation,
 crowded tournament, novel offspring), `sampling` (initial population, random search),
-`evolution` (the loop, the fitness cache, resume), `fidelity` (successive halving in a
-generation, re-ranking), `checkpoint` (its file and reader API),
-`rng` (RNG states as JSON).  Nothing here imports Ray.
+`evolution` (the loop, the fitness cache, resume), `standing` (the fittest so far, the hall of
+fame, the fitness order), `budget_end` (a budget ending the search mid-generation, a resume
+reopening it), `fidelity` (successive halving in a generation, re-ranking), `checkpoint` (its
+file and reader API), `rng` (RNG states as JSON).  Nothing here imports Ray.
 """
 
 import importlib

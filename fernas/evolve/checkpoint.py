@@ -4,8 +4,9 @@ A plain dict in DEAP's checkpoint habit, written atomically: population, hall of
 logbook, generation, the GA's RNG states at the last generation boundary, and the fitness
 cache (genome id -> trial outcome).  The cache is rewritten after every completed trial.
 
-Code outside the GA reads a run through `read_outcomes(path)` and `is_done(path)`, never
-through the JSON layout, which may change with `CHECKPOINT_VERSION`.  A checkpoint of
+Code outside the GA reads a run through `read_outcomes(path)` and `is_done(path)`, not through
+the JSON layout, which may change with `CHECKPOINT_VERSION`; the one exception is
+`fernas.runs` (`fernas runs`), which reads `cache`, `done`, `generation` and `meta` itself.  A checkpoint of
 another version is refused with one line naming the versions.
 """
 

@@ -1,7 +1,9 @@
 """Ray: starting or joining a cluster, token auth, resources per trial, and Ray's private APIs.
 
-Every use of a private Ray API lives in this module, and `tests/test_ray_private_api.py`
-fails loudly when a Ray release changes one of them:
+The private Ray APIs fernas uses are the two below and, in `fernas.search.tuner`,
+ASHAScheduler's `_trial_info` (`SearchASHA.on_trial_complete`) and
+`ray.tune.execution.placement_groups.resource_dict_to_pg_factory` (`trial_resources`);
+`tests/test_ray_private_api.py` fails loudly when a Ray release changes one of them.  Here:
 
 * `ray._private.authentication.authentication_token_setup._enable_token_auth` -- turns token
   mode on for this process and the Ray processes it starts (setting `RAY_AUTH_MODE` after

@@ -1,8 +1,9 @@
-"""Orchestration of `fernas evolve`: run directory, Ray, the GA and the Tuner, in order.
+"""Orchestration of `fernas evolve`: run directory, Ray, the GA and the Tuners, in order.
 
 `run_evolve(opts, load_data, seed_docs, console)` refuses bad settings before anything slow
 starts, takes the run directory's lock, starts or joins Ray, builds (or loads) the GA, runs
-one Tuner until the GA is done, and writes the outputs.  What the user reads comes through
+its trials until the GA is done (`search.tuner.fit`: a new Tuner every `SEGMENT_TRIALS` trials
+or so), and writes the outputs.  What the user reads comes through
 `console` (the CLI's), so this module prints nothing itself.
 
 Resume does not use `Tuner.restore`: the GA checkpoint holds everything, so a resumed run

@@ -5,20 +5,25 @@
     trials.csv        one row per trial (first training, promotion) or refused genome (TRIAL_COLUMNS)
     logbook.csv       one row per generation (the GA's logbook, plus the time it ended)
     hall_of_fame/     NN_<gid>.json: the best genomes, as files `fernas decode --train` takes
-    seed_designs/     <name>.json: the seed designs the run trained, with what they reached (to train
-                      the best beside them: `fernas train OUT/best.json OUT/seed_designs/*.json`)
+    seed_designs/     <name>.json: the seed designs the run trained, with what they reached (the
+                      last lines suggest training the best beside the designs' own --seed-genomes files, these
+                      copies only when those are missing: fernas.search.next_steps)
     best.json         the best genome
     pareto.csv/.png   accuracy against the cost objective (parameters with one objective), the
                       measured front and best.json's genome marked
     progress.png      best so far, best and mean of each generation
     tensorboard/      the same per generation as TensorBoard scalars (Ray Tune's per-trial ones are in ray/)
     ray/              Ray Tune's trial directories (unless --storage says elsewhere)
+    checkpoints/      <gid>.pt: trainer checkpoints that promotions continue (while needed)
     search_clock.json the search time --time-budget counts, every minute (fernas.search.clock)
     .lock             held by the process that runs the search
     .processes.json   the processes below it (Ray's), ended by the next search here if it is killed
     auto_resume.json  with --auto-resume: every search process that died, when, why, whether restarted
+    report.html       the run's report page (fernas.html_report)
+    *.prev.json       config.json and checkpoint.json as they were before their last rewrite
 
-Every file is written atomically.  A run directory is never overwritten without --resume,
+Every file written here by fernas itself is written atomically (not TensorBoard's event files,
+nor Ray Tune's in ray/).  A run directory is never overwritten without --resume,
 and one written by another version of fernas is refused with one line.
 """
 

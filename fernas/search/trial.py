@@ -5,7 +5,9 @@ genome's network, measures the cost objectives of `fernas.objectives` on it, tra
 the real trainer for the budget's epochs, and calls `report(outcome_so_far)` after every
 epoch (the outcome's accuracy follows the rule of `fernas.fitness`).  A diverged loss, an
 out-of-memory or any other exception becomes a `failed` outcome with its reason, which the
-GA penalises; an exception raised by `report` itself (Tune stopping the trial) propagates.
+GA penalises, except a storage error (ENOSPC, EDQUOT, EIO, EROFS: `STORAGE_ERRNOS`), whose
+outcome carries `io_error`: not recorded, it ends the search, and a resume trains the genome
+again.  An exception raised by `report` itself (Tune stopping the trial) propagates.
 
 `run_trial` is the thin Ray Tune function trainable around it.
 """
