@@ -126,6 +126,8 @@ def test_sigterm_stops_a_search_resumably_and_ends_its_ray(tmp_path):
     assert f"nothing done is lost: continue with  fernas evolve --no-dashboard --out {out} --resume" in done.stderr
     assert done.stderr.rstrip().endswith("fernas: stopped by SIGTERM") and "SIGTERM received" not in done.stderr
     assert not (out / NOTES).exists()  # every process below it ended with it
+    report = (out / "report.html").read_text()  # written at the stop: the run as it stands
+    assert ">stopped<" in report and ">running<" not in report
 
 
 def test_sigterm_stops_a_full_training_with_how_to_continue_it(tmp_path):

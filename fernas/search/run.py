@@ -138,6 +138,7 @@ class EvolveRun:
         self._check_signal(ev, rec["gen"])
         self.rundir.write_all(ev)
         self.rundir.write_scalars(rec, total_compute(ev))
+        write_report(self.out, own_lock=False)  # "running": this process holds the lock
 
     def _check_signal(self, ev: Evolution, gen: int) -> None:
         """Say so when most of a generation's first trainings ended at chance: their ranking
@@ -306,15 +307,21 @@ def _seeds(ev: Evolution, designs: dict, seed_docs: list[dict]) -> dict:
 def _finish(out: Path, ev: Evolution, rdir: rundir.RunDir, console) -> None:
     """A finished run: its checkpoint (again: it may be the copy a corrupt file fell back to),
     its files, its report, and the closing lines."""
-    from fernas.html_report import write_report
-    from fernas.io import best_effort
-
     if not (ev.ended_by_budget and len(ev.cfg.rungs) > 1):  # a raised budget reopens the search: its promotions continue these
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # nothing continues a trainer checkpoint now
     ev.save()
     rdir.write_all(ev)
-    best_effort(str(out / "report.html"), f"fernas report {out} writes it", write_report, out, own_lock=True)
+    write_report(out)
     console.finished(out, ev)
+
+
+def write_report(out: Path, own_lock: bool = True) -> None:
+    """OUT/report.html as the run stands (at each generation's end, a stop, the end); a failure
+    is one warning line.  `own_lock`: its state from its files (False: "running")."""
+    from fernas.html_report import write_report as write
+    from fernas.io import best_effort
+
+    best_effort(str(out / "report.html"), f"fernas report {out} writes it", write, out, own_lock=own_lock)
 
 
 def _search(run: EvolveRun, fit) -> None:
@@ -331,6 +338,7 @@ def _search(run: EvolveRun, fit) -> None:
         ev.end_search(run.stop_reason, [])
     fit()
     if not ev.done:
+        write_report(run.out)  # "stopped"
         console.stopped(run.out, ev)
         raise KeyboardInterrupt
 
