@@ -176,22 +176,21 @@ def chance_by_property(rows: list[dict], min_budget: int, chance: float, fixed: 
 
 
 def plot_best_vs_compute(points: list[tuple[float, float]], title: str = "") -> bytes:
-    """PNG of the best fitness so far against the compute spent (log scale)."""
+    """PNG of the best fitness so far against the compute spent (log scale over a decade or more)."""
     from fernas.report import figure_png, new_figure
 
     fig, ax = new_figure()
     if points:
         xs, ys = zip(*points)
         ax.step(xs, ys, where="post", color="tab:blue")
-        ax.set_xscale("log")
-        from matplotlib.ticker import LogFormatterSciNotation
-
-        # a range under a decade has no power of ten to label: label its minor ticks (2, 3, 5
-        # times a power) instead; over more than a decade the powers alone (labels would overlap)
         low, high = min(xs), max(xs)
-        few = low > 0 and high / low < 10
-        ax.xaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(2, 1) if few
-                                                             else (0, 0)))
+        if low > 0 and high / low >= 10:  # log scale over a decade or more: its powers of ten are labelled
+            ax.set_xscale("log")
+            from matplotlib.ticker import NullFormatter
+
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap
+        else:  # under a decade a log axis has at most one labelled tick: a linear one
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
     ax.set_xlabel("training compute spent (images x multiply-adds)")
     ax.set_ylabel("best validation accuracy so far")
     ax.set_title(title or "best so far against compute")
