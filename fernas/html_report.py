@@ -226,8 +226,8 @@ def _hall_of_fame(hof: list[dict], classes: int, ranked: bool = True) -> str:
         rows.append((e.get("rank"), e.get("gid"), doc.get("name"), fmt(e.get("val_acc")), reranked, e.get("budget"),
                      fmt(e.get("params")), fmt(e.get("macs")), e.get("generation")))
     note = ("<p class=note>Ranked as the run ranks them: the re-ranked genomes first, by the mean accuracy of "
-            "their re-ranking trainings (means within one standard error of each other tie and go by their "
-            "search trial), then the others by the fitness rule (larger budget, then validation accuracy; "
+            "their re-ranking trainings (with the trial recipe also their own search trial; means within one "
+            "standard error of each other tie and go by their search trial, means at chance by the loss), then the others by the fitness rule (larger budget, then validation accuracy; "
             "accuracies at or below the chance level tie and the lower validation loss ranks higher). "
             "\"val acc\" is the genome's search trial at its largest budget.</p>")
     head = (note if ranked else "") + table(("rank", "genome id", "name", "val acc", "re-ranked mean (trainings)", "budget", "params",
@@ -366,20 +366,24 @@ def _metrics(path: Path) -> dict:
     return {}
 
 
-def write_report(run_dir, own_lock: bool = False) -> Path:
+def write_report(run_dir, own_lock: bool = False, state: str | None = None) -> Path:
     """Write RUN/report.html for an evolve or training run; RunDirError for anything else.
-    `own_lock`: called by the process that runs it (its state is then what its files say)."""
-    out, text = report_page(run_dir, own_lock)
+    `own_lock`: called by the process that runs it, which must not probe its own lock (on NFS,
+    where flock is a POSIX lock of the process, the probe would release it); the state is then
+    `state`, or what its files say."""
+    out, text = report_page(run_dir, own_lock, state)
     atomic_write_text(out, text)
     return out
 
 
-def report_page(run_dir, own_lock: bool = False) -> tuple[Path, str]:
+def report_page(run_dir, own_lock: bool = False, state: str | None = None) -> tuple[Path, str]:
     """(RUN/report.html, its text), written by `write_report`."""
     from fernas.runs import describe_run, read_config
 
     run = Path(run_dir)
     row = describe_run(run, probe_lock=not own_lock)
+    if own_lock and state:
+        row["state"] = state
     if row["state"].startswith("version"):
         raise RunDirError(f"{run}: written by another fernas ({row['state']}); this one reports its own runs only")
     cfg = read_config(run)

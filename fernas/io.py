@@ -155,9 +155,8 @@ def _failing_write_errno(fh: IO[bytes], folder: Path) -> int:
         fh.flush()
         os.write(fh.fileno(), bytes(1 << 20))
         os.fsync(fh.fileno())
-    except OSError as exc:
-        if exc.errno:
-            return exc.errno
+    except OSError as exc:  # a stale or lost mount (ESTALE, ENOTCONN, ...) is the storage's fault too: EIO
+        return exc.errno if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else errno.EIO
     return errno.ENOSPC if shutil.disk_usage(folder).free < (1 << 20) else errno.EIO
 
 

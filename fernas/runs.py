@@ -98,7 +98,8 @@ def _evolve_row(run: Path, cfg: dict) -> dict:
             "trials": len(trials), "best": picked.get("val_acc", best_trial), "best_gid": picked.get("gid"),
             "best_trial": best_trial,
             "compute": sum(int(t.get("compute") or 0) for t in trials),
-            "started": cfg.get("first_started"), "seconds": earlier_seconds(run, meta) if "search_seconds" in meta else None,
+            "started": cfg.get("first_started"),
+            "seconds": earlier_seconds(run, meta) or meta.get("search_seconds"),  # the clock's before any outcome
             "utilisation": utilisation(trials, meta.get("slots") or {}),
             "left_running": sorted(left_running(run))}  # Ray processes its killed search left running
 

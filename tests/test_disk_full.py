@@ -119,9 +119,11 @@ def test_a_failed_atomic_write_names_the_file_asked_for_not_its_temporary(tmp_pa
     assert err.value.filename == str(tmp_path / "report.html") and list(tmp_path.iterdir()) == [tmp_path / "report.html"]
 
 
-def test_a_quota_under_torch_save_is_told_as_a_quota(tmp_path, monkeypatch):
+@pytest.mark.parametrize("probed, told", [("EDQUOT", "EDQUOT"), ("ENOSPC", "ENOSPC"), ("ESTALE", "EIO")])
+def test_a_failed_torch_save_is_told_by_the_error_a_write_then_meets(tmp_path, monkeypatch, probed, told):
     """torch's zip writer words every failed write alike ("unexpected pos"): the error raised is
-    the one a plain write into the file then meets (here a quota, EDQUOT), not a guess."""
+    the one a plain write into the file then meets (a quota, a full disk), not a guess; any
+    other (a stale or lost mount) is an I/O error, which ends a search as the storage's fault."""
     import errno
 
     import torch
@@ -132,7 +134,8 @@ def test_a_quota_under_torch_save_is_told_as_a_quota(tmp_path, monkeypatch):
 
     def write(fd, data):
         if len(data) == 1 << 20:  # the probe's write
-            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+            code = getattr(errno, probed)
+            raise OSError(code, os.strerror(code))
         return real_write(fd, data)
 
     def save(obj, fh):
@@ -144,5 +147,5 @@ def test_a_quota_under_torch_save_is_told_as_a_quota(tmp_path, monkeypatch):
     with pytest.raises(OSError) as err:
         io.atomic_torch_save({"w": torch.zeros(4)}, tmp_path / "ck.pt")
     monkeypatch.undo()
-    assert err.value.errno == errno.EDQUOT and err.value.filename == str(tmp_path / "ck.pt")
+    assert err.value.errno == getattr(errno, told) and err.value.filename == str(tmp_path / "ck.pt")
     assert list(tmp_path.iterdir()) == []  # no temporary file left

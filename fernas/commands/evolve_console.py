@@ -16,11 +16,11 @@ from fernas.search import next_steps
 from fernas.search.options import recipe_text
 
 
-
 def nth(gen: int, generations: int) -> str:
     """Generation `gen` as the run's files number it (from 0), and which of how many it is:
     "2 (3/5)"."""
     return f"{gen} ({gen + 1}/{generations})"
+
 
 class EvolveConsole:
     """What `fernas evolve` prints while a run goes on: one line per event on stdout, and the
@@ -143,6 +143,9 @@ class EvolveConsole:
         names = ", ".join(f"{n} ({m:.0f}M multiply-adds per image)" for n, m in slow)
         self.say(f"note: the trials train on CPUs, and generation 0 trains the seed designs {names}: minutes to "
                  "hours an epoch on a few cores; --max-mmacs 60 leaves them out (make demo's cap)", err=True)
+
+    def new_tuner(self, path: str, after: int) -> None:
+        self.say(f"Trial logs from here on: {path} (a new Ray Tune experiment after each {after} trials)")
 
     def search_ended(self, ev, running: int) -> None:
         end = ev.meta["search_end"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from fernas.io import atomic_write_json, read_json_object
 
 CLOCK_FILE = "search_clock.json"
-TICK_SECONDS = 60.0  # at most this much search time is lost to a kill
+TICK_SECONDS = 60.0  # about the most search time a kill loses (Tune's loop can block longer)
 
 
 def earlier_seconds(out: Path, meta: dict) -> float:
@@ -45,8 +45,8 @@ class SearchClock:
 
     def tick(self) -> None:
         """Write the search time at the first call and then when a tick's worth has passed since
-        the last write (called on every step of Tune's loop; cheap otherwise).  A failed write is not the search's end:
-        the checkpoint still records the time at each outcome."""
+        the last write (called on every step of Tune's loop; cheap otherwise).  A failed write is
+        not the search's end: the checkpoint still records the time at each outcome."""
         now = time.monotonic()
         if self.last_tick is not None and now - self.last_tick < self.every:
             return

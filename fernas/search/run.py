@@ -49,6 +49,7 @@ class EvolveRun:
         self.stop_reason: tuple[str, str] | None = None  # (setting, what happened): the budget that stopped the run
         self.trial_memory = 0.0  # host memory a CPU trial may take (bytes; 0: not checked), set by run_evolve
         self.chance = 0.0  # validation accuracy at or below which a trial learnt nothing (fitness.chance_level)
+        self.report_at = time.monotonic()  # report.html's last write at a generation's end
 
     def search_seconds(self) -> float:
         return self.clock.seconds()
@@ -138,7 +139,9 @@ class EvolveRun:
         self._check_signal(ev, rec["gen"])
         self.rundir.write_all(ev)
         self.rundir.write_scalars(rec, total_compute(ev))
-        write_report(self.out, own_lock=False)  # "running": this process holds the lock
+        if time.monotonic() - self.report_at >= rundir.REPORT_EVERY_S:  # written inside Tune's loop: not every generation
+            self.report_at = time.monotonic()
+            rundir.write_report(self.out, state="running")
 
     def _check_signal(self, ev: Evolution, gen: int) -> None:
         """Say so when most of a generation's first trainings ended at chance: their ranking
@@ -311,17 +314,8 @@ def _finish(out: Path, ev: Evolution, rdir: rundir.RunDir, console) -> None:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # nothing continues a trainer checkpoint now
     ev.save()
     rdir.write_all(ev)
-    write_report(out)
+    rundir.write_report(out)
     console.finished(out, ev)
-
-
-def write_report(out: Path, own_lock: bool = True) -> None:
-    """OUT/report.html as the run stands (at each generation's end, a stop, the end); a failure
-    is one warning line.  `own_lock`: its state from its files (False: "running")."""
-    from fernas.html_report import write_report as write
-    from fernas.io import best_effort
-
-    best_effort(str(out / "report.html"), f"fernas report {out} writes it", write, out, own_lock=own_lock)
 
 
 def _search(run: EvolveRun, fit) -> None:
@@ -338,7 +332,7 @@ def _search(run: EvolveRun, fit) -> None:
         ev.end_search(run.stop_reason, [])
     fit()
     if not ev.done:
-        write_report(run.out)  # "stopped"
+        rundir.write_report(run.out)  # "stopped"
         console.stopped(run.out, ev)
         raise KeyboardInterrupt
 

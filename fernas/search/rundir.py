@@ -356,3 +356,15 @@ def run_config(opts, data_info: dict, resources: dict, attempt: int, stored: dic
 
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
+
+
+REPORT_EVERY_S = 300.0  # report.html after a generation at most this often (a stop and the end write it too)
+
+
+def write_report(out: Path, state: str | None = None) -> None:
+    """OUT/report.html as the run stands (after a generation, a stop, the end), by the process
+    that holds the run's lock; `state`, else what its files say.  A failure is one warning line."""
+    from fernas.html_report import write_report as write
+    from fernas.io import best_effort
+
+    best_effort(str(out / "report.html"), f"fernas report {out} writes it", write, out, own_lock=True, state=state)

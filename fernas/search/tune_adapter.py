@@ -12,8 +12,8 @@ depend only on the seed and the fitness values, never on the order trials finish
 worker that dies (after Tune's retries) reaches the searcher as an errored trial; its reason
 arrives through `TrialEvents.on_trial_error`.  An error of the driver's own code inside these
 callbacks is kept and raised from `suggest` (Tune would log it and go on, and the search
-would wait for ever).  Once a Tuner has started `SEGMENT_TRIALS` trials, the next generation's
-batch is held for a new Tuner (`next_tuner`) and this one finishes.
+would wait for ever).  Once a Tuner has started `SEGMENT_TRIALS` trials, the GA's next batch (a
+rung, a generation or the re-ranking) is held for a new Tuner (`next_tuner`) and this one finishes.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ OUTCOME_KEYS = ("status", "error", *FIELDS, "val_loss", "train_seconds", "epoch"
 # died before reporting, and of any earlier attempt, is not in them).
 SPENT_KEYS = ("images", "compute", "train_seconds")
 ERROR_WAIT_S = 2.0  # how long an errored trial waits for its reason before a generic one
-# Trials one Tuner starts before the next generation goes to a new one (why: `fernas.search.tuner`)
+# Trials one Tuner starts before the GA's next batch goes to a new one (why: `fernas.search.tuner`)
 SEGMENT_TRIALS = 250
 
 
@@ -72,7 +72,7 @@ class GenerationalSearcher(Searcher):
                 self.queue.extend(sorted(runnable, key=lambda c: -c.cost_hint))
                 first = runnable[0]
                 self.run.console.trials_queued(RERANKING if first.kind == "rerank" else first.generation, len(runnable),
-                                               self.run.ev.best_accuracy())
+                                               highest_accuracy(self.run.ev))
                 return
             batch = self.run.ev.next_batch()
         self.finished = True
@@ -126,8 +126,8 @@ class GenerationalSearcher(Searcher):
         if self.held is None:
             return False
         batch, self.held, self.started_here = self.held, None, 0
-        self._load(batch)
-        return True
+        self._load(batch)  # every genome refused and the GA done: nothing to start a Tuner for
+        return bool(self.queue)
 
     def _running(self) -> list[Candidate]:
         """The search's trials a budget's end lets finish: those running, and those queued that
@@ -209,8 +209,8 @@ class GenerationalSearcher(Searcher):
             self.queue.appendleft(cand)
             return
         ended = self.run.record(cand, outcome, running=self._running(), waiting=self._waiting())
-        at_max = cand.budget == self.run.ev.cfg.max_budget and not own_recipe(cand, self.run.ev.cfg)
-        self.run.console.trial_finished(self._name(cand, trial_id), outcome, at_max)  # best: trial recipe only
+        at_max = cand.budget == self.run.ev.cfg.max_budget and cand.kind != "rerank"  # as `highest_accuracy`
+        self.run.console.trial_finished(self._name(cand, trial_id), outcome, at_max)
         if ended:
             self._search_ended()
         elif not self.live and not self.queue and not self.finished:
@@ -229,7 +229,7 @@ class GenerationalSearcher(Searcher):
         early = [c for c in early if not self.run.refuse(c)]  # sets cost_hint (a promotion is never refused)
         if early:
             self.queue.extend(sorted(early, key=lambda c: -c.cost_hint))
-            self.run.console.trials_queued(early[0].generation, len(early), self.run.ev.best_accuracy())
+            self.run.console.trials_queued(early[0].generation, len(early), highest_accuracy(self.run.ev))
 
     def save(self, checkpoint_path: str) -> None:
         # Tune's own experiment checkpoint: the GA state lives in the run's checkpoint.json.
@@ -245,6 +245,15 @@ class GenerationalSearcher(Searcher):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+
+
+def highest_accuracy(ev) -> float | None:
+    """The highest validation accuracy a search trial reached at the largest budget so far (the
+    live progress line's "highest"; the generation line's "best" is the fittest genome's)."""
+    accs = [float(t["val_acc"]) for e in ev.cache.values() for t in e.get("trials", [])
+            if t.get("budget") == ev.cfg.max_budget and t.get("status") == "ok" and t.get("kind") != "rerank"
+            and t.get("val_acc") is not None]
+    return max(accs, default=None)
 
 
 def ran_out_of_memory(cache: dict, cand: Candidate) -> bool:
@@ -304,10 +313,11 @@ class TrialEvents(tune.Callback):
         if self.sigint_handler is None and threading.current_thread() is threading.main_thread():
             self.sigint_handler = signal.getsignal(signal.SIGINT)
 
-    def interrupted(self) -> bool:
-        """Whether Tune's Ctrl-C handler fired (it puts the one before it back when it does; a
-        SIGTERM or SIGHUP calls it too, `fernas.stop_signals`)."""
-        return self.sigint_handler is not None and signal.getsignal(signal.SIGINT) is not self.sigint_handler
+    def fired(self, handler) -> bool:
+        """Whether Tune's Ctrl-C handler fired, from the SIGINT `handler` in place after its run
+        (Tune's handler puts the one before it back when it fires; a SIGTERM or SIGHUP calls it
+        too, `fernas.stop_signals`)."""
+        return self.sigint_handler is not None and handler is not self.sigint_handler
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.searcher.run.trial_dirs[trial.trial_id] = str(trial.path or "")

@@ -5,7 +5,8 @@ resource requests and the `--asha` scheduler.
 A Tuner keeps every trial it ran in the driver's memory (about 100 KB each) and writes them
 all to its experiment state every 10 s, copying the experiment's folder to the storage each
 time: at thousands of trials, hundreds of MB every 10 s, for as long as the search runs.  A new
-Tuner at the first generation's start after `SEGMENT_TRIALS` trials bounds both; it costs a
+Tuner at the GA's first batch (a rung, a generation or the re-ranking: nothing runs then)
+after `SEGMENT_TRIALS` trials bounds both; it costs a
 few seconds (its trial actors start again) once per that many trials.
 """
 
@@ -22,6 +23,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from fernas.search.cluster import keep_idle_actors
 from fernas.search.trial import TrialBudget, run_trial, trial_gpus
+from fernas.search import tune_adapter
 from fernas.search.tune_adapter import GenerationalSearcher, TrialEvents, trial_name
 
 
@@ -69,14 +71,15 @@ def _own_ctrl_c(events: TrialEvents):
     try:
         yield
     finally:
-        events.stopped = events.interrupted()
         if before is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, before)
+            # the handler this replaces tells whether Tune's fired (it puts `before` back when it
+            # does): read in the same call, so no signal falls between the check and the restore
+            events.stopped = events.fired(signal.signal(signal.SIGINT, before))
 
 
 def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: str) -> None:
     """The run's trials until the GA is done: one Tuner per `SEGMENT_TRIALS` trials or so (a new
-    one at the first generation's start after that many), named EXP_NAME, EXP_NAME.2, ..."""
+    one at the GA's first batch after that many), named EXP_NAME, EXP_NAME.2, ..."""
     opts = run.opts
     if not opts.verbose:
         for name in ("ray", "ray.tune", "ray.train", "ray.air"):
@@ -94,11 +97,16 @@ def fit(run, data, cpt: float, gpt: float, slots: int, storage: str, exp_name: s
     while True:
         events = TrialEvents(searcher)
         name = exp_name if segment == 1 else f"{exp_name}.{segment}"
-        _fit_one(trainable, searcher, events, scheduler, opts, slots, storage, name)
-        if searcher.failure is not None:  # kept from a callback after the searcher had finished
-            raise searcher.failure
-        if events.stopped or run.console.output.closed or not searcher.next_tuner():
-            break
+        try:
+            if segment > 1:
+                run.console.new_tuner(f"{storage.rstrip('/')}/{name}", tune_adapter.SEGMENT_TRIALS)
+            _fit_one(trainable, searcher, events, scheduler, opts, slots, storage, name)
+            if searcher.failure is not None:  # kept from a callback after the searcher had finished
+                raise searcher.failure
+            if events.stopped or run.console.output.closed or not searcher.next_tuner():
+                break
+        except KeyboardInterrupt:  # a stop outside Tune's handler (between Tuners, a second Ctrl-C):
+            break  # the run stops as on Ctrl-C (`run._search`)
         segment += 1
     with contextlib.suppress(OSError):  # the watchdogs' folder, when none left a marker there
         (run.out / "stuck").rmdir()
