@@ -161,7 +161,9 @@ def evolve_report(run: Path, cfg: dict, row: dict) -> str:
     hof = _genomes(run / "hall_of_fame")
     classes = len(cfg.get("data", {}).get("classes") or []) or 7
     secs = [section("summary", "Summary", key_values([
-        ("state", row["state"]), ("progress", row["progress"]), ("trials", row["trials"]),
+        ("state", row["state"]), ("progress", row["progress"]),
+        ("trials", f"{row['trials']}" + (f" (and {row['refused']} genomes refused untrained)"
+                                          if row.get("refused") else "")),
         ("best genome", row.get("best_gid") or "-"), ("its validation accuracy", fmt(row["best"])),
         (f"highest validation accuracy at the largest budget ({max_budget} epochs)", fmt(row.get("best_trial"))),
         ("training compute (images x multiply-adds)", fmt(row["compute"])),

@@ -94,8 +94,9 @@ def _evolve_row(run: Path, cfg: dict) -> dict:
     ended_by = meta.get("ended_by")
     if isinstance(ended_by, str) and (meta.get("search_end") is not None or ended_by == "patience"):  # a budget ended it
         progress += " --" + ended_by.replace("_", "-")  # its flag: max_compute -> --max-compute
+    trained = [t for t in trials if t.get("status") != "skipped"]  # as `search.run.trial_count`
     return {"kind": "evolve", "state": state, "progress": progress, "ended_by": meta.get("ended_by"),
-            "trials": len(trials), "best": picked.get("val_acc", best_trial), "best_gid": picked.get("gid"),
+            "trials": len(trained), "refused": len(trials) - len(trained), "best": picked.get("val_acc", best_trial), "best_gid": picked.get("gid"),
             "best_trial": best_trial,
             "compute": sum(int(t.get("compute") or 0) for t in trials),
             "started": cfg.get("first_started"),

@@ -176,3 +176,17 @@ def test_start_times_of_other_time_zones_compare_as_moments():
     assert local_time("") is None and local_time("yesterday") is None
     now = timestamp()
     assert now[-6] in "+-" and local_time(now) == now[:19]
+
+
+def test_a_genome_refused_untrained_is_no_trial(tmp_path):
+    """`fernas runs` counts trials as the budgets and the resume line do (`trial_count`): a
+    genome refused untrained (over a cap) is counted apart."""
+    out = tmp_path / "run"
+    evolve_run(out, pop=4, generations=1, rerank_top=0)
+    before = describe(out)
+    ck = json.loads((out / "checkpoint.json").read_text())
+    entry = next(iter(ck["cache"].values()))
+    entry["trials"].append({"status": "skipped", "error": "too large", "val_acc": 0.0, "kind": "first", "budget": 1})
+    (out / "checkpoint.json").write_text(json.dumps(ck))
+    after = describe(out)
+    assert (after["trials"], after["refused"]) == (before["trials"], 1) and before["refused"] == 0

@@ -191,7 +191,9 @@ class EvolveConsole:
         trials = run_trials(ev)
         seconds = sum(float(t.get("train_seconds") or 0) for t in trials)
         rerank = total_compute(ev) - total_compute(ev, search_only=True)
-        self.say(f"training compute: {len(trials)} trials, {total_compute(ev):.3g} images x multiply-adds"
+        trained = [t for t in trials if t.get("status") != "skipped"]  # as `trial_count` (budgets, resume) counts
+        refused = f" ({len(trials) - len(trained)} genomes refused untrained)" if len(trials) > len(trained) else ""
+        self.say(f"training compute: {len(trained)} trials{refused}, {total_compute(ev):.3g} images x multiply-adds"
                  + (f" ({rerank:.3g} of them re-ranking)" if rerank else "") + f", {seconds:.0f} s of training")
         from fernas.run_analysis import utilisation
 
