@@ -91,6 +91,11 @@ def cluster(tmp_path):
             n.kill()
 
 
+# Long enough that the worker node's first trial actor is up (several seconds on a busy CI
+# machine) before the search ends: with sub-second trials the head's actor can take every trial.
+GENERATIONS = 10
+
+
 def completed(out: Path) -> list[dict]:
     return [r for r in read_trials(out) if r["status"] in ("ok", "failed")]
 
@@ -111,8 +116,9 @@ def test_evolve_on_a_two_node_cluster_survives_a_lost_node_and_a_killed_driver(c
     assert seen == silent == silent2 == [] and len(unseen) == 2 and all(len(n) == 12 for n in unseen), res.stdout
     out = tmp_path / "run"
     args = [sys.executable, "-m", "fernas", "evolve", "--address", address, "--storage", str(tmp_path / "storage"),
-            "--data", "demo:140,70,70", "--seed-genomes", str(seeds / "*.json"), "--pop", "4", "--generations", "4",
-            "--min-budget", "1", "--max-budget", "2", "--eta", "2", "--max-steps-per-epoch", "2", "--rerank-top", "0",
+            "--data", "demo:280,70,70", "--seed-genomes", str(seeds / "*.json"), "--pop", "4",
+            "--generations", str(GENERATIONS), "--min-budget", "1", "--max-budget", "2", "--eta", "2",
+            "--max-steps-per-epoch", "4", "--rerank-top", "0",
             "--max-mmacs", "60", "--seed", "2", "--out", str(out)]
     log = tmp_path / "driver.log"  # its tail says why, when the run ends (or dies) too soon
     with log.open("w") as fh:
@@ -158,7 +164,7 @@ def test_evolve_on_a_two_node_cluster_survives_a_lost_node_and_a_killed_driver(c
         if r["status"] == "failed":
             assert r["error"], r  # a trial the node took with it: penalised with its reason
     with (out / "logbook.csv").open() as fh:
-        assert len(fh.read().strip().splitlines()) == 1 + 4  # header + every generation
+        assert len(fh.read().strip().splitlines()) == 1 + GENERATIONS  # header + every generation
     for name in ("best.json", "report.html", "pareto.csv", "progress.png"):
         assert (out / name).is_file(), name
 
