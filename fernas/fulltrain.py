@@ -334,6 +334,7 @@ def _warmup_text(cfg: ProtocolConfig) -> str:
 
 
 def centre_crop_only(cfg: ProtocolConfig) -> bool:
-    """Trained on the exact centre crop alone (augment.augment_batch with no augmentation and one
-    crop): the ten-crop test then shows it views it never saw, and single crop is the fair figure."""
-    return cfg.augment == "none" and cfg.train_crops == 1
+    """`protocol.centre_crop_only` of a run's settings."""
+    from fernas.protocol import centre_crop_only as of_settings
+
+    return of_settings(cfg.augment, cfg.train_crops)

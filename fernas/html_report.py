@@ -229,11 +229,13 @@ def _hall_of_fame(hof: list[dict], classes: int, ranked: bool = True) -> str:
                      fmt(e.get("params")), fmt(e.get("macs")), e.get("generation")))
     note = ("<p class=note>Ranked as the run ranks them: the re-ranked genomes first, by the mean accuracy of "
             "their re-ranking trainings (with the trial recipe also their own search trial; means within one "
-            "standard error of each other tie and go by their search trial, means at chance by the loss), then the others by the fitness rule (larger budget, then validation accuracy; "
-            "accuracies at or below the chance level tie and the lower validation loss ranks higher). "
-            "\"val acc\" is the genome's search trial at its largest budget.</p>")
-    head = (note if ranked else "") + table(("rank", "genome id", "name", "val acc", "re-ranked mean (trainings)", "budget", "params",
-                         "MACs", "generation"), rows, text_cols=(1, 2, 4))
+            "standard error of each other tie and go by their search trial, means at chance by the loss), then "
+            "the others by the fitness rule (larger budget, then validation accuracy; accuracies at or below the "
+            "chance level tie and the lower validation loss ranks higher). \"val acc\" is the genome's search "
+            "trial at its largest budget.</p>")
+    columns = ("rank", "genome id", "name", "val acc", "re-ranked mean (trainings)", "budget", "params", "MACs",
+               "generation")
+    head = (note if ranked else "") + table(columns, rows, text_cols=(1, 2, 4))
     rank = lambda d: f"{d['evolve']['rank']}. " if d.get("evolve", {}).get("rank") is not None else ""  # noqa: E731
     blocks = "".join(f"<details><summary>{esc(rank(d))}{esc(d.get('name'))}: layers and "
                      f"recipe</summary>{genome_block(d, classes)}</details>" for d in hof)

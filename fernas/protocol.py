@@ -10,6 +10,12 @@ RUN_VERSION = 3  # config.json's "fernas_train_run"; a run of another version is
 AUGMENT_WARMUP = 8  # epochs; `ProtocolConfig.augment_warmup`
 
 
+def centre_crop_only(augment: str | None, train_crops: int | None) -> bool:
+    """Trained on the exact centre crop alone (no augmentation, one crop): the ten-crop test then
+    shows it views it never saw, and single crop is the fair figure."""
+    return augment == "none" and train_crops == 1
+
+
 @dataclass
 class ProtocolConfig:
     """The protocol's settings; the defaults are the VGG paper's."""

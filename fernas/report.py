@@ -46,11 +46,6 @@ def save_figure(fig, path) -> None:
     atomic_write_bytes(path, figure_png(fig))
 
 
-def plot_curves(history: list[dict], path, title: str = "") -> None:
-    """curves.png: `curves_png`, written atomically."""
-    atomic_write_bytes(path, curves_png(history, title))
-
-
 def curves_png(history: list[dict], title: str = "") -> bytes:
     """PNG of the loss, accuracy and learning rate per epoch; phases (train, finetune) follow each other."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
@@ -178,7 +173,7 @@ def write_plots(run_dir, history: list[dict], metrics: dict, model, test_split, 
     run_dir = Path(run_dir)
     names = []
     if history:
-        plot_curves(history, run_dir / "curves.png", title)
+        atomic_write_bytes(run_dir / "curves.png", curves_png(history, title))
         names.append("curves.png")
     plot_confusion(metrics["confusion"], classes, run_dir / "confusion.png",
                    f"{title} ten-crop {split} accuracy {metrics[f'{split}_accuracy_tencrop']:.4f}".strip())

@@ -127,8 +127,9 @@ def _train_row(run: Path, cfg: dict) -> dict:
     total = int(args.get("epochs") or 0) + int(args.get("fine_tune_epochs") or 0)
     resumable = any(run.glob("checkpoint-*.pt"))
     stopped = "lost race" if _lost_race(run) else "stopped"
-    # trained on the centre crop alone (fulltrain.centre_crop_only): the single crop is the fair figure
-    crop = "single" if args.get("augment") == "none" and args.get("train_crops") == 1 else "tencrop"
+    from fernas.protocol import centre_crop_only
+
+    crop = "single" if centre_crop_only(args.get("augment"), args.get("train_crops")) else "tencrop"
     return {"kind": "train", "state": "finished" if metrics else (stopped if resumable else "incomplete"),
             "progress": f"epoch {epochs}/{total or '?'}", "trials": None,
             "best": metrics.get(f"test_accuracy_{crop}") if metrics else None, "best_crop": crop,

@@ -186,14 +186,14 @@ class EvolveConsole:
                      f"{e.get('budget')} epoch(s){_reranking_note(ev.cfg, e)}{_tie_note(ev, best.gid)}, "
                      f"{e.get('params') or 0:,} parameters, "
                      f"{(e.get('macs') or 0) / 1e6:.1f}M multiply-adds")
-        from fernas.search.run import run_trials, total_compute
+        from fernas.search.run import run_trials, total_compute, trial_count
 
         trials = run_trials(ev)
         seconds = sum(float(t.get("train_seconds") or 0) for t in trials)
         rerank = total_compute(ev) - total_compute(ev, search_only=True)
-        trained = [t for t in trials if t.get("status") != "skipped"]  # as `trial_count` (budgets, resume) counts
-        refused = f" ({len(trials) - len(trained)} genomes refused untrained)" if len(trials) > len(trained) else ""
-        self.say(f"training compute: {len(trained)} trials{refused}, {total_compute(ev):.3g} images x multiply-adds"
+        n = trial_count(ev)  # as the budgets and the resume line count (refused genomes apart)
+        refused = f" ({len(trials) - n} genomes refused untrained)" if len(trials) > n else ""
+        self.say(f"training compute: {n} trials{refused}, {total_compute(ev):.3g} images x multiply-adds"
                  + (f" ({rerank:.3g} of them re-ranking)" if rerank else "") + f", {seconds:.0f} s of training")
         from fernas.run_analysis import utilisation
 

@@ -62,7 +62,7 @@ class GenerationalSearcher(Searcher):
         self.finished = False
         self.failure: Exception | None = None  # the first error of our own code in a Tune callback (_kept)
         self.started_here = 0  # trials the current Tuner started (SEGMENT_TRIALS)
-        self.held: list[Candidate] | None = None  # a generation's batch kept for the next Tuner
+        self.held: list[Candidate] | None = None  # the GA's next batch, kept for the next Tuner
         self._load(run.ev.next_batch())
 
     def _load(self, batch: list[Candidate] | None) -> None:
@@ -303,7 +303,7 @@ class TrialEvents(tune.Callback):
 
     def __init__(self, searcher: GenerationalSearcher):
         self.searcher = searcher
-        self.sigint_handler = None  # Tune's, seen at its first step (`interrupted`)
+        self.sigint_handler = None  # Tune's, seen at its first step (`fired`)
         self.stopped = False  # Tune's Ctrl-C handler fired during its run (`_own_ctrl_c`)
 
     def __getstate__(self):
